@@ -1,0 +1,289 @@
+//! Database pools for the two supported backends — SQLite (the embedded default) and
+//! PostgreSQL (production) — plus embedded, per-service migrations and the one place that
+//! classifies database errors into [`Code`]s.
+//!
+//! Stores write their SQL once, with `$1`-style placeholders that both backends accept, and run
+//! it through [`with_db!`](crate::with_db), which expands the same code for each pool type.
+
+use std::{borrow::Cow, str::FromStr, time::Duration};
+
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::{
+    PgPool, SqlitePool,
+    error::ErrorKind,
+    migrate::{Migration, MigrationType, Migrator},
+    postgres::{PgConnectOptions, PgPoolOptions},
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+};
+
+use crate::error::Code;
+
+/// A connection pool to one of the supported databases.
+#[derive(Debug, Clone)]
+pub enum Db {
+    /// An embedded SQLite database file.
+    Sqlite(SqlitePool),
+    /// A PostgreSQL server.
+    Postgres(PgPool),
+}
+
+/// Runs the same code against whichever pool a [`Db`] holds.
+///
+/// `with_db!(&db, |pool| sqlx::query("SELECT 1").execute(pool).await)` expands the body once
+/// per backend, so the same SQL text and binds are type-checked against both drivers.
+#[macro_export]
+macro_rules! with_db {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match $db {
+            $crate::db::Db::Sqlite($pool) => $body,
+            $crate::db::Db::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Errors from opening a database or migrating it.
+#[derive(Debug, thiserror::Error)]
+pub enum DbSetupError {
+    /// The URL names no supported database.
+    #[error("unsupported database URL: expected a `sqlite:` or `postgres:` URL")]
+    UnsupportedUrl,
+    /// The directory for the SQLite file could not be created.
+    #[error("failed to create the database directory")]
+    CreateDir(#[source] std::io::Error),
+    /// Connecting failed.
+    #[error("failed to connect to the {backend} database")]
+    Connect {
+        /// Which backend.
+        backend: &'static str,
+        /// Why.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A migration failed.
+    #[error("failed to apply the {service} migrations")]
+    Migrate {
+        /// Whose migrations.
+        service: &'static str,
+        /// Why.
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+}
+
+/// Connection settings.
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    /// Largest number of pooled connections.
+    pub max_connections: u32,
+    /// How long to wait for a free connection before failing with `Unavailable`.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// One embedded migration file.
+#[derive(Debug, Clone, Copy)]
+pub struct MigrationFile {
+    /// Version; migrations run in increasing order.
+    pub version: i64,
+    /// Short description.
+    pub description: &'static str,
+    /// The SQL, usually `include_str!` of a file beside the store.
+    pub sql: &'static str,
+}
+
+/// The migrations of one service, for each backend. Each service keeps its own history table,
+/// so services can be migrated independently and share one database.
+#[derive(Debug, Clone, Copy)]
+pub struct Migrations {
+    /// The service's name; the history table is `_aimesh_<name>_migrations`.
+    pub service: &'static str,
+    /// Migrations for SQLite.
+    pub sqlite: &'static [MigrationFile],
+    /// Migrations for PostgreSQL.
+    pub postgres: &'static [MigrationFile],
+}
+
+impl Migrations {
+    fn migrator(&self, files: &[MigrationFile]) -> Migrator {
+        let migrations = files
+            .iter()
+            .map(|f| {
+                Migration::new(
+                    f.version,
+                    Cow::Borrowed(f.description),
+                    MigrationType::Simple,
+                    sqlx::SqlSafeStr::into_sql_str(f.sql),
+                    false,
+                )
+            })
+            .collect();
+        let mut migrator = Migrator::with_migrations(migrations);
+        migrator.dangerous_set_table_name(format!("_aimesh_{}_migrations", self.service));
+        migrator
+    }
+}
+
+// === impl Db ===
+
+impl Db {
+    /// Opens a pool for a `sqlite:` or `postgres:` URL. A SQLite file (and its directory) is
+    /// created when missing and opened in WAL mode with foreign keys on.
+    pub async fn connect(url: &SecretString, options: &DbOptions) -> Result<Self, DbSetupError> {
+        let url = url.expose_secret();
+        if url.starts_with("sqlite:") {
+            let connect = SqliteConnectOptions::from_str(url)
+                .map_err(|source| DbSetupError::Connect {
+                    backend: "sqlite",
+                    source,
+                })?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(5));
+            if let Some(dir) = connect.get_filename().parent()
+                && !dir.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(dir).map_err(DbSetupError::CreateDir)?;
+            }
+            let pool = SqlitePoolOptions::new()
+                .max_connections(options.max_connections)
+                .acquire_timeout(options.acquire_timeout)
+                .connect_with(connect)
+                .await
+                .map_err(|source| DbSetupError::Connect {
+                    backend: "sqlite",
+                    source,
+                })?;
+            Ok(Db::Sqlite(pool))
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let connect =
+                PgConnectOptions::from_str(url).map_err(|source| DbSetupError::Connect {
+                    backend: "postgres",
+                    source,
+                })?;
+            let pool = PgPoolOptions::new()
+                .max_connections(options.max_connections)
+                .acquire_timeout(options.acquire_timeout)
+                .connect_with(connect)
+                .await
+                .map_err(|source| DbSetupError::Connect {
+                    backend: "postgres",
+                    source,
+                })?;
+            Ok(Db::Postgres(pool))
+        } else {
+            Err(DbSetupError::UnsupportedUrl)
+        }
+    }
+
+    /// Returns `"sqlite"` or `"postgres"`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Applies a service's pending migrations.
+    pub async fn migrate(&self, migrations: &Migrations) -> Result<(), DbSetupError> {
+        let result = match self {
+            Db::Sqlite(pool) => migrations.migrator(migrations.sqlite).run(pool).await,
+            Db::Postgres(pool) => migrations.migrator(migrations.postgres).run(pool).await,
+        };
+        result.map_err(|source| DbSetupError::Migrate {
+            service: migrations.service,
+            source,
+        })
+    }
+
+    /// Checks that the database answers a trivial query.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        with_db!(self, |pool| sqlx::query("SELECT 1").execute(pool).await.map(drop))
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        with_db!(self, |pool| pool.close().await)
+    }
+}
+
+/// Classifies a database error: constraint violations become client-facing codes, lost
+/// connections and lock timeouts `Unavailable`, everything else `Internal`.
+pub fn error_code(error: &sqlx::Error) -> Code {
+    match error {
+        sqlx::Error::RowNotFound => Code::NotFound,
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            Code::Unavailable
+        }
+        sqlx::Error::Database(db) => match db.kind() {
+            ErrorKind::UniqueViolation => Code::AlreadyExists,
+            ErrorKind::ForeignKeyViolation => Code::NotFound,
+            _ => match db.code().as_deref() {
+                // SQLite SQLITE_BUSY / SQLITE_LOCKED, PostgreSQL lock timeout.
+                Some("5") | Some("6") | Some("55P03") => Code::Unavailable,
+                // PostgreSQL serialization failure and deadlock: safe to retry.
+                Some("40001") | Some("40P01") => Code::Aborted,
+                _ => Code::Internal,
+            },
+        },
+        _ => Code::Internal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEST_MIGRATIONS: Migrations = Migrations {
+        service: "kit_test",
+        sqlite: &[MigrationFile {
+            version: 1,
+            description: "items",
+            sql: "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);",
+        }],
+        postgres: &[],
+    };
+
+    #[tokio::test]
+    async fn sqlite_file_is_created_and_migrated_idempotently() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = SecretString::from(format!(
+            "sqlite://{}/nested/test.db?mode=rwc",
+            dir.path().display()
+        ));
+        let db = Db::connect(&url, &DbOptions::default()).await.unwrap();
+        db.migrate(&TEST_MIGRATIONS).await.unwrap();
+        db.migrate(&TEST_MIGRATIONS).await.unwrap();
+        db.ping().await.unwrap();
+
+        let insert = |name: &'static str| {
+            let db = db.clone();
+            async move {
+                with_db!(&db, |pool| sqlx::query("INSERT INTO items (name) VALUES ($1)")
+                    .bind(name)
+                    .execute(pool)
+                    .await
+                    .map(drop))
+            }
+        };
+        insert("a").await.unwrap();
+        let error = insert("a").await.unwrap_err();
+        assert_eq!(error_code(&error), Code::AlreadyExists);
+    }
+
+    #[tokio::test]
+    async fn unsupported_urls_are_refused() {
+        let url = SecretString::from("mysql://localhost/db".to_owned());
+        let error = Db::connect(&url, &DbOptions::default()).await.unwrap_err();
+        assert!(matches!(error, DbSetupError::UnsupportedUrl));
+    }
+}

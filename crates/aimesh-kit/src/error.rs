@@ -1,0 +1,254 @@
+//! The one mapping from service errors to gRPC statuses.
+//!
+//! Each service keeps a small `thiserror` enum and implements [`ServiceError`] for it: a code
+//! from the table below and, for bad input, the violated fields. [`into_status`] turns it into
+//! a `tonic::Status` with the rich error model (`google.rpc.BadRequest` field violations) and
+//! makes sure internals never reach a client: for internal and unavailable errors the client
+//! gets a generic message while the whole cause chain is logged here, once.
+
+use std::{error::Error as StdError, fmt};
+
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// What kind of failure an error is, independent of transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    /// The request is malformed; the violated fields say where.
+    InvalidArgument,
+    /// The resource does not exist, or is not the caller's.
+    NotFound,
+    /// The resource already exists.
+    AlreadyExists,
+    /// A concurrency conflict, such as a stale version; retrying after a re-read can succeed.
+    Aborted,
+    /// The system is not in the state the operation needs.
+    FailedPrecondition,
+    /// A quota or limit was hit.
+    ResourceExhausted,
+    /// No valid credentials.
+    Unauthenticated,
+    /// Credentials are valid but do not allow the operation.
+    PermissionDenied,
+    /// A dependency is down or overloaded; retrying later can succeed.
+    Unavailable,
+    /// The operation was cancelled.
+    Cancelled,
+    /// The operation ran out of time.
+    DeadlineExceeded,
+    /// A bug or an unexpected failure.
+    Internal,
+}
+
+impl Code {
+    /// Returns the gRPC status code.
+    pub fn grpc(self) -> tonic::Code {
+        match self {
+            Code::InvalidArgument => tonic::Code::InvalidArgument,
+            Code::NotFound => tonic::Code::NotFound,
+            Code::AlreadyExists => tonic::Code::AlreadyExists,
+            Code::Aborted => tonic::Code::Aborted,
+            Code::FailedPrecondition => tonic::Code::FailedPrecondition,
+            Code::ResourceExhausted => tonic::Code::ResourceExhausted,
+            Code::Unauthenticated => tonic::Code::Unauthenticated,
+            Code::PermissionDenied => tonic::Code::PermissionDenied,
+            Code::Unavailable => tonic::Code::Unavailable,
+            Code::Cancelled => tonic::Code::Cancelled,
+            Code::DeadlineExceeded => tonic::Code::DeadlineExceeded,
+            Code::Internal => tonic::Code::Internal,
+        }
+    }
+
+    /// Returns the HTTP status the same failure has over REST.
+    pub fn http_status(self) -> u16 {
+        match self {
+            Code::InvalidArgument => 400,
+            Code::NotFound => 404,
+            Code::AlreadyExists | Code::Aborted => 409,
+            Code::FailedPrecondition => 400,
+            Code::ResourceExhausted => 429,
+            Code::Unauthenticated => 401,
+            Code::PermissionDenied => 403,
+            Code::Unavailable => 503,
+            Code::Cancelled => 499,
+            Code::DeadlineExceeded => 504,
+            Code::Internal => 500,
+        }
+    }
+
+    /// Returns whether errors with this code hide their message from clients.
+    fn is_opaque(self) -> bool {
+        matches!(self, Code::Internal | Code::Unavailable)
+    }
+}
+
+/// One invalid field of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    /// The field's path in the request, e.g. `note.title`.
+    pub field: String,
+    /// What is wrong with it.
+    pub description: String,
+}
+
+impl FieldViolation {
+    /// Creates a violation.
+    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            description: description.into(),
+        }
+    }
+}
+
+impl fmt::Display for FieldViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.description)
+    }
+}
+
+/// A list of field violations, gathered while validating a request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Violations(Vec<FieldViolation>);
+
+impl Violations {
+    /// Creates an empty list.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a violation.
+    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.0.push(FieldViolation::new(field, description));
+    }
+
+    /// Records the error of a fallible check under `field`, returning the value if it passed.
+    pub fn check<T, E: fmt::Display>(&mut self, field: &str, result: Result<T, E>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(error) => {
+                self.add(field, error.to_string());
+                None
+            }
+        }
+    }
+
+    /// Returns whether no violation was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Returns `Ok(())` when empty, or the violations.
+    pub fn into_result(self) -> Result<(), Vec<FieldViolation>> {
+        if self.0.is_empty() { Ok(()) } else { Err(self.0) }
+    }
+}
+
+/// Formats violations as one line: `title: must not be empty; page_size: ...`.
+pub fn display_violations(violations: &[FieldViolation]) -> String {
+    violations
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// An error a service returns to its clients.
+pub trait ServiceError: StdError {
+    /// Returns the failure's code.
+    fn code(&self) -> Code;
+
+    /// Returns the invalid request fields, for `InvalidArgument` errors.
+    fn field_violations(&self) -> &[FieldViolation] {
+        &[]
+    }
+}
+
+/// Converts a service error into a `Status`, logging opaque errors with their cause chain.
+pub fn into_status<E: ServiceError>(error: E) -> tonic::Status {
+    let code = error.code();
+    let message = if code.is_opaque() {
+        tracing::error!(error.cause_chain = %CauseChain(&error), "request failed");
+        match code {
+            Code::Unavailable => "the service is temporarily unavailable".to_owned(),
+            _ => "internal error".to_owned(),
+        }
+    } else {
+        error.to_string()
+    };
+    let violations = error.field_violations();
+    if violations.is_empty() {
+        tonic::Status::new(code.grpc(), message)
+    } else {
+        let details = ErrorDetails::with_bad_request(
+            violations
+                .iter()
+                .map(|v| tonic_types::FieldViolation::new(&v.field, &v.description))
+                .collect::<Vec<_>>(),
+        );
+        tonic::Status::with_error_details(code.grpc(), message, details)
+    }
+}
+
+/// Displays an error and all its sources, separated by `: `.
+pub struct CauseChain<'a>(pub &'a dyn StdError);
+
+impl fmt::Display for CauseChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic_types::StatusExt;
+
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    enum TestError {
+        #[error("invalid argument: {}", display_violations(.0))]
+        Invalid(Vec<FieldViolation>),
+        #[error("database failed at /var/lib/secret.db")]
+        Internal,
+    }
+
+    impl ServiceError for TestError {
+        fn code(&self) -> Code {
+            match self {
+                TestError::Invalid(_) => Code::InvalidArgument,
+                TestError::Internal => Code::Internal,
+            }
+        }
+        fn field_violations(&self) -> &[FieldViolation] {
+            match self {
+                TestError::Invalid(v) => v,
+                TestError::Internal => &[],
+            }
+        }
+    }
+
+    #[test]
+    fn invalid_argument_carries_field_violations() {
+        let status = into_status(TestError::Invalid(vec![FieldViolation::new(
+            "note.title",
+            "must not be empty",
+        )]));
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(status.message().contains("note.title"));
+        let bad = status.get_details_bad_request().expect("bad request details");
+        assert_eq!(bad.field_violations[0].field, "note.title");
+    }
+
+    #[test]
+    fn internal_errors_hide_their_message() {
+        let status = into_status(TestError::Internal);
+        assert_eq!(status.code(), tonic::Code::Internal);
+        assert_eq!(status.message(), "internal error");
+    }
+}

@@ -1,0 +1,14 @@
+//! The shared runtime every aimesh service stands on: typed configuration, telemetry, one
+//! error-to-`Status` mapping, database pools with migrations, the caller's identity in request
+//! extensions, cache invalidation fan-out, and a gRPC server builder that adds grpc-web,
+//! reflection, health and graceful shutdown.
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod invalidation;
+pub mod server;
+pub mod telemetry;
+
+pub use error::{Code, FieldViolation, ServiceError};

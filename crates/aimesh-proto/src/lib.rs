@@ -1,0 +1,24 @@
+//! Generated protobuf messages and tonic clients/servers for every aimesh package, plus the
+//! encoded `FileDescriptorSet` of the whole `proto/` module (with its imports), which gRPC
+//! reflection serves and Envoy's REST transcoder reads.
+
+#![allow(missing_docs, unreachable_pub, clippy::all)]
+
+/// The encoded descriptor set of every aimesh proto file and its imports.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/aimesh_descriptor.bin"));
+
+/// `aimesh.notes.v1`.
+pub mod notes {
+    /// Version 1.
+    pub mod v1 {
+        tonic::include_proto!("aimesh.notes.v1");
+    }
+}
+
+/// `aimesh.bench.v1`: the echo service used as a benchmark ceiling.
+pub mod bench {
+    /// Version 1.
+    pub mod v1 {
+        tonic::include_proto!("aimesh.bench.v1");
+    }
+}
