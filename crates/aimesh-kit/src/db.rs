@@ -207,7 +207,10 @@ impl Db {
 
     /// Checks that the database answers a trivial query.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        with_db!(self, |pool| sqlx::query("SELECT 1").execute(pool).await.map(drop))
+        with_db!(self, |pool| sqlx::query("SELECT 1")
+            .execute(pool)
+            .await
+            .map(drop))
     }
 
     /// Closes every connection.
@@ -268,11 +271,13 @@ mod tests {
         let insert = |name: &'static str| {
             let db = db.clone();
             async move {
-                with_db!(&db, |pool| sqlx::query("INSERT INTO items (name) VALUES ($1)")
-                    .bind(name)
-                    .execute(pool)
-                    .await
-                    .map(drop))
+                with_db!(&db, |pool| sqlx::query(
+                    "INSERT INTO items (name) VALUES ($1)"
+                )
+                .bind(name)
+                .execute(pool)
+                .await
+                .map(drop))
             }
         };
         insert("a").await.unwrap();

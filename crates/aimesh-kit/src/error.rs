@@ -139,7 +139,11 @@ impl Violations {
 
     /// Returns `Ok(())` when empty, or the violations.
     pub fn into_result(self) -> Result<(), Vec<FieldViolation>> {
-        if self.0.is_empty() { Ok(()) } else { Err(self.0) }
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(self.0)
+        }
     }
 }
 
@@ -241,7 +245,9 @@ mod tests {
         )]));
         assert_eq!(status.code(), tonic::Code::InvalidArgument);
         assert!(status.message().contains("note.title"));
-        let bad = status.get_details_bad_request().expect("bad request details");
+        let bad = status
+            .get_details_bad_request()
+            .expect("bad request details");
         assert_eq!(bad.field_violations[0].field, "note.title");
     }
 

@@ -8,7 +8,10 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod invalidation;
+pub mod paging;
 pub mod server;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use error::{Code, FieldViolation, ServiceError};

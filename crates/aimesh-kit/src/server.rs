@@ -7,12 +7,7 @@
 //! request joined to the caller's W3C trace context, and a graceful drain on shutdown.
 
 use std::{
-    convert::Infallible,
-    future::Future,
-    net::SocketAddr,
-    pin::Pin,
-    sync::Arc,
-    time::Duration,
+    convert::Infallible, future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration,
 };
 
 use opentelemetry::propagation::Extractor;
@@ -154,6 +149,11 @@ impl Server {
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
             for set in &descriptor_sets {
                 builder = builder.register_encoded_file_descriptor_set(set);
+            }
+            // List only what this process serves, not every service in the descriptor sets.
+            builder = builder.with_service_name("grpc.health.v1.Health");
+            for name in &service_names {
+                builder = builder.with_service_name(*name);
             }
             builder
         };

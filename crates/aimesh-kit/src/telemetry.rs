@@ -89,7 +89,9 @@ pub fn init_for_tests() {
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
         if std::env::var_os("TEST_LOG").is_some() {
             let _ = tracing_subscriber::fmt()
-                .with_env_filter(EnvFilter::new("debug,sqlx=info,h2=info,hyper=info,tower=info"))
+                .with_env_filter(EnvFilter::new(
+                    "debug,sqlx=info,h2=info,hyper=info,tower=info",
+                ))
                 .with_test_writer()
                 .try_init();
         }

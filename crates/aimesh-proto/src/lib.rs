@@ -5,7 +5,8 @@
 #![allow(missing_docs, unreachable_pub, clippy::all)]
 
 /// The encoded descriptor set of every aimesh proto file and its imports.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/aimesh_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/aimesh_descriptor.bin"));
 
 /// `aimesh.notes.v1`.
 pub mod notes {

@@ -1,0 +1,64 @@
+//! Errors of the notes service.
+
+use aimesh_kit::{
+    Code, FieldViolation, ServiceError,
+    error::{display_violations, into_status},
+};
+use uuid::Uuid;
+
+/// A notes operation's failure.
+#[derive(Debug, thiserror::Error)]
+pub enum NotesError {
+    /// The request is malformed.
+    #[error("invalid argument: {}", display_violations(.0))]
+    InvalidArgument(Vec<FieldViolation>),
+    /// No such note for this caller.
+    #[error("note {0} not found")]
+    NotFound(Uuid),
+    /// The caller's version is stale.
+    #[error("note {id} is at version {current}, not {expected}; read it again and retry")]
+    VersionMismatch {
+        /// The note.
+        id: Uuid,
+        /// The version the caller sent.
+        expected: i64,
+        /// The stored version.
+        current: i64,
+    },
+    /// The database failed.
+    #[error("database error")]
+    Db(#[from] sqlx::Error),
+}
+
+/// The result of a notes operation.
+pub type NotesResult<T> = Result<T, NotesError>;
+
+impl ServiceError for NotesError {
+    fn code(&self) -> Code {
+        match self {
+            NotesError::InvalidArgument(_) => Code::InvalidArgument,
+            NotesError::NotFound(_) => Code::NotFound,
+            NotesError::VersionMismatch { .. } => Code::Aborted,
+            NotesError::Db(error) => match aimesh_kit::db::error_code(error) {
+                // Constraint codes would leak schema details through "database error"; a
+                // unique or foreign-key failure here is a bug or a race, report it as such.
+                Code::Unavailable => Code::Unavailable,
+                Code::Aborted => Code::Aborted,
+                _ => Code::Internal,
+            },
+        }
+    }
+
+    fn field_violations(&self) -> &[FieldViolation] {
+        match self {
+            NotesError::InvalidArgument(violations) => violations,
+            _ => &[],
+        }
+    }
+}
+
+impl From<NotesError> for tonic::Status {
+    fn from(error: NotesError) -> Self {
+        into_status(error)
+    }
+}

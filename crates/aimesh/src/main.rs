@@ -1,0 +1,143 @@
+//! `aimesh`: runs the mesh (`serve`), applies migrations (`migrate`) and writes the descriptor
+//! set Envoy's transcoder reads (`descriptor-set`).
+
+use std::path::PathBuf;
+
+use aimesh::{Mesh, ServiceKind};
+use aimesh_kit::{
+    config::{ServerConfig, TelemetryConfig},
+    server::shutdown_signal,
+    telemetry,
+};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+/// A self-hostable, gRPC-first mesh of AI services.
+#[derive(Debug, Parser)]
+#[command(name = "aimesh", version, about)]
+struct Cli {
+    #[command(flatten)]
+    telemetry: TelemetryConfig,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the selected services over gRPC (and grpc-web) on one port.
+    Serve {
+        #[command(flatten)]
+        server: ServerConfig,
+
+        /// Services to run, comma-separated (default: all).
+        #[arg(long, env = "AIMESH_SERVICES", value_delimiter = ',', value_enum)]
+        services: Vec<ServiceKind>,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate {
+        #[command(flatten)]
+        server: ServerConfig,
+    },
+    /// Write the encoded FileDescriptorSet of every aimesh API (for Envoy's transcoder).
+    DescriptorSet {
+        /// Output file.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Command::DescriptorSet { out } = &cli.command {
+        std::fs::write(out, aimesh_proto::FILE_DESCRIPTOR_SET)
+            .with_context(|| format!("failed to write {}", out.display()))?;
+        return Ok(());
+    }
+    let _telemetry = telemetry::init(&cli.telemetry)?;
+    let result = run(cli.command).await;
+    if let Err(error) = &result {
+        tracing::error!(error = format!("{error:#}"), "aimesh failed");
+    }
+    result
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { server, services } => {
+            let services = if services.is_empty() {
+                ServiceKind::ALL.to_vec()
+            } else {
+                services
+            };
+            tracing::info!(database = server.database_kind(), "starting aimesh");
+            let mesh = Mesh::build(&server, &services).await?;
+            let token = mesh.shutdown_token();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                token.cancel();
+            });
+            mesh.run_until_stopped().await
+        }
+        Command::Migrate { server } => {
+            let db = aimesh::connect(&server).await?;
+            aimesh::migrate(&db).await?;
+            tracing::info!(database = db.backend(), "migrations applied");
+            db.close().await;
+            Ok(())
+        }
+        Command::DescriptorSet { .. } => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// Every variable in `.env.example` is one the binary reads, and every `AIMESH_` variable
+    /// the binary reads is documented there.
+    #[test]
+    fn env_example_matches_the_cli() {
+        let example = include_str!("../../../.env.example");
+        let documented: std::collections::BTreeSet<String> = example
+            .lines()
+            .map(|line| line.trim().trim_start_matches('#').trim())
+            .filter_map(|line| line.split_once('=').map(|(key, _)| key.trim().to_owned()))
+            .filter(|key| {
+                !key.is_empty() && key.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+            })
+            .collect();
+
+        let mut known = std::collections::BTreeSet::new();
+        let cli = Cli::command();
+        let mut commands = vec![&cli];
+        while let Some(command) = commands.pop() {
+            for arg in command.get_arguments() {
+                if let Some(env) = arg.get_env() {
+                    known.insert(env.to_string_lossy().into_owned());
+                }
+            }
+            commands.extend(command.get_subcommands());
+        }
+        for key in &documented {
+            assert!(
+                known.contains(key),
+                "{key} is in .env.example but aimesh does not read it"
+            );
+        }
+        for key in &known {
+            assert!(
+                documented.contains(key),
+                "{key} is read by aimesh but missing from .env.example"
+            );
+        }
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}
