@@ -12,12 +12,12 @@ use std::{
 
 use opentelemetry::propagation::Extractor;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{
     body::Body,
     server::NamedService,
     service::{Routes, RoutesBuilder},
+    transport::server::TcpIncoming,
 };
 use tonic_health::{ServingStatus, server::HealthReporter};
 use tower::Service;
@@ -202,7 +202,12 @@ impl Server {
             .layer(tonic_web::GrpcWebLayer::new())
             .layer(auth)
             .add_routes(routes)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(listener)
+                    .with_nodelay(Some(true))
+                    .with_keepalive(Some(Duration::from_secs(60))),
+                signal,
+            );
         tokio::pin!(serve);
 
         let result = tokio::select! {

@@ -1,6 +1,8 @@
 //! Black-box tests of the mesh: each starts the real server on port 0 over a throwaway SQLite
 //! or PostgreSQL database and talks to it through generated tonic clients.
 
+#![allow(clippy::unwrap_used)]
+
 mod helpers;
 mod notes;
 mod server;
