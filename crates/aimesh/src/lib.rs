@@ -121,3 +121,30 @@ impl Mesh {
         result
     }
 }
+
+/// Asks the server at `addr` for the health of `service` (empty: the whole server), failing
+/// unless it is SERVING.
+pub async fn health_check(addr: &str, service: &str) -> anyhow::Result<()> {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(3));
+    let mut client = HealthClient::new(endpoint.connect().await?);
+    let status = client
+        .check(HealthCheckRequest {
+            service: service.to_owned(),
+        })
+        .await?
+        .into_inner()
+        .status();
+    anyhow::ensure!(
+        status == ServingStatus::Serving,
+        "{addr} reports {}",
+        status.as_str_name()
+    );
+    println!("SERVING");
+    Ok(())
+}

@@ -39,6 +39,16 @@ enum Command {
         #[command(flatten)]
         server: ServerConfig,
     },
+    /// Check a running server's health over grpc.health.v1; exits non-zero unless SERVING.
+    /// Used by container healthchecks.
+    Health {
+        /// The server's address.
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        addr: String,
+        /// The service to check (empty: the whole server).
+        #[arg(long, default_value = "")]
+        service: String,
+    },
     /// Write the encoded FileDescriptorSet of every aimesh API (for Envoy's transcoder).
     DescriptorSet {
         /// Output file.
@@ -54,6 +64,9 @@ async fn main() -> anyhow::Result<()> {
         std::fs::write(out, aimesh_proto::FILE_DESCRIPTOR_SET)
             .with_context(|| format!("failed to write {}", out.display()))?;
         return Ok(());
+    }
+    if let Command::Health { addr, service } = &cli.command {
+        return aimesh::health_check(addr, service).await;
     }
     let _telemetry = telemetry::init(&cli.telemetry)?;
     let result = run(cli.command).await;
@@ -87,7 +100,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             db.close().await;
             Ok(())
         }
-        Command::DescriptorSet { .. } => Ok(()),
+        Command::DescriptorSet { .. } | Command::Health { .. } => Ok(()),
     }
 }
 
