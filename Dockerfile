@@ -1,0 +1,57 @@
+# syntax=docker/dockerfile:1
+# aimesh: one image for every role of the mesh. The same binary serves a service
+# (`aimesh serve --services notes`), runs the job worker, applies migrations (`aimesh migrate`),
+# checks health (`aimesh health`) and writes Envoy's descriptor set (`aimesh descriptor-set`).
+#
+#   docker build -t aimesh .
+#   docker run --rm -p 127.0.0.1:50051:50051 aimesh serve
+#
+# No HEALTHCHECK here: the image plays several roles (services, worker, one-shot migrations), so
+# docker-compose.yml and the Helm chart define the check per role (`aimesh health --addr ...`).
+
+ARG RUST_VERSION=1.95.0
+
+# ---- build ---------------------------------------------------------------------------------
+FROM rust:${RUST_VERSION}-slim-bookworm AS builder
+WORKDIR /src
+
+# Everything the workspace build reads: manifests, lock file, crates (with their migrations)
+# and the protos that aimesh-proto's build script compiles (pure Rust, no protoc needed).
+COPY Cargo.toml Cargo.lock ./
+COPY crates ./crates
+COPY proto ./proto
+
+# Cache mounts keep the crates.io downloads and the target directory between builds; the binary
+# is copied out of the cached target directory in the same step.
+RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
+    --mount=type=cache,target=/src/target,sharing=locked \
+    cargo build --release --locked -p aimesh \
+    && install -D -m 0755 target/release/aimesh /out/aimesh \
+    && install -d -m 0750 /out/data
+
+# ---- runtime -------------------------------------------------------------------------------
+# Distroless "cc": glibc, libgcc and CA certificates, no shell or package manager; Debian 12 like
+# the builder, so the binary's glibc requirement is met. Its nonroot user is 65532.
+FROM gcr.io/distroless/cc-debian12:nonroot
+
+LABEL org.opencontainers.image.title="aimesh" \
+      org.opencontainers.image.description="A gRPC-first mesh of AI services" \
+      org.opencontainers.image.licenses="Apache-2.0"
+
+COPY --from=builder /out/aimesh /usr/local/bin/aimesh
+# The data directory (SQLite and local files when no PostgreSQL/object store is configured),
+# owned by the runtime user. Mount a volume here to keep it.
+COPY --from=builder --chown=65532:65532 /out/data /var/lib/aimesh
+
+# Listen on every interface inside the container; log JSON lines; keep local data in the volume.
+ENV AIMESH_GRPC_ADDR=0.0.0.0:50051 \
+    AIMESH_DATA_DIR=/var/lib/aimesh \
+    AIMESH_LOG_FORMAT=json
+
+USER 65532:65532
+WORKDIR /var/lib/aimesh
+# gRPC, gRPC-web (HTTP/1.1) and grpc.health.v1 on one port.
+EXPOSE 50051
+
+ENTRYPOINT ["/usr/local/bin/aimesh"]
+CMD ["serve"]
