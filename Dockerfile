@@ -27,7 +27,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
     cargo build --release --locked -p aimesh \
     && install -D -m 0755 target/release/aimesh /out/aimesh \
-    && install -d -m 0750 /out/data
+    && install -d -m 0755 /out/data
 
 # ---- runtime -------------------------------------------------------------------------------
 # Distroless "cc": glibc, libgcc and CA certificates, no shell or package manager; Debian 12 like
