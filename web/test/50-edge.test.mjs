@@ -1,0 +1,112 @@
+// The edge's own duties: JSON access log, active gRPC health checks of the upstreams, the
+// request body limit, and OTLP span export to a collector.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import http2 from "node:http2";
+import { env, eventually, http, stats, uniqueWord } from "../testlib/edge.mjs";
+
+function accessLog() {
+  return readFileSync(env.accessLog, "utf8")
+    .split("\n")
+    .filter((line) => line.startsWith("{"))
+    .map((line) => JSON.parse(line));
+}
+
+test("every request is logged as a JSON line with its REST and gRPC paths", async () => {
+  const word = uniqueWord("log");
+  const response = await http("GET", `/api/v1/notes?query=${word}`, {
+    headers: { "user-agent": `edge-test-${word}` },
+  });
+  assert.equal(response.status, 200, response.text);
+  const entry = await eventually(
+    () => accessLog().find((e) => e.user_agent === `edge-test-${word}`),
+    { timeoutMs: 5000 },
+  );
+  assert.ok(entry, "no access log line for the request");
+  assert.equal(entry.method, "GET");
+  assert.equal(entry.path, `/api/v1/notes?query=${word}`);
+  assert.equal(entry.grpc_path, "/aimesh.notes.v1.NotesService/ListNotes");
+  assert.equal(entry.status, 200);
+  assert.equal(entry.grpc_status, "OK");
+  assert.equal(entry.cluster, "notes");
+  assert.match(entry.request_id, /^[0-9a-f-]{36}$/);
+  assert.equal(typeof entry.duration_ms, "number");
+});
+
+test("upstreams are health-checked over grpc.health.v1", async () => {
+  const counters = await stats("health_check");
+  for (const cluster of ["notes", "mesh"]) {
+    assert.ok(
+      counters.get(`cluster.${cluster}.health_check.success`) >= 1,
+      `${cluster}: ${JSON.stringify([...counters])}`,
+    );
+    assert.equal(counters.get(`cluster.${cluster}.health_check.healthy`), 1);
+  }
+});
+
+test("a request body over the limit is refused with 413 before reaching a service", async () => {
+  const before = (await stats("cluster.notes.upstream_rq_total")).get("cluster.notes.upstream_rq_total");
+  const response = await http("POST", "/api/v1/notes", {
+    body: {
+      title: "big",
+      original_text: "x".repeat(env.maxRequestBytes + 1024),
+      original_language: "en",
+    },
+  });
+  assert.equal(response.status, 413, response.text);
+  assert.match(response.headers.get("content-type") ?? "", /^application\/json/);
+  assert.equal(response.json.http_status, 413, response.text);
+  const after = (await stats("cluster.notes.upstream_rq_total")).get("cluster.notes.upstream_rq_total");
+  assert.equal(after, before, "the oversized request reached the notes service");
+});
+
+/** A minimal OTLP/gRPC trace collector: records the raw ExportTraceServiceRequest bodies. */
+function startCollector(port) {
+  const exports = [];
+  const server = http2.createServer();
+  server.on("stream", (stream, headers) => {
+    const chunks = [];
+    stream.on("data", (chunk) => chunks.push(chunk));
+    stream.on("end", () => {
+      exports.push({ path: headers[":path"], body: Buffer.concat(chunks) });
+      stream.respond(
+        { ":status": 200, "content-type": "application/grpc" },
+        { waitForTrailers: true },
+      );
+      stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+      // One empty ExportTraceServiceResponse: uncompressed, length 0.
+      stream.end(Buffer.alloc(5));
+    });
+  });
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, "127.0.0.1", () => resolve({ server, exports }));
+  });
+}
+
+test("spans are exported over OTLP/gRPC, joining the caller's trace", async () => {
+  const { server, exports } = await startCollector(env.otlpPort);
+  try {
+    const traceId = randomBytes(16);
+    const parent = randomBytes(8);
+    const traceparent = `00-${traceId.toString("hex")}-${parent.toString("hex")}-01`;
+    const deadline = Date.now() + 20_000;
+    let found;
+    // Envoy batches spans and flushes every few seconds; keep traffic flowing until it does.
+    while (!found && Date.now() < deadline) {
+      const response = await http("GET", "/api/v1/stats", { headers: { traceparent } });
+      assert.equal(response.status, 200, response.text);
+      found = await eventually(() => exports.find((e) => e.body.includes(traceId)), {
+        timeoutMs: 1000,
+      });
+    }
+    assert.ok(found, `no span with trace id ${traceId.toString("hex")} in ${exports.length} exports`);
+    assert.equal(found.path, "/opentelemetry.proto.collector.trace.v1.TraceService/Export");
+    assert.ok(found.body.includes(Buffer.from("aimesh-edge")), "service.name is not aimesh-edge");
+  } finally {
+    server.close();
+  }
+});

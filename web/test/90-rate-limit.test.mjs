@@ -1,0 +1,25 @@
+// The edge's local rate limit. Runs last: it empties the token bucket (then waits for a refill).
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { env, http } from "../testlib/edge.mjs";
+
+test("past the burst, the edge answers 429 with a JSON body, then recovers", async () => {
+  const burst = env.rateLimitBurst;
+  const responses = await Promise.all(
+    Array.from({ length: burst * 2 }, () => http("GET", "/api/v1/stats")),
+  );
+  const limited = responses.filter((r) => r.status === 429);
+  const served = responses.filter((r) => r.status === 200);
+  assert.ok(limited.length >= burst / 2, `only ${limited.length} of ${responses.length} limited`);
+  assert.ok(served.length >= 1 && served.length <= burst + burst / 2, `${served.length} served`);
+  const sample = limited[0];
+  assert.equal(sample.headers.get("x-rate-limited"), "true");
+  assert.match(sample.headers.get("content-type") ?? "", /^application\/json/);
+  assert.equal(sample.json.http_status, 429, sample.text);
+
+  // The bucket refills every second.
+  await new Promise((resolve) => setTimeout(resolve, 2100));
+  const after = await http("GET", "/api/v1/stats");
+  assert.equal(after.status, 200, after.text);
+});

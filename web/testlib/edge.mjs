@@ -1,0 +1,123 @@
+// Shared helpers of the edge tests (web/test). scripts/test-edge starts the mesh and Envoy and
+// passes their addresses in the environment.
+
+import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { promisify } from "node:util";
+import { createFileRegistry, fromBinary } from "@bufbuild/protobuf";
+import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
+
+const execFileAsync = promisify(execFile);
+
+function required(name) {
+  const value = process.env[name];
+  if (!value) {
+    throw new Error(`${name} is not set: run these tests with scripts/test-edge`);
+  }
+  return value;
+}
+
+export const env = {
+  edgeUrl: required("EDGE_URL"),
+  edgeGrpc: required("EDGE_GRPC"),
+  adminUrl: required("EDGE_ADMIN_URL"),
+  accessLog: required("EDGE_ACCESS_LOG"),
+  otlpPort: Number(required("EDGE_OTLP_PORT")),
+  allowedOrigin: required("EDGE_ALLOWED_ORIGIN"),
+  maxRequestBytes: Number(required("EDGE_MAX_REQUEST_BYTES")),
+  rateLimitBurst: Number(required("EDGE_RATE_LIMIT_BURST")),
+  workDir: required("EDGE_WORK_DIR"),
+  meshGrpc: required("MESH_GRPC"),
+  descriptorSet: required("DESCRIPTOR_SET"),
+  repoRoot: required("REPO_ROOT"),
+};
+
+/** A random lowercase word, to keep one test's notes apart from another's. */
+export function uniqueWord(prefix = "w") {
+  return `${prefix}${randomBytes(6).toString("hex")}`;
+}
+
+/**
+ * Calls the edge over HTTP/1.1 and returns {status, headers, text, json}. `body` objects are sent
+ * as JSON.
+ */
+export async function http(method, path, { body, headers = {} } = {}) {
+  const init = { method, headers: { ...headers } };
+  if (body !== undefined) {
+    init.body = typeof body === "string" || body instanceof Uint8Array ? body : JSON.stringify(body);
+    init.headers["content-type"] ??= "application/json";
+  }
+  const response = await fetch(env.edgeUrl + path, init);
+  const text = await response.text();
+  let json;
+  try {
+    json = text ? JSON.parse(text) : undefined;
+  } catch {
+    json = undefined;
+  }
+  return { status: response.status, headers: response.headers, text, json };
+}
+
+/** The descriptor set Envoy's transcoder reads, decoded. */
+export function descriptorSet() {
+  return fromBinary(FileDescriptorSetSchema, readFileSync(env.descriptorSet));
+}
+
+/** A registry over the descriptor set, to decode messages (e.g. error details) by name. */
+export function descriptorRegistry() {
+  return createFileRegistry(descriptorSet());
+}
+
+/**
+ * Runs grpcurl (from `. scripts/tools.sh grpcurl`) and returns {code, stdout, stderr}; never
+ * throws on a non-zero exit.
+ */
+export async function grpcurl(args) {
+  try {
+    const { stdout, stderr } = await execFileAsync("grpcurl", args, { timeout: 20_000 });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    if (typeof error.code !== "number") throw error;
+    return { code: error.code, stdout: error.stdout ?? "", stderr: error.stderr ?? "" };
+  }
+}
+
+/** Runs a program to completion and returns {code, stdout, stderr}; never throws on exit codes. */
+export async function run(program, args, options = {}) {
+  try {
+    const { stdout, stderr } = await execFileAsync(program, args, { timeout: 60_000, ...options });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    if (typeof error.code !== "number") throw error;
+    return { code: error.code, stdout: error.stdout ?? "", stderr: error.stderr ?? "" };
+  }
+}
+
+/** Polls `probe` until it returns a truthy value or `timeoutMs` passes; returns the last value. */
+export async function eventually(probe, { timeoutMs = 10_000, intervalMs = 200 } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value || Date.now() >= deadline) return value;
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
+
+/** Envoy's running configuration, from its admin endpoint. */
+export async function configDump() {
+  const response = await fetch(`${env.adminUrl}/config_dump`);
+  if (!response.ok) throw new Error(`config_dump answered ${response.status}`);
+  return response.json();
+}
+
+/** Envoy's counters and gauges whose name contains `filter`, as a Map. */
+export async function stats(filter) {
+  const response = await fetch(`${env.adminUrl}/stats?filter=${encodeURIComponent(filter)}`);
+  const map = new Map();
+  for (const line of (await response.text()).split("\n")) {
+    const match = /^(\S+): (\d+)$/.exec(line);
+    if (match) map.set(match[1], Number(match[2]));
+  }
+  return map;
+}
