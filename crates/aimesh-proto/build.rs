@@ -6,7 +6,11 @@ use std::{env, error::Error, fs, path::PathBuf};
 use prost::Message;
 
 /// The proto files of the mesh, relative to `proto/`.
-const PROTOS: &[&str] = &["aimesh/notes/v1/notes.proto", "aimesh/bench/v1/echo.proto"];
+const PROTOS: &[&str] = &[
+    "aimesh/identity/v1/identity.proto",
+    "aimesh/notes/v1/notes.proto",
+    "aimesh/bench/v1/echo.proto",
+];
 
 fn main() -> Result<(), Box<dyn Error>> {
     let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?).join("../../proto");

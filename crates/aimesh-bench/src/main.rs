@@ -12,14 +12,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aimesh::{Mesh, ServiceKind};
-use aimesh_kit::config::ServerConfig;
+use aimesh::{Mesh, MeshConfig, ServiceKind};
 use aimesh_proto::{
     bench::v1::{
         EchoRequest, EchoResponse,
         echo_service_client::EchoServiceClient,
         echo_service_server::{EchoService, EchoServiceServer},
     },
+    identity::v1::{LoginRequest, RegisterRequest, identity_service_client::IdentityServiceClient},
     notes::v1::{self as pb, notes_service_client::NotesServiceClient},
 };
 use anyhow::Context;
@@ -87,11 +87,11 @@ async fn main() -> anyhow::Result<()> {
 
     let echo_addr = spawn_echo().await?;
     let data = tempfile::tempdir()?;
-    let config = ServerConfig {
-        db_max_connections: 16,
-        ..ServerConfig::for_tests(data.path().to_path_buf(), options.database_url.clone())
-    };
-    let mesh = Mesh::build(&config, &[ServiceKind::Notes]).await?;
+    let mut config = MeshConfig::for_tests(data.path().to_path_buf(), options.database_url.clone());
+    config.server.db_max_connections = 16;
+    // One user drives all the load: the per-user rate limit would measure itself.
+    config.auth.rate_limit_per_sec = 0;
+    let mesh = Mesh::build(&config, &[ServiceKind::Identity, ServiceKind::Notes]).await?;
     let notes_addr = mesh.local_addr();
     let shutdown = mesh.shutdown_token();
     let server = tokio::spawn(mesh.run_until_stopped());
@@ -99,9 +99,20 @@ async fn main() -> anyhow::Result<()> {
     let echo_channels = channels(echo_addr, options.connections).await?;
     let notes_channels = channels(notes_addr, options.connections).await?;
 
+    let bearer = login(notes_channels[0].clone()).await?;
+    let authed = |channel: Channel| {
+        let bearer = bearer.clone();
+        NotesServiceClient::with_interceptor(channel, move |mut request: tonic::Request<()>| {
+            request
+                .metadata_mut()
+                .insert("authorization", bearer.clone());
+            Ok(request)
+        })
+    };
+
     // Notes the GetNote workers read: one per worker, created (and cached) up front.
     let mut ids = Vec::with_capacity(options.concurrency);
-    let mut client = NotesServiceClient::new(notes_channels[0].clone());
+    let mut client = authed(notes_channels[0].clone());
     for i in 0..options.concurrency {
         let note = client
             .create_note(note_request(i))
@@ -140,7 +151,7 @@ async fn main() -> anyhow::Result<()> {
     })
     .await;
     let get = run("GetNote (cache hit)", &options, duration, |worker| {
-        let client = NotesServiceClient::new(notes_channels[worker % notes_channels.len()].clone());
+        let client = authed(notes_channels[worker % notes_channels.len()].clone());
         let id = ids[worker].clone();
         move || {
             let mut client = client.clone();
@@ -150,7 +161,7 @@ async fn main() -> anyhow::Result<()> {
     })
     .await;
     let create = run("CreateNote", &options, duration, |worker| {
-        let client = NotesServiceClient::new(notes_channels[worker % notes_channels.len()].clone());
+        let client = authed(notes_channels[worker % notes_channels.len()].clone());
         move || {
             let mut client = client.clone();
             async move { client.create_note(note_request(worker)).await.map(drop) }
@@ -184,6 +195,31 @@ async fn main() -> anyhow::Result<()> {
     shutdown.cancel();
     server.await??;
     Ok(())
+}
+
+/// Registers the benchmark's user and returns its `authorization` header value.
+async fn login(
+    channel: Channel,
+) -> anyhow::Result<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> {
+    let mut identity = IdentityServiceClient::new(channel);
+    identity
+        .register(RegisterRequest {
+            username: "bench".into(),
+            email: "bench@example.com".into(),
+            password: "Benchmark-Password-1".into(),
+            password2: String::new(),
+        })
+        .await?;
+    let access = identity
+        .login(LoginRequest {
+            email: "bench@example.com".into(),
+            username: String::new(),
+            password: "Benchmark-Password-1".into(),
+        })
+        .await?
+        .into_inner()
+        .access;
+    Ok(format!("Bearer {access}").parse()?)
 }
 
 fn note_request(i: usize) -> pb::CreateNoteRequest {

@@ -193,6 +193,15 @@ pub fn into_status<E: ServiceError>(error: E) -> tonic::Status {
     }
 }
 
+/// Builds a RESOURCE_EXHAUSTED status with a `google.rpc.RetryInfo` detail saying when to retry.
+pub fn retry_status(message: &str, retry_after: std::time::Duration) -> tonic::Status {
+    tonic::Status::with_error_details(
+        tonic::Code::ResourceExhausted,
+        message,
+        ErrorDetails::with_retry_info(Some(retry_after)),
+    )
+}
+
 /// Displays an error and all its sources, separated by `: `.
 pub struct CauseChain<'a>(pub &'a dyn StdError);
 

@@ -39,7 +39,7 @@ pub struct ServerBuilder {
     check_interval: Duration,
     shutdown: CancellationToken,
     grace: Duration,
-    auth: AuthLayer,
+    auth: Option<AuthLayer>,
 }
 
 impl ServerBuilder {
@@ -54,7 +54,7 @@ impl ServerBuilder {
             check_interval: Duration::from_secs(5),
             shutdown: CancellationToken::new(),
             grace: Duration::from_secs(30),
-            auth: AuthLayer::local(),
+            auth: None,
         }
     }
 
@@ -95,6 +95,13 @@ impl ServerBuilder {
     /// Sets how long in-flight requests and streams may run after shutdown starts.
     pub fn grace_period(mut self, grace: Duration) -> Self {
         self.grace = grace;
+        self
+    }
+
+    /// Authenticates every request with `auth` (without it, no request carries a principal and
+    /// every owner-scoped call is refused).
+    pub fn auth(mut self, auth: AuthLayer) -> Self {
+        self.auth = Some(auth);
         self
     }
 
@@ -200,7 +207,7 @@ impl Server {
             .accept_http1(true)
             .trace_fn(request_span)
             .layer(tonic_web::GrpcWebLayer::new())
-            .layer(auth)
+            .layer(tower::util::option_layer(auth))
             .add_routes(routes)
             .serve_with_incoming_shutdown(
                 TcpIncoming::from(listener)

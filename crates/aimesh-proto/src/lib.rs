@@ -8,6 +8,14 @@
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/aimesh_descriptor.bin"));
 
+/// `aimesh.identity.v1`.
+pub mod identity {
+    /// Version 1.
+    pub mod v1 {
+        tonic::include_proto!("aimesh.identity.v1");
+    }
+}
+
 /// `aimesh.notes.v1`.
 pub mod notes {
     /// Version 1.

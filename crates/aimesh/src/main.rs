@@ -3,8 +3,10 @@
 
 use std::path::PathBuf;
 
-use aimesh::{Mesh, ServiceKind};
+use aimesh::{Mesh, MeshConfig, ServiceKind};
+use aimesh_identity::IdentityConfig;
 use aimesh_kit::{
+    auth::AuthConfig,
     config::{ServerConfig, TelemetryConfig},
     server::shutdown_signal,
     telemetry,
@@ -29,6 +31,12 @@ enum Command {
     Serve {
         #[command(flatten)]
         server: ServerConfig,
+
+        #[command(flatten)]
+        auth: AuthConfig,
+
+        #[command(flatten)]
+        identity: IdentityConfig,
 
         /// Services to run, comma-separated (default: all).
         #[arg(long, env = "AIMESH_SERVICES", value_delimiter = ',', value_enum)]
@@ -78,14 +86,24 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve { server, services } => {
+        Command::Serve {
+            server,
+            auth,
+            identity,
+            services,
+        } => {
             let services = if services.is_empty() {
                 ServiceKind::ALL.to_vec()
             } else {
                 services
             };
             tracing::info!(database = server.database_kind(), "starting aimesh");
-            let mesh = Mesh::build(&server, &services).await?;
+            let config = MeshConfig {
+                server,
+                auth,
+                identity,
+            };
+            let mesh = Mesh::build(&config, &services).await?;
             let token = mesh.shutdown_token();
             tokio::spawn(async move {
                 shutdown_signal().await;

@@ -1,13 +1,19 @@
 //! Starting a mesh for a test, and assertions on statuses.
 
-use aimesh::{Mesh, ServiceKind};
-use aimesh_kit::{
-    config::ServerConfig,
-    testing::{Backend, TestDatabase},
+use aimesh::{Mesh, MeshConfig, ServiceKind};
+use aimesh_kit::testing::{Backend, TestDatabase};
+use aimesh_proto::{
+    identity::v1::{
+        self as idpb, LoginRequest, RegisterRequest, identity_service_client::IdentityServiceClient,
+    },
+    notes::v1::{self as pb, notes_service_client::NotesServiceClient},
 };
-use aimesh_proto::notes::v1::{self as pb, notes_service_client::NotesServiceClient};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
+use tonic::{
+    metadata::{Ascii, MetadataValue},
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::{Channel, Endpoint},
+};
 use tonic_types::StatusExt;
 
 /// Generates one test per backend for each listed `async fn(Backend)`.
@@ -33,21 +39,77 @@ macro_rules! backend_tests {
 }
 pub(crate) use backend_tests;
 
+/// Adds `authorization: Bearer <token>` to every call (nothing when the token is `None`).
+#[derive(Clone)]
+pub(crate) struct Bearer(pub(crate) Option<MetadataValue<Ascii>>);
+
+impl Bearer {
+    pub(crate) fn token(token: &str) -> Self {
+        Self(Some(
+            format!("Bearer {token}")
+                .parse()
+                .expect("token is header-safe"),
+        ))
+    }
+}
+
+impl Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+pub(crate) type NotesClient = NotesServiceClient<InterceptedService<Channel, Bearer>>;
+pub(crate) type IdentityClient = IdentityServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// A logged-in user and clients that call as them.
+pub(crate) struct Session {
+    pub(crate) user_id: String,
+    pub(crate) access: String,
+    pub(crate) refresh: String,
+    pub(crate) notes: NotesClient,
+    pub(crate) identity: IdentityClient,
+}
+
+/// The password every test user registers with.
+pub(crate) const PASSWORD: &str = "Correct-Horse-42";
+
 /// A running mesh and clients connected to it; dropping it stops the server.
 pub(crate) struct TestApp {
     pub(crate) addr: std::net::SocketAddr,
     pub(crate) channel: Channel,
-    pub(crate) notes: NotesServiceClient<Channel>,
+    /// Notes as the default user, alice.
+    pub(crate) notes: NotesClient,
+    /// Alice's session.
+    pub(crate) alice: Session,
+    pub(crate) db: TestDatabase,
     shutdown: CancellationToken,
-    _db: TestDatabase,
 }
 
 impl TestApp {
     pub(crate) async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, ServiceKind::ALL, |_| {}).await
+    }
+
+    /// Starts a mesh running `services`, with `configure` applied to the test configuration.
+    pub(crate) async fn spawn_with(
+        backend: Backend,
+        services: &[ServiceKind],
+        configure: impl FnOnce(&mut MeshConfig),
+    ) -> Self {
         aimesh_kit::telemetry::init_for_tests();
         let db = TestDatabase::create(backend).await;
-        let config = ServerConfig::for_tests(db.data_dir(), Some(db.url.clone()));
-        let mesh = Mesh::build(&config, ServiceKind::ALL)
+        let mut config = MeshConfig::for_tests(db.data_dir(), Some(db.url.clone()));
+        configure(&mut config);
+        let mesh = Mesh::build(&config, services)
             .await
             .expect("failed to build the mesh");
         let addr = mesh.local_addr();
@@ -58,33 +120,102 @@ impl TestApp {
             .connect()
             .await
             .expect("failed to connect to the mesh");
+        let alice = if services.contains(&ServiceKind::Identity) {
+            Some(Self::session_on(&channel, "alice").await)
+        } else {
+            None
+        };
+        let alice = alice.unwrap_or_else(|| Session {
+            user_id: String::new(),
+            access: String::new(),
+            refresh: String::new(),
+            notes: NotesServiceClient::with_interceptor(channel.clone(), Bearer(None)),
+            identity: IdentityServiceClient::with_interceptor(channel.clone(), Bearer(None)),
+        });
         Self {
             addr,
-            notes: NotesServiceClient::new(channel.clone()),
+            notes: alice.notes.clone(),
+            alice,
             channel,
+            db,
             shutdown,
-            _db: db,
+        }
+    }
+
+    /// An identity client that sends no token.
+    pub(crate) fn anonymous_identity(&self) -> IdentityServiceClient<Channel> {
+        IdentityServiceClient::new(self.channel.clone())
+    }
+
+    /// A notes client that sends `authorization: Bearer <token>`.
+    pub(crate) fn notes_with_token(&self, token: &str) -> NotesClient {
+        NotesServiceClient::with_interceptor(self.channel.clone(), Bearer::token(token))
+    }
+
+    /// Registers `username` (email `<username>@example.com`) and logs in.
+    pub(crate) async fn session(&self, username: &str) -> Session {
+        Self::session_on(&self.channel, username).await
+    }
+
+    async fn session_on(channel: &Channel, username: &str) -> Session {
+        let mut identity = IdentityServiceClient::new(channel.clone());
+        let email = format!("{username}@example.com");
+        identity
+            .register(RegisterRequest {
+                username: username.into(),
+                email: email.clone(),
+                password: PASSWORD.into(),
+                password2: PASSWORD.into(),
+            })
+            .await
+            .expect("register failed");
+        let tokens: idpb::LoginResponse = identity
+            .login(LoginRequest {
+                email,
+                username: String::new(),
+                password: PASSWORD.into(),
+            })
+            .await
+            .expect("login failed")
+            .into_inner();
+        let bearer = Bearer::token(&tokens.access);
+        Session {
+            user_id: tokens.user.expect("login returns the user").id,
+            access: tokens.access,
+            refresh: tokens.refresh,
+            notes: NotesServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            identity: IdentityServiceClient::with_interceptor(channel.clone(), bearer),
         }
     }
 
     /// Creates a note and returns it.
     pub(crate) async fn create_note(&self, title: &str, text: &str, language: &str) -> pb::Note {
-        self.notes
-            .clone()
-            .create_note(pb::CreateNoteRequest {
-                note: Some(pb::Note {
-                    title: title.into(),
-                    original_text: text.into(),
-                    original_language: language.into(),
-                    ..Default::default()
-                }),
-            })
-            .await
-            .expect("create_note failed")
-            .into_inner()
-            .note
-            .expect("created note")
+        create_note(&self.notes, title, text, language).await
     }
+}
+
+/// Creates a note with `notes` and returns it.
+pub(crate) async fn create_note(
+    notes: &NotesClient,
+    title: &str,
+    text: &str,
+    language: &str,
+) -> pb::Note {
+    notes
+        .clone()
+        .create_note(pb::CreateNoteRequest {
+            note: Some(pb::Note {
+                title: title.into(),
+                original_text: text.into(),
+                original_language: language.into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("create_note failed")
+        .into_inner()
+        .note
+        .expect("created note")
 }
 
 impl Drop for TestApp {

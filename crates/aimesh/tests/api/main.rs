@@ -4,5 +4,6 @@
 #![allow(clippy::unwrap_used)]
 
 mod helpers;
+mod identity;
 mod notes;
 mod server;

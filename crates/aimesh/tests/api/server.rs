@@ -80,8 +80,9 @@ async fn grpc_web_over_http1(backend: Backend) {
     let head = format!(
         "POST /aimesh.notes.v1.NotesService/GetNoteStats HTTP/1.1\r\nHost: {}\r\n\
          Content-Type: application/grpc-web+proto\r\nX-Grpc-Web: 1\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
+         Authorization: Bearer {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         app.addr,
+        app.alice.access,
         body.len()
     );
     stream.write_all(head.as_bytes()).await.unwrap();

@@ -1,0 +1,75 @@
+//! Settings of the identity service.
+
+use std::{num::NonZeroU32, path::PathBuf, time::Duration};
+
+/// Identity settings (flags and `AIMESH_*` variables).
+#[derive(Debug, Clone, clap::Args)]
+pub struct IdentityConfig {
+    /// PEM (PKCS#8) Ed25519 private key that signs access tokens; created in the data
+    /// directory on first start when unset.
+    #[arg(long, env = "AIMESH_JWT_SIGNING_KEY_FILE")]
+    pub jwt_signing_key_file: Option<PathBuf>,
+
+    /// PEM Ed25519 public keys (comma-separated files) also accepted and published: the keys
+    /// of tokens signed before a key rotation.
+    #[arg(long, env = "AIMESH_JWT_EXTRA_PUBLIC_KEYS", value_delimiter = ',')]
+    pub jwt_extra_public_keys: Vec<PathBuf>,
+
+    /// Access token lifetime in seconds.
+    #[arg(long, env = "AIMESH_ACCESS_TOKEN_TTL_SECS", default_value_t = 900)]
+    pub access_token_ttl_secs: u64,
+
+    /// Refresh token lifetime in seconds.
+    #[arg(
+        long,
+        env = "AIMESH_REFRESH_TOKEN_TTL_SECS",
+        default_value_t = 2_592_000
+    )]
+    pub refresh_token_ttl_secs: u64,
+
+    /// Login attempts allowed per account per minute.
+    #[arg(long, env = "AIMESH_LOGIN_ATTEMPTS_PER_MINUTE", default_value_t = 10)]
+    pub login_attempts_per_minute: u32,
+
+    /// Login attempts allowed per client address per minute.
+    #[arg(
+        long,
+        env = "AIMESH_LOGIN_ATTEMPTS_PER_MINUTE_PER_ADDRESS",
+        default_value_t = 30
+    )]
+    pub login_attempts_per_minute_per_address: u32,
+}
+
+impl IdentityConfig {
+    /// Returns the access token lifetime.
+    pub fn access_ttl(&self) -> Duration {
+        Duration::from_secs(self.access_token_ttl_secs)
+    }
+
+    /// Returns the refresh token lifetime.
+    pub fn refresh_ttl(&self) -> Duration {
+        Duration::from_secs(self.refresh_token_ttl_secs)
+    }
+
+    /// Returns the per-account login quota.
+    pub fn per_account_logins(&self) -> NonZeroU32 {
+        NonZeroU32::new(self.login_attempts_per_minute).unwrap_or(NonZeroU32::MIN)
+    }
+
+    /// Returns the per-address login quota.
+    pub fn per_address_logins(&self) -> NonZeroU32 {
+        NonZeroU32::new(self.login_attempts_per_minute_per_address).unwrap_or(NonZeroU32::MIN)
+    }
+
+    /// Returns the defaults, with the key in the given data directory's default place.
+    pub fn for_tests() -> Self {
+        Self {
+            jwt_signing_key_file: None,
+            jwt_extra_public_keys: Vec::new(),
+            access_token_ttl_secs: 900,
+            refresh_token_ttl_secs: 2_592_000,
+            login_attempts_per_minute: 10,
+            login_attempts_per_minute_per_address: 30,
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! Errors of the identity service.
+
+use std::time::Duration;
+
+use aimesh_kit::{
+    Code, FieldViolation, ServiceError,
+    error::{display_violations, into_status, retry_status},
+};
+
+/// An identity operation's failure.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// The request is malformed.
+    #[error("invalid argument: {}", display_violations(.0))]
+    InvalidArgument(Vec<FieldViolation>),
+    /// The email or username is taken.
+    #[error("an account with this {0} already exists")]
+    AlreadyExists(&'static str),
+    /// Wrong credentials, or no such account: deliberately indistinguishable.
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    /// A refresh or access token that is unknown, expired, revoked or replayed.
+    #[error("invalid or expired token")]
+    InvalidToken,
+    /// The account does not exist (any more).
+    #[error("account not found")]
+    AccountNotFound,
+    /// Too many attempts.
+    #[error("too many login attempts; retry in {} s", .0.as_secs().max(1))]
+    Throttled(Duration),
+    /// Hashing failed or a task died.
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// The database failed.
+    #[error("database error")]
+    Db(#[from] sqlx::Error),
+}
+
+/// The result of an identity operation.
+pub type IdentityResult<T> = Result<T, IdentityError>;
+
+impl ServiceError for IdentityError {
+    fn code(&self) -> Code {
+        match self {
+            IdentityError::InvalidArgument(_) => Code::InvalidArgument,
+            IdentityError::AlreadyExists(_) => Code::AlreadyExists,
+            IdentityError::InvalidCredentials | IdentityError::InvalidToken => {
+                Code::Unauthenticated
+            }
+            IdentityError::AccountNotFound => Code::NotFound,
+            IdentityError::Throttled(_) => Code::ResourceExhausted,
+            IdentityError::Internal(_) => Code::Internal,
+            IdentityError::Db(error) => match aimesh_kit::db::error_code(error) {
+                Code::Unavailable => Code::Unavailable,
+                _ => Code::Internal,
+            },
+        }
+    }
+
+    fn field_violations(&self) -> &[FieldViolation] {
+        match self {
+            IdentityError::InvalidArgument(violations) => violations,
+            _ => &[],
+        }
+    }
+}
+
+impl From<IdentityError> for tonic::Status {
+    fn from(error: IdentityError) -> Self {
+        match error {
+            IdentityError::Throttled(wait) => retry_status(&error.to_string(), wait),
+            error => into_status(error),
+        }
+    }
+}

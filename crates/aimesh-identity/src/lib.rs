@@ -1,0 +1,21 @@
+//! The identity service: accounts with argon2id-hashed passwords, EdDSA-signed access tokens
+//! (JWT) with published keys (JWKS), rotating refresh tokens with replay detection, login
+//! throttling, and per-account API call counts.
+//!
+//! Layers: [`api`] (tonic) -> [`service`] (domain) -> [`store`] (SQL); [`keys`] holds the
+//! signing keys, [`accounts`] lets the mesh's auth layer check accounts and count calls.
+
+pub mod accounts;
+pub mod api;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod keys;
+pub mod service;
+pub mod store;
+
+pub use api::IdentityApi;
+pub use config::IdentityConfig;
+pub use error::{IdentityError, IdentityResult};
+pub use service::Identity;
+pub use store::{IdentityStore, MIGRATIONS};

@@ -1,0 +1,339 @@
+//! Identity domain logic: registration, login with throttling, token issue and rotation,
+//! profiles and account deletion. No tonic, no SQL.
+
+use std::{net::IpAddr, sync::Arc, time::Duration};
+
+use aimesh_kit::auth::jwt::{Claims, JwtVerifier};
+use argon2::{
+    Argon2, PasswordHash, PasswordHasher, PasswordVerifier,
+    password_hash::{SaltString, rand_core::OsRng},
+};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::{DateTime, Utc};
+use governor::{DefaultKeyedRateLimiter, Quota, clock::Clock};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::{
+    accounts::AccountDirectory,
+    config::IdentityConfig,
+    domain::{Tokens, User, now},
+    error::{IdentityError, IdentityResult},
+    keys::SigningKeys,
+    store::IdentityStore,
+};
+
+/// Bytes of randomness in a refresh token.
+const REFRESH_TOKEN_BYTES: usize = 32;
+
+/// A registration, already validated.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// Username.
+    pub username: String,
+    /// Email, lowercased.
+    pub email: String,
+    /// Password (checked against the policy).
+    pub password: String,
+}
+
+/// The identity service.
+#[derive(Clone)]
+pub struct Identity {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: IdentityStore,
+    keys: SigningKeys,
+    verifier: Arc<JwtVerifier>,
+    issuer: String,
+    accounts: AccountDirectory,
+    access_ttl: chrono::Duration,
+    refresh_ttl: chrono::Duration,
+    per_account: DefaultKeyedRateLimiter<String>,
+    per_address: DefaultKeyedRateLimiter<IpAddr>,
+    /// A hash verified when the account does not exist, so both cases take as long.
+    decoy_hash: String,
+}
+
+impl Identity {
+    /// Creates the service.
+    pub fn new(
+        store: IdentityStore,
+        keys: SigningKeys,
+        issuer: &str,
+        config: &IdentityConfig,
+    ) -> IdentityResult<Self> {
+        let verifier = keys.verifier(issuer);
+        let decoy_hash = hash_password("decoy password for absent accounts")?;
+        let per_minute = |n| Quota::per_minute(n);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                accounts: AccountDirectory::new(store.clone()),
+                store,
+                keys,
+                verifier,
+                issuer: issuer.to_owned(),
+                access_ttl: chrono::Duration::from_std(config.access_ttl())
+                    .unwrap_or(chrono::Duration::minutes(15)),
+                refresh_ttl: chrono::Duration::from_std(config.refresh_ttl())
+                    .unwrap_or(chrono::Duration::days(30)),
+                per_account: DefaultKeyedRateLimiter::keyed(per_minute(
+                    config.per_account_logins(),
+                )),
+                per_address: DefaultKeyedRateLimiter::keyed(per_minute(
+                    config.per_address_logins(),
+                )),
+                decoy_hash,
+            }),
+        })
+    }
+
+    /// Returns the verifier that trusts this service's keys.
+    pub fn verifier(&self) -> Arc<JwtVerifier> {
+        self.inner.verifier.clone()
+    }
+
+    /// Returns the account hooks for the auth layer.
+    pub fn accounts(&self) -> AccountDirectory {
+        self.inner.accounts.clone()
+    }
+
+    /// Returns the published keys.
+    pub fn keys(&self) -> &SigningKeys {
+        &self.inner.keys
+    }
+
+    /// Creates an account.
+    pub async fn register(&self, registration: Registration) -> IdentityResult<User> {
+        let hash = {
+            let password = registration.password.clone();
+            blocking(move || hash_password(&password)).await??
+        };
+        let user = User {
+            id: Uuid::now_v7(),
+            username: registration.username,
+            email: registration.email,
+            created_at: now(),
+            api_calls: 0,
+        };
+        self.inner.store.create_user(&user, &hash).await?;
+        tracing::info!(user_id = %user.id, "account registered");
+        Ok(user)
+    }
+
+    /// Checks credentials and issues tokens. Unknown accounts and wrong passwords fail the
+    /// same way, after the same work.
+    pub async fn login(
+        &self,
+        login: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> IdentityResult<(User, Tokens)> {
+        let login = login.to_lowercase();
+        self.throttle(&login, client)?;
+        let found = self.inner.store.find_login(&login).await?;
+        let (user, hash) = match found {
+            Some((user, hash)) => (Some(user), hash),
+            None => (None, self.inner.decoy_hash.clone()),
+        };
+        let password = password.to_owned();
+        let matches = blocking(move || verify_password(&password, &hash)).await?;
+        let user = match (user, matches) {
+            (Some(user), true) => user,
+            _ => return Err(IdentityError::InvalidCredentials),
+        };
+        let tokens = self.issue(&user, Uuid::now_v7()).await?;
+        Ok((user, tokens))
+    }
+
+    /// Rotates a refresh token. A token presented a second time is a replay: its whole family
+    /// is revoked.
+    pub async fn refresh(&self, refresh: &str) -> IdentityResult<Tokens> {
+        let hash = refresh_hash(refresh);
+        let record = self
+            .inner
+            .store
+            .get_refresh(&hash)
+            .await?
+            .ok_or(IdentityError::InvalidToken)?;
+        let now = now();
+        if record.revoked_at.is_some() || record.expires_at <= now {
+            return Err(IdentityError::InvalidToken);
+        }
+        if record.used_at.is_some() || !self.inner.store.spend_refresh(&hash, now).await? {
+            tracing::warn!(user_id = %record.user_id, "refresh token replayed: revoking its family");
+            self.inner
+                .store
+                .revoke_family(record.family_id, now)
+                .await?;
+            return Err(IdentityError::InvalidToken);
+        }
+        let (user, _) = self
+            .inner
+            .store
+            .get_user(record.user_id)
+            .await?
+            .ok_or(IdentityError::InvalidToken)?;
+        self.issue(&user, record.family_id).await
+    }
+
+    /// Revokes the family of a refresh token. Unknown tokens are ignored (logout is idempotent).
+    pub async fn logout(&self, refresh: &str) -> IdentityResult<()> {
+        if let Some(record) = self.inner.store.get_refresh(&refresh_hash(refresh)).await? {
+            self.inner
+                .store
+                .revoke_family(record.family_id, now())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Returns an account, with its call count up to date.
+    pub async fn profile(&self, user_id: &str) -> IdentityResult<User> {
+        let id = Uuid::try_parse(user_id).map_err(|_| IdentityError::AccountNotFound)?;
+        self.inner.accounts.flush().await;
+        let (user, _) = self
+            .inner
+            .store
+            .get_user(id)
+            .await?
+            .ok_or(IdentityError::AccountNotFound)?;
+        Ok(user)
+    }
+
+    /// Deletes an account after checking its password.
+    pub async fn delete_account(&self, user_id: &str, password: &str) -> IdentityResult<()> {
+        let id = Uuid::try_parse(user_id).map_err(|_| IdentityError::AccountNotFound)?;
+        let (_, hash) = self
+            .inner
+            .store
+            .get_user(id)
+            .await?
+            .ok_or(IdentityError::AccountNotFound)?;
+        let password = password.to_owned();
+        if !blocking(move || verify_password(&password, &hash)).await? {
+            return Err(IdentityError::InvalidCredentials);
+        }
+        self.inner.store.delete_user(id).await?;
+        self.inner.accounts.forget(id).await;
+        tracing::info!(user_id = %id, "account deleted");
+        Ok(())
+    }
+
+    /// Verifies an access token, including that its account still exists.
+    pub async fn validate(&self, token: &str) -> IdentityResult<Claims> {
+        let claims = self
+            .inner
+            .verifier
+            .verify(token)
+            .map_err(|_| IdentityError::InvalidToken)?;
+        let id = Uuid::try_parse(&claims.sub).map_err(|_| IdentityError::InvalidToken)?;
+        if !self.inner.store.user_exists(id).await? {
+            return Err(IdentityError::InvalidToken);
+        }
+        Ok(claims)
+    }
+
+    fn throttle(&self, login: &str, client: Option<IpAddr>) -> IdentityResult<()> {
+        let clock = self.inner.per_account.clock();
+        if let Err(not_until) = self.inner.per_account.check_key(&login.to_owned()) {
+            return Err(IdentityError::Throttled(
+                not_until.wait_time_from(clock.now()),
+            ));
+        }
+        if let Some(address) = client
+            && let Err(not_until) = self.inner.per_address.check_key(&address)
+        {
+            return Err(IdentityError::Throttled(
+                not_until.wait_time_from(clock.now()),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn issue(&self, user: &User, family_id: Uuid) -> IdentityResult<Tokens> {
+        let now = now();
+        let access_expires_at = now + self.inner.access_ttl;
+        let refresh_expires_at = now + self.inner.refresh_ttl;
+        let access = self
+            .inner
+            .keys
+            .sign(
+                &self.inner.issuer,
+                &user.id.to_string(),
+                &user.username,
+                now,
+                access_expires_at,
+            )
+            .map_err(|e| IdentityError::Internal(format!("signing failed: {e}")))?;
+        let mut raw = [0u8; REFRESH_TOKEN_BYTES];
+        rand::rngs::OsRng.fill_bytes(&mut raw);
+        let refresh = URL_SAFE_NO_PAD.encode(raw);
+        self.inner
+            .store
+            .insert_refresh(
+                &refresh_hash(&refresh),
+                user.id,
+                family_id,
+                now,
+                refresh_expires_at,
+            )
+            .await?;
+        Ok(Tokens {
+            access,
+            access_expires_at,
+            refresh,
+            refresh_expires_at,
+        })
+    }
+
+    /// Signs a token with arbitrary times (for tests of expiry handling).
+    pub fn sign_for_tests(
+        &self,
+        user_id: &str,
+        issued: DateTime<Utc>,
+        expires: DateTime<Utc>,
+    ) -> String {
+        self.inner
+            .keys
+            .sign(&self.inner.issuer, user_id, "test", issued, expires)
+            .unwrap_or_default()
+    }
+}
+
+/// Runs CPU-heavy password work off the async runtime.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> IdentityResult<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| IdentityError::Internal(format!("password task failed: {e}")))
+}
+
+fn hash_password(password: &str) -> IdentityResult<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|e| IdentityError::Internal(format!("hashing failed: {e}")))
+}
+
+fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+fn refresh_hash(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+/// How long the flusher waits between writes of call counts.
+pub const CALL_COUNT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);

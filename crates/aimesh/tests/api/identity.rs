@@ -1,0 +1,537 @@
+//! Accounts, tokens and tenancy end to end, including attacks on tokens.
+
+use aimesh::ServiceKind;
+use aimesh_identity::keys::SigningKeys;
+use aimesh_kit::testing::Backend;
+use aimesh_proto::{identity::v1 as idpb, notes::v1 as pb};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::{Duration, Utc};
+use tonic_types::StatusExt;
+
+use crate::helpers::{PASSWORD, TestApp, assert_code, assert_invalid, backend_tests, create_note};
+
+fn register(username: &str, email: &str, password: &str) -> idpb::RegisterRequest {
+    idpb::RegisterRequest {
+        username: username.into(),
+        email: email.into(),
+        password: password.into(),
+        password2: String::new(),
+    }
+}
+
+fn login(email: &str, username: &str, password: &str) -> idpb::LoginRequest {
+    idpb::LoginRequest {
+        email: email.into(),
+        username: username.into(),
+        password: password.into(),
+    }
+}
+
+async fn list_notes(notes: &crate::helpers::NotesClient) -> Result<Vec<pb::Note>, tonic::Status> {
+    notes
+        .clone()
+        .list_notes(pb::ListNotesRequest::default())
+        .await
+        .map(|r| r.into_inner().notes)
+}
+
+async fn accounts_and_profiles(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut anonymous = app.anonymous_identity();
+
+    // Email is case-insensitive; username works as the login too.
+    let by_email = anonymous
+        .login(login("ALICE@Example.com", "", PASSWORD))
+        .await
+        .unwrap()
+        .into_inner();
+    let by_username = anonymous
+        .login(login("", "Alice", PASSWORD))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(by_email.user.as_ref().unwrap().id, app.alice.user_id);
+    assert_eq!(by_username.user.as_ref().unwrap().id, app.alice.user_id);
+    let expires = by_email.access_expire_time.unwrap().seconds - Utc::now().timestamp();
+    assert!((890..=900).contains(&expires), "access lifetime {expires}s");
+
+    let profile = app
+        .alice
+        .identity
+        .clone()
+        .get_profile(idpb::GetProfileRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    assert_eq!(profile.username, "alice");
+    assert_eq!(profile.email, "alice@example.com");
+    assert!(profile.create_time.is_some());
+    let before = profile.api_call_count;
+    assert!(before >= 1, "the profile call itself counts");
+    for _ in 0..3 {
+        list_notes(&app.notes).await.unwrap();
+    }
+    let after = app
+        .alice
+        .identity
+        .clone()
+        .get_profile(idpb::GetProfileRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap()
+        .api_call_count;
+    assert_eq!(after, before + 4, "three listings and one profile call");
+
+    // Duplicates, case-insensitively, are ALREADY_EXISTS.
+    let taken = anonymous
+        .register(register("someone", "Alice@EXAMPLE.com", PASSWORD))
+        .await
+        .unwrap_err();
+    assert_code(&taken, tonic::Code::AlreadyExists);
+    assert!(taken.message().contains("email"));
+    let taken = anonymous
+        .register(register("ALICE", "other@example.com", PASSWORD))
+        .await
+        .unwrap_err();
+    assert_code(&taken, tonic::Code::AlreadyExists);
+    assert!(taken.message().contains("username"));
+
+    // Validation answers every public call through the same token check as a client would.
+    let validated = anonymous
+        .validate_token(idpb::ValidateTokenRequest {
+            token: app.alice.access.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(validated.user_id, app.alice.user_id);
+    let jwks = anonymous
+        .get_jwks(idpb::GetJwksRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(jwks.keys.len(), 1);
+    assert_eq!(
+        (jwks.keys[0].kty.as_str(), jwks.keys[0].alg.as_str()),
+        ("OKP", "EdDSA")
+    );
+}
+
+async fn bad_registrations_are_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut anonymous = app.anonymous_identity();
+    let long = "x".repeat(10_000);
+    let cases = [
+        (register("ab", "a@example.com", PASSWORD), "username"),
+        (
+            register("robert'); DROP TABLE users;--", "r@example.com", PASSWORD),
+            "username",
+        ),
+        (register(&long, "l@example.com", PASSWORD), "username"),
+        (register("bobby", "not-an-email", PASSWORD), "email"),
+        (register("bobby", "' OR 1=1 --@x.com", PASSWORD), "email"),
+        (
+            register("bobby", &format!("{long}@example.com"), PASSWORD),
+            "email",
+        ),
+        (register("bobby", "b@example.com", "short1A"), "password"),
+        (
+            register("bobby", "b@example.com", "alllowercaseletters"),
+            "password",
+        ),
+        (
+            register("bobby", "b@example.com", "Bobby-Password-1"),
+            "password",
+        ),
+        (register("bobby", "b@example.com", &long), "password"),
+        (
+            idpb::RegisterRequest {
+                password2: "Something-Else-1".into(),
+                ..register("bobby", "b@example.com", PASSWORD)
+            },
+            "password2",
+        ),
+    ];
+    for (request, field) in cases {
+        let status = anonymous.register(request).await.unwrap_err();
+        assert_invalid(&status, field);
+        assert!(!status.message().contains(PASSWORD), "password echoed");
+    }
+    for (request, field) in [
+        (login("", "", PASSWORD), "email"),
+        (login("a@example.com", "", ""), "password"),
+        (login(&long, "", PASSWORD), "email"),
+    ] {
+        let status = anonymous.login(request).await.unwrap_err();
+        assert_invalid(&status, field);
+    }
+    // SQL in credentials is just a wrong credential.
+    let status = anonymous
+        .login(login("' OR '1'='1", "", "' OR '1'='1"))
+        .await
+        .unwrap_err();
+    assert_code(&status, tonic::Code::Unauthenticated);
+}
+
+async fn wrong_credentials_and_unknown_users_look_the_same(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut anonymous = app.anonymous_identity();
+    let wrong = anonymous
+        .login(login("alice@example.com", "", "Wrong-Password-9"))
+        .await
+        .unwrap_err();
+    let unknown = anonymous
+        .login(login("nobody@example.com", "", "Wrong-Password-9"))
+        .await
+        .unwrap_err();
+    assert_eq!(wrong.code(), tonic::Code::Unauthenticated);
+    assert_eq!(
+        (wrong.code(), wrong.message()),
+        (unknown.code(), unknown.message())
+    );
+    assert!(!wrong.message().contains("Wrong-Password-9"));
+}
+
+async fn login_attempts_are_throttled(backend: Backend) {
+    let app = TestApp::spawn_with(backend, ServiceKind::ALL, |config| {
+        config.identity.login_attempts_per_minute = 3;
+    })
+    .await;
+    let mut anonymous = app.anonymous_identity();
+    let mut throttled = None;
+    for _ in 0..5 {
+        if let Err(status) = anonymous
+            .login(login("alice@example.com", "", "Wrong-Password-9"))
+            .await
+            && status.code() == tonic::Code::ResourceExhausted
+        {
+            throttled = Some(status);
+        }
+    }
+    let status = throttled.expect("the fifth attempt in a minute is throttled");
+    assert!(status.get_details_retry_info().is_some(), "{status:?}");
+    // Even the right password waits.
+    let status = anonymous
+        .login(login("alice@example.com", "", PASSWORD))
+        .await
+        .unwrap_err();
+    assert_code(&status, tonic::Code::ResourceExhausted);
+}
+
+async fn refresh_tokens_rotate_and_replay_revokes(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut anonymous = app.anonymous_identity();
+    let refresh = |token: &str| idpb::RefreshTokenRequest {
+        refresh: token.into(),
+    };
+    let first = app.alice.refresh.clone();
+    let second = anonymous
+        .refresh_token(refresh(&first))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_ne!(second.refresh, first);
+    // The new access token works.
+    list_notes(&app.notes_with_token(&second.access))
+        .await
+        .unwrap();
+    let third = anonymous
+        .refresh_token(refresh(&second.refresh))
+        .await
+        .unwrap()
+        .into_inner();
+
+    // Replaying a spent token fails and revokes the whole family.
+    let replay = anonymous.refresh_token(refresh(&first)).await.unwrap_err();
+    assert_code(&replay, tonic::Code::Unauthenticated);
+    let revoked = anonymous
+        .refresh_token(refresh(&third.refresh))
+        .await
+        .unwrap_err();
+    assert_code(&revoked, tonic::Code::Unauthenticated);
+
+    // Logout revokes; garbage is refused.
+    let fresh = anonymous
+        .login(login("alice@example.com", "", PASSWORD))
+        .await
+        .unwrap()
+        .into_inner();
+    anonymous
+        .logout(idpb::LogoutRequest {
+            refresh: fresh.refresh.clone(),
+        })
+        .await
+        .unwrap();
+    let after_logout = anonymous
+        .refresh_token(refresh(&fresh.refresh))
+        .await
+        .unwrap_err();
+    assert_code(&after_logout, tonic::Code::Unauthenticated);
+    let garbage = anonymous
+        .refresh_token(refresh("garbage"))
+        .await
+        .unwrap_err();
+    assert_code(&garbage, tonic::Code::Unauthenticated);
+    let empty = anonymous.refresh_token(refresh("")).await.unwrap_err();
+    assert_invalid(&empty, "refresh");
+}
+
+/// Builds `header.payload.signature` from JSON parts.
+fn forge(header: &str, payload: &str, signature: &[u8]) -> String {
+    format!(
+        "{}.{}.{}",
+        URL_SAFE_NO_PAD.encode(header),
+        URL_SAFE_NO_PAD.encode(payload),
+        URL_SAFE_NO_PAD.encode(signature)
+    )
+}
+
+async fn forged_and_stale_tokens_are_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let keys = SigningKeys::load_or_create(&app.db.data_dir().join("jwt-signing-key.pem"), &[])
+        .expect("the server's signing key");
+    let kid = keys.published()[0].kid.clone();
+    let now = Utc::now();
+    let user = app.alice.user_id.clone();
+
+    let valid = app.alice.access.clone();
+    let parts: Vec<&str> = valid.split('.').collect();
+    let payload = String::from_utf8(URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    let tampered_payload = format!(
+        "{}.{}.{}",
+        parts[0],
+        URL_SAFE_NO_PAD.encode(payload.replace(&user, "00000000-0000-7000-8000-000000000000")),
+        parts[2]
+    );
+    let mut signature = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
+    signature[0] ^= 1;
+    let tampered_signature = format!(
+        "{}.{}.{}",
+        parts[0],
+        parts[1],
+        URL_SAFE_NO_PAD.encode(&signature)
+    );
+
+    let claims = |iat: i64, exp: i64| {
+        format!(
+            r#"{{"sub":"{user}","usr":"alice","iss":"aimesh","aud":"aimesh","iat":{iat},"nbf":{iat},"exp":{exp},"jti":"x"}}"#
+        )
+    };
+    let alg_none = forge(
+        r#"{"alg":"none","typ":"JWT"}"#,
+        &claims(now.timestamp(), now.timestamp() + 600),
+        b"",
+    );
+    let hs256 = {
+        use jsonwebtoken::{Algorithm, EncodingKey, Header};
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(kid.clone());
+        let secret = URL_SAFE_NO_PAD.decode(&keys.published()[0].x).unwrap();
+        let value: serde_json::Value =
+            serde_json::from_str(&claims(now.timestamp(), now.timestamp() + 600)).unwrap();
+        jsonwebtoken::encode(&header, &value, &EncodingKey::from_secret(&secret)).unwrap()
+    };
+    let other_key = {
+        let dir = tempfile::tempdir().unwrap();
+        let other = SigningKeys::load_or_create(&dir.path().join("other.pem"), &[]).unwrap();
+        other
+            .sign("aimesh", &user, "alice", now, now + Duration::minutes(10))
+            .unwrap()
+    };
+    let expired = keys
+        .sign(
+            "aimesh",
+            &user,
+            "alice",
+            now - Duration::hours(2),
+            now - Duration::hours(1),
+        )
+        .unwrap();
+    let not_yet = keys
+        .sign(
+            "aimesh",
+            &user,
+            "alice",
+            now + Duration::hours(1),
+            now + Duration::hours(2),
+        )
+        .unwrap();
+    let wrong_issuer = keys
+        .sign(
+            "someone-else",
+            &user,
+            "alice",
+            now,
+            now + Duration::minutes(10),
+        )
+        .unwrap();
+
+    for (name, token) in [
+        ("malformed", "not.a.jwt".to_owned()),
+        ("garbage", "x".repeat(5000)),
+        ("tampered payload", tampered_payload),
+        ("tampered signature", tampered_signature),
+        ("alg none", alg_none),
+        ("algorithm confusion", hs256),
+        ("unknown key", other_key),
+        ("expired", expired),
+        ("not yet valid", not_yet),
+        ("wrong issuer", wrong_issuer),
+    ] {
+        let status = list_notes(&app.notes_with_token(&token)).await.unwrap_err();
+        assert_eq!(
+            status.code(),
+            tonic::Code::Unauthenticated,
+            "{name}: {status:?}"
+        );
+        assert!(!status.message().contains(&token), "{name}: token echoed");
+    }
+    // No token at all.
+    let status =
+        aimesh_proto::notes::v1::notes_service_client::NotesServiceClient::new(app.channel.clone())
+            .list_notes(pb::ListNotesRequest::default())
+            .await
+            .unwrap_err();
+    assert_code(&status, tonic::Code::Unauthenticated);
+    // A token the server signed itself, with good times, works.
+    let fresh = keys
+        .sign("aimesh", &user, "alice", now, now + Duration::minutes(10))
+        .unwrap();
+    list_notes(&app.notes_with_token(&fresh)).await.unwrap();
+}
+
+async fn deleted_accounts_lose_access(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let bob = app.session("bob").await;
+    create_note(&bob.notes, "bob's", "text", "en").await;
+    let wrong = bob
+        .identity
+        .clone()
+        .delete_account(idpb::DeleteAccountRequest {
+            password: "Wrong-Password-9".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_code(&wrong, tonic::Code::Unauthenticated);
+    bob.identity
+        .clone()
+        .delete_account(idpb::DeleteAccountRequest {
+            password: PASSWORD.into(),
+        })
+        .await
+        .unwrap();
+    let status = list_notes(&bob.notes).await.unwrap_err();
+    assert_code(&status, tonic::Code::Unauthenticated);
+    let refresh = app
+        .anonymous_identity()
+        .refresh_token(idpb::RefreshTokenRequest {
+            refresh: bob.refresh.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_code(&refresh, tonic::Code::Unauthenticated);
+    // Others are unaffected.
+    list_notes(&app.notes).await.unwrap();
+}
+
+async fn tenants_are_isolated(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let bob = app.session("bob").await;
+    let note = app.create_note("alice's", "private text", "en").await;
+    let mut bob_notes = bob.notes.clone();
+
+    let status = bob_notes
+        .get_note(pb::GetNoteRequest {
+            id: note.id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_code(&status, tonic::Code::NotFound);
+    let status = bob_notes
+        .update_note(pb::UpdateNoteRequest {
+            note: Some(pb::Note {
+                id: note.id.clone(),
+                title: "mine now".into(),
+                ..Default::default()
+            }),
+            update_mask: None,
+        })
+        .await
+        .unwrap_err();
+    assert_code(&status, tonic::Code::NotFound);
+    let status = bob_notes
+        .delete_note(pb::DeleteNoteRequest {
+            id: note.id.clone(),
+            version: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_code(&status, tonic::Code::NotFound);
+    assert!(list_notes(&bob.notes).await.unwrap().is_empty());
+    let stats = bob_notes
+        .get_note_stats(pb::GetNoteStatsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stats.total_notes, 0);
+
+    let mine = list_notes(&app.notes).await.unwrap();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].title, "alice's");
+}
+
+async fn per_user_rate_limit(backend: Backend) {
+    let app = TestApp::spawn_with(backend, ServiceKind::ALL, |config| {
+        config.auth.rate_limit_per_sec = 1;
+        config.auth.rate_limit_burst = 3;
+    })
+    .await;
+    let mut limited = None;
+    for _ in 0..10 {
+        if let Err(status) = list_notes(&app.notes).await {
+            limited = Some(status);
+            break;
+        }
+    }
+    let status = limited.expect("ten calls at once exceed a burst of three");
+    assert_code(&status, tonic::Code::ResourceExhausted);
+    let retry = status.get_details_retry_info().expect("retry info");
+    assert!(retry.retry_delay.is_some());
+    // Another user has a bucket of their own.
+    let bob = app.session("bob").await;
+    list_notes(&bob.notes).await.unwrap();
+}
+
+async fn services_apart_verify_with_published_keys(backend: Backend) {
+    let identity = TestApp::spawn(backend).await;
+    let url = format!("http://{}", identity.addr);
+    let notes_only = TestApp::spawn_with(backend, &[ServiceKind::Notes], |config| {
+        config.auth.identity_url = Some(url);
+    })
+    .await;
+    let notes = notes_only.notes_with_token(&identity.alice.access);
+    let created = create_note(&notes, "remote", "verified by JWKS", "en").await;
+    let listed = list_notes(&notes).await.unwrap();
+    assert_eq!(listed[0].id, created.id);
+    let forged = list_notes(&notes_only.notes_with_token("e30.e30.e30"))
+        .await
+        .unwrap_err();
+    assert_code(&forged, tonic::Code::Unauthenticated);
+}
+
+backend_tests!(
+    accounts_and_profiles,
+    bad_registrations_are_refused,
+    wrong_credentials_and_unknown_users_look_the_same,
+    login_attempts_are_throttled,
+    refresh_tokens_rotate_and_replay_revokes,
+    forged_and_stale_tokens_are_refused,
+    deleted_accounts_lose_access,
+    tenants_are_isolated,
+    per_user_rate_limit,
+    services_apart_verify_with_published_keys,
+);
