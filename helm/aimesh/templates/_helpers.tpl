@@ -95,6 +95,22 @@ Fails on a bad service name or a missing grpcService. */}}
 {{- end -}}
 {{- end -}}
 
+{{- define "aimesh.identityGrpcService" -}}aimesh.identity.v1.IdentityService{{- end -}}
+
+{{/* The URL the other services fetch the token keys from: auth.identityUrl, else this release's
+identity service (when enabled), else empty. */}}
+{{- define "aimesh.identityUrl" -}}
+{{- if .Values.auth.identityUrl -}}
+{{- .Values.auth.identityUrl -}}
+{{- else -}}
+{{- range $name, $svc := (include "aimesh.enabledServices" . | fromYaml) -}}
+{{- if eq $svc.grpcService (include "aimesh.identityGrpcService" $) -}}
+{{- printf "http://%s:%v" (include "aimesh.componentName" (list $ $name)) $.Values.grpcPort -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
 {{/* The database URL Secret and key the aimesh pods read. */}}
 {{- define "aimesh.databaseSecretName" -}}
 {{- if .Values.database.existingSecret -}}
@@ -116,6 +132,25 @@ Fails on a bad service name or a missing grpcService. */}}
 {{- end -}}
 {{- end -}}
 
+{{/* The PEM of the chart-managed JWT Secret: jwt.signingKey, else the key already in the cluster,
+else a new Ed25519 key. Rendered once per release render (memoised in .Values), so the Secret and
+the pods' checksum annotation agree. */}}
+{{- define "aimesh.jwtSigningKey" -}}
+{{- if .Values.jwt.signingKey -}}
+{{- .Values.jwt.signingKey -}}
+{{- else -}}
+{{- if not (hasKey .Values.jwt "_rendered") -}}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "aimesh.jwtSecretName" .) -}}
+{{- if and $existing $existing.data (hasKey $existing.data "signing-key.pem") -}}
+{{- $_ := set .Values.jwt "_rendered" (index $existing.data "signing-key.pem" | b64dec) -}}
+{{- else -}}
+{{- $_ := set .Values.jwt "_rendered" (genPrivateKey "ed25519") -}}
+{{- end -}}
+{{- end -}}
+{{- .Values.jwt._rendered -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "aimesh.jwtSecretKey" -}}
 {{- if .Values.jwt.existingSecret -}}{{ .Values.jwt.existingSecretKey }}{{- else -}}signing-key.pem{{- end -}}
 {{- end -}}
@@ -134,8 +169,13 @@ Fails on a bad service name or a missing grpcService. */}}
 {{- if and .Values.jwt.signingKey .Values.jwt.existingSecret -}}
 {{- fail "set only one of jwt.signingKey and jwt.existingSecret" -}}
 {{- end -}}
-{{- if and (include "aimesh.needsJwt" .) (not (or .Values.jwt.signingKey .Values.jwt.existingSecret)) -}}
-{{- fail "an enabled service mounts the JWT signing key: set jwt.signingKey (PEM) or jwt.existingSecret" -}}
+{{- if and (include "aimesh.needsJwt" .) (not (or .Values.jwt.signingKey .Values.jwt.existingSecret .Values.jwt.generate)) -}}
+{{- fail "an enabled service mounts the JWT signing key: set jwt.signingKey (PEM), jwt.existingSecret or jwt.generate" -}}
+{{- end -}}
+{{- range $name, $svc := (include "aimesh.enabledServices" . | fromYaml) -}}
+{{- if and (ne $svc.grpcService (include "aimesh.identityGrpcService" $)) (not (include "aimesh.identityUrl" $)) -}}
+{{- fail (printf "services.%s verifies tokens with the identity service's keys: enable services.identity or set auth.identityUrl" $name) -}}
+{{- end -}}
 {{- end -}}
 {{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.enabled) -}}
 {{- fail "metrics.serviceMonitor.enabled needs metrics.enabled" -}}
@@ -172,6 +212,20 @@ Fails on a bad service name or a missing grpcService. */}}
   value: {{ $root.Values.config.logFormat | quote }}
 - name: OTEL_SERVICE_NAME
   value: {{ printf "aimesh-%s" .name | quote }}
+{{- if .svc }}
+{{- if .svc.grpcService }}
+- name: AIMESH_JWT_ISSUER
+  value: {{ $root.Values.auth.jwtIssuer | quote }}
+- name: AIMESH_RATE_LIMIT_PER_SEC
+  value: {{ $root.Values.auth.rateLimitPerSecond | quote }}
+- name: AIMESH_RATE_LIMIT_BURST
+  value: {{ $root.Values.auth.rateLimitBurst | quote }}
+{{- if ne .svc.grpcService (include "aimesh.identityGrpcService" $root) }}
+- name: AIMESH_IDENTITY_URL
+  value: {{ include "aimesh.identityUrl" $root | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- with $root.Values.telemetry.otlpEndpoint }}
 - name: OTEL_EXPORTER_OTLP_ENDPOINT
   value: {{ . | quote }}
@@ -209,8 +263,8 @@ Call with (dict "root" $ "jwt" BOOL "extra" MAP). */}}
 {{- if not $root.Values.database.existingSecret -}}
 {{- $_ := set $ann "checksum/database" ($root.Values.database.url | sha256sum) -}}
 {{- end -}}
-{{- if and .jwt $root.Values.jwt.signingKey -}}
-{{- $_ := set $ann "checksum/jwt" ($root.Values.jwt.signingKey | sha256sum) -}}
+{{- if and .jwt (not $root.Values.jwt.existingSecret) -}}
+{{- $_ := set $ann "checksum/jwt" (include "aimesh.jwtSigningKey" $root | sha256sum) -}}
 {{- end -}}
 {{- $ann = merge $ann (default dict .extra) -}}
 {{- if $ann -}}
