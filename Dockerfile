@@ -21,7 +21,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY crates ./crates
 COPY proto ./proto
 
-# Cache mounts keep the crates.io downloads and the target directory between builds; the binary
+# Cache mounts keep the downloaded crates and the target directory between builds; the binary
 # is copied out of the cached target directory in the same step.
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
