@@ -3,11 +3,10 @@
 
 use std::{env, error::Error, fs, path::PathBuf};
 
-use prost::Message;
-
 /// The proto files of the mesh, relative to `proto/`.
 const PROTOS: &[&str] = &[
     "aimesh/identity/v1/identity.proto",
+    "aimesh/jobs/v1/jobs.proto",
     "aimesh/notes/v1/notes.proto",
     "aimesh/bench/v1/echo.proto",
 ];
@@ -16,13 +15,26 @@ fn main() -> Result<(), Box<dyn Error>> {
     let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     println!("cargo:rerun-if-changed={}", root.display());
 
-    let fds = protox::compile(PROTOS, [&root])?;
+    let mut compiler = protox::Compiler::new([&root])?;
+    compiler.include_imports(true).include_source_info(true);
+    compiler.open_files(PROTOS)?;
+    // Encoded by protox itself: re-encoding the prost types would drop the `google.api.http`
+    // method options (extensions), which Envoy's transcoder needs.
     let out = PathBuf::from(env::var("OUT_DIR")?);
-    fs::write(out.join("aimesh_descriptor.bin"), fds.encode_to_vec())?;
+    fs::write(
+        out.join("aimesh_descriptor.bin"),
+        compiler.encode_file_descriptor_set(),
+    )?;
+    let fds = compiler.file_descriptor_set();
 
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
-        .compile_fds(fds)?;
+        .compile_fds_with_config(fds, {
+            // `prost::Name` on every message: job results are typed `Any`s.
+            let mut config = tonic_prost_build::Config::new();
+            config.enable_type_names();
+            config
+        })?;
     Ok(())
 }

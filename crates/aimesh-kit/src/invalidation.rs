@@ -1,43 +1,107 @@
-//! Cache invalidation fan-out. Writers (request handlers, background jobs, and — through a
-//! database notification bridge — other replicas) publish the keys that changed; every cache
-//! subscribes and evicts them.
+//! Cache invalidation fan-out. Writers (request handlers, background jobs) publish the keys
+//! that changed; every cache subscribes and evicts them. On PostgreSQL the bus is bridged
+//! through `LISTEN/NOTIFY` on the `aimesh_invalidations` channel, so a write in one process
+//! (another replica, or a separate worker) evicts the key in every process.
 
+use std::time::Duration;
+
+use sqlx::{PgPool, postgres::PgListener};
 use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+/// The PostgreSQL channel invalidations travel on.
+pub const CHANNEL: &str = "aimesh_invalidations";
 
 /// A changed key under a topic, e.g. topic `"notes"`, key the note's id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalidation {
     /// What kind of resource changed.
-    pub topic: &'static str,
+    pub topic: String,
     /// Which one.
     pub key: String,
 }
 
-/// A process-wide broadcast of invalidations.
+/// A broadcast of invalidations, process-wide or (with PostgreSQL) cluster-wide.
 ///
 /// A subscriber that falls behind by more than the capacity receives `Lagged` and must
 /// assume anything changed (clear its cache).
 #[derive(Debug, Clone)]
 pub struct InvalidationBus {
     sender: broadcast::Sender<Invalidation>,
+    postgres: Option<PgPool>,
 }
 
 impl InvalidationBus {
-    /// Creates a bus that buffers up to `capacity` invalidations per subscriber.
+    /// Creates an in-process bus that buffers up to `capacity` invalidations per subscriber.
     pub fn new(capacity: usize) -> Self {
         let (sender, _) = broadcast::channel(capacity);
-        Self { sender }
+        Self {
+            sender,
+            postgres: None,
+        }
+    }
+
+    /// Bridges the bus through PostgreSQL: publications are also sent with `pg_notify`, and
+    /// those of other processes are re-published here, until `shutdown`.
+    pub async fn bridge_postgres(
+        mut self,
+        pool: PgPool,
+        shutdown: CancellationToken,
+    ) -> Result<Self, sqlx::Error> {
+        let mut listener = PgListener::connect_with(&pool).await?;
+        listener.listen(CHANNEL).await?;
+        let sender = self.sender.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    received = listener.try_recv() => match received {
+                        Ok(Some(notification)) => {
+                            if let Some((topic, key)) = notification.payload().split_once(' ') {
+                                let _ = sender.send(Invalidation { topic: topic.to_owned(), key: key.to_owned() });
+                            }
+                        }
+                        // Reconnected: notifications may have been missed; evict everything.
+                        Ok(None) => {
+                            let _ = sender.send(Invalidation { topic: "*".into(), key: String::new() });
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "invalidation listener failed; retrying");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    },
+                }
+            }
+        });
+        self.postgres = Some(pool);
+        Ok(self)
     }
 
     /// Publishes an invalidation; it is dropped when nobody subscribes.
-    pub fn publish(&self, topic: &'static str, key: impl Into<String>) {
+    pub fn publish(&self, topic: &str, key: impl Into<String>) {
+        let key = key.into();
+        if let Some(pool) = &self.postgres {
+            let pool = pool.clone();
+            let payload = format!("{topic} {key}");
+            tokio::spawn(async move {
+                if let Err(error) = sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(CHANNEL)
+                    .bind(payload)
+                    .execute(&pool)
+                    .await
+                {
+                    tracing::warn!(%error, "failed to publish an invalidation");
+                }
+            });
+        }
         let _ = self.sender.send(Invalidation {
-            topic,
-            key: key.into(),
+            topic: topic.to_owned(),
+            key,
         });
     }
 
-    /// Subscribes to every invalidation published from now on.
+    /// Subscribes to every invalidation published from now on. A topic of `*` means
+    /// "everything may have changed".
     pub fn subscribe(&self) -> broadcast::Receiver<Invalidation> {
         self.sender.subscribe()
     }

@@ -1,6 +1,10 @@
 //! The tonic adapter of `aimesh.notes.v1.NotesService`: validates requests, converts between
 //! protobuf and domain types, calls [`Notes`] and maps its errors.
 
+use std::sync::Arc;
+
+use aimesh_ai::translate::Translators;
+use aimesh_jobs::{Jobs, SubmitOptions, api::job_to_proto};
 use aimesh_kit::{
     auth::principal,
     error::Violations,
@@ -21,12 +25,18 @@ use crate::{
 #[derive(Clone)]
 pub struct NotesApi {
     notes: Notes,
+    jobs: Jobs,
+    translators: Arc<Translators>,
 }
 
 impl NotesApi {
-    /// Wraps the service.
-    pub fn new(notes: Notes) -> Self {
-        Self { notes }
+    /// Wraps the service; translations are submitted to `jobs` for engines in `translators`.
+    pub fn new(notes: Notes, jobs: Jobs, translators: Arc<Translators>) -> Self {
+        Self {
+            notes,
+            jobs,
+            translators,
+        }
     }
 
     /// Returns the tonic server for this API.
@@ -108,6 +118,115 @@ impl NotesService for NotesApi {
         };
         self.notes.delete(&caller.user_id, id, version).await?;
         Ok(Response::new(pb::DeleteNoteResponse {}))
+    }
+
+    async fn translate_note(
+        &self,
+        request: Request<pb::TranslateNoteRequest>,
+    ) -> Result<Response<pb::TranslateNoteResponse>, Status> {
+        let caller = principal(&request)?;
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let id = violations.check("id", domain::parse_id(&request.id));
+        let target = violations.check(
+            "target_language",
+            domain::validate_language(&request.target_language),
+        );
+        let source = if request.source_language.is_empty() {
+            Some(None)
+        } else {
+            violations
+                .check(
+                    "source_language",
+                    domain::validate_language(&request.source_language),
+                )
+                .map(Some)
+        };
+        if request.engine.len() > 64 {
+            violations.add("engine", "must be at most 64 bytes");
+        }
+        if request.idempotency_key.len() > aimesh_jobs::engine::MAX_IDEMPOTENCY_KEY_LEN {
+            violations.add(
+                "idempotency_key",
+                format!(
+                    "must be at most {} bytes",
+                    aimesh_jobs::engine::MAX_IDEMPOTENCY_KEY_LEN
+                ),
+            );
+        }
+        invalid(violations)?;
+        let (Some(id), Some(target), Some(source)) = (id, target, source) else {
+            unreachable!("violations are empty")
+        };
+        let note = self.notes.get(&caller.user_id, id).await?;
+        let source = source.unwrap_or_else(|| note.original_language.clone());
+        let mut violations = Violations::new();
+        if source == target {
+            violations.add("target_language", "is the language the text is in");
+        }
+        let engine = (!request.engine.is_empty()).then_some(request.engine.as_str());
+        let found = self.translators.find(&source, &target, engine);
+        if found.is_none() && violations.is_empty() {
+            violations.add(
+                "target_language",
+                format!(
+                    "no {}engine translates {source} to {target}; ListLanguages tells which pairs exist",
+                    engine.map(|e| format!("{e} ")).unwrap_or_default()
+                ),
+            );
+        }
+        invalid(violations)?;
+        let Some((engine, pair)) = found else {
+            unreachable!("violations are empty")
+        };
+        let payload = pb::TranslateNoteRequest {
+            id: id.to_string(),
+            target_language: pair.target,
+            source_language: pair.source,
+            engine: engine.name().to_owned(),
+            idempotency_key: String::new(),
+        };
+        let job = self
+            .jobs
+            .submit(
+                &caller.user_id,
+                crate::translate::KIND,
+                prost::Message::encode_to_vec(&payload),
+                SubmitOptions {
+                    idempotency_key: Some(request.idempotency_key),
+                    max_attempts: 3,
+                    ..SubmitOptions::default()
+                },
+            )
+            .await
+            .map_err(Status::from)?;
+        Ok(Response::new(pb::TranslateNoteResponse {
+            job: Some(job_to_proto(&job)),
+        }))
+    }
+
+    async fn list_languages(
+        &self,
+        request: Request<pb::ListLanguagesRequest>,
+    ) -> Result<Response<pb::ListLanguagesResponse>, Status> {
+        principal(&request)?;
+        let engines = self
+            .translators
+            .engines()
+            .iter()
+            .map(|engine| pb::TranslationEngine {
+                name: engine.name().to_owned(),
+                pairs: engine
+                    .pairs()
+                    .iter()
+                    .map(|pair| pb::LanguagePair {
+                        source_language: pair.source.clone(),
+                        target_language: pair.target.clone(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        Ok(Response::new(pb::ListLanguagesResponse { engines }))
     }
 
     async fn get_note_stats(

@@ -95,6 +95,7 @@ impl NoteCache {
                             cache.invalidate(&id).await;
                         }
                     }
+                    Ok(event) if event.topic == "*" => cache.invalidate_all(),
                     Ok(_) => {}
                     Err(RecvError::Lagged(missed)) => {
                         tracing::warn!(missed, "note cache fell behind invalidations: clearing it");

@@ -11,6 +11,7 @@ pub mod domain;
 pub mod error;
 pub mod service;
 pub mod store;
+pub mod translate;
 
 pub use api::NotesApi;
 pub use error::{NotesError, NotesResult};

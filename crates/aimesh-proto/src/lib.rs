@@ -16,6 +16,14 @@ pub mod identity {
     }
 }
 
+/// `aimesh.jobs.v1`.
+pub mod jobs {
+    /// Version 1.
+    pub mod v1 {
+        tonic::include_proto!("aimesh.jobs.v1");
+    }
+}
+
 /// `aimesh.notes.v1`.
 pub mod notes {
     /// Version 1.

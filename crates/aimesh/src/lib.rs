@@ -8,7 +8,11 @@ use std::{fmt, time::Duration};
 
 use std::sync::Arc;
 
+use aimesh_ai::translate::{Apertium, Translator, Translators};
 use aimesh_identity::{Identity, IdentityApi, IdentityConfig, IdentityStore, keys::SigningKeys};
+use aimesh_jobs::{
+    Jobs, JobsApi, Worker, WorkerConfig, notify::Notifier, store::JobStore, worker::JobHandler,
+};
 use aimesh_kit::{
     auth::{AccountHooks, AuthConfig, AuthLayer, Authenticator, jwt::JwtVerifier, remote},
     config::ServerConfig,
@@ -16,7 +20,9 @@ use aimesh_kit::{
     invalidation::InvalidationBus,
     server::{ReadinessCheck, Server, ServerBuilder},
 };
-use aimesh_notes::{Notes, NotesApi, NotesStore, service::CacheConfig};
+use aimesh_notes::{
+    Notes, NotesApi, NotesStore, service::CacheConfig, translate::TranslateHandler,
+};
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
@@ -25,19 +31,23 @@ use tokio_util::sync::CancellationToken;
 pub enum ServiceKind {
     /// `aimesh.identity.v1.IdentityService`: accounts and tokens.
     Identity,
+    /// `aimesh.jobs.v1.JobsService`: job status, progress streams, cancel and retry.
+    Jobs,
     /// `aimesh.notes.v1.NotesService`.
     Notes,
 }
 
 impl ServiceKind {
     /// Every service, in start order.
-    pub const ALL: &'static [ServiceKind] = &[ServiceKind::Identity, ServiceKind::Notes];
+    pub const ALL: &'static [ServiceKind] =
+        &[ServiceKind::Identity, ServiceKind::Jobs, ServiceKind::Notes];
 }
 
 impl fmt::Display for ServiceKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             ServiceKind::Identity => "identity",
+            ServiceKind::Jobs => "jobs",
             ServiceKind::Notes => "notes",
         })
     }
@@ -46,6 +56,7 @@ impl fmt::Display for ServiceKind {
 /// Applies every service's migrations.
 pub async fn migrate(db: &Db) -> anyhow::Result<()> {
     db.migrate(&aimesh_identity::MIGRATIONS).await?;
+    db.migrate(&aimesh_jobs::MIGRATIONS).await?;
     db.migrate(&aimesh_notes::MIGRATIONS).await?;
     Ok(())
 }
@@ -59,6 +70,136 @@ pub async fn connect(config: &ServerConfig) -> anyhow::Result<Db> {
     Ok(Db::connect(&config.database_url(), &options).await?)
 }
 
+/// Job worker settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkerSettings {
+    /// Whether `serve` also runs a job worker in the same process.
+    #[arg(long = "worker", env = "AIMESH_WORKER", default_value_t = true, action = clap::ArgAction::Set)]
+    pub enabled: bool,
+
+    /// Jobs of one kind a worker runs at once.
+    #[arg(long, env = "AIMESH_WORKER_CONCURRENCY", default_value_t = 4)]
+    pub worker_concurrency: usize,
+
+    /// Seconds a worker's lease on a job lasts without a heartbeat; a crashed worker's jobs
+    /// are picked up again after this.
+    #[arg(long, env = "AIMESH_JOB_LEASE_SECS", default_value_t = 30)]
+    pub job_lease_secs: u64,
+
+    /// The Apertium executable (rule-based translation); translation pairs come from its
+    /// installed modes.
+    #[arg(long, env = "AIMESH_APERTIUM_BIN", default_value = "apertium")]
+    pub apertium_bin: String,
+}
+
+impl WorkerSettings {
+    /// Returns the worker configuration.
+    pub fn worker_config(&self, grace: Duration) -> WorkerConfig {
+        WorkerConfig {
+            lease: Duration::from_secs(self.job_lease_secs.max(1)),
+            concurrency: self.worker_concurrency.max(1),
+            grace,
+            ..WorkerConfig::default()
+        }
+    }
+
+    /// Returns defaults for tests: a worker with a short lease.
+    pub fn for_tests() -> Self {
+        Self {
+            enabled: true,
+            worker_concurrency: 4,
+            job_lease_secs: 5,
+            apertium_bin: "apertium".into(),
+        }
+    }
+}
+
+/// Finds the translation engines installed here.
+pub async fn discover_translators(settings: &WorkerSettings) -> Translators {
+    let mut engines: Vec<Arc<dyn Translator>> = Vec::new();
+    if let Some(apertium) = Apertium::discover(&settings.apertium_bin).await {
+        engines.push(Arc::new(apertium));
+    }
+    Translators::new(engines)
+}
+
+/// What the services of one process share: the database, the invalidation bus, the job
+/// engine, the notes service and the translation engines.
+#[derive(Clone)]
+pub struct Core {
+    /// The database.
+    pub db: Db,
+    /// Cache invalidations (bridged across processes on PostgreSQL).
+    pub bus: InvalidationBus,
+    /// The job engine.
+    pub jobs: Jobs,
+    /// The notes service.
+    pub notes: Notes,
+    /// Translation engines.
+    pub translators: Arc<Translators>,
+}
+
+impl Core {
+    /// Connects (and migrates, when configured) the database and starts the shared parts.
+    pub async fn start(
+        server: &ServerConfig,
+        worker: &WorkerSettings,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let db = connect(server).await?;
+        if server.auto_migrate {
+            migrate(&db).await?;
+        }
+        let bus = match &db {
+            Db::Postgres(pool) => InvalidationBus::default()
+                .bridge_postgres(pool.clone(), shutdown.clone())
+                .await
+                .context("failed to listen for cache invalidations")?,
+            Db::Sqlite(_) => InvalidationBus::default(),
+        };
+        let notifier = Notifier::start(db.clone(), shutdown.clone())
+            .await
+            .context("failed to listen for job events")?;
+        let jobs = Jobs::new(JobStore::new(db.clone()), notifier);
+        let notes = Notes::new(
+            NotesStore::new(db.clone()),
+            &CacheConfig::default(),
+            bus.clone(),
+        );
+        let translators = Arc::new(discover_translators(worker).await);
+        Ok(Self {
+            db,
+            bus,
+            jobs,
+            notes,
+            translators,
+        })
+    }
+
+    /// Returns a worker for every job kind this process can run.
+    pub fn worker(&self, settings: &WorkerSettings, grace: Duration) -> Worker {
+        let handlers: Vec<Arc<dyn JobHandler>> = vec![Arc::new(TranslateHandler::new(
+            self.notes.clone(),
+            self.translators.clone(),
+        ))];
+        Worker::new(self.jobs.clone(), handlers, settings.worker_config(grace))
+    }
+}
+
+/// Runs a job worker without serving RPCs, until `shutdown`.
+pub async fn run_worker(
+    server: &ServerConfig,
+    settings: &WorkerSettings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let core = Core::start(server, settings, &shutdown).await?;
+    core.worker(settings, server.shutdown_grace())
+        .run(shutdown)
+        .await;
+    core.db.close().await;
+    Ok(())
+}
+
 /// Everything a mesh process is configured with.
 #[derive(Debug, Clone)]
 pub struct MeshConfig {
@@ -68,6 +209,8 @@ pub struct MeshConfig {
     pub auth: AuthConfig,
     /// The identity service, when it runs here.
     pub identity: IdentityConfig,
+    /// The job worker.
+    pub worker: WorkerSettings,
 }
 
 impl MeshConfig {
@@ -77,6 +220,7 @@ impl MeshConfig {
             server: ServerConfig::for_tests(data_dir, database_url),
             auth: AuthConfig::for_tests(),
             identity: IdentityConfig::for_tests(),
+            worker: WorkerSettings::for_tests(),
         }
     }
 }
@@ -84,7 +228,8 @@ impl MeshConfig {
 /// A running set of services on one bound listener.
 pub struct Mesh {
     server: Server,
-    db: Db,
+    core: Core,
+    worker: Option<Worker>,
     shutdown: CancellationToken,
 }
 
@@ -93,12 +238,9 @@ impl Mesh {
     /// `services` onto the server.
     pub async fn build(config: &MeshConfig, services: &[ServiceKind]) -> anyhow::Result<Self> {
         let server_config = &config.server;
-        let db = connect(server_config).await?;
-        if server_config.auto_migrate {
-            migrate(&db).await?;
-        }
         let shutdown = CancellationToken::new();
-        let bus = InvalidationBus::default();
+        let core = Core::start(server_config, &config.worker, &shutdown).await?;
+        let db = core.db.clone();
 
         let ping_db = db.clone();
         let db_ready: ReadinessCheck = Arc::new(move || {
@@ -198,14 +340,17 @@ impl Mesh {
                     }
                     None => builder,
                 },
-                ServiceKind::Notes => {
-                    let notes = Notes::new(
-                        NotesStore::new(db.clone()),
-                        &CacheConfig::default(),
-                        bus.clone(),
-                    );
-                    builder.add_service(NotesApi::new(notes).into_server())
+                ServiceKind::Jobs => {
+                    builder.add_service(JobsApi::new(core.jobs.clone()).into_server())
                 }
+                ServiceKind::Notes => builder.add_service(
+                    NotesApi::new(
+                        core.notes.clone(),
+                        core.jobs.clone(),
+                        core.translators.clone(),
+                    )
+                    .into_server(),
+                ),
             };
         }
         let server = builder.build().await?;
@@ -215,9 +360,14 @@ impl Mesh {
             services = ?services,
             "mesh ready"
         );
+        let worker = config
+            .worker
+            .enabled
+            .then(|| core.worker(&config.worker, server_config.shutdown_grace()));
         Ok(Self {
             server,
-            db,
+            core,
+            worker,
             shutdown,
         })
     }
@@ -232,10 +382,21 @@ impl Mesh {
         self.shutdown.clone()
     }
 
-    /// Serves until shut down, then closes the database.
+    /// Returns the shared core (database, jobs, notes).
+    pub fn core(&self) -> &Core {
+        &self.core
+    }
+
+    /// Serves (and runs the worker) until shut down, then closes the database.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let worker = self
+            .worker
+            .map(|worker| tokio::spawn(worker.run(self.shutdown.clone())));
         let result = self.server.run_until_stopped().await;
-        self.db.close().await;
+        if let Some(worker) = worker {
+            let _ = worker.await;
+        }
+        self.core.db.close().await;
         result
     }
 }

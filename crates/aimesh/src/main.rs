@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use aimesh::{Mesh, MeshConfig, ServiceKind};
+use aimesh::{Mesh, MeshConfig, ServiceKind, WorkerSettings};
 use aimesh_identity::IdentityConfig;
 use aimesh_kit::{
     auth::AuthConfig,
@@ -38,9 +38,21 @@ enum Command {
         #[command(flatten)]
         identity: IdentityConfig,
 
+        #[command(flatten)]
+        worker: WorkerSettings,
+
         /// Services to run, comma-separated (default: all).
         #[arg(long, env = "AIMESH_SERVICES", value_delimiter = ',', value_enum)]
         services: Vec<ServiceKind>,
+    },
+    /// Run a job worker (no RPCs) until SIGTERM; running jobs finish within the grace period,
+    /// the rest go back to the queue. Separate worker processes need PostgreSQL.
+    Worker {
+        #[command(flatten)]
+        server: ServerConfig,
+
+        #[command(flatten)]
+        worker: WorkerSettings,
     },
     /// Apply pending database migrations and exit.
     Migrate {
@@ -90,6 +102,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             server,
             auth,
             identity,
+            worker,
             services,
         } => {
             let services = if services.is_empty() {
@@ -102,6 +115,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 server,
                 auth,
                 identity,
+                worker,
             };
             let mesh = Mesh::build(&config, &services).await?;
             let token = mesh.shutdown_token();
@@ -110,6 +124,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 token.cancel();
             });
             mesh.run_until_stopped().await
+        }
+        Command::Worker { server, worker } => {
+            let shutdown = tokio_util::sync::CancellationToken::new();
+            let token = shutdown.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                token.cancel();
+            });
+            aimesh::run_worker(&server, &worker, shutdown).await
         }
         Command::Migrate { server } => {
             let db = aimesh::connect(&server).await?;

@@ -39,8 +39,8 @@ pub async fn fetch_keys(identity_url: &str, verifier: &JwtVerifier) -> anyhow::R
     Ok(keys.len() - rejected.len())
 }
 
-/// Refreshes the keys every `interval` until `shutdown`, logging failures and keeping the
-/// last good set.
+/// Refreshes the keys every `interval` (every 2 s while none could be fetched yet) until
+/// `shutdown`, logging failures and keeping the last good set.
 pub fn spawn_refresh(
     identity_url: String,
     verifier: Arc<JwtVerifier>,
@@ -48,11 +48,15 @@ pub fn spawn_refresh(
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval);
-        tick.tick().await;
         loop {
+            // Until the first keys arrive (identity may start after us), retry quickly.
+            let wait = if verifier.kids().is_empty() {
+                Duration::from_secs(2)
+            } else {
+                interval
+            };
             tokio::select! {
-                _ = tick.tick() => {
+                _ = tokio::time::sleep(wait) => {
                     if let Err(error) = fetch_keys(&identity_url, &verifier).await {
                         tracing::warn!(error = format!("{error:#}"), "refreshing token keys failed");
                     }

@@ -1,0 +1,319 @@
+//! The tonic adapter of `aimesh.jobs.v1.JobsService`, including the watch streams.
+
+use std::pin::Pin;
+
+use aimesh_kit::{auth::principal, error::Violations, paging};
+use aimesh_proto::jobs::v1::{self as pb, jobs_service_server::JobsService};
+use chrono::{DateTime, Utc};
+use futures::Stream;
+use tokio::sync::{broadcast::error::RecvError, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::{
+    engine::Jobs,
+    error::{JobsError, JobsResult},
+    model::{Job, JobQuery, JobState},
+    notify::EventKind,
+};
+
+/// Messages buffered per watch stream before the sender waits for the client.
+const WATCH_BUFFER: usize = 16;
+
+/// The gRPC face of the job engine.
+#[derive(Clone)]
+pub struct JobsApi {
+    jobs: Jobs,
+}
+
+impl JobsApi {
+    /// Wraps the engine.
+    pub fn new(jobs: Jobs) -> Self {
+        Self { jobs }
+    }
+
+    /// Returns the tonic server for this API.
+    pub fn into_server(self) -> pb::jobs_service_server::JobsServiceServer<Self> {
+        pb::jobs_service_server::JobsServiceServer::new(self)
+    }
+}
+
+type WatchStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+fn parse_id(id: &str) -> Result<Uuid, JobsError> {
+    let mut violations = Violations::new();
+    let parsed = violations.check(
+        "id",
+        if id.is_empty() {
+            Err("must not be empty")
+        } else {
+            Uuid::try_parse(id).map_err(|_| "must be a UUID")
+        },
+    );
+    violations
+        .into_result()
+        .map_err(JobsError::InvalidArgument)?;
+    Ok(parsed.unwrap_or_default())
+}
+
+#[tonic::async_trait]
+impl JobsService for JobsApi {
+    async fn get_job(
+        &self,
+        request: Request<pb::GetJobRequest>,
+    ) -> Result<Response<pb::GetJobResponse>, Status> {
+        let caller = principal(&request)?;
+        let id = parse_id(&request.get_ref().id)?;
+        let job = self.jobs.get(&caller.user_id, id).await?;
+        Ok(Response::new(pb::GetJobResponse {
+            job: Some(job_to_proto(&job)),
+        }))
+    }
+
+    async fn list_jobs(
+        &self,
+        request: Request<pb::ListJobsRequest>,
+    ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        let caller = principal(&request)?;
+        let query = list_query(request.get_ref())?;
+        let (jobs, next) = self.jobs.list(&caller.user_id, &query).await?;
+        Ok(Response::new(pb::ListJobsResponse {
+            jobs: jobs.iter().map(job_to_proto).collect(),
+            next_page_token: next
+                .map(|id| paging::encode(id.as_bytes(), &query.filter_key()))
+                .unwrap_or_default(),
+        }))
+    }
+
+    type WatchJobStream = WatchStream<pb::WatchJobResponse>;
+
+    async fn watch_job(
+        &self,
+        request: Request<pb::WatchJobRequest>,
+    ) -> Result<Response<Self::WatchJobStream>, Status> {
+        let caller = principal(&request)?;
+        let id = parse_id(&request.get_ref().id)?;
+        // Subscribe before the first read so no change between the two is missed.
+        let mut events = self.jobs.subscribe();
+        let first = self.jobs.get(&caller.user_id, id).await?;
+        let (tx, rx) = mpsc::channel(WATCH_BUFFER);
+        let jobs = self.jobs.clone();
+        tokio::spawn(async move {
+            let mut last = first;
+            if tx.send(Ok(watch_job(&last))).await.is_err() || last.state.is_terminal() {
+                return;
+            }
+            loop {
+                let reload = tokio::select! {
+                    _ = tx.closed() => return,
+                    event = events.recv() => match event {
+                        Ok(event) => event.job_id == id || event.kind == EventKind::Resync,
+                        Err(RecvError::Lagged(_)) => true,
+                        Err(RecvError::Closed) => return,
+                    },
+                };
+                if !reload {
+                    continue;
+                }
+                let job = match jobs.store().get(id).await {
+                    Ok(Some(job)) => job,
+                    Ok(None) => return,
+                    Err(error) => {
+                        let _ = tx.send(Err(Status::from(error))).await;
+                        return;
+                    }
+                };
+                if job == last {
+                    continue;
+                }
+                last = job;
+                if tx.send(Ok(watch_job(&last))).await.is_err() || last.state.is_terminal() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type WatchJobsStream = WatchStream<pb::WatchJobsResponse>;
+
+    async fn watch_jobs(
+        &self,
+        request: Request<pb::WatchJobsRequest>,
+    ) -> Result<Response<Self::WatchJobsStream>, Status> {
+        let caller = principal(&request)?;
+        let mut events = self.jobs.subscribe();
+        let (tx, rx) = mpsc::channel(WATCH_BUFFER);
+        let jobs = self.jobs.clone();
+        tokio::spawn(async move {
+            loop {
+                let event = tokio::select! {
+                    _ = tx.closed() => return,
+                    event = events.recv() => match event {
+                        Ok(event) => event,
+                        Err(RecvError::Lagged(missed)) => {
+                            tracing::debug!(missed, "job watcher lagged");
+                            continue;
+                        }
+                        Err(RecvError::Closed) => return,
+                    },
+                };
+                if event.owner_id != caller.user_id {
+                    continue;
+                }
+                match jobs.get(&caller.user_id, event.job_id).await {
+                    Ok(job) => {
+                        let message = pb::WatchJobsResponse {
+                            job: Some(job_to_proto(&job)),
+                        };
+                        if tx.send(Ok(message)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(JobsError::NotFound(_)) => {}
+                    Err(error) => {
+                        let _ = tx.send(Err(Status::from(error))).await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn cancel_job(
+        &self,
+        request: Request<pb::CancelJobRequest>,
+    ) -> Result<Response<pb::CancelJobResponse>, Status> {
+        let caller = principal(&request)?;
+        let id = parse_id(&request.get_ref().id)?;
+        let job = self.jobs.cancel(&caller.user_id, id).await?;
+        Ok(Response::new(pb::CancelJobResponse {
+            job: Some(job_to_proto(&job)),
+        }))
+    }
+
+    async fn retry_job(
+        &self,
+        request: Request<pb::RetryJobRequest>,
+    ) -> Result<Response<pb::RetryJobResponse>, Status> {
+        let caller = principal(&request)?;
+        let id = parse_id(&request.get_ref().id)?;
+        let job = self.jobs.retry(&caller.user_id, id).await?;
+        Ok(Response::new(pb::RetryJobResponse {
+            job: Some(job_to_proto(&job)),
+        }))
+    }
+}
+
+fn watch_job(job: &Job) -> pb::WatchJobResponse {
+    pb::WatchJobResponse {
+        job: Some(job_to_proto(job)),
+    }
+}
+
+fn list_query(request: &pb::ListJobsRequest) -> JobsResult<JobQuery> {
+    let mut violations = Violations::new();
+    let page_size = match request.page_size {
+        0 => 20,
+        size @ 1..=100 => size as u32,
+        _ => {
+            violations.add("page_size", "must be between 0 and 100");
+            0
+        }
+    };
+    let state = match pb::JobState::try_from(request.state) {
+        Ok(pb::JobState::Unspecified) => None,
+        Ok(state) => Some(state_from_proto(state)),
+        Err(_) => {
+            violations.add("state", "is not a job state");
+            None
+        }
+    };
+    if request.kind.len() > 100 {
+        violations.add("kind", "must be at most 100 bytes");
+    }
+    violations
+        .into_result()
+        .map_err(JobsError::InvalidArgument)?;
+    let mut query = JobQuery {
+        page_size,
+        after: None,
+        state,
+        kind: (!request.kind.is_empty()).then(|| request.kind.clone()),
+    };
+    if !request.page_token.is_empty() {
+        match paging::decode(&request.page_token, &query.filter_key())
+            .ok()
+            .and_then(|cursor| Uuid::from_slice(&cursor).ok())
+        {
+            Some(after) => query.after = Some(after),
+            None => {
+                let mut violations = Violations::new();
+                violations.add("page_token", "is not a valid page token for these filters");
+                violations
+                    .into_result()
+                    .map_err(JobsError::InvalidArgument)?;
+            }
+        }
+    }
+    Ok(query)
+}
+
+fn state_from_proto(state: pb::JobState) -> JobState {
+    match state {
+        pb::JobState::Unspecified | pb::JobState::Queued => JobState::Queued,
+        pb::JobState::Running => JobState::Running,
+        pb::JobState::Succeeded => JobState::Succeeded,
+        pb::JobState::Failed => JobState::Failed,
+        pb::JobState::Cancelled => JobState::Cancelled,
+    }
+}
+
+fn state_to_proto(state: JobState) -> pb::JobState {
+    match state {
+        JobState::Queued => pb::JobState::Queued,
+        JobState::Running => pb::JobState::Running,
+        JobState::Succeeded => pb::JobState::Succeeded,
+        JobState::Failed => pb::JobState::Failed,
+        JobState::Cancelled => pb::JobState::Cancelled,
+    }
+}
+
+fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: time.timestamp(),
+        nanos: time.timestamp_subsec_nanos() as i32,
+    }
+}
+
+/// Converts a job to its protobuf form.
+pub fn job_to_proto(job: &Job) -> pb::Job {
+    pb::Job {
+        id: job.id.to_string(),
+        kind: job.kind.clone(),
+        state: state_to_proto(job.state) as i32,
+        attempts: job.attempts,
+        max_attempts: job.max_attempts,
+        progress: Some(pb::Progress {
+            percent: job.progress_percent,
+            message: job.progress_message.clone(),
+            partial_output: job.partial_output.clone(),
+        }),
+        result: match (&job.result_type, &job.result) {
+            (Some(type_name), Some(value)) => Some(prost_types::Any {
+                type_url: format!("type.googleapis.com/{type_name}"),
+                value: value.clone(),
+            }),
+            _ => None,
+        },
+        error: job.error.clone().unwrap_or_default(),
+        idempotency_key: job.idempotency_key.clone().unwrap_or_default(),
+        create_time: Some(timestamp(job.created_at)),
+        update_time: Some(timestamp(job.updated_at)),
+        start_time: job.started_at.map(timestamp),
+        finish_time: job.finished_at.map(timestamp),
+        run_after_time: Some(timestamp(job.run_after)),
+    }
+}

@@ -1,0 +1,54 @@
+//! Errors of the job engine.
+
+use aimesh_kit::{
+    Code, FieldViolation, ServiceError,
+    error::{display_violations, into_status},
+};
+use uuid::Uuid;
+
+/// A jobs operation's failure.
+#[derive(Debug, thiserror::Error)]
+pub enum JobsError {
+    /// The request is malformed.
+    #[error("invalid argument: {}", display_violations(.0))]
+    InvalidArgument(Vec<FieldViolation>),
+    /// No such job for this caller.
+    #[error("job {0} not found")]
+    NotFound(Uuid),
+    /// The job is not in a state the operation applies to.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// The database failed.
+    #[error("database error")]
+    Db(#[from] sqlx::Error),
+}
+
+/// The result of a jobs operation.
+pub type JobsResult<T> = Result<T, JobsError>;
+
+impl ServiceError for JobsError {
+    fn code(&self) -> Code {
+        match self {
+            JobsError::InvalidArgument(_) => Code::InvalidArgument,
+            JobsError::NotFound(_) => Code::NotFound,
+            JobsError::FailedPrecondition(_) => Code::FailedPrecondition,
+            JobsError::Db(error) => match aimesh_kit::db::error_code(error) {
+                Code::Unavailable => Code::Unavailable,
+                _ => Code::Internal,
+            },
+        }
+    }
+
+    fn field_violations(&self) -> &[FieldViolation] {
+        match self {
+            JobsError::InvalidArgument(violations) => violations,
+            _ => &[],
+        }
+    }
+}
+
+impl From<JobsError> for tonic::Status {
+    fn from(error: JobsError) -> Self {
+        into_status(error)
+    }
+}

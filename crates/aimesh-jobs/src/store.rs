@@ -1,0 +1,417 @@
+//! Persistence of jobs, for SQLite and PostgreSQL. Every state change is one conditional
+//! statement, so concurrent workers, API calls and lease expiry cannot interleave badly:
+//! a worker's writes apply only while it still holds the job's lease.
+
+use aimesh_kit::{
+    db::{Db, MigrationFile, Migrations},
+    with_db,
+};
+use chrono::{DateTime, Utc};
+use sqlx::QueryBuilder;
+use uuid::Uuid;
+
+use crate::{
+    error::{JobsError, JobsResult},
+    model::{Job, JobQuery, JobState},
+};
+
+/// The job engine's migrations.
+pub const MIGRATIONS: Migrations = Migrations {
+    service: "jobs",
+    sqlite: &[MigrationFile {
+        version: 1,
+        description: "jobs",
+        sql: include_str!("../migrations/sqlite/0001_jobs.sql"),
+    }],
+    postgres: &[MigrationFile {
+        version: 1,
+        description: "jobs",
+        sql: include_str!("../migrations/postgres/0001_jobs.sql"),
+    }],
+};
+
+const COLUMNS: &str = "id, owner_id, kind, state, payload, attempts, max_attempts, \
+    progress_percent, progress_message, partial_output, result_type, result, error, \
+    idempotency_key, trace_context, cancel_requested, lease_owner, lease_expires_at, \
+    run_after, created_at, updated_at, started_at, finished_at";
+
+#[derive(sqlx::FromRow)]
+struct JobRow {
+    id: Uuid,
+    owner_id: String,
+    kind: String,
+    state: String,
+    payload: Vec<u8>,
+    attempts: i32,
+    max_attempts: i32,
+    progress_percent: i32,
+    progress_message: String,
+    partial_output: String,
+    result_type: Option<String>,
+    result: Option<Vec<u8>>,
+    error: Option<String>,
+    idempotency_key: Option<String>,
+    trace_context: Option<String>,
+    cancel_requested: bool,
+    lease_owner: Option<String>,
+    lease_expires_at: Option<DateTime<Utc>>,
+    run_after: DateTime<Utc>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<JobRow> for Job {
+    type Error = sqlx::Error;
+
+    fn try_from(row: JobRow) -> Result<Self, Self::Error> {
+        Ok(Job {
+            id: row.id,
+            owner_id: row.owner_id,
+            kind: row.kind,
+            state: row
+                .state
+                .parse()
+                .map_err(|e: String| sqlx::Error::Decode(e.into()))?,
+            payload: row.payload,
+            attempts: row.attempts,
+            max_attempts: row.max_attempts,
+            progress_percent: row.progress_percent,
+            progress_message: row.progress_message,
+            partial_output: row.partial_output,
+            result_type: row.result_type,
+            result: row.result,
+            error: row.error,
+            idempotency_key: row.idempotency_key,
+            trace_context: row.trace_context,
+            cancel_requested: row.cancel_requested,
+            lease_owner: row.lease_owner,
+            lease_expires_at: row.lease_expires_at,
+            run_after: row.run_after,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+        })
+    }
+}
+
+fn jobs(rows: Vec<JobRow>) -> JobsResult<Vec<Job>> {
+    rows.into_iter()
+        .map(|row| Job::try_from(row).map_err(JobsError::Db))
+        .collect()
+}
+
+/// Jobs in a database.
+#[derive(Debug, Clone)]
+pub struct JobStore {
+    db: Db,
+}
+
+impl JobStore {
+    /// Creates a store on a migrated database.
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    /// Returns the database.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Inserts a job; with an idempotency key already used by the owner, returns that job
+    /// instead (and `false`).
+    pub async fn insert(&self, job: &Job) -> JobsResult<(Job, bool)> {
+        let inserted = with_db!(&self.db, |pool| {
+            sqlx::query(
+                "INSERT INTO jobs (id, owner_id, kind, state, payload, attempts, max_attempts, \
+                 idempotency_key, trace_context, run_after, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8, $9, $10, $10) \
+                 ON CONFLICT (owner_id, idempotency_key) DO NOTHING",
+            )
+            .bind(job.id)
+            .bind(&job.owner_id)
+            .bind(&job.kind)
+            .bind(job.state.as_str())
+            .bind(&job.payload)
+            .bind(job.max_attempts)
+            .bind(&job.idempotency_key)
+            .bind(&job.trace_context)
+            .bind(job.run_after)
+            .bind(job.created_at)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected())
+        })?;
+        if inserted == 1 {
+            return Ok((job.clone(), true));
+        }
+        let existing: Option<JobRow> = with_db!(&self.db, |pool| {
+            sqlx::query_as(
+                "SELECT id, owner_id, kind, state, payload, attempts, max_attempts, \
+                 progress_percent, progress_message, partial_output, result_type, result, error, \
+                 idempotency_key, trace_context, cancel_requested, lease_owner, lease_expires_at, \
+                 run_after, created_at, updated_at, started_at, finished_at \
+                 FROM jobs WHERE owner_id = $1 AND idempotency_key = $2",
+            )
+            .bind(&job.owner_id)
+            .bind(&job.idempotency_key)
+            .fetch_optional(pool)
+            .await
+        })?;
+        let existing = existing.ok_or(JobsError::Db(sqlx::Error::RowNotFound))?;
+        Ok((existing.try_into()?, false))
+    }
+
+    /// Returns a job by id.
+    pub async fn get(&self, id: Uuid) -> JobsResult<Option<Job>> {
+        let row: Option<JobRow> = with_db!(&self.db, |pool| {
+            sqlx::query_as(
+                "SELECT id, owner_id, kind, state, payload, attempts, max_attempts, \
+                 progress_percent, progress_message, partial_output, result_type, result, error, \
+                 idempotency_key, trace_context, cancel_requested, lease_owner, lease_expires_at, \
+                 run_after, created_at, updated_at, started_at, finished_at \
+                 FROM jobs WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+        })?;
+        row.map(Job::try_from).transpose().map_err(JobsError::Db)
+    }
+
+    /// Lists an owner's jobs, newest first (one more than the page size, to detect a next page).
+    pub async fn list(&self, owner_id: &str, query: &JobQuery) -> JobsResult<Vec<Job>> {
+        let limit = i64::from(query.page_size) + 1;
+        let rows: Vec<JobRow> = with_db!(&self.db, |pool| {
+            let mut sql = QueryBuilder::new("SELECT ");
+            sql.push(COLUMNS)
+                .push(" FROM jobs WHERE owner_id = ")
+                .push_bind(owner_id);
+            if let Some(after) = query.after {
+                sql.push(" AND id < ").push_bind(after);
+            }
+            if let Some(state) = query.state {
+                sql.push(" AND state = ").push_bind(state.as_str());
+            }
+            if let Some(kind) = &query.kind {
+                sql.push(" AND kind = ").push_bind(kind);
+            }
+            sql.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
+            sql.build_query_as().fetch_all(pool).await
+        })?;
+        jobs(rows)
+    }
+
+    /// Claims up to `limit` runnable jobs of `kind` for `worker`: queued jobs whose time has
+    /// come, and running jobs whose lease lapsed (their worker died). Each claim starts an
+    /// attempt. PostgreSQL skips rows other workers are claiming (`FOR UPDATE SKIP LOCKED`);
+    /// SQLite serialises writers.
+    pub async fn claim(
+        &self,
+        kind: &str,
+        worker: &str,
+        limit: i64,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> JobsResult<Vec<Job>> {
+        const CLAIM: &str = "UPDATE jobs SET state = 'RUNNING', attempts = attempts + 1, \
+            lease_owner = $1, lease_expires_at = $2, started_at = COALESCE(started_at, $3), \
+            updated_at = $3, progress_percent = 0, progress_message = '', partial_output = '' \
+            WHERE id IN (SELECT id FROM jobs WHERE kind = $4 AND \
+            ((state = 'QUEUED' AND run_after <= $3) OR (state = 'RUNNING' AND lease_expires_at < $3)) \
+            ORDER BY run_after LIMIT $5";
+        let rows: Vec<JobRow> = match &self.db {
+            Db::Sqlite(pool) => {
+                sqlx::query_as(sqlx::AssertSqlSafe(format!("{CLAIM}) RETURNING {COLUMNS}")))
+                    .bind(worker)
+                    .bind(lease_until)
+                    .bind(now)
+                    .bind(kind)
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await?
+            }
+            Db::Postgres(pool) => {
+                sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "{CLAIM} FOR UPDATE SKIP LOCKED) RETURNING {COLUMNS}"
+                )))
+                .bind(worker)
+                .bind(lease_until)
+                .bind(now)
+                .bind(kind)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+            }
+        };
+        jobs(rows)
+    }
+
+    /// Extends a lease. Returns `None` when the worker lost it, else whether cancellation was
+    /// requested.
+    pub async fn heartbeat(
+        &self,
+        id: Uuid,
+        worker: &str,
+        lease_until: DateTime<Utc>,
+    ) -> JobsResult<Option<bool>> {
+        let row: Option<(bool,)> = with_db!(&self.db, |pool| {
+            sqlx::query_as(
+                "UPDATE jobs SET lease_expires_at = $1 \
+                 WHERE id = $2 AND lease_owner = $3 AND state = 'RUNNING' \
+                 RETURNING cancel_requested",
+            )
+            .bind(lease_until)
+            .bind(id)
+            .bind(worker)
+            .fetch_optional(pool)
+            .await
+        })?;
+        Ok(row.map(|(cancel,)| cancel))
+    }
+
+    /// Records progress; returns whether the worker still holds the job.
+    pub async fn progress(
+        &self,
+        id: Uuid,
+        worker: &str,
+        percent: i32,
+        message: &str,
+        partial_output: &str,
+        now: DateTime<Utc>,
+    ) -> JobsResult<bool> {
+        let updated = with_db!(&self.db, |pool| {
+            sqlx::query(
+                "UPDATE jobs SET progress_percent = $1, progress_message = $2, \
+                 partial_output = $3, updated_at = $4 \
+                 WHERE id = $5 AND lease_owner = $6 AND state = 'RUNNING'",
+            )
+            .bind(percent)
+            .bind(message)
+            .bind(partial_output)
+            .bind(now)
+            .bind(id)
+            .bind(worker)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected())
+        })?;
+        Ok(updated == 1)
+    }
+
+    /// Finishes an attempt: `state` SUCCEEDED (with a result), FAILED or CANCELLED, or QUEUED
+    /// again at `retry_at`. Applies only while `worker` holds the lease; returns whether it did.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn finish(
+        &self,
+        id: Uuid,
+        worker: &str,
+        state: JobState,
+        result: Option<(&str, &[u8])>,
+        error: Option<&str>,
+        retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> JobsResult<bool> {
+        let (result_type, result) = result.unzip();
+        let finished_at = state.is_terminal().then_some(now);
+        let updated = with_db!(&self.db, |pool| {
+            sqlx::query(
+                "UPDATE jobs SET state = $1, result_type = $2, result = $3, error = $4, \
+                 run_after = COALESCE($5, run_after), finished_at = $6, updated_at = $7, \
+                 progress_percent = CASE WHEN $1 = 'SUCCEEDED' THEN 100 ELSE progress_percent END, \
+                 lease_owner = NULL, lease_expires_at = NULL \
+                 WHERE id = $8 AND lease_owner = $9 AND state = 'RUNNING'",
+            )
+            .bind(state.as_str())
+            .bind(result_type)
+            .bind(result)
+            .bind(error)
+            .bind(retry_at)
+            .bind(finished_at)
+            .bind(now)
+            .bind(id)
+            .bind(worker)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected())
+        })?;
+        Ok(updated == 1)
+    }
+
+    /// Cancels an owner's job: a queued one at once, a running one by flagging it for its
+    /// worker. Returns the job after the change, or `None` when it is not the owner's.
+    pub async fn cancel(
+        &self,
+        owner_id: &str,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> JobsResult<Option<Job>> {
+        with_db!(&self.db, |pool| {
+            sqlx::query(
+                "UPDATE jobs SET state = CASE WHEN state = 'QUEUED' THEN 'CANCELLED' ELSE state END, \
+                 finished_at = CASE WHEN state = 'QUEUED' THEN $1 ELSE finished_at END, \
+                 cancel_requested = CASE WHEN state = 'RUNNING' THEN TRUE ELSE cancel_requested END, \
+                 updated_at = $1 \
+                 WHERE id = $2 AND owner_id = $3 AND state IN ('QUEUED', 'RUNNING')",
+            )
+            .bind(now)
+            .bind(id)
+            .bind(owner_id)
+            .execute(pool)
+            .await
+            .map(drop)
+        })?;
+        Ok(self.get(id).await?.filter(|job| job.owner_id == owner_id))
+    }
+
+    /// Queues an owner's failed or cancelled job again with a fresh attempt budget; returns
+    /// whether it did.
+    pub async fn retry(&self, owner_id: &str, id: Uuid, now: DateTime<Utc>) -> JobsResult<bool> {
+        let updated = with_db!(&self.db, |pool| {
+            sqlx::query(
+                "UPDATE jobs SET state = 'QUEUED', attempts = 0, error = NULL, \
+                 cancel_requested = FALSE, finished_at = NULL, run_after = $1, updated_at = $1, \
+                 progress_percent = 0, progress_message = '', partial_output = '' \
+                 WHERE id = $2 AND owner_id = $3 AND state IN ('FAILED', 'CANCELLED')",
+            )
+            .bind(now)
+            .bind(id)
+            .bind(owner_id)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected())
+        })?;
+        Ok(updated == 1)
+    }
+
+    /// Gives a worker's running jobs back to the queue (at shutdown), without spending the
+    /// attempt. Returns the released ids.
+    pub async fn release(&self, worker: &str, now: DateTime<Utc>) -> JobsResult<Vec<Uuid>> {
+        let ids: Vec<(Uuid,)> = with_db!(&self.db, |pool| {
+            sqlx::query_as(
+                "UPDATE jobs SET state = 'QUEUED', attempts = attempts - 1, lease_owner = NULL, \
+                 lease_expires_at = NULL, run_after = $1, updated_at = $1 \
+                 WHERE lease_owner = $2 AND state = 'RUNNING' RETURNING id",
+            )
+            .bind(now)
+            .bind(worker)
+            .fetch_all(pool)
+            .await
+        })?;
+        Ok(ids.into_iter().map(|(id,)| id).collect())
+    }
+
+    /// Counts queued jobs per kind.
+    pub async fn queue_depth(&self) -> JobsResult<Vec<(String, i64)>> {
+        let rows = with_db!(&self.db, |pool| {
+            sqlx::query_as(
+                "SELECT kind, COUNT(*) FROM jobs WHERE state = 'QUEUED' GROUP BY kind ORDER BY kind",
+            )
+            .fetch_all(pool)
+            .await
+        })?;
+        Ok(rows)
+    }
+}

@@ -1,0 +1,535 @@
+//! Workers: claim jobs under a lease, run them, and record how they ended.
+//!
+//! Per handler kind, a worker runs at most `concurrency` jobs at once. Each running job holds
+//! a lease renewed by heartbeats every third of its length; if the worker dies, the lease
+//! lapses and another worker claims the job again (at-least-once execution — handlers make
+//! their effects idempotent, and a result is recorded only by the lease holder). Failures are
+//! retried after `base * 2^(attempt-1)` (capped, with jitter) until `max_attempts`.
+//! Cancellation reaches the handler through its [`CancellationToken`]. On shutdown the worker
+//! stops claiming, lets running jobs finish within the grace period, then cancels and releases
+//! the rest to the queue.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use opentelemetry::propagation::Extractor;
+use rand::Rng;
+use tokio::{sync::Semaphore, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use uuid::Uuid;
+
+use crate::{
+    engine::Jobs,
+    model::{Job, JobState, now},
+    notify::EventKind,
+};
+
+/// What a handler returns on success: a protobuf message, by full type name and bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobOutput {
+    /// Full protobuf type name, e.g. `aimesh.notes.v1.TranslateNoteResult`.
+    pub type_name: String,
+    /// The encoded message.
+    pub value: Vec<u8>,
+}
+
+impl JobOutput {
+    /// Wraps a prost message.
+    pub fn message<M: prost::Name>(message: &M) -> Self {
+        Self {
+            type_name: M::full_name(),
+            value: prost::Message::encode_to_vec(message),
+        }
+    }
+}
+
+/// How a handler failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JobError {
+    /// Worth another attempt (a dependency hiccup).
+    #[error("{0}")]
+    Retryable(String),
+    /// Will fail again however often it is tried (bad input, missing resource).
+    #[error("{0}")]
+    Permanent(String),
+    /// The handler stopped because its token was cancelled.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// Runs jobs of one kind.
+pub trait JobHandler: Send + Sync + 'static {
+    /// The kind of job handled, e.g. `notes.translate`.
+    fn kind(&self) -> &'static str;
+    /// Runs one attempt of a job.
+    fn run(&self, ctx: JobContext) -> BoxFuture<'static, Result<JobOutput, JobError>>;
+}
+
+/// What a handler gets to run a job.
+pub struct JobContext {
+    /// The job (payload, owner, attempt number...).
+    pub job: Job,
+    /// Cancelled when the job is cancelled, its lease is lost, or the worker shuts down.
+    pub cancel: CancellationToken,
+    reporter: ProgressReporter,
+}
+
+impl JobContext {
+    /// Records progress: percent (0-100), a message, and output produced so far.
+    pub async fn progress(&self, percent: i32, message: &str, partial_output: &str) {
+        self.reporter
+            .report(percent.clamp(0, 100), message, partial_output)
+            .await;
+    }
+}
+
+#[derive(Clone)]
+struct ProgressReporter {
+    jobs: Jobs,
+    job: Job,
+    worker_id: Arc<str>,
+}
+
+impl ProgressReporter {
+    async fn report(&self, percent: i32, message: &str, partial: &str) {
+        match self
+            .jobs
+            .store()
+            .progress(
+                self.job.id,
+                &self.worker_id,
+                percent,
+                message,
+                partial,
+                now(),
+            )
+            .await
+        {
+            Ok(true) => self.jobs.publish(EventKind::Changed, &self.job).await,
+            Ok(false) => {}
+            Err(error) => {
+                tracing::warn!(%error, job_id = %self.job.id, "failed to record progress")
+            }
+        }
+    }
+}
+
+/// Worker settings.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Length of a lease.
+    pub lease: Duration,
+    /// How often to look for jobs without a wake-up.
+    pub poll_interval: Duration,
+    /// First retry delay.
+    pub backoff_base: Duration,
+    /// Longest retry delay.
+    pub backoff_max: Duration,
+    /// How long running jobs may take to finish at shutdown.
+    pub grace: Duration,
+    /// Jobs of one kind run at once, per worker.
+    pub concurrency: usize,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(30),
+            poll_interval: Duration::from_secs(1),
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(300),
+            grace: Duration::from_secs(30),
+            concurrency: 4,
+        }
+    }
+}
+
+/// Claims and runs jobs for a set of handlers.
+pub struct Worker {
+    jobs: Jobs,
+    handlers: Vec<Arc<dyn JobHandler>>,
+    config: WorkerConfig,
+    id: Arc<str>,
+    running: Arc<Mutex<HashMap<Uuid, CancellationToken>>>,
+}
+
+impl Worker {
+    /// Creates a worker with a unique id.
+    pub fn new(jobs: Jobs, handlers: Vec<Arc<dyn JobHandler>>, config: WorkerConfig) -> Self {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into());
+        Self {
+            jobs,
+            handlers,
+            config,
+            id: format!("{host}/{}/{}", std::process::id(), Uuid::now_v7()).into(),
+            running: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Returns the worker's id (the `lease_owner` of its jobs).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Runs until `shutdown` is cancelled, then drains as described in the module docs.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let this = Arc::new(self);
+        // Abort token for handlers still running when the grace period ends.
+        let abort = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        tasks.spawn(this.clone().route_cancellations(shutdown.clone()));
+        let mut loops = JoinSet::new();
+        for handler in &this.handlers {
+            loops.spawn(
+                this.clone()
+                    .claim_loop(handler.clone(), shutdown.clone(), abort.clone()),
+            );
+        }
+        tracing::info!(worker = %this.id, kinds = ?this.handlers.iter().map(|h| h.kind()).collect::<Vec<_>>(), "worker started");
+        shutdown.cancelled().await;
+        tracing::info!(worker = %this.id, "worker stopping: letting running jobs finish");
+        // Each claim loop returns once its running jobs are done (or aborted after the grace).
+        let drained = tokio::time::timeout(this.config.grace, async {
+            while loops.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("grace period over: cancelling running jobs");
+            abort.cancel();
+            while loops.join_next().await.is_some() {}
+        }
+        match this.jobs.store().release(&this.id, now()).await {
+            Ok(released) if !released.is_empty() => {
+                tracing::info!(
+                    count = released.len(),
+                    "released unfinished jobs to the queue"
+                );
+                for id in released {
+                    if let Ok(Some(job)) = this.jobs.store().get(id).await {
+                        this.jobs.publish(EventKind::Queued, &job).await;
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(error) => tracing::error!(%error, "failed to release jobs"),
+        }
+        tasks.abort_all();
+        tracing::info!(worker = %this.id, "worker stopped");
+    }
+
+    /// Forwards cancellation requests to the handlers running here.
+    async fn route_cancellations(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut events = self.jobs.subscribe();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                event = events.recv() => match event {
+                    Ok(event) if event.kind == EventKind::CancelRequested => {
+                        if let Some(token) = self.running.lock().unwrap_or_else(|e| e.into_inner()).get(&event.job_id) {
+                            token.cancel();
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                },
+            }
+        }
+    }
+
+    async fn claim_loop(
+        self: Arc<Self>,
+        handler: Arc<dyn JobHandler>,
+        shutdown: CancellationToken,
+        abort: CancellationToken,
+    ) {
+        let kind = handler.kind();
+        let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
+        let mut events = self.jobs.subscribe();
+        let mut running = JoinSet::new();
+        loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let free = slots.available_permits();
+            let mut claimed = Vec::new();
+            if free > 0 {
+                let now = now();
+                match self
+                    .jobs
+                    .store()
+                    .claim(kind, &self.id, free as i64, now, now + lease(&self.config))
+                    .await
+                {
+                    Ok(jobs) => claimed = jobs,
+                    Err(error) => tracing::warn!(%error, kind, "claiming jobs failed"),
+                }
+            }
+            let got = claimed.len();
+            for job in claimed {
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    break;
+                };
+                let this = self.clone();
+                let handler = handler.clone();
+                let abort = abort.clone();
+                running.spawn(async move {
+                    this.execute(handler, job, abort).await;
+                    drop(permit);
+                });
+            }
+            while running.try_join_next().is_some() {}
+            if got > 0 && got == free {
+                continue; // more may be waiting
+            }
+            // Sleep until a job of this kind is queued, a slot frees, or the poll interval.
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(self.config.poll_interval) => {}
+                Some(_) = running.join_next(), if !running.is_empty() => {}
+                event = events.recv() => {
+                    if let Ok(event) = event
+                        && event.kind != EventKind::Queued && event.kind != EventKind::Resync {
+                        continue;
+                    }
+                }
+            }
+        }
+        while running.join_next().await.is_some() {}
+    }
+
+    async fn execute(&self, handler: Arc<dyn JobHandler>, job: Job, abort: CancellationToken) {
+        let span = tracing::info_span!(
+            "job.run",
+            otel.name = %format!("job {}", job.kind),
+            job.id = %job.id,
+            job.kind = %job.kind,
+            job.attempt = job.attempts,
+        );
+        if let Some(parent) = &job.trace_context {
+            let context = opentelemetry::global::get_text_map_propagator(|propagator| {
+                propagator.extract(&TraceParent(parent))
+            });
+            let _ = span.set_parent(context);
+        }
+        self.execute_in_span(handler, job, abort)
+            .instrument(span)
+            .await
+    }
+
+    async fn execute_in_span(
+        &self,
+        handler: Arc<dyn JobHandler>,
+        job: Job,
+        abort: CancellationToken,
+    ) {
+        let store = self.jobs.store();
+        if job.cancel_requested {
+            self.finish(&job, JobState::Cancelled, None, Some("cancelled"), None)
+                .await;
+            return;
+        }
+        if job.attempts > job.max_attempts {
+            // Claimed again after its lease lapsed on the last attempt.
+            self.finish(
+                &job,
+                JobState::Failed,
+                None,
+                Some("the worker running the last attempt stopped responding"),
+                None,
+            )
+            .await;
+            return;
+        }
+        tracing::info!(attempt = job.attempts, "job started");
+        self.jobs.publish(EventKind::Changed, &job).await;
+
+        let cancel = abort.child_token();
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(job.id, cancel.clone());
+        let lost = CancellationToken::new();
+        let heartbeat = tokio::spawn({
+            let store = store.clone();
+            let cancel = cancel.clone();
+            let lost = lost.clone();
+            let id = job.id;
+            let worker = self.id.clone();
+            let lease = self.config.lease;
+            async move {
+                let mut tick = tokio::time::interval(lease / 3);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let until = now() + chrono::Duration::from_std(lease).unwrap_or_default();
+                    match store.heartbeat(id, &worker, until).await {
+                        Ok(Some(false)) => {}
+                        Ok(Some(true)) => cancel.cancel(),
+                        Ok(None) => {
+                            tracing::warn!(job_id = %id, "lease lost: stopping the handler");
+                            lost.cancel();
+                            cancel.cancel();
+                            break;
+                        }
+                        Err(error) => tracing::warn!(%error, job_id = %id, "heartbeat failed"),
+                    }
+                }
+            }
+        });
+
+        let ctx = JobContext {
+            job: job.clone(),
+            cancel: cancel.clone(),
+            reporter: ProgressReporter {
+                jobs: self.jobs.clone(),
+                job: job.clone(),
+                worker_id: self.id.clone(),
+            },
+        };
+        let outcome = tokio::spawn(handler.run(ctx)).await;
+        heartbeat.abort();
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&job.id);
+        if lost.is_cancelled() {
+            return; // another worker owns the job now
+        }
+        let outcome = outcome
+            .unwrap_or_else(|panic| Err(JobError::Retryable(format!("handler panicked: {panic}"))));
+        match outcome {
+            Ok(output) => {
+                tracing::info!("job succeeded");
+                self.finish(
+                    &job,
+                    JobState::Succeeded,
+                    Some((&output.type_name, &output.value)),
+                    None,
+                    None,
+                )
+                .await;
+            }
+            Err(JobError::Cancelled)
+                if abort.is_cancelled() && !self.cancel_requested(&job).await =>
+            {
+                // Shutdown, not the user: leave it RUNNING for release at the end of `run`.
+            }
+            Err(JobError::Cancelled) => {
+                tracing::info!("job cancelled");
+                self.finish(&job, JobState::Cancelled, None, Some("cancelled"), None)
+                    .await;
+            }
+            Err(JobError::Retryable(error)) if job.attempts < job.max_attempts => {
+                let delay = backoff(&self.config, job.attempts);
+                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "job attempt failed");
+                let retry_at = now() + chrono::Duration::from_std(delay).unwrap_or_default();
+                self.finish(&job, JobState::Queued, None, Some(&error), Some(retry_at))
+                    .await;
+            }
+            Err(JobError::Retryable(error) | JobError::Permanent(error)) => {
+                tracing::warn!(%error, "job failed");
+                self.finish(&job, JobState::Failed, None, Some(&error), None)
+                    .await;
+            }
+        }
+    }
+
+    async fn cancel_requested(&self, job: &Job) -> bool {
+        matches!(self.jobs.store().get(job.id).await, Ok(Some(job)) if job.cancel_requested)
+    }
+
+    async fn finish(
+        &self,
+        job: &Job,
+        state: JobState,
+        result: Option<(&str, &[u8])>,
+        error: Option<&str>,
+        retry_at: Option<DateTime<Utc>>,
+    ) {
+        match self
+            .jobs
+            .store()
+            .finish(job.id, &self.id, state, result, error, retry_at, now())
+            .await
+        {
+            Ok(true) => {
+                let kind = if state == JobState::Queued {
+                    EventKind::Queued
+                } else {
+                    EventKind::Changed
+                };
+                self.jobs.publish(kind, job).await;
+            }
+            Ok(false) => {
+                tracing::warn!(job_id = %job.id, "lease lost before the outcome was recorded")
+            }
+            Err(error) => {
+                tracing::error!(%error, job_id = %job.id, "failed to record the job's outcome")
+            }
+        }
+    }
+}
+
+fn lease(config: &WorkerConfig) -> chrono::Duration {
+    chrono::Duration::from_std(config.lease).unwrap_or(chrono::Duration::seconds(30))
+}
+
+/// Exponential backoff with jitter: `base * 2^(attempt-1)`, capped, times a random factor in
+/// [0.5, 1].
+fn backoff(config: &WorkerConfig, attempt: i32) -> Duration {
+    let exponent = attempt.saturating_sub(1).clamp(0, 30) as u32;
+    let delay = config
+        .backoff_base
+        .saturating_mul(2u32.saturating_pow(exponent))
+        .min(config.backoff_max);
+    delay.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
+}
+
+struct TraceParent<'a>(&'a str);
+
+impl Extractor for TraceParent<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        (key == "traceparent").then_some(self.0)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        vec!["traceparent"]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_exponentially_within_jitter_and_cap() {
+        let config = WorkerConfig {
+            backoff_base: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(1),
+            ..WorkerConfig::default()
+        };
+        for (attempt, full) in [
+            (1, 100),
+            (2, 200),
+            (3, 400),
+            (4, 800),
+            (5, 1000),
+            (40, 1000),
+        ] {
+            let delay = backoff(&config, attempt).as_millis() as u64;
+            assert!(
+                (full / 2..=full).contains(&delay),
+                "attempt {attempt}: {delay} ms not in [{}, {full}]",
+                full / 2
+            );
+        }
+    }
+}
