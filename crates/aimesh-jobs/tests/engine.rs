@@ -1,0 +1,424 @@
+//! The job engine against SQLite and PostgreSQL, with handlers written for these tests
+//! (`Fake*`): retries, permanent failures, cancellation, idempotency, lease expiry, shutdown,
+//! and many jobs over several workers.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicI32, Ordering},
+    },
+    time::Duration,
+};
+
+use aimesh_jobs::{
+    Job, JobContext, JobError, JobHandler, JobOutput, JobState, Jobs, MIGRATIONS, SubmitOptions,
+    Worker, WorkerConfig, notify::Notifier, store::JobStore,
+};
+use aimesh_kit::testing::{Backend, TestDatabase};
+use futures::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+const OWNER: &str = "owner-1";
+
+struct Engine {
+    jobs: Jobs,
+    shutdown: CancellationToken,
+    _db: TestDatabase,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+async fn engine(backend: Backend) -> Engine {
+    let database = TestDatabase::create(backend).await;
+    let db = database.connect().await;
+    db.migrate(&MIGRATIONS).await.unwrap();
+    let shutdown = CancellationToken::new();
+    let notifier = Notifier::start(db.clone(), shutdown.clone()).await.unwrap();
+    Engine {
+        jobs: Jobs::new(JobStore::new(db), notifier),
+        shutdown,
+        _db: database,
+    }
+}
+
+fn fast_config() -> WorkerConfig {
+    WorkerConfig {
+        lease: Duration::from_secs(2),
+        poll_interval: Duration::from_millis(50),
+        backoff_base: Duration::from_millis(10),
+        backoff_max: Duration::from_millis(50),
+        grace: Duration::from_secs(5),
+        concurrency: 4,
+    }
+}
+
+fn spawn_worker(
+    engine: &Engine,
+    handlers: Vec<Arc<dyn JobHandler>>,
+    config: WorkerConfig,
+) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    let stop = engine.shutdown.child_token();
+    let worker = Worker::new(engine.jobs.clone(), handlers, config);
+    (stop.clone(), tokio::spawn(worker.run(stop)))
+}
+
+async fn submit(engine: &Engine, kind: &str) -> Job {
+    engine
+        .jobs
+        .submit(OWNER, kind, Vec::new(), SubmitOptions::default())
+        .await
+        .unwrap()
+}
+
+async fn wait_for(engine: &Engine, id: Uuid, done: impl Fn(&Job) -> bool) -> Job {
+    for _ in 0..600 {
+        let job = engine.jobs.get(OWNER, id).await.unwrap();
+        if done(&job) {
+            return job;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("job {id} never reached the expected state");
+}
+
+async fn wait_terminal(engine: &Engine, id: Uuid) -> Job {
+    wait_for(engine, id, |job| job.state.is_terminal()).await
+}
+
+fn ok() -> JobOutput {
+    JobOutput {
+        type_name: "google.protobuf.Empty".into(),
+        value: Vec::new(),
+    }
+}
+
+/// Fails with a retryable error `failures` times, then succeeds.
+struct FakeFlaky {
+    failures: AtomicI32,
+}
+
+impl JobHandler for FakeFlaky {
+    fn kind(&self) -> &'static str {
+        "test.flaky"
+    }
+    fn run(&self, _ctx: JobContext) -> BoxFuture<'static, Result<JobOutput, JobError>> {
+        let fail = self.failures.fetch_sub(1, Ordering::SeqCst) > 0;
+        Box::pin(async move {
+            if fail {
+                Err(JobError::Retryable("dependency hiccup".into()))
+            } else {
+                Ok(ok())
+            }
+        })
+    }
+}
+
+/// Always fails permanently.
+struct FakeBroken;
+
+impl JobHandler for FakeBroken {
+    fn kind(&self) -> &'static str {
+        "test.broken"
+    }
+    fn run(&self, _ctx: JobContext) -> BoxFuture<'static, Result<JobOutput, JobError>> {
+        Box::pin(async { Err(JobError::Permanent("bad input".into())) })
+    }
+}
+
+/// Runs until cancelled (or for `duration`), recording whether it saw the cancellation.
+struct FakeSlow {
+    duration: Duration,
+    saw_cancel: Arc<AtomicBool>,
+}
+
+impl JobHandler for FakeSlow {
+    fn kind(&self) -> &'static str {
+        "test.slow"
+    }
+    fn run(&self, ctx: JobContext) -> BoxFuture<'static, Result<JobOutput, JobError>> {
+        let duration = self.duration;
+        let saw_cancel = self.saw_cancel.clone();
+        Box::pin(async move {
+            ctx.progress(10, "working", "partial").await;
+            tokio::select! {
+                _ = ctx.cancel.cancelled() => {
+                    saw_cancel.store(true, Ordering::SeqCst);
+                    Err(JobError::Cancelled)
+                }
+                _ = tokio::time::sleep(duration) => Ok(ok()),
+            }
+        })
+    }
+}
+
+/// Counts how often each job runs.
+#[derive(Default, Clone)]
+struct FakeCounter {
+    runs: Arc<Mutex<HashMap<Uuid, u32>>>,
+}
+
+impl JobHandler for FakeCounter {
+    fn kind(&self) -> &'static str {
+        "test.count"
+    }
+    fn run(&self, ctx: JobContext) -> BoxFuture<'static, Result<JobOutput, JobError>> {
+        *self.runs.lock().unwrap().entry(ctx.job.id).or_default() += 1;
+        Box::pin(async { Ok(ok()) })
+    }
+}
+
+async fn retries_until_success(backend: Backend) {
+    let engine = engine(backend).await;
+    let (_stop, _worker) = spawn_worker(
+        &engine,
+        vec![Arc::new(FakeFlaky {
+            failures: AtomicI32::new(2),
+        })],
+        fast_config(),
+    );
+    let job = submit(&engine, "test.flaky").await;
+    let done = wait_terminal(&engine, job.id).await;
+    assert_eq!(done.state, JobState::Succeeded);
+    assert_eq!(done.attempts, 3);
+    assert_eq!(done.error, None);
+    assert_eq!(done.progress_percent, 100);
+    assert!(done.finished_at.is_some() && done.started_at.is_some());
+}
+
+async fn permanent_failures_stop_and_can_be_retried(backend: Backend) {
+    let engine = engine(backend).await;
+    let (_stop, _worker) = spawn_worker(&engine, vec![Arc::new(FakeBroken)], fast_config());
+    let job = submit(&engine, "test.broken").await;
+    let failed = wait_terminal(&engine, job.id).await;
+    assert_eq!(failed.state, JobState::Failed);
+    assert_eq!(failed.attempts, 1);
+    assert_eq!(failed.error.as_deref(), Some("bad input"));
+
+    let retried = engine.jobs.retry(OWNER, job.id).await.unwrap();
+    assert_eq!(retried.state, JobState::Queued);
+    let failed_again = wait_for(&engine, job.id, |j| {
+        j.state == JobState::Failed && j.updated_at > failed.updated_at
+    })
+    .await;
+    assert_eq!(failed_again.attempts, 1);
+    // A succeeded or running job cannot be retried; an unknown one is not found.
+    assert!(engine.jobs.retry(OWNER, Uuid::now_v7()).await.is_err());
+    assert!(engine.jobs.get("someone-else", job.id).await.is_err());
+}
+
+async fn cancel_reaches_the_running_handler(backend: Backend) {
+    let engine = engine(backend).await;
+    let saw_cancel = Arc::new(AtomicBool::new(false));
+    let (_stop, _worker) = spawn_worker(
+        &engine,
+        vec![Arc::new(FakeSlow {
+            duration: Duration::from_secs(60),
+            saw_cancel: saw_cancel.clone(),
+        })],
+        fast_config(),
+    );
+    let job = submit(&engine, "test.slow").await;
+    wait_for(&engine, job.id, |j| {
+        j.state == JobState::Running && j.progress_percent == 10
+    })
+    .await;
+    let cancelling = engine.jobs.cancel(OWNER, job.id).await.unwrap();
+    assert!(cancelling.cancel_requested);
+    let done = wait_terminal(&engine, job.id).await;
+    assert_eq!(done.state, JobState::Cancelled);
+    assert!(saw_cancel.load(Ordering::SeqCst), "the handler was stopped");
+    assert!(
+        engine.jobs.cancel(OWNER, job.id).await.is_err(),
+        "already finished"
+    );
+}
+
+async fn queued_jobs_cancel_at_once_and_keys_deduplicate(backend: Backend) {
+    let engine = engine(backend).await;
+    let options = |key: &str| SubmitOptions {
+        idempotency_key: Some(key.into()),
+        ..SubmitOptions::default()
+    };
+    let first = engine
+        .jobs
+        .submit(OWNER, "test.none", vec![1], options("k1"))
+        .await
+        .unwrap();
+    let again = engine
+        .jobs
+        .submit(OWNER, "test.none", vec![2], options("k1"))
+        .await
+        .unwrap();
+    assert_eq!(first.id, again.id);
+    assert_eq!(again.payload, vec![1]);
+    let other_owner = engine
+        .jobs
+        .submit("owner-2", "test.none", vec![], options("k1"))
+        .await
+        .unwrap();
+    assert_ne!(other_owner.id, first.id);
+
+    let cancelled = engine.jobs.cancel(OWNER, first.id).await.unwrap();
+    assert_eq!(cancelled.state, JobState::Cancelled);
+    assert!(cancelled.finished_at.is_some());
+}
+
+async fn a_dead_workers_job_runs_again_after_its_lease(backend: Backend) {
+    let engine = engine(backend).await;
+    let job = submit(&engine, "test.count").await;
+    // A worker claims the job and dies: no heartbeat, no outcome.
+    let now = aimesh_jobs::model::now();
+    let claimed = engine
+        .jobs
+        .store()
+        .claim(
+            "test.count",
+            "dead-worker",
+            1,
+            now,
+            now + chrono::Duration::milliseconds(500),
+        )
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let counter = FakeCounter::default();
+    let (_stop, _worker) = spawn_worker(&engine, vec![Arc::new(counter.clone())], fast_config());
+    let done = wait_terminal(&engine, job.id).await;
+    assert_eq!(done.state, JobState::Succeeded);
+    assert_eq!(done.attempts, 2);
+    assert_eq!(counter.runs.lock().unwrap().get(&job.id), Some(&1));
+    // The dead worker's late outcome is ignored.
+    let late = engine
+        .jobs
+        .store()
+        .finish(
+            job.id,
+            "dead-worker",
+            JobState::Failed,
+            None,
+            Some("late"),
+            None,
+            aimesh_jobs::model::now(),
+        )
+        .await
+        .unwrap();
+    assert!(!late);
+}
+
+async fn shutdown_finishes_running_jobs_or_releases_them(backend: Backend) {
+    let engine = engine(backend).await;
+    // Finishes within the grace period.
+    let (stop, worker) = spawn_worker(
+        &engine,
+        vec![Arc::new(FakeSlow {
+            duration: Duration::from_millis(300),
+            saw_cancel: Arc::new(AtomicBool::new(false)),
+        })],
+        fast_config(),
+    );
+    let job = submit(&engine, "test.slow").await;
+    wait_for(&engine, job.id, |j| j.state == JobState::Running).await;
+    stop.cancel();
+    worker.await.unwrap();
+    assert_eq!(
+        engine.jobs.get(OWNER, job.id).await.unwrap().state,
+        JobState::Succeeded
+    );
+
+    // Outlives the grace period: cancelled and released to the queue, attempt not spent.
+    let (stop, worker) = spawn_worker(
+        &engine,
+        vec![Arc::new(FakeSlow {
+            duration: Duration::from_secs(60),
+            saw_cancel: Arc::new(AtomicBool::new(false)),
+        })],
+        WorkerConfig {
+            grace: Duration::from_millis(200),
+            ..fast_config()
+        },
+    );
+    let job = submit(&engine, "test.slow").await;
+    wait_for(&engine, job.id, |j| j.state == JobState::Running).await;
+    stop.cancel();
+    worker.await.unwrap();
+    let released = engine.jobs.get(OWNER, job.id).await.unwrap();
+    assert_eq!(released.state, JobState::Queued);
+    assert_eq!(released.attempts, 0);
+    assert_eq!(released.lease_owner, None);
+}
+
+async fn many_jobs_over_four_workers_run_once_each(backend: Backend) {
+    let engine = engine(backend).await;
+    let total = match backend {
+        Backend::Postgres => 1000,
+        Backend::Sqlite => 300,
+    };
+    let counter = FakeCounter::default();
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            spawn_worker(
+                &engine,
+                vec![Arc::new(counter.clone())],
+                WorkerConfig {
+                    concurrency: 8,
+                    ..fast_config()
+                },
+            )
+        })
+        .collect();
+    let mut ids = Vec::with_capacity(total);
+    for _ in 0..total {
+        ids.push(submit(&engine, "test.count").await.id);
+    }
+    for id in &ids {
+        let job = wait_terminal(&engine, *id).await;
+        assert_eq!(job.state, JobState::Succeeded);
+        assert_eq!(job.attempts, 1);
+    }
+    let runs = counter.runs.lock().unwrap();
+    assert_eq!(runs.len(), total);
+    assert!(runs.values().all(|&n| n == 1), "a job ran twice");
+    drop(runs);
+    for (stop, _) in &workers {
+        stop.cancel();
+    }
+}
+
+macro_rules! engine_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(aimesh_kit::testing::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(aimesh_kit::testing::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+engine_tests!(
+    retries_until_success,
+    permanent_failures_stop_and_can_be_retried,
+    cancel_reaches_the_running_handler,
+    queued_jobs_cancel_at_once_and_keys_deduplicate,
+    a_dead_workers_job_runs_again_after_its_lease,
+    shutdown_finishes_running_jobs_or_releases_them,
+    many_jobs_over_four_workers_run_once_each,
+);
