@@ -97,8 +97,8 @@ function findAll(value, predicate, found = []) {
 test("the running edge transcodes and routes every service that has REST rules", async () => {
   const dump = await configDump();
   const transcoders = findAll(dump, (o) => String(o["@type"]).endsWith(".GrpcJsonTranscoder"));
-  assert.equal(transcoders.length, 1, "expected one grpc_json_transcoder filter");
-  const transcoded = new Set(transcoders[0].services);
+  assert.ok(transcoders.length > 0, "no grpc_json_transcoder filter in the running config");
+  const transcoded = new Set(transcoders.flatMap((t) => t.services));
   const prefixes = findAll(dump, (o) => o.match && typeof o.match.prefix === "string").map(
     (route) => route.match.prefix,
   );

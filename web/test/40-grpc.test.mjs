@@ -40,11 +40,12 @@ test("gRPC errors pass through the edge with their code and details", async () =
     env.edgeGrpc,
     `${NOTES}/CreateNote`,
   ]);
-  assert.notEqual(result.code, 0);
-  const status = JSON.parse(result.stdout);
-  assert.equal(status.code, 3, result.stdout);
+  // grpcurl exits with 64 + the status code and prints the status as JSON on stderr.
+  assert.equal(result.code, 64 + 3, result.stderr);
+  const status = JSON.parse(result.stderr);
+  assert.equal(status.code, 3, result.stderr);
   const badRequest = status.details.find((d) => d["@type"].endsWith("google.rpc.BadRequest"));
-  assert.ok(badRequest, result.stdout);
+  assert.ok(badRequest, result.stderr);
   assert.deepEqual(badRequest.fieldViolations.map((v) => v.field), ["note.title"]);
 });
 

@@ -21,11 +21,20 @@ test("every request is logged as a JSON line with its REST and gRPC paths", asyn
     headers: { "user-agent": `edge-test-${word}` },
   });
   assert.equal(response.status, 200, response.text);
-  const entry = await eventually(
-    () => accessLog().find((e) => e.user_agent === `edge-test-${word}`),
+  const missing = await http("DELETE", "/api/v1/notes/00000000-0000-4000-8000-000000000000", {
+    headers: { "user-agent": `edge-test-${word}` },
+  });
+  assert.equal(missing.status, 404, missing.text);
+  const entries = await eventually(
+    () => {
+      const found = accessLog().filter((e) => e.user_agent === `edge-test-${word}`);
+      return found.length === 2 && found;
+    },
     { timeoutMs: 5000 },
   );
-  assert.ok(entry, "no access log line for the request");
+  assert.ok(entries, "no access log lines for the requests");
+  const entry = entries.find((e) => e.path.startsWith("/api/v1/notes?"));
+  const deleted = entries.find((e) => e !== entry);
   assert.equal(entry.method, "GET");
   assert.equal(entry.path, `/api/v1/notes?query=${word}`);
   assert.equal(entry.grpc_path, "/aimesh.notes.v1.NotesService/ListNotes");
@@ -34,6 +43,9 @@ test("every request is logged as a JSON line with its REST and gRPC paths", asyn
   assert.equal(entry.cluster, "notes");
   assert.match(entry.request_id, /^[0-9a-f-]{36}$/);
   assert.equal(typeof entry.duration_ms, "number");
+  assert.equal(deleted.method, "DELETE", "the client's method, not the transcoded POST");
+  assert.equal(deleted.grpc_path, "/aimesh.notes.v1.NotesService/DeleteNote");
+  assert.equal(deleted.status, 404);
 });
 
 test("upstreams are health-checked over grpc.health.v1", async () => {
@@ -66,7 +78,12 @@ test("a request body over the limit is refused with 413 before reaching a servic
 /** A minimal OTLP/gRPC trace collector: records the raw ExportTraceServiceRequest bodies. */
 function startCollector(port) {
   const exports = [];
+  const sessions = new Set();
   const server = http2.createServer();
+  server.on("session", (session) => {
+    sessions.add(session);
+    session.on("close", () => sessions.delete(session));
+  });
   server.on("stream", (stream, headers) => {
     const chunks = [];
     stream.on("data", (chunk) => chunks.push(chunk));
@@ -83,12 +100,19 @@ function startCollector(port) {
   });
   return new Promise((resolve, reject) => {
     server.once("error", reject);
-    server.listen(port, "127.0.0.1", () => resolve({ server, exports }));
+    server.listen(port, "127.0.0.1", () => {
+      // Envoy keeps its connection open: end it, or the server never closes.
+      const close = () => {
+        for (const session of sessions) session.destroy();
+        return new Promise((done) => server.close(done));
+      };
+      resolve({ close, exports });
+    });
   });
 }
 
 test("spans are exported over OTLP/gRPC, joining the caller's trace", async () => {
-  const { server, exports } = await startCollector(env.otlpPort);
+  const { close, exports } = await startCollector(env.otlpPort);
   try {
     const traceId = randomBytes(16);
     const parent = randomBytes(8);
@@ -107,6 +131,6 @@ test("spans are exported over OTLP/gRPC, joining the caller's trace", async () =
     assert.equal(found.path, "/opentelemetry.proto.collector.trace.v1.TraceService/Export");
     assert.ok(found.body.includes(Buffer.from("aimesh-edge")), "service.name is not aimesh-edge");
   } finally {
-    server.close();
+    await close();
   }
 });
