@@ -162,6 +162,11 @@ impl Notifier {
         }
     }
 
+    /// Returns how many subscriptions are open (each watch stream holds one).
+    pub fn subscriber_count(&self) -> usize {
+        self.local.receiver_count()
+    }
+
     /// Subscribes to every event from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
         self.local.subscribe()

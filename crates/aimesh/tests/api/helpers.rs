@@ -68,6 +68,9 @@ impl Interceptor for Bearer {
 }
 
 pub(crate) type NotesClient = NotesServiceClient<InterceptedService<Channel, Bearer>>;
+pub(crate) type JobsClient = aimesh_proto::jobs::v1::jobs_service_client::JobsServiceClient<
+    InterceptedService<Channel, Bearer>,
+>;
 pub(crate) type IdentityClient = IdentityServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// A logged-in user and clients that call as them.
@@ -91,6 +94,8 @@ pub(crate) struct TestApp {
     /// Alice's session.
     pub(crate) alice: Session,
     pub(crate) db: TestDatabase,
+    /// The mesh's shared parts (database, job engine...).
+    pub(crate) core: aimesh::Core,
     shutdown: CancellationToken,
 }
 
@@ -114,6 +119,7 @@ impl TestApp {
             .expect("failed to build the mesh");
         let addr = mesh.local_addr();
         let shutdown = mesh.shutdown_token();
+        let core = mesh.core().clone();
         tokio::spawn(mesh.run_until_stopped());
         let channel = Endpoint::from_shared(format!("http://{addr}"))
             .expect("valid endpoint")
@@ -138,6 +144,7 @@ impl TestApp {
             alice,
             channel,
             db,
+            core,
             shutdown,
         }
     }
@@ -150,6 +157,19 @@ impl TestApp {
     /// A notes client that sends `authorization: Bearer <token>`.
     pub(crate) fn notes_with_token(&self, token: &str) -> NotesClient {
         NotesServiceClient::with_interceptor(self.channel.clone(), Bearer::token(token))
+    }
+
+    /// A jobs client calling as alice.
+    pub(crate) fn jobs(&self) -> JobsClient {
+        self.jobs_with_token(&self.alice.access)
+    }
+
+    /// A jobs client that sends `authorization: Bearer <token>`.
+    pub(crate) fn jobs_with_token(&self, token: &str) -> JobsClient {
+        aimesh_proto::jobs::v1::jobs_service_client::JobsServiceClient::with_interceptor(
+            self.channel.clone(),
+            Bearer::token(token),
+        )
     }
 
     /// Registers `username` (email `<username>@example.com`) and logs in.

@@ -5,5 +5,6 @@
 
 mod helpers;
 mod identity;
+mod jobs;
 mod notes;
 mod server;
