@@ -58,7 +58,7 @@ test("envoy --mode validate rejects a config whose descriptor set lacks the serv
   const out = join(env.workDir, "validate-empty.yaml");
   const result = await renderAndValidate(templates[0], { AIMESH_EDGE_DESCRIPTOR_SET: empty }, out);
   assert.notEqual(result.code, 0, "validation accepted a transcoder with no services");
-  assert.match(result.stderr + result.stdout, /aimesh\.notes\.v1\.NotesService/);
+  assert.match(result.stderr + result.stdout, /Could not find 'aimesh\.\w+\.v1\.\w+Service'/);
 });
 
 test("the descriptor set carries the REST rules and error types the transcoder needs", () => {

@@ -3,7 +3,9 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { http, uniqueWord } from "../testlib/edge.mjs";
+import { http, signIn, uniqueWord } from "../testlib/edge.mjs";
+
+await signIn();
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
@@ -177,6 +179,16 @@ test("a malformed JSON body or an unknown query parameter is 400 with a JSON bod
 
   const unknown = await http("GET", "/api/v1/notes?no_such_parameter=1");
   assertEdgeReply(unknown, 400, /no_such_parameter/);
+});
+
+test("without an access token a call is 401 with a JSON body", async () => {
+  const response = await http("GET", "/api/v1/notes", { anonymous: true });
+  assertError(response, 401, 16);
+  const forged = await http("GET", "/api/v1/stats", {
+    anonymous: true,
+    headers: { authorization: "Bearer not.a.token" },
+  });
+  assertError(forged, 401, 16);
 });
 
 test("an unknown note is 404 with a JSON body", async () => {

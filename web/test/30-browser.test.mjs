@@ -7,9 +7,24 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { NotesService } from "../src/gen/aimesh/notes/v1/notes_pb.js";
-import { descriptorRegistry, env, http, uniqueWord } from "../testlib/edge.mjs";
+import { authHeaders, descriptorRegistry, env, http, signIn, uniqueWord } from "../testlib/edge.mjs";
 
+await signIn();
 const origin = env.allowedOrigin;
+
+/** The grpc-web transport a browser app would use, sending the user's access token. */
+function grpcWebTransport({ anonymous = false } = {}) {
+  const token = anonymous ? {} : authHeaders();
+  return createGrpcWebTransport({
+    baseUrl: env.edgeUrl,
+    interceptors: [
+      (next) => (request) => {
+        for (const [name, value] of Object.entries(token)) request.header.set(name, value);
+        return next(request);
+      },
+    ],
+  });
+}
 
 function listOf(header) {
   return (header ?? "").split(",").map((s) => s.trim().toLowerCase()).filter(Boolean);
@@ -66,8 +81,7 @@ test("an actual REST response carries the CORS headers for an allowed origin", a
 });
 
 test("grpc-web unary calls from the generated SDK go through the edge", async (t) => {
-  const transport = createGrpcWebTransport({ baseUrl: env.edgeUrl });
-  const client = createClient(NotesService, transport);
+  const client = createClient(NotesService, grpcWebTransport());
   const word = uniqueWord("web");
 
   let created;
@@ -118,5 +132,14 @@ test("grpc-web unary calls from the generated SDK go through the edge", async (t
       (e) => ConnectError.from(e),
     );
     assert.equal(error.code, Code.NotFound, String(error));
+  });
+
+  await t.test("without an access token the call fails with UNAUTHENTICATED", async () => {
+    const anonymous = createClient(NotesService, grpcWebTransport({ anonymous: true }));
+    const error = await anonymous.getNoteStats({}).then(
+      () => assert.fail("an anonymous call was served"),
+      (e) => ConnectError.from(e),
+    );
+    assert.equal(error.code, Code.Unauthenticated, String(error));
   });
 });

@@ -2,7 +2,9 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { env, grpcurl, uniqueWord } from "../testlib/edge.mjs";
+import { env, grpcurl, grpcurlAuth, signIn, uniqueWord } from "../testlib/edge.mjs";
+
+await signIn();
 
 const NOTES = "aimesh.notes.v1.NotesService";
 
@@ -10,6 +12,7 @@ test("gRPC through the edge: CreateNote with -protoset, then GetNote directly on
   const word = uniqueWord("grpc");
   const note = { title: `gRPC ${word}`, original_text: "via envoy", original_language: "es" };
   const created = await grpcurl([
+    ...grpcurlAuth(),
     "-plaintext",
     "-protoset", env.descriptorSet,
     "-d", JSON.stringify({ note }),
@@ -21,18 +24,23 @@ test("gRPC through the edge: CreateNote with -protoset, then GetNote directly on
   assert.match(id, /^[0-9a-f-]{36}$/);
 
   // The same mesh answers directly (server reflection, no proto files).
-  const direct = await grpcurl(["-plaintext", "-d", JSON.stringify({ id }), env.meshGrpc, `${NOTES}/GetNote`]);
+  const direct = await grpcurl([
+    ...grpcurlAuth(), "-plaintext", "-d", JSON.stringify({ id }), env.meshGrpc, `${NOTES}/GetNote`,
+  ]);
   assert.equal(direct.code, 0, direct.stderr);
   assert.equal(JSON.parse(direct.stdout).note.title, `gRPC ${word}`);
 
   // And through the edge with reflection.
-  const viaEdge = await grpcurl(["-plaintext", "-d", JSON.stringify({ id }), env.edgeGrpc, `${NOTES}/GetNote`]);
+  const viaEdge = await grpcurl([
+    ...grpcurlAuth(), "-plaintext", "-d", JSON.stringify({ id }), env.edgeGrpc, `${NOTES}/GetNote`,
+  ]);
   assert.equal(viaEdge.code, 0, viaEdge.stderr);
   assert.equal(JSON.parse(viaEdge.stdout).note.originalText, "via envoy");
 });
 
 test("gRPC errors pass through the edge with their code and details", async () => {
   const result = await grpcurl([
+    ...grpcurlAuth(),
     "-plaintext",
     "-protoset", env.descriptorSet,
     "-format-error",
@@ -70,6 +78,7 @@ test("reflection and health answer through the edge", async () => {
 
 test("a gRPC call to a service nobody serves is UNIMPLEMENTED, not a hang", async () => {
   const result = await grpcurl([
+    ...grpcurlAuth(),
     "-plaintext",
     "-protoset", env.descriptorSet,
     "-d", "{}",

@@ -6,7 +6,9 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import http2 from "node:http2";
-import { env, eventually, http, stats, uniqueWord } from "../testlib/edge.mjs";
+import { env, eventually, http, signIn, stats, uniqueWord } from "../testlib/edge.mjs";
+
+await signIn();
 
 function accessLog() {
   return readFileSync(env.accessLog, "utf8")
@@ -50,7 +52,7 @@ test("every request is logged as a JSON line with its REST and gRPC paths", asyn
 
 test("upstreams are health-checked over grpc.health.v1", async () => {
   const counters = await stats("health_check");
-  for (const cluster of ["notes", "mesh"]) {
+  for (const cluster of ["notes", "identity", "jobs", "mesh"]) {
     assert.ok(
       counters.get(`cluster.${cluster}.health_check.success`) >= 1,
       `${cluster}: ${JSON.stringify([...counters])}`,

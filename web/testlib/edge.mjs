@@ -27,6 +27,7 @@ export const env = {
   allowedOrigin: required("EDGE_ALLOWED_ORIGIN"),
   maxRequestBytes: Number(required("EDGE_MAX_REQUEST_BYTES")),
   rateLimitBurst: Number(required("EDGE_RATE_LIMIT_BURST")),
+  routeTimeoutMs: Number(required("EDGE_ROUTE_TIMEOUT_SECS")) * 1000,
   workDir: required("EDGE_WORK_DIR"),
   meshGrpc: required("MESH_GRPC"),
   descriptorSet: required("DESCRIPTOR_SET"),
@@ -38,12 +39,51 @@ export function uniqueWord(prefix = "w") {
   return `${prefix}${randomBytes(6).toString("hex")}`;
 }
 
+/** The signed-in test user of this test file (see signIn). */
+let session;
+
+/**
+ * Registers a fresh user and logs in over REST through the edge (the identity service's
+ * /auth/register and /auth/login). Later calls of `http`, `grpcWebTransport` and
+ * `grpcurlAuth` send its access token. Each test file is its own user, so counts are its own.
+ */
+export async function signIn() {
+  if (session) return session;
+  const username = uniqueWord("edge");
+  const password = `Pw-${randomBytes(9).toString("base64url")}-9z`;
+  const email = `${username}@example.test`;
+  const registered = await http("POST", "/auth/register", {
+    body: { username, email, password, password2: password },
+    anonymous: true,
+  });
+  if (registered.status !== 200) throw new Error(`register: ${registered.status} ${registered.text}`);
+  const login = await http("POST", "/auth/login", {
+    body: { username, password },
+    anonymous: true,
+  });
+  if (login.status !== 200 || !login.json?.access) {
+    throw new Error(`login: ${login.status} ${login.text}`);
+  }
+  session = { username, email, token: login.json.access, user: login.json.user };
+  return session;
+}
+
+/** `authorization` header of the signed-in user (none before signIn). */
+export function authHeaders() {
+  return session ? { authorization: `Bearer ${session.token}` } : {};
+}
+
+/** grpcurl arguments that send the signed-in user's token. */
+export function grpcurlAuth() {
+  return session ? ["-H", `authorization: Bearer ${session.token}`] : [];
+}
+
 /**
  * Calls the edge over HTTP/1.1 and returns {status, headers, text, json}. `body` objects are sent
- * as JSON.
+ * as JSON. The signed-in user's token is sent unless `anonymous`.
  */
-export async function http(method, path, { body, headers = {} } = {}) {
-  const init = { method, headers: { ...headers } };
+export async function http(method, path, { body, headers = {}, anonymous = false } = {}) {
+  const init = { method, headers: { ...(anonymous ? {} : authHeaders()), ...headers } };
   if (body !== undefined) {
     init.body = typeof body === "string" || body instanceof Uint8Array ? body : JSON.stringify(body);
     init.headers["content-type"] ??= "application/json";
