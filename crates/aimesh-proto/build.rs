@@ -9,6 +9,9 @@ const PROTOS: &[&str] = &[
     "aimesh/jobs/v1/jobs.proto",
     "aimesh/notes/v1/notes.proto",
     "aimesh/bench/v1/echo.proto",
+    // Error details, so Envoy can render `grpc-status-details-bin` as JSON.
+    "google/rpc/status.proto",
+    "google/rpc/error_details.proto",
 ];
 
 fn main() -> Result<(), Box<dyn Error>> {

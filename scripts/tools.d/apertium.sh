@@ -3,7 +3,7 @@
 APERTIUM_PACKAGES="apertium apertium-eng-spa"
 
 aimesh_install_apertium() {
-  if command -v apertium >/dev/null && apertium -l 2>/dev/null | grep -qw eng-spa; then
+  if command -v apertium >/dev/null && apertium -l 2>/dev/null | grep -w eng-spa >/dev/null; then
     return 0
   fi
   aimesh_tools_log "installing $APERTIUM_PACKAGES"
