@@ -1,7 +1,28 @@
 //! Machine translation: the [`Translator`] trait, the engines that implement it, and the
 //! [`Translators`] registry that picks one for a language pair.
+//!
+//! Engines:
+//!
+//! - [`Apertium`]: rule-based, run as a subprocess; its pairs are the installed Apertium modes.
+//! - [`Marian`]: neural (opus-mt models) on candle. A user installs a model by putting its
+//!   directory in a models directory:
+//!
+//!   ```text
+//!   <models dir>/opus-mt-en-es/
+//!     config.json        Hugging Face Marian config
+//!     model.safetensors  weights
+//!     source.spm         SentencePiece (unigram) model of the source language,
+//!     vocab.json         with the piece -> id vocabulary;
+//!                        or instead of both, a tokenizer.json with the model's ids
+//!     aimesh.json        optional: {"source": "en", "target": "es"}; without it the
+//!                        directory name opus-mt-<source>-<target> gives the pair
+//!   ```
+//!
+//!   [`Marian::discover`] loads every such directory (skipping broken ones with a logged
+//!   reason); see the [`marian`] module for details.
 
 mod apertium;
+pub mod marian;
 pub mod segment;
 
 use std::sync::Arc;
@@ -9,6 +30,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 
 pub use self::apertium::Apertium;
+pub use self::marian::{Marian, MarianLoadError, MarianOptions};
 
 /// A language pair, as BCP-47 tags.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -39,6 +61,15 @@ pub enum TranslateError {
         engine: &'static str,
         /// What happened.
         message: String,
+    },
+    /// The engine has as much work waiting as it accepts; retry later (callers answer
+    /// `RESOURCE_EXHAUSTED`).
+    #[error("{engine} is busy: its queue of {queued} requests is full")]
+    Busy {
+        /// Engine.
+        engine: &'static str,
+        /// How many requests wait (the queue's capacity).
+        queued: usize,
     },
 }
 
