@@ -199,7 +199,7 @@ pub(crate) async fn login(
         .register(RegisterRequest {
             username: "bench".into(),
             email: "bench@example.com".into(),
-            password: "Benchmark-Password-1".into(),
+            password: "Load-Test-Secret-42".into(),
             password2: String::new(),
         })
         .await?;
@@ -207,7 +207,7 @@ pub(crate) async fn login(
         .login(LoginRequest {
             email: "bench@example.com".into(),
             username: String::new(),
-            password: "Benchmark-Password-1".into(),
+            password: "Load-Test-Secret-42".into(),
         })
         .await?
         .into_inner()

@@ -88,7 +88,9 @@ async fn drive(options: &Options, addr: &str, pid: u32) -> anyhow::Result<()> {
     let with_auth = || {
         let bearer = bearer.clone();
         move |mut request: tonic::Request<()>| {
-            request.metadata_mut().insert("authorization", bearer.clone());
+            request
+                .metadata_mut()
+                .insert("authorization", bearer.clone());
             Ok(request)
         }
     };
@@ -136,10 +138,7 @@ async fn drive(options: &Options, addr: &str, pid: u32) -> anyhow::Result<()> {
             let job = i % job_ids.len();
             let id = job_ids[job].clone();
             async move {
-                let mut stream = jobs
-                    .watch_job(WatchJobRequest { id })
-                    .await?
-                    .into_inner();
+                let mut stream = jobs.watch_job(WatchJobRequest { id }).await?.into_inner();
                 stream.message().await?.context("snapshot")?;
                 anyhow::Ok((job, stream))
             }
@@ -160,7 +159,11 @@ async fn drive(options: &Options, addr: &str, pid: u32) -> anyhow::Result<()> {
         .map(|(job, mut stream)| {
             tokio::spawn(async move {
                 let got = stream.message().await;
-                (job, Instant::now(), got.map(|m| m.is_some()).unwrap_or(false))
+                (
+                    job,
+                    Instant::now(),
+                    got.map(|m| m.is_some()).unwrap_or(false),
+                )
             })
         })
         .collect();

@@ -203,8 +203,8 @@ impl IdentityService for IdentityApi {
         invalid(violations)?;
         let claims = self.identity.validate(&request.token).await?;
         Ok(Response::new(pb::ValidateTokenResponse {
-            user_id: claims.sub,
-            username: claims.usr,
+            user_id: claims.sub.clone(),
+            username: claims.usr.clone(),
             expire_time: Utc.timestamp_opt(claims.exp, 0).single().map(timestamp),
         }))
     }

@@ -224,7 +224,7 @@ impl Identity {
     }
 
     /// Verifies an access token, including that its account still exists.
-    pub async fn validate(&self, token: &str) -> IdentityResult<Claims> {
+    pub async fn validate(&self, token: &str) -> IdentityResult<Arc<Claims>> {
         let claims = self
             .inner
             .verifier

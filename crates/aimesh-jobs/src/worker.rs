@@ -290,15 +290,20 @@ impl Worker {
                 continue; // more may be waiting
             }
             // Sleep until a job of this kind is queued, a slot frees, or the poll interval.
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(self.config.poll_interval) => {}
-                Some(_) = running.join_next(), if !running.is_empty() => {}
-                event = events.recv() => {
-                    if let Ok(event) = event
-                        && event.kind != EventKind::Queued && event.kind != EventKind::Resync {
-                        continue;
-                    }
+            let poll = tokio::time::sleep(self.config.poll_interval);
+            tokio::pin!(poll);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = &mut poll => break,
+                    Some(_) = running.join_next(), if !running.is_empty() => break,
+                    event = events.recv() => match event {
+                        Ok(event) if event.kind == EventKind::Queued && event.job_kind == kind => break,
+                        Ok(event) if event.kind == EventKind::Resync => break,
+                        Ok(_) => {}
+                        // Missed events: look for work.
+                        Err(_) => break,
+                    },
                 }
             }
         }

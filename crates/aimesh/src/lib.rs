@@ -8,7 +8,7 @@ use std::{fmt, time::Duration};
 
 use std::sync::Arc;
 
-use aimesh_ai::translate::{Apertium, Translator, Translators};
+use aimesh_ai::translate::{Apertium, Marian, Translator, Translators};
 use aimesh_identity::{Identity, IdentityApi, IdentityConfig, IdentityStore, keys::SigningKeys};
 use aimesh_jobs::{
     Jobs, JobsApi, Worker, WorkerConfig, notify::Notifier, store::JobStore, worker::JobHandler,
@@ -90,6 +90,11 @@ pub struct WorkerSettings {
     /// installed modes.
     #[arg(long, env = "AIMESH_APERTIUM_BIN", default_value = "apertium")]
     pub apertium_bin: String,
+
+    /// Directory of Marian (opus-mt) translation models, one sub-directory per language pair
+    /// (`config.json`, `model.safetensors`, `tokenizer.json` or `source.spm` + `vocab.json`).
+    #[arg(long, env = "AIMESH_MARIAN_MODELS_DIR")]
+    pub marian_models_dir: Option<std::path::PathBuf>,
 }
 
 impl WorkerSettings {
@@ -110,6 +115,7 @@ impl WorkerSettings {
             worker_concurrency: 4,
             job_lease_secs: 5,
             apertium_bin: "apertium".into(),
+            marian_models_dir: None,
         }
     }
 }
@@ -119,6 +125,14 @@ pub async fn discover_translators(settings: &WorkerSettings) -> Translators {
     let mut engines: Vec<Arc<dyn Translator>> = Vec::new();
     if let Some(apertium) = Apertium::discover(&settings.apertium_bin).await {
         engines.push(Arc::new(apertium));
+    }
+    if let Some(dir) = settings.marian_models_dir.clone() {
+        // Loading reads whole weight files: off the async runtime.
+        match tokio::task::spawn_blocking(move || Marian::discover(dir)).await {
+            Ok(Some(marian)) => engines.push(Arc::new(marian)),
+            Ok(None) => tracing::warn!("no usable Marian model found"),
+            Err(error) => tracing::error!(%error, "loading Marian models failed"),
+        }
     }
     Translators::new(engines)
 }

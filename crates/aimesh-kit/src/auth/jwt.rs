@@ -2,11 +2,25 @@
 //! keys. Anything else — `alg: none`, HMAC or RSA algorithms (algorithm confusion), unknown key
 //! ids, bad signatures, wrong issuer or audience, expired or not-yet-valid tokens — is refused.
 
-use std::{collections::HashMap, sync::RwLock};
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
 use serde::{Deserialize, Serialize};
+
+/// Clock skew tolerated on `exp` and `nbf`, in seconds.
+const LEEWAY_SECS: i64 = 5;
+
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
 
 /// The audience of every aimesh access token.
 pub const AUDIENCE: &str = "aimesh";
@@ -71,9 +85,14 @@ pub enum TokenError {
 }
 
 /// Verifies access tokens against a set of public keys that can be replaced at run time.
+///
+/// A token whose signature checked out is remembered (until it expires, for at most five
+/// minutes, and until the keys change), so the signature of a client's token is verified once,
+/// not on every call; expiry and not-before are still checked on every call.
 pub struct JwtVerifier {
     issuer: String,
     keys: RwLock<HashMap<String, DecodingKey>>,
+    verified: moka::sync::Cache<String, Arc<Claims>>,
 }
 
 impl std::fmt::Debug for JwtVerifier {
@@ -91,6 +110,10 @@ impl JwtVerifier {
         Self {
             issuer: issuer.into(),
             keys: RwLock::new(HashMap::new()),
+            verified: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(300))
+                .build(),
         }
     }
 
@@ -107,6 +130,8 @@ impl JwtVerifier {
             }
         }
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = keys;
+        // A removed key must stop vouching for the tokens it signed.
+        self.verified.invalidate_all();
         rejected
     }
 
@@ -124,10 +149,26 @@ impl JwtVerifier {
     }
 
     /// Verifies a token and returns its claims.
-    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+    pub fn verify(&self, token: &str) -> Result<Arc<Claims>, TokenError> {
         if token.len() > 4096 {
             return Err(TokenError::Invalid);
         }
+        if let Some(claims) = self.verified.get(token) {
+            let now = chrono_now();
+            if claims.exp <= now - LEEWAY_SECS {
+                return Err(TokenError::Expired);
+            }
+            if claims.nbf > now + LEEWAY_SECS {
+                return Err(TokenError::NotYetValid);
+            }
+            return Ok(claims);
+        }
+        let claims = Arc::new(self.verify_signature(token)?);
+        self.verified.insert(token.to_owned(), claims.clone());
+        Ok(claims)
+    }
+
+    fn verify_signature(&self, token: &str) -> Result<Claims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
         if header.alg != Algorithm::EdDSA {
             return Err(TokenError::Invalid);
@@ -141,7 +182,7 @@ impl JwtVerifier {
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
         validation.validate_nbf = true;
-        validation.leeway = 5;
+        validation.leeway = LEEWAY_SECS as u64;
         jsonwebtoken::decode::<Claims>(token, key, &validation)
             .map(|data| data.claims)
             .map_err(|error| match error.kind() {

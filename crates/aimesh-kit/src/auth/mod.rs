@@ -231,8 +231,8 @@ impl Authenticator {
             accounts.record_call(&claims.sub);
         }
         Ok(Principal {
-            user_id: claims.sub,
-            username: claims.usr,
+            user_id: claims.sub.clone(),
+            username: claims.usr.clone(),
         })
     }
 }
