@@ -147,7 +147,10 @@ mod tests {
 
     #[test]
     fn passwords() {
-        assert!(validate_password("testpass123", "testuser", "test@example.com").is_ok());
+        assert!(validate_password("Correct-Horse-42", "testuser", "test@example.com").is_ok());
+        assert!(validate_password("testpass123", "someone", "jane@example.com").is_ok());
+        // The seed's example contains the email's name, "test".
+        assert!(validate_password("testpass123", "testuser", "test@example.com").is_err());
         assert!(validate_password("short1", "u", "e@x.io").is_err());
         assert!(validate_password("alllowercaseletters", "u", "e@x.io").is_err());
         assert!(validate_password("xXtestuserXx1", "testuser", "e@x.io").is_err());
