@@ -100,6 +100,7 @@ impl JobsService for JobsApi {
         let (tx, rx) = mpsc::channel(WATCH_BUFFER);
         let jobs = self.jobs.clone();
         tokio::spawn(async move {
+            let _open = StreamGauge::open("WatchJob");
             let mut last = first;
             if tx.send(Ok(watch_job(&last))).await.is_err() || last.state.is_terminal() {
                 return;
@@ -147,6 +148,7 @@ impl JobsService for JobsApi {
         let (tx, rx) = mpsc::channel(WATCH_BUFFER);
         let jobs = self.jobs.clone();
         tokio::spawn(async move {
+            let _open = StreamGauge::open("WatchJobs");
             loop {
                 let event = tokio::select! {
                     _ = tx.closed() => return,
@@ -204,6 +206,22 @@ impl JobsService for JobsApi {
         Ok(Response::new(pb::RetryJobResponse {
             job: Some(job_to_proto(&job)),
         }))
+    }
+}
+
+/// Counts an open watch stream in `aimesh_watch_streams` while it lives.
+struct StreamGauge(&'static str);
+
+impl StreamGauge {
+    fn open(method: &'static str) -> Self {
+        metrics::gauge!("aimesh_watch_streams", "method" => method).increment(1.0);
+        Self(method)
+    }
+}
+
+impl Drop for StreamGauge {
+    fn drop(&mut self) {
+        metrics::gauge!("aimesh_watch_streams", "method" => self.0).decrement(1.0);
     }
 }
 

@@ -399,7 +399,9 @@ impl Worker {
                 worker_id: self.id.clone(),
             },
         };
+        let started = std::time::Instant::now();
         let outcome = tokio::spawn(handler.run(ctx)).await;
+        let elapsed = started.elapsed().as_secs_f64();
         heartbeat.abort();
         self.running
             .lock()
@@ -410,6 +412,18 @@ impl Worker {
         }
         let outcome = outcome
             .unwrap_or_else(|panic| Err(JobError::Retryable(format!("handler panicked: {panic}"))));
+        let label = match &outcome {
+            Ok(_) => "succeeded",
+            Err(JobError::Cancelled) => "cancelled",
+            Err(JobError::Retryable(_)) => "retryable_error",
+            Err(JobError::Permanent(_)) => "failed",
+        };
+        metrics::histogram!(
+            "aimesh_job_duration_seconds",
+            "kind" => job.kind.clone(),
+            "outcome" => label
+        )
+        .record(elapsed);
         match outcome {
             Ok(output) => {
                 tracing::info!("job succeeded");

@@ -28,6 +28,11 @@ pub struct ServerConfig {
     #[arg(long, env = "AIMESH_AUTO_MIGRATE", default_value_t = true, action = clap::ArgAction::Set)]
     pub auto_migrate: bool,
 
+    /// Address of the admin listener serving Prometheus metrics at `/metrics` (e.g.
+    /// `127.0.0.1:9090`); `off` disables it.
+    #[arg(long, env = "AIMESH_METRICS_ADDR", default_value = "off")]
+    pub metrics_addr: String,
+
     /// How long in-flight requests may take to finish after SIGTERM, in seconds.
     #[arg(long, env = "AIMESH_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
@@ -45,6 +50,14 @@ impl ServerConfig {
         }
     }
 
+    /// Returns the metrics address, or `None` when metrics are off.
+    pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, std::net::AddrParseError> {
+        match self.metrics_addr.trim() {
+            "" | "off" | "none" => Ok(None),
+            addr => addr.parse().map(Some),
+        }
+    }
+
     /// Returns the shutdown grace period.
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
@@ -58,6 +71,7 @@ impl ServerConfig {
             database_url: database_url.map(SecretString::from),
             db_max_connections: 8,
             auto_migrate: true,
+            metrics_addr: "127.0.0.1:0".into(),
             shutdown_grace_secs: 1,
         }
     }

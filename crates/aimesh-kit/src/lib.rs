@@ -8,6 +8,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod invalidation;
+pub mod metrics;
 pub mod paging;
 pub mod server;
 pub mod telemetry;

@@ -23,7 +23,7 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 use tower::Service;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::auth::AuthLayer;
+use crate::{auth::AuthLayer, metrics::MetricsLayer};
 
 /// A readiness check: resolves to `Ok` when the dependency it checks is usable.
 pub type ReadinessCheck =
@@ -40,6 +40,7 @@ pub struct ServerBuilder {
     shutdown: CancellationToken,
     grace: Duration,
     auth: Option<AuthLayer>,
+    metrics_addr: Option<SocketAddr>,
 }
 
 impl ServerBuilder {
@@ -55,7 +56,14 @@ impl ServerBuilder {
             shutdown: CancellationToken::new(),
             grace: Duration::from_secs(30),
             auth: None,
+            metrics_addr: None,
         }
+    }
+
+    /// Serves Prometheus metrics on `addr` (port 0 picks one; see [`Server::metrics_addr`]).
+    pub fn metrics(mut self, addr: Option<SocketAddr>) -> Self {
+        self.metrics_addr = addr;
+        self
     }
 
     /// Adds a gRPC service; its name is reported by health.
@@ -109,9 +117,14 @@ impl ServerBuilder {
     pub async fn build(self) -> std::io::Result<Server> {
         let listener = TcpListener::bind(self.addr).await?;
         let local_addr = listener.local_addr()?;
+        let metrics_addr = match self.metrics_addr {
+            Some(addr) => Some(crate::metrics::serve(addr, self.shutdown.clone()).await?),
+            None => None,
+        };
         Ok(Server {
             listener,
             local_addr,
+            metrics_addr,
             builder: self,
         })
     }
@@ -121,6 +134,7 @@ impl ServerBuilder {
 pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     builder: ServerBuilder,
 }
 
@@ -130,6 +144,11 @@ impl Server {
         self.local_addr
     }
 
+    /// Returns the address of the metrics listener, if metrics are on.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
     /// Serves until the shutdown token is cancelled, then reports NOT_SERVING, stops accepting,
     /// and lets in-flight calls finish within the grace period.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
@@ -137,6 +156,7 @@ impl Server {
             listener,
             local_addr,
             builder,
+            ..
         } = self;
         let ServerBuilder {
             mut routes,
@@ -171,6 +191,12 @@ impl Server {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
         let routes: Routes = routes.routes();
+        let metrics = MetricsLayer::new(
+            service_names
+                .iter()
+                .map(|name| name.to_string())
+                .chain(["grpc.health.v1.Health".to_owned()]),
+        );
 
         let readiness = Readiness {
             reporter: health_reporter,
@@ -207,6 +233,7 @@ impl Server {
             .accept_http1(true)
             .trace_fn(request_span)
             .layer(tonic_web::GrpcWebLayer::new())
+            .layer(metrics)
             .layer(tower::util::option_layer(auth))
             .add_routes(routes)
             .serve_with_incoming_shutdown(

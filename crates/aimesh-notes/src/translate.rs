@@ -82,12 +82,19 @@ async fn translate(
     )
     .await;
     for (done, piece) in segments.iter().enumerate() {
+        let started = std::time::Instant::now();
         let text = tokio::select! {
             _ = ctx.cancel.cancelled() => return Err(JobError::Cancelled),
             text = engine.translate(&pair, &piece.text) => {
                 text.map_err(|e| JobError::Retryable(e.to_string()))?
             }
         };
+        metrics::histogram!(
+            "aimesh_inference_duration_seconds",
+            "engine" => engine.name(),
+            "task" => "translate"
+        )
+        .record(started.elapsed().as_secs_f64());
         translated.push(text);
         let partial = segment::join(
             translated

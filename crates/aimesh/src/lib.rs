@@ -175,6 +175,31 @@ impl Core {
             .await
             .context("failed to listen for job events")?;
         let jobs = Jobs::new(JobStore::new(db.clone()), notifier);
+        tokio::spawn({
+            let store = jobs.store().clone();
+            let shutdown = shutdown.clone();
+            async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(5));
+                let mut kinds = std::collections::HashSet::new();
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = shutdown.cancelled() => break,
+                    }
+                    if let Ok(depths) = store.queue_depth().await {
+                        let seen: std::collections::HashSet<String> =
+                            depths.iter().map(|(kind, _)| kind.clone()).collect();
+                        for (kind, depth) in depths {
+                            metrics::gauge!("aimesh_jobs_queued", "kind" => kind).set(depth as f64);
+                        }
+                        for kind in kinds.difference(&seen) {
+                            metrics::gauge!("aimesh_jobs_queued", "kind" => kind.clone()).set(0.0);
+                        }
+                        kinds = seen;
+                    }
+                }
+            }
+        });
         let notes = Notes::new(
             NotesStore::new(db.clone()),
             &CacheConfig::default(),
@@ -262,6 +287,11 @@ impl Mesh {
             Box::pin(async move { db.ping().await.map_err(|e| e.to_string()) })
         });
         let mut builder = ServerBuilder::new(server_config.grpc_addr)
+            .metrics(
+                server_config
+                    .metrics_addr()
+                    .context("AIMESH_METRICS_ADDR is not an address (or `off`)")?,
+            )
             .shutdown_token(shutdown.clone())
             .grace_period(server_config.shutdown_grace())
             .check_interval(Duration::from_secs(5))
@@ -389,6 +419,11 @@ impl Mesh {
     /// Returns the address the server listens on.
     pub fn local_addr(&self) -> std::net::SocketAddr {
         self.server.local_addr()
+    }
+
+    /// Returns the address of the metrics listener, if metrics are on.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.server.metrics_addr()
     }
 
     /// Returns the token that stops the mesh when cancelled.

@@ -206,6 +206,8 @@ the pods' checksum annotation agree. */}}
   value: {{ (not $root.Values.migrations.enabled) | quote }}
 - name: AIMESH_SHUTDOWN_GRACE_SECS
   value: {{ $root.Values.config.shutdownGraceSeconds | quote }}
+- name: AIMESH_METRICS_ADDR
+  value: {{ if $root.Values.metrics.enabled }}{{ printf "0.0.0.0:%v" $root.Values.metrics.port | quote }}{{ else }}"off"{{ end }}
 - name: AIMESH_LOG
   value: {{ $root.Values.config.log | quote }}
 - name: AIMESH_LOG_FORMAT

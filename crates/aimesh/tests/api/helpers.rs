@@ -88,6 +88,8 @@ pub(crate) const PASSWORD: &str = "Correct-Horse-42";
 /// A running mesh and clients connected to it; dropping it stops the server.
 pub(crate) struct TestApp {
     pub(crate) addr: std::net::SocketAddr,
+    /// The Prometheus listener.
+    pub(crate) metrics_addr: Option<std::net::SocketAddr>,
     pub(crate) channel: Channel,
     /// Notes as the default user, alice.
     pub(crate) notes: NotesClient,
@@ -118,6 +120,7 @@ impl TestApp {
             .await
             .expect("failed to build the mesh");
         let addr = mesh.local_addr();
+        let metrics_addr = mesh.metrics_addr();
         let shutdown = mesh.shutdown_token();
         let core = mesh.core().clone();
         tokio::spawn(mesh.run_until_stopped());
@@ -140,6 +143,7 @@ impl TestApp {
         });
         Self {
             addr,
+            metrics_addr,
             notes: alice.notes.clone(),
             alice,
             channel,

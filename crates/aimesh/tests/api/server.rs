@@ -100,3 +100,65 @@ backend_tests!(
     reflection_lists_the_services,
     grpc_web_over_http1,
 );
+
+/// Prometheus metrics on the admin listener count and time the calls made.
+mod metrics {
+    use std::time::Duration;
+
+    use aimesh_proto::notes::v1 as pb;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use crate::helpers::TestApp;
+
+    async fn scrape(addr: std::net::SocketAddr) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: metrics\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut body = String::new();
+        stream.read_to_string(&mut body).await.unwrap();
+        body
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn calls_are_counted_and_timed() {
+        let app = TestApp::spawn(aimesh_kit::testing::Backend::Sqlite).await;
+        let addr = app.metrics_addr.expect("metrics are on in tests");
+        app.notes
+            .clone()
+            .get_note_stats(pb::GetNoteStatsRequest {})
+            .await
+            .unwrap();
+        let _ = app
+            .notes
+            .clone()
+            .get_note(pb::GetNoteRequest { id: "bad".into() })
+            .await;
+        let mut text = String::new();
+        for _ in 0..50 {
+            text = scrape(addr).await;
+            if text.contains("GetNoteStats") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(
+            text.contains(
+                r#"aimesh_grpc_requests_total{method="/aimesh.notes.v1.NotesService/GetNoteStats",code="0"}"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"aimesh_grpc_requests_total{method="/aimesh.notes.v1.NotesService/GetNote",code="3"}"#
+            ),
+            "INVALID_ARGUMENT is counted by code: {text}"
+        );
+        assert!(
+            text.contains("aimesh_grpc_request_duration_seconds_bucket"),
+            "{text}"
+        );
+    }
+}
