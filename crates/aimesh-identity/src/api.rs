@@ -1,8 +1,8 @@
 //! The tonic adapter of `aimesh.identity.v1.IdentityService`.
 
-use aimesh_kit::{auth::principal, error::Violations};
+use aimesh_kit::{auth::principal, error::Violations, proto::timestamp};
 use aimesh_proto::identity::v1::{self as pb, identity_service_server::IdentityService};
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{TimeZone, Utc};
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -228,13 +228,6 @@ impl IdentityService for IdentityApi {
             })
             .collect();
         Ok(Response::new(pb::GetJwksResponse { keys }))
-    }
-}
-
-fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: time.timestamp(),
-        nanos: time.timestamp_subsec_nanos() as i32,
     }
 }
 

@@ -34,17 +34,22 @@ struct UserRow {
     email: String,
     created_at: DateTime<Utc>,
     api_calls: i64,
+    password_hash: String,
 }
 
-impl From<UserRow> for User {
-    fn from(row: UserRow) -> Self {
-        User {
-            id: row.id,
-            username: row.username,
-            email: row.email,
-            created_at: row.created_at,
-            api_calls: row.api_calls,
-        }
+impl UserRow {
+    /// Splits the row into the account and its password hash.
+    fn into_parts(self) -> (User, String) {
+        (
+            User {
+                id: self.id,
+                username: self.username,
+                email: self.email,
+                created_at: self.created_at,
+                api_calls: self.api_calls,
+            },
+            self.password_hash,
+        )
     }
 }
 
@@ -118,58 +123,30 @@ impl IdentityStore {
 
     /// Finds an account and its password hash by lowercased email or username.
     pub async fn find_login(&self, login: &str) -> IdentityResult<Option<(User, String)>> {
-        let row: Option<(Uuid, String, String, DateTime<Utc>, i64, String)> =
-            with_db!(&self.db, |pool| {
-                sqlx::query_as(
-                    "SELECT id, username, email, created_at, api_calls, password_hash FROM users \
-                     WHERE email = $1 OR username_key = $1",
-                )
-                .bind(login)
-                .fetch_optional(pool)
-                .await
-            })?;
-        Ok(
-            row.map(|(id, username, email, created_at, api_calls, hash)| {
-                (
-                    User {
-                        id,
-                        username,
-                        email,
-                        created_at,
-                        api_calls,
-                    },
-                    hash,
-                )
-            }),
-        )
+        let row: Option<UserRow> = with_db!(&self.db, |pool| {
+            sqlx::query_as(
+                "SELECT id, username, email, created_at, api_calls, password_hash FROM users \
+                 WHERE email = $1 OR username_key = $1",
+            )
+            .bind(login)
+            .fetch_optional(pool)
+            .await
+        })?;
+        Ok(row.map(UserRow::into_parts))
     }
 
     /// Returns an account with its password hash.
     pub async fn get_user(&self, id: Uuid) -> IdentityResult<Option<(User, String)>> {
-        let row: Option<(Uuid, String, String, DateTime<Utc>, i64, String)> =
-            with_db!(&self.db, |pool| {
-                sqlx::query_as(
-                    "SELECT id, username, email, created_at, api_calls, password_hash FROM users \
-                     WHERE id = $1",
-                )
-                .bind(id)
-                .fetch_optional(pool)
-                .await
-            })?;
-        Ok(
-            row.map(|(id, username, email, created_at, api_calls, hash)| {
-                (
-                    User {
-                        id,
-                        username,
-                        email,
-                        created_at,
-                        api_calls,
-                    },
-                    hash,
-                )
-            }),
-        )
+        let row: Option<UserRow> = with_db!(&self.db, |pool| {
+            sqlx::query_as(
+                "SELECT id, username, email, created_at, api_calls, password_hash FROM users \
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+        })?;
+        Ok(row.map(UserRow::into_parts))
     }
 
     /// Returns whether an account exists.

@@ -2,9 +2,8 @@
 
 use std::pin::Pin;
 
-use aimesh_kit::{auth::principal, error::Violations, paging};
+use aimesh_kit::{auth::principal, error::Violations, paging, proto::timestamp};
 use aimesh_proto::jobs::v1::{self as pb, jobs_service_server::JobsService};
-use chrono::{DateTime, Utc};
 use futures::Stream;
 use tokio::sync::{broadcast::error::RecvError, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -296,13 +295,6 @@ fn state_to_proto(state: JobState) -> pb::JobState {
         JobState::Succeeded => pb::JobState::Succeeded,
         JobState::Failed => pb::JobState::Failed,
         JobState::Cancelled => pb::JobState::Cancelled,
-    }
-}
-
-fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: time.timestamp(),
-        nanos: time.timestamp_subsec_nanos() as i32,
     }
 }
 

@@ -391,29 +391,7 @@ async fn many_jobs_over_four_workers_run_once_each(backend: Backend) {
         stop.cancel();
     }
 }
-
-macro_rules! engine_tests {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(aimesh_kit::testing::Backend::Sqlite).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(aimesh_kit::testing::Backend::Postgres).await
-                }
-            )*
-        }
-    };
-}
-
-engine_tests!(
+aimesh_kit::backend_tests!(
     retries_until_success,
     permanent_failures_stop_and_can_be_retried,
     cancel_reaches_the_running_handler,

@@ -10,6 +10,7 @@ pub mod error;
 pub mod invalidation;
 pub mod metrics;
 pub mod paging;
+pub mod proto;
 pub mod server;
 pub mod telemetry;
 #[cfg(feature = "testing")]

@@ -103,3 +103,27 @@ impl Drop for TestDatabase {
         .join();
     }
 }
+
+/// Generates one test per backend for each listed `async fn(Backend)`: modules `sqlite` and
+/// `postgres`, each holding a `#[tokio::test]` (multi-threaded) of every function.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::testing::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::testing::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}

@@ -9,9 +9,9 @@ use aimesh_kit::{
     auth::principal,
     error::Violations,
     paging::{self, PageTokenError},
+    proto::timestamp,
 };
 use aimesh_proto::notes::v1::{self as pb, notes_service_server::NotesService};
-use chrono::{DateTime, Utc};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -378,13 +378,6 @@ fn list_query(request: &pb::ListNotesRequest) -> Result<ListQuery, NotesError> {
 }
 
 // === domain -> responses ===
-
-fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: time.timestamp(),
-        nanos: time.timestamp_subsec_nanos() as i32,
-    }
-}
 
 fn translation_to_proto(translation: &Translation) -> pb::Translation {
     pb::Translation {

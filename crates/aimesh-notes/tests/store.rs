@@ -242,29 +242,7 @@ async fn keyset_pages_cover_everything_once(backend: Backend) {
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].title, "n1");
 }
-
-macro_rules! store_tests {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(aimesh_kit::testing::Backend::Sqlite).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(aimesh_kit::testing::Backend::Postgres).await
-                }
-            )*
-        }
-    };
-}
-
-store_tests!(
+aimesh_kit::backend_tests!(
     round_trips_notes,
     translations_are_upserted_and_cascade,
     stats_group_in_sql,

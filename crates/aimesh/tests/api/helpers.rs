@@ -1,6 +1,7 @@
 //! Starting a mesh for a test, and assertions on statuses.
 
 use aimesh::{Mesh, MeshConfig, ServiceKind};
+pub(crate) use aimesh_kit::backend_tests;
 use aimesh_kit::testing::{Backend, TestDatabase};
 use aimesh_proto::{
     identity::v1::{
@@ -15,29 +16,6 @@ use tonic::{
     transport::{Channel, Endpoint},
 };
 use tonic_types::StatusExt;
-
-/// Generates one test per backend for each listed `async fn(Backend)`.
-macro_rules! backend_tests {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(aimesh_kit::testing::Backend::Sqlite).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(aimesh_kit::testing::Backend::Postgres).await
-                }
-            )*
-        }
-    };
-}
-pub(crate) use backend_tests;
 
 /// Adds `authorization: Bearer <token>` to every call (nothing when the token is `None`).
 #[derive(Clone)]
