@@ -18,16 +18,30 @@ use crate::{
 /// The job engine's migrations.
 pub const MIGRATIONS: Migrations = Migrations {
     service: "jobs",
-    sqlite: &[MigrationFile {
-        version: 1,
-        description: "jobs",
-        sql: include_str!("../migrations/sqlite/0001_jobs.sql"),
-    }],
-    postgres: &[MigrationFile {
-        version: 1,
-        description: "jobs",
-        sql: include_str!("../migrations/postgres/0001_jobs.sql"),
-    }],
+    sqlite: &[
+        MigrationFile {
+            version: 1,
+            description: "jobs",
+            sql: include_str!("../migrations/sqlite/0001_jobs.sql"),
+        },
+        MigrationFile {
+            version: 2,
+            description: "claim indexes",
+            sql: include_str!("../migrations/sqlite/0002_claim_indexes.sql"),
+        },
+    ],
+    postgres: &[
+        MigrationFile {
+            version: 1,
+            description: "jobs",
+            sql: include_str!("../migrations/postgres/0001_jobs.sql"),
+        },
+        MigrationFile {
+            version: 2,
+            description: "claim indexes",
+            sql: include_str!("../migrations/postgres/0002_claim_indexes.sql"),
+        },
+    ],
 };
 
 const COLUMNS: &str = "id, owner_id, kind, state, payload, attempts, max_attempts, \
