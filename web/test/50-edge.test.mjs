@@ -113,6 +113,97 @@ function startCollector(port) {
   });
 }
 
+/** Reads a protobuf message's fields: [fieldNumber, wireType, value] (value is a Buffer for
+ * length-delimited fields, a BigInt for varints, a Buffer for fixed-width ones). */
+function fields(buffer) {
+  const out = [];
+  let at = 0;
+  const varint = () => {
+    let value = 0n;
+    let shift = 0n;
+    for (;;) {
+      const byte = buffer[at++];
+      value |= BigInt(byte & 0x7f) << shift;
+      if ((byte & 0x80) === 0) return value;
+      shift += 7n;
+    }
+  };
+  while (at < buffer.length) {
+    const key = Number(varint());
+    const [number, wire] = [key >> 3, key & 7];
+    if (wire === 0) out.push([number, wire, varint()]);
+    else if (wire === 1) out.push([number, wire, buffer.subarray(at, (at += 8))]);
+    else if (wire === 5) out.push([number, wire, buffer.subarray(at, (at += 4))]);
+    else if (wire === 2) {
+      const length = Number(varint());
+      out.push([number, wire, buffer.subarray(at, (at += length))]);
+    } else throw new Error(`unsupported wire type ${wire}`);
+  }
+  return out;
+}
+
+const field = (message, number) => fields(message).filter(([n]) => n === number).map(([, , v]) => v);
+
+/** The spans of one gRPC Export body: {service, traceId, spanId, parentId, name}. */
+function spans(exportBody) {
+  // Skip the 5-byte gRPC frame header; ExportTraceServiceRequest.resource_spans = 1.
+  const request = exportBody.subarray(5);
+  const out = [];
+  for (const resourceSpans of field(request, 1)) {
+    let service = "";
+    for (const resource of field(resourceSpans, 1)) {
+      for (const attribute of field(resource, 1)) {
+        const key = field(attribute, 1)[0]?.toString();
+        const value = field(attribute, 2)[0];
+        if (key === "service.name" && value) service = field(value, 1)[0]?.toString() ?? "";
+      }
+    }
+    for (const scopeSpans of field(resourceSpans, 2)) {
+      for (const span of field(scopeSpans, 2)) {
+        out.push({
+          service,
+          traceId: field(span, 1)[0]?.toString("hex"),
+          spanId: field(span, 2)[0]?.toString("hex"),
+          parentId: field(span, 4)[0]?.toString("hex") ?? "",
+          name: field(span, 5)[0]?.toString() ?? "",
+        });
+      }
+    }
+  }
+  return out;
+}
+
+test("one trace runs from the caller through Envoy into aimesh", async () => {
+  const { close, exports } = await startCollector(env.otlpPort);
+  try {
+    const traceId = randomBytes(16);
+    const parent = randomBytes(8);
+    const traceparent = `00-${traceId.toString("hex")}-${parent.toString("hex")}-01`;
+    const deadline = Date.now() + 30_000;
+    let edge = [];
+    let mesh = [];
+    // Both exporters batch; keep traffic flowing until each has flushed this trace.
+    while ((edge.length === 0 || mesh.length === 0) && Date.now() < deadline) {
+      const response = await http("GET", "/api/v1/stats", { headers: { traceparent } });
+      assert.equal(response.status, 200, response.text);
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      const all = exports.flatMap((e) => spans(e.body)).filter((s) => s.traceId === traceId.toString("hex"));
+      edge = all.filter((s) => s.service === "aimesh-edge");
+      mesh = all.filter((s) => s.service === "aimesh-mesh");
+    }
+    assert.ok(edge.length > 0, "Envoy exported no span of the trace");
+    assert.ok(mesh.length > 0, "aimesh exported no span of the trace");
+    // Envoy's span is the caller's child; aimesh's request span is a child of an Envoy span.
+    assert.ok(edge.some((s) => s.parentId === parent.toString("hex")), JSON.stringify(edge));
+    const edgeIds = new Set(edge.map((s) => s.spanId));
+    const request = mesh.find((s) => s.name.includes("GetNoteStats"));
+    assert.ok(request, `no aimesh span for GetNoteStats in ${JSON.stringify(mesh)}`);
+    assert.ok(edgeIds.has(request.parentId), `aimesh span ${JSON.stringify(request)} is not a child of ${JSON.stringify(edge)}`);
+  } finally {
+    await close();
+  }
+});
+
 test("spans are exported over OTLP/gRPC, joining the caller's trace", async () => {
   const { close, exports } = await startCollector(env.otlpPort);
   try {
