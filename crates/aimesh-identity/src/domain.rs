@@ -1,6 +1,6 @@
 //! Accounts and the rules for their fields.
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 /// Shortest accepted password, in characters.
@@ -38,10 +38,7 @@ pub struct Tokens {
     pub refresh_expires_at: DateTime<Utc>,
 }
 
-/// Returns the current time at the precision both databases store.
-pub fn now() -> DateTime<Utc> {
-    Utc::now().trunc_subsecs(6)
-}
+pub use aimesh_kit::db::now;
 
 /// Checks a username: 3 to 32 of `A-Z a-z 0-9 . _ -`.
 pub fn validate_username(username: &str) -> Result<String, String> {

@@ -2,7 +2,7 @@
 
 use std::{fmt, str::FromStr, time::Duration};
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 /// Where a job is in its life.
@@ -158,7 +158,4 @@ impl JobQuery {
     }
 }
 
-/// Returns the current time at the precision both databases store.
-pub fn now() -> DateTime<Utc> {
-    Utc::now().trunc_subsecs(6)
-}
+pub use aimesh_kit::db::now;

@@ -6,10 +6,9 @@
 //! events included — so a WatchJob served by one replica sees progress made on another, and
 //! idle workers everywhere wake up when a job is queued.
 
-use std::{str::FromStr, time::Duration};
+use std::str::FromStr;
 
 use aimesh_kit::db::Db;
-use sqlx::postgres::PgListener;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -111,32 +110,18 @@ impl Notifier {
     pub async fn start(db: Db, shutdown: CancellationToken) -> Result<Self, sqlx::Error> {
         let (local, _) = broadcast::channel(4096);
         if let Db::Postgres(pool) = &db {
-            let mut listener = PgListener::connect_with(pool).await?;
-            listener.listen(CHANNEL).await?;
             let local = local.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        received = listener.try_recv() => match received {
-                            Ok(Some(notification)) => {
-                                if let Some(event) = JobEvent::decode(notification.payload()) {
-                                    let _ = local.send(event);
-                                }
-                            }
-                            // The connection dropped and was re-established: events may be lost.
-                            Ok(None) => {
-                                let _ = local.send(JobEvent::resync());
-                            }
-                            Err(error) => {
-                                tracing::warn!(%error, "job event listener failed; retrying");
-                                let _ = local.send(JobEvent::resync());
-                                tokio::time::sleep(Duration::from_secs(1)).await;
-                            }
-                        },
-                    }
+            aimesh_kit::db::listen(pool, CHANNEL, shutdown, move |payload| {
+                let event = match payload {
+                    Some(payload) => JobEvent::decode(payload),
+                    // Events may have been lost: watchers re-read what they watch.
+                    None => Some(JobEvent::resync()),
+                };
+                if let Some(event) = event {
+                    let _ = local.send(event);
                 }
-            });
+            })
+            .await?;
         }
         Ok(Self { db, local })
     }

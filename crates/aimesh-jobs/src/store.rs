@@ -44,10 +44,17 @@ pub const MIGRATIONS: Migrations = Migrations {
     ],
 };
 
-const COLUMNS: &str = "id, owner_id, kind, state, payload, attempts, max_attempts, \
-    progress_percent, progress_message, partial_output, result_type, result, error, \
-    idempotency_key, trace_context, cancel_requested, lease_owner, lease_expires_at, \
-    run_after, created_at, updated_at, started_at, finished_at";
+/// The columns of a job row, in [`JobRow`]'s order (a macro, so it joins literals in `concat!`).
+macro_rules! columns {
+    () => {
+        "id, owner_id, kind, state, payload, attempts, max_attempts, progress_percent, \
+         progress_message, partial_output, result_type, result, error, idempotency_key, \
+         trace_context, cancel_requested, lease_owner, lease_expires_at, run_after, created_at, \
+         updated_at, started_at, finished_at"
+    };
+}
+
+const COLUMNS: &str = columns!();
 
 #[derive(sqlx::FromRow)]
 struct JobRow {
@@ -162,13 +169,11 @@ impl JobStore {
             return Ok((job.clone(), true));
         }
         let existing: Option<JobRow> = with_db!(&self.db, |pool| {
-            sqlx::query_as(
-                "SELECT id, owner_id, kind, state, payload, attempts, max_attempts, \
-                 progress_percent, progress_message, partial_output, result_type, result, error, \
-                 idempotency_key, trace_context, cancel_requested, lease_owner, lease_expires_at, \
-                 run_after, created_at, updated_at, started_at, finished_at \
-                 FROM jobs WHERE owner_id = $1 AND idempotency_key = $2",
-            )
+            sqlx::query_as(concat!(
+                "SELECT ",
+                columns!(),
+                " FROM jobs WHERE owner_id = $1 AND idempotency_key = $2"
+            ))
             .bind(&job.owner_id)
             .bind(&job.idempotency_key)
             .fetch_optional(pool)
@@ -181,16 +186,10 @@ impl JobStore {
     /// Returns a job by id.
     pub async fn get(&self, id: Uuid) -> JobsResult<Option<Job>> {
         let row: Option<JobRow> = with_db!(&self.db, |pool| {
-            sqlx::query_as(
-                "SELECT id, owner_id, kind, state, payload, attempts, max_attempts, \
-                 progress_percent, progress_message, partial_output, result_type, result, error, \
-                 idempotency_key, trace_context, cancel_requested, lease_owner, lease_expires_at, \
-                 run_after, created_at, updated_at, started_at, finished_at \
-                 FROM jobs WHERE id = $1",
-            )
-            .bind(id)
-            .fetch_optional(pool)
-            .await
+            sqlx::query_as(concat!("SELECT ", columns!(), " FROM jobs WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(pool)
+                .await
         })?;
         row.map(Job::try_from).transpose().map_err(JobsError::Db)
     }

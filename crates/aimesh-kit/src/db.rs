@@ -219,6 +219,42 @@ impl Db {
     }
 }
 
+/// Returns the current time at the precision both databases store (microseconds), so a value
+/// written and read back compares equal.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 6)
+}
+
+/// Listens on a PostgreSQL notification channel until `shutdown`, calling `on_message` with
+/// each payload, and with `None` when notifications may have been lost (the connection dropped
+/// and was re-established, or receiving failed).
+pub async fn listen(
+    pool: &PgPool,
+    channel: &'static str,
+    shutdown: tokio_util::sync::CancellationToken,
+    on_message: impl Fn(Option<&str>) + Send + 'static,
+) -> Result<(), sqlx::Error> {
+    let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+    listener.listen(channel).await?;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                received = listener.try_recv() => match received {
+                    Ok(Some(notification)) => on_message(Some(notification.payload())),
+                    Ok(None) => on_message(None),
+                    Err(error) => {
+                        tracing::warn!(%error, channel, "notification listener failed; retrying");
+                        on_message(None);
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                },
+            }
+        }
+    });
+    Ok(())
+}
+
 /// Classifies a database error: constraint violations become client-facing codes, lost
 /// connections and lock timeouts `Unavailable`, everything else `Internal`.
 pub fn error_code(error: &sqlx::Error) -> Code {

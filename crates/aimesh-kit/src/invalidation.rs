@@ -3,9 +3,7 @@
 //! through `LISTEN/NOTIFY` on the `aimesh_invalidations` channel, so a write in one process
 //! (another replica, or a separate worker) evicts the key in every process.
 
-use std::time::Duration;
-
-use sqlx::{PgPool, postgres::PgListener};
+use sqlx::PgPool;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -48,31 +46,24 @@ impl InvalidationBus {
         pool: PgPool,
         shutdown: CancellationToken,
     ) -> Result<Self, sqlx::Error> {
-        let mut listener = PgListener::connect_with(&pool).await?;
-        listener.listen(CHANNEL).await?;
         let sender = self.sender.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    received = listener.try_recv() => match received {
-                        Ok(Some(notification)) => {
-                            if let Some((topic, key)) = notification.payload().split_once(' ') {
-                                let _ = sender.send(Invalidation { topic: topic.to_owned(), key: key.to_owned() });
-                            }
-                        }
-                        // Reconnected: notifications may have been missed; evict everything.
-                        Ok(None) => {
-                            let _ = sender.send(Invalidation { topic: "*".into(), key: String::new() });
-                        }
-                        Err(error) => {
-                            tracing::warn!(%error, "invalidation listener failed; retrying");
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                        }
-                    },
-                }
+        crate::db::listen(&pool, CHANNEL, shutdown, move |payload| {
+            let invalidation = match payload {
+                Some(payload) => payload.split_once(' ').map(|(topic, key)| Invalidation {
+                    topic: topic.to_owned(),
+                    key: key.to_owned(),
+                }),
+                // Notifications may have been missed: evict everything.
+                None => Some(Invalidation {
+                    topic: "*".into(),
+                    key: String::new(),
+                }),
+            };
+            if let Some(invalidation) = invalidation {
+                let _ = sender.send(invalidation);
             }
-        });
+        })
+        .await?;
         self.postgres = Some(pool);
         Ok(self)
     }

@@ -1,6 +1,6 @@
 //! The notes domain: what a note is, and the rules its fields follow.
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use oxilangtag::LanguageTag;
 use uuid::Uuid;
 
@@ -141,10 +141,7 @@ pub struct NoteStats {
     pub last_activity: Option<DateTime<Utc>>,
 }
 
-/// Returns the current time at the precision both databases store (microseconds).
-pub fn now() -> DateTime<Utc> {
-    Utc::now().trunc_subsecs(6)
-}
+pub use aimesh_kit::db::now;
 
 /// Checks a title: not blank, at most [`TITLE_MAX_CHARS`].
 pub fn validate_title(title: &str) -> Result<String, String> {

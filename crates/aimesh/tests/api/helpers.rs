@@ -220,6 +220,18 @@ pub(crate) async fn create_note(
         .expect("created note")
 }
 
+/// Reads a note with `notes`, which must succeed.
+pub(crate) async fn get_note(notes: &NotesClient, id: &str) -> pb::Note {
+    notes
+        .clone()
+        .get_note(pb::GetNoteRequest { id: id.into() })
+        .await
+        .expect("get_note failed")
+        .into_inner()
+        .note
+        .expect("a note")
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();

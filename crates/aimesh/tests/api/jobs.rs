@@ -8,7 +8,7 @@ use aimesh_kit::testing::Backend;
 use aimesh_proto::{jobs::v1 as jpb, notes::v1 as pb};
 use prost::Message;
 
-use crate::helpers::{TestApp, assert_code, assert_invalid, backend_tests};
+use crate::helpers::{TestApp, assert_code, assert_invalid, backend_tests, get_note};
 
 const TEXT: &str = "The weather is nice today. Machine translation is useful.\n\nHello world!";
 
@@ -133,15 +133,7 @@ async fn notes_are_translated_by_jobs(backend: Backend) {
     );
     assert!(result.text.contains("\n\n"), "paragraphs are kept");
 
-    let translated = notes
-        .get_note(pb::GetNoteRequest {
-            id: note.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .note
-        .unwrap();
+    let translated = get_note(&notes, &note.id).await;
     assert_eq!(translated.translations.len(), 1);
     assert_eq!(translated.translations[0].target_language, "es");
     assert_eq!(translated.translations[0].text, result.text);
@@ -290,17 +282,7 @@ async fn running_translations_can_be_cancelled(backend: Backend) {
     })
     .await;
     assert!(is_state(&done, jpb::JobState::Cancelled), "{done:?}");
-    let stored = app
-        .notes
-        .clone()
-        .get_note(pb::GetNoteRequest {
-            id: note.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .note
-        .unwrap();
+    let stored = get_note(&app.notes, &note.id).await;
     assert!(
         stored.translations.is_empty(),
         "a cancelled job stores nothing"
@@ -416,17 +398,7 @@ async fn a_killed_worker_process_loses_nothing(backend: Backend) {
     second.wait().unwrap();
     assert!(is_state(&done, jpb::JobState::Succeeded), "{done:?}");
     assert_eq!(done.attempts, 2, "the second worker ran a second attempt");
-    let stored = app
-        .notes
-        .clone()
-        .get_note(pb::GetNoteRequest {
-            id: note.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .note
-        .unwrap();
+    let stored = get_note(&app.notes, &note.id).await;
     assert_eq!(stored.translations.len(), 1);
     assert!(stored.translations[0].text.starts_with("La casa es grande"));
 }

@@ -4,7 +4,7 @@ use aimesh_kit::testing::Backend;
 use aimesh_proto::notes::v1 as pb;
 use prost_types::FieldMask;
 
-use crate::helpers::{TestApp, assert_code, assert_invalid, backend_tests};
+use crate::helpers::{TestApp, assert_code, assert_invalid, backend_tests, get_note};
 
 fn mask(paths: &[&str]) -> Option<FieldMask> {
     Some(FieldMask {
@@ -26,15 +26,7 @@ async fn crud_and_stats(backend: Backend) {
     );
     assert!(first.create_time.is_some() && first.update_time == first.create_time);
 
-    let got = notes
-        .get_note(pb::GetNoteRequest {
-            id: first.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .note
-        .unwrap();
+    let got = get_note(&notes, &first.id).await;
     assert_eq!(got, first);
 
     // Update through the cache: the next read sees the change.
@@ -55,15 +47,7 @@ async fn crud_and_stats(backend: Backend) {
     assert_eq!(updated.title, "My Updated Title");
     assert_eq!(updated.original_text, "Hello world");
     assert_eq!(updated.version, 2);
-    let reread = notes
-        .get_note(pb::GetNoteRequest {
-            id: first.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .note
-        .unwrap();
+    let reread = get_note(&notes, &first.id).await;
     assert_eq!(reread, updated);
 
     // An explicit mask changes exactly the named field, even to a new language.
@@ -291,17 +275,7 @@ async fn concurrent_updates_with_versions(backend: Backend) {
     for result in futures::future::join_all(blind).await {
         result.unwrap();
     }
-    let final_note = app
-        .notes
-        .clone()
-        .get_note(pb::GetNoteRequest {
-            id: note.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .note
-        .unwrap();
+    let final_note = get_note(&app.notes, &note.id).await;
     assert_eq!(final_note.version, 8);
 
     let stale = app
@@ -467,28 +441,12 @@ async fn bad_input_is_refused_precisely(backend: Backend) {
     assert_invalid(&status, "version");
 
     // Nothing above changed the stored note; SQL in text is data.
-    let kept = notes
-        .get_note(pb::GetNoteRequest {
-            id: existing.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .note
-        .unwrap();
+    let kept = get_note(&notes, &existing.id).await;
     assert_eq!(kept, existing);
     let injected = app
         .create_note("Robert'); DROP TABLE notes;--", "' OR 1=1 --", "en")
         .await;
-    let fetched = notes
-        .get_note(pb::GetNoteRequest {
-            id: injected.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .note
-        .unwrap();
+    let fetched = get_note(&notes, &injected.id).await;
     assert_eq!(fetched.title, "Robert'); DROP TABLE notes;--");
     let found = notes
         .list_notes(pb::ListNotesRequest {
