@@ -13,6 +13,7 @@ use aimesh_identity::{Identity, IdentityApi, IdentityConfig, IdentityStore, keys
 use aimesh_jobs::{
     Jobs, JobsApi, Worker, WorkerConfig, notify::Notifier, store::JobStore, worker::JobHandler,
 };
+use aimesh_models::{EngineKind, Engines, ModelsApi, ModelsConfig};
 use aimesh_kit::{
     auth::{AccountHooks, AuthConfig, AuthLayer, Authenticator, jwt::JwtVerifier, remote},
     config::ServerConfig,
@@ -35,12 +36,18 @@ pub enum ServiceKind {
     Jobs,
     /// `aimesh.notes.v1.NotesService`.
     Notes,
+    /// `aimesh.models.v1.ModelsService`: the inference engines and direct calls to them.
+    Models,
 }
 
 impl ServiceKind {
     /// Every service, in start order.
-    pub const ALL: &'static [ServiceKind] =
-        &[ServiceKind::Identity, ServiceKind::Jobs, ServiceKind::Notes];
+    pub const ALL: &'static [ServiceKind] = &[
+        ServiceKind::Identity,
+        ServiceKind::Jobs,
+        ServiceKind::Notes,
+        ServiceKind::Models,
+    ];
 }
 
 impl fmt::Display for ServiceKind {
@@ -49,6 +56,7 @@ impl fmt::Display for ServiceKind {
             ServiceKind::Identity => "identity",
             ServiceKind::Jobs => "jobs",
             ServiceKind::Notes => "notes",
+            ServiceKind::Models => "models",
         })
     }
 }
@@ -250,6 +258,8 @@ pub struct MeshConfig {
     pub identity: IdentityConfig,
     /// The job worker.
     pub worker: WorkerSettings,
+    /// The inference engines of the models service.
+    pub models: ModelsConfig,
 }
 
 impl MeshConfig {
@@ -260,6 +270,7 @@ impl MeshConfig {
             auth: AuthConfig::for_tests(),
             identity: IdentityConfig::for_tests(),
             worker: WorkerSettings::for_tests(),
+            models: ModelsConfig::disabled(),
         }
     }
 }
@@ -376,6 +387,27 @@ impl Mesh {
         });
         builder = builder.auth(AuthLayer::new(authenticator));
 
+        // The models service loads its engines once, before serving; each engine's readiness
+        // is a health entry of its own.
+        let engines = if services.contains(&ServiceKind::Models) {
+            let engines = Arc::new(Engines::load(&config.models).await);
+            for &kind in EngineKind::ALL {
+                let engines = engines.clone();
+                builder = builder.capability(
+                    kind.health_name(),
+                    Arc::new(move || {
+                        let status = engines
+                            .status(kind)
+                            .map_err(|unavailable| unavailable.detail().to_owned());
+                        Box::pin(async move { status })
+                    }),
+                );
+            }
+            Some(engines)
+        } else {
+            None
+        };
+
         for service in services {
             builder = match service {
                 ServiceKind::Identity => match &identity {
@@ -395,6 +427,12 @@ impl Mesh {
                     )
                     .into_server(),
                 ),
+                ServiceKind::Models => match &engines {
+                    Some(engines) => {
+                        builder.add_service(ModelsApi::new(engines.clone()).into_server())
+                    }
+                    None => builder,
+                },
             };
         }
         let server = builder.build().await?;
@@ -448,6 +486,74 @@ impl Mesh {
         self.core.db.close().await;
         result
     }
+}
+
+/// Installs every pinned model missing from `models_dir` (or failing verification) and
+/// prepares the derived files (the Whisper conversion), printing what it did. Blocking.
+pub fn fetch_models(models_dir: &std::path::Path, python: &str) -> anyhow::Result<()> {
+    use aimesh_ai::models::{self, Fetched};
+
+    for spec in models::CATALOG {
+        let started = std::time::Instant::now();
+        let fetched = models::fetch(models_dir, spec, python)
+            .with_context(|| format!("failed to install {}", spec.id))?;
+        let what = match fetched {
+            Fetched::Present => "present, verified",
+            Fetched::Installed => "installed, verified",
+        };
+        println!(
+            "{:<24} {what} ({:.1} s)",
+            spec.id,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let started = std::time::Instant::now();
+    aimesh_ai::speech::prepare(models_dir).context("failed to convert the Whisper weights")?;
+    println!(
+        "{:<24} converted weights verified ({:.1} s)",
+        "whisper-tiny.en",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Prints each pinned model, its size and whether it is installed and intact. Fails when
+/// any is not, so scripts can test it.
+pub fn list_models(models_dir: &std::path::Path) -> anyhow::Result<()> {
+    use aimesh_ai::models::{self, ModelError};
+
+    println!("{:<24} {:<14} {:>9}  {:<10} source", "model", "capability", "MB", "state");
+    let mut broken = 0;
+    for spec in models::CATALOG {
+        let bytes: u64 = spec.files.iter().map(|file| file.bytes).sum();
+        let state = match spec.verify(models_dir) {
+            Ok(_) => "ok".to_owned(),
+            Err(ModelError::Missing { .. }) => {
+                broken += 1;
+                "missing".to_owned()
+            }
+            Err(error) => {
+                broken += 1;
+                format!("INVALID: {error}")
+            }
+        };
+        println!(
+            "{:<24} {:<14} {:>9.1}  {:<10} PyPI {}=={}",
+            spec.id,
+            spec.capability.as_str(),
+            bytes as f64 / 1e6,
+            state,
+            spec.package,
+            spec.version
+        );
+    }
+    anyhow::ensure!(
+        broken == 0,
+        "{broken} model(s) missing or invalid in {}: {}",
+        models_dir.display(),
+        aimesh_ai::models::FETCH_HINT
+    );
+    Ok(())
 }
 
 /// Asks the server at `addr` for the health of `service` (empty: the whole server), failing

