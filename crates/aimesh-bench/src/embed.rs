@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aimesh_ai::embed::{EmbedOptions, Embedder, MiniLm};
+use aimesh_ai::embed::{EmbedOptions, EmbedStats, Embedder, MiniLm};
 use anyhow::Context;
 use futures::{StreamExt, TryStreamExt};
 
@@ -65,7 +65,7 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
     };
     let models_dir = options.models_dir.clone();
     let started = Instant::now();
-    let engine: Arc<dyn Embedder> = Arc::new(
+    let engine = Arc::new(
         tokio::task::spawn_blocking(move || MiniLm::load(&models_dir, engine_options)).await??,
     );
     println!(
@@ -90,8 +90,11 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
             ("concurrent", options.concurrency.max(1)),
             ("sequential", 1),
         ] {
+            let before = engine.stats();
             let rate = throughput(&engine, &sentences, batch, concurrency).await?;
+            let spent = delta(before, engine.stats());
             println!("batch {batch:>4}, {concurrency:>2} in flight: {rate:>8.1} sentences/s");
+            println!("  {}", breakdown(&spent));
             println!("result\t{batch}\t{mode}\t{rate:.1}");
         }
     }
@@ -100,7 +103,7 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
 
 /// Embeds every sentence in calls of `batch`, `concurrency` calls in flight; sentences/s.
 async fn throughput(
-    engine: &Arc<dyn Embedder>,
+    engine: &MiniLm,
     sentences: &[String],
     batch: usize,
     concurrency: usize,
@@ -118,6 +121,37 @@ async fn throughput(
         sentences.len()
     );
     Ok(embedded as f64 / started.elapsed().as_secs_f64())
+}
+
+/// The engine's work between two snapshots.
+fn delta(before: EmbedStats, after: EmbedStats) -> EmbedStats {
+    EmbedStats {
+        batches: after.batches - before.batches,
+        passes: after.passes - before.passes,
+        texts: after.texts - before.texts,
+        tokens: after.tokens - before.tokens,
+        padded_tokens: after.padded_tokens - before.padded_tokens,
+        tokenize: after.tokenize.saturating_sub(before.tokenize),
+        forward: after.forward.saturating_sub(before.forward),
+        pool: after.pool.saturating_sub(before.pool),
+    }
+}
+
+/// Where the inference thread's time went, and how well batches filled.
+fn breakdown(s: &EmbedStats) -> String {
+    let busy = (s.tokenize + s.forward + s.pool).as_secs_f64().max(1e-9);
+    let share = |d: Duration| 100.0 * d.as_secs_f64() / busy;
+    format!(
+        "engine: {:.2} s busy (tokenize {:.1}%, forward {:.1}%, pool {:.1}%); {:.1} texts per pass, \
+         {:.1} tokens per text, padding {:.1}% of positions",
+        busy,
+        share(s.tokenize),
+        share(s.forward),
+        share(s.pool),
+        s.texts as f64 / s.passes.max(1) as f64,
+        s.tokens as f64 / s.texts.max(1) as f64,
+        100.0 * (s.padded_tokens.saturating_sub(s.tokens)) as f64 / s.padded_tokens.max(1) as f64,
+    )
 }
 
 /// `count` varied English sentences, the same on every run: one to three clauses from

@@ -396,19 +396,23 @@ pub fn is_stopword(word: &str) -> bool {
 }
 
 /// Candidate key phrases of `text`: runs of one to `max_words` consecutive words inside a
-/// sentence containing no stopword, no word shorter than two characters and not only
+/// sentence, not across punctuation, containing no stopword, no word shorter than two characters and not only
 /// digits, lowercased, with how often each occurs, in order of first occurrence. At most
 /// `limit` are kept, the most frequent first (ties by first occurrence), returned in that
 /// order.
 pub fn candidate_phrases(text: &str, max_words: usize, limit: usize) -> Vec<(String, usize)> {
     let mut counts: HashMap<String, (usize, usize)> = HashMap::new();
     let mut next_seen = 0;
-    for sentence in sentences(text) {
-        let sentence_words = words(&sentence);
-        // Split the sentence into runs of content words.
+    let sentences = sentences(text);
+    // Phrases do not cross punctuation inside a sentence either.
+    let fragments = sentences.iter().flat_map(|sentence| {
+        sentence.split([',', ';', ':', '(', ')', '[', ']', '"', '“', '”', '—', '–'])
+    });
+    for fragment in fragments {
+        // Split the fragment into runs of content words.
         let mut run: Vec<String> = Vec::new();
         let mut runs = Vec::new();
-        for word in sentence_words {
+        for word in words(fragment) {
             let usable = word.chars().count() >= 2
                 && !word.chars().all(|c| c.is_ascii_digit())
                 && !is_stopword(word);
@@ -518,7 +522,7 @@ mod tests {
     #[test]
     fn candidate_phrases_skip_stopwords_and_count() {
         let phrases = candidate_phrases(
-            "Neural networks learn features. The neural networks are trained on data.",
+            "Neural networks learn features. The neural networks, trained on data, win.",
             3,
             100,
         );
@@ -528,6 +532,8 @@ mod tests {
         assert_eq!(get("learn features"), Some(1));
         assert_eq!(get("the neural"), None);
         assert_eq!(get("networks are"), None);
+        assert_eq!(get("networks trained"), None);
+        assert_eq!(get("trained"), Some(1));
         // Most frequent first.
         assert!(phrases[0].1 == 2, "{phrases:?}");
         assert_eq!(candidate_phrases("a b c", 3, 10), vec![]);

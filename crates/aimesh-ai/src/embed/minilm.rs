@@ -17,7 +17,11 @@ use std::{
     fs,
     panic::{self, AssertUnwindSafe},
     path::Path,
-    sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+        mpsc::{Receiver, RecvTimeoutError, TryRecvError},
+    },
     time::{Duration, Instant},
 };
 
@@ -79,6 +83,47 @@ pub struct MiniLm {
     queue: EngineQueue<Request>,
     dimensions: usize,
     max_texts: usize,
+    counters: Arc<Counters>,
+}
+
+/// What the inference thread has done since the engine was loaded: how much work, and where
+/// its time went (see [`MiniLm::stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EmbedStats {
+    /// Batches taken from the queue.
+    pub batches: u64,
+    /// Padded forward passes run.
+    pub passes: u64,
+    /// Texts embedded.
+    pub texts: u64,
+    /// Tokens embedded, special tokens included.
+    pub tokens: u64,
+    /// Positions computed, padding included.
+    pub padded_tokens: u64,
+    /// Time spent tokenizing.
+    pub tokenize: Duration,
+    /// Time spent in the model's forward passes.
+    pub forward: Duration,
+    /// Time spent pooling and normalising (and copying the results out).
+    pub pool: Duration,
+}
+
+/// The counters behind [`EmbedStats`], updated by the inference thread.
+#[derive(Debug, Default)]
+struct Counters {
+    batches: AtomicU64,
+    passes: AtomicU64,
+    texts: AtomicU64,
+    tokens: AtomicU64,
+    padded_tokens: AtomicU64,
+    tokenize_ns: AtomicU64,
+    forward_ns: AtomicU64,
+    pool_ns: AtomicU64,
+}
+
+fn add_elapsed(counter: &AtomicU64, since: Instant) {
+    let nanos = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    counter.fetch_add(nanos, Ordering::Relaxed);
 }
 
 /// One caller's texts and where to send their embeddings.
@@ -151,7 +196,9 @@ impl MiniLm {
             ModelError::invalid(&weights_path, format!("does not fit config.json: {e}"))
         })?;
 
+        let counters = Arc::new(Counters::default());
         let runner = Runner {
+            counters: Arc::clone(&counters),
             model,
             tokenizer,
             device,
@@ -192,7 +239,25 @@ impl MiniLm {
             queue,
             dimensions,
             max_texts: options.max_texts.max(1),
+            counters,
         })
+    }
+
+    /// What the engine has done so far and where its time went (the probe pass at load
+    /// included).
+    pub fn stats(&self) -> EmbedStats {
+        let c = &self.counters;
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        EmbedStats {
+            batches: get(&c.batches),
+            passes: get(&c.passes),
+            texts: get(&c.texts),
+            tokens: get(&c.tokens),
+            padded_tokens: get(&c.padded_tokens),
+            tokenize: Duration::from_nanos(get(&c.tokenize_ns)),
+            forward: Duration::from_nanos(get(&c.forward_ns)),
+            pool: Duration::from_nanos(get(&c.pool_ns)),
+        }
     }
 }
 
@@ -274,6 +339,7 @@ fn serve(runner: &Runner, requests: &Receiver<Request>, max_batch: usize, max_wa
 
 /// The model and what it takes to run it.
 struct Runner {
+    counters: Arc<Counters>,
     model: BertModel,
     tokenizer: Tokenizer,
     device: Device,
@@ -295,6 +361,7 @@ impl Runner {
             return;
         }
         let count = texts.len();
+        self.counters.batches.fetch_add(1, Ordering::Relaxed);
         let result = panic::catch_unwind(AssertUnwindSafe(|| self.embed_all(&texts)))
             .unwrap_or_else(|_| Err("inference panicked".into()));
         tracing::debug!(
@@ -326,11 +393,20 @@ impl Runner {
 
     /// Embeds `texts` in as few padded forward passes as the limits allow, longest first.
     fn embed_all<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Result<Vec<Vec<f32>>, String> {
+        let started = Instant::now();
         let inputs: Vec<&str> = texts.iter().map(AsRef::as_ref).collect();
         let encodings = self
             .tokenizer
             .encode_batch_fast(inputs, true)
             .map_err(|e| format!("tokenization failed: {e}"))?;
+        add_elapsed(&self.counters.tokenize_ns, started);
+        let tokens: usize = encodings.iter().map(Encoding::len).sum();
+        self.counters
+            .texts
+            .fetch_add(encodings.len() as u64, Ordering::Relaxed);
+        self.counters
+            .tokens
+            .fetch_add(tokens as u64, Ordering::Relaxed);
         let order = length_order(&encodings);
         let mut out: Vec<Vec<f32>> = vec![Vec::new(); encodings.len()];
         for chunk in chunks(&order, &encodings, self.max_batch, self.max_batch_tokens) {
@@ -358,10 +434,17 @@ impl Runner {
             mask.extend(encoding.get_attention_mask().iter().map(|&m| m as f32));
             mask.extend(std::iter::repeat_n(0.0f32, pad));
         }
+        self.counters.passes.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .padded_tokens
+            .fetch_add((rows * width) as u64, Ordering::Relaxed);
+        let started = Instant::now();
         let ids = Tensor::from_vec(ids, (rows, width), &self.device)?;
         let types = ids.zeros_like()?;
         let mask = Tensor::from_vec(mask, (rows, width), &self.device)?;
         let hidden = self.model.forward(&ids, &types, Some(&mask))?;
+        add_elapsed(&self.counters.forward_ns, started);
+        let started = Instant::now();
         // Mean pooling as one batched product: (rows, 1, width) x (rows, width, hidden).
         let summed = mask
             .unsqueeze(1)?
@@ -378,6 +461,7 @@ impl Runner {
             vector.iter_mut().for_each(|x| *x /= tokens);
             normalize(vector);
         }
+        add_elapsed(&self.counters.pool_ns, started);
         Ok(vectors)
     }
 }

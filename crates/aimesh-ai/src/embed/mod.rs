@@ -8,7 +8,7 @@ mod minilm;
 
 use futures::future::BoxFuture;
 
-pub use self::minilm::{EmbedOptions, MAX_TOKENS, MODEL_ID, MiniLm};
+pub use self::minilm::{EmbedOptions, EmbedStats, MAX_TOKENS, MODEL_ID, MiniLm};
 use crate::engine::EngineError;
 
 /// A sentence-embedding engine. Object-safe: services hold an `Arc<dyn Embedder>`.
