@@ -2,6 +2,8 @@
 //! not on an implementation. Engines are loaded once, from verified model files (see
 //! [`models`]), and run on dedicated threads fed by bounded queues (see [`engine`]).
 
+pub mod analysis;
+pub mod embed;
 pub mod engine;
 pub mod models;
 pub mod translate;
