@@ -2,6 +2,7 @@
 //! not on an implementation. Engines are loaded once, from verified model files (see
 //! [`models`]), and run on dedicated threads fed by bounded queues (see [`engine`]).
 
+pub mod chat;
 pub mod engine;
 pub mod models;
 pub mod translate;

@@ -4,9 +4,12 @@
 //! cargo run --release -p aimesh-bench -- notes --duration-secs 10 --concurrency 64
 //! cargo run --release -p aimesh-bench -- jobs --jobs 20000
 //! cargo run --release -p aimesh-bench -- watch --streams 10000
+//! cargo run --release -p aimesh-bench -- chat --models-dir DIR --tokens 128
 //! ```
-//! `scripts/bench-jobs` runs the jobs benchmark beside the same workload on Celery.
+//! `scripts/bench-jobs` runs the jobs benchmark beside the same workload on Celery;
+//! `scripts/bench-chat` runs the chat benchmark beside llama.cpp on the same model file.
 
+mod chat;
 mod jobs;
 mod notes;
 mod watch;
@@ -28,6 +31,8 @@ enum Command {
     Jobs(jobs::Options),
     /// Many concurrent WatchJob streams: server memory per stream and delivery latency.
     Watch(watch::Options),
+    /// Chat model prompt processing and generation speed (SmolLM2, greedy).
+    Chat(chat::Options),
 }
 
 #[tokio::main]
@@ -36,5 +41,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Notes(options) => notes::run(options).await,
         Command::Jobs(options) => jobs::run(options).await,
         Command::Watch(options) => watch::run(options).await,
+        Command::Chat(options) => chat::run(options).await,
     }
 }
