@@ -4,6 +4,7 @@
 
 pub mod analysis;
 pub mod embed;
+pub mod chat;
 pub mod engine;
 pub mod models;
 pub mod translate;

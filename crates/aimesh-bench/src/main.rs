@@ -5,10 +5,13 @@
 //! cargo run --release -p aimesh-bench -- jobs --jobs 20000
 //! cargo run --release -p aimesh-bench -- watch --streams 10000
 //! cargo run --release -p aimesh-bench -- embed --models-dir DIR
+//! cargo run --release -p aimesh-bench -- chat --models-dir DIR --tokens 128
 //! ```
 //! `scripts/bench-jobs` runs the jobs benchmark beside the same workload on Celery;
-//! `scripts/bench-embed` the embeddings benchmark beside sentence-transformers.
+//! `scripts/bench-embed` the embeddings benchmark beside sentence-transformers;
+//! `scripts/bench-chat` the chat benchmark beside llama.cpp on the same model file.
 
+mod chat;
 mod embed;
 mod jobs;
 mod notes;
@@ -33,6 +36,8 @@ enum Command {
     Watch(watch::Options),
     /// Sentence embeddings per second (all-MiniLM-L6-v2) at several client batch sizes.
     Embed(embed::Options),
+    /// Chat model prompt processing and generation speed (SmolLM2, greedy).
+    Chat(chat::Options),
 }
 
 #[tokio::main]
@@ -42,5 +47,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Jobs(options) => jobs::run(options).await,
         Command::Watch(options) => watch::run(options).await,
         Command::Embed(options) => embed::run(options).await,
+        Command::Chat(options) => chat::run(options).await,
     }
 }

@@ -1,0 +1,536 @@
+//! [`SmolLm`]: SmolLM2-135M-Instruct (catalog id `smollm2-135m-instruct`), a quantized llama
+//! model in a GGUF file, on candle's CPU backend.
+//!
+//! Loading verifies the pinned file, builds the tokenizer and compiles the chat template from
+//! the file's metadata, and loads the weights (see [`WeightFormat`]). Generation runs on one
+//! dedicated thread: each request starts from an empty KV cache, its prompt is processed in
+//! chunks of [`PREFILL_CHUNK`] tokens, then one token is sampled and fed back at a time until
+//! the end-of-turn token, a stop sequence, `max_tokens` or the end of the context.
+
+use std::{
+    fs::File,
+    io::Cursor,
+    panic::{self, AssertUnwindSafe},
+    path::{Path, PathBuf},
+    sync::{Arc, mpsc::Receiver},
+    time::Instant,
+};
+
+use candle_core::{
+    Device, Tensor,
+    quantized::{GgmlDType, QTensor, gguf_file},
+};
+use candle_transformers::{
+    generation::{LogitsProcessor, Sampling},
+    models::quantized_llama::{MAX_SEQ_LEN, ModelWeights},
+    utils::apply_repeat_penalty,
+};
+use tokio::sync::mpsc;
+
+use super::{
+    ChatEvent, ChatMessage, ChatModel, ChatStream, ChatTemplate, FinishReason, GenerationParams,
+    GgufTokenizer,
+    stop::{Scan, StopScanner},
+    validate_messages, validate_params,
+};
+use crate::{
+    engine::{EngineError, EngineQueue},
+    models::{self, ModelError},
+};
+
+/// The catalog id of the model.
+pub const MODEL_ID: &str = "smollm2-135m-instruct";
+/// The engine's name.
+const ENGINE: &str = "smollm2";
+/// The most prompt tokens processed in one forward pass (bounds the attention matrices).
+pub const PREFILL_CHUNK: usize = 512;
+/// The token ending an assistant turn in ChatML templates.
+const END_OF_TURN: &str = "<|im_end|>";
+
+/// How the weights are held in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WeightFormat {
+    /// As stored in the file (Q4_1 matrices, Q8_0 embeddings): the smallest, but candle's
+    /// CPU backend has no SIMD kernel for Q4_1, so generation is slower.
+    AsStored,
+    /// The Q4_1 matrices converted to Q8_0 at load, which candle multiplies with AVX2 / VNNI
+    /// kernels: about 1.7 times the memory of the Q4_1 weights and much faster. Q8_0 holds
+    /// every Q4_1 value to within 1/16 of the Q4_1 step, so replies are the same in practice.
+    #[default]
+    Q8_0,
+}
+
+/// How [`SmolLm`] is loaded and served.
+#[derive(Debug, Clone)]
+pub struct SmolLmOptions {
+    /// Requests that may wait while one is generated; more fail with [`EngineError::Busy`].
+    /// At least 1.
+    pub queue_capacity: usize,
+    /// How the weights are held in memory.
+    pub weights: WeightFormat,
+}
+
+impl Default for SmolLmOptions {
+    fn default() -> Self {
+        Self {
+            queue_capacity: 16,
+            weights: WeightFormat::default(),
+        }
+    }
+}
+
+/// SmolLM2-135M-Instruct on candle: a [`ChatModel`] whose requests are generated one at a
+/// time on a dedicated thread. The thread ends when this is dropped (after the request it
+/// is generating).
+#[derive(Debug)]
+pub struct SmolLm {
+    queue: EngineQueue<Job>,
+    tokenizer: Arc<GgufTokenizer>,
+    template: ChatTemplate,
+    context_length: usize,
+}
+
+/// A generation request for the inference thread.
+#[derive(Debug)]
+struct Job {
+    prompt: Vec<u32>,
+    params: GenerationParams,
+    events: mpsc::Sender<Result<ChatEvent, EngineError>>,
+}
+
+impl SmolLm {
+    /// Verifies the model's file in `models_dir` (the catalog's `smollm2-135m-instruct`
+    /// directory), loads it and starts the inference thread. Blocking: hashes and reads the
+    /// whole file and runs the model once.
+    pub fn load(models_dir: &Path, options: SmolLmOptions) -> Result<Self, ModelError> {
+        let spec = models::spec(MODEL_ID).ok_or_else(|| {
+            ModelError::invalid(models_dir, format!("{MODEL_ID} is not in the catalog"))
+        })?;
+        let dir = spec.verify(models_dir)?;
+        let file = spec
+            .files
+            .first()
+            .ok_or_else(|| ModelError::invalid(&dir, "the catalog lists no file"))?;
+        Self::load_file(&dir.join(file.name), options)
+    }
+
+    /// Loads a GGUF file of a llama-architecture chat model with a byte-level BPE tokenizer
+    /// and a chat template in its metadata, without verifying it against the catalog.
+    pub fn load_file(path: &Path, options: SmolLmOptions) -> Result<Self, ModelError> {
+        let started = Instant::now();
+        let invalid = |reason: String| ModelError::invalid(path, reason);
+        let mut reader = File::open(path).map_err(|source| ModelError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let content = gguf_file::Content::read(&mut reader)
+            .map_err(|error| invalid(format!("not a readable GGUF file: {error}")))?;
+        let metadata = &content.metadata;
+        let architecture = metadata
+            .get("general.architecture")
+            .and_then(|value| value.to_string().ok())
+            .map(String::as_str)
+            .unwrap_or_default();
+        if architecture != "llama" {
+            return Err(invalid(format!(
+                "architecture {architecture:?}: only llama models are supported"
+            )));
+        }
+        let tokenizer = GgufTokenizer::from_metadata(metadata)
+            .map_err(|reason| invalid(format!("bad tokenizer: {reason}")))?;
+        let source = metadata
+            .get("tokenizer.chat_template")
+            .and_then(|value| value.to_string().ok())
+            .ok_or_else(|| invalid("no tokenizer.chat_template in the metadata".into()))?;
+        let token_text = |id: Option<u32>| {
+            id.and_then(|id| tokenizer.token(id))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let template = ChatTemplate::new(
+            source.clone(),
+            token_text(tokenizer.bos_token_id()),
+            token_text(Some(tokenizer.eos_token_id())),
+        )
+        .map_err(|error| invalid(format!("bad chat template: {error:#}")))?;
+        let trial = template
+            .render(&[ChatMessage::user("Hi")])
+            .map_err(|error| invalid(format!("the chat template does not render: {error:#}")))?;
+        if trial.is_empty() {
+            return Err(invalid("the chat template renders nothing".into()));
+        }
+        let context_length = metadata
+            .get("llama.context_length")
+            .and_then(|value| value.to_u32().ok())
+            .map_or(MAX_SEQ_LEN, |length| (length as usize).min(MAX_SEQ_LEN));
+
+        let mut end_ids = vec![tokenizer.eos_token_id()];
+        end_ids.extend(tokenizer.token_id(END_OF_TURN));
+        let device = Device::Cpu;
+        let weights = match options.weights {
+            WeightFormat::AsStored => ModelWeights::from_gguf(content, &mut reader, &device),
+            WeightFormat::Q8_0 => requantized(content, &mut reader, &device),
+        }
+        .map_err(|error| invalid(format!("bad weights: {error}")))?;
+        let tokenizer = Arc::new(tokenizer);
+        let mut worker = Worker {
+            base: weights,
+            tokenizer: tokenizer.clone(),
+            end_ids,
+            context_length,
+            device,
+        };
+        worker
+            .trial()
+            .map_err(|error| invalid(format!("the model does not run: {error}")))?;
+        tracing::info!(
+            engine = ENGINE,
+            path = %path.display(),
+            weights = ?options.weights,
+            context_length,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "chat model loaded"
+        );
+        let queue = EngineQueue::spawn(
+            ENGINE,
+            format!("{ENGINE}-inference"),
+            options.queue_capacity,
+            move |jobs| worker.serve(jobs),
+        )
+        .map_err(|source| ModelError::Io {
+            path: PathBuf::from(path),
+            source,
+        })?;
+        Ok(Self {
+            queue,
+            tokenizer,
+            template,
+            context_length,
+        })
+    }
+
+    /// The model's tokenizer.
+    pub fn tokenizer(&self) -> &GgufTokenizer {
+        &self.tokenizer
+    }
+
+    /// The prompt `messages` render to, as the model's chat template writes it.
+    pub fn render_prompt(&self, messages: &[ChatMessage]) -> Result<String, EngineError> {
+        self.template
+            .render(messages)
+            .map_err(|error| EngineError::invalid("messages", format!("{error:#}")))
+    }
+}
+
+impl ChatModel for SmolLm {
+    fn name(&self) -> &'static str {
+        MODEL_ID
+    }
+
+    fn context_length(&self) -> usize {
+        self.context_length
+    }
+
+    fn chat(
+        &self,
+        messages: Vec<ChatMessage>,
+        params: GenerationParams,
+    ) -> Result<ChatStream, EngineError> {
+        validate_messages(&messages)?;
+        validate_params(&params)?;
+        let prompt = self.tokenizer.encode(&self.render_prompt(&messages)?)?;
+        if prompt.len() >= self.context_length {
+            return Err(EngineError::invalid(
+                "messages",
+                format!(
+                    "the prompt has {} tokens: the context holds {} (prompt and reply)",
+                    prompt.len(),
+                    self.context_length
+                ),
+            ));
+        }
+        // Room for every event of the reply, so generation never waits for a slow reader.
+        let (events, stream) = mpsc::channel(params.max_tokens as usize + 2);
+        self.queue.submit(Job {
+            prompt,
+            params,
+            events,
+        })?;
+        Ok(stream)
+    }
+}
+
+/// Reads every tensor, converts the Q4_1 ones to Q8_0, and loads the model from the result.
+fn requantized(
+    content: gguf_file::Content,
+    reader: &mut File,
+    device: &Device,
+) -> candle_core::Result<ModelWeights> {
+    let mut names: Vec<&String> = content.tensor_infos.keys().collect();
+    names.sort();
+    let mut tensors: Vec<(&str, QTensor)> = Vec::with_capacity(names.len());
+    for name in names {
+        let tensor = content.tensor(reader, name, device)?;
+        let tensor = if tensor.dtype() == GgmlDType::Q4_1 {
+            QTensor::quantize(&tensor.dequantize(device)?, GgmlDType::Q8_0)?
+        } else {
+            tensor
+        };
+        tensors.push((name.as_str(), tensor));
+    }
+    let metadata: Vec<(&str, &gguf_file::Value)> = content
+        .metadata
+        .iter()
+        .map(|(key, value)| (key.as_str(), value))
+        .collect();
+    let tensor_refs: Vec<(&str, &QTensor)> = tensors
+        .iter()
+        .map(|(name, tensor)| (*name, tensor))
+        .collect();
+    let mut buffer = Cursor::new(Vec::new());
+    gguf_file::write(&mut buffer, &metadata, &tensor_refs)?;
+    drop(tensors);
+    buffer.set_position(0);
+    let converted = gguf_file::Content::read(&mut buffer)?;
+    ModelWeights::from_gguf(converted, &mut buffer, device)
+}
+
+/// The model on its inference thread.
+struct Worker {
+    /// The weights with empty caches; each request runs on a clone (which shares the weight
+    /// tensors), so no KV cache or attention mask outlives its request.
+    base: ModelWeights,
+    tokenizer: Arc<GgufTokenizer>,
+    /// Tokens ending the reply: end of sequence, end of turn.
+    end_ids: Vec<u32>,
+    context_length: usize,
+    device: Device,
+}
+
+/// How a generation ended, when its receiver is still there.
+struct Outcome {
+    finish_reason: FinishReason,
+    completion_tokens: u32,
+}
+
+impl Worker {
+    /// One forward pass of one token, to catch a model that loads but cannot run.
+    fn trial(&mut self) -> candle_core::Result<()> {
+        let mut model = self.base.clone();
+        let input = Tensor::new(&[self.tokenizer.eos_token_id()], &self.device)?.unsqueeze(0)?;
+        model.forward(&input, 0).map(drop)
+    }
+
+    /// Generates the requests of `jobs` until every sender is gone.
+    fn serve(mut self, jobs: Receiver<Job>) {
+        while let Ok(job) = jobs.recv() {
+            if job.events.is_closed() {
+                continue;
+            }
+            let started = Instant::now();
+            let result = panic::catch_unwind(AssertUnwindSafe(|| self.generate(&job)))
+                .unwrap_or_else(|_| Err(candle_core::Error::Msg("inference panicked".into())));
+            let elapsed_ms = started.elapsed().as_millis() as u64;
+            match result {
+                Ok(Some(outcome)) => {
+                    tracing::debug!(
+                        engine = ENGINE,
+                        prompt_tokens = job.prompt.len(),
+                        completion_tokens = outcome.completion_tokens,
+                        finish_reason = outcome.finish_reason.as_str(),
+                        elapsed_ms,
+                        "chat reply generated"
+                    );
+                    let _ = job.events.blocking_send(Ok(ChatEvent::Done {
+                        finish_reason: outcome.finish_reason,
+                        prompt_tokens: job.prompt.len() as u32,
+                        completion_tokens: outcome.completion_tokens,
+                    }));
+                }
+                Ok(None) => {
+                    tracing::debug!(engine = ENGINE, elapsed_ms, "chat reply abandoned")
+                }
+                Err(error) => {
+                    tracing::warn!(engine = ENGINE, error = %error, "chat generation failed");
+                    let _ = job
+                        .events
+                        .blocking_send(Err(EngineError::failed(ENGINE, error)));
+                }
+            }
+        }
+    }
+
+    /// Generates one reply, streaming its text; `None` when the receiver went away.
+    fn generate(&mut self, job: &Job) -> candle_core::Result<Option<Outcome>> {
+        let params = &job.params;
+        let send = |text: String| {
+            text.is_empty()
+                || job
+                    .events
+                    .blocking_send(Ok(ChatEvent::Token { text }))
+                    .is_ok()
+        };
+        let mut model = self.base.clone();
+        let mut position = 0;
+        let mut logits = None;
+        for chunk in job.prompt.chunks(PREFILL_CHUNK) {
+            if job.events.is_closed() {
+                return Ok(None);
+            }
+            let input = Tensor::new(chunk, &self.device)?.unsqueeze(0)?;
+            logits = Some(model.forward(&input, position)?);
+            position += chunk.len();
+        }
+        let Some(logits) = logits else {
+            return Err(candle_core::Error::Msg("empty prompt".into()));
+        };
+        let mut logits = logits.squeeze(0)?;
+
+        let mut sampler = LogitsProcessor::from_sampling(
+            params.seed.unwrap_or_else(random_seed),
+            sampling(params),
+        );
+        let mut history = job.prompt.clone();
+        let mut pending = Vec::new();
+        let mut scanner = StopScanner::new(params.stop.clone());
+        let mut completion_tokens = 0u32;
+        let finish_reason = loop {
+            if params.repeat_penalty != 1.0 {
+                let recent = &history[history.len().saturating_sub(params.repeat_last_n)..];
+                logits = apply_repeat_penalty(&logits, params.repeat_penalty, recent)?;
+            }
+            let next = sampler.sample(&logits)?;
+            if !params.ignore_eos && self.end_ids.contains(&next) {
+                break FinishReason::Stop;
+            }
+            completion_tokens += 1;
+            history.push(next);
+            pending.extend_from_slice(self.tokenizer.token_bytes(next));
+            let text = take_text(&mut pending);
+            if !text.is_empty() {
+                match scanner.push(&text) {
+                    Scan::Emit(text) => {
+                        if !send(text) {
+                            return Ok(None);
+                        }
+                    }
+                    Scan::Stopped(text) => {
+                        if !send(text) {
+                            return Ok(None);
+                        }
+                        break FinishReason::StopSequence;
+                    }
+                }
+            }
+            if completion_tokens >= params.max_tokens || position >= self.context_length {
+                break FinishReason::Length;
+            }
+            if job.events.is_closed() {
+                return Ok(None);
+            }
+            let input = Tensor::new(&[next], &self.device)?.unsqueeze(0)?;
+            logits = model.forward(&input, position)?.squeeze(0)?;
+            position += 1;
+        };
+        if finish_reason != FinishReason::StopSequence {
+            let mut rest = scanner.finish();
+            rest.push_str(&String::from_utf8_lossy(&pending));
+            if !send(rest) {
+                return Ok(None);
+            }
+        }
+        Ok(Some(Outcome {
+            finish_reason,
+            completion_tokens,
+        }))
+    }
+}
+
+/// The sampler for `params`.
+fn sampling(params: &GenerationParams) -> Sampling {
+    let temperature = params.temperature;
+    if temperature <= 0.0 {
+        return Sampling::ArgMax;
+    }
+    match (params.top_k, params.top_p < 1.0) {
+        (0, false) => Sampling::All { temperature },
+        (0, true) => Sampling::TopP {
+            p: params.top_p,
+            temperature,
+        },
+        (k, false) => Sampling::TopK { k, temperature },
+        (k, true) => Sampling::TopKThenTopP {
+            k,
+            p: params.top_p,
+            temperature,
+        },
+    }
+}
+
+/// A seed for a request that gave none.
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(Instant::now())
+}
+
+/// Takes the complete UTF-8 characters at the start of `bytes`, leaving an incomplete one at
+/// the end for the next token; bytes that can never be UTF-8 become U+FFFD.
+fn take_text(bytes: &mut Vec<u8>) -> String {
+    let mut text = String::new();
+    loop {
+        match std::str::from_utf8(bytes) {
+            Ok(valid) => {
+                text.push_str(valid);
+                bytes.clear();
+                return text;
+            }
+            Err(error) => {
+                let valid = error.valid_up_to();
+                text.push_str(&String::from_utf8_lossy(&bytes[..valid]));
+                match error.error_len() {
+                    None => {
+                        bytes.drain(..valid);
+                        return text;
+                    }
+                    Some(invalid) => {
+                        text.push(char::REPLACEMENT_CHARACTER);
+                        bytes.drain(..valid + invalid);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn characters_split_across_tokens_come_out_whole() {
+        let mut bytes = "日".as_bytes()[..2].to_vec();
+        assert_eq!(take_text(&mut bytes), "");
+        bytes.extend_from_slice(&"日".as_bytes()[2..]);
+        bytes.extend_from_slice(&"é".as_bytes()[..1]);
+        assert_eq!(take_text(&mut bytes), "日");
+        assert_eq!(bytes, &"é".as_bytes()[..1]);
+        let mut bytes = vec![b'a', 0xFF, b'b'];
+        assert_eq!(take_text(&mut bytes), "a\u{FFFD}b");
+    }
+
+    #[test]
+    fn sampling_follows_the_parameters() {
+        let greedy = GenerationParams::default();
+        assert!(matches!(sampling(&greedy), Sampling::ArgMax));
+        let warm = GenerationParams {
+            temperature: 0.7,
+            top_k: 40,
+            top_p: 0.9,
+            ..greedy
+        };
+        assert!(matches!(
+            sampling(&warm),
+            Sampling::TopKThenTopP { k: 40, .. }
+        ));
+    }
+}
