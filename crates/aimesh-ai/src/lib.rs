@@ -4,4 +4,5 @@
 
 pub mod engine;
 pub mod models;
+pub mod speech;
 pub mod translate;

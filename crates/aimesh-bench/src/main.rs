@@ -4,11 +4,14 @@
 //! cargo run --release -p aimesh-bench -- notes --duration-secs 10 --concurrency 64
 //! cargo run --release -p aimesh-bench -- jobs --jobs 20000
 //! cargo run --release -p aimesh-bench -- watch --streams 10000
+//! cargo run --release -p aimesh-bench -- transcribe --audio clip.wav
 //! ```
-//! `scripts/bench-jobs` runs the jobs benchmark beside the same workload on Celery.
+//! `scripts/bench-jobs` runs the jobs benchmark beside the same workload on Celery;
+//! `scripts/bench-transcribe` runs the transcribe benchmark beside faster-whisper.
 
 mod jobs;
 mod notes;
+mod transcribe;
 mod watch;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +31,8 @@ enum Command {
     Jobs(jobs::Options),
     /// Many concurrent WatchJob streams: server memory per stream and delivery latency.
     Watch(watch::Options),
+    /// Whisper speech-to-text on a fixed clip: real-time factor and time per stage.
+    Transcribe(transcribe::Options),
 }
 
 #[tokio::main]
@@ -36,5 +41,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Notes(options) => notes::run(options).await,
         Command::Jobs(options) => jobs::run(options).await,
         Command::Watch(options) => watch::run(options).await,
+        Command::Transcribe(options) => transcribe::run(options).await,
     }
 }
