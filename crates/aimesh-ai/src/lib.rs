@@ -7,4 +7,5 @@ pub mod embed;
 pub mod chat;
 pub mod engine;
 pub mod models;
+pub mod speech;
 pub mod translate;

@@ -6,15 +6,18 @@
 //! cargo run --release -p aimesh-bench -- watch --streams 10000
 //! cargo run --release -p aimesh-bench -- embed --models-dir DIR
 //! cargo run --release -p aimesh-bench -- chat --models-dir DIR --tokens 128
+//! cargo run --release -p aimesh-bench -- transcribe --audio clip.wav
 //! ```
 //! `scripts/bench-jobs` runs the jobs benchmark beside the same workload on Celery;
 //! `scripts/bench-embed` the embeddings benchmark beside sentence-transformers;
-//! `scripts/bench-chat` the chat benchmark beside llama.cpp on the same model file.
+//! `scripts/bench-chat` the chat benchmark beside llama.cpp on the same model file;
+//! `scripts/bench-transcribe` the transcribe benchmark beside faster-whisper.
 
 mod chat;
 mod embed;
 mod jobs;
 mod notes;
+mod transcribe;
 mod watch;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +41,8 @@ enum Command {
     Embed(embed::Options),
     /// Chat model prompt processing and generation speed (SmolLM2, greedy).
     Chat(chat::Options),
+    /// Whisper speech-to-text on a fixed clip: real-time factor and time per stage.
+    Transcribe(transcribe::Options),
 }
 
 #[tokio::main]
@@ -48,5 +53,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Watch(options) => watch::run(options).await,
         Command::Embed(options) => embed::run(options).await,
         Command::Chat(options) => chat::run(options).await,
+        Command::Transcribe(options) => transcribe::run(options).await,
     }
 }

@@ -1,0 +1,189 @@
+//! Whisper's text decoder with a key/value cache for self-attention as well as
+//! cross-attention, so that each decoding step runs the new token only (candle's decoder
+//! reruns the whole sequence at every step). Loads the same weights (`model.decoder.*`).
+
+use candle_core::{D, Device, Result, Tensor};
+use candle_nn::{Embedding, LayerNorm, Linear, Module, VarBuilder};
+use candle_transformers::models::whisper::Config;
+
+/// One attention block's projections.
+#[derive(Debug, Clone)]
+struct Attention {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    out: Linear,
+}
+
+impl Attention {
+    fn load(d_model: usize, vb: VarBuilder<'_>) -> Result<Self> {
+        Ok(Self {
+            query: candle_nn::linear(d_model, d_model, vb.pp("q_proj"))?,
+            key: candle_nn::linear_no_bias(d_model, d_model, vb.pp("k_proj"))?,
+            value: candle_nn::linear(d_model, d_model, vb.pp("v_proj"))?,
+            out: candle_nn::linear(d_model, d_model, vb.pp("out_proj"))?,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Layer {
+    self_attn: Attention,
+    self_ln: LayerNorm,
+    cross_attn: Attention,
+    cross_ln: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+    mlp_ln: LayerNorm,
+}
+
+/// The decoder's weights.
+#[derive(Debug, Clone)]
+pub(crate) struct Decoder {
+    embed: Embedding,
+    positions: Tensor,
+    layers: Vec<Layer>,
+    ln: LayerNorm,
+    heads: usize,
+    max_positions: usize,
+}
+
+/// The cache of one window's decoding.
+pub(crate) struct State {
+    /// Per layer: keys and values of the audio features, `[1, heads, frames, head_dim]`.
+    cross: Vec<(Tensor, Tensor)>,
+    /// Per layer: keys and values of the tokens so far.
+    past: Vec<Option<(Tensor, Tensor)>>,
+    /// Tokens decoded so far.
+    len: usize,
+}
+
+impl Decoder {
+    pub(crate) fn load(vb: VarBuilder<'_>, config: &Config) -> Result<Self> {
+        let d = config.d_model;
+        let ln = |vb: VarBuilder<'_>| candle_nn::layer_norm(d, 1e-5, vb);
+        let layers = (0..config.decoder_layers)
+            .map(|i| {
+                let vb = vb.pp(format!("layers.{i}"));
+                Ok(Layer {
+                    self_attn: Attention::load(d, vb.pp("self_attn"))?,
+                    self_ln: ln(vb.pp("self_attn_layer_norm"))?,
+                    cross_attn: Attention::load(d, vb.pp("encoder_attn"))?,
+                    cross_ln: ln(vb.pp("encoder_attn_layer_norm"))?,
+                    fc1: candle_nn::linear(d, 4 * d, vb.pp("fc1"))?,
+                    fc2: candle_nn::linear(4 * d, d, vb.pp("fc2"))?,
+                    mlp_ln: ln(vb.pp("final_layer_norm"))?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            embed: candle_nn::embedding(config.vocab_size, d, vb.pp("embed_tokens"))?,
+            positions: vb.get((config.max_target_positions, d), "embed_positions.weight")?,
+            layers,
+            ln: ln(vb.pp("layer_norm"))?,
+            heads: config.decoder_attention_heads,
+            max_positions: config.max_target_positions,
+        })
+    }
+
+    /// Starts decoding a window: projects the audio features (`[1, frames, d_model]`) into
+    /// every layer's cross-attention keys and values.
+    pub(crate) fn begin(&self, features: &Tensor) -> Result<State> {
+        let cross = self
+            .layers
+            .iter()
+            .map(|layer| {
+                let k = self.split_heads(&layer.cross_attn.key.forward(features)?)?;
+                let v = self.split_heads(&layer.cross_attn.value.forward(features)?)?;
+                Ok((k, v))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(State {
+            cross,
+            past: vec![None; self.layers.len()],
+            len: 0,
+        })
+    }
+
+    /// How many tokens a window may hold.
+    pub(crate) fn max_positions(&self) -> usize {
+        self.max_positions
+    }
+
+    /// Feeds `tokens` after those already in `state` and returns the logits of the token
+    /// following the last one, `[vocab]`.
+    pub(crate) fn step(
+        &self,
+        state: &mut State,
+        tokens: &[u32],
+        device: &Device,
+    ) -> Result<Tensor> {
+        let n = tokens.len();
+        let input = Tensor::new(tokens, device)?.unsqueeze(0)?;
+        let positions = self.positions.narrow(0, state.len, n)?;
+        let mut x = self.embed.forward(&input)?.broadcast_add(&positions)?;
+        let past = state.len;
+        let mask = if n > 1 {
+            let total = past + n;
+            let mask: Vec<f32> = (0..n)
+                .flat_map(|i| {
+                    (0..total).map(move |j| if j > past + i { f32::NEG_INFINITY } else { 0.0 })
+                })
+                .collect();
+            Some(Tensor::from_vec(mask, (n, total), device)?)
+        } else {
+            None
+        };
+        for (i, layer) in self.layers.iter().enumerate() {
+            // Self-attention over the cached tokens and the new ones.
+            let h = layer.self_ln.forward(&x)?;
+            let q = self.split_heads(&layer.self_attn.query.forward(&h)?)?;
+            let k = self.split_heads(&layer.self_attn.key.forward(&h)?)?;
+            let v = self.split_heads(&layer.self_attn.value.forward(&h)?)?;
+            let (k, v) = match &state.past[i] {
+                Some((past_k, past_v)) => (
+                    Tensor::cat(&[past_k, &k], 2)?,
+                    Tensor::cat(&[past_v, &v], 2)?,
+                ),
+                None => (k, v),
+            };
+            let attended = self.attend(&q, &k, &v, mask.as_ref())?;
+            state.past[i] = Some((k, v));
+            x = (x + layer.self_attn.out.forward(&attended)?)?;
+
+            // Cross-attention over the audio.
+            let h = layer.cross_ln.forward(&x)?;
+            let q = self.split_heads(&layer.cross_attn.query.forward(&h)?)?;
+            let (k, v) = &state.cross[i];
+            let attended = self.attend(&q, k, v, None)?;
+            x = (x + layer.cross_attn.out.forward(&attended)?)?;
+
+            let h = layer.mlp_ln.forward(&x)?;
+            x = (x + layer.fc2.forward(&layer.fc1.forward(&h)?.gelu()?)?)?;
+        }
+        state.len += n;
+        let last = self.ln.forward(&x.narrow(1, n - 1, 1)?)?.squeeze(0)?;
+        // Logits share the token embedding matrix: [1, d] x [d, vocab].
+        last.matmul(&self.embed.embeddings().t()?)?.squeeze(0)
+    }
+
+    /// `[1, n, d]` -> `[1, heads, n, head_dim]`.
+    fn split_heads(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, n, d) = x.dims3()?;
+        x.reshape((b, n, self.heads, d / self.heads))?
+            .transpose(1, 2)?
+            .contiguous()
+    }
+
+    /// Scaled dot-product attention; returns `[1, n, d]`.
+    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let head_dim = q.dim(D::Minus1)?;
+        let scale = 1.0 / (head_dim as f64).sqrt();
+        let mut scores = (q.matmul(&k.t()?)? * scale)?;
+        if let Some(mask) = mask {
+            scores = scores.broadcast_add(mask)?;
+        }
+        let weights = candle_nn::ops::softmax_last_dim(&scores)?;
+        weights.matmul(v)?.transpose(1, 2)?.flatten_from(2)
+    }
+}

@@ -1,0 +1,549 @@
+//! Whisper speech-to-text on candle: the converted tiny.en weights (see [`super::convert`]),
+//! run on one dedicated inference thread. The encoder is candle's; the decoder is this
+//! module's own cached one (see [`super::decoder`]), and the log-mel spectrogram is
+//! [`super::mel`]'s.
+//!
+//! Long audio is transcribed in 30-second windows. Each window is decoded greedily with
+//! timestamp tokens: the decoder is forced to open with a timestamp (within the first
+//! second), timestamps come in pairs that close one segment and open the next, never go
+//! back in time, and win over text when their total probability exceeds any text token's.
+//! The next window starts at the last closed segment's end, so speech cut by a window's edge
+//! is decoded again whole. A window whose no-speech probability is high while its text is
+//! unlikely is taken for silence.
+
+use std::{
+    path::Path,
+    sync::mpsc::Receiver,
+    time::{Duration, Instant},
+};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::whisper::{self as m, Config, model};
+use futures::future::BoxFuture;
+use tokenizers::Tokenizer;
+use tokio::sync::oneshot;
+
+use super::{
+    Segment, Transcriber, Transcript,
+    convert::{CONFIG_FILE, MODEL_ID, WEIGHTS_FILE},
+    decoder::Decoder,
+    mel,
+};
+use crate::{
+    engine::{EngineError, EngineQueue},
+    models::{self, ModelError},
+};
+
+const ENGINE: &str = "whisper-tiny.en";
+
+/// Seconds per timestamp token.
+const SECONDS_PER_TIMESTAMP: f64 = 0.02;
+/// Mel frames per timestamp token.
+const FRAMES_PER_TIMESTAMP: usize = 2;
+/// Seconds per mel frame.
+const SECONDS_PER_FRAME: f64 = m::HOP_LENGTH as f64 / m::SAMPLE_RATE as f64;
+/// Latest timestamp the first token may take, in timestamp tokens (1 s).
+const MAX_INITIAL_TIMESTAMP: u32 = 50;
+
+/// How a [`Whisper`] engine is run.
+#[derive(Debug, Clone)]
+pub struct WhisperOptions {
+    /// Longest audio accepted.
+    pub max_duration: Duration,
+    /// Requests that may wait for the inference thread before new ones are refused as busy.
+    pub queue_capacity: usize,
+}
+
+impl Default for WhisperOptions {
+    fn default() -> Self {
+        Self {
+            max_duration: Duration::from_secs(600),
+            queue_capacity: 4,
+        }
+    }
+}
+
+/// Time spent in each stage of one transcription.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Stages {
+    /// Decoding, resampling and the log-mel spectrogram.
+    pub audio: Duration,
+    /// The encoder, over all windows.
+    pub encoder: Duration,
+    /// The decoder, over all windows.
+    pub decoder: Duration,
+    /// Decoder steps (tokens sampled).
+    pub decoder_steps: usize,
+    /// 30-second windows decoded.
+    pub windows: usize,
+}
+
+/// Special token ids of the tokenizer.
+#[derive(Debug, Clone)]
+struct Specials {
+    sot: u32,
+    eot: u32,
+    no_timestamps: u32,
+    no_speech: Option<u32>,
+    timestamp_begin: u32,
+}
+
+/// The Whisper model itself, used synchronously: [`Whisper`] runs one on its inference
+/// thread. Public for benchmarks and tools that want the stage timings.
+pub struct WhisperModel {
+    model: model::Whisper,
+    decoder: Decoder,
+    tokenizer: Tokenizer,
+    filters: Vec<f32>,
+    specials: Specials,
+    suppress: Vec<u32>,
+    suppress_begin: Vec<u32>,
+    max_duration: Duration,
+    device: Device,
+}
+
+impl std::fmt::Debug for WhisperModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WhisperModel")
+            .field("config", &self.model.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The derived config file: candle's fields plus the tokens suppressed at the start.
+#[derive(serde::Deserialize)]
+struct DerivedConfig {
+    #[serde(flatten)]
+    config: Config,
+    #[serde(default)]
+    begin_suppress_tokens: Vec<u32>,
+}
+
+impl WhisperModel {
+    /// Loads the model from `models_dir` after verifying the pinned files and the derived
+    /// ones (which [`super::prepare`] makes).
+    pub fn load(models_dir: &Path, options: &WhisperOptions) -> Result<Self, ModelError> {
+        let spec = models::spec(MODEL_ID)
+            .ok_or_else(|| ModelError::invalid(models_dir, format!("{MODEL_ID} not in catalog")))?;
+        let dir = spec.verify(models_dir)?;
+        let weights = dir.join(WEIGHTS_FILE);
+        let config_path = dir.join(CONFIG_FILE);
+        models::verify_derived(&weights)?;
+        models::verify_derived(&config_path)?;
+
+        let text = std::fs::read_to_string(&config_path).map_err(|source| ModelError::Io {
+            path: config_path.clone(),
+            source,
+        })?;
+        let derived: DerivedConfig =
+            serde_json::from_str(&text).map_err(|e| ModelError::invalid(&config_path, e))?;
+        let config = derived.config;
+        if config.num_mel_bins != mel::N_MELS {
+            return Err(ModelError::invalid(
+                &config_path,
+                format!("{} mel bins, expected {}", config.num_mel_bins, mel::N_MELS),
+            ));
+        }
+        let device = Device::Cpu;
+        let tensors = candle_core::safetensors::load(&weights, &device)
+            .map_err(|e| ModelError::invalid(&weights, e))?;
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
+        let model = model::Whisper::load(&vb, config.clone())
+            .map_err(|e| ModelError::invalid(&weights, e))?;
+        let decoder = Decoder::load(vb.pp("model.decoder"), &config)
+            .map_err(|e| ModelError::invalid(&weights, e))?;
+
+        let tokenizer_path = dir.join("tokenizer.json");
+        let tokenizer = Tokenizer::from_file(&tokenizer_path)
+            .map_err(|e| ModelError::invalid(&tokenizer_path, e))?;
+        let token = |name: &str| {
+            tokenizer
+                .token_to_id(name)
+                .ok_or_else(|| ModelError::invalid(&tokenizer_path, format!("no token {name}")))
+        };
+        let no_timestamps = token(m::NO_TIMESTAMPS_TOKEN)?;
+        let specials = Specials {
+            sot: token(m::SOT_TOKEN)?,
+            eot: token(m::EOT_TOKEN)?,
+            no_timestamps,
+            no_speech: m::NO_SPEECH_TOKENS
+                .iter()
+                .find_map(|name| tokenizer.token_to_id(name)),
+            timestamp_begin: tokenizer
+                .token_to_id("<|0.00|>")
+                .unwrap_or(no_timestamps + 1),
+        };
+        if specials.timestamp_begin as usize >= config.vocab_size {
+            return Err(ModelError::invalid(
+                &tokenizer_path,
+                "the vocabulary has no timestamp tokens",
+            ));
+        }
+        tracing::info!(
+            model = MODEL_ID,
+            d_model = config.d_model,
+            layers = config.encoder_layers,
+            "whisper loaded"
+        );
+        Ok(Self {
+            suppress: config.suppress_tokens.clone(),
+            suppress_begin: derived.begin_suppress_tokens,
+            model,
+            decoder,
+            tokenizer,
+            filters: mel::whisper_filters(),
+            specials,
+            max_duration: options.max_duration,
+            device,
+        })
+    }
+
+    /// Transcribes an audio file, returning the transcript and where the time went.
+    pub fn transcribe_file(&mut self, bytes: Vec<u8>) -> Result<(Transcript, Stages), EngineError> {
+        let started = Instant::now();
+        let pcm = super::audio::decode_mono(bytes, mel::SAMPLE_RATE, self.max_duration)?;
+        let (transcript, mut stages) = self.transcribe_samples(&pcm)?;
+        stages.audio = started
+            .elapsed()
+            .saturating_sub(stages.encoder + stages.decoder);
+        Ok((transcript, stages))
+    }
+
+    /// Transcribes 16 kHz mono samples.
+    pub fn transcribe_samples(&mut self, pcm: &[f32]) -> Result<(Transcript, Stages), EngineError> {
+        let failed = |e: candle_core::Error| EngineError::failed(ENGINE, e);
+        let mut stages = Stages::default();
+        let started = Instant::now();
+        let duration = pcm.len() as f64 / f64::from(mel::SAMPLE_RATE);
+        let content_frames = pcm.len() / m::HOP_LENGTH;
+        // Pad with a window of silence so that every window has 30 s of mel frames.
+        let mut padded = Vec::with_capacity(pcm.len() + m::N_SAMPLES);
+        padded.extend_from_slice(pcm);
+        padded.resize(pcm.len() + m::N_SAMPLES, 0.0);
+        let mel = mel::log_mel_spectrogram(&padded, &self.filters, mel::N_MELS);
+        let frames = mel.len() / mel::N_MELS;
+        let mel = Tensor::from_vec(mel, (1, mel::N_MELS, frames), &self.device).map_err(failed)?;
+        stages.audio = started.elapsed();
+
+        let mut segments = Vec::new();
+        let mut seek = 0;
+        while seek < content_frames {
+            let window = (content_frames - seek).min(m::N_FRAMES);
+            let input = mel.narrow(2, seek, m::N_FRAMES).map_err(failed)?;
+            let offset = seek as f64 * SECONDS_PER_FRAME;
+            let encoding = Instant::now();
+            let features = self.model.encoder.forward(&input, true).map_err(failed)?;
+            stages.encoder += encoding.elapsed();
+            let decoding = Instant::now();
+            let decoded = self.decode(&features).map_err(failed)?;
+            stages.decoder += decoding.elapsed();
+            stages.decoder_steps += decoded.tokens.len() + 1;
+            stages.windows += 1;
+            if decoded.is_silence() {
+                tracing::debug!(offset, "window taken for silence");
+                seek += window;
+                continue;
+            }
+            let advance = self.segments(&decoded.tokens, offset, window, &mut segments)?;
+            seek += advance.max(1);
+        }
+        for segment in &mut segments {
+            segment.end = segment.end.min(duration);
+            segment.start = segment.start.min(segment.end);
+        }
+        let text = segments
+            .iter()
+            .map(|s| s.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        Ok((
+            Transcript {
+                text,
+                segments,
+                duration,
+                language: "en".to_owned(),
+            },
+            stages,
+        ))
+    }
+
+    /// Greedy decoding of one window.
+    fn decode(&mut self, features: &Tensor) -> candle_core::Result<Decoded> {
+        let sample_len = self.decoder.max_positions() / 2;
+        let mut state = self.decoder.begin(features)?;
+        let mut input = vec![self.specials.sot];
+        let mut sampled: Vec<u32> = Vec::new();
+        let mut sum_logprob = 0f64;
+        let mut no_speech_prob = 0f64;
+        for step in 0..sample_len {
+            let logits = self.decoder.step(&mut state, &input, &self.device)?;
+            let mut logits: Vec<f32> = logits.to_vec1()?;
+            if step == 0
+                && let Some(no_speech) = self.specials.no_speech
+            {
+                no_speech_prob = log_softmax_at(&logits, no_speech as usize).exp();
+            }
+            self.apply_rules(&mut logits, &sampled);
+            let next = argmax(&logits);
+            sum_logprob += log_softmax_at(&logits, next as usize);
+            if next == self.specials.eot {
+                break;
+            }
+            sampled.push(next);
+            input = vec![next];
+        }
+        Ok(Decoded {
+            avg_logprob: sum_logprob / (sampled.len() + 1) as f64,
+            tokens: sampled,
+            no_speech_prob,
+        })
+    }
+
+    /// Suppressed tokens and the timestamp rules, applied to the next token's logits.
+    fn apply_rules(&self, logits: &mut [f32], sampled: &[u32]) {
+        let vocab = logits.len();
+        let s = &self.specials;
+        let ts = s.timestamp_begin as usize;
+        for &token in &self.suppress {
+            block(logits, token as usize..token as usize + 1);
+        }
+        block(
+            logits,
+            s.no_timestamps as usize..s.no_timestamps as usize + 1,
+        );
+        if sampled.is_empty() {
+            for &token in &self.suppress_begin {
+                block(logits, token as usize..token as usize + 1);
+            }
+            // Open with a timestamp, at most a second in.
+            block(logits, 0..ts);
+            block(logits, ts + MAX_INITIAL_TIMESTAMP as usize + 1..vocab);
+        }
+        let is_ts = |token: u32| token as usize >= ts;
+        let last_ts = sampled.last().is_some_and(|&t| is_ts(t));
+        let penultimate_ts = sampled.len() < 2 || is_ts(sampled[sampled.len() - 2]);
+        if last_ts {
+            if penultimate_ts {
+                // A pair just closed a segment: text must follow.
+                block(logits, ts..vocab);
+            } else {
+                // A segment's text ended: close it with a timestamp (or end).
+                block(logits, 0..s.eot as usize);
+            }
+        }
+        if let Some(&latest) = sampled.iter().rev().find(|&&t| is_ts(t)) {
+            // Never back in time, and segments are not empty.
+            let floor = if last_ts && !penultimate_ts {
+                latest
+            } else {
+                latest + 1
+            };
+            block(logits, ts..floor as usize);
+        }
+        // When timestamps together are likelier than any text token, take a timestamp.
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        if max.is_finite() && ts < vocab {
+            let ts_mass = logits[ts..]
+                .iter()
+                .map(|&l| f64::from(l - max).exp())
+                .sum::<f64>();
+            let text_max = logits[..ts]
+                .iter()
+                .copied()
+                .fold(f32::NEG_INFINITY, f32::max);
+            // Both sides would subtract the same log-normaliser.
+            if ts_mass > 0.0 && ts_mass.ln() + f64::from(max) > f64::from(text_max) {
+                block(logits, 0..ts);
+            }
+        }
+    }
+
+    /// Splits a window's tokens into timed segments; returns how many mel frames to advance.
+    fn segments(
+        &self,
+        tokens: &[u32],
+        offset: f64,
+        window: usize,
+        out: &mut Vec<Segment>,
+    ) -> Result<usize, EngineError> {
+        let ts = self.specials.timestamp_begin;
+        let is_ts = |t: u32| t >= ts;
+        let time = |t: u32| offset + f64::from(t - ts) * SECONDS_PER_TIMESTAMP;
+        let n = tokens.len();
+        let single_ending = n >= 2 && !is_ts(tokens[n - 2]) && is_ts(tokens[n - 1]);
+        let mut cuts: Vec<usize> = (1..n)
+            .filter(|&i| is_ts(tokens[i - 1]) && is_ts(tokens[i]))
+            .collect();
+        if cuts.is_empty() {
+            let end = match tokens.iter().rev().find(|&&t| is_ts(t)) {
+                Some(&last) if last != ts => time(last),
+                _ => offset + window as f64 * SECONDS_PER_FRAME,
+            };
+            let start = tokens
+                .first()
+                .filter(|&&t| is_ts(t))
+                .map_or(offset, |&t| time(t));
+            self.push(out, start, end, tokens)?;
+            return Ok(window);
+        }
+        if single_ending {
+            cuts.push(n);
+        }
+        let mut from = 0;
+        for &cut in &cuts {
+            let part = &tokens[from..cut];
+            if let (Some(&first), Some(&last)) = (part.first(), part.last())
+                && is_ts(first)
+                && is_ts(last)
+            {
+                self.push(out, time(first), time(last), part)?;
+            }
+            from = cut;
+        }
+        if single_ending {
+            Ok(window)
+        } else {
+            let last = tokens[from - 1];
+            Ok((last - ts) as usize * FRAMES_PER_TIMESTAMP)
+        }
+    }
+
+    fn push(
+        &self,
+        out: &mut Vec<Segment>,
+        start: f64,
+        end: f64,
+        tokens: &[u32],
+    ) -> Result<(), EngineError> {
+        let text: Vec<u32> = tokens
+            .iter()
+            .copied()
+            .filter(|&t| t < self.specials.eot)
+            .collect();
+        let text = self
+            .tokenizer
+            .decode(&text, true)
+            .map_err(|e| EngineError::failed(ENGINE, e))?;
+        let text = text.trim();
+        if !text.is_empty() {
+            out.push(Segment {
+                start,
+                end: end.max(start),
+                text: text.to_owned(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What greedy decoding of one window produced.
+struct Decoded {
+    /// Sampled tokens, without the end of text.
+    tokens: Vec<u32>,
+    avg_logprob: f64,
+    no_speech_prob: f64,
+}
+
+impl Decoded {
+    fn is_silence(&self) -> bool {
+        self.no_speech_prob > m::NO_SPEECH_THRESHOLD && self.avg_logprob < m::LOGPROB_THRESHOLD
+    }
+}
+
+/// Rules out the tokens of `range` (clipped to the vocabulary).
+fn block(logits: &mut [f32], range: std::ops::Range<usize>) {
+    let vocab = logits.len();
+    for logit in &mut logits[range.start.min(vocab)..range.end.min(vocab)] {
+        *logit = f32::NEG_INFINITY;
+    }
+}
+
+fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &l) in logits.iter().enumerate() {
+        if l > logits[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+fn log_softmax_at(logits: &[f32], index: usize) -> f64 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let total: f64 = logits.iter().map(|&l| f64::from(l - max).exp()).sum();
+    f64::from(logits[index] - max) - total.ln()
+}
+
+/// A transcription request for the inference thread.
+struct Job {
+    audio: Vec<u8>,
+    reply: oneshot::Sender<Result<Transcript, EngineError>>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("audio_bytes", &self.audio.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whisper tiny.en behind [`Transcriber`], running on one dedicated inference thread.
+#[derive(Debug, Clone)]
+pub struct Whisper {
+    queue: EngineQueue<Job>,
+}
+
+impl Whisper {
+    /// Loads the model from `models_dir` (verifying every file; run [`super::prepare`] first)
+    /// and starts its inference thread.
+    pub fn load(models_dir: &Path, options: WhisperOptions) -> Result<Self, ModelError> {
+        let mut model = WhisperModel::load(models_dir, &options)?;
+        let queue = EngineQueue::spawn(ENGINE, "whisper", options.queue_capacity, move |jobs| {
+            serve(&mut model, jobs);
+        })
+        .map_err(|source| ModelError::Io {
+            path: models_dir.to_owned(),
+            source,
+        })?;
+        Ok(Self { queue })
+    }
+}
+
+fn serve(model: &mut WhisperModel, jobs: Receiver<Job>) {
+    while let Ok(job) = jobs.recv() {
+        if job.reply.is_closed() {
+            continue;
+        }
+        let result = model
+            .transcribe_file(job.audio)
+            .map(|(transcript, stages)| {
+                tracing::debug!(
+                    audio_s = transcript.duration,
+                    ?stages,
+                    segments = transcript.segments.len(),
+                    "transcribed"
+                );
+                transcript
+            });
+        let _ = job.reply.send(result);
+    }
+}
+
+impl Transcriber for Whisper {
+    fn name(&self) -> &'static str {
+        ENGINE
+    }
+
+    fn transcribe(&self, audio: Vec<u8>) -> BoxFuture<'static, Result<Transcript, EngineError>> {
+        let (reply, answer) = oneshot::channel();
+        let submitted = self.queue.submit(Job { audio, reply });
+        Box::pin(async move {
+            submitted?;
+            answer
+                .await
+                .map_err(|_| EngineError::Stopped { engine: ENGINE })?
+        })
+    }
+}
