@@ -54,7 +54,7 @@ def main() -> None:
                 embedded += len(encode(sentences[i : i + batch], batch))
         rate = embedded / (time.perf_counter() - started)
         print(f"batch {batch:>4}, one call at a time: {rate:>8.1f} sentences/s")
-        print(f"result\t{batch}\tsequential\t{rate:.1f}")
+        print(f"result\t{batch}\tsequential\t{rate:.1f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -27,13 +27,13 @@ use std::{
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
+use candle_transformers::models::bert::Config;
 use futures::future::BoxFuture;
 use serde::Deserialize;
 use tokenizers::{Encoding, Tokenizer, TruncationParams};
 use tokio::sync::oneshot;
 
-use super::{Embedder, normalize};
+use super::{Embedder, bert::Encoder, normalize};
 use crate::{
     engine::{EngineError, EngineQueue},
     models::{self, ModelError},
@@ -192,7 +192,7 @@ impl MiniLm {
         let tensors = candle_core::safetensors::load(&weights_path, &device)
             .map_err(|e| ModelError::invalid(&weights_path, e))?;
         let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
-        let model = BertModel::load(vb, &config).map_err(|e| {
+        let model = Encoder::load(&vb, &config).map_err(|e| {
             ModelError::invalid(&weights_path, format!("does not fit config.json: {e}"))
         })?;
 
@@ -340,7 +340,7 @@ fn serve(runner: &Runner, requests: &Receiver<Request>, max_batch: usize, max_wa
 /// The model and what it takes to run it.
 struct Runner {
     counters: Arc<Counters>,
-    model: BertModel,
+    model: Encoder,
     tokenizer: Tokenizer,
     device: Device,
     pad_id: u32,
@@ -440,9 +440,9 @@ impl Runner {
             .fetch_add((rows * width) as u64, Ordering::Relaxed);
         let started = Instant::now();
         let ids = Tensor::from_vec(ids, (rows, width), &self.device)?;
-        let types = ids.zeros_like()?;
         let mask = Tensor::from_vec(mask, (rows, width), &self.device)?;
-        let hidden = self.model.forward(&ids, &types, Some(&mask))?;
+        let padded = encodings.iter().any(|e| e.len() != width);
+        let hidden = self.model.forward(&ids, &mask, padded)?;
         add_elapsed(&self.counters.forward_ns, started);
         let started = Instant::now();
         // Mean pooling as one batched product: (rows, 1, width) x (rows, width, hidden).
@@ -515,6 +515,45 @@ fn chunk_lengths(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encoder_matches_candle_bert() {
+        let dir = models::spec(MODEL_ID)
+            .expect("pinned")
+            .dir(&models::dir_for_tests());
+        let config: Config =
+            serde_json::from_slice(&fs::read(dir.join("config.json")).expect("config"))
+                .expect("config");
+        let device = Device::Cpu;
+        let tensors =
+            candle_core::safetensors::load(dir.join("model.safetensors"), &device).expect("load");
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
+        let ours = Encoder::load(&vb, &config).expect("ours");
+        let theirs =
+            candle_transformers::models::bert::BertModel::load(vb, &config).expect("theirs");
+        // Two texts, the second padded.
+        let ids = Tensor::new(
+            &[
+                [101u32, 2023, 2003, 1037, 3231, 102],
+                [101, 7592, 102, 0, 0, 0],
+            ],
+            &device,
+        )
+        .expect("ids");
+        let mask = Tensor::new(
+            &[[1f32, 1., 1., 1., 1., 1.], [1., 1., 1., 0., 0., 0.]],
+            &device,
+        )
+        .expect("mask");
+        let a = ours.forward(&ids, &mask, true).expect("ours");
+        let b = theirs
+            .forward(&ids, &ids.zeros_like().expect("types"), Some(&mask))
+            .expect("theirs");
+        let diff = (a - b)
+            .and_then(|d| d.abs()?.max_all()?.to_scalar::<f32>())
+            .expect("diff");
+        assert!(diff < 1e-4, "{diff}");
+    }
 
     #[test]
     fn chunks_respect_the_batch_and_token_limits() {

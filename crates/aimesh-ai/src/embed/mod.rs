@@ -4,6 +4,7 @@
 //! An embedding is a unit-length vector, so the cosine similarity of two texts is the dot
 //! product of their embeddings ([`cosine`]).
 
+mod bert;
 mod minilm;
 
 use futures::future::BoxFuture;
