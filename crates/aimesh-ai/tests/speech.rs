@@ -446,3 +446,23 @@ fn convert_refuses_files_that_are_not_whisper_weights() {
         speech::convert_ct2(&bogus, &dir.path().join("out.safetensors")).expect_err("refused");
     assert!(error.to_string().contains("truncated"), "{error}");
 }
+
+/// Stage timings on a clip named by `AIMESH_SPEECH_CLIP` (for profiling in the dev profile;
+/// `aimesh-bench transcribe` is the benchmark).
+#[test]
+#[ignore = "profiling aid: needs AIMESH_SPEECH_CLIP"]
+fn stage_timings_of_a_clip() {
+    let clip = std::env::var_os("AIMESH_SPEECH_CLIP").expect("AIMESH_SPEECH_CLIP");
+    let audio = fs::read(clip).expect("clip");
+    let mut model =
+        speech::WhisperModel::load(models_dir(), &WhisperOptions::default()).expect("loads");
+    for _ in 0..2 {
+        let started = std::time::Instant::now();
+        let (transcript, stages) = model.transcribe_file(audio.clone()).expect("transcribes");
+        eprintln!(
+            "{:.3} s for {:.1} s: {stages:?}",
+            started.elapsed().as_secs_f64(),
+            transcript.duration
+        );
+    }
+}

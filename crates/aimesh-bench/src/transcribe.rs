@@ -33,10 +33,10 @@ fn bench(options: Options) -> anyhow::Result<()> {
         .context("loading whisper")?;
     let (warm, _) = model.transcribe_file(audio.clone())?;
     println!(
-        "aimesh (candle, f32): {:.1} s of audio, {} segments, threads {}",
+        "aimesh (candle, f32): {:.1} s of audio, {} segments, {} cores",
         warm.duration,
         warm.segments.len(),
-        candle_core_threads()
+        cores()
     );
     println!("  text: {}", warm.text);
     let mut runs: Vec<(f64, Stages)> = Vec::with_capacity(options.runs);
@@ -70,6 +70,6 @@ fn bench(options: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn candle_core_threads() -> usize {
+fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }

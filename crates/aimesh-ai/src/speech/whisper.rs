@@ -341,20 +341,25 @@ impl WhisperModel {
             };
             block(logits, ts..floor as usize);
         }
-        // When timestamps together are likelier than any text token, take a timestamp.
-        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        if max.is_finite() && ts < vocab {
-            let ts_mass = logits[ts..]
-                .iter()
-                .map(|&l| f64::from(l - max).exp())
-                .sum::<f64>();
+        // When timestamps together are likelier than any text token, take a timestamp (the
+        // log-normaliser, the same on both sides, is left out).
+        if ts < vocab {
             let text_max = logits[..ts]
                 .iter()
                 .copied()
                 .fold(f32::NEG_INFINITY, f32::max);
-            // Both sides would subtract the same log-normaliser.
-            if ts_mass > 0.0 && ts_mass.ln() + f64::from(max) > f64::from(text_max) {
-                block(logits, 0..ts);
+            let ts_max = logits[ts..]
+                .iter()
+                .copied()
+                .fold(f32::NEG_INFINITY, f32::max);
+            if ts_max.is_finite() {
+                let sum: f64 = logits[ts..]
+                    .iter()
+                    .map(|&l| f64::from((l - ts_max).exp()))
+                    .sum();
+                if f64::from(ts_max) + sum.ln() > f64::from(text_max) {
+                    block(logits, 0..ts);
+                }
             }
         }
     }
@@ -471,7 +476,7 @@ fn argmax(logits: &[f32]) -> u32 {
 
 fn log_softmax_at(logits: &[f32], index: usize) -> f64 {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let total: f64 = logits.iter().map(|&l| f64::from(l - max).exp()).sum();
+    let total: f64 = logits.iter().map(|&l| f64::from((l - max).exp())).sum();
     f64::from(logits[index] - max) - total.ln()
 }
 
