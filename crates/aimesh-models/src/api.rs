@@ -7,7 +7,6 @@ use aimesh_ai::{
     analysis::Analyzer,
     chat::{self, ChatEvent, ChatMessage, FinishReason, GenerationParams, Role},
     engine::EngineError,
-    models,
 };
 use aimesh_kit::{
     Code, FieldViolation, ServiceError,
