@@ -267,8 +267,9 @@ impl Db {
 /// with `db.system.name`, `db.operation.name` and `db.collection.name`; [`traced`] fills in the
 /// error fields. Stores call it through [`with_db!`](crate::with_db).
 ///
-/// The span is at INFO under the target `aimesh::db`, so a filter below that level (e.g.
-/// `AIMESH_LOG=warn` or `info,aimesh::db=off`) turns it into a disabled span costing one cached
+/// The span is at INFO under the target [`DB_SPAN_TARGET`](crate::telemetry::DB_SPAN_TARGET),
+/// which only the trace exporter takes: without OTLP export, or with a filter below that level
+/// (e.g. `AIMESH_LOG=warn` or `info,aimesh::db=off`), it is a disabled span costing one cached
 /// interest check.
 pub fn query_span(
     db: &Db,
@@ -277,7 +278,7 @@ pub fn query_span(
     name: &'static str,
 ) -> tracing::Span {
     tracing::info_span!(
-        target: "aimesh::db",
+        target: crate::telemetry::DB_SPAN_TARGET,
         "db.query",
         otel.name = name,
         otel.kind = "client",
