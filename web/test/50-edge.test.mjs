@@ -1,5 +1,6 @@
 // The edge's own duties: JSON access log, active gRPC health checks of the upstreams, the
-// request body limit, and OTLP span export to a collector.
+// request body limit, and OTLP span export to a collector: one trace from the caller through
+// Envoy, aimesh, its job worker and the database.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -144,7 +145,22 @@ function fields(buffer) {
 
 const field = (message, number) => fields(message).filter(([n]) => n === number).map(([, , v]) => v);
 
-/** The spans of one gRPC Export body: {service, traceId, spanId, parentId, name}. */
+/** A span's string attributes (AnyValue.string_value), by key. */
+function attributes(span) {
+  const out = {};
+  for (const attribute of field(span, 9)) {
+    const key = field(attribute, 1)[0]?.toString();
+    const value = field(attribute, 2)[0];
+    const text = value && field(value, 1)[0];
+    if (key && text) out[key] = text.toString();
+  }
+  return out;
+}
+
+const SPAN_KIND = { 1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer" };
+
+/** The spans of one gRPC Export body: {service, traceId, spanId, parentId, name, kind,
+ * attributes}. */
 function spans(exportBody) {
   // Skip the 5-byte gRPC frame header; ExportTraceServiceRequest.resource_spans = 1.
   const request = exportBody.subarray(5);
@@ -166,6 +182,8 @@ function spans(exportBody) {
           spanId: field(span, 2)[0]?.toString("hex"),
           parentId: field(span, 4)[0]?.toString("hex") ?? "",
           name: field(span, 5)[0]?.toString() ?? "",
+          kind: SPAN_KIND[Number(field(span, 6)[0] ?? 0)] ?? "unspecified",
+          attributes: attributes(span),
         });
       }
     }
@@ -199,6 +217,89 @@ test("one trace runs from the caller through Envoy into aimesh", async () => {
     const request = mesh.find((s) => s.name.includes("GetNoteStats"));
     assert.ok(request, `no aimesh span for GetNoteStats in ${JSON.stringify(mesh)}`);
     assert.ok(edgeIds.has(request.parentId), `aimesh span ${JSON.stringify(request)} is not a child of ${JSON.stringify(edge)}`);
+  } finally {
+    await close();
+  }
+});
+
+test("one trace runs from a REST call through Envoy, aimesh, its job worker and the database", async () => {
+  const created = await http("POST", "/api/v1/notes", {
+    body: { title: "Traced", original_text: "The house is big. I have a dog.", original_language: "en" },
+  });
+  assert.equal(created.status, 200, created.text);
+  const { close, exports } = await startCollector(env.otlpPort);
+  try {
+    const traceId = randomBytes(16);
+    const parent = randomBytes(8);
+    const traceparent = `00-${traceId.toString("hex")}-${parent.toString("hex")}-01`;
+    // One call, one job: the translation runs on aimesh's worker after the call returns.
+    const response = await http("POST", `/api/v1/notes/${created.json.note.id}/translate`, {
+      body: { target_language: "es" },
+      headers: { traceparent },
+    });
+    assert.equal(response.status, 200, response.text);
+    const jobId = response.json.job.id;
+
+    const id = (span) => span?.spanId;
+    const childrenOf = (all, span) => all.filter((s) => span && s.parentId === span.spanId);
+    let trace = {};
+    const collect = () => {
+      const all = exports.flatMap((e) => spans(e.body)).filter((s) => s.traceId === traceId.toString("hex"));
+      const mesh = all.filter((s) => s.service === "aimesh-mesh");
+      const request = mesh.find((s) => s.name.endsWith("NotesService/TranslateNote"));
+      const job = mesh.find((s) => s.name === "job notes.translate");
+      return {
+        all,
+        edge: all.filter((s) => s.service === "aimesh-edge"),
+        mesh,
+        request,
+        requestDb: childrenOf(mesh, request).filter((s) => s.kind === "client"),
+        job,
+        jobDb: childrenOf(mesh, job).filter((s) => s.kind === "client"),
+      };
+    };
+    const complete = (t) =>
+      t.edge.length > 0 &&
+      t.request &&
+      t.job &&
+      ["UPDATE jobs", "INSERT note_translations"].every((name) => t.jobDb.some((s) => s.name === name));
+    // Both exporters batch; other traffic (outside this trace) keeps Envoy's batches flushing.
+    const deadline = Date.now() + 60_000;
+    while (!complete((trace = collect())) && Date.now() < deadline) {
+      const filler = await http("GET", "/api/v1/stats");
+      assert.equal(filler.status, 200, filler.text);
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    const names = JSON.stringify(trace.all?.map((s) => `${s.service}: ${s.name} ${s.spanId} <- ${s.parentId}`));
+    assert.ok(trace.edge.length > 0, `Envoy exported no span of the trace: ${names}`);
+    assert.ok(trace.request, `no aimesh TranslateNote span in the trace: ${names}`);
+    assert.ok(trace.job, `no job span in the trace (job ${jobId}): ${names}`);
+
+    // Caller -> Envoy -> aimesh's request span.
+    assert.ok(trace.edge.some((s) => s.parentId === parent.toString("hex")), names);
+    const edgeIds = new Set(trace.edge.map(id));
+    assert.ok(edgeIds.has(trace.request.parentId), `the request span is not a child of Envoy's: ${names}`);
+    assert.equal(trace.request.kind, "server");
+
+    // The request's database calls are its children, as OpenTelemetry database client spans.
+    const insertJob = trace.requestDb.find((s) => s.name === "INSERT jobs");
+    assert.ok(insertJob, `no INSERT jobs span under the request: ${names}`);
+    assert.deepEqual(
+      [insertJob.attributes["db.system.name"], insertJob.attributes["db.operation.name"], insertJob.attributes["db.collection.name"]],
+      ["sqlite", "INSERT", "jobs"],
+    );
+
+    // The worker's span joins the trace under the submitting request, with the job's id...
+    assert.equal(trace.job.parentId, trace.request.spanId, `the job span is not the request's child: ${names}`);
+    assert.equal(trace.job.attributes["job.id"], jobId);
+    // ...and the worker's database calls (progress and outcome, the stored translation) are
+    // the job span's children.
+    for (const [name, table] of [["UPDATE jobs", "jobs"], ["INSERT note_translations", "note_translations"]]) {
+      const span = trace.jobDb.find((s) => s.name === name);
+      assert.ok(span, `no ${name} span under the job span: ${names}`);
+      assert.equal(span.attributes["db.collection.name"], table);
+      assert.equal(span.attributes["db.system.name"], "sqlite");
+    }
   } finally {
     await close();
   }

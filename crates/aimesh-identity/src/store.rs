@@ -82,7 +82,7 @@ impl IdentityStore {
 
     /// Inserts an account; `AlreadyExists` names the field that is taken.
     pub async fn create_user(&self, user: &User, password_hash: &str) -> IdentityResult<()> {
-        let taken: Option<(String, String)> = with_db!(&self.db, |pool| {
+        let taken: Option<(String, String)> = with_db!(&self.db, SELECT "users", |pool| {
             sqlx::query_as(
                 "SELECT email, username_key FROM users WHERE email = $1 OR username_key = $2",
             )
@@ -98,7 +98,7 @@ impl IdentityStore {
                 "username"
             }));
         }
-        let inserted = with_db!(&self.db, |pool| {
+        let inserted = with_db!(&self.db, INSERT "users", |pool| {
             sqlx::query(
                 "INSERT INTO users (id, username, username_key, email, password_hash, \
                  api_calls, created_at) VALUES ($1, $2, $3, $4, $5, 0, $6)",
@@ -123,7 +123,7 @@ impl IdentityStore {
 
     /// Finds an account and its password hash by lowercased email or username.
     pub async fn find_login(&self, login: &str) -> IdentityResult<Option<(User, String)>> {
-        let row: Option<UserRow> = with_db!(&self.db, |pool| {
+        let row: Option<UserRow> = with_db!(&self.db, SELECT "users", |pool| {
             sqlx::query_as(
                 "SELECT id, username, email, created_at, api_calls, password_hash FROM users \
                  WHERE email = $1 OR username_key = $1",
@@ -137,7 +137,7 @@ impl IdentityStore {
 
     /// Returns an account with its password hash.
     pub async fn get_user(&self, id: Uuid) -> IdentityResult<Option<(User, String)>> {
-        let row: Option<UserRow> = with_db!(&self.db, |pool| {
+        let row: Option<UserRow> = with_db!(&self.db, SELECT "users", |pool| {
             sqlx::query_as(
                 "SELECT id, username, email, created_at, api_calls, password_hash FROM users \
                  WHERE id = $1",
@@ -151,7 +151,7 @@ impl IdentityStore {
 
     /// Returns whether an account exists.
     pub async fn user_exists(&self, id: Uuid) -> IdentityResult<bool> {
-        let found: Option<(Uuid,)> = with_db!(&self.db, |pool| {
+        let found: Option<(Uuid,)> = with_db!(&self.db, SELECT "users", |pool| {
             sqlx::query_as("SELECT id FROM users WHERE id = $1")
                 .bind(id)
                 .fetch_optional(pool)
@@ -162,7 +162,7 @@ impl IdentityStore {
 
     /// Deletes an account and (by cascade) its refresh tokens.
     pub async fn delete_user(&self, id: Uuid) -> IdentityResult<bool> {
-        let deleted = with_db!(&self.db, |pool| {
+        let deleted = with_db!(&self.db, DELETE "users", |pool| {
             sqlx::query("DELETE FROM users WHERE id = $1")
                 .bind(id)
                 .execute(pool)
@@ -177,7 +177,7 @@ impl IdentityStore {
         if counts.is_empty() {
             return Ok(());
         }
-        with_db!(&self.db, |pool| {
+        with_db!(&self.db, UPDATE "users", |pool| {
             let mut tx = pool.begin().await?;
             for (id, count) in counts {
                 sqlx::query("UPDATE users SET api_calls = api_calls + $1 WHERE id = $2")
@@ -200,7 +200,7 @@ impl IdentityStore {
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> IdentityResult<()> {
-        with_db!(&self.db, |pool| {
+        with_db!(&self.db, INSERT "refresh_tokens", |pool| {
             sqlx::query(
                 "INSERT INTO refresh_tokens (token_hash, user_id, family_id, created_at, \
                  expires_at) VALUES ($1, $2, $3, $4, $5)",
@@ -219,7 +219,7 @@ impl IdentityStore {
 
     /// Returns a refresh token's state.
     pub async fn get_refresh(&self, hash: &[u8]) -> IdentityResult<Option<RefreshRecord>> {
-        let record = with_db!(&self.db, |pool| {
+        let record = with_db!(&self.db, SELECT "refresh_tokens", |pool| {
             sqlx::query_as(
                 "SELECT user_id, family_id, expires_at, used_at, revoked_at FROM refresh_tokens \
                  WHERE token_hash = $1",
@@ -233,7 +233,7 @@ impl IdentityStore {
 
     /// Marks a refresh token used, if nobody did first; returns whether this call did.
     pub async fn spend_refresh(&self, hash: &[u8], now: DateTime<Utc>) -> IdentityResult<bool> {
-        let updated = with_db!(&self.db, |pool| {
+        let updated = with_db!(&self.db, UPDATE "refresh_tokens", |pool| {
             sqlx::query(
                 "UPDATE refresh_tokens SET used_at = $1 \
                  WHERE token_hash = $2 AND used_at IS NULL AND revoked_at IS NULL",
@@ -249,7 +249,7 @@ impl IdentityStore {
 
     /// Revokes every token of a family.
     pub async fn revoke_family(&self, family_id: Uuid, now: DateTime<Utc>) -> IdentityResult<()> {
-        with_db!(&self.db, |pool| {
+        with_db!(&self.db, UPDATE "refresh_tokens", |pool| {
             sqlx::query(
                 "UPDATE refresh_tokens SET revoked_at = $1 \
                  WHERE family_id = $2 AND revoked_at IS NULL",

@@ -1,6 +1,7 @@
 //! Persistence of jobs, for SQLite and PostgreSQL. Every state change is one conditional
 //! statement, so concurrent workers, API calls and lease expiry cannot interleave badly:
-//! a worker's writes apply only while it still holds the job's lease.
+//! a worker's writes apply only while it still holds the job's lease. Each statement is traced
+//! as a database client span (`INSERT jobs`, `UPDATE jobs`...) except the polled ones.
 
 use aimesh_kit::{
     db::{Db, MigrationFile, Migrations},
@@ -144,7 +145,7 @@ impl JobStore {
     /// Inserts a job; with an idempotency key already used by the owner, returns that job
     /// instead (and `false`).
     pub async fn insert(&self, job: &Job) -> JobsResult<(Job, bool)> {
-        let inserted = with_db!(&self.db, |pool| {
+        let inserted = with_db!(&self.db, INSERT "jobs", |pool| {
             sqlx::query(
                 "INSERT INTO jobs (id, owner_id, kind, state, payload, attempts, max_attempts, \
                  idempotency_key, trace_context, run_after, created_at, updated_at) \
@@ -168,7 +169,7 @@ impl JobStore {
         if inserted == 1 {
             return Ok((job.clone(), true));
         }
-        let existing: Option<JobRow> = with_db!(&self.db, |pool| {
+        let existing: Option<JobRow> = with_db!(&self.db, SELECT "jobs", |pool| {
             sqlx::query_as(concat!(
                 "SELECT ",
                 columns!(),
@@ -185,7 +186,7 @@ impl JobStore {
 
     /// Returns a job by id.
     pub async fn get(&self, id: Uuid) -> JobsResult<Option<Job>> {
-        let row: Option<JobRow> = with_db!(&self.db, |pool| {
+        let row: Option<JobRow> = with_db!(&self.db, SELECT "jobs", |pool| {
             sqlx::query_as(concat!("SELECT ", columns!(), " FROM jobs WHERE id = $1"))
                 .bind(id)
                 .fetch_optional(pool)
@@ -197,7 +198,7 @@ impl JobStore {
     /// Lists an owner's jobs, newest first (one more than the page size, to detect a next page).
     pub async fn list(&self, owner_id: &str, query: &JobQuery) -> JobsResult<Vec<Job>> {
         let limit = i64::from(query.page_size) + 1;
-        let rows: Vec<JobRow> = with_db!(&self.db, |pool| {
+        let rows: Vec<JobRow> = with_db!(&self.db, SELECT "jobs", |pool| {
             let mut sql = QueryBuilder::new("SELECT ");
             sql.push(COLUMNS)
                 .push(" FROM jobs WHERE owner_id = ")
@@ -221,6 +222,9 @@ impl JobStore {
     /// come, and running jobs whose lease lapsed (their worker died). Each claim starts an
     /// attempt. PostgreSQL skips rows other workers are claiming (`FOR UPDATE SKIP LOCKED`);
     /// SQLite serialises writers.
+    ///
+    /// Untraced: workers poll with it, and an idle poll is not worth a trace. The jobs it
+    /// claims are traced by their worker's `job.run` spans, in the submitter's trace.
     pub async fn claim(
         &self,
         kind: &str,
@@ -270,7 +274,7 @@ impl JobStore {
         worker: &str,
         lease_until: DateTime<Utc>,
     ) -> JobsResult<Option<bool>> {
-        let row: Option<(bool,)> = with_db!(&self.db, |pool| {
+        let row: Option<(bool,)> = with_db!(&self.db, UPDATE "jobs", |pool| {
             sqlx::query_as(
                 "UPDATE jobs SET lease_expires_at = $1 \
                  WHERE id = $2 AND lease_owner = $3 AND state = 'RUNNING' \
@@ -295,7 +299,7 @@ impl JobStore {
         partial_output: &str,
         now: DateTime<Utc>,
     ) -> JobsResult<bool> {
-        let updated = with_db!(&self.db, |pool| {
+        let updated = with_db!(&self.db, UPDATE "jobs", |pool| {
             sqlx::query(
                 "UPDATE jobs SET progress_percent = $1, progress_message = $2, \
                  partial_output = $3, updated_at = $4 \
@@ -329,7 +333,7 @@ impl JobStore {
     ) -> JobsResult<bool> {
         let (result_type, result) = result.unzip();
         let finished_at = state.is_terminal().then_some(now);
-        let updated = with_db!(&self.db, |pool| {
+        let updated = with_db!(&self.db, UPDATE "jobs", |pool| {
             sqlx::query(
                 "UPDATE jobs SET state = $1, result_type = $2, result = $3, error = $4, \
                  run_after = COALESCE($5, run_after), finished_at = $6, updated_at = $7, \
@@ -361,7 +365,7 @@ impl JobStore {
         id: Uuid,
         now: DateTime<Utc>,
     ) -> JobsResult<Option<Job>> {
-        with_db!(&self.db, |pool| {
+        with_db!(&self.db, UPDATE "jobs", |pool| {
             sqlx::query(
                 "UPDATE jobs SET state = CASE WHEN state = 'QUEUED' THEN 'CANCELLED' ELSE state END, \
                  finished_at = CASE WHEN state = 'QUEUED' THEN $1 ELSE finished_at END, \
@@ -382,7 +386,7 @@ impl JobStore {
     /// Queues an owner's failed or cancelled job again with a fresh attempt budget; returns
     /// whether it did.
     pub async fn retry(&self, owner_id: &str, id: Uuid, now: DateTime<Utc>) -> JobsResult<bool> {
-        let updated = with_db!(&self.db, |pool| {
+        let updated = with_db!(&self.db, UPDATE "jobs", |pool| {
             sqlx::query(
                 "UPDATE jobs SET state = 'QUEUED', attempts = 0, error = NULL, \
                  cancel_requested = FALSE, finished_at = NULL, run_after = $1, updated_at = $1, \
@@ -402,7 +406,7 @@ impl JobStore {
     /// Gives a worker's running jobs back to the queue (at shutdown), without spending the
     /// attempt. Returns the released ids.
     pub async fn release(&self, worker: &str, now: DateTime<Utc>) -> JobsResult<Vec<Uuid>> {
-        let ids: Vec<(Uuid,)> = with_db!(&self.db, |pool| {
+        let ids: Vec<(Uuid,)> = with_db!(&self.db, UPDATE "jobs", |pool| {
             sqlx::query_as(
                 "UPDATE jobs SET state = 'QUEUED', attempts = attempts - 1, lease_owner = NULL, \
                  lease_expires_at = NULL, run_after = $1, updated_at = $1 \
@@ -416,7 +420,7 @@ impl JobStore {
         Ok(ids.into_iter().map(|(id,)| id).collect())
     }
 
-    /// Counts queued jobs per kind.
+    /// Counts queued jobs per kind. Untraced: a metrics loop polls it.
     pub async fn queue_depth(&self) -> JobsResult<Vec<(String, i64)>> {
         let rows = with_db!(&self.db, |pool| {
             sqlx::query_as(

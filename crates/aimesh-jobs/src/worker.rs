@@ -388,6 +388,8 @@ impl Worker {
                     }
                 }
             }
+            // In the job's span, so the lease renewals are part of its trace.
+            .in_current_span()
         });
 
         let ctx = JobContext {
@@ -400,7 +402,8 @@ impl Worker {
             },
         };
         let started = std::time::Instant::now();
-        let outcome = tokio::spawn(handler.run(ctx)).await;
+        // In the job's span: the handler's work (its database calls...) joins the job's trace.
+        let outcome = tokio::spawn(handler.run(ctx).in_current_span()).await;
         let elapsed = started.elapsed().as_secs_f64();
         heartbeat.abort();
         self.running

@@ -31,13 +31,48 @@ pub enum Db {
 ///
 /// `with_db!(&db, |pool| sqlx::query("SELECT 1").execute(pool).await)` expands the body once
 /// per backend, so the same SQL text and binds are type-checked against both drivers.
+///
+/// Naming the statement's operation and table traces the call as an OpenTelemetry database
+/// client span (see [`query_span`]): `with_db!(&db, INSERT "notes", |pool| ...)` runs the body
+/// in a span named `INSERT notes`, which records the error when the body returns one. The body
+/// must then evaluate to a `Result<_, sqlx::Error>`; a `?` in it returns from the body, not from
+/// the enclosing function. Background polling (claiming, pings) uses the untraced form, so idle
+/// loops export no traces.
 #[macro_export]
 macro_rules! with_db {
+    ($db:expr, $operation:ident $table:literal, |$pool:ident| $body:expr) => {{
+        let db: &$crate::db::Db = $db;
+        $crate::traced!(db, $operation $table, async {
+            match db {
+                $crate::db::Db::Sqlite($pool) => $body,
+                $crate::db::Db::Postgres($pool) => $body,
+            }
+        })
+        .await
+    }};
     ($db:expr, |$pool:ident| $body:expr) => {
         match $db {
             $crate::db::Db::Sqlite($pool) => $body,
             $crate::db::Db::Postgres($pool) => $body,
         }
+    };
+}
+
+/// Traces one database call (a future of `Result<_, sqlx::Error>`) as a client span named
+/// `<operation> <table>`; see [`query_span`] and [`traced`](crate::db::traced). For
+/// statements inside a transaction: `traced!(&db, UPDATE "notes", query.execute(&mut *tx))`.
+#[macro_export]
+macro_rules! traced {
+    ($db:expr, $operation:ident $table:literal, $call:expr) => {
+        $crate::db::traced(
+            $crate::db::query_span(
+                $db,
+                ::core::stringify!($operation),
+                $table,
+                ::core::concat!(::core::stringify!($operation), " ", $table),
+            ),
+            $call,
+        )
     };
 }
 
@@ -193,6 +228,14 @@ impl Db {
         }
     }
 
+    /// Returns the OpenTelemetry `db.system.name`: `"sqlite"` or `"postgresql"`.
+    pub fn system_name(&self) -> &'static str {
+        match self {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgresql",
+        }
+    }
+
     /// Applies a service's pending migrations.
     pub async fn migrate(&self, migrations: &Migrations) -> Result<(), DbSetupError> {
         let result = match self {
@@ -216,6 +259,78 @@ impl Db {
     /// Closes every connection.
     pub async fn close(&self) {
         with_db!(self, |pool| pool.close().await)
+    }
+}
+
+/// Opens the client span of one database statement, following the OpenTelemetry database
+/// semantic conventions: named `<operation> <table>` (`name`, e.g. `INSERT notes`), kind client,
+/// with `db.system.name`, `db.operation.name` and `db.collection.name`; [`traced`] fills in the
+/// error fields. Stores call it through [`with_db!`](crate::with_db).
+///
+/// The span is at INFO under the target [`DB_SPAN_TARGET`](crate::telemetry::DB_SPAN_TARGET),
+/// which only the trace exporter takes: without OTLP export, or with a filter below that level
+/// (e.g. `AIMESH_LOG=warn` or `info,aimesh::db=off`), it is a disabled span costing one cached
+/// interest check.
+pub fn query_span(
+    db: &Db,
+    operation: &'static str,
+    table: &'static str,
+    name: &'static str,
+) -> tracing::Span {
+    tracing::info_span!(
+        target: crate::telemetry::DB_SPAN_TARGET,
+        "db.query",
+        otel.name = name,
+        otel.kind = "client",
+        db.system.name = db.system_name(),
+        db.operation.name = operation,
+        db.collection.name = table,
+        db.response.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    )
+}
+
+/// Runs a database call in `span`, recording on it how the call failed, if it did: the error
+/// class as `error.type` (the SQLSTATE for errors the database reported, also as
+/// `db.response.status_code`) and the span status ERROR.
+pub async fn traced<T>(
+    span: tracing::Span,
+    call: impl Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, sqlx::Error> {
+    let result = tracing::Instrument::instrument(call, span.clone()).await;
+    if let Err(error) = &result
+        && !span.is_disabled()
+    {
+        let code = match error {
+            sqlx::Error::Database(db) => db.code(),
+            _ => None,
+        };
+        if let Some(code) = &code {
+            span.record("db.response.status_code", code.as_ref());
+        }
+        span.record(
+            "error.type",
+            code.as_deref().unwrap_or_else(|| error_type(error)),
+        );
+        span.record("otel.status_code", "ERROR");
+    }
+    result
+}
+
+/// A low-cardinality name for a database error that carries no SQLSTATE.
+fn error_type(error: &sqlx::Error) -> &'static str {
+    match error {
+        sqlx::Error::RowNotFound => "row_not_found",
+        sqlx::Error::PoolTimedOut => "pool_timed_out",
+        sqlx::Error::PoolClosed => "pool_closed",
+        sqlx::Error::Io(_) => "io",
+        sqlx::Error::Tls(_) => "tls",
+        sqlx::Error::Protocol(_) => "protocol",
+        sqlx::Error::Decode(_) | sqlx::Error::ColumnDecode { .. } => "decode",
+        sqlx::Error::Encode(_) => "encode",
+        sqlx::Error::Database(_) => "database",
+        _ => "_OTHER",
     }
 }
 

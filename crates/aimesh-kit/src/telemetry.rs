@@ -4,7 +4,12 @@
 
 use opentelemetry::{propagation::TextMapCompositePropagator, trace::TracerProvider as _};
 use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
-use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
+use tracing_subscriber::{
+    EnvFilter, Layer,
+    filter::{FilterExt, filter_fn},
+    layer::SubscriberExt,
+    util::SubscriberInitExt,
+};
 
 use crate::config::{LogFormat, TelemetryConfig};
 
@@ -37,14 +42,6 @@ impl Drop for TelemetryGuard {
 /// already installed.
 pub fn init(cfg: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
     let filter = EnvFilter::try_new(&cfg.log)?;
-    let fmt = match cfg.log_format {
-        LogFormat::Plain => tracing_subscriber::fmt::layer().boxed(),
-        LogFormat::Json => tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .boxed(),
-    };
 
     opentelemetry::global::set_text_map_propagator(TextMapCompositePropagator::new(vec![
         Box::new(TraceContextPropagator::new()),
@@ -70,17 +67,51 @@ pub fn init(cfg: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
         }
         None => None,
     };
-    let otel = provider.as_ref().map(|provider| {
-        tracing_opentelemetry::layer().with_tracer(provider.tracer(cfg.service_name.clone()))
-    });
-
-    tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt)
-        .with(otel)
-        .try_init()?;
+    let tracer = provider
+        .as_ref()
+        .map(|provider| provider.tracer(cfg.service_name.clone()));
+    subscriber(filter, cfg.log_format, tracer).try_init()?;
     Ok(TelemetryGuard { provider })
 }
+
+/// The layers, each filtered by `filter`: logs in `format`, and spans to `tracer` when
+/// exporting.
+///
+/// Database client spans ([`crate::db::query_span`], target [`DB_SPAN_TARGET`]) are for traces
+/// only: the log layer ignores them, so without a tracer nothing wants them and each costs
+/// one cached interest check.
+fn subscriber(
+    filter: EnvFilter,
+    format: LogFormat,
+    tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
+) -> Box<dyn tracing::Subscriber + Send + Sync> {
+    let fmt = match format {
+        LogFormat::Plain => tracing_subscriber::fmt::layer().boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .boxed(),
+    };
+    let logs = fmt.with_filter(filter.clone().and(filter_fn(|metadata| {
+        !(metadata.is_span() && metadata.target() == DB_SPAN_TARGET)
+    })));
+    let logged = tracing_subscriber::registry().with(logs);
+    // Without the layer rather than with a `None` one, which would want every span.
+    match tracer {
+        Some(tracer) => Box::new(
+            logged.with(
+                tracing_opentelemetry::layer()
+                    .with_tracer(tracer)
+                    .with_filter(filter),
+            ),
+        ),
+        None => Box::new(logged),
+    }
+}
+
+/// The target of database client spans.
+pub const DB_SPAN_TARGET: &str = "aimesh::db";
 
 /// Installs a test subscriber once per process; output only when `TEST_LOG` is set.
 pub fn init_for_tests() {
@@ -96,4 +127,35 @@ pub fn init_for_tests() {
                 .try_init();
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+    use secrecy::SecretString;
+
+    use super::*;
+    use crate::db::{Db, DbOptions, query_span};
+
+    #[tokio::test]
+    async fn database_spans_are_disabled_unless_exported() {
+        let url = SecretString::from("sqlite::memory:".to_owned());
+        let db = Db::connect(&url, &DbOptions::default()).await.unwrap();
+        let span = |filter: &str, tracer| {
+            let subscriber = subscriber(EnvFilter::new(filter), LogFormat::Json, tracer);
+            tracing::subscriber::with_default(subscriber, || {
+                let request = tracing::info_span!("grpc.request");
+                let query = query_span(&db, "SELECT", "notes", "SELECT notes");
+                (request.is_disabled(), query.is_disabled())
+            })
+        };
+        // Logging only: the request span is logged, the database span costs nothing.
+        assert_eq!(span("info", None), (false, true));
+        // Exporting: both are traced.
+        let provider = SdkTracerProvider::builder().build();
+        assert_eq!(span("info", Some(provider.tracer("test"))), (false, false));
+        // A level filter turns both off.
+        assert_eq!(span("warn", Some(provider.tracer("test"))), (true, true));
+    }
 }

@@ -1,11 +1,12 @@
 //! Persistence of notes, for SQLite and PostgreSQL alike: the SQL below is written once, in the
-//! subset both understand, and [`with_db!`] runs it on whichever pool is configured.
+//! subset both understand, and [`with_db!`] runs it on whichever pool is configured, each call
+//! traced as a database client span (`SELECT notes`, ...).
 
 use std::collections::HashMap;
 
 use aimesh_kit::{
     db::{Db, MigrationFile, Migrations},
-    with_db,
+    traced, with_db,
 };
 use chrono::{DateTime, Utc};
 use sqlx::QueryBuilder;
@@ -104,7 +105,7 @@ impl NotesStore {
         now: DateTime<Utc>,
     ) -> NotesResult<Note> {
         let id = Uuid::now_v7();
-        with_db!(&self.db, |pool| {
+        with_db!(&self.db, INSERT "notes", |pool| {
             sqlx::query(
                 "INSERT INTO notes (id, owner_id, title, original_text, original_language, \
                  version, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 1, $6, $6)",
@@ -134,7 +135,7 @@ impl NotesStore {
 
     /// Returns a note by id, whoever owns it (callers check ownership).
     pub async fn get(&self, id: Uuid) -> NotesResult<Option<Note>> {
-        let row: Option<NoteRow> = with_db!(&self.db, |pool| {
+        let row: Option<NoteRow> = with_db!(&self.db, SELECT "notes", |pool| {
             sqlx::query_as(
                 "SELECT id, owner_id, title, original_text, original_language, version, \
                  created_at, updated_at FROM notes WHERE id = $1",
@@ -154,7 +155,7 @@ impl NotesStore {
     pub async fn list(&self, owner_id: &str, query: &ListQuery) -> NotesResult<NotePage> {
         let limit = i64::from(query.page_size) + 1;
         let pattern = query.text.as_deref().map(like_pattern);
-        let mut rows: Vec<NoteRow> = with_db!(&self.db, |pool| {
+        let mut rows: Vec<NoteRow> = with_db!(&self.db, SELECT "notes", |pool| {
             let mut sql = QueryBuilder::new("SELECT ");
             sql.push(NOTE_COLUMNS)
                 .push(" FROM notes WHERE owner_id = ")
@@ -202,7 +203,7 @@ impl NotesStore {
         patch: &NotePatch,
         now: DateTime<Utc>,
     ) -> NotesResult<Note> {
-        let row: Option<NoteRow> = with_db!(&self.db, |pool| {
+        let row: Option<NoteRow> = with_db!(&self.db, UPDATE "notes", |pool| {
             sqlx::query_as(
                 "UPDATE notes SET title = COALESCE($1, title), \
                  original_text = COALESCE($2, original_text), \
@@ -240,7 +241,7 @@ impl NotesStore {
         id: Uuid,
         expected_version: Option<i64>,
     ) -> NotesResult<()> {
-        let deleted = with_db!(&self.db, |pool| {
+        let deleted = with_db!(&self.db, DELETE "notes", |pool| {
             sqlx::query(
                 "DELETE FROM notes WHERE id = $1 AND owner_id = $2 \
                  AND ($3 IS NULL OR version = $3)",
@@ -268,18 +269,18 @@ impl NotesStore {
     ) -> NotesResult<()> {
         let updated = with_db!(&self.db, |pool| {
             let mut tx = pool.begin().await?;
-            let updated = sqlx::query(
+            let update = sqlx::query(
                 "UPDATE notes SET version = version + 1, updated_at = $1 \
                  WHERE id = $2 AND owner_id = $3",
             )
             .bind(translation.created_at)
             .bind(id)
-            .bind(owner_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            .bind(owner_id);
+            let updated = traced!(&self.db, UPDATE "notes", update.execute(&mut *tx))
+                .await?
+                .rows_affected();
             if updated == 1 {
-                sqlx::query(
+                let upsert = sqlx::query(
                     "INSERT INTO note_translations (note_id, target_language, text, engine, \
                      created_at) VALUES ($1, $2, $3, $4, $5) \
                      ON CONFLICT (note_id, target_language) DO UPDATE SET \
@@ -290,9 +291,8 @@ impl NotesStore {
                 .bind(&translation.target_language)
                 .bind(&translation.text)
                 .bind(&translation.engine)
-                .bind(translation.created_at)
-                .execute(&mut *tx)
-                .await?;
+                .bind(translation.created_at);
+                traced!(&self.db, INSERT "note_translations", upsert.execute(&mut *tx)).await?;
             }
             tx.commit().await?;
             Ok::<_, sqlx::Error>(updated)
@@ -305,14 +305,13 @@ impl NotesStore {
 
     /// Computes an owner's statistics with grouped queries.
     pub async fn stats(&self, owner_id: &str) -> NotesResult<NoteStats> {
-        let (total_notes, last_activity): (i64, Option<DateTime<Utc>>) =
-            with_db!(&self.db, |pool| {
-                sqlx::query_as("SELECT COUNT(*), MAX(updated_at) FROM notes WHERE owner_id = $1")
-                    .bind(owner_id)
-                    .fetch_one(pool)
-                    .await
-            })?;
-        let notes_by_language: Vec<(String, i64)> = with_db!(&self.db, |pool| {
+        let (total_notes, last_activity): (i64, Option<DateTime<Utc>>) = with_db!(&self.db, SELECT "notes", |pool| {
+            sqlx::query_as("SELECT COUNT(*), MAX(updated_at) FROM notes WHERE owner_id = $1")
+                .bind(owner_id)
+                .fetch_one(pool)
+                .await
+        })?;
+        let notes_by_language: Vec<(String, i64)> = with_db!(&self.db, SELECT "notes", |pool| {
             sqlx::query_as(
                 "SELECT original_language, COUNT(*) AS c FROM notes WHERE owner_id = $1 \
                  GROUP BY original_language ORDER BY c DESC, original_language",
@@ -321,7 +320,7 @@ impl NotesStore {
             .fetch_all(pool)
             .await
         })?;
-        let translations_by_language: Vec<(String, i64)> = with_db!(&self.db, |pool| {
+        let translations_by_language: Vec<(String, i64)> = with_db!(&self.db, SELECT "note_translations", |pool| {
             sqlx::query_as(
                 "SELECT t.target_language, COUNT(*) AS c FROM note_translations t \
                  JOIN notes n ON n.id = t.note_id WHERE n.owner_id = $1 \
@@ -351,7 +350,7 @@ impl NotesStore {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
-        let rows: Vec<TranslationRow> = with_db!(&self.db, |pool| {
+        let rows: Vec<TranslationRow> = with_db!(&self.db, SELECT "note_translations", |pool| {
             let mut sql = QueryBuilder::new(
                 "SELECT note_id, target_language, text, engine, created_at \
                  FROM note_translations WHERE note_id IN (",
@@ -373,7 +372,7 @@ impl NotesStore {
     /// Tells why a conditional write touched no row: the note is not the owner's (NOT_FOUND)
     /// or its version moved on (ABORTED).
     async fn explain_miss(&self, owner_id: &str, id: Uuid, expected: Option<i64>) -> NotesError {
-        let current: Result<Option<(String, i64)>, sqlx::Error> = with_db!(&self.db, |pool| {
+        let current: Result<Option<(String, i64)>, sqlx::Error> = with_db!(&self.db, SELECT "notes", |pool| {
             sqlx::query_as("SELECT owner_id, version FROM notes WHERE id = $1")
                 .bind(id)
                 .fetch_optional(pool)
