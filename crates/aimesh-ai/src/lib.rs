@@ -3,8 +3,8 @@
 //! [`models`]), and run on dedicated threads fed by bounded queues (see [`engine`]).
 
 pub mod analysis;
-pub mod embed;
 pub mod chat;
+pub mod embed;
 pub mod engine;
 pub mod models;
 pub mod speech;

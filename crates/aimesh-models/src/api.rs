@@ -98,11 +98,9 @@ impl From<ModelsError> for Status {
             ModelsError::Engine(EngineError::Busy { .. }) => {
                 retry_status(&error.to_string(), BUSY_RETRY)
             }
-            ModelsError::Engine(EngineError::InvalidInput { field, message }) => {
-                into_status(ModelsError::InvalidArgument(vec![FieldViolation::new(
-                    field, message,
-                )]))
-            }
+            ModelsError::Engine(EngineError::InvalidInput { field, message }) => into_status(
+                ModelsError::InvalidArgument(vec![FieldViolation::new(field, message)]),
+            ),
             other => into_status(other),
         }
     }
@@ -115,10 +113,11 @@ impl From<EngineError> for ModelsError {
 }
 
 fn ready<T: Clone>(slot: &Slot<T>, kind: EngineKind) -> Result<T, ModelsError> {
-    slot.clone().map_err(|unavailable| ModelsError::Unavailable {
-        kind,
-        detail: unavailable.detail().to_owned(),
-    })
+    slot.clone()
+        .map_err(|unavailable| ModelsError::Unavailable {
+            kind,
+            detail: unavailable.detail().to_owned(),
+        })
 }
 
 fn invalid(field: impl Into<String>, description: impl Into<String>) -> ModelsError {
@@ -234,8 +233,8 @@ impl ModelsService for ModelsApi {
         let model = ready(&self.engines.chat, EngineKind::Chat)?;
         let name = models_id(EngineKind::Chat);
         let events = model.chat(messages, params).map_err(ModelsError::from)?;
-        let stream = tokio_stream::wrappers::ReceiverStream::new(events).map(move |event| {
-            match event {
+        let stream =
+            tokio_stream::wrappers::ReceiverStream::new(events).map(move |event| match event {
                 Ok(ChatEvent::Token { text }) => Ok(pb::ChatResponse {
                     text,
                     model: name.clone(),
@@ -259,8 +258,7 @@ impl ModelsService for ModelsApi {
                     model: name.clone(),
                 }),
                 Err(error) => Err(Status::from(ModelsError::from(error))),
-            }
-        });
+            });
         Ok(Response::new(Box::pin(stream)))
     }
 

@@ -13,7 +13,6 @@ use aimesh_identity::{Identity, IdentityApi, IdentityConfig, IdentityStore, keys
 use aimesh_jobs::{
     Jobs, JobsApi, Worker, WorkerConfig, notify::Notifier, store::JobStore, worker::JobHandler,
 };
-use aimesh_models::{EngineKind, Engines, ModelsApi, ModelsConfig};
 use aimesh_kit::{
     auth::{AccountHooks, AuthConfig, AuthLayer, Authenticator, jwt::JwtVerifier, remote},
     config::ServerConfig,
@@ -21,6 +20,7 @@ use aimesh_kit::{
     invalidation::InvalidationBus,
     server::{ReadinessCheck, Server, ServerBuilder},
 };
+use aimesh_models::{EngineKind, Engines, ModelsApi, ModelsConfig};
 use aimesh_notes::{
     Notes, NotesApi, NotesStore, service::CacheConfig, translate::TranslateHandler,
 };
@@ -522,7 +522,10 @@ pub fn fetch_models(models_dir: &std::path::Path, python: &str) -> anyhow::Resul
 pub fn list_models(models_dir: &std::path::Path) -> anyhow::Result<()> {
     use aimesh_ai::models::{self, ModelError};
 
-    println!("{:<24} {:<14} {:>9}  {:<10} source", "model", "capability", "MB", "state");
+    println!(
+        "{:<24} {:<14} {:>9}  {:<10} source",
+        "model", "capability", "MB", "state"
+    );
     let mut broken = 0;
     for spec in models::CATALOG {
         let bytes: u64 = spec.files.iter().map(|file| file.bytes).sum();

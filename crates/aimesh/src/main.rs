@@ -5,13 +5,13 @@ use std::path::PathBuf;
 
 use aimesh::{Mesh, MeshConfig, ServiceKind, WorkerSettings};
 use aimesh_identity::IdentityConfig;
-use aimesh_models::ModelsConfig;
 use aimesh_kit::{
     auth::AuthConfig,
     config::{ServerConfig, TelemetryConfig},
     server::shutdown_signal,
     telemetry,
 };
+use aimesh_models::ModelsConfig;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 

@@ -6,5 +6,6 @@
 mod helpers;
 mod identity;
 mod jobs;
+mod models;
 mod notes;
 mod server;

@@ -1,0 +1,278 @@
+//! The models service on the real pinned models (`AIMESH_MODELS_DIR`, which `scripts/test`
+//! fills), and its behaviour when a model is missing.
+
+use aimesh::ServiceKind;
+use aimesh_kit::testing::Backend;
+use aimesh_models::{EngineKind, ModelsConfig};
+use aimesh_proto::models::v1::{self as pb, models_service_client::ModelsServiceClient};
+use tonic::{Code, codegen::InterceptedService, transport::Channel};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+use crate::helpers::{Bearer, TestApp};
+
+type ModelsClient = ModelsServiceClient<InterceptedService<Channel, Bearer>>;
+
+fn client(app: &TestApp) -> ModelsClient {
+    ModelsServiceClient::with_interceptor(app.channel.clone(), Bearer::token(&app.alice.access))
+}
+
+async fn health(app: &TestApp, service: &str) -> ServingStatus {
+    HealthClient::new(app.channel.clone())
+        .check(HealthCheckRequest {
+            service: service.to_owned(),
+        })
+        .await
+        .expect("health answers")
+        .into_inner()
+        .status()
+}
+
+fn field_of(status: &tonic::Status) -> String {
+    use tonic_types::StatusExt;
+    status
+        .get_details_bad_request()
+        .and_then(|bad| bad.field_violations.first().map(|v| v.field.clone()))
+        .unwrap_or_default()
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+#[tokio::test]
+async fn every_engine_answers_on_the_real_models() {
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        &[ServiceKind::Identity, ServiceKind::Models],
+        |config| config.models = ModelsConfig::new(aimesh_ai::models::dir_for_tests()),
+    )
+    .await;
+    let mut models = client(&app);
+
+    // Every model is installed, verified and loaded; health says so per capability.
+    let listed = models
+        .list_models(pb::ListModelsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .models;
+    assert_eq!(listed.len(), 4, "{listed:?}");
+    for model in &listed {
+        assert_eq!(model.state(), pb::ModelState::Ready, "{model:?}");
+    }
+    for kind in EngineKind::ALL {
+        assert_eq!(
+            health(&app, &kind.health_name()).await,
+            ServingStatus::Serving
+        );
+    }
+
+    // Embeddings: a paraphrase is nearer than an unrelated sentence.
+    let embedded = models
+        .embed(pb::EmbedRequest {
+            texts: vec![
+                "A man is eating food.".into(),
+                "A man is eating a piece of bread.".into(),
+                "The stock market crashed today.".into(),
+            ],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(embedded.dimensions, 384);
+    let v: Vec<&[f32]> = embedded
+        .embeddings
+        .iter()
+        .map(|e| e.values.as_slice())
+        .collect();
+    assert!(dot(v[0], v[1]) > 0.6, "paraphrase {}", dot(v[0], v[1]));
+    assert!(dot(v[0], v[2]) < 0.2, "unrelated {}", dot(v[0], v[2]));
+    let refused = models
+        .embed(pb::EmbedRequest {
+            texts: vec!["fine".into(), "  ".into()],
+        })
+        .await
+        .expect_err("an empty text");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert_eq!(field_of(&refused), "texts[1]");
+
+    // Chat streams the answer token by token and ends with the reason and the counts.
+    let mut stream = models
+        .chat(pb::ChatRequest {
+            messages: vec![
+                pb::ChatMessage {
+                    role: pb::Role::System as i32,
+                    content: "You are a helpful assistant.".into(),
+                },
+                pb::ChatMessage {
+                    role: pb::Role::User as i32,
+                    content: "What is the capital of France?".into(),
+                },
+            ],
+            max_tokens: Some(32),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut reply = String::new();
+    let mut pieces = 0;
+    let mut last = None;
+    while let Some(message) = stream.message().await.unwrap() {
+        reply.push_str(&message.text);
+        pieces += 1;
+        last = Some(message);
+    }
+    let last = last.expect("a reply");
+    assert!(reply.contains("Paris"), "{reply:?}");
+    assert!(pieces > 3, "streamed in {pieces} messages");
+    assert_eq!(last.finish_reason(), pb::FinishReason::Stop);
+    let usage = last.usage.expect("usage in the last message");
+    assert!(
+        usage.prompt_tokens > 10 && usage.completion_tokens > 3,
+        "{usage:?}"
+    );
+    let refused = models
+        .chat(pb::ChatRequest {
+            messages: vec![pb::ChatMessage {
+                role: pb::Role::User as i32,
+                content: "Hi".into(),
+            }],
+            temperature: Some(5.0),
+            ..Default::default()
+        })
+        .await
+        .expect_err("temperature out of range");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert_eq!(field_of(&refused), "temperature");
+
+    // Speech round trip: eSpeak NG speaks, Whisper hears.
+    let spoken = models
+        .synthesize(pb::SynthesizeRequest {
+            text: "The quick brown fox jumps over the lazy dog.".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(spoken.content_type, "audio/wav");
+    assert!(spoken.audio.starts_with(b"RIFF"));
+    let length = spoken.duration.expect("a duration");
+    assert!((1..10).contains(&length.seconds), "{length:?}");
+    let heard = models
+        .transcribe(pb::TranscribeRequest {
+            audio: spoken.audio,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let text = heard.text.to_lowercase();
+    assert!(
+        text.contains("brown fox") && text.contains("lazy dog"),
+        "{text:?}"
+    );
+    assert!(!heard.segments.is_empty());
+    assert_eq!(heard.language, "en");
+    let refused = models
+        .transcribe(pb::TranscribeRequest {
+            audio: b"this is not audio at all".to_vec().into(),
+        })
+        .await
+        .expect_err("garbage audio");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert_eq!(field_of(&refused), "audio");
+    let voices = models
+        .list_voices(pb::ListVoicesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(voices.voices.iter().any(|v| v.language.starts_with("en")));
+
+    // Text analysis names its engines.
+    let analysis = models
+        .analyze_text(pb::AnalyzeTextRequest {
+            text: "I love this phone. The battery is wonderful and the screen is great.".into(),
+            sentiment: true,
+            labels: vec!["technology".into(), "cooking".into(), "politics".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let sentiment = analysis.sentiment.expect("sentiment asked for");
+    assert_eq!(sentiment.label, "positive");
+    assert!(!sentiment.engine.is_empty());
+    let classification = analysis.classification.expect("labels given");
+    assert_eq!(classification.labels[0].label, "technology");
+    assert!(analysis.summary.is_none() && analysis.keywords.is_none());
+
+    // Without a token: refused before any engine runs.
+    let anonymous = ModelsServiceClient::new(app.channel.clone())
+        .list_models(pb::ListModelsRequest {})
+        .await
+        .expect_err("no token");
+    assert_eq!(anonymous.code(), Code::Unauthenticated);
+}
+
+#[tokio::test]
+async fn a_missing_model_is_reported_and_its_calls_say_how_to_fix_it() {
+    let empty = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        &[ServiceKind::Identity, ServiceKind::Models],
+        |config| {
+            config.models = ModelsConfig {
+                engines: vec![EngineKind::Embeddings],
+                ..ModelsConfig::new(empty.path().to_owned())
+            }
+        },
+    )
+    .await;
+    let mut models = client(&app);
+
+    let listed = models
+        .list_models(pb::ListModelsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .models;
+    let embeddings = listed
+        .iter()
+        .find(|m| m.capability() == pb::Capability::Embeddings)
+        .unwrap();
+    assert_eq!(embeddings.state(), pb::ModelState::Missing);
+    assert!(
+        embeddings.detail.contains("aimesh models fetch"),
+        "{embeddings:?}"
+    );
+    let chat = listed
+        .iter()
+        .find(|m| m.capability() == pb::Capability::Chat)
+        .unwrap();
+    assert_eq!(chat.state(), pb::ModelState::Disabled);
+
+    let refused = models
+        .embed(pb::EmbedRequest {
+            texts: vec!["hello".into()],
+        })
+        .await
+        .expect_err("no model");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(
+        refused.message().contains("aimesh models fetch"),
+        "{refused:?}"
+    );
+
+    // The capability is down; the process and its other services still serve.
+    assert_eq!(
+        health(&app, &EngineKind::Embeddings.health_name()).await,
+        ServingStatus::NotServing
+    );
+    assert_eq!(health(&app, "").await, ServingStatus::Serving);
+    assert_eq!(
+        health(&app, "aimesh.models.v1.ModelsService").await,
+        ServingStatus::Serving
+    );
+}
