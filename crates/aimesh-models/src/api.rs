@@ -279,7 +279,7 @@ impl ModelsService for ModelsApi {
         }
         let transcriber = ready(&self.engines.transcriber, EngineKind::Transcription)?;
         let transcript = transcriber
-            .transcribe(audio.to_vec())
+            .transcribe(audio)
             .await
             .map_err(ModelsError::from)?;
         Ok(Response::new(pb::TranscribeResponse {
@@ -312,7 +312,7 @@ impl ModelsService for ModelsApi {
             .await
             .map_err(ModelsError::from)?;
         Ok(Response::new(pb::SynthesizeResponse {
-            audio: speech.wav.into(),
+            audio: speech.wav,
             content_type: "audio/wav".to_owned(),
             sample_rate: speech.sample_rate,
             duration: Some(duration(speech.duration)),

@@ -177,7 +177,7 @@ async fn every_engine_answers_on_the_real_models() {
     assert_eq!(heard.language, "en");
     let refused = models
         .transcribe(pb::TranscribeRequest {
-            audio: b"this is not audio at all".to_vec().into(),
+            audio: b"this is not audio at all".to_vec(),
         })
         .await
         .expect_err("garbage audio");
