@@ -533,7 +533,7 @@ mod tests {
 
     #[test]
     fn every_catalog_model_has_an_engine() {
-        for spec in models::CATALOG {
+        for spec in aimesh_ai::models::CATALOG {
             assert!(
                 EngineKind::ALL
                     .iter()
