@@ -245,6 +245,30 @@ impl Converter<'_> {
         Ok(())
     }
 
+    /// The parts encoder and decoder layers share: self-attention (fused q|k|v) and the
+    /// feed-forward block, each with its layer norm.
+    fn self_attention_and_ffn(&mut self, from: &str, to: &str) -> Result<(), ModelError> {
+        self.layer_norm(
+            &format!("{from}/self_attention/layer_norm"),
+            &format!("{to}.self_attn_layer_norm"),
+        )?;
+        self.fused(
+            &format!("{from}/self_attention/linear_0"),
+            &format!("{to}.self_attn"),
+            &["q_proj", "k_proj", "v_proj"],
+        )?;
+        self.linear(
+            &format!("{from}/self_attention/linear_1"),
+            &format!("{to}.self_attn.out_proj"),
+        )?;
+        self.layer_norm(
+            &format!("{from}/ffn/layer_norm"),
+            &format!("{to}.final_layer_norm"),
+        )?;
+        self.linear(&format!("{from}/ffn/linear_0"), &format!("{to}.fc1"))?;
+        self.linear(&format!("{from}/ffn/linear_1"), &format!("{to}.fc2"))
+    }
+
     fn layers(&self, prefix: &str) -> usize {
         (0..)
             .take_while(|i| {
@@ -285,25 +309,7 @@ pub fn convert_ct2(model_bin: &Path, out: &Path) -> Result<Config, ModelError> {
     for i in 0..encoder_layers {
         let from = format!("encoder/layer_{i}");
         let to = format!("model.encoder.layers.{i}");
-        c.layer_norm(
-            &format!("{from}/self_attention/layer_norm"),
-            &format!("{to}.self_attn_layer_norm"),
-        )?;
-        c.fused(
-            &format!("{from}/self_attention/linear_0"),
-            &format!("{to}.self_attn"),
-            &["q_proj", "k_proj", "v_proj"],
-        )?;
-        c.linear(
-            &format!("{from}/self_attention/linear_1"),
-            &format!("{to}.self_attn.out_proj"),
-        )?;
-        c.layer_norm(
-            &format!("{from}/ffn/layer_norm"),
-            &format!("{to}.final_layer_norm"),
-        )?;
-        c.linear(&format!("{from}/ffn/linear_0"), &format!("{to}.fc1"))?;
-        c.linear(&format!("{from}/ffn/linear_1"), &format!("{to}.fc2"))?;
+        c.self_attention_and_ffn(&from, &to)?;
     }
 
     c.copy(
@@ -318,19 +324,7 @@ pub fn convert_ct2(model_bin: &Path, out: &Path) -> Result<Config, ModelError> {
     for i in 0..decoder_layers {
         let from = format!("decoder/layer_{i}");
         let to = format!("model.decoder.layers.{i}");
-        c.layer_norm(
-            &format!("{from}/self_attention/layer_norm"),
-            &format!("{to}.self_attn_layer_norm"),
-        )?;
-        c.fused(
-            &format!("{from}/self_attention/linear_0"),
-            &format!("{to}.self_attn"),
-            &["q_proj", "k_proj", "v_proj"],
-        )?;
-        c.linear(
-            &format!("{from}/self_attention/linear_1"),
-            &format!("{to}.self_attn.out_proj"),
-        )?;
+        c.self_attention_and_ffn(&from, &to)?;
         c.layer_norm(
             &format!("{from}/attention/layer_norm"),
             &format!("{to}.encoder_attn_layer_norm"),
@@ -348,12 +342,6 @@ pub fn convert_ct2(model_bin: &Path, out: &Path) -> Result<Config, ModelError> {
             &format!("{from}/attention/linear_2"),
             &format!("{to}.encoder_attn.out_proj"),
         )?;
-        c.layer_norm(
-            &format!("{from}/ffn/layer_norm"),
-            &format!("{to}.final_layer_norm"),
-        )?;
-        c.linear(&format!("{from}/ffn/linear_0"), &format!("{to}.fc1"))?;
-        c.linear(&format!("{from}/ffn/linear_1"), &format!("{to}.fc2"))?;
     }
 
     let dims = |name: &str| -> Result<Vec<usize>, ModelError> {
