@@ -238,6 +238,16 @@ impl ChatModel for SmolLm {
     ) -> Result<ChatStream, EngineError> {
         validate_messages(&messages)?;
         validate_params(&params)?;
+        // The template's markup is made of control tokens: a message spelling one would
+        // rewrite the conversation's structure (prompt injection), so it is refused.
+        for (i, message) in messages.iter().enumerate() {
+            if let Some(token) = self.tokenizer.control_token_in(&message.content) {
+                return Err(EngineError::invalid(
+                    "messages",
+                    format!("message {i} contains the control token {token}"),
+                ));
+            }
+        }
         let prompt = self.tokenizer.encode(&self.render_prompt(&messages)?)?;
         if prompt.len() >= self.context_length {
             return Err(EngineError::invalid(

@@ -35,6 +35,8 @@ pub struct GgufTokenizer {
     /// The bytes each token stands for, to decode a stream token by token.
     token_bytes: Vec<Vec<u8>>,
     tokens: Vec<String>,
+    /// The control tokens' texts, matched whole wherever they appear in encoded text.
+    specials: Vec<String>,
     bos: Option<u32>,
     eos: u32,
 }
@@ -116,11 +118,15 @@ impl GgufTokenizer {
             PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, true)),
         ])));
         inner.with_decoder(Some(ByteLevelDecoder::default()));
-        let special: Vec<AddedToken> = types
+        let specials: Vec<String> = types
             .iter()
             .zip(&tokens)
             .filter(|(kind, _)| matches!(**kind, TOKEN_TYPE_CONTROL | TOKEN_TYPE_USER_DEFINED))
-            .map(|(_, token)| AddedToken::from(token.to_string(), true))
+            .map(|(_, token)| token.to_string())
+            .collect();
+        let special: Vec<AddedToken> = specials
+            .iter()
+            .map(|token| AddedToken::from(token.clone(), true))
             .collect();
         inner
             .add_special_tokens(special)
@@ -144,6 +150,7 @@ impl GgufTokenizer {
             inner,
             token_bytes,
             tokens: tokens.into_iter().cloned().collect(),
+            specials,
             bos,
             eos,
         })
@@ -162,6 +169,15 @@ impl GgufTokenizer {
         self.inner
             .decode(ids, false)
             .map_err(|error| EngineError::failed(ENGINE, error))
+    }
+
+    /// The first control token (`<|im_start|>`...) written in `text`, if any: text that
+    /// would turn into template markup when encoded.
+    pub fn control_token_in<'a>(&'a self, text: &str) -> Option<&'a str> {
+        self.specials
+            .iter()
+            .find(|token| !token.is_empty() && text.contains(token.as_str()))
+            .map(String::as_str)
     }
 
     /// The id of a token given as it appears in the vocabulary.
