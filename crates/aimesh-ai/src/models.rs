@@ -242,15 +242,7 @@ pub fn sha256_file(path: &Path) -> Result<String, ModelError> {
         }
         hasher.update(&buffer[..read]);
     }
-    Ok(hex(&hasher.finalize()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use fmt::Write;
-    bytes.iter().fold(String::with_capacity(64), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
+    Ok(format!("{:x}", hasher.finalize()))
 }
 
 /// Verifies one file against its expected size and digest.
