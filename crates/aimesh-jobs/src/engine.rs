@@ -82,7 +82,8 @@ impl Jobs {
         let (job, created) = self.store.insert(&job).await?;
         if created {
             tracing::info!(job_id = %job.id, kind, "job queued");
-            self.publish(EventKind::Queued, &job).await;
+            self.notifier
+                .committed(JobEvent::of(EventKind::Queued, &job));
         }
         Ok(job)
     }
@@ -156,14 +157,7 @@ impl Jobs {
 
     /// Publishes an event about `job`.
     pub async fn publish(&self, kind: EventKind, job: &Job) {
-        self.notifier
-            .publish(JobEvent {
-                kind,
-                job_id: job.id,
-                owner_id: job.owner_id.clone(),
-                job_kind: job.kind.clone(),
-            })
-            .await;
+        self.notifier.publish(JobEvent::of(kind, job)).await;
     }
 }
 

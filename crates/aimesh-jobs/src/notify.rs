@@ -5,6 +5,11 @@
 //! `aimesh_jobs` channel and every replica's listener re-broadcasts what it hears — its own
 //! events included — so a WatchJob served by one replica sees progress made on another, and
 //! idle workers everywhere wake up when a job is queued.
+//!
+//! The hot statements of the store (submitting, claiming, progress, finishing) notify from
+//! inside the statement itself ([`pg_notify!`]), so a change and its event are one round trip
+//! and one commit, and the event is delivered exactly when the change becomes visible; the
+//! caller then only calls [`Notifier::committed`], which broadcasts in process on SQLite.
 
 use std::str::FromStr;
 
@@ -13,8 +18,39 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+/// [`CHANNEL`] as a literal, for SQL built with `concat!`.
+macro_rules! channel {
+    () => {
+        "aimesh_jobs"
+    };
+}
+pub(crate) use channel;
+
 /// The PostgreSQL channel job events travel on.
-pub const CHANNEL: &str = "aimesh_jobs";
+pub const CHANNEL: &str = channel!();
+
+/// The SQL call notifying an event about the job row `$row` (a table or CTE alias with `id`,
+/// `kind` and `owner_id` columns), `$kind` being an SQL expression for the event kind's name.
+/// Its payload is [`JobEvent`]'s encoding. Used in a `FROM` list, so that it runs once per row:
+/// `SELECT changed.id FROM changed, pg_notify!("'changed'", "changed")`.
+macro_rules! pg_notify {
+    ($kind:literal, $row:literal) => {
+        concat!(
+            "pg_notify('",
+            $crate::notify::channel!(),
+            "', ",
+            $kind,
+            " || ' ' || ",
+            $row,
+            ".id::text || ' ' || ",
+            $row,
+            ".kind || ' ' || ",
+            $row,
+            ".owner_id)"
+        )
+    };
+}
+pub(crate) use pg_notify;
 
 /// What happened to a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +104,16 @@ pub struct JobEvent {
 }
 
 impl JobEvent {
+    /// The event `kind` about `job`.
+    pub fn of(kind: EventKind, job: &crate::model::Job) -> Self {
+        Self {
+            kind,
+            job_id: job.id,
+            owner_id: job.owner_id.clone(),
+            job_kind: job.kind.clone(),
+        }
+    }
+
     fn encode(&self) -> String {
         format!(
             "{} {} {} {}",
@@ -144,6 +190,15 @@ impl Notifier {
                     let _ = self.local.send(event);
                 }
             }
+        }
+    }
+
+    /// Announces a change the store has committed with its notification inside the statement
+    /// (see the module docs): on PostgreSQL the event is already on its way through the
+    /// listener; on SQLite it is broadcast here.
+    pub fn committed(&self, event: JobEvent) {
+        if let Db::Sqlite(_) = &self.db {
+            let _ = self.local.send(event);
         }
     }
 

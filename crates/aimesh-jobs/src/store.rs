@@ -11,10 +11,29 @@ use chrono::{DateTime, Utc};
 use sqlx::QueryBuilder;
 use uuid::Uuid;
 
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
 use crate::{
     error::{JobsError, JobsResult},
     model::{Job, JobQuery, JobState},
+    notify::pg_notify,
+    worker::JobOutput,
 };
+
+/// How an attempt ended, for [`JobStore::finish`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The job.
+    pub id: Uuid,
+    /// SUCCEEDED (with a result), FAILED or CANCELLED, or QUEUED again at `retry_at`.
+    pub state: JobState,
+    /// The result of a success.
+    pub result: Option<JobOutput>,
+    /// The error of a failure (kept on a retry).
+    pub error: Option<String>,
+    /// When a retry may run.
+    pub retry_at: Option<DateTime<Utc>>,
+}
 
 /// The job engine's migrations.
 pub const MIGRATIONS: Migrations = Migrations {
@@ -143,30 +162,41 @@ impl JobStore {
     }
 
     /// Inserts a job; with an idempotency key already used by the owner, returns that job
-    /// instead (and `false`).
+    /// instead (and `false`). On PostgreSQL the statement also notifies the job as queued.
     pub async fn insert(&self, job: &Job) -> JobsResult<(Job, bool)> {
-        let inserted = with_db!(&self.db, INSERT "jobs", |pool| {
-            sqlx::query(
+        macro_rules! insert {
+            () => {
                 "INSERT INTO jobs (id, owner_id, kind, state, payload, attempts, max_attempts, \
                  idempotency_key, trace_context, run_after, created_at, updated_at) \
                  VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8, $9, $10, $10) \
-                 ON CONFLICT (owner_id, idempotency_key) DO NOTHING",
-            )
-            .bind(job.id)
-            .bind(&job.owner_id)
-            .bind(&job.kind)
-            .bind(job.state.as_str())
-            .bind(&job.payload)
-            .bind(job.max_attempts)
-            .bind(&job.idempotency_key)
-            .bind(&job.trace_context)
-            .bind(job.run_after)
-            .bind(job.created_at)
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected())
+                 ON CONFLICT (owner_id, idempotency_key) DO NOTHING"
+            };
+        }
+        let sql = match &self.db {
+            Db::Sqlite(_) => concat!(insert!(), " RETURNING id"),
+            Db::Postgres(_) => concat!(
+                "WITH inserted AS (",
+                insert!(),
+                " RETURNING id, kind, owner_id) SELECT inserted.id FROM inserted, ",
+                pg_notify!("'queued'", "inserted")
+            ),
+        };
+        let inserted: Option<(Uuid,)> = with_db!(&self.db, INSERT "jobs", |pool| {
+            sqlx::query_as(sql)
+                .bind(job.id)
+                .bind(&job.owner_id)
+                .bind(&job.kind)
+                .bind(job.state.as_str())
+                .bind(&job.payload)
+                .bind(job.max_attempts)
+                .bind(&job.idempotency_key)
+                .bind(&job.trace_context)
+                .bind(job.run_after)
+                .bind(job.created_at)
+                .fetch_optional(pool)
+                .await
         })?;
-        if inserted == 1 {
+        if inserted.is_some() {
             return Ok((job.clone(), true));
         }
         let existing: Option<JobRow> = with_db!(&self.db, SELECT "jobs", |pool| {
@@ -220,8 +250,8 @@ impl JobStore {
 
     /// Claims up to `limit` runnable jobs of `kind` for `worker`: queued jobs whose time has
     /// come, and running jobs whose lease lapsed (their worker died). Each claim starts an
-    /// attempt. PostgreSQL skips rows other workers are claiming (`FOR UPDATE SKIP LOCKED`);
-    /// SQLite serialises writers.
+    /// attempt. PostgreSQL skips rows other workers are claiming (`FOR UPDATE SKIP LOCKED`)
+    /// and notifies the claimed jobs as changed; SQLite serialises writers.
     ///
     /// Untraced: workers poll with it, and an idle poll is not worth a trace. The jobs it
     /// claims are traced by their worker's `job.run` spans, in the submitter's trace.
@@ -233,36 +263,38 @@ impl JobStore {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> JobsResult<Vec<Job>> {
-        const CLAIM: &str = "UPDATE jobs SET state = 'RUNNING', attempts = attempts + 1, \
-            lease_owner = $1, lease_expires_at = $2, started_at = COALESCE(started_at, $3), \
-            updated_at = $3, progress_percent = 0, progress_message = '', partial_output = '' \
-            WHERE id IN (SELECT id FROM jobs WHERE kind = $4 AND \
-            ((state = 'QUEUED' AND run_after <= $3) OR (state = 'RUNNING' AND lease_expires_at < $3)) \
-            ORDER BY run_after LIMIT $5";
-        let rows: Vec<JobRow> = match &self.db {
-            Db::Sqlite(pool) => {
-                sqlx::query_as(sqlx::AssertSqlSafe(format!("{CLAIM}) RETURNING {COLUMNS}")))
-                    .bind(worker)
-                    .bind(lease_until)
-                    .bind(now)
-                    .bind(kind)
-                    .bind(limit)
-                    .fetch_all(pool)
-                    .await?
-            }
-            Db::Postgres(pool) => {
-                sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "{CLAIM} FOR UPDATE SKIP LOCKED) RETURNING {COLUMNS}"
-                )))
+        macro_rules! claim {
+            () => {
+                "UPDATE jobs SET state = 'RUNNING', attempts = attempts + 1, \
+                 lease_owner = $1, lease_expires_at = $2, started_at = COALESCE(started_at, $3), \
+                 updated_at = $3, progress_percent = 0, progress_message = '', partial_output = '' \
+                 WHERE id IN (SELECT id FROM jobs WHERE kind = $4 AND \
+                 ((state = 'QUEUED' AND run_after <= $3) OR (state = 'RUNNING' AND lease_expires_at < $3)) \
+                 ORDER BY run_after LIMIT $5"
+            };
+        }
+        // On PostgreSQL, each claimed job is notified as changed (it started) in the statement.
+        let sql = match &self.db {
+            Db::Sqlite(_) => concat!(claim!(), ") RETURNING ", columns!()),
+            Db::Postgres(_) => concat!(
+                "WITH claimed AS (",
+                claim!(),
+                " FOR UPDATE SKIP LOCKED) RETURNING ",
+                columns!(),
+                ") SELECT claimed.* FROM claimed, ",
+                pg_notify!("'changed'", "claimed")
+            ),
+        };
+        let rows: Vec<JobRow> = with_db!(&self.db, |pool| {
+            sqlx::query_as(sql)
                 .bind(worker)
                 .bind(lease_until)
                 .bind(now)
                 .bind(kind)
                 .bind(limit)
                 .fetch_all(pool)
-                .await?
-            }
-        };
+                .await
+        })?;
         jobs(rows)
     }
 
@@ -289,7 +321,8 @@ impl JobStore {
         Ok(row.map(|(cancel,)| cancel))
     }
 
-    /// Records progress; returns whether the worker still holds the job.
+    /// Records progress (notified as a change on PostgreSQL); returns whether the worker still
+    /// holds the job.
     pub async fn progress(
         &self,
         id: Uuid,
@@ -299,62 +332,152 @@ impl JobStore {
         partial_output: &str,
         now: DateTime<Utc>,
     ) -> JobsResult<bool> {
-        let updated = with_db!(&self.db, UPDATE "jobs", |pool| {
-            sqlx::query(
+        macro_rules! progress {
+            () => {
                 "UPDATE jobs SET progress_percent = $1, progress_message = $2, \
                  partial_output = $3, updated_at = $4 \
-                 WHERE id = $5 AND lease_owner = $6 AND state = 'RUNNING'",
-            )
-            .bind(percent)
-            .bind(message)
-            .bind(partial_output)
-            .bind(now)
-            .bind(id)
-            .bind(worker)
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected())
+                 WHERE id = $5 AND lease_owner = $6 AND state = 'RUNNING'"
+            };
+        }
+        let sql = match &self.db {
+            Db::Sqlite(_) => concat!(progress!(), " RETURNING id"),
+            Db::Postgres(_) => concat!(
+                "WITH updated AS (",
+                progress!(),
+                " RETURNING id, kind, owner_id) SELECT updated.id FROM updated, ",
+                pg_notify!("'changed'", "updated")
+            ),
+        };
+        let updated: Option<(Uuid,)> = with_db!(&self.db, UPDATE "jobs", |pool| {
+            sqlx::query_as(sql)
+                .bind(percent)
+                .bind(message)
+                .bind(partial_output)
+                .bind(now)
+                .bind(id)
+                .bind(worker)
+                .fetch_optional(pool)
+                .await
         })?;
-        Ok(updated == 1)
+        Ok(updated.is_some())
     }
 
-    /// Finishes an attempt: `state` SUCCEEDED (with a result), FAILED or CANCELLED, or QUEUED
-    /// again at `retry_at`. Applies only while `worker` holds the lease; returns whether it did.
-    #[allow(clippy::too_many_arguments)]
+    /// Finishes an attempt (see [`Outcome`]). Applies only while `worker` holds the lease;
+    /// returns whether it did.
     pub async fn finish(
         &self,
-        id: Uuid,
         worker: &str,
-        state: JobState,
-        result: Option<(&str, &[u8])>,
-        error: Option<&str>,
-        retry_at: Option<DateTime<Utc>>,
+        outcome: &Outcome,
         now: DateTime<Utc>,
     ) -> JobsResult<bool> {
-        let (result_type, result) = result.unzip();
-        let finished_at = state.is_terminal().then_some(now);
-        let updated = with_db!(&self.db, UPDATE "jobs", |pool| {
-            sqlx::query(
-                "UPDATE jobs SET state = $1, result_type = $2, result = $3, error = $4, \
-                 run_after = COALESCE($5, run_after), finished_at = $6, updated_at = $7, \
-                 progress_percent = CASE WHEN $1 = 'SUCCEEDED' THEN 100 ELSE progress_percent END, \
-                 lease_owner = NULL, lease_expires_at = NULL \
-                 WHERE id = $8 AND lease_owner = $9 AND state = 'RUNNING'",
-            )
-            .bind(state.as_str())
-            .bind(result_type)
-            .bind(result)
-            .bind(error)
-            .bind(retry_at)
-            .bind(finished_at)
-            .bind(now)
-            .bind(id)
-            .bind(worker)
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected())
-        })?;
-        Ok(updated == 1)
+        let applied = self
+            .finish_many(worker, std::slice::from_ref(outcome), now, &[])
+            .await?;
+        Ok(!applied.is_empty())
+    }
+
+    /// Finishes several of `worker`'s attempts in one transaction — one statement on
+    /// PostgreSQL, which also notifies each job as changed (or queued, for a retry). Outcomes
+    /// for jobs whose lease `worker` lost are skipped; returns the ids that applied.
+    ///
+    /// The database span is a child of the current span; `links` are the span contexts of
+    /// the other traces the batch serves (OpenTelemetry's model of batch operations).
+    pub async fn finish_many(
+        &self,
+        worker: &str,
+        outcomes: &[Outcome],
+        now: DateTime<Utc>,
+        links: &[opentelemetry::trace::SpanContext],
+    ) -> JobsResult<Vec<Uuid>> {
+        let span = aimesh_kit::db::query_span(&self.db, "UPDATE", "jobs", "UPDATE jobs");
+        for link in links {
+            span.add_link(link.clone());
+        }
+        let applied = match &self.db {
+            Db::Sqlite(pool) => {
+                aimesh_kit::db::traced(span, async {
+                    let mut tx = pool.begin().await?;
+                    let mut applied = Vec::with_capacity(outcomes.len());
+                    for outcome in outcomes {
+                        let (result_type, result) = outcome.result.as_ref().map(|r| (&r.type_name, &r.value)).unzip();
+                        let done: Option<(Uuid,)> = sqlx::query_as(
+                            "UPDATE jobs SET state = $1, result_type = $2, result = $3, error = $4, \
+                             run_after = COALESCE($5, run_after), finished_at = $6, updated_at = $7, \
+                             progress_percent = CASE WHEN $1 = 'SUCCEEDED' THEN 100 ELSE progress_percent END, \
+                             lease_owner = NULL, lease_expires_at = NULL \
+                             WHERE id = $8 AND lease_owner = $9 AND state = 'RUNNING' RETURNING id",
+                        )
+                        .bind(outcome.state.as_str())
+                        .bind(result_type)
+                        .bind(result)
+                        .bind(&outcome.error)
+                        .bind(outcome.retry_at)
+                        .bind(outcome.state.is_terminal().then_some(now))
+                        .bind(now)
+                        .bind(outcome.id)
+                        .bind(worker)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        applied.extend(done.map(|(id,)| id));
+                    }
+                    tx.commit().await?;
+                    Ok(applied)
+                })
+                .await?
+            }
+            Db::Postgres(pool) => {
+                let mut ids = Vec::with_capacity(outcomes.len());
+                let mut states = Vec::with_capacity(outcomes.len());
+                let mut result_types = Vec::with_capacity(outcomes.len());
+                let mut results = Vec::with_capacity(outcomes.len());
+                let mut errors = Vec::with_capacity(outcomes.len());
+                let mut retry_ats = Vec::with_capacity(outcomes.len());
+                for outcome in outcomes {
+                    ids.push(outcome.id);
+                    states.push(outcome.state.as_str());
+                    result_types.push(outcome.result.as_ref().map(|r| r.type_name.as_str()));
+                    results.push(outcome.result.as_ref().map(|r| r.value.as_slice()));
+                    errors.push(outcome.error.as_deref());
+                    retry_ats.push(outcome.retry_at);
+                }
+                let rows: Vec<(Uuid,)> = aimesh_kit::db::traced(
+                    span,
+                    sqlx::query_as(concat!(
+                        "WITH outcome AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], \
+                         $4::bytea[], $5::text[], $6::timestamptz[]) \
+                         AS o(id, state, result_type, result, error, retry_at)), \
+                         finished AS (UPDATE jobs SET state = o.state, result_type = o.result_type, \
+                         result = o.result, error = o.error, \
+                         run_after = COALESCE(o.retry_at, jobs.run_after), \
+                         finished_at = CASE WHEN o.state IN ('SUCCEEDED', 'FAILED', 'CANCELLED') \
+                         THEN $7 END, updated_at = $7, \
+                         progress_percent = CASE WHEN o.state = 'SUCCEEDED' THEN 100 \
+                         ELSE jobs.progress_percent END, \
+                         lease_owner = NULL, lease_expires_at = NULL \
+                         FROM outcome o \
+                         WHERE jobs.id = o.id AND jobs.lease_owner = $8 AND jobs.state = 'RUNNING' \
+                         RETURNING jobs.id, jobs.kind, jobs.owner_id, jobs.state) \
+                         SELECT finished.id FROM finished, ",
+                        pg_notify!(
+                            "CASE WHEN finished.state = 'QUEUED' THEN 'queued' ELSE 'changed' END",
+                            "finished"
+                        )
+                    ))
+                    .bind(&ids)
+                    .bind(&states)
+                    .bind(&result_types)
+                    .bind(&results)
+                    .bind(&errors)
+                    .bind(&retry_ats)
+                    .bind(now)
+                    .bind(worker)
+                    .fetch_all(pool),
+                )
+                .await?;
+                rows.into_iter().map(|(id,)| id).collect()
+            }
+        };
+        Ok(applied)
     }
 
     /// Cancels an owner's job: a queued one at once, a running one by flagging it for its

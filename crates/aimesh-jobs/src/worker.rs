@@ -17,9 +17,12 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
-use opentelemetry::propagation::Extractor;
+use opentelemetry::{propagation::Extractor, trace::TraceContextExt};
 use rand::Rng;
-use tokio::{sync::Semaphore, task::JoinSet};
+use tokio::{
+    sync::{Semaphore, mpsc, oneshot},
+    task::JoinSet,
+};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -28,8 +31,12 @@ use uuid::Uuid;
 use crate::{
     engine::Jobs,
     model::{Job, JobState, now},
-    notify::EventKind,
+    notify::{EventKind, JobEvent},
+    store::Outcome,
 };
+
+/// Most outcomes recorded in one transaction.
+const MAX_OUTCOMES_PER_COMMIT: usize = 256;
 
 /// What a handler returns on success: a protobuf message, by full type name and bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,7 +119,10 @@ impl ProgressReporter {
             )
             .await
         {
-            Ok(true) => self.jobs.publish(EventKind::Changed, &self.job).await,
+            Ok(true) => self
+                .jobs
+                .notifier()
+                .committed(JobEvent::of(EventKind::Changed, &self.job)),
             Ok(false) => {}
             Err(error) => {
                 tracing::warn!(%error, job_id = %self.job.id, "failed to record progress")
@@ -158,18 +168,35 @@ pub struct Worker {
     config: WorkerConfig,
     id: Arc<str>,
     running: Arc<Mutex<HashMap<Uuid, CancellationToken>>>,
+    /// Outcomes waiting to be recorded by the completer task (see [`Worker::complete`]).
+    outcomes: mpsc::Sender<Completion>,
+    completer: Mutex<Option<mpsc::Receiver<Completion>>>,
+}
+
+/// An attempt's outcome on its way to the database.
+struct Completion {
+    outcome: Outcome,
+    job: Job,
+    /// The job's span, for the trace of the recording.
+    span: tracing::Span,
+    recorded: oneshot::Sender<()>,
 }
 
 impl Worker {
     /// Creates a worker with a unique id.
     pub fn new(jobs: Jobs, handlers: Vec<Arc<dyn JobHandler>>, config: WorkerConfig) -> Self {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into());
+        // Each running job has at most one outcome in flight.
+        let (outcomes, completer) =
+            mpsc::channel((config.concurrency.max(1) * handlers.len()).max(1));
         Self {
             jobs,
             handlers,
             config,
             id: format!("{host}/{}/{}", std::process::id(), Uuid::now_v7()).into(),
             running: Arc::new(Mutex::new(HashMap::new())),
+            outcomes,
+            completer: Mutex::new(Some(completer)),
         }
     }
 
@@ -185,6 +212,16 @@ impl Worker {
         let abort = CancellationToken::new();
         let mut tasks = JoinSet::new();
         tasks.spawn(this.clone().route_cancellations(shutdown.clone()));
+        if let Some(completer) = this
+            .completer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            // Every job waits for its outcome to be recorded, so once the claim loops are
+            // done the completer has nothing left and is aborted with the other tasks.
+            tasks.spawn(this.clone().complete(completer));
+        }
         let mut loops = JoinSet::new();
         for handler in &this.handlers {
             loops.spawn(
@@ -274,6 +311,10 @@ impl Worker {
             }
             let got = claimed.len();
             for job in claimed {
+                // It started (on PostgreSQL the claim notified it).
+                self.jobs
+                    .notifier()
+                    .committed(JobEvent::of(EventKind::Changed, &job));
                 let Ok(permit) = slots.clone().try_acquire_owned() else {
                     break;
                 };
@@ -354,7 +395,6 @@ impl Worker {
             return;
         }
         tracing::info!(attempt = job.attempts, "job started");
-        self.jobs.publish(EventKind::Changed, &job).await;
 
         let cancel = abort.child_token();
         self.running
@@ -430,14 +470,8 @@ impl Worker {
         match outcome {
             Ok(output) => {
                 tracing::info!("job succeeded");
-                self.finish(
-                    &job,
-                    JobState::Succeeded,
-                    Some((&output.type_name, &output.value)),
-                    None,
-                    None,
-                )
-                .await;
+                self.finish(&job, JobState::Succeeded, Some(output), None, None)
+                    .await;
             }
             Err(JobError::Cancelled)
                 if abort.is_cancelled() && !self.cancel_requested(&job).await =>
@@ -468,33 +502,81 @@ impl Worker {
         matches!(self.jobs.store().get(job.id).await, Ok(Some(job)) if job.cancel_requested)
     }
 
+    /// Records how an attempt ended, through the completer; returns once it is recorded
+    /// (or failed to be).
     async fn finish(
         &self,
         job: &Job,
         state: JobState,
-        result: Option<(&str, &[u8])>,
+        result: Option<JobOutput>,
         error: Option<&str>,
         retry_at: Option<DateTime<Utc>>,
     ) {
-        match self
-            .jobs
-            .store()
-            .finish(job.id, &self.id, state, result, error, retry_at, now())
+        let (recorded, wait) = oneshot::channel();
+        let completion = Completion {
+            outcome: Outcome {
+                id: job.id,
+                state,
+                result,
+                error: error.map(str::to_owned),
+                retry_at,
+            },
+            job: job.clone(),
+            span: tracing::Span::current(),
+            recorded,
+        };
+        if self.outcomes.send(completion).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    /// Records outcomes as they come, all those waiting in one transaction: when many jobs
+    /// finish at once (short jobs under load) the commits, not the jobs, are what cost, and
+    /// one job alone is recorded at once. The recording's database span is a child of the
+    /// first job's span and links to the others'.
+    async fn complete(self: Arc<Self>, mut completions: mpsc::Receiver<Completion>) {
+        let mut batch = Vec::with_capacity(MAX_OUTCOMES_PER_COMMIT);
+        while completions
+            .recv_many(&mut batch, MAX_OUTCOMES_PER_COMMIT)
             .await
+            > 0
         {
-            Ok(true) => {
-                let kind = if state == JobState::Queued {
-                    EventKind::Queued
-                } else {
-                    EventKind::Changed
-                };
-                self.jobs.publish(kind, job).await;
-            }
-            Ok(false) => {
-                tracing::warn!(job_id = %job.id, "lease lost before the outcome was recorded")
-            }
-            Err(error) => {
-                tracing::error!(%error, job_id = %job.id, "failed to record the job's outcome")
+            let (outcomes, waiting): (Vec<_>, Vec<_>) = batch
+                .drain(..)
+                .map(|c| (c.outcome, (c.job, c.span, c.recorded)))
+                .unzip();
+            let links: Vec<_> = waiting
+                .iter()
+                .skip(1)
+                .map(|(_, span, _)| span.context().span().span_context().clone())
+                .filter(|context| context.is_valid())
+                .collect();
+            let first = waiting[0].1.clone();
+            let applied = self
+                .jobs
+                .store()
+                .finish_many(&self.id, &outcomes, now(), &links)
+                .instrument(first)
+                .await;
+            for (outcome, (job, span, recorded)) in outcomes.iter().zip(waiting) {
+                let _entered = span.enter();
+                match &applied {
+                    Ok(ids) if ids.contains(&job.id) => {
+                        let kind = if outcome.state == JobState::Queued {
+                            EventKind::Queued
+                        } else {
+                            EventKind::Changed
+                        };
+                        self.jobs.notifier().committed(JobEvent::of(kind, &job));
+                    }
+                    Ok(_) => {
+                        tracing::warn!(job_id = %job.id, "lease lost before the outcome was recorded")
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, job_id = %job.id, "failed to record the job's outcome")
+                    }
+                }
+                let _ = recorded.send(());
             }
         }
     }

@@ -300,12 +300,14 @@ async fn a_dead_workers_job_runs_again_after_its_lease(backend: Backend) {
         .jobs
         .store()
         .finish(
-            job.id,
             "dead-worker",
-            JobState::Failed,
-            None,
-            Some("late"),
-            None,
+            &aimesh_jobs::store::Outcome {
+                id: job.id,
+                state: JobState::Failed,
+                result: None,
+                error: Some("late".into()),
+                retry_at: None,
+            },
             aimesh_jobs::model::now(),
         )
         .await
@@ -391,7 +393,111 @@ async fn many_jobs_over_four_workers_run_once_each(backend: Backend) {
         stop.cancel();
     }
 }
+async fn outcomes_recorded_together_apply_under_the_lease_and_notify_each(backend: Backend) {
+    use aimesh_jobs::{notify::EventKind, store::Outcome};
+
+    let engine = engine(backend).await;
+    let store = engine.jobs.store();
+    let (a1, a2, b1) = (
+        submit(&engine, "test.count").await,
+        submit(&engine, "test.count").await,
+        submit(&engine, "test.count").await,
+    );
+    let mut events = engine.jobs.subscribe();
+    let now = aimesh_jobs::model::now();
+    let lease = now + chrono::Duration::seconds(60);
+    let mine = store.claim("test.count", "a", 2, now, lease).await.unwrap();
+    let theirs = store.claim("test.count", "b", 1, now, lease).await.unwrap();
+    assert_eq!(
+        (mine.len(), theirs.len(), theirs[0].id),
+        (2, 1, b1.id),
+        "claims go oldest first"
+    );
+    let retry_at = now + chrono::Duration::hours(1);
+    let outcome = |id, state, error: Option<&str>, retry_at| Outcome {
+        id,
+        state,
+        result: (state == JobState::Succeeded).then(ok),
+        error: error.map(str::to_owned),
+        retry_at,
+    };
+    let mut applied = store
+        .finish_many(
+            "a",
+            &[
+                outcome(a1.id, JobState::Succeeded, None, None),
+                outcome(a2.id, JobState::Queued, Some("again"), Some(retry_at)),
+                // Not a's job: skipped.
+                outcome(b1.id, JobState::Failed, Some("not mine"), None),
+            ],
+            aimesh_jobs::model::now(),
+            &[],
+        )
+        .await
+        .unwrap();
+    applied.sort();
+    assert_eq!(applied, vec![a1.id, a2.id]);
+
+    let a1 = engine.jobs.get(OWNER, a1.id).await.unwrap();
+    assert_eq!(
+        (a1.state, a1.progress_percent, a1.result_type.as_deref()),
+        (JobState::Succeeded, 100, Some("google.protobuf.Empty"))
+    );
+    assert!(a1.finished_at.is_some() && a1.lease_owner.is_none());
+    let a2 = engine.jobs.get(OWNER, a2.id).await.unwrap();
+    assert_eq!(
+        (a2.state, a2.error.as_deref(), a2.finished_at, a2.run_after),
+        (JobState::Queued, Some("again"), None, retry_at)
+    );
+    let b1 = engine.jobs.get(OWNER, b1.id).await.unwrap();
+    assert_eq!(
+        (b1.state, b1.lease_owner.as_deref()),
+        (JobState::Running, Some("b"))
+    );
+
+    if matches!(backend, Backend::Postgres) {
+        // The statements themselves notified, in commit order: the submissions, the claims'
+        // "started" events,
+        // then one event per recorded outcome (a retry is queued again), none for b's job.
+        let mut received = Vec::new();
+        while received.len() < 5 {
+            let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
+                .await
+                .expect("an event for each claim and recorded outcome")
+                .unwrap();
+            assert_eq!(
+                (event.owner_id.as_str(), event.job_kind.as_str()),
+                (OWNER, "test.count")
+            );
+            if received.is_empty() && event.kind == EventKind::Queued {
+                continue; // the submissions' own events, still on their way
+            }
+            received.push((event.job_id, event.kind));
+        }
+        let by_id = |mut events: Vec<(Uuid, EventKind)>| {
+            events.sort_by_key(|(id, _)| *id);
+            events
+        };
+        assert_eq!(
+            by_id(received[..2].to_vec()),
+            by_id(vec![
+                (a1.id, EventKind::Changed),
+                (a2.id, EventKind::Changed)
+            ])
+        );
+        assert_eq!(received[2], (b1.id, EventKind::Changed));
+        assert_eq!(
+            by_id(received[3..].to_vec()),
+            by_id(vec![
+                (a1.id, EventKind::Changed),
+                (a2.id, EventKind::Queued)
+            ])
+        );
+    }
+}
+
 aimesh_kit::backend_tests!(
+    outcomes_recorded_together_apply_under_the_lease_and_notify_each,
     retries_until_success,
     permanent_failures_stop_and_can_be_retried,
     cancel_reaches_the_running_handler,
