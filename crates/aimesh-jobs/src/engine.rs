@@ -1,10 +1,14 @@
 //! The job engine's front: submitting, reading, cancelling and retrying jobs, and the event
 //! stream behind watches. Workers ([`crate::worker`]) do the running.
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    sync::{Arc, OnceLock},
+};
 
-use opentelemetry::propagation::Injector;
-use tokio::sync::broadcast;
+use opentelemetry::{propagation::Injector, trace::TraceContextExt};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
@@ -18,17 +22,34 @@ use crate::{
 /// Longest idempotency key accepted, in bytes.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 200;
 
+/// Most submissions inserted in one transaction.
+const MAX_SUBMISSIONS_PER_COMMIT: usize = 256;
+
 /// Submits and manages jobs.
 #[derive(Debug, Clone)]
 pub struct Jobs {
     store: JobStore,
     notifier: Notifier,
+    /// Submissions on their way to the inserter task, started by the first submission.
+    submissions: Arc<OnceLock<mpsc::Sender<Submission>>>,
+}
+
+/// A job waiting to be inserted.
+struct Submission {
+    job: Job,
+    /// The submitter's span, for the trace of the insert.
+    span: tracing::Span,
+    inserted: oneshot::Sender<JobsResult<(Job, bool)>>,
 }
 
 impl Jobs {
     /// Creates the engine on a store and a started notifier.
     pub fn new(store: JobStore, notifier: Notifier) -> Self {
-        Self { store, notifier }
+        Self {
+            store,
+            notifier,
+            submissions: Arc::new(OnceLock::new()),
+        }
     }
 
     /// Returns the store.
@@ -79,13 +100,33 @@ impl Jobs {
             started_at: None,
             finished_at: None,
         };
-        let (job, created) = self.store.insert(&job).await?;
+        let (job, created) = self.insert(job).await?;
         if created {
             tracing::info!(job_id = %job.id, kind, "job queued");
-            self.notifier
-                .committed(JobEvent::of(EventKind::Queued, &job));
         }
         Ok(job)
+    }
+
+    /// Inserts a job through the inserter task.
+    async fn insert(&self, job: Job) -> JobsResult<(Job, bool)> {
+        let submissions = self.submissions.get_or_init(|| {
+            let (tx, rx) = mpsc::channel(MAX_SUBMISSIONS_PER_COMMIT);
+            tokio::spawn(insert_submissions(
+                self.store.clone(),
+                self.notifier.clone(),
+                rx,
+            ));
+            tx
+        });
+        let (inserted, wait) = oneshot::channel();
+        let submission = Submission {
+            job,
+            span: tracing::Span::current(),
+            inserted,
+        };
+        let lost = || JobsError::Db(sqlx::Error::WorkerCrashed);
+        submissions.send(submission).await.map_err(|_| lost())?;
+        wait.await.map_err(|_| lost())?
     }
 
     /// Returns an owner's job.
@@ -158,6 +199,56 @@ impl Jobs {
     /// Publishes an event about `job`.
     pub async fn publish(&self, kind: EventKind, job: &Job) {
         self.notifier.publish(JobEvent::of(kind, job)).await;
+    }
+}
+
+/// Inserts submissions as they come, all those waiting in one transaction: concurrent
+/// submitters share commits (on PostgreSQL, a transaction that notifies holds a lock through
+/// its commit, so one commit per job would cap the rate of submissions), and a submission
+/// alone is inserted at once. The insert's database span is a child of the first submitter's
+/// span and links to the others'. Ends when every [`Jobs`] handle is dropped.
+async fn insert_submissions(
+    store: JobStore,
+    notifier: Notifier,
+    mut submissions: mpsc::Receiver<Submission>,
+) {
+    let mut batch = Vec::with_capacity(MAX_SUBMISSIONS_PER_COMMIT);
+    while submissions
+        .recv_many(&mut batch, MAX_SUBMISSIONS_PER_COMMIT)
+        .await
+        > 0
+    {
+        let (jobs, waiting): (Vec<_>, Vec<_>) = batch
+            .drain(..)
+            .map(|s| (s.job, (s.span, s.inserted)))
+            .unzip();
+        let links: Vec<_> = waiting
+            .iter()
+            .skip(1)
+            .map(|(span, _)| span.context().span().span_context().clone())
+            .filter(|context| context.is_valid())
+            .collect();
+        let first = waiting[0].0.clone();
+        match store.insert_many(&jobs, &links).instrument(first).await {
+            Ok(results) => {
+                for (result, (_, inserted)) in results.into_iter().zip(waiting) {
+                    if result.1 {
+                        notifier.committed(JobEvent::of(EventKind::Queued, &result.0));
+                    }
+                    let _ = inserted.send(Ok(result));
+                }
+            }
+            // Each submission tries alone, to get its own error.
+            Err(_) => {
+                for (job, (span, inserted)) in jobs.into_iter().zip(waiting) {
+                    let result = store.insert(&job).instrument(span).await;
+                    if let Ok((job, true)) = &result {
+                        notifier.committed(JobEvent::of(EventKind::Queued, job));
+                    }
+                    let _ = inserted.send(result);
+                }
+            }
+        }
     }
 }
 

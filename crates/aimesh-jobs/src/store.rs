@@ -162,56 +162,127 @@ impl JobStore {
     }
 
     /// Inserts a job; with an idempotency key already used by the owner, returns that job
-    /// instead (and `false`). On PostgreSQL the statement also notifies the job as queued.
+    /// instead (and `false`). See [`JobStore::insert_many`].
     pub async fn insert(&self, job: &Job) -> JobsResult<(Job, bool)> {
-        macro_rules! insert {
-            () => {
-                "INSERT INTO jobs (id, owner_id, kind, state, payload, attempts, max_attempts, \
-                 idempotency_key, trace_context, run_after, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8, $9, $10, $10) \
-                 ON CONFLICT (owner_id, idempotency_key) DO NOTHING"
-            };
+        let mut inserted = self.insert_many(std::slice::from_ref(job), &[]).await?;
+        inserted
+            .pop()
+            .ok_or(JobsError::Db(sqlx::Error::RowNotFound))
+    }
+
+    /// Inserts jobs in one transaction — one statement on PostgreSQL, which also notifies
+    /// each new job as queued. A job whose owner already used its idempotency key (before, or
+    /// earlier in `jobs`) is not inserted: the existing job comes back instead, with `false`.
+    /// Returns the jobs in the order given.
+    ///
+    /// The database span is a child of the current span; `links` are the span contexts of
+    /// the other traces the batch serves.
+    pub async fn insert_many(
+        &self,
+        jobs: &[Job],
+        links: &[opentelemetry::trace::SpanContext],
+    ) -> JobsResult<Vec<(Job, bool)>> {
+        let span = aimesh_kit::db::query_span(&self.db, "INSERT", "jobs", "INSERT jobs");
+        for link in links {
+            span.add_link(link.clone());
         }
-        let sql = match &self.db {
-            Db::Sqlite(_) => concat!(insert!(), " RETURNING id"),
-            Db::Postgres(_) => concat!(
-                "WITH inserted AS (",
-                insert!(),
-                " RETURNING id, kind, owner_id) SELECT inserted.id FROM inserted, ",
-                pg_notify!("'queued'", "inserted")
-            ),
+        let inserted: Vec<Uuid> = match &self.db {
+            Db::Sqlite(pool) => {
+                aimesh_kit::db::traced(span, async {
+                    let mut tx = pool.begin().await?;
+                    let mut inserted = Vec::with_capacity(jobs.len());
+                    for job in jobs {
+                        let id: Option<(Uuid,)> = sqlx::query_as(
+                            "INSERT INTO jobs (id, owner_id, kind, state, payload, attempts, \
+                             max_attempts, idempotency_key, trace_context, run_after, created_at, \
+                             updated_at) VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8, $9, $10, $10) \
+                             ON CONFLICT (owner_id, idempotency_key) DO NOTHING RETURNING id",
+                        )
+                        .bind(job.id)
+                        .bind(&job.owner_id)
+                        .bind(&job.kind)
+                        .bind(job.state.as_str())
+                        .bind(&job.payload)
+                        .bind(job.max_attempts)
+                        .bind(&job.idempotency_key)
+                        .bind(&job.trace_context)
+                        .bind(job.run_after)
+                        .bind(job.created_at)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        inserted.extend(id.map(|(id,)| id));
+                    }
+                    tx.commit().await?;
+                    Ok(inserted)
+                })
+                .await?
+            }
+            Db::Postgres(pool) => {
+                let ids: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
+                let owners: Vec<&str> = jobs.iter().map(|j| j.owner_id.as_str()).collect();
+                let kinds: Vec<&str> = jobs.iter().map(|j| j.kind.as_str()).collect();
+                let states: Vec<&str> = jobs.iter().map(|j| j.state.as_str()).collect();
+                let payloads: Vec<&[u8]> = jobs.iter().map(|j| j.payload.as_slice()).collect();
+                let max_attempts: Vec<i32> = jobs.iter().map(|j| j.max_attempts).collect();
+                let keys: Vec<Option<&str>> =
+                    jobs.iter().map(|j| j.idempotency_key.as_deref()).collect();
+                let traces: Vec<Option<&str>> =
+                    jobs.iter().map(|j| j.trace_context.as_deref()).collect();
+                let run_after: Vec<DateTime<Utc>> = jobs.iter().map(|j| j.run_after).collect();
+                let created: Vec<DateTime<Utc>> = jobs.iter().map(|j| j.created_at).collect();
+                let rows: Vec<(Uuid,)> = aimesh_kit::db::traced(
+                    span,
+                    sqlx::query_as(concat!(
+                        "WITH inserted AS (INSERT INTO jobs (id, owner_id, kind, state, payload, \
+                         max_attempts, idempotency_key, trace_context, run_after, created_at, \
+                         updated_at) SELECT id, owner_id, kind, state, payload, max_attempts, \
+                         idempotency_key, trace_context, run_after, created_at, created_at \
+                         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[], \
+                         $6::int4[], $7::text[], $8::text[], $9::timestamptz[], \
+                         $10::timestamptz[]) AS j(id, owner_id, kind, state, payload, \
+                         max_attempts, idempotency_key, trace_context, run_after, created_at) \
+                         ON CONFLICT (owner_id, idempotency_key) DO NOTHING \
+                         RETURNING id, kind, owner_id) \
+                         SELECT inserted.id FROM inserted, ",
+                        pg_notify!("'queued'", "inserted")
+                    ))
+                    .bind(&ids)
+                    .bind(&owners)
+                    .bind(&kinds)
+                    .bind(&states)
+                    .bind(&payloads)
+                    .bind(&max_attempts)
+                    .bind(&keys)
+                    .bind(&traces)
+                    .bind(&run_after)
+                    .bind(&created)
+                    .fetch_all(pool),
+                )
+                .await?;
+                rows.into_iter().map(|(id,)| id).collect()
+            }
         };
-        let inserted: Option<(Uuid,)> = with_db!(&self.db, INSERT "jobs", |pool| {
-            sqlx::query_as(sql)
-                .bind(job.id)
+        let mut results = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            if inserted.contains(&job.id) {
+                results.push((job.clone(), true));
+                continue;
+            }
+            let existing: Option<JobRow> = with_db!(&self.db, SELECT "jobs", |pool| {
+                sqlx::query_as(concat!(
+                    "SELECT ",
+                    columns!(),
+                    " FROM jobs WHERE owner_id = $1 AND idempotency_key = $2"
+                ))
                 .bind(&job.owner_id)
-                .bind(&job.kind)
-                .bind(job.state.as_str())
-                .bind(&job.payload)
-                .bind(job.max_attempts)
                 .bind(&job.idempotency_key)
-                .bind(&job.trace_context)
-                .bind(job.run_after)
-                .bind(job.created_at)
                 .fetch_optional(pool)
                 .await
-        })?;
-        if inserted.is_some() {
-            return Ok((job.clone(), true));
+            })?;
+            let existing = existing.ok_or(JobsError::Db(sqlx::Error::RowNotFound))?;
+            results.push((existing.try_into()?, false));
         }
-        let existing: Option<JobRow> = with_db!(&self.db, SELECT "jobs", |pool| {
-            sqlx::query_as(concat!(
-                "SELECT ",
-                columns!(),
-                " FROM jobs WHERE owner_id = $1 AND idempotency_key = $2"
-            ))
-            .bind(&job.owner_id)
-            .bind(&job.idempotency_key)
-            .fetch_optional(pool)
-            .await
-        })?;
-        let existing = existing.ok_or(JobsError::Db(sqlx::Error::RowNotFound))?;
-        Ok((existing.try_into()?, false))
+        Ok(results)
     }
 
     /// Returns a job by id.
@@ -267,19 +338,32 @@ impl JobStore {
             () => {
                 "UPDATE jobs SET state = 'RUNNING', attempts = attempts + 1, \
                  lease_owner = $1, lease_expires_at = $2, started_at = COALESCE(started_at, $3), \
-                 updated_at = $3, progress_percent = 0, progress_message = '', partial_output = '' \
-                 WHERE id IN (SELECT id FROM jobs WHERE kind = $4 AND \
-                 ((state = 'QUEUED' AND run_after <= $3) OR (state = 'RUNNING' AND lease_expires_at < $3)) \
-                 ORDER BY run_after LIMIT $5"
+                 updated_at = $3, progress_percent = 0, progress_message = '', partial_output = ''"
             };
         }
-        // On PostgreSQL, each claimed job is notified as changed (it started) in the statement.
+        // Lapsed leases first, then the queue in order, each walked in its partial index's
+        // order (one scan of both with OR would read and sort every queued row). On
+        // PostgreSQL, each claimed job is notified as changed (it started) in the statement.
         let sql = match &self.db {
-            Db::Sqlite(_) => concat!(claim!(), ") RETURNING ", columns!()),
-            Db::Postgres(_) => concat!(
-                "WITH claimed AS (",
+            Db::Sqlite(_) => concat!(
                 claim!(),
-                " FOR UPDATE SKIP LOCKED) RETURNING ",
+                " WHERE id IN (SELECT id FROM (SELECT id FROM jobs WHERE kind = $4 \
+                 AND state = 'RUNNING' AND lease_expires_at < $3 ORDER BY lease_expires_at \
+                 LIMIT $5) UNION ALL SELECT id FROM (SELECT id FROM jobs WHERE kind = $4 \
+                 AND state = 'QUEUED' AND run_after <= $3 ORDER BY run_after LIMIT $5) \
+                 LIMIT $5) RETURNING ",
+                columns!()
+            ),
+            Db::Postgres(_) => concat!(
+                "WITH lapsed AS (SELECT id FROM jobs WHERE kind = $4 AND state = 'RUNNING' \
+                 AND lease_expires_at < $3 ORDER BY lease_expires_at LIMIT $5 \
+                 FOR UPDATE SKIP LOCKED), \
+                 due AS (SELECT id FROM jobs WHERE kind = $4 AND state = 'QUEUED' \
+                 AND run_after <= $3 ORDER BY run_after LIMIT $5 - (SELECT count(*) FROM lapsed) \
+                 FOR UPDATE SKIP LOCKED), \
+                 claimed AS (",
+                claim!(),
+                " WHERE id IN (SELECT id FROM lapsed UNION ALL SELECT id FROM due) RETURNING ",
                 columns!(),
                 ") SELECT claimed.* FROM claimed, ",
                 pg_notify!("'changed'", "claimed")
