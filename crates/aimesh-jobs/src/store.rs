@@ -363,7 +363,10 @@ impl JobStore {
                  FOR UPDATE SKIP LOCKED), \
                  claimed AS (",
                 claim!(),
-                " WHERE id IN (SELECT id FROM lapsed UNION ALL SELECT id FROM due) RETURNING ",
+                // An array, so that the rows are fetched by primary key (a subquery's size is
+                // unknown to the planner, which then may scan the table to join it).
+                " WHERE id = ANY(ARRAY(SELECT id FROM lapsed UNION ALL SELECT id FROM due)) \
+                 RETURNING ",
                 columns!(),
                 ") SELECT claimed.* FROM claimed, ",
                 pg_notify!("'changed'", "claimed")
@@ -539,7 +542,8 @@ impl JobStore {
                          ELSE jobs.progress_percent END, \
                          lease_owner = NULL, lease_expires_at = NULL \
                          FROM outcome o \
-                         WHERE jobs.id = o.id AND jobs.lease_owner = $8 AND jobs.state = 'RUNNING' \
+                         WHERE jobs.id = o.id AND jobs.id = ANY($1) AND jobs.lease_owner = $8 \
+                         AND jobs.state = 'RUNNING' \
                          RETURNING jobs.id, jobs.kind, jobs.owner_id, jobs.state) \
                          SELECT finished.id FROM finished, ",
                         pg_notify!(
