@@ -527,6 +527,10 @@ impl JobStore {
                     errors.push(outcome.error.as_deref());
                     retry_ats.push(outcome.retry_at);
                 }
+                // Only the lease owner is checked: a job has one only while RUNNING (claims
+                // set it; finishing and releasing clear it). With `state = 'RUNNING'` too, the
+                // planner would walk the partial index of running jobs — dead entries and all,
+                // under churn — instead of fetching the rows by primary key.
                 let rows: Vec<(Uuid,)> = aimesh_kit::db::traced(
                     span,
                     sqlx::query_as(concat!(
@@ -542,8 +546,7 @@ impl JobStore {
                          ELSE jobs.progress_percent END, \
                          lease_owner = NULL, lease_expires_at = NULL \
                          FROM outcome o \
-                         WHERE jobs.id = o.id AND jobs.id = ANY($1) AND jobs.lease_owner = $8 \
-                         AND jobs.state = 'RUNNING' \
+                         WHERE jobs.id = o.id AND jobs.lease_owner = $8 \
                          RETURNING jobs.id, jobs.kind, jobs.owner_id, jobs.state) \
                          SELECT finished.id FROM finished, ",
                         pg_notify!(
