@@ -11,10 +11,14 @@
 //! and one commit, and the event is delivered exactly when the change becomes visible; the
 //! caller then only calls [`Notifier::committed`], which broadcasts in process on SQLite.
 
-use std::str::FromStr;
+use std::{
+    collections::HashMap,
+    str::FromStr,
+    sync::{Arc, Mutex},
+};
 
 use aimesh_kit::db::Db;
-use tokio::sync::broadcast;
+use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -148,15 +152,71 @@ impl JobEvent {
 #[derive(Debug, Clone)]
 pub struct Notifier {
     db: Db,
-    local: broadcast::Sender<JobEvent>,
+    fanout: Arc<Fanout>,
+}
+
+/// Hands events to those who wait for them: every event to the watch streams' broadcast,
+/// and to workers only what they act on — a wake-up for their kind when a job is queued, and
+/// cancellation requests — so that the stream of progress events does not wake every worker.
+#[derive(Debug)]
+struct Fanout {
+    all: broadcast::Sender<JobEvent>,
+    cancellations: broadcast::Sender<JobEvent>,
+    queued: Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+impl Fanout {
+    fn queued(&self, kind: &str) -> Arc<Notify> {
+        let mut queued = self.queued.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(notify) = queued.get(kind) {
+            return notify.clone();
+        }
+        queued.entry(kind.to_owned()).or_default().clone()
+    }
+
+    fn dispatch(&self, event: JobEvent) {
+        match event.kind {
+            EventKind::Queued => {
+                let notify = self
+                    .queued
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&event.job_kind)
+                    .cloned();
+                if let Some(notify) = notify {
+                    notify.notify_waiters();
+                }
+            }
+            EventKind::CancelRequested => {
+                let _ = self.cancellations.send(event.clone());
+            }
+            EventKind::Resync => {
+                for notify in self
+                    .queued
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .values()
+                {
+                    notify.notify_waiters();
+                }
+                let _ = self.cancellations.send(event.clone());
+            }
+            EventKind::Changed => {}
+        }
+        let _ = self.all.send(event);
+    }
 }
 
 impl Notifier {
     /// Creates a notifier; on PostgreSQL it also starts the listener (stopped by `shutdown`).
     pub async fn start(db: Db, shutdown: CancellationToken) -> Result<Self, sqlx::Error> {
-        let (local, _) = broadcast::channel(4096);
+        let fanout = Arc::new(Fanout {
+            all: broadcast::channel(4096).0,
+            cancellations: broadcast::channel(256).0,
+            queued: Mutex::new(HashMap::new()),
+        });
         if let Db::Postgres(pool) = &db {
-            let local = local.clone();
+            let fanout = fanout.clone();
             aimesh_kit::db::listen(pool, CHANNEL, shutdown, move |payload| {
                 let event = match payload {
                     Some(payload) => JobEvent::decode(payload),
@@ -164,21 +224,19 @@ impl Notifier {
                     None => Some(JobEvent::resync()),
                 };
                 if let Some(event) = event {
-                    let _ = local.send(event);
+                    fanout.dispatch(event);
                 }
             })
             .await?;
         }
-        Ok(Self { db, local })
+        Ok(Self { db, fanout })
     }
 
     /// Publishes an event. Failing to notify never fails the change itself: watchers and
     /// workers also poll.
     pub async fn publish(&self, event: JobEvent) {
         match &self.db {
-            Db::Sqlite(_) => {
-                let _ = self.local.send(event);
-            }
+            Db::Sqlite(_) => self.fanout.dispatch(event),
             Db::Postgres(pool) => {
                 if let Err(error) = sqlx::query("SELECT pg_notify($1, $2)")
                     .bind(CHANNEL)
@@ -187,7 +245,7 @@ impl Notifier {
                     .await
                 {
                     tracing::warn!(%error, "failed to publish a job event");
-                    let _ = self.local.send(event);
+                    self.fanout.dispatch(event);
                 }
             }
         }
@@ -195,21 +253,32 @@ impl Notifier {
 
     /// Announces a change the store has committed with its notification inside the statement
     /// (see the module docs): on PostgreSQL the event is already on its way through the
-    /// listener; on SQLite it is broadcast here.
+    /// listener; on SQLite it is dispatched here.
     pub fn committed(&self, event: JobEvent) {
         if let Db::Sqlite(_) = &self.db {
-            let _ = self.local.send(event);
+            self.fanout.dispatch(event);
         }
     }
 
     /// Returns how many subscriptions are open (each watch stream holds one).
     pub fn subscriber_count(&self) -> usize {
-        self.local.receiver_count()
+        self.fanout.all.receiver_count()
     }
 
     /// Subscribes to every event from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
-        self.local.subscribe()
+        self.fanout.all.subscribe()
+    }
+
+    /// Subscribes to cancellation requests (and [`EventKind::Resync`]) only.
+    pub fn subscribe_cancellations(&self) -> broadcast::Receiver<JobEvent> {
+        self.fanout.cancellations.subscribe()
+    }
+
+    /// Returns what is notified (`notify_waiters`) when a job of `kind` is queued, or when
+    /// events may have been lost.
+    pub fn queued(&self, kind: &str) -> Arc<Notify> {
+        self.fanout.queued(kind)
     }
 }
 

@@ -263,7 +263,7 @@ impl Worker {
 
     /// Forwards cancellation requests to the handlers running here.
     async fn route_cancellations(self: Arc<Self>, shutdown: CancellationToken) {
-        let mut events = self.jobs.subscribe();
+        let mut events = self.jobs.notifier().subscribe_cancellations();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -273,8 +273,8 @@ impl Worker {
                             token.cancel();
                         }
                     }
-                    Ok(_) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    // Missed requests reach the handlers through their heartbeats.
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 },
             }
@@ -289,12 +289,16 @@ impl Worker {
     ) {
         let kind = handler.kind();
         let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
-        let mut events = self.jobs.subscribe();
+        let queued = self.jobs.notifier().queued(kind);
         let mut running = JoinSet::new();
         loop {
             if shutdown.is_cancelled() {
                 break;
             }
+            // Registered before claiming, so a job queued meanwhile still wakes the wait below.
+            let wake = queued.notified();
+            tokio::pin!(wake);
+            wake.as_mut().enable();
             let free = slots.available_permits();
             let mut claimed = Vec::new();
             if free > 0 {
@@ -331,21 +335,11 @@ impl Worker {
                 continue; // more may be waiting
             }
             // Sleep until a job of this kind is queued, a slot frees, or the poll interval.
-            let poll = tokio::time::sleep(self.config.poll_interval);
-            tokio::pin!(poll);
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = &mut poll => break,
-                    Some(_) = running.join_next(), if !running.is_empty() => break,
-                    event = events.recv() => match event {
-                        Ok(event) if event.kind == EventKind::Queued && event.job_kind == kind => break,
-                        Ok(event) if event.kind == EventKind::Resync => break,
-                        Ok(_) => {}
-                        // Missed events: look for work.
-                        Err(_) => break,
-                    },
-                }
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = tokio::time::sleep(self.config.poll_interval) => {}
+                Some(_) = running.join_next(), if !running.is_empty() => {}
+                _ = &mut wake => {}
             }
         }
         while running.join_next().await.is_some() {}
