@@ -12,7 +12,7 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use chrono::{DateTime, Utc};
@@ -34,6 +34,9 @@ use crate::{
     notify::{EventKind, JobEvent},
     store::Outcome,
 };
+
+/// Longest a free slot waits for others before a busy worker claims a job for it.
+const CLAIM_COOLDOWN: Duration = Duration::from_millis(5);
 
 /// Most outcomes recorded in one transaction.
 const MAX_OUTCOMES_PER_COMMIT: usize = 256;
@@ -288,7 +291,10 @@ impl Worker {
         abort: CancellationToken,
     ) {
         let kind = handler.kind();
-        let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
+        let slots_total = self.config.concurrency.max(1);
+        let slots = Arc::new(Semaphore::new(slots_total));
+        let claim_batch = slots_total.div_ceil(4);
+        let mut last_claim = Instant::now();
         let queued = self.jobs.notifier().queued(kind);
         let mut running = JoinSet::new();
         loop {
@@ -301,7 +307,13 @@ impl Worker {
             wake.as_mut().enable();
             let free = slots.available_permits();
             let mut claimed = Vec::new();
-            if free > 0 {
+            // Busy, claim in batches: each claim walks the queue's index from its oldest
+            // entry, so one claim per freed slot would cost more than the short jobs it
+            // claims. A free slot waits at most CLAIM_COOLDOWN for others to free.
+            let busy = slots_total - free;
+            let due = busy == 0 || free >= claim_batch || last_claim.elapsed() >= CLAIM_COOLDOWN;
+            if free > 0 && due {
+                last_claim = Instant::now();
                 let now = now();
                 match self
                     .jobs
@@ -334,10 +346,16 @@ impl Worker {
             if got > 0 && got == free {
                 continue; // more may be waiting
             }
-            // Sleep until a job of this kind is queued, a slot frees, or the poll interval.
+            // Sleep until a job of this kind is queued, a slot frees, or the poll interval
+            // (or the cooldown, when a slot is free).
+            let nap = if free > 0 && !due {
+                CLAIM_COOLDOWN.saturating_sub(last_claim.elapsed())
+            } else {
+                self.config.poll_interval
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => {}
-                _ = tokio::time::sleep(self.config.poll_interval) => {}
+                _ = tokio::time::sleep(nap) => {}
                 Some(_) = running.join_next(), if !running.is_empty() => {}
                 _ = &mut wake => {}
             }
