@@ -33,7 +33,7 @@ fn bench(options: Options) -> anyhow::Result<()> {
         .context("loading whisper")?;
     let (warm, _) = model.transcribe_file(audio.clone())?;
     println!(
-        "aimesh (candle, f32): {:.1} s of audio, {} segments, {} cores",
+        "aimesh (candle; decoder weights Q8_0, encoder f32): {:.1} s of audio, {} segments, {} cores",
         warm.duration,
         warm.segments.len(),
         cores()

@@ -1,39 +1,88 @@
 //! Whisper's text decoder with a key/value cache for self-attention as well as
 //! cross-attention, so that each decoding step runs the new token only (candle's decoder
 //! reruns the whole sequence at every step). Loads the same weights (`model.decoder.*`).
+//!
+//! A step multiplies one token's vector by every weight matrix of the decoder and by the
+//! output projection (the token embeddings, 51,864 × 384): it is bound by reading the
+//! weights, 120 MB at 32 bits. They are kept in 8-bit blocks instead (GGML Q8_0, one scale
+//! per 32 weights; 32 MB), as CTranslate2's int8 mode keeps them. The cross-attention key and
+//! value projections stay in f32: they run once per window, on all 1,500 audio frames, where
+//! a full matrix product is faster than 8-bit dot products.
 
-use candle_core::{D, Device, Result, Tensor};
+use candle_core::{
+    D, Device, Result, Tensor,
+    quantized::{GgmlDType, QMatMul, QTensor},
+};
 use candle_nn::{Embedding, LayerNorm, Linear, Module, VarBuilder};
 use candle_transformers::models::whisper::Config;
 
-/// One attention block's projections.
+/// A dense layer with its weight in Q8_0 (see the module docs).
 #[derive(Debug, Clone)]
-struct Attention {
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    out: Linear,
+struct QLinear {
+    weight: QMatMul,
+    bias: Option<Tensor>,
 }
 
-impl Attention {
+impl QLinear {
+    fn load(inputs: usize, outputs: usize, bias: bool, vb: VarBuilder<'_>) -> Result<Self> {
+        let weight = vb.get((outputs, inputs), "weight")?;
+        Ok(Self {
+            weight: QMatMul::from_qtensor(QTensor::quantize(&weight, GgmlDType::Q8_0)?)?,
+            bias: bias.then(|| vb.get(outputs, "bias")).transpose()?,
+        })
+    }
+}
+
+impl Module for QLinear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = self.weight.forward(x)?;
+        match &self.bias {
+            Some(bias) => y.broadcast_add(bias),
+            None => Ok(y),
+        }
+    }
+}
+
+/// One attention block's projections. Keys and values are either 8-bit (self-attention: one
+/// token per step) or f32 (cross-attention: all audio frames once per window).
+#[derive(Debug, Clone)]
+struct Attention<KV> {
+    query: QLinear,
+    key: KV,
+    value: KV,
+    out: QLinear,
+}
+
+impl Attention<QLinear> {
     fn load(d_model: usize, vb: VarBuilder<'_>) -> Result<Self> {
         Ok(Self {
-            query: candle_nn::linear(d_model, d_model, vb.pp("q_proj"))?,
+            query: QLinear::load(d_model, d_model, true, vb.pp("q_proj"))?,
+            key: QLinear::load(d_model, d_model, false, vb.pp("k_proj"))?,
+            value: QLinear::load(d_model, d_model, true, vb.pp("v_proj"))?,
+            out: QLinear::load(d_model, d_model, true, vb.pp("out_proj"))?,
+        })
+    }
+}
+
+impl Attention<Linear> {
+    fn load(d_model: usize, vb: VarBuilder<'_>) -> Result<Self> {
+        Ok(Self {
+            query: QLinear::load(d_model, d_model, true, vb.pp("q_proj"))?,
             key: candle_nn::linear_no_bias(d_model, d_model, vb.pp("k_proj"))?,
             value: candle_nn::linear(d_model, d_model, vb.pp("v_proj"))?,
-            out: candle_nn::linear(d_model, d_model, vb.pp("out_proj"))?,
+            out: QLinear::load(d_model, d_model, true, vb.pp("out_proj"))?,
         })
     }
 }
 
 #[derive(Debug, Clone)]
 struct Layer {
-    self_attn: Attention,
+    self_attn: Attention<QLinear>,
     self_ln: LayerNorm,
-    cross_attn: Attention,
+    cross_attn: Attention<Linear>,
     cross_ln: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
+    fc1: QLinear,
+    fc2: QLinear,
     mlp_ln: LayerNorm,
 }
 
@@ -44,6 +93,8 @@ pub(crate) struct Decoder {
     positions: Tensor,
     layers: Vec<Layer>,
     ln: LayerNorm,
+    /// The token embeddings in Q8_0, scoring the next token.
+    logits: QMatMul,
     heads: usize,
     max_positions: usize,
 }
@@ -66,18 +117,22 @@ impl Decoder {
             .map(|i| {
                 let vb = vb.pp(format!("layers.{i}"));
                 Ok(Layer {
-                    self_attn: Attention::load(d, vb.pp("self_attn"))?,
+                    self_attn: Attention::<QLinear>::load(d, vb.pp("self_attn"))?,
                     self_ln: ln(vb.pp("self_attn_layer_norm"))?,
-                    cross_attn: Attention::load(d, vb.pp("encoder_attn"))?,
+                    cross_attn: Attention::<Linear>::load(d, vb.pp("encoder_attn"))?,
                     cross_ln: ln(vb.pp("encoder_attn_layer_norm"))?,
-                    fc1: candle_nn::linear(d, 4 * d, vb.pp("fc1"))?,
-                    fc2: candle_nn::linear(4 * d, d, vb.pp("fc2"))?,
+                    fc1: QLinear::load(d, 4 * d, true, vb.pp("fc1"))?,
+                    fc2: QLinear::load(4 * d, d, true, vb.pp("fc2"))?,
                     mlp_ln: ln(vb.pp("final_layer_norm"))?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let embed = candle_nn::embedding(config.vocab_size, d, vb.pp("embed_tokens"))?;
+        let logits =
+            QMatMul::from_qtensor(QTensor::quantize(embed.embeddings(), GgmlDType::Q8_0)?)?;
         Ok(Self {
-            embed: candle_nn::embedding(config.vocab_size, d, vb.pp("embed_tokens"))?,
+            embed,
+            logits,
             positions: vb.get((config.max_target_positions, d), "embed_positions.weight")?,
             layers,
             ln: ln(vb.pp("layer_norm"))?,
@@ -164,7 +219,7 @@ impl Decoder {
         state.len += n;
         let last = self.ln.forward(&x.narrow(1, n - 1, 1)?)?.squeeze(0)?;
         // Logits share the token embedding matrix: [1, d] x [d, vocab].
-        last.matmul(&self.embed.embeddings().t()?)?.squeeze(0)
+        self.logits.forward(&last)?.squeeze(0)
     }
 
     /// `[1, n, d]` -> `[1, heads, n, head_dim]`.
