@@ -222,12 +222,7 @@ async fn insert_submissions(
             .drain(..)
             .map(|s| (s.job, (s.span, s.inserted)))
             .unzip();
-        let links: Vec<_> = waiting
-            .iter()
-            .skip(1)
-            .map(|(span, _)| span.context().span().span_context().clone())
-            .filter(|context| context.is_valid())
-            .collect();
+        let links = links_to_all_but_first(waiting.iter().map(|(span, _)| span));
         let first = waiting[0].0.clone();
         match store.insert_many(&jobs, &links).instrument(first).await {
             Ok(results) => {
@@ -250,6 +245,18 @@ async fn insert_submissions(
             }
         }
     }
+}
+
+/// The span contexts of the traces a batched statement serves besides the first caller's
+/// (whose span is the statement span's parent): the links of an OpenTelemetry batch operation.
+pub(crate) fn links_to_all_but_first<'a>(
+    spans: impl Iterator<Item = &'a tracing::Span>,
+) -> Vec<opentelemetry::trace::SpanContext> {
+    spans
+        .skip(1)
+        .map(|span| span.context().span().span_context().clone())
+        .filter(|context| context.is_valid())
+        .collect()
 }
 
 /// Serialises the current span's context as a W3C `traceparent` (and `tracestate`).

@@ -17,7 +17,7 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
-use opentelemetry::{propagation::Extractor, trace::TraceContextExt};
+use opentelemetry::propagation::Extractor;
 use rand::Rng;
 use tokio::{
     sync::{Semaphore, mpsc, oneshot},
@@ -557,12 +557,8 @@ impl Worker {
                 .drain(..)
                 .map(|c| (c.outcome, (c.job, c.span, c.recorded)))
                 .unzip();
-            let links: Vec<_> = waiting
-                .iter()
-                .skip(1)
-                .map(|(_, span, _)| span.context().span().span_context().clone())
-                .filter(|context| context.is_valid())
-                .collect();
+            let links =
+                crate::engine::links_to_all_but_first(waiting.iter().map(|(_, span, _)| span));
             let first = waiting[0].1.clone();
             let applied = self
                 .jobs
