@@ -398,7 +398,15 @@ async fn a_killed_worker_process_loses_nothing(backend: Backend) {
     second.wait().unwrap();
     assert!(is_state(&done, jpb::JobState::Succeeded), "{done:?}");
     assert_eq!(done.attempts, 2, "the second worker ran a second attempt");
-    let stored = get_note(&app.notes, &note.id).await;
+    // The worker process's write reaches this process's note cache over NOTIFY, shortly after.
+    let mut stored = get_note(&app.notes, &note.id).await;
+    for _ in 0..200 {
+        if !stored.translations.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        stored = get_note(&app.notes, &note.id).await;
+    }
     assert_eq!(stored.translations.len(), 1);
     assert!(stored.translations[0].text.starts_with("La casa es grande"));
 }
