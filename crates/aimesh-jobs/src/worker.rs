@@ -179,7 +179,8 @@ pub struct Worker {
 /// An attempt's outcome on its way to the database.
 struct Completion {
     outcome: Outcome,
-    job: Job,
+    /// The event announcing the outcome once recorded.
+    event: JobEvent,
     /// The job's span, for the trace of the recording.
     span: tracing::Span,
     recorded: oneshot::Sender<()>,
@@ -525,6 +526,12 @@ impl Worker {
         retry_at: Option<DateTime<Utc>>,
     ) {
         let (recorded, wait) = oneshot::channel();
+        // A retry makes the job claimable again.
+        let event = if state == JobState::Queued {
+            EventKind::Queued
+        } else {
+            EventKind::Changed
+        };
         let completion = Completion {
             outcome: Outcome {
                 id: job.id,
@@ -533,7 +540,7 @@ impl Worker {
                 error: error.map(str::to_owned),
                 retry_at,
             },
-            job: job.clone(),
+            event: JobEvent::of(event, job),
             span: tracing::Span::current(),
             recorded,
         };
@@ -555,7 +562,7 @@ impl Worker {
         {
             let (outcomes, waiting): (Vec<_>, Vec<_>) = batch
                 .drain(..)
-                .map(|c| (c.outcome, (c.job, c.span, c.recorded)))
+                .map(|c| (c.outcome, (c.event, c.span, c.recorded)))
                 .unzip();
             let links =
                 crate::engine::links_to_all_but_first(waiting.iter().map(|(_, span, _)| span));
@@ -566,22 +573,16 @@ impl Worker {
                 .finish_many(&self.id, &outcomes, now(), &links)
                 .instrument(first)
                 .await;
-            for (outcome, (job, span, recorded)) in outcomes.iter().zip(waiting) {
+            for (event, span, recorded) in waiting {
                 let _entered = span.enter();
+                let job_id = event.job_id;
                 match &applied {
-                    Ok(ids) if ids.contains(&job.id) => {
-                        let kind = if outcome.state == JobState::Queued {
-                            EventKind::Queued
-                        } else {
-                            EventKind::Changed
-                        };
-                        self.jobs.notifier().committed(JobEvent::of(kind, &job));
-                    }
+                    Ok(ids) if ids.contains(&job_id) => self.jobs.notifier().committed(event),
                     Ok(_) => {
-                        tracing::warn!(job_id = %job.id, "lease lost before the outcome was recorded")
+                        tracing::warn!(%job_id, "lease lost before the outcome was recorded")
                     }
                     Err(error) => {
-                        tracing::error!(%error, job_id = %job.id, "failed to record the job's outcome")
+                        tracing::error!(%error, %job_id, "failed to record the job's outcome")
                     }
                 }
                 let _ = recorded.send(());
