@@ -37,6 +37,26 @@ fn greedy(max_tokens: u32) -> GenerationParams {
     }
 }
 
+/// The engine with room for one waiting request.
+fn one_waiting_request_engine() -> SmolLm {
+    SmolLm::load(
+        &models::dir_for_tests(),
+        SmolLmOptions {
+            queue_capacity: 1,
+            ..SmolLmOptions::default()
+        },
+    )
+    .expect("model loads")
+}
+
+/// A reply that runs 2000 tokens, whatever the model would say.
+fn long_reply() -> GenerationParams {
+    GenerationParams {
+        ignore_eos: true,
+        ..greedy(2000)
+    }
+}
+
 /// A reply read to its end: the text pieces, then the Done event's fields.
 #[derive(Debug)]
 struct Reply {
@@ -230,18 +250,8 @@ fn invalid_requests_are_refused_naming_the_field() {
 
 #[test]
 fn dropping_the_receiver_frees_the_engine() {
-    let engine = SmolLm::load(
-        &models::dir_for_tests(),
-        SmolLmOptions {
-            queue_capacity: 1,
-            ..SmolLmOptions::default()
-        },
-    )
-    .expect("model loads");
-    let long = GenerationParams {
-        ignore_eos: true,
-        ..greedy(2000)
-    };
+    let engine = one_waiting_request_engine();
+    let long = long_reply();
     let mut stream = engine
         .chat(vec![ChatMessage::user("Write a long story.")], long)
         .expect("accepted");
@@ -258,18 +268,8 @@ fn dropping_the_receiver_frees_the_engine() {
 
 #[test]
 fn a_full_queue_refuses_with_busy() {
-    let engine = SmolLm::load(
-        &models::dir_for_tests(),
-        SmolLmOptions {
-            queue_capacity: 1,
-            ..SmolLmOptions::default()
-        },
-    )
-    .expect("model loads");
-    let long = GenerationParams {
-        ignore_eos: true,
-        ..greedy(2000)
-    };
+    let engine = one_waiting_request_engine();
+    let long = long_reply();
     let mut accepted = Vec::new();
     let mut busy = None;
     for _ in 0..6 {
