@@ -68,22 +68,20 @@ impl InvalidationBus {
         Ok(self)
     }
 
-    /// Publishes an invalidation; it is dropped when nobody subscribes.
-    pub fn publish(&self, topic: &str, key: impl Into<String>) {
+    /// Publishes an invalidation; it is dropped when nobody subscribes. With PostgreSQL it
+    /// returns once the notification is sent, so a writer that reports success afterwards (a
+    /// job that completes, a response) has already told every process; failing to send is
+    /// logged, not returned (the write itself stands, and cache entries expire).
+    pub async fn publish(&self, topic: &str, key: impl Into<String>) {
         let key = key.into();
-        if let Some(pool) = &self.postgres {
-            let pool = pool.clone();
-            let payload = format!("{topic} {key}");
-            tokio::spawn(async move {
-                if let Err(error) = sqlx::query("SELECT pg_notify($1, $2)")
-                    .bind(CHANNEL)
-                    .bind(payload)
-                    .execute(&pool)
-                    .await
-                {
-                    tracing::warn!(%error, "failed to publish an invalidation");
-                }
-            });
+        if let Some(pool) = &self.postgres
+            && let Err(error) = sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANNEL)
+                .bind(format!("{topic} {key}"))
+                .execute(pool)
+                .await
+        {
+            tracing::warn!(%error, "failed to publish an invalidation");
         }
         let _ = self.sender.send(Invalidation {
             topic: topic.to_owned(),

@@ -153,7 +153,7 @@ mod tests {
         let listener = cache.spawn_invalidation_listener(&bus);
         let note = note();
         cache.insert(note.clone(), cache.generation(&note.id)).await;
-        bus.publish(TOPIC, note.id.to_string());
+        bus.publish(TOPIC, note.id.to_string()).await;
         for _ in 0..100 {
             if cache.get(&note.id).await.is_none() {
                 break;

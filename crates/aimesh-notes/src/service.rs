@@ -111,6 +111,6 @@ impl Notes {
 
     async fn invalidate(&self, id: Uuid) {
         self.cache.invalidate(&id).await;
-        self.bus.publish(TOPIC, id.to_string());
+        self.bus.publish(TOPIC, id.to_string()).await;
     }
 }
