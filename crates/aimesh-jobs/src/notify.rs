@@ -7,8 +7,8 @@
 //! idle workers everywhere wake up when a job is queued.
 //!
 //! The hot statements of the store (submitting, claiming, progress, finishing) notify from
-//! inside the statement itself ([`pg_notify!`]), so a change and its event are one round trip
-//! and one commit, and the event is delivered exactly when the change becomes visible; the
+//! inside the statement itself ([`pg_notify_each!`]), so a change and its events are one round
+//! trip and one commit, and the event is delivered exactly when the change becomes visible; the
 //! caller then only calls [`Notifier::committed`], which broadcasts in process on SQLite.
 
 use std::{
@@ -33,28 +33,45 @@ pub(crate) use channel;
 /// The PostgreSQL channel job events travel on.
 pub const CHANNEL: &str = channel!();
 
-/// The SQL call notifying an event about the job row `$row` (a table or CTE alias with `id`,
-/// `kind` and `owner_id` columns), `$kind` being an SQL expression for the event kind's name.
-/// Its payload is [`JobEvent`]'s encoding. Used in a `FROM` list, so that it runs once per row:
-/// `SELECT changed.id FROM changed, pg_notify!("'changed'", "changed")`.
-macro_rules! pg_notify {
-    ($kind:literal, $row:literal) => {
+/// A CTE, `notified`, notifying an event about each row of `$rows` (a table or CTE alias with
+/// `id`, `kind` and `owner_id` columns), `$kind` being an SQL expression for the event kind's
+/// name. Events go several to a notification, one [`JobEvent`] encoding per line, in payloads
+/// kept well under PostgreSQL's 8,000-byte limit: each notification costs the server a queue
+/// entry and the listener a message, so a statement changing a hundred jobs sends one or two.
+/// PostgreSQL evaluates a CTE only as far as it is read, so the statement must read all of
+/// it; [`notified!`] is the condition that does:
+/// `WITH changed AS (...), pg_notify_each!("'changed'", "changed") SELECT changed.id
+/// FROM changed WHERE notified!()`.
+macro_rules! pg_notify_each {
+    ($kind:literal, $rows:literal) => {
         concat!(
-            "pg_notify('",
+            "notified AS (SELECT pg_notify('",
             $crate::notify::channel!(),
-            "', ",
+            "', string_agg(event, chr(10))) FROM (SELECT event, \
+             sum(octet_length(event) + 1) OVER (ROWS UNBOUNDED PRECEDING) / 4000 AS chunk \
+             FROM (SELECT ",
             $kind,
             " || ' ' || ",
-            $row,
+            $rows,
             ".id::text || ' ' || ",
-            $row,
+            $rows,
             ".kind || ' ' || ",
-            $row,
-            ".owner_id)"
+            $rows,
+            ".owner_id AS event FROM ",
+            $rows,
+            ") events) lines GROUP BY chunk)"
         )
     };
 }
-pub(crate) use pg_notify;
+pub(crate) use pg_notify_each;
+
+/// The condition making a statement send the notifications of its [`pg_notify_each!`] CTE.
+macro_rules! notified {
+    () => {
+        "(SELECT count(*) FROM notified) > 0"
+    };
+}
+pub(crate) use notified;
 
 /// What happened to a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +155,12 @@ impl JobEvent {
         })
     }
 
+    /// Decodes a notification's payload: one event per line (see [`pg_notify_each!`]);
+    /// lines that are not events are skipped.
+    fn decode_all(payload: &str) -> impl Iterator<Item = Self> + '_ {
+        payload.lines().filter_map(Self::decode)
+    }
+
     fn resync() -> Self {
         Self {
             kind: EventKind::Resync,
@@ -218,13 +241,11 @@ impl Notifier {
         if let Db::Postgres(pool) = &db {
             let fanout = fanout.clone();
             aimesh_kit::db::listen(pool, CHANNEL, shutdown, move |payload| {
-                let event = match payload {
-                    Some(payload) => JobEvent::decode(payload),
+                match payload {
+                    // One event per line (see `pg_notify_each!`).
+                    Some(payload) => JobEvent::decode_all(payload).for_each(|e| fanout.dispatch(e)),
                     // Events may have been lost: watchers re-read what they watch.
-                    None => Some(JobEvent::resync()),
-                };
-                if let Some(event) = event {
-                    fanout.dispatch(event);
+                    None => fanout.dispatch(JobEvent::resync()),
                 }
             })
             .await?;
@@ -296,5 +317,20 @@ mod tests {
         };
         assert_eq!(JobEvent::decode(&event.encode()), Some(event));
         assert_eq!(JobEvent::decode("nonsense"), None);
+    }
+
+    #[test]
+    fn a_payload_carries_one_event_per_line() {
+        let events: Vec<JobEvent> = [EventKind::Queued, EventKind::Changed]
+            .into_iter()
+            .map(|kind| JobEvent {
+                kind,
+                job_id: Uuid::now_v7(),
+                owner_id: "owner".into(),
+                job_kind: "bench.noop".into(),
+            })
+            .collect();
+        let payload = format!("{}\nnonsense\n{}", events[0].encode(), events[1].encode());
+        assert_eq!(JobEvent::decode_all(&payload).collect::<Vec<_>>(), events);
     }
 }

@@ -16,7 +16,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use crate::{
     error::{JobsError, JobsResult},
     model::{Job, JobQuery, JobState},
-    notify::pg_notify,
+    notify::{notified, pg_notify_each},
     worker::JobOutput,
 };
 
@@ -242,9 +242,10 @@ impl JobStore {
                          $10::timestamptz[]) AS j(id, owner_id, kind, state, payload, \
                          max_attempts, idempotency_key, trace_context, run_after, created_at) \
                          ON CONFLICT (owner_id, idempotency_key) DO NOTHING \
-                         RETURNING id, kind, owner_id) \
-                         SELECT inserted.id FROM inserted, ",
-                        pg_notify!("'queued'", "inserted")
+                         RETURNING id, kind, owner_id), ",
+                        pg_notify_each!("'queued'", "inserted"),
+                        " SELECT inserted.id FROM inserted WHERE ",
+                        notified!()
                     ))
                     .bind(&ids)
                     .bind(&owners)
@@ -368,8 +369,10 @@ impl JobStore {
                 " WHERE id = ANY(ARRAY(SELECT id FROM lapsed UNION ALL SELECT id FROM due)) \
                  RETURNING ",
                 columns!(),
-                ") SELECT claimed.* FROM claimed, ",
-                pg_notify!("'changed'", "claimed")
+                "), ",
+                pg_notify_each!("'changed'", "claimed"),
+                " SELECT claimed.* FROM claimed WHERE ",
+                notified!()
             ),
         };
         let rows: Vec<JobRow> = with_db!(&self.db, |pool| {
@@ -431,8 +434,10 @@ impl JobStore {
             Db::Postgres(_) => concat!(
                 "WITH updated AS (",
                 progress!(),
-                " RETURNING id, kind, owner_id) SELECT updated.id FROM updated, ",
-                pg_notify!("'changed'", "updated")
+                " RETURNING id, kind, owner_id), ",
+                pg_notify_each!("'changed'", "updated"),
+                " SELECT updated.id FROM updated WHERE ",
+                notified!()
             ),
         };
         let updated: Option<(Uuid,)> = with_db!(&self.db, UPDATE "jobs", |pool| {
@@ -547,12 +552,13 @@ impl JobStore {
                          lease_owner = NULL, lease_expires_at = NULL \
                          FROM outcome o \
                          WHERE jobs.id = o.id AND jobs.lease_owner = $8 \
-                         RETURNING jobs.id, jobs.kind, jobs.owner_id, jobs.state) \
-                         SELECT finished.id FROM finished, ",
-                        pg_notify!(
+                         RETURNING jobs.id, jobs.kind, jobs.owner_id, jobs.state), ",
+                        pg_notify_each!(
                             "CASE WHEN finished.state = 'QUEUED' THEN 'queued' ELSE 'changed' END",
                             "finished"
-                        )
+                        ),
+                        " SELECT finished.id FROM finished WHERE ",
+                        notified!()
                     ))
                     .bind(&ids)
                     .bind(&states)

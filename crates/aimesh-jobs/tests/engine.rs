@@ -496,8 +496,51 @@ async fn outcomes_recorded_together_apply_under_the_lease_and_notify_each(backen
     }
 }
 
+/// One statement changing many jobs notifies each of them, though its events travel several
+/// to a notification (PostgreSQL limits a payload to 8,000 bytes: this takes several).
+async fn a_claim_of_many_jobs_notifies_each(backend: Backend) {
+    use aimesh_jobs::notify::EventKind;
+
+    let engine = engine(backend).await;
+    let total = 300;
+    let mut submitted = Vec::with_capacity(total);
+    for _ in 0..total {
+        submitted.push(submit(&engine, "test.count").await.id);
+    }
+    let mut events = engine.jobs.subscribe();
+    let now = aimesh_jobs::model::now();
+    let lease = now + chrono::Duration::seconds(60);
+    let claimed = engine
+        .jobs
+        .store()
+        .claim("test.count", "w", total as i64, now, lease)
+        .await
+        .unwrap();
+    let mut claimed: Vec<Uuid> = claimed.iter().map(|job| job.id).collect();
+    claimed.sort();
+    submitted.sort();
+    assert_eq!(claimed, submitted);
+
+    if matches!(backend, Backend::Postgres) {
+        let mut started = std::collections::HashSet::new();
+        while started.len() < total {
+            let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
+                .await
+                .unwrap_or_else(|_| panic!("{} of {total} claims notified", started.len()))
+                .unwrap();
+            if event.kind == EventKind::Changed {
+                assert_eq!(event.owner_id, OWNER);
+                assert!(started.insert(event.job_id), "a claim notified twice");
+            }
+        }
+        started.retain(|id| claimed.binary_search(id).is_err());
+        assert!(started.is_empty(), "events for jobs not claimed");
+    }
+}
+
 aimesh_kit::backend_tests!(
     outcomes_recorded_together_apply_under_the_lease_and_notify_each,
+    a_claim_of_many_jobs_notifies_each,
     retries_until_success,
     permanent_failures_stop_and_can_be_retried,
     cancel_reaches_the_running_handler,
