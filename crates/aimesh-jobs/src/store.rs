@@ -375,8 +375,10 @@ impl JobStore {
                 notified!()
             ),
         };
+        // Planned afresh each time (see `finish_many`).
         let rows: Vec<JobRow> = with_db!(&self.db, |pool| {
             sqlx::query_as(sql)
+                .persistent(false)
                 .bind(worker)
                 .bind(lease_until)
                 .bind(now)
@@ -560,6 +562,12 @@ impl JobStore {
                         " SELECT finished.id FROM finished WHERE ",
                         notified!()
                     ))
+                    // Not a cached prepared statement: PostgreSQL would soon settle on one
+                    // generic plan, chosen for the table as it was then — a sequential scan if
+                    // it was nearly empty (a new install), kept as the table grows. Planned
+                    // each time, the plan follows the table's size (measured: no-op job
+                    // throughput from an empty table 1,670 -> 2,070 jobs/s).
+                    .persistent(false)
                     .bind(&ids)
                     .bind(&states)
                     .bind(&result_types)
