@@ -76,6 +76,105 @@ macro_rules! columns {
 
 const COLUMNS: &str = columns!();
 
+/// The claim statements, for SQLite and for PostgreSQL, of the jobs that `$select` picks
+/// (a query of job ids; `$3` is now, `$4` the kind, `$5` the limit): each picked job starts an
+/// attempt under `worker` (`$1`) with a lease until `$2`, and comes back whole. On PostgreSQL
+/// the picked rows are locked, skipping those other workers are claiming, then fetched by
+/// primary key through an array, and each claimed job is notified as changed, all in one
+/// statement.
+macro_rules! claim_statements {
+    ($select:literal) => {{
+        macro_rules! start {
+                () => {
+                    "UPDATE jobs SET state = 'RUNNING', attempts = attempts + 1, lease_owner = $1, \
+                 lease_expires_at = $2, started_at = COALESCE(started_at, $3), updated_at = $3, \
+                 progress_percent = 0, progress_message = '', partial_output = ''"
+                };
+            }
+        (
+            concat!(
+                start!(),
+                " WHERE id IN (",
+                $select,
+                ") RETURNING ",
+                columns!()
+            ),
+            concat!(
+                "WITH picked AS (",
+                $select,
+                " FOR UPDATE SKIP LOCKED), claimed AS (",
+                start!(),
+                " WHERE id = ANY(ARRAY(SELECT id FROM picked)) RETURNING ",
+                columns!(),
+                "), ",
+                pg_notify_each!("'changed'", "claimed"),
+                " SELECT claimed.* FROM claimed WHERE ",
+                notified!()
+            ),
+        )
+    }};
+}
+
+/// Claims queued jobs whose time has come, oldest first (see [`JobStore::claim`]).
+const CLAIM_DUE: (&str, &str) = claim_statements!(
+    "SELECT id FROM jobs WHERE kind = $4 AND state = 'QUEUED' AND run_after <= $3 \
+     ORDER BY run_after LIMIT $5"
+);
+
+/// Claims running jobs whose lease lapsed (see [`JobStore::claim_lapsed`]).
+const CLAIM_LAPSED: (&str, &str) = claim_statements!(
+    "SELECT id FROM jobs WHERE kind = $4 AND state = 'RUNNING' AND lease_expires_at < $3 \
+     ORDER BY lease_expires_at LIMIT $5"
+);
+
+/// Inserts jobs on PostgreSQL (see [`JobStore::insert_many`]), `$1`–`$10` their columns.
+const INSERT_MANY: &str = concat!(
+    "WITH inserted AS (INSERT INTO jobs (id, owner_id, kind, state, payload, \
+         max_attempts, idempotency_key, trace_context, run_after, created_at, \
+         updated_at) SELECT id, owner_id, kind, state, payload, max_attempts, \
+         idempotency_key, trace_context, run_after, created_at, created_at \
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[], \
+         $6::int4[], $7::text[], $8::text[], $9::timestamptz[], \
+         $10::timestamptz[]) AS j(id, owner_id, kind, state, payload, \
+         max_attempts, idempotency_key, trace_context, run_after, created_at) \
+         ON CONFLICT (owner_id, idempotency_key) DO NOTHING \
+         RETURNING id, kind, owner_id), ",
+    pg_notify_each!("'queued'", "inserted"),
+    " SELECT inserted.id FROM inserted WHERE ",
+    notified!()
+);
+
+/// Records outcomes on PostgreSQL (see [`JobStore::finish_many`]): `$1`–`$6` the outcomes'
+/// columns, `$7` now, `$8` the worker whose lease must still hold.
+///
+/// Only the lease owner is checked: a job has one only while RUNNING (claims set it; finishing
+/// and releasing clear it). With `state = 'RUNNING'` too, the planner would walk the partial
+/// index of running jobs — dead entries and all, under churn — instead of fetching the rows by
+/// primary key. The ids are also a condition of their own, so that whatever the join, the
+/// rows are looked up by primary key.
+const FINISH_MANY: &str = concat!(
+    "WITH outcome AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], \
+         $4::bytea[], $5::text[], $6::timestamptz[]) \
+         AS o(id, state, result_type, result, error, retry_at)), \
+         finished AS (UPDATE jobs SET state = o.state, result_type = o.result_type, \
+         result = o.result, error = o.error, \
+         run_after = COALESCE(o.retry_at, jobs.run_after), \
+         finished_at = CASE WHEN o.state IN ('SUCCEEDED', 'FAILED', 'CANCELLED') \
+         THEN $7 END, updated_at = $7, \
+         progress_percent = CASE WHEN o.state = 'SUCCEEDED' THEN 100 \
+         ELSE jobs.progress_percent END, \
+         lease_owner = NULL, lease_expires_at = NULL \
+         FROM outcome o \
+         WHERE jobs.id = ANY($1) AND jobs.id = o.id AND jobs.lease_owner = $8 \
+         RETURNING jobs.id, jobs.kind, jobs.owner_id, jobs.state), ",
+    pg_notify_each!(
+        "CASE WHEN finished.state = 'QUEUED' THEN 'queued' ELSE 'changed' END",
+        "finished"
+    ),
+    " SELECT finished.id FROM finished WHERE ",
+    notified!()
+);
+
 #[derive(sqlx::FromRow)]
 struct JobRow {
     id: Uuid,
@@ -144,6 +243,17 @@ fn jobs(rows: Vec<JobRow>) -> JobsResult<Vec<Job>> {
         .collect()
 }
 
+/// Planner settings of the store's own PostgreSQL connections (see [`JobStore::new`]).
+///
+/// The jobs table swings from empty to many thousand rows within seconds, faster than
+/// autovacuum's statistics follow, and PostgreSQL keeps the generic plan it made for a
+/// prepared statement until the table's statistics change. A plan made while the table was
+/// small is a sequential scan (the cheapest way through a few pages), and it would stay one as
+/// the table grows: a claim would then read every row. Every statement here reaches its rows
+/// through an index (a primary key lookup, or a walk of a partial index in order), so on these
+/// connections sequential scans are ruled out and the plans stay index plans at any size.
+pub const POSTGRES_SETTINGS: &[(&str, &str)] = &[("enable_seqscan", "off")];
+
 /// Jobs in a database.
 #[derive(Debug, Clone)]
 pub struct JobStore {
@@ -151,9 +261,13 @@ pub struct JobStore {
 }
 
 impl JobStore {
-    /// Creates a store on a migrated database.
+    /// Creates a store on a migrated database. On PostgreSQL the store has a pool of its own,
+    /// as large as `db`'s, whose connections plan with [`POSTGRES_SETTINGS`]; the job engine's
+    /// traffic then also never waits for a connection the rest of the process holds.
     pub fn new(db: Db) -> Self {
-        Self { db }
+        Self {
+            db: db.with_postgres_settings(POSTGRES_SETTINGS),
+        }
     }
 
     /// Returns the database.
@@ -232,32 +346,18 @@ impl JobStore {
                 let created: Vec<DateTime<Utc>> = jobs.iter().map(|j| j.created_at).collect();
                 let rows: Vec<(Uuid,)> = aimesh_kit::db::traced(
                     span,
-                    sqlx::query_as(concat!(
-                        "WITH inserted AS (INSERT INTO jobs (id, owner_id, kind, state, payload, \
-                         max_attempts, idempotency_key, trace_context, run_after, created_at, \
-                         updated_at) SELECT id, owner_id, kind, state, payload, max_attempts, \
-                         idempotency_key, trace_context, run_after, created_at, created_at \
-                         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[], \
-                         $6::int4[], $7::text[], $8::text[], $9::timestamptz[], \
-                         $10::timestamptz[]) AS j(id, owner_id, kind, state, payload, \
-                         max_attempts, idempotency_key, trace_context, run_after, created_at) \
-                         ON CONFLICT (owner_id, idempotency_key) DO NOTHING \
-                         RETURNING id, kind, owner_id), ",
-                        pg_notify_each!("'queued'", "inserted"),
-                        " SELECT inserted.id FROM inserted WHERE ",
-                        notified!()
-                    ))
-                    .bind(&ids)
-                    .bind(&owners)
-                    .bind(&kinds)
-                    .bind(&states)
-                    .bind(&payloads)
-                    .bind(&max_attempts)
-                    .bind(&keys)
-                    .bind(&traces)
-                    .bind(&run_after)
-                    .bind(&created)
-                    .fetch_all(pool),
+                    sqlx::query_as(INSERT_MANY)
+                        .bind(&ids)
+                        .bind(&owners)
+                        .bind(&kinds)
+                        .bind(&states)
+                        .bind(&payloads)
+                        .bind(&max_attempts)
+                        .bind(&keys)
+                        .bind(&traces)
+                        .bind(&run_after)
+                        .bind(&created)
+                        .fetch_all(pool),
                 )
                 .await?;
                 rows.into_iter().map(|(id,)| id).collect()
@@ -320,10 +420,10 @@ impl JobStore {
         jobs(rows)
     }
 
-    /// Claims up to `limit` runnable jobs of `kind` for `worker`: queued jobs whose time has
-    /// come, and running jobs whose lease lapsed (their worker died). Each claim starts an
-    /// attempt. PostgreSQL skips rows other workers are claiming (`FOR UPDATE SKIP LOCKED`)
-    /// and notifies the claimed jobs as changed; SQLite serialises writers.
+    /// Claims up to `limit` queued jobs of `kind` whose time has come for `worker`, oldest
+    /// first; each claim starts an attempt. PostgreSQL skips rows other workers are claiming
+    /// (`FOR UPDATE SKIP LOCKED`) and notifies the claimed jobs as changed (they started);
+    /// SQLite serialises writers.
     ///
     /// Untraced: workers poll with it, and an idle poll is not worth a trace. The jobs it
     /// claims are traced by their worker's `job.run` spans, in the submitter's trace.
@@ -335,48 +435,40 @@ impl JobStore {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> JobsResult<Vec<Job>> {
-        macro_rules! claim {
-            () => {
-                "UPDATE jobs SET state = 'RUNNING', attempts = attempts + 1, \
-                 lease_owner = $1, lease_expires_at = $2, started_at = COALESCE(started_at, $3), \
-                 updated_at = $3, progress_percent = 0, progress_message = '', partial_output = ''"
-            };
-        }
-        // Lapsed leases first, then the queue in order, each walked in its partial index's
-        // order (one scan of both with OR would read and sort every queued row). On
-        // PostgreSQL, each claimed job is notified as changed (it started) in the statement.
+        self.claim_with(CLAIM_DUE, kind, worker, limit, now, lease_until)
+            .await
+    }
+
+    /// Claims up to `limit` running jobs of `kind` whose lease lapsed (their worker died or
+    /// lost touch) for `worker`, as [`JobStore::claim`] claims queued ones. Workers call it
+    /// now and then rather than with every claim: a lease lasts many seconds, and walking the
+    /// index of leased jobs is what every claim would otherwise pay.
+    pub async fn claim_lapsed(
+        &self,
+        kind: &str,
+        worker: &str,
+        limit: i64,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> JobsResult<Vec<Job>> {
+        self.claim_with(CLAIM_LAPSED, kind, worker, limit, now, lease_until)
+            .await
+    }
+
+    /// Runs a claim statement of [`claim_statements!`] (for SQLite, for PostgreSQL).
+    async fn claim_with(
+        &self,
+        (sqlite, postgres): (&'static str, &'static str),
+        kind: &str,
+        worker: &str,
+        limit: i64,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> JobsResult<Vec<Job>> {
         let sql = match &self.db {
-            Db::Sqlite(_) => concat!(
-                claim!(),
-                " WHERE id IN (SELECT id FROM (SELECT id FROM jobs WHERE kind = $4 \
-                 AND state = 'RUNNING' AND lease_expires_at < $3 ORDER BY lease_expires_at \
-                 LIMIT $5) UNION ALL SELECT id FROM (SELECT id FROM jobs WHERE kind = $4 \
-                 AND state = 'QUEUED' AND run_after <= $3 ORDER BY run_after LIMIT $5) \
-                 LIMIT $5) RETURNING ",
-                columns!()
-            ),
-            Db::Postgres(_) => concat!(
-                "WITH lapsed AS (SELECT id FROM jobs WHERE kind = $4 AND state = 'RUNNING' \
-                 AND lease_expires_at < $3 ORDER BY lease_expires_at LIMIT $5 \
-                 FOR UPDATE SKIP LOCKED), \
-                 due AS (SELECT id FROM jobs WHERE kind = $4 AND state = 'QUEUED' \
-                 AND run_after <= $3 ORDER BY run_after LIMIT $5 - (SELECT count(*) FROM lapsed) \
-                 FOR UPDATE SKIP LOCKED), \
-                 claimed AS (",
-                claim!(),
-                // An array, so that the rows are fetched by primary key (a subquery's size is
-                // unknown to the planner, which then may scan the table to join it).
-                " WHERE id = ANY(ARRAY(SELECT id FROM lapsed UNION ALL SELECT id FROM due)) \
-                 RETURNING ",
-                columns!(),
-                "), ",
-                pg_notify_each!("'changed'", "claimed"),
-                " SELECT claimed.* FROM claimed WHERE ",
-                notified!()
-            ),
+            Db::Sqlite(_) => sqlite,
+            Db::Postgres(_) => postgres,
         };
-        // A cached prepared statement, unlike `finish_many`'s: planning this one takes about a
-        // millisecond, which every job would wait before it starts.
         let rows: Vec<JobRow> = with_db!(&self.db, |pool| {
             sqlx::query_as(sql)
                 .bind(worker)
@@ -534,40 +626,9 @@ impl JobStore {
                     errors.push(outcome.error.as_deref());
                     retry_ats.push(outcome.retry_at);
                 }
-                // Only the lease owner is checked: a job has one only while RUNNING (claims
-                // set it; finishing and releasing clear it). With `state = 'RUNNING'` too, the
-                // planner would walk the partial index of running jobs — dead entries and all,
-                // under churn — instead of fetching the rows by primary key.
                 let rows: Vec<(Uuid,)> = aimesh_kit::db::traced(
                     span,
-                    sqlx::query_as(concat!(
-                        "WITH outcome AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], \
-                         $4::bytea[], $5::text[], $6::timestamptz[]) \
-                         AS o(id, state, result_type, result, error, retry_at)), \
-                         finished AS (UPDATE jobs SET state = o.state, result_type = o.result_type, \
-                         result = o.result, error = o.error, \
-                         run_after = COALESCE(o.retry_at, jobs.run_after), \
-                         finished_at = CASE WHEN o.state IN ('SUCCEEDED', 'FAILED', 'CANCELLED') \
-                         THEN $7 END, updated_at = $7, \
-                         progress_percent = CASE WHEN o.state = 'SUCCEEDED' THEN 100 \
-                         ELSE jobs.progress_percent END, \
-                         lease_owner = NULL, lease_expires_at = NULL \
-                         FROM outcome o \
-                         WHERE jobs.id = o.id AND jobs.lease_owner = $8 \
-                         RETURNING jobs.id, jobs.kind, jobs.owner_id, jobs.state), ",
-                        pg_notify_each!(
-                            "CASE WHEN finished.state = 'QUEUED' THEN 'queued' ELSE 'changed' END",
-                            "finished"
-                        ),
-                        " SELECT finished.id FROM finished WHERE ",
-                        notified!()
-                    ))
-                    // Not a cached prepared statement: PostgreSQL would soon settle on one
-                    // generic plan, chosen for the table as it was then — a sequential scan if
-                    // it was nearly empty (a new install), kept as the table grows (seen in
-                    // the jobs benchmark, which starts from an empty table). Planned each time,
-                    // the plan follows the table's size.
-                    .persistent(false)
+                    sqlx::query_as(FINISH_MANY)
                     .bind(&ids)
                     .bind(&states)
                     .bind(&result_types)
@@ -658,5 +719,78 @@ impl JobStore {
             .await
         })?;
         Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aimesh_kit::testing::{Backend, TestDatabase};
+
+    use super::*;
+
+    /// The hot statements' generic plans (what PostgreSQL caches for a prepared statement),
+    /// made on an empty table (a new install, the benchmark's start), reach rows only through
+    /// indexes: a plan made then is kept as the table grows.
+    #[tokio::test]
+    async fn plans_made_on_an_empty_table_never_scan_it() {
+        let database = TestDatabase::create(Backend::Postgres).await;
+        let db = database.connect().await;
+        db.migrate(&MIGRATIONS).await.expect("migrate");
+        let store = JobStore::new(db);
+        let Db::Postgres(pool) = store.db() else {
+            unreachable!("a PostgreSQL test database");
+        };
+        let mut conn = pool.acquire().await.expect("connection");
+        sqlx::query("SET plan_cache_mode = force_generic_plan")
+            .execute(&mut *conn)
+            .await
+            .expect("set");
+        let claim = "(text, timestamptz, timestamptz, text, int8)";
+        let statements = [
+            (
+                "claim_due",
+                CLAIM_DUE.1,
+                claim,
+                "('w', now(), now(), 'k', 4)",
+            ),
+            (
+                "claim_lapsed",
+                CLAIM_LAPSED.1,
+                claim,
+                "('w', now(), now(), 'k', 4)",
+            ),
+            (
+                "insert_many",
+                INSERT_MANY,
+                "(uuid[], text[], text[], text[], bytea[], int4[], text[], text[], \
+                 timestamptz[], timestamptz[])",
+                "('{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}')",
+            ),
+            (
+                "finish_many",
+                FINISH_MANY,
+                "(uuid[], text[], text[], bytea[], text[], timestamptz[], timestamptz, text)",
+                "('{}', '{}', '{}', '{}', '{}', '{}', now(), 'w')",
+            ),
+        ];
+        for (name, sql, types, arguments) in statements {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "PREPARE {name}{types} AS {sql}"
+            )))
+            .execute(&mut *conn)
+            .await
+            .expect("prepare");
+            let plan: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "EXPLAIN EXECUTE {name}{arguments}"
+            )))
+            .fetch_all(&mut *conn)
+            .await
+            .expect("explain");
+            let plan: Vec<String> = plan.into_iter().map(|(line,)| line).collect();
+            assert!(
+                !plan.iter().any(|line| line.contains("Seq Scan")),
+                "{name}: {plan:#?}"
+            );
+        }
     }
 }

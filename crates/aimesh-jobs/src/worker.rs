@@ -139,7 +139,7 @@ impl ProgressReporter {
 pub struct WorkerConfig {
     /// Length of a lease.
     pub lease: Duration,
-    /// How often to look for jobs without a wake-up.
+    /// How often to look for jobs without a wake-up, and for jobs whose lease lapsed.
     pub poll_interval: Duration,
     /// First retry delay.
     pub backoff_base: Duration,
@@ -296,6 +296,8 @@ impl Worker {
         let slots = Arc::new(Semaphore::new(slots_total));
         let claim_batch = slots_total.div_ceil(4);
         let mut last_claim = Instant::now();
+        // Lapsed leases are looked for at start and then once per poll interval.
+        let mut last_lapsed_check: Option<Instant> = None;
         let queued = self.jobs.notifier().queued(kind);
         let mut running = JoinSet::new();
         loop {
@@ -316,14 +318,27 @@ impl Worker {
             if free > 0 && due {
                 last_claim = Instant::now();
                 let now = now();
-                match self
-                    .jobs
-                    .store()
-                    .claim(kind, &self.id, free as i64, now, now + lease(&self.config))
-                    .await
-                {
-                    Ok(jobs) => claimed = jobs,
-                    Err(error) => tracing::warn!(%error, kind, "claiming jobs failed"),
+                let lease_until = now + lease(&self.config);
+                let store = self.jobs.store();
+                if last_lapsed_check.is_none_or(|at| at.elapsed() >= self.config.poll_interval) {
+                    last_lapsed_check = Some(Instant::now());
+                    match store
+                        .claim_lapsed(kind, &self.id, free as i64, now, lease_until)
+                        .await
+                    {
+                        Ok(jobs) => claimed = jobs,
+                        Err(error) => tracing::warn!(%error, kind, "reclaiming jobs failed"),
+                    }
+                }
+                let left = free - claimed.len();
+                if left > 0 {
+                    match store
+                        .claim(kind, &self.id, left as i64, now, lease_until)
+                        .await
+                    {
+                        Ok(jobs) => claimed.extend(jobs),
+                        Err(error) => tracing::warn!(%error, kind, "claiming jobs failed"),
+                    }
                 }
             }
             let got = claimed.len();

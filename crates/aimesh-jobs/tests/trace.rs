@@ -193,14 +193,11 @@ async fn job_joins_the_submitting_trace(backend: Backend) {
     running.await.unwrap();
 
     // A call that fails records why on its span.
-    db.close().await;
+    let store = JobStore::new(db);
+    store.db().close().await;
     let failing = tracing::info_span!("test.failing");
     let failing_trace = failing.context().span().span_context().trace_id();
-    JobStore::new(db)
-        .get(job.id)
-        .instrument(failing)
-        .await
-        .unwrap_err();
+    store.get(job.id).instrument(failing).await.unwrap_err();
     let select = recorder
         .spans()
         .into_iter()

@@ -20,7 +20,8 @@ pub struct ServerConfig {
     #[arg(long, env = "AIMESH_DATABASE_URL", value_parser = parse_secret)]
     pub database_url: Option<SecretString>,
 
-    /// Largest number of pooled database connections.
+    /// Largest number of pooled database connections (on PostgreSQL the job engine has a pool
+    /// of its own of this size).
     #[arg(long, env = "AIMESH_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
 

@@ -220,6 +220,25 @@ impl Db {
         }
     }
 
+    /// Returns a pool of its own on the same PostgreSQL database, as large as this one, whose
+    /// connections start with `settings` (run-time parameters, as if `SET name = value` ran on
+    /// each), connecting as it is used. On SQLite, returns this pool: it has no such settings.
+    ///
+    /// For a store whose statements need other planner settings than the rest of the process.
+    pub fn with_postgres_settings(&self, settings: &[(&str, &str)]) -> Db {
+        match self {
+            Db::Sqlite(_) => self.clone(),
+            Db::Postgres(pool) => {
+                let connect = pool
+                    .connect_options()
+                    .as_ref()
+                    .clone()
+                    .options(settings.iter().copied());
+                Db::Postgres(pool.options().clone().connect_lazy_with(connect))
+            }
+        }
+    }
+
     /// Returns `"sqlite"` or `"postgres"`.
     pub fn backend(&self) -> &'static str {
         match self {
