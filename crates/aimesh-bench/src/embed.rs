@@ -17,6 +17,9 @@ use aimesh_ai::embed::{EmbedOptions, EmbedStats, Embedder, MiniLm};
 use anyhow::Context;
 use futures::{StreamExt, TryStreamExt};
 
+/// Sentences embedded before measuring.
+const WARM_UP: usize = 64;
+
 /// Options of the embeddings benchmark.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Options {
@@ -60,7 +63,7 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
             .copied()
             .max()
             .unwrap_or(1)
-            .max(1),
+            .max(WARM_UP),
         ..EmbedOptions::default()
     };
     let models_dir = options.models_dir.clone();
@@ -81,7 +84,7 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
     );
     // Warm up: allocator, thread pools, caches.
     engine
-        .embed(sentences.iter().take(64).cloned().collect())
+        .embed(sentences.iter().take(WARM_UP).cloned().collect())
         .await?;
 
     for &batch in &options.batch_sizes {

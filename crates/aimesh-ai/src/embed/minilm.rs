@@ -7,9 +7,10 @@
 //! Every request goes through one bounded queue to one inference thread. The thread takes the
 //! first waiting request, then gathers more until it holds [`EmbedOptions::max_batch`] texts
 //! or [`EmbedOptions::max_wait`] has passed since the first arrived, tokenizes them together,
-//! sorts them by length (so texts of like length share a padded forward pass) and runs as few
-//! padded forward passes as [`EmbedOptions::max_batch`] and
-//! [`EmbedOptions::max_batch_tokens`] allow, then hands each requester its own vectors. A
+//! sorts them by length and runs as few forward passes as [`EmbedOptions::max_batch`] and
+//! [`EmbedOptions::max_batch_tokens`] allow, then hands each requester its own vectors. A pass
+//! packs its texts end to end (see the encoder), so padding costs only attention, which lays
+//! texts side by side: texts of like length go together. A
 //! request that finds the queue full is refused with [`EngineError::Busy`]; one whose caller
 //! went away before its turn is skipped.
 
@@ -25,7 +26,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::Config;
 use futures::future::BoxFuture;
@@ -92,13 +93,13 @@ pub struct MiniLm {
 pub struct EmbedStats {
     /// Batches taken from the queue.
     pub batches: u64,
-    /// Padded forward passes run.
+    /// Forward passes run.
     pub passes: u64,
     /// Texts embedded.
     pub texts: u64,
     /// Tokens embedded, special tokens included.
     pub tokens: u64,
-    /// Positions computed, padding included.
+    /// Positions attention computed: each pass's texts times its longest text.
     pub padded_tokens: u64,
     /// Time spent tokenizing.
     pub tokenize: Duration,
@@ -183,7 +184,7 @@ impl MiniLm {
                 ..TruncationParams::default()
             }))
             .map_err(|e| ModelError::invalid(&tokenizer_path, e))?;
-        // Batches are padded here, to their longest text.
+        // Texts are packed, not padded (see the encoder).
         tokenizer.with_padding(None);
 
         let weights_path = dir.join("model.safetensors");
@@ -201,8 +202,6 @@ impl MiniLm {
             counters: Arc::clone(&counters),
             model,
             tokenizer,
-            device,
-            pad_id: u32::try_from(config.pad_token_id).unwrap_or(0),
             max_batch: options.max_batch.max(1),
             max_batch_tokens: options.max_batch_tokens.max(1),
         };
@@ -342,8 +341,6 @@ struct Runner {
     counters: Arc<Counters>,
     model: Encoder,
     tokenizer: Tokenizer,
-    device: Device,
-    pad_id: u32,
     max_batch: usize,
     max_batch_tokens: usize,
 }
@@ -391,7 +388,7 @@ impl Runner {
         }
     }
 
-    /// Embeds `texts` in as few padded forward passes as the limits allow, longest first.
+    /// Embeds `texts` in as few forward passes as the limits allow, longest first.
     fn embed_all<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Result<Vec<Vec<f32>>, String> {
         let started = Instant::now();
         let inputs: Vec<&str> = texts.iter().map(AsRef::as_ref).collect();
@@ -421,46 +418,39 @@ impl Runner {
         Ok(out)
     }
 
-    /// One padded forward pass, mean pooling over the attention mask, L2 normalisation.
+    /// One forward pass over the texts packed end to end, mean pooling over each text's
+    /// tokens, L2 normalisation.
     fn forward(&self, encodings: &[&Encoding]) -> candle_core::Result<Vec<Vec<f32>>> {
-        let rows = encodings.len();
-        let width = encodings.iter().map(|e| e.len()).max().unwrap_or(0);
-        let mut ids = Vec::with_capacity(rows * width);
-        let mut mask = Vec::with_capacity(rows * width);
-        for encoding in encodings {
-            let pad = width - encoding.len();
-            ids.extend_from_slice(encoding.get_ids());
-            ids.extend(std::iter::repeat_n(self.pad_id, pad));
-            mask.extend(encoding.get_attention_mask().iter().map(|&m| m as f32));
-            mask.extend(std::iter::repeat_n(0.0f32, pad));
-        }
+        let lengths: Vec<usize> = encodings.iter().map(|e| e.len()).collect();
+        let ids: Vec<u32> = encodings
+            .iter()
+            .flat_map(|e| e.get_ids().iter().copied())
+            .collect();
+        let width = lengths.iter().copied().max().unwrap_or(0);
         self.counters.passes.fetch_add(1, Ordering::Relaxed);
         self.counters
             .padded_tokens
-            .fetch_add((rows * width) as u64, Ordering::Relaxed);
+            .fetch_add((encodings.len() * width) as u64, Ordering::Relaxed);
         let started = Instant::now();
-        let ids = Tensor::from_vec(ids, (rows, width), &self.device)?;
-        let mask = Tensor::from_vec(mask, (rows, width), &self.device)?;
-        let padded = encodings.iter().any(|e| e.len() != width);
-        let hidden = self.model.forward(&ids, &mask, padded)?;
+        let hidden = self.model.forward(&ids, &lengths)?;
         add_elapsed(&self.counters.forward_ns, started);
         let started = Instant::now();
-        // Mean pooling as one batched product: (rows, 1, width) x (rows, width, hidden).
-        let summed = mask
-            .unsqueeze(1)?
-            .matmul(&hidden.contiguous()?)?
-            .squeeze(1)?;
-        let mut vectors = summed.to_vec2::<f32>()?;
-        for (vector, encoding) in vectors.iter_mut().zip(encodings) {
-            let tokens = encoding
-                .get_attention_mask()
-                .iter()
-                .filter(|&&m| m != 0)
-                .count();
-            let tokens = tokens.max(1) as f32;
-            vector.iter_mut().for_each(|x| *x /= tokens);
-            normalize(vector);
-        }
+        let (_, size) = hidden.dims2()?;
+        let states = hidden.flatten_all()?.to_vec1::<f32>()?;
+        let mut rows = states.chunks_exact(size);
+        let vectors = lengths
+            .iter()
+            .map(|&length| {
+                let mut vector = vec![0f32; size];
+                for row in rows.by_ref().take(length) {
+                    vector.iter_mut().zip(row).for_each(|(v, x)| *v += x);
+                }
+                let tokens = length.max(1) as f32;
+                vector.iter_mut().for_each(|v| *v /= tokens);
+                normalize(&mut vector);
+                vector
+            })
+            .collect();
         add_elapsed(&self.counters.pool_ns, started);
         Ok(vectors)
     }
@@ -514,6 +504,8 @@ fn chunk_lengths(
 
 #[cfg(test)]
 mod tests {
+    use candle_core::Tensor;
+
     use super::*;
 
     #[test]
@@ -531,28 +523,37 @@ mod tests {
         let ours = Encoder::load(&vb, &config).expect("ours");
         let theirs =
             candle_transformers::models::bert::BertModel::load(vb, &config).expect("theirs");
-        // Two texts, the second padded.
-        let ids = Tensor::new(
-            &[
-                [101u32, 2023, 2003, 1037, 3231, 102],
-                [101, 7592, 102, 0, 0, 0],
-            ],
-            &device,
-        )
-        .expect("ids");
-        let mask = Tensor::new(
-            &[[1f32, 1., 1., 1., 1., 1.], [1., 1., 1., 0., 0., 0.]],
-            &device,
-        )
-        .expect("mask");
-        let a = ours.forward(&ids, &mask, true).expect("ours");
-        let b = theirs
-            .forward(&ids, &ids.zeros_like().expect("types"), Some(&mask))
-            .expect("theirs");
-        let diff = (a - b)
-            .and_then(|d| d.abs()?.max_all()?.to_scalar::<f32>())
-            .expect("diff");
-        assert!(diff < 1e-4, "{diff}");
+        // Texts of several lengths, in no particular order, more than one attention group:
+        // packed for ours, one at a time for candle's (so no padding either).
+        let texts: Vec<Vec<u32>> = [9usize, 3, 7, 7, 12, 2, 5]
+            .iter()
+            .enumerate()
+            .map(|(t, &length)| {
+                let mut ids = vec![101u32];
+                ids.extend((1..length - 1).map(|i| 1000 + ((t * 131 + i * 17) % 20_000) as u32));
+                ids.push(102);
+                ids
+            })
+            .collect();
+        let packed: Vec<u32> = texts.iter().flatten().copied().collect();
+        let lengths: Vec<usize> = texts.iter().map(Vec::len).collect();
+        let ours = ours.forward(&packed, &lengths).expect("ours");
+        let mut first = 0;
+        for ids in &texts {
+            let ids = Tensor::new(ids.as_slice(), &device)
+                .and_then(|t| t.unsqueeze(0))
+                .expect("ids");
+            let theirs = theirs
+                .forward(&ids, &ids.zeros_like().expect("types"), None)
+                .and_then(|t| t.squeeze(0))
+                .expect("theirs");
+            let length = theirs.dims()[0];
+            let diff = (ours.narrow(0, first, length).expect("rows") - theirs)
+                .and_then(|d| d.abs()?.max_all()?.to_scalar::<f32>())
+                .expect("diff");
+            assert!(diff < 1e-4, "text at token {first}: {diff}");
+            first += length;
+        }
     }
 
     #[test]
