@@ -15,9 +15,10 @@ ARG RUST_VERSION=1.95.0
 FROM rust:${RUST_VERSION}-slim-bookworm AS builder
 WORKDIR /src
 
-# Everything the workspace build reads: manifests, lock file, crates (with their migrations)
+# Everything the workspace build reads: manifests, lock file, build flags (.cargo), crates (with their migrations)
 # and the protos that aimesh-proto's build script compiles (pure Rust, no protoc needed).
 COPY Cargo.toml Cargo.lock ./
+COPY .cargo ./.cargo
 COPY crates ./crates
 COPY proto ./proto
 

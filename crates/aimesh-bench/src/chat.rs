@@ -1,5 +1,5 @@
 //! `aimesh-bench chat`: prompt processing and generation speed of the chat engine
-//! (SmolLM2-135M-Instruct, GGUF Q4_1, on candle's CPU backend), greedy, on a fixed prompt.
+//! (SmolLM2-135M-Instruct, GGUF Q4_1, on aimesh's llama decoder over candle's quantized kernels), greedy, on a fixed prompt.
 //!
 //! Each run sends the same request through [`ChatModel::chat`] and times the stream: the
 //! prompt is processed when the first token arrives (the first token is sampled from the
@@ -37,8 +37,8 @@ pub(crate) struct Options {
     /// Tokens generated per run.
     #[arg(long, default_value_t = 128)]
     tokens: u32,
-    /// Weight formats to measure: q8_0 (the default), as-stored (Q4_1), or both.
-    #[arg(long, default_value = "both")]
+    /// Weight formats to measure: q4_k (the default), q8_0, as-stored (Q4_1), or all.
+    #[arg(long, default_value = "all")]
     weights: String,
 }
 
@@ -52,12 +52,14 @@ struct Run {
 pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
     let formats: &[(WeightFormat, &str)] = match options.weights.as_str() {
         "q8_0" => &[(WeightFormat::Q8_0, "Q4_1 converted to Q8_0")],
+        "q4_k" => &[(WeightFormat::Q4K, "Q4_1 converted to Q4_K")],
         "as-stored" => &[(WeightFormat::AsStored, "Q4_1 as stored")],
-        "both" => &[
+        "all" => &[
+            (WeightFormat::Q4K, "Q4_1 converted to Q4_K"),
             (WeightFormat::Q8_0, "Q4_1 converted to Q8_0"),
             (WeightFormat::AsStored, "Q4_1 as stored"),
         ],
-        other => bail!("--weights {other}: expected q8_0, as-stored or both"),
+        other => bail!("--weights {other}: expected q8_0, q4_k, as-stored or all"),
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(

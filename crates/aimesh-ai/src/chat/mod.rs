@@ -9,6 +9,7 @@
 //! [`ChatEvent`]s: text deltas, then one [`ChatEvent::Done`]. Dropping the receiver stops the
 //! generation before the next token.
 
+mod llama;
 mod smollm;
 mod stop;
 mod template;
@@ -16,7 +17,7 @@ mod tokenizer;
 
 use std::fmt;
 
-pub use self::smollm::{MODEL_ID, PREFILL_CHUNK, SmolLm, SmolLmOptions, WeightFormat};
+pub use self::smollm::{MAX_CONTEXT, MODEL_ID, PREFILL_CHUNK, SmolLm, SmolLmOptions, WeightFormat};
 pub use self::template::ChatTemplate;
 pub use self::tokenizer::GgufTokenizer;
 use crate::engine::EngineError;

@@ -9,7 +9,6 @@
 
 use std::{
     fs::File,
-    io::Cursor,
     panic::{self, AssertUnwindSafe},
     path::{Path, PathBuf},
     sync::{Arc, mpsc::Receiver},
@@ -18,11 +17,10 @@ use std::{
 
 use candle_core::{
     Device, Tensor,
-    quantized::{GgmlDType, QTensor, gguf_file},
+    quantized::{GgmlDType, gguf_file},
 };
 use candle_transformers::{
     generation::{LogitsProcessor, Sampling},
-    models::quantized_llama::{MAX_SEQ_LEN, ModelWeights},
     utils::apply_repeat_penalty,
 };
 use tokio::sync::mpsc;
@@ -30,6 +28,7 @@ use tokio::sync::mpsc;
 use super::{
     ChatEvent, ChatMessage, ChatModel, ChatStream, ChatTemplate, FinishReason, GenerationParams,
     GgufTokenizer,
+    llama::Llama,
     stop::{Scan, StopScanner},
     validate_messages, validate_params,
 };
@@ -44,20 +43,28 @@ pub const MODEL_ID: &str = "smollm2-135m-instruct";
 const ENGINE: &str = "smollm2";
 /// The most prompt tokens processed in one forward pass (bounds the attention matrices).
 pub const PREFILL_CHUNK: usize = 512;
+/// The longest context served, in tokens (the model's own limit when lower).
+pub const MAX_CONTEXT: usize = 4096;
 /// The token ending an assistant turn in ChatML templates.
 const END_OF_TURN: &str = "<|im_end|>";
 
 /// How the weights are held in memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WeightFormat {
-    /// As stored in the file (Q4_1 matrices, Q8_0 embeddings): the smallest, but candle's
-    /// CPU backend has no SIMD kernel for Q4_1, so generation is slower.
+    /// As stored in the file (Q4_1 matrices, Q8_0 embeddings): loads fastest, but candle's
+    /// CPU backend has no SIMD kernel for Q4_1, so generation is the slowest.
     AsStored,
-    /// The Q4_1 matrices converted to Q8_0 at load, which candle multiplies with AVX2 / VNNI
-    /// kernels: about 1.7 times the memory of the Q4_1 weights and much faster. Q8_0 holds
-    /// every Q4_1 value to within 1/16 of the Q4_1 step, so replies are the same in practice.
-    #[default]
+    /// The Q4_1 matrices converted to Q8_0 at load: Q8_0 holds every Q4_1 value to within
+    /// 1/16 of the Q4_1 step, so this is the faithful choice; about 1.7 times the memory of
+    /// the Q4_1 weights (more where they are padded for the VNNI kernels). candle multiplies
+    /// it with tiled VNNI kernels where the CPU has VNNI, with plain AVX2 ones elsewhere.
     Q8_0,
+    /// The Q4_1 matrices converted to Q4_K at load: about the memory of the file, and candle
+    /// multiplies it with its tiled kernels on any AVX2 CPU (AMX for long prompts), the
+    /// fastest. Q4_K's block scales are themselves quantized, so the weights move slightly
+    /// off the file's (the tests check the greedy replies stay the same).
+    #[default]
+    Q4K,
 }
 
 /// How [`SmolLm`] is loaded and served.
@@ -162,19 +169,21 @@ impl SmolLm {
         let context_length = metadata
             .get("llama.context_length")
             .and_then(|value| value.to_u32().ok())
-            .map_or(MAX_SEQ_LEN, |length| (length as usize).min(MAX_SEQ_LEN));
+            .map_or(MAX_CONTEXT, |length| (length as usize).min(MAX_CONTEXT));
 
         let mut end_ids = vec![tokenizer.eos_token_id()];
         end_ids.extend(tokenizer.token_id(END_OF_TURN));
         let device = Device::Cpu;
-        let weights = match options.weights {
-            WeightFormat::AsStored => ModelWeights::from_gguf(content, &mut reader, &device),
-            WeightFormat::Q8_0 => requantized(content, &mut reader, &device),
-        }
-        .map_err(|error| invalid(format!("bad weights: {error}")))?;
+        let requantize = match options.weights {
+            WeightFormat::AsStored => None,
+            WeightFormat::Q8_0 => Some(GgmlDType::Q8_0),
+            WeightFormat::Q4K => Some(GgmlDType::Q4K),
+        };
+        let model = Llama::load(&content, &mut reader, requantize, context_length)
+            .map_err(|error| invalid(format!("bad weights: {error}")))?;
         let tokenizer = Arc::new(tokenizer);
         let mut worker = Worker {
-            base: weights,
+            model,
             tokenizer: tokenizer.clone(),
             end_ids,
             context_length,
@@ -270,46 +279,10 @@ impl ChatModel for SmolLm {
     }
 }
 
-/// Reads every tensor, converts the Q4_1 ones to Q8_0, and loads the model from the result.
-fn requantized(
-    content: gguf_file::Content,
-    reader: &mut File,
-    device: &Device,
-) -> candle_core::Result<ModelWeights> {
-    let mut names: Vec<&String> = content.tensor_infos.keys().collect();
-    names.sort();
-    let mut tensors: Vec<(&str, QTensor)> = Vec::with_capacity(names.len());
-    for name in names {
-        let tensor = content.tensor(reader, name, device)?;
-        let tensor = if tensor.dtype() == GgmlDType::Q4_1 {
-            QTensor::quantize(&tensor.dequantize(device)?, GgmlDType::Q8_0)?
-        } else {
-            tensor
-        };
-        tensors.push((name.as_str(), tensor));
-    }
-    let metadata: Vec<(&str, &gguf_file::Value)> = content
-        .metadata
-        .iter()
-        .map(|(key, value)| (key.as_str(), value))
-        .collect();
-    let tensor_refs: Vec<(&str, &QTensor)> = tensors
-        .iter()
-        .map(|(name, tensor)| (*name, tensor))
-        .collect();
-    let mut buffer = Cursor::new(Vec::new());
-    gguf_file::write(&mut buffer, &metadata, &tensor_refs)?;
-    drop(tensors);
-    buffer.set_position(0);
-    let converted = gguf_file::Content::read(&mut buffer)?;
-    ModelWeights::from_gguf(converted, &mut buffer, device)
-}
-
 /// The model on its inference thread.
 struct Worker {
-    /// The weights with empty caches; each request runs on a clone (which shares the weight
-    /// tensors), so no KV cache or attention mask outlives its request.
-    base: ModelWeights,
+    /// The model; each request has a KV cache of its own.
+    model: Llama,
     tokenizer: Arc<GgufTokenizer>,
     /// Tokens ending the reply: end of sequence, end of turn.
     end_ids: Vec<u32>,
@@ -326,9 +299,14 @@ struct Outcome {
 impl Worker {
     /// One forward pass of one token, to catch a model that loads but cannot run.
     fn trial(&mut self) -> candle_core::Result<()> {
-        let mut model = self.base.clone();
-        let input = Tensor::new(&[self.tokenizer.eos_token_id()], &self.device)?.unsqueeze(0)?;
-        model.forward(&input, 0).map(drop)
+        let mut cache = self.model.cache();
+        let logits = self
+            .model
+            .forward(&[self.tokenizer.eos_token_id()], &mut cache)?;
+        if logits.len() != self.model.shape().vocab || logits.iter().any(|l| !l.is_finite()) {
+            return Err(candle_core::Error::Msg("the logits are not finite".into()));
+        }
+        Ok(())
     }
 
     /// Generates the requests of `jobs` until every sender is gone.
@@ -380,21 +358,18 @@ impl Worker {
                     .blocking_send(Ok(ChatEvent::Token { text }))
                     .is_ok()
         };
-        let mut model = self.base.clone();
-        let mut position = 0;
+        let mut cache = self.model.cache();
         let mut logits = None;
         for chunk in job.prompt.chunks(PREFILL_CHUNK) {
             if job.events.is_closed() {
                 return Ok(None);
             }
-            let input = Tensor::new(chunk, &self.device)?.unsqueeze(0)?;
-            logits = Some(model.forward(&input, position)?);
-            position += chunk.len();
+            logits = Some(self.model.forward(chunk, &mut cache)?);
         }
         let Some(logits) = logits else {
             return Err(candle_core::Error::Msg("empty prompt".into()));
         };
-        let mut logits = logits.squeeze(0)?;
+        let mut logits = Tensor::from_vec(logits, self.model.shape().vocab, &self.device)?;
 
         let mut sampler = LogitsProcessor::from_sampling(
             params.seed.unwrap_or_else(random_seed),
@@ -432,15 +407,17 @@ impl Worker {
                     }
                 }
             }
-            if completion_tokens >= params.max_tokens || position >= self.context_length {
+            if completion_tokens >= params.max_tokens || cache.len() >= self.context_length {
                 break FinishReason::Length;
             }
             if job.events.is_closed() {
                 return Ok(None);
             }
-            let input = Tensor::new(&[next], &self.device)?.unsqueeze(0)?;
-            logits = model.forward(&input, position)?.squeeze(0)?;
-            position += 1;
+            logits = Tensor::from_vec(
+                self.model.forward(&[next], &mut cache)?,
+                self.model.shape().vocab,
+                &self.device,
+            )?;
         };
         if finish_reason != FinishReason::StopSequence {
             let mut rest = scanner.finish();

@@ -1,0 +1,688 @@
+//! A llama decoder for quantized GGUF weights, arranged for generation on CPU. It computes
+//! what candle-transformers' `quantized_llama` computes (RMS norms, interleaved rotary
+//! embeddings, grouped-query causal attention, SwiGLU), with candle's quantized matrix
+//! products, and does the rest itself:
+//!
+//! - the KV cache is one growing buffer per layer, appended to in place: nothing is copied
+//!   per token (candle's model concatenates the whole cache, then repeats each key/value head
+//!   for its query heads, at every step);
+//! - query, key and value are one product (their weights stacked at load), as are the gate
+//!   and up projections of the feed-forward layer;
+//! - norms, rotary embeddings, attention and the gated activation are plain loops over the
+//!   hidden states, spread over every core only for a prompt (for one token they take
+//!   microseconds, less than handing them to other threads would).
+
+use candle_core::{
+    Device, Module, Result, Tensor, bail,
+    quantized::{GgmlDType, QMatMul, QTensor, ggml_file::qtensor_from_ggml, gguf_file},
+};
+use rayon::prelude::*;
+
+/// The sizes of a llama model, from its GGUF metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Shape {
+    /// Width of the hidden states.
+    pub(super) dim: usize,
+    /// Query heads.
+    pub(super) heads: usize,
+    /// Key/value heads (each serves `heads / kv_heads` query heads).
+    pub(super) kv_heads: usize,
+    /// Width of the feed-forward layer.
+    pub(super) hidden: usize,
+    /// Decoder blocks.
+    pub(super) layers: usize,
+    /// Tokens in the vocabulary.
+    pub(super) vocab: usize,
+}
+
+impl Shape {
+    fn head_dim(&self) -> usize {
+        self.dim / self.heads
+    }
+
+    /// Width of one position's keys (or values) in the cache.
+    fn kv_dim(&self) -> usize {
+        self.kv_heads * self.head_dim()
+    }
+}
+
+/// One decoder block.
+struct Block {
+    attention_norm: Vec<f32>,
+    /// Query, key and value, stacked: `(dim + 2 × kv_dim) × dim`.
+    qkv: Linear,
+    output: Linear,
+    ffn_norm: Vec<f32>,
+    /// Gate and up projections, stacked: `(2 × hidden) × dim`.
+    gate_up: Linear,
+    down: Linear,
+}
+
+/// A llama model with quantized weights.
+pub(super) struct Llama {
+    shape: Shape,
+    /// The token embeddings, dequantized: `vocab × dim`.
+    embeddings: Vec<f32>,
+    blocks: Vec<Block>,
+    norm: Vec<f32>,
+    /// The output projection (the token embeddings when the file ties them).
+    output: Linear,
+    eps: f32,
+    rope: Rope,
+}
+
+/// What a generation has computed so far: the keys and values of every position, per layer,
+/// laid out `[position][kv head][head dim]`.
+pub(super) struct Cache {
+    keys: Vec<Vec<f32>>,
+    values: Vec<Vec<f32>>,
+    len: usize,
+}
+
+impl Cache {
+    /// Positions computed.
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+/// The rotary embedding's cosines and sines, `[position][pair]`.
+struct Rope {
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+    pairs: usize,
+    positions: usize,
+}
+
+impl Rope {
+    fn new(head_dim: usize, base: f32, positions: usize) -> Self {
+        let pairs = head_dim / 2;
+        let mut cos = Vec::with_capacity(positions * pairs);
+        let mut sin = Vec::with_capacity(positions * pairs);
+        for position in 0..positions {
+            for pair in 0..pairs {
+                let theta = f64::from(base).powf(-2.0 * pair as f64 / head_dim as f64);
+                let angle = position as f64 * theta;
+                cos.push(angle.cos() as f32);
+                sin.push(angle.sin() as f32);
+            }
+        }
+        Self {
+            cos,
+            sin,
+            pairs,
+            positions,
+        }
+    }
+
+    /// Rotates the adjacent pairs of each head of `x` (one position's heads, side by side).
+    fn apply(&self, x: &mut [f32], position: usize) {
+        let at = position * self.pairs;
+        let (cos, sin) = (
+            &self.cos[at..at + self.pairs],
+            &self.sin[at..at + self.pairs],
+        );
+        for head in x.chunks_exact_mut(self.pairs * 2) {
+            for ((pair, &c), &s) in head.chunks_exact_mut(2).zip(cos).zip(sin) {
+                let (x0, x1) = (pair[0], pair[1]);
+                pair[0] = x0 * c - x1 * s;
+                pair[1] = x0 * s + x1 * c;
+            }
+        }
+    }
+}
+
+impl Llama {
+    /// Loads a llama model from GGUF `content`, its matrices converted to `requantize` when
+    /// given (else kept as stored); `positions` bounds the context.
+    pub(super) fn load<R: std::io::Seek + std::io::Read>(
+        content: &gguf_file::Content,
+        reader: &mut R,
+        requantize: Option<GgmlDType>,
+        positions: usize,
+    ) -> Result<Self> {
+        let device = Device::Cpu;
+        let metadata = |key: &str| {
+            content
+                .metadata
+                .get(key)
+                .ok_or_else(|| candle_core::Error::Msg(format!("no {key} in the metadata")))
+        };
+        let count = |key: &str| -> Result<usize> { Ok(metadata(key)?.to_u32()? as usize) };
+        let dim = count("llama.embedding_length")?;
+        let heads = count("llama.attention.head_count")?;
+        let kv_heads = count("llama.attention.head_count_kv")?;
+        if heads == 0
+            || kv_heads == 0
+            || !dim.is_multiple_of(heads)
+            || !heads.is_multiple_of(kv_heads)
+        {
+            bail!("{dim} wide with {heads} heads and {kv_heads} key/value heads");
+        }
+        let head_dim = dim / heads;
+        if count("llama.rope.dimension_count")? != head_dim || !head_dim.is_multiple_of(2) {
+            bail!("rotary embeddings must span whole heads of even width");
+        }
+        if content.metadata.contains_key("llama.expert_count") && count("llama.expert_count")? > 1 {
+            bail!("mixture-of-experts models are not supported");
+        }
+        let eps = metadata("llama.attention.layer_norm_rms_epsilon")?.to_f32()?;
+        let base = metadata("llama.rope.freq_base")
+            .and_then(|v| v.to_f32())
+            .unwrap_or(10_000.0);
+        let mut tensor = |name: &str| content.tensor(reader, name, &device);
+        let embeddings_q = tensor("token_embd.weight")?;
+        let (vocab, embedded) = embeddings_q.shape().dims2()?;
+        if embedded != dim {
+            bail!("token embeddings {embedded} wide, the model is {dim}");
+        }
+        let embeddings = embeddings_q
+            .dequantize(&device)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let norm = vector(tensor("output_norm.weight")?, dim)?;
+        let output = match tensor("output.weight") {
+            Ok(output) => output,
+            Err(_) => embeddings_q,
+        };
+        let layers = count("llama.block_count")?;
+        let mut hidden = 0;
+        let mut blocks = Vec::with_capacity(layers);
+        for layer in 0..layers {
+            let mut part = |name: &str| tensor(&format!("blk.{layer}.{name}.weight"));
+            let gate = part("ffn_gate")?;
+            hidden = gate.shape().dims2()?.0;
+            blocks.push(Block {
+                attention_norm: vector(part("attn_norm")?, dim)?,
+                qkv: stacked(
+                    [part("attn_q")?, part("attn_k")?, part("attn_v")?],
+                    requantize,
+                )?,
+                output: matrix(part("attn_output")?, requantize)?,
+                ffn_norm: vector(part("ffn_norm")?, dim)?,
+                gate_up: stacked([gate, part("ffn_up")?], requantize)?,
+                down: matrix(part("ffn_down")?, requantize)?,
+            });
+        }
+        Ok(Self {
+            shape: Shape {
+                dim,
+                heads,
+                kv_heads,
+                hidden,
+                layers,
+                vocab,
+            },
+            embeddings,
+            blocks,
+            norm,
+            output: matrix(output, requantize)?,
+            eps,
+            rope: Rope::new(head_dim, base, positions),
+        })
+    }
+
+    /// The model's sizes.
+    pub(super) fn shape(&self) -> Shape {
+        self.shape
+    }
+
+    /// An empty cache for one generation.
+    pub(super) fn cache(&self) -> Cache {
+        Cache {
+            keys: vec![Vec::new(); self.shape.layers],
+            values: vec![Vec::new(); self.shape.layers],
+            len: 0,
+        }
+    }
+
+    /// Runs `tokens` at the positions after those `cache` holds, adding theirs to it, and
+    /// returns the logits of the last one.
+    pub(super) fn forward(&self, tokens: &[u32], cache: &mut Cache) -> Result<Vec<f32>> {
+        let Shape { dim, vocab, .. } = self.shape;
+        let start = cache.len;
+        if tokens.is_empty() {
+            bail!("no tokens to run");
+        }
+        if start + tokens.len() > self.rope.positions {
+            bail!(
+                "{} positions, the context holds {}",
+                start + tokens.len(),
+                self.rope.positions
+            );
+        }
+        let mut x = Vec::with_capacity(tokens.len() * dim);
+        for &token in tokens {
+            let token = token as usize;
+            if token >= vocab {
+                bail!("token {token} is outside the vocabulary of {vocab}");
+            }
+            x.extend_from_slice(&self.embeddings[token * dim..(token + 1) * dim]);
+        }
+        for (block, (keys, values)) in self
+            .blocks
+            .iter()
+            .zip(cache.keys.iter_mut().zip(cache.values.iter_mut()))
+        {
+            self.block(block, &mut x, keys, values, start)?;
+        }
+        cache.len += tokens.len();
+        let last = &x[(tokens.len() - 1) * dim..];
+        let mut normed = vec![0f32; dim];
+        rms_norm(last, &self.norm, self.eps, &mut normed);
+        self.output.forward(&normed, 1)
+    }
+
+    /// One decoder block over the hidden states `x` of the positions from `start` on.
+    fn block(
+        &self,
+        block: &Block,
+        x: &mut [f32],
+        keys: &mut Vec<f32>,
+        values: &mut Vec<f32>,
+        start: usize,
+    ) -> Result<()> {
+        let Shape { dim, hidden, .. } = self.shape;
+        let kv_dim = self.shape.kv_dim();
+        let rows = x.len() / dim;
+        let mut normed = vec![0f32; x.len()];
+        for_rows(x, &mut normed, dim, dim, |x, out| {
+            rms_norm(x, &block.attention_norm, self.eps, out)
+        });
+        let qkv = block.qkv.forward(&normed, rows)?;
+        let width = dim + 2 * kv_dim;
+        let mut queries = Vec::with_capacity(rows * dim);
+        for (row, qkv) in qkv.chunks_exact(width).enumerate() {
+            let position = start + row;
+            let (q, kv) = qkv.split_at(dim);
+            let (k, v) = kv.split_at(kv_dim);
+            let at = queries.len();
+            queries.extend_from_slice(q);
+            self.rope.apply(&mut queries[at..], position);
+            let at = keys.len();
+            keys.extend_from_slice(k);
+            self.rope.apply(&mut keys[at..], position);
+            values.extend_from_slice(v);
+        }
+        let attended = self.attention(&queries, keys, values, start);
+        let output = block.output.forward(&attended, rows)?;
+        x.iter_mut().zip(&output).for_each(|(x, o)| *x += o);
+
+        for_rows(x, &mut normed, dim, dim, |x, out| {
+            rms_norm(x, &block.ffn_norm, self.eps, out)
+        });
+        let gate_up = block.gate_up.forward(&normed, rows)?;
+        let mut activated = vec![0f32; rows * hidden];
+        for_rows(
+            &gate_up,
+            &mut activated,
+            2 * hidden,
+            hidden,
+            |gate_up, out| {
+                let (gate, up) = gate_up.split_at(hidden);
+                for ((out, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+                    *out = g / (1.0 + (-g).exp()) * u;
+                }
+            },
+        );
+        let down = block.down.forward(&activated, rows)?;
+        x.iter_mut().zip(&down).for_each(|(x, d)| *x += d);
+        Ok(())
+    }
+
+    /// Causal grouped-query attention of `queries` (one row of heads per position from
+    /// `start` on) over the cached keys and values of every position up to each query's.
+    fn attention(&self, queries: &[f32], keys: &[f32], values: &[f32], start: usize) -> Vec<f32> {
+        let Shape {
+            heads, kv_heads, ..
+        } = self.shape;
+        let head_dim = self.shape.head_dim();
+        let kv_dim = self.shape.kv_dim();
+        let group = heads / kv_heads;
+        let scale = 1.0 / (head_dim as f32).sqrt();
+        let mut out = vec![0f32; queries.len()];
+        let attend = |index: usize, out: &mut [f32]| {
+            let (row, head) = (index / heads, index % heads);
+            let query = &queries[index * head_dim..(index + 1) * head_dim];
+            let offset = (head / group) * head_dim;
+            let seen = start + row + 1;
+            let mut scores: Vec<f32> = (0..seen)
+                .map(|t| {
+                    let key = &keys[t * kv_dim + offset..t * kv_dim + offset + head_dim];
+                    dot(query, key) * scale
+                })
+                .collect();
+            let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            scores.iter_mut().for_each(|s| *s = (*s - max).exp());
+            let total: f32 = scores.iter().sum();
+            out.fill(0.0);
+            for (t, &weight) in scores.iter().enumerate() {
+                let value = &values[t * kv_dim + offset..t * kv_dim + offset + head_dim];
+                let weight = weight / total;
+                out.iter_mut()
+                    .zip(value)
+                    .for_each(|(o, &v)| *o += weight * v);
+            }
+        };
+        if queries.len() / self.shape.dim > 1 {
+            out.par_chunks_mut(head_dim)
+                .enumerate()
+                .for_each(|(index, out)| attend(index, out));
+        } else {
+            out.chunks_mut(head_dim)
+                .enumerate()
+                .for_each(|(index, out)| attend(index, out));
+        }
+        out
+    }
+}
+
+/// Applies `f` to each row of `x` (`width` wide) and its row of `out` (`out_width` wide),
+/// on every core when there are several rows.
+fn for_rows(
+    x: &[f32],
+    out: &mut [f32],
+    width: usize,
+    out_width: usize,
+    f: impl Fn(&[f32], &mut [f32]) + Sync,
+) {
+    if x.len() > width {
+        out.par_chunks_mut(out_width)
+            .zip(x.par_chunks(width))
+            .for_each(|(out, x)| f(x, out));
+    } else {
+        out.chunks_mut(out_width)
+            .zip(x.chunks(width))
+            .for_each(|(out, x)| f(x, out));
+    }
+}
+
+/// `x / rms(x) · weight`.
+fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    let mean_square = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
+    let scale = 1.0 / (mean_square + eps).sqrt();
+    for ((out, &x), &w) in out.iter_mut().zip(x).zip(weight) {
+        *out = x * scale * w;
+    }
+}
+
+/// Dot product, summed in eight lanes so that it vectorises.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = a8
+        .remainder()
+        .iter()
+        .zip(b8.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (a, b) in a8.zip(b8) {
+        for ((lane, &x), &y) in lanes.iter_mut().zip(a).zip(b) {
+            *lane += x * y;
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// A quantized matrix and the input width it was stored for.
+struct Linear {
+    weight: QMatMul,
+    /// The matrix's columns: the input width, or more when it was padded with zero columns.
+    width: usize,
+}
+
+impl Linear {
+    /// `x · weightᵀ` for `rows` rows of `x`, padded with zeros to the matrix's width.
+    fn forward(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
+        let width = x.len() / rows;
+        let x = if width < self.width {
+            let mut padded = vec![0f32; rows * self.width];
+            for (padded, x) in padded
+                .chunks_exact_mut(self.width)
+                .zip(x.chunks_exact(width))
+            {
+                padded[..width].copy_from_slice(x);
+            }
+            Tensor::from_vec(padded, (rows, self.width), &Device::Cpu)?
+        } else {
+            Tensor::from_slice(x, (rows, width), &Device::Cpu)?
+        };
+        self.weight.forward(&x)?.flatten_all()?.to_vec1()
+    }
+}
+
+/// The input width to store a matrix of `width` columns in `dtype` at. candle's fastest x86
+/// kernels (weights repacked into 16-row tiles, 8-bit dot products by VNNI instructions, AMX
+/// for long prompts) take only Q4_K and Q8_0 matrices whose width is a multiple of 256; a
+/// narrower matrix (SmolLM2's are 576 wide) padded with zero columns computes the same
+/// product, a third more multiplications done several times faster.
+fn padded_width(width: usize, dtype: GgmlDType) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let vnni = std::arch::is_x86_feature_detected!("avx512vnni")
+            || std::arch::is_x86_feature_detected!("avxvnni");
+        let tiled = match dtype {
+            GgmlDType::Q4K => std::arch::is_x86_feature_detected!("avx2"),
+            GgmlDType::Q8_0 => vnni,
+            _ => false,
+        };
+        if tiled {
+            return width.next_multiple_of(256);
+        }
+    }
+    let _ = dtype;
+    width
+}
+
+/// A norm's weights.
+fn vector(tensor: QTensor, size: usize) -> Result<Vec<f32>> {
+    let values = tensor
+        .dequantize(&Device::Cpu)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    if values.len() != size {
+        bail!("a norm of {} weights, expected {size}", values.len());
+    }
+    Ok(values)
+}
+
+/// A matrix, converted to `requantize` when given.
+fn matrix(tensor: QTensor, requantize: Option<GgmlDType>) -> Result<Linear> {
+    stacked([tensor], requantize)
+}
+
+/// Matrices of one input width stacked row-wise into one, converted to `requantize` (and
+/// padded to its [`padded_width`]) when given. Without conversion they must share a type,
+/// and their quantized rows are stacked as they are.
+fn stacked<const N: usize>(parts: [QTensor; N], requantize: Option<GgmlDType>) -> Result<Linear> {
+    let device = Device::Cpu;
+    let mut rows = 0;
+    let mut width = None;
+    for part in &parts {
+        let (r, w) = part.shape().dims2()?;
+        if *width.get_or_insert(w) != w {
+            bail!("stacked matrices of widths {width:?} and {w}");
+        }
+        rows += r;
+    }
+    let width = width.unwrap_or(0);
+    let (tensor, width) = match requantize {
+        Some(dtype) => {
+            let mut parts = parts
+                .iter()
+                .map(|part| part.dequantize(&device))
+                .collect::<Result<Vec<_>>>()?;
+            let padded = padded_width(width, dtype);
+            if padded > width {
+                parts = parts
+                    .into_iter()
+                    .map(|part| {
+                        let zeros =
+                            Tensor::zeros((part.dim(0)?, padded - width), part.dtype(), &device)?;
+                        Tensor::cat(&[part, zeros], 1)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+            }
+            (QTensor::quantize(&Tensor::cat(&parts, 0)?, dtype)?, padded)
+        }
+        None => {
+            let dtype = parts[0].dtype();
+            if parts.iter().any(|part| part.dtype() != dtype) {
+                bail!("stacked matrices of different types");
+            }
+            let mut data = Vec::new();
+            for part in &parts {
+                data.extend_from_slice(&part.data()?);
+            }
+            (
+                qtensor_from_ggml(dtype, &data, vec![rows, width], &device)?,
+                width,
+            )
+        }
+    };
+    Ok(Linear {
+        weight: QMatMul::from_qtensor(tensor)?,
+        width,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{fs::File, io::Cursor};
+
+    use candle_transformers::models::quantized_llama::ModelWeights;
+
+    use super::*;
+    use crate::models;
+
+    /// The real GGUF's tensors, every matrix dequantized to F32, as a GGUF in memory.
+    fn dequantized_gguf() -> (gguf_file::Content, Cursor<Vec<u8>>) {
+        let spec = models::spec(super::super::MODEL_ID).expect("pinned");
+        let path = spec.dir(&models::dir_for_tests()).join(spec.files[0].name);
+        let mut reader = File::open(&path).expect("the model (run `aimesh models fetch`)");
+        let content = gguf_file::Content::read(&mut reader).expect("gguf");
+        let mut tensors = Vec::new();
+        for name in content.tensor_infos.keys() {
+            let tensor = content
+                .tensor(&mut reader, name, &Device::Cpu)
+                .expect("tensor");
+            let tensor = tensor.dequantize(&Device::Cpu).expect("dequantize");
+            tensors.push((
+                name.as_str(),
+                QTensor::quantize(&tensor, GgmlDType::F32).expect("f32"),
+            ));
+        }
+        let metadata: Vec<_> = content
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.as_str(), v))
+            .collect();
+        let tensors: Vec<_> = tensors
+            .iter()
+            .map(|(name, tensor)| (*name, tensor))
+            .collect();
+        let mut buffer = Cursor::new(Vec::new());
+        gguf_file::write(&mut buffer, &metadata, &tensors).expect("write");
+        buffer.set_position(0);
+        (
+            gguf_file::Content::read(&mut buffer).expect("read back"),
+            buffer,
+        )
+    }
+
+    /// Our decoder and candle's `quantized_llama` on the real model's weights (in F32, so
+    /// that no quantization of the activations hides a difference) give the same logits for
+    /// a prompt and for the tokens generated after it.
+    #[test]
+    fn decoder_matches_candle_quantized_llama() {
+        let (content, mut reader) = dequantized_gguf();
+        let ours = Llama::load(&content, &mut reader, None, 64).expect("ours");
+        let mut theirs =
+            ModelWeights::from_gguf(content, &mut reader, &Device::Cpu).expect("theirs");
+
+        let prompt = [1u32, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 30, 2];
+        let mut cache = ours.cache();
+        let mut position = 0;
+        for tokens in [&prompt[..], &[28], &[1542], &[30]] {
+            let mine = ours.forward(tokens, &mut cache).expect("ours");
+            let input = Tensor::new(tokens, &Device::Cpu)
+                .and_then(|t| t.unsqueeze(0))
+                .expect("input");
+            let reference: Vec<f32> = theirs
+                .forward(&input, position)
+                .and_then(|t| t.flatten_all()?.to_vec1())
+                .expect("theirs");
+            position += tokens.len();
+            assert_eq!(mine.len(), reference.len());
+            let largest = reference.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let diff = mine
+                .iter()
+                .zip(&reference)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(
+                diff <= 1e-4 * largest.max(1.0),
+                "at position {position}: logits differ by {diff} (largest {largest})"
+            );
+        }
+        assert_eq!(cache.len(), position);
+    }
+
+    /// Converted matrices (padded with zero columns where the CPU's tiled kernels want it)
+    /// compute the product of the original ones, to within the quantization error.
+    #[test]
+    fn converted_matrices_compute_the_same_product() {
+        let (rows, width, n) = (3, 576, 64);
+        let weights: Vec<f32> = (0..n * width)
+            .map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 0.1)
+            .collect();
+        let x: Vec<f32> = (0..rows * width)
+            .map(|i| (i * 104_729 % 1000) as f32 / 500.0 - 1.0)
+            .collect();
+        let exact: Vec<f32> = x
+            .chunks_exact(width)
+            .flat_map(|x| weights.chunks_exact(width).map(move |w| dot(x, w)))
+            .collect();
+        let tensor = Tensor::from_slice(&weights, (n, width), &Device::Cpu).expect("tensor");
+        let largest = exact.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for dtype in [GgmlDType::Q8_0, GgmlDType::Q4K] {
+            let stored = QTensor::quantize(&tensor, GgmlDType::F32).expect("f32");
+            let linear = matrix(stored, Some(dtype)).expect("converted");
+            assert_eq!(linear.width, padded_width(width, dtype));
+            for rows in [1, rows] {
+                let product = linear.forward(&x[..rows * width], rows).expect("product");
+                assert_eq!(product.len(), rows * n);
+                let diff = product
+                    .iter()
+                    .zip(&exact)
+                    .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+                let tolerance = if dtype == GgmlDType::Q8_0 { 0.01 } else { 0.1 };
+                assert!(
+                    diff <= tolerance * largest,
+                    "{dtype:?}, {rows} rows: off by {diff} of {largest}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn rope_rotates_pairs_by_position() {
+        let rope = Rope::new(4, 10_000.0, 8);
+        let mut x = vec![1.0, 0.0, 1.0, 0.0];
+        rope.apply(&mut x, 0);
+        assert_eq!(x, vec![1.0, 0.0, 1.0, 0.0]);
+        rope.apply(&mut x, 3);
+        // The first pair turns by 3 radians, the second by 3 / 100.
+        assert!((x[0] - 3f32.cos()).abs() < 1e-6 && (x[1] - 3f32.sin()).abs() < 1e-6);
+        assert!((x[2] - 0.03f32.cos()).abs() < 1e-6 && (x[3] - 0.03f32.sin()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn dot_and_rms_norm() {
+        let a: Vec<f32> = (0..19).map(|i| i as f32).collect();
+        assert_eq!(dot(&a, &a), (0..19).map(|i| (i * i) as f32).sum::<f32>());
+        let mut out = vec![0f32; 2];
+        rms_norm(&[3.0, 4.0], &[1.0, 2.0], 0.0, &mut out);
+        let rms = (12.5f32).sqrt();
+        assert!((out[0] - 3.0 / rms).abs() < 1e-6 && (out[1] - 8.0 / rms).abs() < 1e-6);
+    }
+}
