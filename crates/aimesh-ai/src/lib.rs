@@ -7,5 +7,6 @@ pub mod chat;
 pub mod embed;
 pub mod engine;
 pub mod models;
+mod quant;
 pub mod speech;
 pub mod translate;

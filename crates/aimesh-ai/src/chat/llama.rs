@@ -13,10 +13,12 @@
 //!   microseconds, less than handing them to other threads would).
 
 use candle_core::{
-    Device, Module, Result, Tensor, bail,
-    quantized::{GgmlDType, QMatMul, QTensor, ggml_file::qtensor_from_ggml, gguf_file},
+    Device, Result, Tensor, bail,
+    quantized::{GgmlDType, QTensor, ggml_file::qtensor_from_ggml, gguf_file},
 };
 use rayon::prelude::*;
+
+use crate::quant::QMatrix;
 
 /// The sizes of a llama model, from its GGUF metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,12 +52,12 @@ impl Shape {
 struct Block {
     attention_norm: Vec<f32>,
     /// Query, key and value, stacked: `(dim + 2 × kv_dim) × dim`.
-    qkv: Linear,
-    output: Linear,
+    qkv: QMatrix,
+    output: QMatrix,
     ffn_norm: Vec<f32>,
     /// Gate and up projections, stacked: `(2 × hidden) × dim`.
-    gate_up: Linear,
-    down: Linear,
+    gate_up: QMatrix,
+    down: QMatrix,
 }
 
 /// A llama model with quantized weights.
@@ -66,7 +68,7 @@ pub(super) struct Llama {
     blocks: Vec<Block>,
     norm: Vec<f32>,
     /// The output projection (the token embeddings when the file ties them).
-    output: Linear,
+    output: QMatrix,
     eps: f32,
     rope: Rope,
 }
@@ -270,7 +272,7 @@ impl Llama {
         let last = &x[(tokens.len() - 1) * dim..];
         let mut normed = vec![0f32; dim];
         rms_norm(last, &self.norm, self.eps, &mut normed);
-        self.output.forward(&normed, 1)
+        product(&self.output, &normed, 1)
     }
 
     /// One decoder block over the hidden states `x` of the positions from `start` on.
@@ -289,7 +291,7 @@ impl Llama {
         for_rows(x, &mut normed, dim, dim, |x, out| {
             rms_norm(x, &block.attention_norm, self.eps, out)
         });
-        let qkv = block.qkv.forward(&normed, rows)?;
+        let qkv = product(&block.qkv, &normed, rows)?;
         let width = dim + 2 * kv_dim;
         let mut queries = Vec::with_capacity(rows * dim);
         for (row, qkv) in qkv.chunks_exact(width).enumerate() {
@@ -305,13 +307,13 @@ impl Llama {
             values.extend_from_slice(v);
         }
         let attended = self.attention(&queries, keys, values, start);
-        let output = block.output.forward(&attended, rows)?;
+        let output = product(&block.output, &attended, rows)?;
         x.iter_mut().zip(&output).for_each(|(x, o)| *x += o);
 
         for_rows(x, &mut normed, dim, dim, |x, out| {
             rms_norm(x, &block.ffn_norm, self.eps, out)
         });
-        let gate_up = block.gate_up.forward(&normed, rows)?;
+        let gate_up = product(&block.gate_up, &normed, rows)?;
         let mut activated = vec![0f32; rows * hidden];
         for_rows(
             &gate_up,
@@ -325,7 +327,7 @@ impl Llama {
                 }
             },
         );
-        let down = block.down.forward(&activated, rows)?;
+        let down = product(&block.down, &activated, rows)?;
         x.iter_mut().zip(&down).for_each(|(x, d)| *x += d);
         Ok(())
     }
@@ -424,54 +426,10 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
-/// A quantized matrix and the input width it was stored for.
-struct Linear {
-    weight: QMatMul,
-    /// The matrix's columns: the input width, or more when it was padded with zero columns.
-    width: usize,
-}
-
-impl Linear {
-    /// `x · weightᵀ` for `rows` rows of `x`, padded with zeros to the matrix's width.
-    fn forward(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
-        let width = x.len() / rows;
-        let x = if width < self.width {
-            let mut padded = vec![0f32; rows * self.width];
-            for (padded, x) in padded
-                .chunks_exact_mut(self.width)
-                .zip(x.chunks_exact(width))
-            {
-                padded[..width].copy_from_slice(x);
-            }
-            Tensor::from_vec(padded, (rows, self.width), &Device::Cpu)?
-        } else {
-            Tensor::from_slice(x, (rows, width), &Device::Cpu)?
-        };
-        self.weight.forward(&x)?.flatten_all()?.to_vec1()
-    }
-}
-
-/// The input width to store a matrix of `width` columns in `dtype` at. candle's fastest x86
-/// kernels (weights repacked into 16-row tiles, 8-bit dot products by VNNI instructions, AMX
-/// for long prompts) take only Q4_K and Q8_0 matrices whose width is a multiple of 256; a
-/// narrower matrix (SmolLM2's are 576 wide) padded with zero columns computes the same
-/// product, a third more multiplications done several times faster.
-fn padded_width(width: usize, dtype: GgmlDType) -> usize {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let vnni = std::arch::is_x86_feature_detected!("avx512vnni")
-            || std::arch::is_x86_feature_detected!("avxvnni");
-        let tiled = match dtype {
-            GgmlDType::Q4K => std::arch::is_x86_feature_detected!("avx2"),
-            GgmlDType::Q8_0 => vnni,
-            _ => false,
-        };
-        if tiled {
-            return width.next_multiple_of(256);
-        }
-    }
-    let _ = dtype;
-    width
+/// `x · weightᵀ` for `rows` rows of `x`.
+fn product(weight: &QMatrix, x: &[f32], rows: usize) -> Result<Vec<f32>> {
+    let x = Tensor::from_slice(x, (rows, x.len() / rows), &Device::Cpu)?;
+    weight.forward(&x)?.flatten_all()?.to_vec1()
 }
 
 /// A norm's weights.
@@ -487,14 +445,14 @@ fn vector(tensor: QTensor, size: usize) -> Result<Vec<f32>> {
 }
 
 /// A matrix, converted to `requantize` when given.
-fn matrix(tensor: QTensor, requantize: Option<GgmlDType>) -> Result<Linear> {
+fn matrix(tensor: QTensor, requantize: Option<GgmlDType>) -> Result<QMatrix> {
     stacked([tensor], requantize)
 }
 
-/// Matrices of one input width stacked row-wise into one, converted to `requantize` (and
-/// padded to its [`padded_width`]) when given. Without conversion they must share a type,
-/// and their quantized rows are stacked as they are.
-fn stacked<const N: usize>(parts: [QTensor; N], requantize: Option<GgmlDType>) -> Result<Linear> {
+/// Matrices of one input width stacked row-wise into one, converted to `requantize` when
+/// given. Without conversion they must share a type, and their quantized rows are stacked
+/// as they are.
+fn stacked<const N: usize>(parts: [QTensor; N], requantize: Option<GgmlDType>) -> Result<QMatrix> {
     let device = Device::Cpu;
     let mut rows = 0;
     let mut width = None;
@@ -506,24 +464,13 @@ fn stacked<const N: usize>(parts: [QTensor; N], requantize: Option<GgmlDType>) -
         rows += r;
     }
     let width = width.unwrap_or(0);
-    let (tensor, width) = match requantize {
+    match requantize {
         Some(dtype) => {
-            let mut parts = parts
+            let parts = parts
                 .iter()
                 .map(|part| part.dequantize(&device))
                 .collect::<Result<Vec<_>>>()?;
-            let padded = padded_width(width, dtype);
-            if padded > width {
-                parts = parts
-                    .into_iter()
-                    .map(|part| {
-                        let zeros =
-                            Tensor::zeros((part.dim(0)?, padded - width), part.dtype(), &device)?;
-                        Tensor::cat(&[part, zeros], 1)
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-            }
-            (QTensor::quantize(&Tensor::cat(&parts, 0)?, dtype)?, padded)
+            QMatrix::quantize(&Tensor::cat(&parts, 0)?, dtype)
         }
         None => {
             let dtype = parts[0].dtype();
@@ -534,16 +481,9 @@ fn stacked<const N: usize>(parts: [QTensor; N], requantize: Option<GgmlDType>) -
             for part in &parts {
                 data.extend_from_slice(&part.data()?);
             }
-            (
-                qtensor_from_ggml(dtype, &data, vec![rows, width], &device)?,
-                width,
-            )
+            QMatrix::new(qtensor_from_ggml(dtype, &data, vec![rows, width], &device)?)
         }
-    };
-    Ok(Linear {
-        weight: QMatMul::from_qtensor(tensor)?,
-        width,
-    })
+    }
 }
 
 #[cfg(test)]
@@ -625,43 +565,6 @@ mod tests {
             );
         }
         assert_eq!(cache.len(), position);
-    }
-
-    /// Converted matrices (padded with zero columns where the CPU's tiled kernels want it)
-    /// compute the product of the original ones, to within the quantization error.
-    #[test]
-    fn converted_matrices_compute_the_same_product() {
-        let (rows, width, n) = (3, 576, 64);
-        let weights: Vec<f32> = (0..n * width)
-            .map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 0.1)
-            .collect();
-        let x: Vec<f32> = (0..rows * width)
-            .map(|i| (i * 104_729 % 1000) as f32 / 500.0 - 1.0)
-            .collect();
-        let exact: Vec<f32> = x
-            .chunks_exact(width)
-            .flat_map(|x| weights.chunks_exact(width).map(move |w| dot(x, w)))
-            .collect();
-        let tensor = Tensor::from_slice(&weights, (n, width), &Device::Cpu).expect("tensor");
-        let largest = exact.iter().fold(0f32, |m, v| m.max(v.abs()));
-        for dtype in [GgmlDType::Q8_0, GgmlDType::Q4K] {
-            let stored = QTensor::quantize(&tensor, GgmlDType::F32).expect("f32");
-            let linear = matrix(stored, Some(dtype)).expect("converted");
-            assert_eq!(linear.width, padded_width(width, dtype));
-            for rows in [1, rows] {
-                let product = linear.forward(&x[..rows * width], rows).expect("product");
-                assert_eq!(product.len(), rows * n);
-                let diff = product
-                    .iter()
-                    .zip(&exact)
-                    .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-                let tolerance = if dtype == GgmlDType::Q8_0 { 0.01 } else { 0.1 };
-                assert!(
-                    diff <= tolerance * largest,
-                    "{dtype:?}, {rows} rows: off by {diff} of {largest}"
-                );
-            }
-        }
     }
 
     #[test]

@@ -9,17 +9,16 @@
 //! value projections stay in f32: they run once per window, on all 1,500 audio frames, where
 //! a full matrix product is faster than 8-bit dot products.
 
-use candle_core::{
-    D, Device, Result, Tensor,
-    quantized::{GgmlDType, QMatMul, QTensor},
-};
+use candle_core::{D, Device, Result, Tensor, quantized::GgmlDType};
 use candle_nn::{Embedding, LayerNorm, Linear, Module, VarBuilder};
 use candle_transformers::models::whisper::Config;
+
+use crate::quant::QMatrix;
 
 /// A dense layer with its weight in Q8_0 (see the module docs).
 #[derive(Debug, Clone)]
 struct QLinear {
-    weight: QMatMul,
+    weight: QMatrix,
     bias: Option<Tensor>,
 }
 
@@ -27,7 +26,7 @@ impl QLinear {
     fn load(inputs: usize, outputs: usize, bias: bool, vb: VarBuilder<'_>) -> Result<Self> {
         let weight = vb.get((outputs, inputs), "weight")?;
         Ok(Self {
-            weight: QMatMul::from_qtensor(QTensor::quantize(&weight, GgmlDType::Q8_0)?)?,
+            weight: QMatrix::quantize(&weight, GgmlDType::Q8_0)?,
             bias: bias.then(|| vb.get(outputs, "bias")).transpose()?,
         })
     }
@@ -94,7 +93,7 @@ pub(crate) struct Decoder {
     layers: Vec<Layer>,
     ln: LayerNorm,
     /// The token embeddings in Q8_0, scoring the next token.
-    logits: QMatMul,
+    logits: QMatrix,
     heads: usize,
     max_positions: usize,
 }
@@ -128,8 +127,7 @@ impl Decoder {
             })
             .collect::<Result<Vec<_>>>()?;
         let embed = candle_nn::embedding(config.vocab_size, d, vb.pp("embed_tokens"))?;
-        let logits =
-            QMatMul::from_qtensor(QTensor::quantize(embed.embeddings(), GgmlDType::Q8_0)?)?;
+        let logits = QMatrix::quantize(embed.embeddings(), GgmlDType::Q8_0)?;
         Ok(Self {
             embed,
             logits,
