@@ -10,7 +10,9 @@
 //!   and up projections of the feed-forward layer;
 //! - norms, rotary embeddings, attention and the gated activation are plain loops over the
 //!   hidden states, spread over every core only for a prompt (for one token they take
-//!   microseconds, less than handing them to other threads would).
+//!   microseconds, less than handing them to other threads would);
+//! - converted matrices are stored in the shapes candle's fastest kernels take (see
+//!   [`QMatrix`]).
 
 use candle_core::{
     Device, Result, Tensor, bail,

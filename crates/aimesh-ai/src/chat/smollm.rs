@@ -1,5 +1,5 @@
 //! [`SmolLm`]: SmolLM2-135M-Instruct (catalog id `smollm2-135m-instruct`), a quantized llama
-//! model in a GGUF file, on candle's CPU backend.
+//! model in a GGUF file, run by aimesh's llama decoder on candle's quantized CPU kernels.
 //!
 //! Loading verifies the pinned file, builds the tokenizer and compiles the chat template from
 //! the file's metadata, and loads the weights (see [`WeightFormat`]). Generation runs on one
