@@ -1,5 +1,6 @@
 //! `aimesh-bench chat`: prompt processing and generation speed of the chat engine
-//! (SmolLM2-135M-Instruct, GGUF Q4_1, on aimesh's llama decoder over candle's quantized kernels), greedy, on a fixed prompt.
+//! (SmolLM2-135M-Instruct, GGUF Q4_1, on aimesh's llama decoder over candle's quantized
+//! kernels), greedy, on a fixed prompt.
 //!
 //! Each run sends the same request through [`ChatModel::chat`] and times the stream: the
 //! prompt is processed when the first token arrives (the first token is sampled from the

@@ -448,7 +448,10 @@ fn vector(tensor: QTensor, size: usize) -> Result<Vec<f32>> {
 
 /// A matrix, converted to `requantize` when given.
 fn matrix(tensor: QTensor, requantize: Option<GgmlDType>) -> Result<QMatrix> {
-    stacked([tensor], requantize)
+    match requantize {
+        Some(dtype) => QMatrix::quantize(&tensor.dequantize(&Device::Cpu)?, dtype),
+        None => QMatrix::new(tensor),
+    }
 }
 
 /// Matrices of one input width stacked row-wise into one, converted to `requantize` when

@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use super::{
     ChatEvent, ChatMessage, ChatModel, ChatStream, ChatTemplate, FinishReason, GenerationParams,
     GgufTokenizer,
-    llama::Llama,
+    llama::{Cache, Llama},
     stop::{Scan, StopScanner},
     validate_messages, validate_params,
 };
@@ -299,14 +299,19 @@ struct Outcome {
 impl Worker {
     /// One forward pass of one token, to catch a model that loads but cannot run.
     fn trial(&mut self) -> candle_core::Result<()> {
-        let mut cache = self.model.cache();
         let logits = self
             .model
-            .forward(&[self.tokenizer.eos_token_id()], &mut cache)?;
-        if logits.len() != self.model.shape().vocab || logits.iter().any(|l| !l.is_finite()) {
+            .forward(&[self.tokenizer.eos_token_id()], &mut self.model.cache())?;
+        if logits.iter().any(|l| !l.is_finite()) {
             return Err(candle_core::Error::Msg("the logits are not finite".into()));
         }
         Ok(())
+    }
+
+    /// Runs `tokens` after those in `cache` and returns the next token's logits, to sample.
+    fn step(&self, tokens: &[u32], cache: &mut Cache) -> candle_core::Result<Tensor> {
+        let logits = self.model.forward(tokens, cache)?;
+        Tensor::from_vec(logits, self.model.shape().vocab, &self.device)
     }
 
     /// Generates the requests of `jobs` until every sender is gone.
@@ -364,12 +369,11 @@ impl Worker {
             if job.events.is_closed() {
                 return Ok(None);
             }
-            logits = Some(self.model.forward(chunk, &mut cache)?);
+            logits = Some(self.step(chunk, &mut cache)?);
         }
-        let Some(logits) = logits else {
+        let Some(mut logits) = logits else {
             return Err(candle_core::Error::Msg("empty prompt".into()));
         };
-        let mut logits = Tensor::from_vec(logits, self.model.shape().vocab, &self.device)?;
 
         let mut sampler = LogitsProcessor::from_sampling(
             params.seed.unwrap_or_else(random_seed),
@@ -413,11 +417,7 @@ impl Worker {
             if job.events.is_closed() {
                 return Ok(None);
             }
-            logits = Tensor::from_vec(
-                self.model.forward(&[next], &mut cache)?,
-                self.model.shape().vocab,
-                &self.device,
-            )?;
+            logits = self.step(&[next], &mut cache)?;
         };
         if finish_reason != FinishReason::StopSequence {
             let mut rest = scanner.finish();
