@@ -30,6 +30,25 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     && install -D -m 0755 target/release/aimesh /out/aimesh \
     && install -d -m 0755 /out/data
 
+# ---- worker --------------------------------------------------------------------------------
+# The job worker with the engines its jobs run: Apertium with the English<->Spanish pair (note
+# translation). A worker claims only the job kinds whose engines it has, so a worker built from
+# the slim runtime image below would never claim a translation.
+#   docker build --target worker -t aimesh-worker .
+#   docker run --rm -e AIMESH_DATABASE_URL=postgres://... aimesh-worker
+FROM debian:12.11-slim AS worker
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends apertium=3.8.3-1+b2 apertium-eng-spa=0.8.1-2 \
+    && rm -rf /var/lib/apt/lists/*
+COPY --from=builder /out/aimesh /usr/local/bin/aimesh
+COPY --from=builder --chown=65532:65532 /out/data /var/lib/aimesh
+ENV AIMESH_DATA_DIR=/var/lib/aimesh \
+    AIMESH_LOG_FORMAT=json
+USER 65532:65532
+WORKDIR /var/lib/aimesh
+ENTRYPOINT ["/usr/local/bin/aimesh"]
+CMD ["worker"]
+
 # ---- runtime -------------------------------------------------------------------------------
 # Distroless "cc": glibc, libgcc and CA certificates, no shell or package manager; Debian 12 like
 # the builder, so the binary's glibc requirement is met. Its nonroot user is 65532.

@@ -3,8 +3,29 @@
 //!
 //! A request that finds the queue full is refused at once with [`EngineError::Busy`] (callers
 //! answer `RESOURCE_EXHAUSTED`) rather than waiting behind work the engine cannot absorb.
+//!
+//! The thread is supervised: a panic while serving (a malformed input reaching a corner of
+//! the model code) loses the request being served — its caller gets an error — but not the
+//! engine: the serving loop starts again on the same queue after a short pause, during which
+//! [`EngineQueue::is_alive`] reports false (health shows the engine NOT_SERVING). An engine
+//! that panics again and again within a minute is given up: it stays down, and says so.
 
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::{
+    panic::{AssertUnwindSafe, catch_unwind},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+        mpsc::{self, Receiver, SyncSender, TrySendError},
+    },
+    time::{Duration, Instant},
+};
+
+/// Panics within [`PANIC_WINDOW`] after which an engine is given up.
+const MAX_PANICS: usize = 5;
+/// The window in which panics are counted.
+const PANIC_WINDOW: Duration = Duration::from_secs(60);
+/// Pause before the serving loop starts again after a panic.
+const RESTART_PAUSE: Duration = Duration::from_millis(200);
 
 /// Why an inference request failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -66,6 +87,7 @@ pub struct EngineQueue<R> {
     engine: &'static str,
     capacity: usize,
     sender: SyncSender<R>,
+    alive: Arc<AtomicBool>,
 }
 
 impl<R> Clone for EngineQueue<R> {
@@ -74,29 +96,71 @@ impl<R> Clone for EngineQueue<R> {
             engine: self.engine,
             capacity: self.capacity,
             sender: self.sender.clone(),
+            alive: self.alive.clone(),
         }
     }
 }
 
 impl<R: Send + 'static> EngineQueue<R> {
     /// Starts a thread named `thread_name` running `serve` on the receiving side of a queue
-    /// holding at most `capacity` requests (at least one).
+    /// holding at most `capacity` requests (at least one). `serve` returns when the queue is
+    /// closed; if it panics, it is called again on the same queue (see the module docs).
     pub fn spawn(
         engine: &'static str,
         thread_name: impl Into<String>,
         capacity: usize,
-        serve: impl FnOnce(Receiver<R>) + Send + 'static,
+        mut serve: impl FnMut(&Receiver<R>) + Send + 'static,
     ) -> std::io::Result<Self> {
         let capacity = capacity.max(1);
         let (sender, receiver) = mpsc::sync_channel(capacity);
+        let alive = Arc::new(AtomicBool::new(true));
+        let flag = alive.clone();
         std::thread::Builder::new()
             .name(thread_name.into())
-            .spawn(move || serve(receiver))?;
+            .spawn(move || {
+                let mut panics: Vec<Instant> = Vec::new();
+                loop {
+                    match catch_unwind(AssertUnwindSafe(|| serve(&receiver))) {
+                        Ok(()) => break,
+                        Err(panic) => {
+                            flag.store(false, Ordering::SeqCst);
+                            let now = Instant::now();
+                            panics.retain(|at| now.duration_since(*at) < PANIC_WINDOW);
+                            panics.push(now);
+                            let message = panic_message(panic.as_ref());
+                            if panics.len() >= MAX_PANICS {
+                                tracing::error!(
+                                    engine,
+                                    panics = panics.len(),
+                                    panic = message,
+                                    "inference thread keeps panicking: engine stopped"
+                                );
+                                return;
+                            }
+                            tracing::error!(
+                                engine,
+                                panic = message,
+                                "inference thread panicked: restarting it"
+                            );
+                            std::thread::sleep(RESTART_PAUSE);
+                            flag.store(true, Ordering::SeqCst);
+                        }
+                    }
+                }
+                flag.store(false, Ordering::SeqCst);
+            })?;
         Ok(Self {
             engine,
             capacity,
             sender,
+            alive,
         })
+    }
+
+    /// Returns whether the inference thread is serving (false while it restarts after a
+    /// panic, and for good once it has stopped).
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::SeqCst)
     }
 
     /// Queues a request without waiting: [`EngineError::Busy`] when the queue is full,
@@ -117,6 +181,15 @@ impl<R: Send + 'static> EngineQueue<R> {
     pub fn capacity(&self) -> usize {
         self.capacity
     }
+}
+
+/// The text of a panic's payload.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }
 
 #[cfg(test)]
@@ -160,5 +233,50 @@ mod tests {
             }
         }
         assert!(stopped.is_some(), "the stopped thread is reported");
+    }
+
+    #[test]
+    fn a_panicking_request_does_not_stop_the_engine() {
+        let (replies, answers) = mpsc::channel::<u32>();
+        let queue = EngineQueue::spawn("test-engine", "test-engine", 4, move |requests| {
+            while let Ok(n) = requests.recv() {
+                assert!(n != 13, "unlucky input");
+                let _ = replies.send(n * 2);
+            }
+        })
+        .expect("thread starts");
+        queue.submit(13).expect("queued");
+        queue.submit(21).expect("queued");
+        let answer = answers
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("served after the restart");
+        assert_eq!(answer, 42);
+        assert!(queue.is_alive());
+    }
+
+    #[test]
+    fn an_engine_that_keeps_panicking_stops_and_says_so() {
+        let queue = EngineQueue::spawn("test-engine", "test-engine", 8, |requests| {
+            if requests.recv().is_ok() {
+                panic!("always");
+            }
+        })
+        .expect("thread starts");
+        for n in 0..MAX_PANICS as u32 {
+            queue.submit(n).expect("queued");
+        }
+        let mut stopped = false;
+        for _ in 0..200 {
+            if !queue.is_alive() && queue.submit(99).is_err() {
+                stopped = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        assert!(stopped, "the engine gave up and refuses requests");
+        assert!(matches!(
+            queue.submit(100),
+            Err(EngineError::Stopped { .. })
+        ));
     }
 }

@@ -466,3 +466,26 @@ fn stage_timings_of_a_clip() {
         );
     }
 }
+
+/// Synthesis is bounded like the other engines: beyond the processes running and the
+/// requests waiting for one, a request is refused at once with Busy, and the admitted ones
+/// all complete.
+#[tokio::test]
+async fn espeak_refuses_beyond_its_capacity() {
+    let espeak = espeak().await.with_capacity(1, 1);
+    let requests: Vec<_> = (0..6)
+        .map(|_| espeak.synthesize(format!("{SENTENCE} {SENTENCE}"), None, None))
+        .collect();
+    let results = futures::future::join_all(requests).await;
+    let busy = results
+        .iter()
+        .filter(|r| matches!(r, Err(EngineError::Busy { queued: 2, .. })))
+        .count();
+    let spoken = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!((spoken, busy), (2, 4), "{results:?}");
+    // Capacity comes back once they are done.
+    espeak
+        .synthesize(SENTENCE.into(), None, None)
+        .await
+        .expect("speaks again");
+}

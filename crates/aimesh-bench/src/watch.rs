@@ -61,7 +61,7 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
         .args(["serve", "--grpc-addr", &addr])
         .arg("--data-dir")
         .arg(data.path())
-        .env("AIMESH_WORKER", "false")
+        .env("AIMESH_WORKER", "off")
         .env("AIMESH_RATE_LIMIT_PER_SEC", "0")
         .env("AIMESH_LOG", "warn")
         .stdout(Stdio::null())

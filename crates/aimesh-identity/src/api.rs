@@ -1,6 +1,10 @@
 //! The tonic adapter of `aimesh.identity.v1.IdentityService`.
 
-use aimesh_kit::{auth::principal, error::Violations, proto::timestamp};
+use aimesh_kit::{
+    auth::{client_address, principal},
+    error::Violations,
+    proto::timestamp,
+};
 use aimesh_proto::identity::v1::{self as pb, identity_service_server::IdentityService};
 use chrono::{TimeZone, Utc};
 use tonic::{Request, Response, Status};
@@ -54,6 +58,7 @@ impl IdentityService for IdentityApi {
         &self,
         request: Request<pb::RegisterRequest>,
     ) -> Result<Response<pb::RegisterResponse>, Status> {
+        let client = client_address(&request);
         let request = request.into_inner();
         let mut violations = Violations::new();
         let username = violations.check("username", domain::validate_username(&request.username));
@@ -65,17 +70,19 @@ impl IdentityService for IdentityApi {
         if !request.password2.is_empty() && request.password2 != request.password {
             violations.add("password2", "does not match password");
         }
-        invalid(violations)?;
-        let (Some(username), Some(email)) = (username, email) else {
-            unreachable!("violations are empty")
-        };
+        let (username, email) = violations
+            .finish((username, email))
+            .map_err(IdentityError::InvalidArgument)?;
         let user = self
             .identity
-            .register(Registration {
-                username,
-                email,
-                password: request.password,
-            })
+            .register(
+                Registration {
+                    username,
+                    email,
+                    password: request.password,
+                },
+                client,
+            )
             .await?;
         Ok(Response::new(pb::RegisterResponse {
             user: Some(user_to_proto(&user)),
@@ -86,7 +93,7 @@ impl IdentityService for IdentityApi {
         &self,
         request: Request<pb::LoginRequest>,
     ) -> Result<Response<pb::LoginResponse>, Status> {
-        let client = request.remote_addr().map(|addr| addr.ip());
+        let client = client_address(&request);
         let request = request.into_inner();
         let mut violations = Violations::new();
         let login = match (request.email.is_empty(), request.username.is_empty()) {

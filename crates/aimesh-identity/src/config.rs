@@ -38,6 +38,24 @@ pub struct IdentityConfig {
         default_value_t = 30
     )]
     pub login_attempts_per_minute_per_address: u32,
+
+    /// Account registrations allowed per client address per minute.
+    #[arg(
+        long,
+        env = "AIMESH_REGISTRATIONS_PER_MINUTE_PER_ADDRESS",
+        default_value_t = 10
+    )]
+    pub registrations_per_minute_per_address: u32,
+
+    /// Passwords hashed or verified at once (each argon2id computation takes about 19 MiB);
+    /// 0: one per CPU.
+    #[arg(long, env = "AIMESH_PASSWORD_HASHING_CONCURRENCY", default_value_t = 0)]
+    pub password_hashing_concurrency: usize,
+
+    /// How long a registration or login waits for a free hashing slot before it is refused
+    /// with RESOURCE_EXHAUSTED (and a retry delay), in milliseconds.
+    #[arg(long, env = "AIMESH_PASSWORD_HASHING_WAIT_MS", default_value_t = 2000)]
+    pub password_hashing_wait_ms: u64,
 }
 
 impl IdentityConfig {
@@ -61,6 +79,24 @@ impl IdentityConfig {
         NonZeroU32::new(self.login_attempts_per_minute_per_address).unwrap_or(NonZeroU32::MIN)
     }
 
+    /// Returns the per-address registration quota.
+    pub fn per_address_registrations(&self) -> NonZeroU32 {
+        NonZeroU32::new(self.registrations_per_minute_per_address).unwrap_or(NonZeroU32::MIN)
+    }
+
+    /// Returns how many passwords may be hashed at once.
+    pub fn hashing_concurrency(&self) -> usize {
+        match self.password_hashing_concurrency {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        }
+    }
+
+    /// Returns how long to wait for a hashing slot.
+    pub fn hashing_wait(&self) -> Duration {
+        Duration::from_millis(self.password_hashing_wait_ms)
+    }
+
     /// Returns the defaults, with the key in the given data directory's default place.
     pub fn for_tests() -> Self {
         Self {
@@ -70,6 +106,9 @@ impl IdentityConfig {
             refresh_token_ttl_secs: 2_592_000,
             login_attempts_per_minute: 10,
             login_attempts_per_minute_per_address: 30,
+            registrations_per_minute_per_address: 10,
+            password_hashing_concurrency: 0,
+            password_hashing_wait_ms: 2000,
         }
     }
 }

@@ -28,6 +28,12 @@ pub enum IdentityError {
     /// Too many attempts.
     #[error("too many login attempts; retry in {} s", .0.as_secs().max(1))]
     Throttled(Duration),
+    /// Too many registrations from one address.
+    #[error("too many accounts registered from this address; retry in {} s", .0.as_secs().max(1))]
+    TooManyRegistrations(Duration),
+    /// Every password hashing slot stayed busy for the whole wait.
+    #[error("too many passwords are being checked at once; retry in {} ms", .0.as_millis().max(1))]
+    Busy(Duration),
     /// Hashing failed or a task died.
     #[error("internal error: {0}")]
     Internal(String),
@@ -48,12 +54,11 @@ impl ServiceError for IdentityError {
                 Code::Unauthenticated
             }
             IdentityError::AccountNotFound => Code::NotFound,
-            IdentityError::Throttled(_) => Code::ResourceExhausted,
+            IdentityError::Throttled(_)
+            | IdentityError::TooManyRegistrations(_)
+            | IdentityError::Busy(_) => Code::ResourceExhausted,
             IdentityError::Internal(_) => Code::Internal,
-            IdentityError::Db(error) => match aimesh_kit::db::error_code(error) {
-                Code::Unavailable => Code::Unavailable,
-                _ => Code::Internal,
-            },
+            IdentityError::Db(error) => aimesh_kit::db::failure_code(error),
         }
     }
 
@@ -68,7 +73,9 @@ impl ServiceError for IdentityError {
 impl From<IdentityError> for tonic::Status {
     fn from(error: IdentityError) -> Self {
         match error {
-            IdentityError::Throttled(wait) => retry_status(&error.to_string(), wait),
+            IdentityError::Throttled(wait)
+            | IdentityError::TooManyRegistrations(wait)
+            | IdentityError::Busy(wait) => retry_status(&error.to_string(), wait),
             error => into_status(error),
         }
     }

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use governor::{DefaultKeyedRateLimiter, Quota, clock::Clock};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use crate::{
@@ -54,6 +55,11 @@ struct Inner {
     refresh_ttl: chrono::Duration,
     per_account: DefaultKeyedRateLimiter<String>,
     per_address: DefaultKeyedRateLimiter<IpAddr>,
+    registrations: DefaultKeyedRateLimiter<IpAddr>,
+    /// Slots for argon2id work (about 19 MiB each): bounds the memory hashing can take.
+    hashing: Arc<Semaphore>,
+    /// How long a request waits for a slot.
+    hashing_wait: Duration,
     /// A hash verified when the account does not exist, so both cases take as long.
     decoy_hash: String,
 }
@@ -86,6 +92,11 @@ impl Identity {
                 per_address: DefaultKeyedRateLimiter::keyed(per_minute(
                     config.per_address_logins(),
                 )),
+                registrations: DefaultKeyedRateLimiter::keyed(per_minute(
+                    config.per_address_registrations(),
+                )),
+                hashing: Arc::new(Semaphore::new(config.hashing_concurrency().max(1))),
+                hashing_wait: config.hashing_wait(),
                 decoy_hash,
             }),
         })
@@ -106,12 +117,31 @@ impl Identity {
         &self.inner.keys
     }
 
-    /// Creates an account.
-    pub async fn register(&self, registration: Registration) -> IdentityResult<User> {
-        let hash = {
-            let password = registration.password.clone();
-            blocking(move || hash_password(&password)).await??
-        };
+    /// Creates an account for a client at `client`. Registrations are limited per address;
+    /// a taken email or username is refused before any password is hashed.
+    pub async fn register(
+        &self,
+        registration: Registration,
+        client: Option<IpAddr>,
+    ) -> IdentityResult<User> {
+        if let Some(address) = client
+            && let Err(not_until) = self.inner.registrations.check_key(&address)
+        {
+            let clock = self.inner.registrations.clock();
+            return Err(IdentityError::TooManyRegistrations(
+                not_until.wait_time_from(clock.now()),
+            ));
+        }
+        if let Some(taken) = self
+            .inner
+            .store
+            .taken(&registration.username, &registration.email)
+            .await?
+        {
+            return Err(IdentityError::AlreadyExists(taken));
+        }
+        let password = registration.password.clone();
+        let hash = self.hashing(move || hash_password(&password)).await??;
         let user = User {
             id: Uuid::now_v7(),
             username: registration.username,
@@ -140,7 +170,9 @@ impl Identity {
             None => (None, self.inner.decoy_hash.clone()),
         };
         let password = password.to_owned();
-        let matches = blocking(move || verify_password(&password, &hash)).await?;
+        let matches = self
+            .hashing(move || verify_password(&password, &hash))
+            .await?;
         let user = match (user, matches) {
             (Some(user), true) => user,
             _ => return Err(IdentityError::InvalidCredentials),
@@ -214,7 +246,10 @@ impl Identity {
             .await?
             .ok_or(IdentityError::AccountNotFound)?;
         let password = password.to_owned();
-        if !blocking(move || verify_password(&password, &hash)).await? {
+        if !self
+            .hashing(move || verify_password(&password, &hash))
+            .await?
+        {
             return Err(IdentityError::InvalidCredentials);
         }
         self.inner.store.delete_user(id).await?;
@@ -237,13 +272,10 @@ impl Identity {
         Ok(claims)
     }
 
+    /// Checks the login quotas: the client address's first, so that attempts refused there
+    /// leave no per-account state behind.
     fn throttle(&self, login: &str, client: Option<IpAddr>) -> IdentityResult<()> {
         let clock = self.inner.per_account.clock();
-        if let Err(not_until) = self.inner.per_account.check_key(&login.to_owned()) {
-            return Err(IdentityError::Throttled(
-                not_until.wait_time_from(clock.now()),
-            ));
-        }
         if let Some(address) = client
             && let Err(not_until) = self.inner.per_address.check_key(&address)
         {
@@ -251,7 +283,54 @@ impl Identity {
                 not_until.wait_time_from(clock.now()),
             ));
         }
+        if let Err(not_until) = self.inner.per_account.check_key(&login.to_owned()) {
+            return Err(IdentityError::Throttled(
+                not_until.wait_time_from(clock.now()),
+            ));
+        }
         Ok(())
+    }
+
+    /// Forgets the quota state of accounts and addresses idle long enough to be back at a
+    /// full allowance, so the limiters' memory follows the active clients, not every client
+    /// ever seen.
+    pub fn prune(&self) {
+        for limiter in [&self.inner.per_address, &self.inner.registrations] {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+        self.inner.per_account.retain_recent();
+        self.inner.per_account.shrink_to_fit();
+    }
+
+    /// Prunes the limiters every `interval` (see [`Identity::prune`]).
+    pub fn spawn_pruner(&self, interval: Duration) {
+        let identity = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            loop {
+                tick.tick().await;
+                identity.prune();
+            }
+        });
+    }
+
+    /// Runs argon2id work off the async runtime once a hashing slot is free, waiting at most
+    /// the configured time for one.
+    async fn hashing<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> IdentityResult<T> {
+        let wait = self.inner.hashing_wait;
+        let permit = tokio::time::timeout(wait, self.inner.hashing.clone().acquire_owned())
+            .await
+            .map_err(|_| IdentityError::Busy(wait.max(Duration::from_millis(100))))?
+            .map_err(|_| IdentityError::Internal("the hashing slots are closed".into()))?;
+        blocking(move || {
+            let _permit = permit;
+            work()
+        })
+        .await
     }
 
     async fn issue(&self, user: &User, family_id: Uuid) -> IdentityResult<Tokens> {

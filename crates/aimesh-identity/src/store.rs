@@ -1,7 +1,7 @@
 //! Persistence of accounts and refresh tokens, for SQLite and PostgreSQL alike.
 
 use aimesh_kit::{
-    db::{Db, MigrationFile, Migrations},
+    db::{Db, Migrations},
     with_db,
 };
 use chrono::{DateTime, Utc};
@@ -13,19 +13,7 @@ use crate::{
 };
 
 /// The identity service's migrations.
-pub const MIGRATIONS: Migrations = Migrations {
-    service: "identity",
-    sqlite: &[MigrationFile {
-        version: 1,
-        description: "accounts",
-        sql: include_str!("../migrations/sqlite/0001_accounts.sql"),
-    }],
-    postgres: &[MigrationFile {
-        version: 1,
-        description: "accounts",
-        sql: include_str!("../migrations/postgres/0001_accounts.sql"),
-    }],
-};
+pub const MIGRATIONS: Migrations = aimesh_kit::migrations!("identity");
 
 #[derive(sqlx::FromRow)]
 struct UserRow {
@@ -119,6 +107,20 @@ impl IdentityStore {
             }
             other => Ok(other?),
         }
+    }
+
+    /// Returns which of `username` and `email` an existing account already has, if either.
+    pub async fn taken(&self, username: &str, email: &str) -> IdentityResult<Option<&'static str>> {
+        let row: Option<(bool,)> = with_db!(&self.db, SELECT "users", |pool| {
+            sqlx::query_as(
+                "SELECT email = $2 FROM users WHERE username_key = $1 OR email = $2 LIMIT 1",
+            )
+            .bind(username.to_lowercase())
+            .bind(email)
+            .fetch_optional(pool)
+            .await
+        })?;
+        Ok(row.map(|(email_taken,)| if email_taken { "email" } else { "username" }))
     }
 
     /// Finds an account and its password hash by lowercased email or username.

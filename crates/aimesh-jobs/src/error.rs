@@ -32,10 +32,7 @@ impl ServiceError for JobsError {
             JobsError::InvalidArgument(_) => Code::InvalidArgument,
             JobsError::NotFound(_) => Code::NotFound,
             JobsError::FailedPrecondition(_) => Code::FailedPrecondition,
-            JobsError::Db(error) => match aimesh_kit::db::error_code(error) {
-                Code::Unavailable => Code::Unavailable,
-                _ => Code::Internal,
-            },
+            JobsError::Db(error) => aimesh_kit::db::failure_code(error),
         }
     }
 

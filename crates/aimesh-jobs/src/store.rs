@@ -4,7 +4,7 @@
 //! as a database client span (`INSERT jobs`, `UPDATE jobs`...) except the polled ones.
 
 use aimesh_kit::{
-    db::{Db, MigrationFile, Migrations},
+    db::{Db, Migrations},
     with_db,
 };
 use chrono::{DateTime, Utc};
@@ -36,33 +36,7 @@ pub struct Outcome {
 }
 
 /// The job engine's migrations.
-pub const MIGRATIONS: Migrations = Migrations {
-    service: "jobs",
-    sqlite: &[
-        MigrationFile {
-            version: 1,
-            description: "jobs",
-            sql: include_str!("../migrations/sqlite/0001_jobs.sql"),
-        },
-        MigrationFile {
-            version: 2,
-            description: "claim indexes",
-            sql: include_str!("../migrations/sqlite/0002_claim_indexes.sql"),
-        },
-    ],
-    postgres: &[
-        MigrationFile {
-            version: 1,
-            description: "jobs",
-            sql: include_str!("../migrations/postgres/0001_jobs.sql"),
-        },
-        MigrationFile {
-            version: 2,
-            description: "claim indexes",
-            sql: include_str!("../migrations/postgres/0002_claim_indexes.sql"),
-        },
-    ],
-};
+pub const MIGRATIONS: Migrations = aimesh_kit::migrations!("jobs");
 
 /// The columns of a job row, in [`JobRow`]'s order (a macro, so it joins literals in `concat!`).
 macro_rules! columns {

@@ -149,6 +149,8 @@ pub struct WorkerConfig {
     pub grace: Duration,
     /// Jobs of one kind run at once, per worker.
     pub concurrency: usize,
+    /// The worker's name in leases (with the process id and a unique suffix), e.g. the host.
+    pub worker_name: String,
 }
 
 impl Default for WorkerConfig {
@@ -160,6 +162,7 @@ impl Default for WorkerConfig {
             backoff_max: Duration::from_secs(300),
             grace: Duration::from_secs(30),
             concurrency: 4,
+            worker_name: "worker".into(),
         }
     }
 }
@@ -189,15 +192,21 @@ struct Completion {
 impl Worker {
     /// Creates a worker with a unique id.
     pub fn new(jobs: Jobs, handlers: Vec<Arc<dyn JobHandler>>, config: WorkerConfig) -> Self {
-        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into());
         // Each running job has at most one outcome in flight.
         let (outcomes, completer) =
             mpsc::channel((config.concurrency.max(1) * handlers.len()).max(1));
+        let id = format!(
+            "{}/{}/{}",
+            config.worker_name,
+            std::process::id(),
+            Uuid::now_v7()
+        )
+        .into();
         Self {
             jobs,
             handlers,
             config,
-            id: format!("{host}/{}/{}", std::process::id(), Uuid::now_v7()).into(),
+            id,
             running: Arc::new(Mutex::new(HashMap::new())),
             outcomes,
             completer: Mutex::new(Some(completer)),

@@ -25,6 +25,20 @@ pub struct ServerConfig {
     #[arg(long, env = "AIMESH_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
 
+    /// PostgreSQL: longest a statement may run, in seconds, before the server cancels it
+    /// (DEADLINE_EXCEEDED); 0: no limit.
+    #[arg(long, env = "AIMESH_DB_STATEMENT_TIMEOUT_SECS", default_value_t = 30)]
+    pub db_statement_timeout_secs: u64,
+
+    /// PostgreSQL: longest a session may sit idle inside a transaction, in seconds, before the
+    /// server ends it and releases its locks; 0: no limit.
+    #[arg(
+        long,
+        env = "AIMESH_DB_IDLE_IN_TRANSACTION_TIMEOUT_SECS",
+        default_value_t = 60
+    )]
+    pub db_idle_in_transaction_timeout_secs: u64,
+
     /// Whether `serve` applies pending migrations at start.
     #[arg(long, env = "AIMESH_AUTO_MIGRATE", default_value_t = true, action = clap::ArgAction::Set)]
     pub auto_migrate: bool,
@@ -71,6 +85,8 @@ impl ServerConfig {
             data_dir,
             database_url: database_url.map(SecretString::from),
             db_max_connections: 8,
+            db_statement_timeout_secs: 30,
+            db_idle_in_transaction_timeout_secs: 60,
             auto_migrate: true,
             metrics_addr: "127.0.0.1:0".into(),
             shutdown_grace_secs: 1,

@@ -94,6 +94,14 @@ pub enum DbSetupError {
         #[source]
         source: sqlx::Error,
     },
+    /// A service's embedded migrations are malformed (a bug in the build).
+    #[error("the {service} migrations are malformed: {reason}")]
+    BadMigrations {
+        /// Whose migrations.
+        service: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
     /// A migration failed.
     #[error("failed to apply the {service} migrations")]
     Migrate {
@@ -112,6 +120,12 @@ pub struct DbOptions {
     pub max_connections: u32,
     /// How long to wait for a free connection before failing with `Unavailable`.
     pub acquire_timeout: Duration,
+    /// PostgreSQL: longest a statement may run before the server cancels it
+    /// (`statement_timeout`; a cancelled statement is DEADLINE_EXCEEDED). Zero: no limit.
+    pub statement_timeout: Duration,
+    /// PostgreSQL: longest a session may sit idle inside a transaction before the server
+    /// ends it (`idle_in_transaction_session_timeout`), releasing its locks. Zero: no limit.
+    pub idle_in_transaction_timeout: Duration,
 }
 
 impl Default for DbOptions {
@@ -119,50 +133,86 @@ impl Default for DbOptions {
         Self {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(30),
+            idle_in_transaction_timeout: Duration::from_secs(60),
         }
     }
 }
 
-/// One embedded migration file.
-#[derive(Debug, Clone, Copy)]
-pub struct MigrationFile {
-    /// Version; migrations run in increasing order.
-    pub version: i64,
-    /// Short description.
-    pub description: &'static str,
-    /// The SQL, usually `include_str!` of a file beside the store.
-    pub sql: &'static str,
-}
-
-/// The migrations of one service, for each backend. Each service keeps its own history table,
-/// so services can be migrated independently and share one database.
+/// The migrations of one service, for each backend: the `.sql` files of its
+/// `migrations/sqlite` and `migrations/postgres` directories, embedded by [`migrations!`]
+/// (crate::migrations). A file is named `<version>_<description>.sql` (`0001_notes.sql`);
+/// versions apply in increasing order, each once. Each service keeps its own history table
+/// (`_aimesh_<service>_migrations`), so services migrate independently and share a database.
 #[derive(Debug, Clone, Copy)]
 pub struct Migrations {
-    /// The service's name; the history table is `_aimesh_<name>_migrations`.
+    /// The service's name.
     pub service: &'static str,
     /// Migrations for SQLite.
-    pub sqlite: &'static [MigrationFile],
+    pub sqlite: &'static include_dir::Dir<'static>,
     /// Migrations for PostgreSQL.
-    pub postgres: &'static [MigrationFile],
+    pub postgres: &'static include_dir::Dir<'static>,
 }
 
+/// Embeds the calling crate's migrations for a service:
+/// `pub const MIGRATIONS: Migrations = aimesh_kit::migrations!("notes");` takes every `.sql`
+/// file in `migrations/sqlite` and `migrations/postgres` beside the crate's `Cargo.toml`.
+#[macro_export]
+macro_rules! migrations {
+    ($service:literal) => {{
+        // The embedding macro names its types by the `include_dir` path.
+        use $crate::db::include_dir;
+        $crate::db::Migrations {
+            service: $service,
+            sqlite: &include_dir::include_dir!("$CARGO_MANIFEST_DIR/migrations/sqlite"),
+            postgres: &include_dir::include_dir!("$CARGO_MANIFEST_DIR/migrations/postgres"),
+        }
+    }};
+}
+
+#[doc(hidden)]
+pub use include_dir;
+
 impl Migrations {
-    fn migrator(&self, files: &[MigrationFile]) -> Migrator {
-        let migrations = files
-            .iter()
-            .map(|f| {
-                Migration::new(
-                    f.version,
-                    Cow::Borrowed(f.description),
-                    MigrationType::Simple,
-                    sqlx::SqlSafeStr::into_sql_str(f.sql),
-                    false,
-                )
-            })
-            .collect();
-        let mut migrator = Migrator::with_migrations(migrations);
+    /// Returns the migrations of a backend's directory, in version order.
+    fn files(dir: &include_dir::Dir<'static>) -> Result<Vec<Migration>, String> {
+        let mut migrations = Vec::new();
+        for file in dir.files() {
+            let path = file.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let Some(stem) = name.strip_suffix(".sql") else {
+                continue;
+            };
+            let (version, description) = stem
+                .split_once('_')
+                .and_then(|(v, d)| Some((v.parse::<i64>().ok()?, d)))
+                .ok_or_else(|| format!("{name}: not named <version>_<description>.sql"))?;
+            let sql = file
+                .contents_utf8()
+                .ok_or_else(|| format!("{name}: not UTF-8"))?;
+            migrations.push(Migration::new(
+                version,
+                Cow::Owned(description.replace('_', " ")),
+                MigrationType::Simple,
+                sqlx::SqlSafeStr::into_sql_str(sql),
+                false,
+            ));
+        }
+        migrations.sort_by_key(|m| m.version);
+        if let Some(pair) = migrations.windows(2).find(|p| p[0].version == p[1].version) {
+            return Err(format!("two migrations have version {}", pair[0].version));
+        }
+        Ok(migrations)
+    }
+
+    fn migrator(&self, dir: &include_dir::Dir<'static>) -> Result<Migrator, DbSetupError> {
+        let files = Self::files(dir).map_err(|reason| DbSetupError::BadMigrations {
+            service: self.service,
+            reason,
+        })?;
+        let mut migrator = Migrator::with_migrations(files);
         migrator.dangerous_set_table_name(format!("_aimesh_{}_migrations", self.service));
-        migrator
+        Ok(migrator)
     }
 }
 
@@ -200,11 +250,19 @@ impl Db {
                 })?;
             Ok(Db::Sqlite(pool))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let connect =
-                PgConnectOptions::from_str(url).map_err(|source| DbSetupError::Connect {
+            let millis = |d: Duration| d.as_millis().to_string();
+            let connect = PgConnectOptions::from_str(url)
+                .map_err(|source| DbSetupError::Connect {
                     backend: "postgres",
                     source,
-                })?;
+                })?
+                .options([
+                    ("statement_timeout", millis(options.statement_timeout)),
+                    (
+                        "idle_in_transaction_session_timeout",
+                        millis(options.idle_in_transaction_timeout),
+                    ),
+                ]);
             let pool = PgPoolOptions::new()
                 .max_connections(options.max_connections)
                 .acquire_timeout(options.acquire_timeout)
@@ -258,8 +316,8 @@ impl Db {
     /// Applies a service's pending migrations.
     pub async fn migrate(&self, migrations: &Migrations) -> Result<(), DbSetupError> {
         let result = match self {
-            Db::Sqlite(pool) => migrations.migrator(migrations.sqlite).run(pool).await,
-            Db::Postgres(pool) => migrations.migrator(migrations.postgres).run(pool).await,
+            Db::Sqlite(pool) => migrations.migrator(migrations.sqlite)?.run(pool).await,
+            Db::Postgres(pool) => migrations.migrator(migrations.postgres)?.run(pool).await,
         };
         result.map_err(|source| DbSetupError::Migrate {
             service: migrations.service,
@@ -389,6 +447,19 @@ pub async fn listen(
     Ok(())
 }
 
+/// The code a client sees for a database failure its service did not handle: a lost
+/// connection or lock timeout is `Unavailable`, a serialization failure or deadlock `Aborted`
+/// (safe to retry), a statement over its time limit `DeadlineExceeded`, anything else
+/// `Internal`. A constraint violation a service expects (a
+/// duplicate name) is classified with [`error_code`] where it happens; one reaching this far is
+/// a bug or a race, and its details (tables, constraints) must not reach the client.
+pub fn failure_code(error: &sqlx::Error) -> Code {
+    match error_code(error) {
+        code @ (Code::Unavailable | Code::Aborted | Code::DeadlineExceeded) => code,
+        _ => Code::Internal,
+    }
+}
+
 /// Classifies a database error: constraint violations become client-facing codes, lost
 /// connections and lock timeouts `Unavailable`, everything else `Internal`.
 pub fn error_code(error: &sqlx::Error) -> Code {
@@ -405,6 +476,8 @@ pub fn error_code(error: &sqlx::Error) -> Code {
                 Some("5") | Some("6") | Some("55P03") => Code::Unavailable,
                 // PostgreSQL serialization failure and deadlock: safe to retry.
                 Some("40001") | Some("40P01") => Code::Aborted,
+                // PostgreSQL statement cancelled (statement_timeout).
+                Some("57014") => Code::DeadlineExceeded,
                 _ => Code::Internal,
             },
         },
@@ -416,15 +489,39 @@ pub fn error_code(error: &sqlx::Error) -> Code {
 mod tests {
     use super::*;
 
+    use include_dir::{Dir, DirEntry, File};
+
     const TEST_MIGRATIONS: Migrations = Migrations {
         service: "kit_test",
-        sqlite: &[MigrationFile {
-            version: 1,
-            description: "items",
-            sql: "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);",
-        }],
-        postgres: &[],
+        sqlite: &Dir::new(
+            "sqlite",
+            &[
+                DirEntry::File(File::new(
+                    "sqlite/0002_second_step.sql",
+                    b"ALTER TABLE items ADD COLUMN note TEXT;",
+                )),
+                DirEntry::File(File::new(
+                    "sqlite/0001_items.sql",
+                    b"CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);",
+                )),
+                DirEntry::File(File::new("sqlite/README.md", b"not a migration")),
+            ],
+        ),
+        postgres: &Dir::new("postgres", &[]),
     };
+
+    #[test]
+    fn migration_files_are_ordered_by_version_and_misnamed_ones_refused() {
+        let files = Migrations::files(TEST_MIGRATIONS.sqlite).unwrap();
+        let versions: Vec<i64> = files.iter().map(|m| m.version).collect();
+        assert_eq!(versions, [1, 2]);
+        assert_eq!(files[1].description, "second step");
+        let bad = Dir::new(
+            "x",
+            &[DirEntry::File(File::new("x/first.sql", b"SELECT 1"))],
+        );
+        assert!(Migrations::files(&bad).unwrap_err().contains("first.sql"));
+    }
 
     #[tokio::test]
     async fn sqlite_file_is_created_and_migrated_idempotently() {
@@ -453,6 +550,45 @@ mod tests {
         insert("a").await.unwrap();
         let error = insert("a").await.unwrap_err();
         assert_eq!(error_code(&error), Code::AlreadyExists);
+    }
+
+    /// PostgreSQL sessions carry the statement and idle-in-transaction limits; a statement
+    /// over its limit is cancelled by the server and reported as DEADLINE_EXCEEDED.
+    #[tokio::test]
+    async fn postgres_sessions_have_time_limits() {
+        let database =
+            crate::testing::TestDatabase::create(crate::testing::Backend::Postgres).await;
+        let options = DbOptions {
+            statement_timeout: Duration::from_millis(300),
+            idle_in_transaction_timeout: Duration::from_secs(7),
+            ..DbOptions::default()
+        };
+        let db = Db::connect(&SecretString::from(database.url.clone()), &options)
+            .await
+            .unwrap();
+        let Db::Postgres(pool) = &db else {
+            panic!("a PostgreSQL database");
+        };
+        let (idle,): (String,) = sqlx::query_as("SHOW idle_in_transaction_session_timeout")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert_eq!(idle, "7s");
+        let error = sqlx::query("SELECT pg_sleep(5)")
+            .execute(pool)
+            .await
+            .unwrap_err();
+        assert_eq!(failure_code(&error), Code::DeadlineExceeded);
+        // The pool's other settings survive: the engine's own pool adds planner settings.
+        let jobs = db.with_postgres_settings(&[("enable_seqscan", "off")]);
+        let Db::Postgres(jobs) = &jobs else {
+            panic!("a PostgreSQL database");
+        };
+        let (timeout,): (String,) = sqlx::query_as("SHOW statement_timeout")
+            .fetch_one(jobs)
+            .await
+            .unwrap();
+        assert_eq!(timeout, "300ms");
     }
 
     #[tokio::test]

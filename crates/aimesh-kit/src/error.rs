@@ -145,6 +145,70 @@ impl Violations {
             Err(self.0)
         }
     }
+
+    /// Ends a validation: the checked values (what [`Violations::check`] returned, as one
+    /// `Option` or a tuple of them) when nothing was violated, else the violations.
+    ///
+    /// ```
+    /// # use aimesh_kit::error::Violations;
+    /// let mut violations = Violations::new();
+    /// let a = violations.check("a", "1".parse::<u8>());
+    /// let b = violations.check("b", "x".parse::<u8>());
+    /// assert!(violations.finish((a, b)).is_err());
+    /// ```
+    ///
+    /// A value missing although no violation was recorded (a check that returned `None`
+    /// without recording one) is reported as a violation of `request`, never a panic.
+    pub fn finish<T: Checked>(self, values: T) -> Result<T::Values, Vec<FieldViolation>> {
+        self.into_result()?;
+        values
+            .all()
+            .ok_or_else(|| vec![FieldViolation::new("request", "is incomplete")])
+    }
+}
+
+/// Values gathered by [`Violations::check`]: an `Option`, or a tuple of them, which
+/// [`Violations::finish`] turns into the values themselves.
+pub trait Checked {
+    /// The values once every check passed.
+    type Values;
+    /// Returns the values if every one is present.
+    fn all(self) -> Option<Self::Values>;
+}
+
+impl<A> Checked for Option<A> {
+    type Values = A;
+    fn all(self) -> Option<A> {
+        self
+    }
+}
+
+macro_rules! checked_tuple {
+    ($($name:ident),+) => {
+        impl<$($name),+> Checked for ($(Option<$name>,)+) {
+            type Values = ($($name,)+);
+            #[allow(non_snake_case)]
+            fn all(self) -> Option<Self::Values> {
+                let ($($name,)+) = self;
+                Some(($($name?,)+))
+            }
+        }
+    };
+}
+
+checked_tuple!(A, B);
+checked_tuple!(A, B, C);
+checked_tuple!(A, B, C, D);
+checked_tuple!(A, B, C, D, E);
+checked_tuple!(A, B, C, D, E, F);
+
+/// Parses a resource id: a UUID in any of its usual text forms. The error is a field
+/// violation's description, for [`Violations::check`].
+pub fn parse_uuid(value: &str) -> Result<uuid::Uuid, &'static str> {
+    if value.is_empty() {
+        return Err("must not be empty");
+    }
+    uuid::Uuid::try_parse(value).map_err(|_| "must be a UUID")
 }
 
 /// Formats violations as one line: `title: must not be empty; page_size: ...`.
@@ -258,6 +322,28 @@ mod tests {
             .get_details_bad_request()
             .expect("bad request details");
         assert_eq!(bad.field_violations[0].field, "note.title");
+    }
+
+    #[test]
+    fn finish_returns_the_values_or_every_violation() {
+        let mut violations = Violations::new();
+        let id = violations.check("id", parse_uuid("0193e0a5-7d8e-7b1c-9b1e-2f6a1f4c2b11"));
+        let size = violations.check("size", "12".parse::<u32>());
+        let (id, size) = violations.finish((id, size)).expect("valid");
+        assert_eq!(size, 12);
+        assert_eq!(id.get_version_num(), 7);
+
+        let mut violations = Violations::new();
+        let id = violations.check("id", parse_uuid("nope"));
+        let empty = violations.check("other", parse_uuid(""));
+        let error = violations.finish((id, empty)).unwrap_err();
+        assert_eq!(error.len(), 2);
+        assert_eq!(error[0], FieldViolation::new("id", "must be a UUID"));
+        assert_eq!(error[1], FieldViolation::new("other", "must not be empty"));
+
+        // A value missing without a violation is still an error, not a panic.
+        let error = Violations::new().finish(None::<u8>).unwrap_err();
+        assert_eq!(error[0].field, "request");
     }
 
     #[test]

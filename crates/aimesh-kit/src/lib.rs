@@ -13,7 +13,7 @@ pub mod paging;
 pub mod proto;
 pub mod server;
 pub mod telemetry;
-#[cfg(feature = "testing")]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 pub use error::{Code, FieldViolation, ServiceError};

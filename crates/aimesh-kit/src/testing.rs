@@ -127,3 +127,23 @@ macro_rules! backend_tests {
         }
     };
 }
+
+/// Polls `check` every 20 ms until it returns `Some`, and returns that; panics naming `what`
+/// when `within` passes first. For conditions reached asynchronously (a metric scraped, a
+/// notification delivered); a job's progress is better followed with its watch stream.
+pub async fn eventually<T, F, Fut>(within: std::time::Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("{what}: not reached within {within:?}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -146,11 +146,10 @@ impl ModelsService for ModelsApi {
             .map(|&kind| {
                 let (state, detail) = match self.engines.status(kind) {
                     Ok(()) => (pb::ModelState::Ready, String::new()),
-                    Err(Unavailable::Missing(detail)) => (pb::ModelState::Missing, detail.clone()),
-                    Err(Unavailable::Invalid(detail)) => (pb::ModelState::Invalid, detail.clone()),
-                    Err(Unavailable::Disabled(detail)) => {
-                        (pb::ModelState::Disabled, detail.clone())
-                    }
+                    Err(Unavailable::Missing(detail)) => (pb::ModelState::Missing, detail),
+                    Err(Unavailable::Invalid(detail)) => (pb::ModelState::Invalid, detail),
+                    Err(Unavailable::Disabled(detail)) => (pb::ModelState::Disabled, detail),
+                    Err(Unavailable::Failed(detail)) => (pb::ModelState::Failed, detail),
                 };
                 let capability = match kind {
                     EngineKind::Embeddings => pb::Capability::Embeddings,

@@ -124,6 +124,8 @@ pub enum Unavailable {
     Invalid(String),
     /// It is not loaded by this process.
     Disabled(String),
+    /// It loaded, but its inference thread is down (restarting after a panic, or stopped).
+    Failed(String),
 }
 
 impl Unavailable {
@@ -132,7 +134,8 @@ impl Unavailable {
         match self {
             Unavailable::Missing(detail)
             | Unavailable::Invalid(detail)
-            | Unavailable::Disabled(detail) => detail,
+            | Unavailable::Disabled(detail)
+            | Unavailable::Failed(detail) => detail,
         }
     }
 
@@ -224,13 +227,28 @@ impl Engines {
         }
     }
 
-    /// Whether `kind` serves calls, or why not.
-    pub fn status(&self, kind: EngineKind) -> Result<(), &Unavailable> {
+    /// Whether `kind` serves calls, or why not: a loaded engine whose inference thread is
+    /// down (see [`aimesh_ai::engine`]) does not.
+    pub fn status(&self, kind: EngineKind) -> Result<(), Unavailable> {
+        fn alive<T: ?Sized>(
+            slot: &Slot<Arc<T>>,
+            kind: EngineKind,
+            is_alive: impl Fn(&T) -> bool,
+        ) -> Result<(), Unavailable> {
+            match slot {
+                Ok(engine) if is_alive(engine) => Ok(()),
+                Ok(_) => Err(Unavailable::Failed(format!(
+                    "the {kind} engine's inference thread is down after a panic (it restarts \
+                     unless it keeps failing; the logs say why); restart the process if it stays down"
+                ))),
+                Err(unavailable) => Err(unavailable.clone()),
+            }
+        }
         match kind {
-            EngineKind::Embeddings => self.embedder.as_ref().map(|_| ()),
-            EngineKind::Chat => self.chat.as_ref().map(|_| ()),
-            EngineKind::Transcription => self.transcriber.as_ref().map(|_| ()),
-            EngineKind::Speech => self.synthesizer.as_ref().map(|_| ()),
+            EngineKind::Embeddings => alive(&self.embedder, kind, |e| e.is_alive()),
+            EngineKind::Chat => alive(&self.chat, kind, |e| e.is_alive()),
+            EngineKind::Transcription => alive(&self.transcriber, kind, |e| e.is_alive()),
+            EngineKind::Speech => alive(&self.synthesizer, kind, |_| true),
         }
     }
 }

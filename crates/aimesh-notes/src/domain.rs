@@ -108,6 +108,35 @@ impl ListQuery {
     }
 }
 
+/// A validated request to translate a note.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TranslateRequest {
+    /// The note.
+    pub note_id: Uuid,
+    /// Normalised BCP-47 tag to translate into.
+    pub target_language: String,
+    /// The text's language, when the caller says it (else the note's).
+    pub source_language: Option<String>,
+    /// The engine to use, when the caller names one.
+    pub engine: Option<String>,
+    /// Deduplicates submissions of the same caller.
+    pub idempotency_key: Option<String>,
+}
+
+/// What a `notes.translate` job carries: the note and the language pair and engine resolved
+/// when it was submitted. Stored as the job's payload (JSON).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TranslationJob {
+    /// The note.
+    pub note_id: Uuid,
+    /// The text's language.
+    pub source_language: String,
+    /// The language to translate into.
+    pub target_language: String,
+    /// The engine chosen at submission.
+    pub engine: String,
+}
+
 /// One page of notes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotePage {
@@ -178,14 +207,6 @@ pub fn validate_language(tag: &str) -> Result<String, String> {
     LanguageTag::parse_and_normalize(tag)
         .map(LanguageTag::into_inner)
         .map_err(|_| HINT.into())
-}
-
-/// Checks a note id.
-pub fn parse_id(id: &str) -> Result<Uuid, String> {
-    if id.is_empty() {
-        return Err("must not be empty".into());
-    }
-    Uuid::try_parse(id).map_err(|_| "must be a UUID".into())
 }
 
 /// Checks a requested page size (0 means the default).

@@ -25,9 +25,22 @@ pub enum NotesError {
         /// The stored version.
         current: i64,
     },
+    /// A bug or an unexpected failure.
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// The job engine refused or failed a submission.
+    #[error(transparent)]
+    Jobs(#[from] aimesh_jobs::JobsError),
     /// The database failed.
     #[error("database error")]
     Db(#[from] sqlx::Error),
+}
+
+impl NotesError {
+    /// An INVALID_ARGUMENT naming one field.
+    pub fn invalid(field: &str, description: impl Into<String>) -> Self {
+        NotesError::InvalidArgument(vec![FieldViolation::new(field, description)])
+    }
 }
 
 /// The result of a notes operation.
@@ -39,19 +52,16 @@ impl ServiceError for NotesError {
             NotesError::InvalidArgument(_) => Code::InvalidArgument,
             NotesError::NotFound(_) => Code::NotFound,
             NotesError::VersionMismatch { .. } => Code::Aborted,
-            NotesError::Db(error) => match aimesh_kit::db::error_code(error) {
-                // Constraint codes would leak schema details through "database error"; a
-                // unique or foreign-key failure here is a bug or a race, report it as such.
-                Code::Unavailable => Code::Unavailable,
-                Code::Aborted => Code::Aborted,
-                _ => Code::Internal,
-            },
+            NotesError::Internal(_) => Code::Internal,
+            NotesError::Jobs(error) => error.code(),
+            NotesError::Db(error) => aimesh_kit::db::failure_code(error),
         }
     }
 
     fn field_violations(&self) -> &[FieldViolation] {
         match self {
             NotesError::InvalidArgument(violations) => violations,
+            NotesError::Jobs(error) => error.field_violations(),
             _ => &[],
         }
     }

@@ -1,12 +1,14 @@
 //! The notes service: short texts with their language, machine translations attached to them,
 //! and per-owner statistics.
 //!
-//! Layers, outermost first: [`api`] (the tonic `NotesService`: validation and proto
-//! conversion), [`service`] (domain logic and the read cache), [`store`] (SQL on SQLite or
-//! PostgreSQL).
+//! Layers, outermost first: [`api`] (the tonic `NotesService`, a pure adapter) with
+//! [`convert`] (proto <-> domain, request validation), [`service`] (domain logic, the read
+//! cache, translations submitted as jobs), [`store`] (SQL on SQLite or PostgreSQL);
+//! [`translate`] is the job handler that runs translations.
 
 pub mod api;
 pub mod cache;
+pub mod convert;
 pub mod domain;
 pub mod error;
 pub mod service;

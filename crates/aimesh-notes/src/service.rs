@@ -1,16 +1,25 @@
-//! Notes domain logic: ownership, the read cache and its invalidation. No tonic, no SQL.
+//! Notes domain logic: ownership, the read cache and its invalidation, and translations
+//! submitted as jobs. No tonic, no SQL.
 
 use std::{sync::Arc, time::Duration};
 
+use aimesh_ai::translate::{Translator, Translators};
+use aimesh_jobs::{Job, Jobs, SubmitOptions};
 use aimesh_kit::invalidation::InvalidationBus;
 use uuid::Uuid;
 
 use crate::{
     cache::{NoteCache, TOPIC},
-    domain::{ListQuery, NewNote, Note, NotePage, NotePatch, NoteStats, Translation, now},
+    domain::{
+        ListQuery, NewNote, Note, NotePage, NotePatch, NoteStats, TranslateRequest, Translation,
+        TranslationJob, now,
+    },
     error::{NotesError, NotesResult},
     store::NotesStore,
 };
+
+/// Attempts a translation job gets before it fails for good.
+const TRANSLATION_ATTEMPTS: i32 = 3;
 
 /// Cache settings.
 #[derive(Debug, Clone)]
@@ -36,14 +45,34 @@ pub struct Notes {
     store: NotesStore,
     cache: NoteCache,
     bus: InvalidationBus,
+    jobs: Jobs,
+    translators: Arc<Translators>,
 }
 
 impl Notes {
-    /// Creates the service; its cache follows invalidations published on `bus`.
-    pub fn new(store: NotesStore, cache: &CacheConfig, bus: InvalidationBus) -> Self {
+    /// Creates the service; its cache follows invalidations published on `bus`, and
+    /// translations by `translators` run as jobs of `jobs`.
+    pub fn new(
+        store: NotesStore,
+        cache: &CacheConfig,
+        bus: InvalidationBus,
+        jobs: Jobs,
+        translators: Arc<Translators>,
+    ) -> Self {
         let cache = NoteCache::new(cache.capacity, cache.ttl);
         cache.spawn_invalidation_listener(&bus);
-        Self { store, cache, bus }
+        Self {
+            store,
+            cache,
+            bus,
+            jobs,
+            translators,
+        }
+    }
+
+    /// Returns the translation engines.
+    pub fn translators(&self) -> &Arc<Translators> {
+        &self.translators
     }
 
     /// Creates a note owned by `owner`.
@@ -102,6 +131,60 @@ impl Notes {
         let stored = self.store.put_translation(owner, id, translation).await;
         self.invalidate(id).await;
         stored
+    }
+
+    /// Starts translating `owner`'s note and returns the job. The language pair and engine
+    /// are resolved now, so a pair no engine offers is refused here, not as a failed job.
+    pub async fn translate(&self, owner: &str, request: TranslateRequest) -> NotesResult<Job> {
+        let note = self.get(owner, request.note_id).await?;
+        let source = request
+            .source_language
+            .unwrap_or_else(|| note.original_language.clone());
+        let target = request.target_language;
+        if source == target {
+            return Err(NotesError::invalid(
+                "target_language",
+                "is the language the text is in",
+            ));
+        }
+        let engine = request.engine.as_deref();
+        let Some((engine, pair)) = self.translators.find(&source, &target, engine) else {
+            return Err(NotesError::invalid(
+                "target_language",
+                format!(
+                    "no {}engine translates {source} to {target}; ListLanguages tells which pairs exist",
+                    engine.map(|e| format!("{e} ")).unwrap_or_default()
+                ),
+            ));
+        };
+        let payload = TranslationJob {
+            note_id: note.id,
+            source_language: pair.source,
+            target_language: pair.target,
+            engine: engine.name().to_owned(),
+        };
+        let payload = serde_json::to_vec(&payload).map_err(|error| {
+            NotesError::Internal(format!("failed to encode the job payload: {error}"))
+        })?;
+        let job = self
+            .jobs
+            .submit(
+                owner,
+                crate::translate::KIND,
+                payload,
+                SubmitOptions {
+                    idempotency_key: request.idempotency_key,
+                    max_attempts: TRANSLATION_ATTEMPTS,
+                    ..SubmitOptions::default()
+                },
+            )
+            .await?;
+        Ok(job)
+    }
+
+    /// Returns the translation engines and the pairs each offers.
+    pub fn engines(&self) -> &[Arc<dyn Translator>] {
+        self.translators.engines()
     }
 
     /// Returns `owner`'s statistics.

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use aimesh_kit::{
-    db::{Db, MigrationFile, Migrations},
+    db::{Db, Migrations},
     traced, with_db,
 };
 use chrono::{DateTime, Utc};
@@ -20,19 +20,7 @@ use crate::{
 };
 
 /// The notes service's migrations.
-pub const MIGRATIONS: Migrations = Migrations {
-    service: "notes",
-    sqlite: &[MigrationFile {
-        version: 1,
-        description: "notes",
-        sql: include_str!("../migrations/sqlite/0001_notes.sql"),
-    }],
-    postgres: &[MigrationFile {
-        version: 1,
-        description: "notes",
-        sql: include_str!("../migrations/postgres/0001_notes.sql"),
-    }],
-};
+pub const MIGRATIONS: Migrations = aimesh_kit::migrations!("notes");
 
 const NOTE_COLUMNS: &str =
     "id, owner_id, title, original_text, original_language, version, created_at, updated_at";

@@ -9,11 +9,9 @@ use aimesh_ai::translate::{LanguagePair, Translators, segment};
 use aimesh_jobs::{JobContext, JobError, JobHandler, JobOutput};
 use aimesh_proto::notes::v1 as pb;
 use futures::future::BoxFuture;
-use prost::Message;
-use uuid::Uuid;
 
 use crate::{
-    domain::{Translation, now},
+    domain::{Translation, TranslationJob, now},
     error::NotesError,
     service::Notes,
 };
@@ -21,7 +19,7 @@ use crate::{
 /// The job kind of note translations.
 pub const KIND: &str = "notes.translate";
 
-/// Runs `notes.translate` jobs. Their payload is a `TranslateNoteRequest` with the source
+/// Runs `notes.translate` jobs. Their payload is a [`TranslationJob`] (JSON) with the source
 /// language and engine resolved at submission.
 pub struct TranslateHandler {
     notes: Notes,
@@ -52,10 +50,9 @@ async fn translate(
     translators: Arc<Translators>,
     ctx: JobContext,
 ) -> Result<JobOutput, JobError> {
-    let request = pb::TranslateNoteRequest::decode(ctx.job.payload.as_slice())
+    let request: TranslationJob = serde_json::from_slice(&ctx.job.payload)
         .map_err(|e| JobError::Permanent(format!("unreadable job payload: {e}")))?;
-    let id = Uuid::try_parse(&request.id)
-        .map_err(|_| JobError::Permanent("job payload names no valid note".into()))?;
+    let id = request.note_id;
     let owner = ctx.job.owner_id.clone();
     let note = notes.get(&owner, id).await.map_err(|error| match error {
         NotesError::NotFound(_) => JobError::Permanent("the note no longer exists".into()),

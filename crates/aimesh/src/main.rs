@@ -119,12 +119,14 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Command::Models { action } = &cli.command {
         return match action {
-            ModelsCommand::Fetch { models_dir, python } => aimesh::fetch_models(models_dir, python),
-            ModelsCommand::List { models_dir } => aimesh::list_models(models_dir),
+            ModelsCommand::Fetch { models_dir, python } => {
+                aimesh::tools::fetch_models(models_dir, python)
+            }
+            ModelsCommand::List { models_dir } => aimesh::tools::list_models(models_dir),
         };
     }
     if let Command::Health { addr, service } = &cli.command {
-        return aimesh::health_check(addr, service).await;
+        return aimesh::tools::health_check(addr, service).await;
     }
     let _telemetry = telemetry::init(&cli.telemetry)?;
     let result = run(cli.command).await;
@@ -140,10 +142,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             server,
             auth,
             identity,
-            worker,
+            mut worker,
             models,
             services,
         } => {
+            name_worker(&mut worker);
             let services = if services.is_empty() {
                 ServiceKind::ALL.to_vec()
             } else {
@@ -165,7 +168,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             });
             mesh.run_until_stopped().await
         }
-        Command::Worker { server, worker } => {
+        Command::Worker { server, mut worker } => {
+            name_worker(&mut worker);
             let shutdown = tokio_util::sync::CancellationToken::new();
             let token = shutdown.clone();
             tokio::spawn(async move {
@@ -182,6 +186,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::DescriptorSet { .. } | Command::Health { .. } | Command::Models { .. } => Ok(()),
+    }
+}
+
+/// Names the worker after the host (a pod's name) unless AIMESH_WORKER_NAME did: job leases
+/// then say which machine holds them.
+fn name_worker(worker: &mut WorkerSettings) {
+    if worker.worker_name.is_none() {
+        worker.worker_name = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty());
     }
 }
 

@@ -181,6 +181,12 @@ pub type ChatStream = tokio::sync::mpsc::Receiver<Result<ChatEvent, EngineError>
 
 /// A chat model.
 pub trait ChatModel: Send + Sync + 'static {
+    /// Returns whether the engine is serving: false while its inference thread restarts
+    /// after a panic, and once it has stopped for good.
+    fn is_alive(&self) -> bool {
+        true
+    }
+
     /// The model's name.
     fn name(&self) -> &'static str;
 

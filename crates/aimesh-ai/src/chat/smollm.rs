@@ -236,6 +236,10 @@ impl ChatModel for SmolLm {
         MODEL_ID
     }
 
+    fn is_alive(&self) -> bool {
+        self.queue.is_alive()
+    }
+
     fn context_length(&self) -> usize {
         self.context_length
     }
@@ -315,7 +319,7 @@ impl Worker {
     }
 
     /// Generates the requests of `jobs` until every sender is gone.
-    fn serve(mut self, jobs: Receiver<Job>) {
+    fn serve(&mut self, jobs: &Receiver<Job>) {
         while let Ok(job) = jobs.recv() {
             if job.events.is_closed() {
                 continue;

@@ -265,6 +265,10 @@ impl Embedder for MiniLm {
         ENGINE
     }
 
+    fn is_alive(&self) -> bool {
+        self.queue.is_alive()
+    }
+
     fn dimensions(&self) -> usize {
         self.dimensions
     }

@@ -14,6 +14,12 @@ use crate::engine::EngineError;
 
 /// A sentence-embedding engine. Object-safe: services hold an `Arc<dyn Embedder>`.
 pub trait Embedder: Send + Sync + 'static {
+    /// Returns whether the engine is serving: false while its inference thread restarts
+    /// after a panic, and once it has stopped for good.
+    fn is_alive(&self) -> bool {
+        true
+    }
+
     /// The engine's name, e.g. `minilm`.
     fn name(&self) -> &'static str;
     /// The length of every embedding it returns.

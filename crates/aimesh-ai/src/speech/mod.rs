@@ -52,6 +52,12 @@ pub struct Transcript {
 
 /// A speech-to-text engine.
 pub trait Transcriber: Send + Sync + 'static {
+    /// Returns whether the engine is serving: false while its inference thread restarts
+    /// after a panic, and once it has stopped for good.
+    fn is_alive(&self) -> bool {
+        true
+    }
+
     /// The engine's name, e.g. `whisper-tiny.en`.
     fn name(&self) -> &'static str;
     /// Transcribes an audio file (WAV, FLAC, MP3 or Ogg Vorbis, as bytes). Undecodable or

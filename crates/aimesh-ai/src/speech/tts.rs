@@ -1,11 +1,15 @@
 //! eSpeak NG, a formant speech synthesiser, run as a subprocess: the text goes in on stdin,
 //! a WAV file comes out on stdout. The installed voices (`espeak-ng --voices`) are read once,
 //! at start.
+//!
+//! Bounded like the other engines: at most one process per CPU runs at once, a few requests
+//! per running slot wait for one, and a request beyond those is refused at once with
+//! [`EngineError::Busy`].
 
 use std::{io::Cursor, process::Stdio, sync::Arc, time::Duration};
 
 use futures::future::BoxFuture;
-use tokio::{io::AsyncWriteExt, process::Command};
+use tokio::{io::AsyncWriteExt, process::Command, sync::Semaphore};
 
 use super::{Speech, Synthesizer, Voice};
 use crate::engine::EngineError;
@@ -19,11 +23,19 @@ pub const MAX_TEXT_CHARS: usize = 10_000;
 /// Speaking rates accepted, in words per minute (eSpeak NG's own range).
 pub const WORDS_PER_MINUTE: std::ops::RangeInclusive<u32> = 80..=450;
 
+/// Requests that may wait per running slot before more are refused.
+const WAITING_PER_SLOT: usize = 4;
+
 /// The eSpeak NG engine.
 #[derive(Debug, Clone)]
 pub struct EspeakNg {
     program: Arc<str>,
     voices: Arc<[Voice]>,
+    /// Requests running or waiting; a request that finds none left is refused.
+    admitted: Arc<Semaphore>,
+    admitted_capacity: usize,
+    /// Processes running at once.
+    running: Arc<Semaphore>,
 }
 
 impl EspeakNg {
@@ -55,10 +67,25 @@ impl EspeakNg {
             return Err(EngineError::failed(ENGINE, "no voices installed"));
         }
         tracing::info!(program, voices = voices.len(), "espeak-ng loaded");
+        let slots = std::thread::available_parallelism().map_or(1, usize::from);
         Ok(Self {
             program: program.into(),
             voices: voices.into(),
-        })
+            admitted: Arc::new(Semaphore::new(0)),
+            admitted_capacity: 0,
+            running: Arc::new(Semaphore::new(0)),
+        }
+        .with_capacity(slots, slots * WAITING_PER_SLOT))
+    }
+
+    /// Runs at most `running` processes at once and lets at most `waiting` more requests
+    /// wait for one; further requests are refused with [`EngineError::Busy`].
+    pub fn with_capacity(mut self, running: usize, waiting: usize) -> Self {
+        let running = running.max(1);
+        self.admitted_capacity = running + waiting;
+        self.admitted = Arc::new(Semaphore::new(self.admitted_capacity));
+        self.running = Arc::new(Semaphore::new(running));
+        self
     }
 
     /// The voice `wanted` names: an identifier, a language or a name (case-insensitive), in
@@ -182,8 +209,19 @@ impl Synthesizer for EspeakNg {
             Ok(voice)
         })();
         let program = Arc::clone(&self.program);
+        let admitted = Arc::clone(&self.admitted).try_acquire_owned();
+        let capacity = self.admitted_capacity;
+        let running = Arc::clone(&self.running);
         Box::pin(async move {
             let voice = checked?;
+            let _admitted = admitted.map_err(|_| EngineError::Busy {
+                engine: ENGINE,
+                queued: capacity,
+            })?;
+            let _running = running
+                .acquire_owned()
+                .await
+                .map_err(|_| EngineError::Stopped { engine: ENGINE })?;
             let mut command = Command::new(&*program);
             command.args(["--stdin", "--stdout"]);
             if let Some(voice) = &voice {

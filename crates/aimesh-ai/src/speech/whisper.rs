@@ -516,7 +516,7 @@ impl Whisper {
     }
 }
 
-fn serve(model: &mut WhisperModel, jobs: Receiver<Job>) {
+fn serve(model: &mut WhisperModel, jobs: &Receiver<Job>) {
     while let Ok(job) = jobs.recv() {
         if job.reply.is_closed() {
             continue;
@@ -539,6 +539,10 @@ fn serve(model: &mut WhisperModel, jobs: Receiver<Job>) {
 impl Transcriber for Whisper {
     fn name(&self) -> &'static str {
         ENGINE
+    }
+
+    fn is_alive(&self) -> bool {
+        self.queue.is_alive()
     }
 
     fn transcribe(&self, audio: Vec<u8>) -> BoxFuture<'static, Result<Transcript, EngineError>> {

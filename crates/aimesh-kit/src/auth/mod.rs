@@ -9,6 +9,7 @@
 //! Failures are answered by the layer itself: UNAUTHENTICATED, or RESOURCE_EXHAUSTED with a
 //! `google.rpc.RetryInfo` detail.
 
+pub mod client;
 pub mod jwt;
 pub mod remote;
 
@@ -23,6 +24,7 @@ use futures::future::BoxFuture;
 use governor::{DefaultKeyedRateLimiter, Quota, clock::Clock};
 use tower::{Layer, Service};
 
+pub use self::client::{ClientAddress, TrustedProxies, client_address};
 use self::jwt::{JwtVerifier, TokenError};
 
 /// Methods callable without an access token (exact gRPC paths or path prefixes ending in `.`
@@ -103,6 +105,17 @@ pub struct AuthConfig {
     /// Requests per user allowed in a burst above the sustained rate.
     #[arg(long, env = "AIMESH_RATE_LIMIT_BURST", default_value_t = 100)]
     pub rate_limit_burst: u32,
+
+    /// Proxies (addresses or CIDR ranges, comma-separated; `none` for no proxy) whose report
+    /// of the client's address (`x-envoy-external-address`, `x-forwarded-for`) is believed:
+    /// the edge. Per-address limits (logins, registrations) key on that address.
+    #[arg(
+        long,
+        env = "AIMESH_TRUSTED_PROXIES",
+        default_value = "127.0.0.0/8,::1",
+        value_parser = TrustedProxies::parse
+    )]
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl AuthConfig {
@@ -122,6 +135,7 @@ impl AuthConfig {
             identity_url: None,
             rate_limit_per_sec: 1000,
             rate_limit_burst: 1000,
+            trusted_proxies: TrustedProxies::parse("127.0.0.0/8,::1").unwrap_or_default(),
         }
     }
 }
@@ -157,6 +171,7 @@ pub struct Authenticator {
     verifier: Arc<JwtVerifier>,
     accounts: Option<Arc<dyn AccountHooks>>,
     limiter: Option<DefaultKeyedRateLimiter<String>>,
+    trusted_proxies: TrustedProxies,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -170,11 +185,13 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    /// Creates an authenticator.
+    /// Creates an authenticator; requests from `trusted_proxies` are attributed to the client
+    /// address the proxy reports.
     pub fn new(
         verifier: Arc<JwtVerifier>,
         accounts: Option<Arc<dyn AccountHooks>>,
         rate_limit: Option<RateLimit>,
+        trusted_proxies: TrustedProxies,
     ) -> Self {
         let limiter = rate_limit.map(|limit| {
             DefaultKeyedRateLimiter::keyed(
@@ -185,6 +202,7 @@ impl Authenticator {
             verifier,
             accounts,
             limiter,
+            trusted_proxies,
         }
     }
 
@@ -305,6 +323,18 @@ where
         // The clone may not be ready: call the one that was polled, keep the clone.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
+        let peer = request
+            .extensions()
+            .get::<tonic::transport::server::TcpConnectInfo>()
+            .and_then(|info| info.remote_addr())
+            .map(|addr| addr.ip());
+        if let Some(client) = self
+            .authenticator
+            .trusted_proxies
+            .client(peer, request.headers())
+        {
+            request.extensions_mut().insert(ClientAddress(client));
+        }
         if is_public(request.uri().path()) {
             return Box::pin(inner.call(request));
         }

@@ -222,6 +222,168 @@ async fn login_attempts_are_throttled(backend: Backend) {
     assert_code(&status, tonic::Code::ResourceExhausted);
 }
 
+/// A request as the edge forwards it: from a trusted peer (loopback), naming the client.
+fn from_client<T>(message: T, client: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("x-envoy-external-address", client.parse().unwrap());
+    request
+}
+
+/// Behind the edge every request comes from the edge's address: one client's bad attempts
+/// must not lock out the others, and attempts refused by address leave no per-account state.
+async fn login_throttling_keys_on_the_client_behind_the_edge(backend: Backend) {
+    let app = TestApp::spawn_with(backend, ServiceKind::ALL, |config| {
+        config.identity.login_attempts_per_minute_per_address = 3;
+    })
+    .await;
+    let mut anonymous = app.anonymous_identity();
+    let attacker = "198.51.100.66";
+    let mut refused = 0;
+    for n in 0..8 {
+        // Different accounts, so only the address quota can refuse.
+        let email = format!("nobody{n}@example.com");
+        let status = anonymous
+            .login(from_client(login(&email, "", "Wrong-Password-9"), attacker))
+            .await
+            .unwrap_err();
+        if status.code() == tonic::Code::ResourceExhausted {
+            refused += 1;
+        }
+    }
+    assert_eq!(
+        refused, 5,
+        "the attacker's address gets 3 attempts a minute"
+    );
+    // Another client behind the same edge still logs in.
+    anonymous
+        .login(from_client(
+            login("alice@example.com", "", PASSWORD),
+            "203.0.113.10",
+        ))
+        .await
+        .expect("another client is not locked out");
+    // The refused attempts spent nothing of alice's account quota: the attacker aiming at
+    // alice from its exhausted address is refused by address, and alice still logs in.
+    for _ in 0..20 {
+        let status = anonymous
+            .login(from_client(
+                login("alice@example.com", "", "Wrong-Password-9"),
+                attacker,
+            ))
+            .await
+            .unwrap_err();
+        assert_code(&status, tonic::Code::ResourceExhausted);
+    }
+    anonymous
+        .login(from_client(
+            login("alice@example.com", "", PASSWORD),
+            "203.0.113.11",
+        ))
+        .await
+        .expect("refused attempts did not spend alice's quota");
+}
+
+/// A peer that is not a trusted proxy cannot pick its address with a header.
+async fn untrusted_peers_cannot_claim_an_address(backend: Backend) {
+    let app = TestApp::spawn_with(backend, ServiceKind::ALL, |config| {
+        config.identity.login_attempts_per_minute_per_address = 2;
+        config.auth.trusted_proxies = aimesh_kit::auth::TrustedProxies::parse("192.0.2.1").unwrap();
+    })
+    .await;
+    let mut anonymous = app.anonymous_identity();
+    for n in 0..2 {
+        let _ = anonymous
+            .login(from_client(
+                login("alice@example.com", "", "Wrong-Password-9"),
+                &format!("198.51.100.{n}"),
+            ))
+            .await;
+    }
+    let status = anonymous
+        .login(from_client(
+            login("alice@example.com", "", PASSWORD),
+            "198.51.100.99",
+        ))
+        .await
+        .unwrap_err();
+    assert_code(&status, tonic::Code::ResourceExhausted);
+}
+
+/// Registrations are limited per client address, and password hashing (~19 MiB of memory
+/// each) runs a bounded number at once: beyond the wait, RESOURCE_EXHAUSTED with a RetryInfo.
+async fn registrations_are_bounded(backend: Backend) {
+    let app = TestApp::spawn_with(backend, ServiceKind::ALL, |config| {
+        config.identity.registrations_per_minute_per_address = 2;
+        config.identity.password_hashing_concurrency = 1;
+        config.identity.password_hashing_wait_ms = 0;
+    })
+    .await;
+    let anonymous = app.anonymous_identity();
+    // Many at once from different clients: hashing one at a time, with no wait, refuses some.
+    let attempts = (0..6).map(|n| {
+        let mut client = anonymous.clone();
+        async move {
+            client
+                .register(from_client(
+                    register(
+                        &format!("burst{n}"),
+                        &format!("burst{n}@example.com"),
+                        PASSWORD,
+                    ),
+                    &format!("203.0.113.{n}"),
+                ))
+                .await
+        }
+    });
+    let results = futures::future::join_all(attempts).await;
+    let busy: Vec<_> = results
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .inspect(|status| assert_code(status, tonic::Code::ResourceExhausted))
+        .collect();
+    assert!(
+        !busy.is_empty(),
+        "six hashes at once with one slot and no wait"
+    );
+    assert!(busy[0].get_details_retry_info().is_some(), "{:?}", busy[0]);
+    assert!(results.iter().any(Result::is_ok), "one slot still serves");
+
+    // One address: two registrations a minute.
+    let mut client = anonymous.clone();
+    let mut outcomes = Vec::new();
+    for n in 0..3 {
+        outcomes.push(
+            client
+                .register(from_client(
+                    register(
+                        &format!("same{n}"),
+                        &format!("same{n}@example.com"),
+                        PASSWORD,
+                    ),
+                    "198.51.100.20",
+                ))
+                .await
+                .map(drop)
+                .map_err(|status| status.code()),
+        );
+    }
+    assert_eq!(
+        outcomes,
+        [Ok(()), Ok(()), Err(tonic::Code::ResourceExhausted)]
+    );
+    // A taken email is refused as such, before any hashing.
+    let status = client
+        .register(from_client(
+            register("alice2", "alice@example.com", PASSWORD),
+            "198.51.100.21",
+        ))
+        .await
+        .unwrap_err();
+    assert_code(&status, tonic::Code::AlreadyExists);
+}
+
 async fn refresh_tokens_rotate_and_replay_revokes(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let mut anonymous = app.anonymous_identity();
@@ -528,6 +690,9 @@ backend_tests!(
     bad_registrations_are_refused,
     wrong_credentials_and_unknown_users_look_the_same,
     login_attempts_are_throttled,
+    login_throttling_keys_on_the_client_behind_the_edge,
+    untrusted_peers_cannot_claim_an_address,
+    registrations_are_bounded,
     refresh_tokens_rotate_and_replay_revokes,
     forged_and_stale_tokens_are_refused,
     deleted_accounts_lose_access,

@@ -357,7 +357,7 @@ async fn watch_streams_follow_the_callers_jobs_and_free_on_disconnect(backend: B
 /// lapses another worker process finishes the job, and the note has exactly one translation.
 async fn a_killed_worker_process_loses_nothing(backend: Backend) {
     let app = TestApp::spawn_with(backend, ServiceKind::ALL, |config| {
-        config.worker.enabled = false;
+        config.worker.mode = aimesh::WorkerMode::Off;
     })
     .await;
     let spawn_worker = || {

@@ -135,14 +135,15 @@ mod metrics {
             .clone()
             .get_note(pb::GetNoteRequest { id: "bad".into() })
             .await;
-        let mut text = String::new();
-        for _ in 0..50 {
-            text = scrape(addr).await;
-            if text.contains("GetNoteStats") {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let text = aimesh_kit::testing::eventually(
+            Duration::from_secs(5),
+            "the call is in the metrics",
+            || async {
+                let text = scrape(addr).await;
+                text.contains("GetNoteStats").then_some(text)
+            },
+        )
+        .await;
         assert!(text.starts_with("HTTP/1.1 200"), "{text}");
         assert!(
             text.contains(

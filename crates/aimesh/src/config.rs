@@ -1,0 +1,172 @@
+//! What a mesh process is configured with: which services it serves, its worker, and the
+//! settings of each part. Read once at start, from flags and `AIMESH_*` variables (clap does
+//! both); tests build the structs directly.
+
+use std::{fmt, time::Duration};
+
+use aimesh_identity::IdentityConfig;
+use aimesh_jobs::WorkerConfig;
+use aimesh_kit::{auth::AuthConfig, config::ServerConfig};
+use aimesh_models::ModelsConfig;
+
+/// A service the process can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum ServiceKind {
+    /// `aimesh.identity.v1.IdentityService`: accounts and tokens.
+    Identity,
+    /// `aimesh.jobs.v1.JobsService`: job status, progress streams, cancel and retry.
+    Jobs,
+    /// `aimesh.notes.v1.NotesService`.
+    Notes,
+    /// `aimesh.models.v1.ModelsService`: the inference engines and direct calls to them.
+    Models,
+}
+
+impl ServiceKind {
+    /// Every service, in start order.
+    pub const ALL: &'static [ServiceKind] = &[
+        ServiceKind::Identity,
+        ServiceKind::Jobs,
+        ServiceKind::Notes,
+        ServiceKind::Models,
+    ];
+}
+
+impl fmt::Display for ServiceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ServiceKind::Identity => "identity",
+            ServiceKind::Jobs => "jobs",
+            ServiceKind::Notes => "notes",
+            ServiceKind::Models => "models",
+        })
+    }
+}
+
+/// Whether `serve` runs a job worker in the same process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WorkerMode {
+    /// Only when the process serves every service (the single-process default); split
+    /// deployments run workers of their own (`aimesh worker`).
+    Auto,
+    /// Always.
+    On,
+    /// Never.
+    Off,
+}
+
+/// Job worker settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkerSettings {
+    /// Whether `serve` also runs a job worker: `auto` (only when it serves every service),
+    /// `on` or `off`. A worker claims only the job kinds whose engines it has loaded.
+    #[arg(
+        long = "worker",
+        env = "AIMESH_WORKER",
+        value_enum,
+        default_value_t = WorkerMode::Auto
+    )]
+    pub mode: WorkerMode,
+
+    /// Jobs of one kind a worker runs at once.
+    #[arg(long, env = "AIMESH_WORKER_CONCURRENCY", default_value_t = 4)]
+    pub worker_concurrency: usize,
+
+    /// Seconds a worker's lease on a job lasts without a heartbeat; a crashed worker's jobs
+    /// are picked up again after this.
+    #[arg(long, env = "AIMESH_JOB_LEASE_SECS", default_value_t = 30)]
+    pub job_lease_secs: u64,
+
+    /// Name of this worker in job leases (with the process id); defaults to the host name.
+    #[arg(long, env = "AIMESH_WORKER_NAME")]
+    pub worker_name: Option<String>,
+
+    /// The Apertium executable (rule-based translation); translation pairs come from its
+    /// installed modes.
+    #[arg(long, env = "AIMESH_APERTIUM_BIN", default_value = "apertium")]
+    pub apertium_bin: String,
+
+    /// Directory of Marian (opus-mt) translation models, one sub-directory per language pair
+    /// (`config.json`, `model.safetensors`, `tokenizer.json` or `source.spm` + `vocab.json`).
+    #[arg(long, env = "AIMESH_MARIAN_MODELS_DIR")]
+    pub marian_models_dir: Option<std::path::PathBuf>,
+}
+
+impl WorkerSettings {
+    /// Returns the worker configuration.
+    pub fn worker_config(&self, grace: Duration) -> WorkerConfig {
+        WorkerConfig {
+            lease: Duration::from_secs(self.job_lease_secs.max(1)),
+            concurrency: self.worker_concurrency.max(1),
+            grace,
+            worker_name: self.worker_name.clone().unwrap_or_else(|| "worker".into()),
+            ..WorkerConfig::default()
+        }
+    }
+
+    /// Returns whether a process serving `services` runs a worker.
+    pub fn runs_worker(&self, services: &[ServiceKind]) -> bool {
+        match self.mode {
+            WorkerMode::On => true,
+            WorkerMode::Off => false,
+            WorkerMode::Auto => ServiceKind::ALL.iter().all(|s| services.contains(s)),
+        }
+    }
+
+    /// Returns defaults for tests: a worker with a short lease.
+    pub fn for_tests() -> Self {
+        Self {
+            mode: WorkerMode::On,
+            worker_concurrency: 4,
+            job_lease_secs: 5,
+            worker_name: Some("test".into()),
+            apertium_bin: "apertium".into(),
+            marian_models_dir: None,
+        }
+    }
+}
+
+/// Everything a mesh process is configured with.
+#[derive(Debug, Clone)]
+pub struct MeshConfig {
+    /// Listener, database, data directory.
+    pub server: ServerConfig,
+    /// Token verification and rate limits.
+    pub auth: AuthConfig,
+    /// The identity service, when it runs here.
+    pub identity: IdentityConfig,
+    /// The job worker.
+    pub worker: WorkerSettings,
+    /// The inference engines of the models service.
+    pub models: ModelsConfig,
+}
+
+impl MeshConfig {
+    /// Returns a configuration for tests: port 0, the given data directory and database.
+    pub fn for_tests(data_dir: std::path::PathBuf, database_url: Option<String>) -> Self {
+        Self {
+            server: ServerConfig::for_tests(data_dir, database_url),
+            auth: AuthConfig::for_tests(),
+            identity: IdentityConfig::for_tests(),
+            worker: WorkerSettings::for_tests(),
+            models: ModelsConfig::disabled(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_auto_worker_runs_only_in_the_single_process_default() {
+        let mut settings = WorkerSettings::for_tests();
+        settings.mode = WorkerMode::Auto;
+        assert!(settings.runs_worker(ServiceKind::ALL));
+        assert!(!settings.runs_worker(&[ServiceKind::Notes]));
+        settings.mode = WorkerMode::On;
+        assert!(settings.runs_worker(&[ServiceKind::Identity]));
+        settings.mode = WorkerMode::Off;
+        assert!(!settings.runs_worker(ServiceKind::ALL));
+    }
+}

@@ -1,0 +1,425 @@
+//! Composition: which services, engines and workers one process runs, wired over one database
+//! and one gRPC server. [`Mesh::build`] assembles a serving process, [`run_worker`] a process
+//! that only runs jobs; both start from the same [`Core`].
+
+use std::{sync::Arc, time::Duration};
+
+use aimesh_ai::translate::{Apertium, Marian, Translator, Translators};
+use aimesh_identity::{Identity, IdentityApi, IdentityStore, keys::SigningKeys};
+use aimesh_jobs::{Jobs, JobsApi, Worker, notify::Notifier, store::JobStore, worker::JobHandler};
+use aimesh_kit::{
+    auth::{AccountHooks, AuthLayer, Authenticator, jwt::JwtVerifier, remote},
+    config::ServerConfig,
+    db::{Db, DbOptions},
+    invalidation::InvalidationBus,
+    server::{ReadinessCheck, Server, ServerBuilder},
+};
+use aimesh_models::{EngineKind, Engines, ModelsApi};
+use aimesh_notes::{
+    Notes, NotesApi, NotesStore, service::CacheConfig, translate::TranslateHandler,
+};
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{MeshConfig, ServiceKind, WorkerSettings};
+
+/// Applies every service's migrations.
+pub async fn migrate(db: &Db) -> anyhow::Result<()> {
+    db.migrate(&aimesh_identity::MIGRATIONS).await?;
+    db.migrate(&aimesh_jobs::MIGRATIONS).await?;
+    db.migrate(&aimesh_notes::MIGRATIONS).await?;
+    Ok(())
+}
+
+/// Opens the configured database.
+pub async fn connect(config: &ServerConfig) -> anyhow::Result<Db> {
+    let options = DbOptions {
+        max_connections: config.db_max_connections,
+        statement_timeout: Duration::from_secs(config.db_statement_timeout_secs),
+        idle_in_transaction_timeout: Duration::from_secs(
+            config.db_idle_in_transaction_timeout_secs,
+        ),
+        ..DbOptions::default()
+    };
+    Ok(Db::connect(&config.database_url(), &options).await?)
+}
+
+/// Finds the translation engines installed here.
+pub async fn discover_translators(settings: &WorkerSettings) -> Translators {
+    let mut engines: Vec<Arc<dyn Translator>> = Vec::new();
+    if let Some(apertium) = Apertium::discover(&settings.apertium_bin).await {
+        engines.push(Arc::new(apertium));
+    }
+    if let Some(dir) = settings.marian_models_dir.clone() {
+        // Loading reads whole weight files: off the async runtime.
+        match tokio::task::spawn_blocking(move || Marian::discover(dir)).await {
+            Ok(Some(marian)) => engines.push(Arc::new(marian)),
+            Ok(None) => tracing::warn!("no usable Marian model found"),
+            Err(error) => tracing::error!(%error, "loading Marian models failed"),
+        }
+    }
+    Translators::new(engines)
+}
+
+/// What the services of one process share: the database, the invalidation bus, the job
+/// engine and the notes service.
+#[derive(Clone)]
+pub struct Core {
+    /// The database.
+    pub db: Db,
+    /// Cache invalidations (bridged across processes on PostgreSQL).
+    pub bus: InvalidationBus,
+    /// The job engine.
+    pub jobs: Jobs,
+    /// The notes service.
+    pub notes: Notes,
+}
+
+impl Core {
+    /// Connects (and migrates, when configured) the database and starts the shared parts.
+    /// Translation engines are looked for only when `translation` is set (a process that
+    /// serves notes or runs jobs).
+    pub async fn start(
+        server: &ServerConfig,
+        worker: &WorkerSettings,
+        translation: bool,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let db = connect(server).await?;
+        if server.auto_migrate {
+            migrate(&db).await?;
+        }
+        let bus = match &db {
+            Db::Postgres(pool) => InvalidationBus::default()
+                .bridge_postgres(pool.clone(), shutdown.clone())
+                .await
+                .context("failed to listen for cache invalidations")?,
+            Db::Sqlite(_) => InvalidationBus::default(),
+        };
+        let jobs = start_jobs(&db, shutdown).await?;
+        let translators = if translation {
+            discover_translators(worker).await
+        } else {
+            Translators::new(Vec::new())
+        };
+        let notes = Notes::new(
+            NotesStore::new(db.clone()),
+            &CacheConfig::default(),
+            bus.clone(),
+            jobs.clone(),
+            Arc::new(translators),
+        );
+        Ok(Self {
+            db,
+            bus,
+            jobs,
+            notes,
+        })
+    }
+
+    /// Returns a worker for the job kinds this process has the engines for: a kind whose
+    /// engines are missing here is never claimed by it, and waits for a worker that has them.
+    pub fn worker(&self, settings: &WorkerSettings, grace: Duration) -> Worker {
+        let mut handlers: Vec<Arc<dyn JobHandler>> = Vec::new();
+        if !self.notes.translators().engines().is_empty() {
+            handlers.push(Arc::new(TranslateHandler::new(
+                self.notes.clone(),
+                self.notes.translators().clone(),
+            )));
+        }
+        if handlers.is_empty() {
+            tracing::warn!("this worker has no engine for any job kind: it will claim no job");
+        }
+        Worker::new(self.jobs.clone(), handlers, settings.worker_config(grace))
+    }
+}
+
+/// Starts the job engine: its notifier and the queue-depth gauge.
+async fn start_jobs(db: &Db, shutdown: &CancellationToken) -> anyhow::Result<Jobs> {
+    let notifier = Notifier::start(db.clone(), shutdown.clone())
+        .await
+        .context("failed to listen for job events")?;
+    let jobs = Jobs::new(JobStore::new(db.clone()), notifier);
+    tokio::spawn({
+        let store = jobs.store().clone();
+        let shutdown = shutdown.clone();
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            let mut kinds = std::collections::HashSet::new();
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = shutdown.cancelled() => break,
+                }
+                if let Ok(depths) = store.queue_depth().await {
+                    let seen: std::collections::HashSet<String> =
+                        depths.iter().map(|(kind, _)| kind.clone()).collect();
+                    for (kind, depth) in depths {
+                        metrics::gauge!("aimesh_jobs_queued", "kind" => kind).set(depth as f64);
+                    }
+                    for kind in kinds.difference(&seen) {
+                        metrics::gauge!("aimesh_jobs_queued", "kind" => kind.clone()).set(0.0);
+                    }
+                    kinds = seen;
+                }
+            }
+        }
+    });
+    Ok(jobs)
+}
+
+/// Runs a job worker without serving RPCs, until `shutdown`.
+pub async fn run_worker(
+    server: &ServerConfig,
+    settings: &WorkerSettings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let core = Core::start(server, settings, true, &shutdown).await?;
+    core.worker(settings, server.shutdown_grace())
+        .run(shutdown)
+        .await;
+    core.db.close().await;
+    Ok(())
+}
+
+/// A running set of services on one bound listener.
+pub struct Mesh {
+    server: Server,
+    core: Core,
+    worker: Option<Worker>,
+    shutdown: CancellationToken,
+}
+
+impl Mesh {
+    /// Connects the database (migrating it when configured), binds the listener, and wires
+    /// `services` onto the server, with a worker when the configuration asks for one.
+    pub async fn build(config: &MeshConfig, services: &[ServiceKind]) -> anyhow::Result<Self> {
+        let shutdown = CancellationToken::new();
+        let runs_worker = config.worker.runs_worker(services);
+        let translation = runs_worker || services.contains(&ServiceKind::Notes);
+        let core = Core::start(&config.server, &config.worker, translation, &shutdown).await?;
+
+        let mut builder = server_builder(&config.server, &core.db, &shutdown)?;
+        let identity = services
+            .contains(&ServiceKind::Identity)
+            .then(|| start_identity(config, &core.db))
+            .transpose()?;
+        let (authenticator, keys_ready) =
+            authenticator(config, identity.as_ref(), &shutdown).await?;
+        builder = builder.auth(AuthLayer::new(authenticator));
+        if let Some(check) = keys_ready {
+            builder = builder.readiness_check("token keys", check);
+        }
+        let engines = if services.contains(&ServiceKind::Models) {
+            let engines = Arc::new(Engines::load(&config.models).await);
+            for (name, check) in engine_capabilities(&engines) {
+                builder = builder.capability(name, check);
+            }
+            Some(engines)
+        } else {
+            None
+        };
+
+        for service in services {
+            builder = match (service, &identity, &engines) {
+                (ServiceKind::Identity, Some(identity), _) => {
+                    builder.add_service(IdentityApi::new(identity.clone()).into_server())
+                }
+                (ServiceKind::Jobs, _, _) => {
+                    builder.add_service(JobsApi::new(core.jobs.clone()).into_server())
+                }
+                (ServiceKind::Notes, _, _) => {
+                    builder.add_service(NotesApi::new(core.notes.clone()).into_server())
+                }
+                (ServiceKind::Models, _, Some(engines)) => {
+                    builder.add_service(ModelsApi::new(engines.clone()).into_server())
+                }
+                _ => builder,
+            };
+        }
+        let server = builder.build().await?;
+        tracing::info!(
+            addr = %server.local_addr(),
+            database = core.db.backend(),
+            services = ?services,
+            worker = runs_worker,
+            "mesh ready"
+        );
+        let worker =
+            runs_worker.then(|| core.worker(&config.worker, config.server.shutdown_grace()));
+        Ok(Self {
+            server,
+            core,
+            worker,
+            shutdown,
+        })
+    }
+
+    /// Returns the address the server listens on.
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// Returns the address of the metrics listener, if metrics are on.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.server.metrics_addr()
+    }
+
+    /// Returns the token that stops the mesh when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Returns the shared core (database, jobs, notes).
+    pub fn core(&self) -> &Core {
+        &self.core
+    }
+
+    /// Serves (and runs the worker) until shut down, then closes the database.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let worker = self
+            .worker
+            .map(|worker| tokio::spawn(worker.run(self.shutdown.clone())));
+        let result = self.server.run_until_stopped().await;
+        if let Some(worker) = worker {
+            let _ = worker.await;
+        }
+        self.core.db.close().await;
+        result
+    }
+}
+
+/// The server with its metrics listener, shutdown, and the database readiness check.
+fn server_builder(
+    config: &ServerConfig,
+    db: &Db,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<ServerBuilder> {
+    let db = db.clone();
+    let db_ready: ReadinessCheck = Arc::new(move || {
+        let db = db.clone();
+        Box::pin(async move { db.ping().await.map_err(|e| e.to_string()) })
+    });
+    Ok(ServerBuilder::new(config.grpc_addr)
+        .metrics(
+            config
+                .metrics_addr()
+                .context("AIMESH_METRICS_ADDR is not an address (or `off`)")?,
+        )
+        .shutdown_token(shutdown.clone())
+        .grace_period(config.shutdown_grace())
+        .check_interval(Duration::from_secs(5))
+        .readiness_check("database", db_ready))
+}
+
+/// The identity service, with its signing key (created in the data directory on first start)
+/// and its call-count flusher.
+fn start_identity(config: &MeshConfig, db: &Db) -> anyhow::Result<Identity> {
+    let key_file = config
+        .identity
+        .jwt_signing_key_file
+        .clone()
+        .unwrap_or_else(|| config.server.data_dir.join("jwt-signing-key.pem"));
+    let keys = SigningKeys::load_or_create(&key_file, &config.identity.jwt_extra_public_keys)
+        .context("failed to load the token signing key")?;
+    let identity = Identity::new(
+        IdentityStore::new(db.clone()),
+        keys,
+        &config.auth.jwt_issuer,
+        &config.identity,
+    )?;
+    identity
+        .accounts()
+        .spawn_flusher(aimesh_identity::service::CALL_COUNT_FLUSH_INTERVAL);
+    identity.spawn_pruner(Duration::from_secs(60));
+    Ok(identity)
+}
+
+/// Decides how tokens are verified: with the in-process identity service's keys, or with the
+/// keys an identity service elsewhere publishes (fetched now and refreshed every minute; the
+/// readiness check returned with it fails until some are known).
+async fn authenticator(
+    config: &MeshConfig,
+    identity: Option<&Identity>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(Arc<Authenticator>, Option<ReadinessCheck>)> {
+    let (verifier, accounts, keys_ready): (
+        Arc<JwtVerifier>,
+        Option<Arc<dyn AccountHooks>>,
+        Option<ReadinessCheck>,
+    ) = match (identity, &config.auth.identity_url) {
+        (Some(identity), _) => (
+            identity.verifier(),
+            Some(Arc::new(identity.accounts())),
+            None,
+        ),
+        (None, Some(url)) => {
+            let verifier = Arc::new(JwtVerifier::new(config.auth.jwt_issuer.clone()));
+            if let Err(error) = remote::fetch_keys(url, &verifier).await {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "token keys not available yet; retrying in the background"
+                );
+            }
+            remote::spawn_refresh(
+                url.clone(),
+                verifier.clone(),
+                Duration::from_secs(60),
+                shutdown.clone(),
+            );
+            let keys_ready = verifier.clone();
+            let check: ReadinessCheck = Arc::new(move || {
+                let ready = !keys_ready.kids().is_empty();
+                Box::pin(async move {
+                    if ready {
+                        Ok(())
+                    } else {
+                        Err("no token keys fetched yet".into())
+                    }
+                })
+            });
+            (verifier, None, Some(check))
+        }
+        (None, None) => anyhow::bail!(
+            "tokens cannot be verified: run the identity service in this process \
+                 (--services identity,...) or set AIMESH_IDENTITY_URL"
+        ),
+    };
+    let authenticator = Arc::new(Authenticator::new(
+        verifier,
+        accounts,
+        config.auth.rate_limit(),
+        config.auth.trusted_proxies.clone(),
+    ));
+    tokio::spawn({
+        let authenticator = authenticator.clone();
+        let shutdown = shutdown.clone();
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => authenticator.shrink(),
+                    _ = shutdown.cancelled() => break,
+                }
+            }
+        }
+    });
+    Ok((authenticator, keys_ready))
+}
+
+/// The health entries of the models service's engines, one per engine.
+fn engine_capabilities(engines: &Arc<Engines>) -> Vec<(String, ReadinessCheck)> {
+    EngineKind::ALL
+        .iter()
+        .map(|&kind| {
+            let engines = engines.clone();
+            let check: ReadinessCheck = Arc::new(move || {
+                let status = engines
+                    .status(kind)
+                    .map_err(|unavailable| unavailable.detail().to_owned());
+                Box::pin(async move { status })
+            });
+            (kind.health_name(), check)
+        })
+        .collect()
+}

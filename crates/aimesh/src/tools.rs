@@ -1,0 +1,104 @@
+//! Command-line helpers of the binary that need no running mesh: installing and listing the
+//! pinned models, and checking a server's health (container healthchecks use it).
+
+use std::time::Duration;
+
+use anyhow::Context;
+
+/// Installs every pinned model missing from `models_dir` (or failing verification) and
+/// prepares the derived files (the Whisper conversion), printing what it did. Blocking.
+pub fn fetch_models(models_dir: &std::path::Path, python: &str) -> anyhow::Result<()> {
+    use aimesh_ai::models::{self, Fetched};
+
+    for spec in models::CATALOG {
+        let started = std::time::Instant::now();
+        let fetched = models::fetch(models_dir, spec, python)
+            .with_context(|| format!("failed to install {}", spec.id))?;
+        let what = match fetched {
+            Fetched::Present => "present, verified",
+            Fetched::Installed => "installed, verified",
+        };
+        println!(
+            "{:<24} {what} ({:.1} s)",
+            spec.id,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let started = std::time::Instant::now();
+    aimesh_ai::speech::prepare(models_dir).context("failed to convert the Whisper weights")?;
+    println!(
+        "{:<24} converted weights verified ({:.1} s)",
+        "whisper-tiny.en",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Prints each pinned model, its size and whether it is installed and intact. Fails when
+/// any is not, so scripts can test it.
+pub fn list_models(models_dir: &std::path::Path) -> anyhow::Result<()> {
+    use aimesh_ai::models::{self, ModelError};
+
+    println!(
+        "{:<24} {:<14} {:>9}  {:<10} source",
+        "model", "capability", "MB", "state"
+    );
+    let mut broken = 0;
+    for spec in models::CATALOG {
+        let bytes: u64 = spec.files.iter().map(|file| file.bytes).sum();
+        let state = match spec.verify(models_dir) {
+            Ok(_) => "ok".to_owned(),
+            Err(ModelError::Missing { .. }) => {
+                broken += 1;
+                "missing".to_owned()
+            }
+            Err(error) => {
+                broken += 1;
+                format!("INVALID: {error}")
+            }
+        };
+        println!(
+            "{:<24} {:<14} {:>9.1}  {:<10} PyPI {}=={}",
+            spec.id,
+            spec.capability.as_str(),
+            bytes as f64 / 1e6,
+            state,
+            spec.package,
+            spec.version
+        );
+    }
+    anyhow::ensure!(
+        broken == 0,
+        "{broken} model(s) missing or invalid in {}: {}",
+        models_dir.display(),
+        aimesh_ai::models::FETCH_HINT
+    );
+    Ok(())
+}
+
+/// Asks the server at `addr` for the health of `service` (empty: the whole server), failing
+/// unless it is SERVING.
+pub async fn health_check(addr: &str, service: &str) -> anyhow::Result<()> {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(3));
+    let mut client = HealthClient::new(endpoint.connect().await?);
+    let status = client
+        .check(HealthCheckRequest {
+            service: service.to_owned(),
+        })
+        .await?
+        .into_inner()
+        .status();
+    anyhow::ensure!(
+        status == ServingStatus::Serving,
+        "{addr} reports {}",
+        status.as_str_name()
+    );
+    println!("SERVING");
+    Ok(())
+}
