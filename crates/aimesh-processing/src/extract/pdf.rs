@@ -1,0 +1,363 @@
+//! PDF: the text layer of each page through `pdf-extract` (on `lopdf`), and OCR for pages
+//! without one.
+//!
+//! Guards: every compressed stream is inflated by this module, within one decompressed-size
+//! budget per document, while `lopdf` loads the file (its load filter hook), so neither parser
+//! ever inflates an unbounded stream; the page count is checked before any page is read; text
+//! output is capped and checks the time budget as it is written; parser panics are caught per
+//! page (a page whose text cannot be read goes to OCR like a scanned page).
+
+use std::{
+    cell::Cell,
+    fmt,
+    io::{self, Read, Write},
+};
+
+use lopdf::{Document, LoadOptions, Object, ObjectId, Stream};
+use pdf_extract::{ConvertToFmt, PlainTextOutput};
+
+use super::{Budget, Engine, Extracted, Extractor, Format, Page, guarded, ocr};
+use crate::error::{ExtractError, ExtractResult};
+
+/// Dictionary key the load filter sets on a stream it refused to inflate.
+const OVER_LIMIT: &str = "AimeshInflateLimit";
+
+/// Per-stream cap when the filter runs on another thread than the extraction (it does not
+/// while `lopdf`'s parallel loading is off, as it is here).
+const FALLBACK_STREAM_CAP: u64 = 64 << 20;
+
+/// Worst-case expansion of a filter chain this module does not inflate itself.
+const WORST_RATIO: u64 = 1400;
+
+thread_local! {
+    /// Bytes the streams of the document being loaded may still inflate to.
+    static INFLATE_BUDGET: Cell<Option<u64>> = const { Cell::new(None) };
+}
+
+fn malformed(reason: impl fmt::Display) -> ExtractError {
+    let reason = reason.to_string();
+    let mut chars = reason.chars();
+    let reason = match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => "unreadable".to_owned(),
+    };
+    ExtractError::Malformed {
+        format: Format::Pdf,
+        reason,
+    }
+}
+
+/// Extracts the text of a PDF document.
+pub(super) fn extract(
+    bytes: &[u8],
+    extractor: &Extractor,
+    budget: &Budget,
+) -> ExtractResult<Extracted> {
+    let limits = &extractor.limits;
+    let doc = load(bytes, limits.max_decompressed_bytes)?;
+    budget.check("pdf loading")?;
+
+    let pages: Vec<ObjectId> = guarded(Format::Pdf, || {
+        doc.page_iter().take(limits.max_pages + 1).collect()
+    })?;
+    if pages.len() > limits.max_pages {
+        return Err(ExtractError::TooManyPages {
+            format: Format::Pdf,
+            limit: limits.max_pages,
+        });
+    }
+    if pages.is_empty() {
+        return Err(malformed("the document has no pages"));
+    }
+
+    let mut texts: Vec<Option<String>> = Vec::with_capacity(pages.len());
+    let mut text_bytes = 0usize;
+    for number in (1..).take(pages.len()) {
+        budget.check("pdf text extraction")?;
+        let mut sink = CappedText {
+            text: String::new(),
+            cap: limits.max_text_bytes.saturating_sub(text_bytes),
+            budget: *budget,
+            writes: 0,
+            stop: None,
+        };
+        let result = guarded(Format::Pdf, || {
+            let mut output = PlainTextOutput::new(&mut sink);
+            pdf_extract::output_doc_page(&doc, &mut output, number)
+        });
+        if let Some(stop) = sink.stop.take() {
+            return Err(stop);
+        }
+        match result {
+            Ok(Ok(())) => {
+                let text = tidy(&sink.text);
+                text_bytes += text.len();
+                texts.push(Some(text));
+            }
+            Ok(Err(error)) => {
+                tracing::debug!(page = number, %error, "pdf page text unreadable");
+                texts.push(None);
+            }
+            Err(_) => texts.push(None),
+        }
+    }
+    let unreadable = texts.iter().filter(|t| t.is_none()).count();
+    if unreadable == texts.len() && !extractor.ocr.enabled {
+        return Err(malformed("no page has a readable text layer"));
+    }
+    drop(doc);
+
+    let scanned: Vec<usize> = texts
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.as_deref().is_none_or(|t| t.trim().is_empty()))
+        .map(|(i, _)| i)
+        .collect();
+    let mut ocr_pages = vec![false; texts.len()];
+    if !scanned.is_empty() {
+        if !extractor.ocr.enabled {
+            if scanned.len() == texts.len() {
+                return Err(ExtractError::OcrDisabled {
+                    pages: scanned.len(),
+                });
+            }
+        } else {
+            if scanned.len() > extractor.ocr.max_pages {
+                return Err(ExtractError::TooManyOcrPages {
+                    pages: scanned.len(),
+                    limit: extractor.ocr.max_pages,
+                });
+            }
+            let dir = tempfile::tempdir()?;
+            let path = dir.path().join("document.pdf");
+            std::fs::write(&path, bytes)?;
+            for &index in &scanned {
+                budget.check("ocr")?;
+                let number = u32::try_from(index + 1).unwrap_or(u32::MAX);
+                let text = ocr::pdf_page(&extractor.ocr, &path, number, budget)?;
+                text_bytes += text.len();
+                if text_bytes > limits.max_text_bytes {
+                    return Err(ExtractError::TextTooLarge {
+                        limit: limits.max_text_bytes,
+                    });
+                }
+                texts[index] = Some(text);
+                ocr_pages[index] = true;
+            }
+        }
+    }
+
+    let ocr_count = ocr_pages.iter().filter(|&&o| o).count();
+    let engine = match ocr_count {
+        0 => Engine::PdfText,
+        n if n == texts.len() => Engine::Tesseract,
+        _ => Engine::PdfTextAndTesseract,
+    };
+    let pages: Vec<Page> = texts
+        .into_iter()
+        .zip(ocr_pages)
+        .zip(1u32..)
+        .map(|((text, ocr), number)| Page {
+            number,
+            text: text.unwrap_or_default(),
+            headings: Vec::new(),
+            engine: if ocr {
+                Engine::Tesseract
+            } else {
+                Engine::PdfText
+            },
+        })
+        .collect();
+    Ok(Extracted {
+        format: Format::Pdf,
+        page_count: pages.len(),
+        pages,
+        engine,
+    })
+}
+
+/// Loads the document with every compressed stream inflated within `max_inflated` bytes.
+fn load(bytes: &[u8], max_inflated: u64) -> ExtractResult<Document> {
+    INFLATE_BUDGET.with(|b| b.set(Some(max_inflated)));
+    let options = LoadOptions {
+        filter: Some(bound_object),
+        ..LoadOptions::default()
+    };
+    let loaded = guarded(Format::Pdf, || {
+        Document::load_mem_with_options(bytes, options)
+    });
+    INFLATE_BUDGET.with(|b| b.set(None));
+    let mut doc = match loaded? {
+        Ok(doc) => doc,
+        Err(lopdf::Error::Decryption(_)) => return Err(ExtractError::Encrypted),
+        Err(error) => return Err(malformed(error)),
+    };
+    let over_limit = doc.objects.values().any(
+        |object| matches!(object, Object::Stream(stream) if stream.dict.has(OVER_LIMIT.as_bytes())),
+    );
+    if over_limit {
+        return Err(ExtractError::DecompressedTooLarge {
+            what: "pdf streams".to_owned(),
+            limit: max_inflated,
+        });
+    }
+    if doc.is_encrypted() {
+        let decrypted = guarded(Format::Pdf, || doc.decrypt(""))?;
+        if decrypted.is_err() {
+            return Err(ExtractError::Encrypted);
+        }
+    }
+    Ok(doc)
+}
+
+/// `lopdf`'s load filter: inflates compressed streams within the budget.
+fn bound_object(id: ObjectId, object: &mut Object) -> Option<(ObjectId, Object)> {
+    if let Object::Stream(stream) = object {
+        bound_stream(stream);
+    }
+    Some((id, std::mem::replace(object, Object::Null)))
+}
+
+fn bound_stream(stream: &mut Stream) {
+    let is_image = stream
+        .dict
+        .get(b"Subtype")
+        .and_then(Object::as_name)
+        .is_ok_and(|s| s == b"Image");
+    let filters: Vec<Vec<u8>> = match stream.filters() {
+        Ok(filters) => filters.into_iter().map(<[u8]>::to_vec).collect(),
+        Err(_) => return,
+    };
+    // Images are never decoded for text; their filters (DCT, JPX, CCITT...) are left alone.
+    if is_image || filters.is_empty() {
+        return;
+    }
+    let remaining = INFLATE_BUDGET
+        .with(Cell::get)
+        .unwrap_or(FALLBACK_STREAM_CAP);
+    let has_params = stream.dict.has(b"DecodeParms");
+    let inflated = match filters.as_slice() {
+        [f] if f == b"FlateDecode" => inflate(&stream.content, remaining),
+        [f] if f == b"LZWDecode" => lzw_size(&stream.content, remaining).map(|_| None),
+        _ => {
+            // Other chains are left to lopdf; their worst case must fit the budget.
+            let worst = (stream.content.len() as u64).saturating_mul(WORST_RATIO);
+            if worst > remaining { Err(()) } else { Ok(None) }
+        }
+    };
+    match inflated {
+        Ok(Some(plain)) => {
+            spend(plain.len() as u64);
+            // Predictors (DecodeParms) are applied by lopdf; then only the size is checked here.
+            if !has_params {
+                stream.set_plain_content(plain);
+            }
+        }
+        Ok(None) => {}
+        Err(()) => {
+            stream.content.clear();
+            stream.dict.remove(b"Filter");
+            stream.dict.remove(b"DecodeParms");
+            stream.dict.set(OVER_LIMIT, true);
+        }
+    }
+}
+
+fn spend(bytes: u64) {
+    INFLATE_BUDGET.with(|b| {
+        if let Some(remaining) = b.get() {
+            b.set(Some(remaining.saturating_sub(bytes)));
+        }
+    });
+}
+
+/// Inflates a zlib stream (raw deflate as a fallback, as lopdf does) up to `limit` bytes.
+/// `Err` when over the limit; `Ok(None)` when undecodable (left to lopdf to report).
+fn inflate(data: &[u8], limit: u64) -> Result<Option<Vec<u8>>, ()> {
+    let mut out = Vec::new();
+    let zlib = flate2::read::ZlibDecoder::new(data)
+        .take(limit + 1)
+        .read_to_end(&mut out);
+    if zlib.is_err() && out.is_empty() && data.len() > 2 {
+        let _ = flate2::read::DeflateDecoder::new(&data[2..])
+            .take(limit + 1)
+            .read_to_end(&mut out);
+    }
+    if out.len() as u64 > limit {
+        return Err(());
+    }
+    Ok(Some(out))
+}
+
+/// Measures an LZW stream, failing when it inflates beyond `limit` bytes.
+fn lzw_size(data: &[u8], limit: u64) -> Result<u64, ()> {
+    let mut sink = CountingSink { written: 0, limit };
+    let mut decoder = weezl::decode::Decoder::with_tiff_size_switch(weezl::BitOrder::Msb, 8);
+    let _ = decoder.into_stream(&mut sink).decode_all(data);
+    if sink.written > limit {
+        return Err(());
+    }
+    spend(sink.written);
+    Ok(sink.written)
+}
+
+struct CountingSink {
+    written: u64,
+    limit: u64,
+}
+
+impl Write for CountingSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.written += buf.len() as u64;
+        if self.written > self.limit {
+            return Err(io::Error::other("inflate limit"));
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Trims the whitespace `pdf-extract` puts around lines and pages.
+fn tidy(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().map(str::trim_end).collect();
+    lines.join("\n").trim().to_owned()
+}
+
+/// Page text as `pdf-extract` writes it, stopped at the text cap or the time budget.
+struct CappedText {
+    text: String,
+    cap: usize,
+    budget: Budget,
+    writes: u32,
+    stop: Option<ExtractError>,
+}
+
+impl fmt::Write for CappedText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if self.stop.is_some() {
+            return Err(fmt::Error);
+        }
+        self.writes = self.writes.wrapping_add(1);
+        if self.writes.is_multiple_of(256) && self.budget.expired() {
+            self.stop = Some(self.budget.timed_out("pdf text extraction"));
+            return Err(fmt::Error);
+        }
+        if self.text.len() + s.len() > self.cap {
+            self.stop = Some(ExtractError::TextTooLarge { limit: self.cap });
+            return Err(fmt::Error);
+        }
+        self.text.push_str(s);
+        Ok(())
+    }
+}
+
+impl<'a> ConvertToFmt for &'a mut CappedText {
+    type Writer = &'a mut CappedText;
+
+    fn convert(self) -> Self::Writer {
+        self
+    }
+}
