@@ -75,7 +75,7 @@ pub enum ExtractError {
         limit: usize,
     },
     /// A compressed part of the document inflates beyond its limit.
-    #[error("{what} decompresses to more than {limit} bytes (the decompressed size limit)")]
+    #[error("{what}: decompressed size exceeds the limit of {limit} bytes")]
     DecompressedTooLarge {
         /// The part, e.g. `docx entry word/document.xml` or `pdf streams`.
         what: String,

@@ -50,8 +50,33 @@ const BLOCKS: &[&str] = &[
     "caption",
 ];
 
+/// Elements without content.
+const VOID: &[&str] = &[
+    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track",
+    "wbr", "param", "keygen",
+];
+
+/// Elements whose end tag may be left out (the parser closes them by itself).
+const OPTIONAL_END: &[&str] = &[
+    "html", "head", "body", "p", "li", "dt", "dd", "tr", "td", "th", "option", "optgroup", "tbody",
+    "thead", "tfoot", "colgroup", "caption", "rb", "rt", "rp", "rtc",
+];
+
+/// Elements whose content is raw text up to their end tag.
+const RAW_TEXT: &[&str] = &[
+    "script", "style", "textarea", "title", "xmp", "iframe", "noembed",
+];
+
 /// Extracts the visible text of an HTML document.
 pub(super) fn extract(source: &str, limits: &Limits) -> ExtractResult<Extracted> {
+    // The HTML tree builder does work proportional to the depth of open elements for each
+    // tag, so a deeply nested document is refused before it is parsed.
+    if tag_depth_exceeds(source, limits.max_depth) {
+        return Err(ExtractError::TooDeep {
+            format: Format::Html,
+            limit: limits.max_depth,
+        });
+    }
     let document = Html::parse_document(source);
     let mut out = Output::default();
     let mut depth = 0usize;
@@ -149,6 +174,79 @@ pub(super) fn extract(source: &str, limits: &Limits) -> ExtractResult<Extracted>
         out.text,
         headings,
     ))
+}
+
+/// Scans the tags (without building anything) and tells whether open elements that need an
+/// end tag nest deeper than `limit`. Elements with optional end tags and void elements are not
+/// counted, so this is an estimate from below of the depth the parser builds.
+fn tag_depth_exceeds(source: &str, limit: usize) -> bool {
+    let bytes = source.as_bytes();
+    let lower = |b: u8| b.to_ascii_lowercase();
+    let mut depth = 0usize;
+    let mut at = 0usize;
+    while let Some(offset) = bytes[at..].iter().position(|&b| b == b'<') {
+        at += offset + 1;
+        let Some(&next) = bytes.get(at) else { break };
+        if bytes[at..].starts_with(b"!--") {
+            at = find(bytes, at + 3, b"-->").map_or(bytes.len(), |end| end + 3);
+            continue;
+        }
+        let closing = next == b'/';
+        let name_start = if closing { at + 1 } else { at };
+        let name_end = bytes[name_start..]
+            .iter()
+            .position(|b| !b.is_ascii_alphanumeric())
+            .map_or(bytes.len(), |n| name_start + n);
+        if name_end == name_start || !bytes[name_start].is_ascii_alphabetic() {
+            continue;
+        }
+        let name: String = bytes[name_start..name_end]
+            .iter()
+            .map(|&b| lower(b) as char)
+            .collect();
+        let tag_end = bytes[name_end..]
+            .iter()
+            .position(|&b| b == b'>')
+            .map_or(bytes.len(), |n| name_end + n);
+        let self_closing = tag_end > 0 && bytes.get(tag_end - 1) == Some(&b'/');
+        at = (tag_end + 1).min(bytes.len());
+        let counted = !VOID.contains(&name.as_str()) && !OPTIONAL_END.contains(&name.as_str());
+        if closing {
+            if counted {
+                depth = depth.saturating_sub(1);
+            }
+            continue;
+        }
+        if RAW_TEXT.contains(&name.as_str()) {
+            // Skip to the end tag: its content is not markup.
+            let end_tag = format!("</{name}");
+            at = find_ignore_case(bytes, at, end_tag.as_bytes()).unwrap_or(bytes.len());
+            continue;
+        }
+        if counted && !self_closing {
+            depth += 1;
+            if depth > limit {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+fn find(bytes: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    bytes
+        .get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|n| from + n)
+}
+
+fn find_ignore_case(bytes: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    bytes
+        .get(from..)?
+        .windows(needle.len())
+        .position(|w| w.eq_ignore_ascii_case(needle))
+        .map(|n| from + n)
 }
 
 fn heading_level(name: &str) -> Option<u8> {

@@ -211,11 +211,18 @@ fn load(bytes: &[u8], max_inflated: u64) -> ExtractResult<Document> {
 }
 
 /// `lopdf`'s load filter: inflates compressed streams within the budget.
+///
+/// lopdf keeps the object it passed in for top-level objects and the returned one for objects
+/// inside object streams (which are never streams): streams are changed in place, other objects
+/// returned as they are.
 fn bound_object(id: ObjectId, object: &mut Object) -> Option<(ObjectId, Object)> {
-    if let Object::Stream(stream) = object {
-        bound_stream(stream);
+    match object {
+        Object::Stream(stream) => {
+            bound_stream(stream);
+            Some((id, Object::Null))
+        }
+        other => Some((id, other.clone())),
     }
-    Some((id, std::mem::replace(object, Object::Null)))
 }
 
 fn bound_stream(stream: &mut Stream) {
