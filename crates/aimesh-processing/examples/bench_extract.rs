@@ -18,8 +18,22 @@ use aimesh_processing::{Extractor, Limits, OcrSettings};
 use common::{PdfPage, pdf};
 
 const WORDS: &[&str] = &[
-    "extraction", "document", "service", "page", "text", "layer", "embedding", "search",
-    "semantic", "chunk", "upload", "format", "mesh", "budget", "limit", "parser",
+    "extraction",
+    "document",
+    "service",
+    "page",
+    "text",
+    "layer",
+    "embedding",
+    "search",
+    "semantic",
+    "chunk",
+    "upload",
+    "format",
+    "mesh",
+    "budget",
+    "limit",
+    "parser",
 ];
 
 /// 45 lines of about 11 words each, different on every page.
@@ -79,7 +93,13 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     println!(
         "{:>6} {:>9} {:>16} {:>16} {:>7} {:>12} {:>12}",
-        "pages", "pdf KiB", "aimesh pages/s", "pdftotext pg/s", "ratio", "aimesh words", "pdftotext w"
+        "pages",
+        "pdf KiB",
+        "aimesh pages/s",
+        "pdftotext pg/s",
+        "ratio",
+        "aimesh words",
+        "pdftotext w"
     );
     for pages in [1, 10, 100, 500] {
         let bytes = document(pages);

@@ -414,6 +414,22 @@ fn pdf_flate_bomb_hits_the_decompressed_size_limit() {
 }
 
 #[test]
+fn nested_form_xobjects_are_read_and_recursive_ones_refused() {
+    let extracted = extractor().extract(&common::forms_pdf(3, false)).unwrap();
+    assert_eq!(extracted.pages[0].text, "form 0\nform 1\nform 2");
+
+    // pdf-extract would recurse until the stack overflows, which aborts the process.
+    for bytes in [common::forms_pdf(3, true), common::forms_pdf(40, false)] {
+        let error = extractor().extract(&bytes).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "malformed pdf document: form xobjects invoke each other recursively or deeper \
+             than 16 levels"
+        );
+    }
+}
+
+#[test]
 fn random_bytes_are_refused_listing_supported_types() {
     let mut rng = StdRng::seed_from_u64(42);
     for _ in 0..20 {

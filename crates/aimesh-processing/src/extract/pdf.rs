@@ -57,6 +57,8 @@ pub(super) fn extract(
     let doc = load(bytes, limits.max_decompressed_bytes)?;
     budget.check("pdf loading")?;
 
+    guarded(Format::Pdf, || check_form_nesting(&doc))??;
+
     let pages: Vec<ObjectId> = guarded(Format::Pdf, || {
         doc.page_iter().take(limits.max_pages + 1).collect()
     })?;
@@ -210,6 +212,153 @@ fn load(bytes: &[u8], max_inflated: u64) -> ExtractResult<Document> {
     Ok(doc)
 }
 
+/// How deep form XObjects may invoke one another (pdf-extract follows them recursively).
+const MAX_FORM_DEPTH: usize = 16;
+
+/// Refuses documents whose form XObjects invoke one another in a cycle or deeper than
+/// [`MAX_FORM_DEPTH`]: pdf-extract follows `Do` recursively without a limit, and a stack
+/// overflow cannot be caught.
+///
+/// The call graph is over-approximated: a form with its own resources calls the forms its `Do`
+/// operators name there; a form without (which inherits its caller's) may call any form of that
+/// name anywhere in the document.
+fn check_form_nesting(doc: &Document) -> ExtractResult<()> {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    let forms: BTreeMap<ObjectId, &Stream> = doc
+        .objects
+        .iter()
+        .filter_map(|(id, object)| match object {
+            Object::Stream(stream)
+                if stream
+                    .dict
+                    .get(b"Subtype")
+                    .and_then(Object::as_name)
+                    .is_ok_and(|s| s == b"Form") =>
+            {
+                Some((*id, stream))
+            }
+            _ => None,
+        })
+        .collect();
+    if forms.is_empty() {
+        return Ok(());
+    }
+    // Every XObject resource dictionary of the document, for forms that inherit resources.
+    let xobject_dicts: Vec<&lopdf::Dictionary> = doc
+        .objects
+        .values()
+        .filter_map(|object| match object {
+            Object::Dictionary(dict) => Some(dict),
+            Object::Stream(stream) => Some(&stream.dict),
+            _ => None,
+        })
+        .filter_map(|dict| deref_dict(doc, dict.get(b"XObject").ok()?))
+        .collect();
+    let mut calls: BTreeMap<ObjectId, BTreeSet<ObjectId>> = BTreeMap::new();
+    for (&id, stream) in &forms {
+        let content = match stream.filters() {
+            Ok(f) if !f.is_empty() => stream.decompressed_content().unwrap_or_default(),
+            _ => stream.content.clone(),
+        };
+        let Ok(content) = lopdf::content::Content::decode(&content) else {
+            continue;
+        };
+        let names: BTreeSet<&[u8]> = content
+            .operations
+            .iter()
+            .filter(|op| op.operator == "Do")
+            .filter_map(|op| op.operands.first()?.as_name().ok())
+            .collect();
+        if names.is_empty() {
+            continue;
+        }
+        let own = stream
+            .dict
+            .get(b"Resources")
+            .ok()
+            .and_then(|r| deref_dict(doc, r))
+            .and_then(|r| deref_dict(doc, r.get(b"XObject").ok()?));
+        let dicts: Vec<&lopdf::Dictionary> = match own {
+            Some(dict) => vec![dict],
+            None => xobject_dicts.clone(),
+        };
+        let targets = calls.entry(id).or_default();
+        for name in names {
+            for dict in &dicts {
+                if let Ok(Object::Reference(target)) = dict.get(name)
+                    && forms.contains_key(target)
+                {
+                    targets.insert(*target);
+                }
+            }
+        }
+    }
+    // Depth-first search without recursion: a cycle or a long chain is refused. `height` is
+    // the longest chain from a finished form down.
+    let too_deep = || {
+        malformed(format!(
+            "form xobjects invoke each other recursively or deeper than {MAX_FORM_DEPTH} levels"
+        ))
+    };
+    let children = |id: &ObjectId| -> Vec<ObjectId> {
+        calls
+            .get(id)
+            .map(|t| t.iter().copied().collect())
+            .unwrap_or_default()
+    };
+    let mut height: BTreeMap<ObjectId, usize> = BTreeMap::new();
+    for root in calls.keys() {
+        if height.contains_key(root) {
+            continue;
+        }
+        let mut path: Vec<ObjectId> = vec![*root];
+        let mut stack: Vec<Vec<ObjectId>> = vec![children(root)];
+        while let Some(pending) = stack.last_mut() {
+            match pending.pop() {
+                Some(next) => {
+                    if path.contains(&next) {
+                        return Err(too_deep());
+                    }
+                    if let Some(h) = height.get(&next) {
+                        if path.len() + h > MAX_FORM_DEPTH {
+                            return Err(too_deep());
+                        }
+                        continue;
+                    }
+                    if path.len() + 1 > MAX_FORM_DEPTH {
+                        return Err(too_deep());
+                    }
+                    path.push(next);
+                    stack.push(children(&next));
+                }
+                None => {
+                    stack.pop();
+                    if let Some(finished) = path.pop() {
+                        let below = children(&finished)
+                            .iter()
+                            .filter_map(|c| height.get(c))
+                            .max()
+                            .copied()
+                            .unwrap_or(0);
+                        height.insert(finished, below + 1);
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A dictionary, directly or through one reference.
+fn deref_dict<'a>(doc: &'a Document, object: &'a Object) -> Option<&'a lopdf::Dictionary> {
+    match object {
+        Object::Dictionary(dict) => Some(dict),
+        Object::Reference(id) => doc.get_object(*id).ok()?.as_dict().ok(),
+        _ => None,
+    }
+}
+
 /// `lopdf`'s load filter: inflates compressed streams within the budget.
 ///
 /// lopdf keeps the object it passed in for top-level objects and the returned one for objects
@@ -233,10 +382,15 @@ fn bound_stream(stream: &mut Stream) {
         .is_ok_and(|s| s == b"Image");
     let filters: Vec<Vec<u8>> = match stream.filters() {
         Ok(filters) => filters.into_iter().map(<[u8]>::to_vec).collect(),
-        Err(_) => return,
+        Err(_) => Vec::new(),
     };
-    // Images are never decoded for text; their filters (DCT, JPX, CCITT...) are left alone.
-    if is_image || filters.is_empty() {
+    // Image data is never needed for text (OCR rasterises the original file), but pdf-extract
+    // inflates an image's data when a page draws it: it is dropped here.
+    if is_image {
+        stream.set_plain_content(Vec::new());
+        return;
+    }
+    if filters.is_empty() {
         return;
     }
     let remaining = INFLATE_BUDGET

@@ -128,6 +128,65 @@ pub fn empty_pages_pdf(count: usize) -> Vec<u8> {
     finish(doc, pages_id, kids, false)
 }
 
+/// A one-page PDF drawing a chain of `chain` form XObjects, each writing `form <n>` and
+/// drawing the next; with `cyclic` the last one draws the first again.
+pub fn forms_pdf(chain: usize, cyclic: bool) -> Vec<u8> {
+    let mut doc = Document::with_version("1.5");
+    let pages_id = doc.new_object_id();
+    let font_id = doc.add_object(dictionary! {
+        "Type" => "Font",
+        "Subtype" => "Type1",
+        "BaseFont" => "Helvetica",
+    });
+    let ids: Vec<ObjectId> = (0..chain).map(|_| doc.new_object_id()).collect();
+    for (n, id) in ids.iter().enumerate() {
+        let next = match ids.get(n + 1) {
+            Some(next) => Some(*next),
+            None if cyclic => Some(ids[0]),
+            None => None,
+        };
+        let mut ops = vec![
+            Operation::new("BT", vec![]),
+            Operation::new("Tf", vec!["F1".into(), 12.into()]),
+            Operation::new("Td", vec![50.into(), (780 - 14 * n as i64).into()]),
+            Operation::new("Tj", vec![Object::string_literal(format!("form {n}"))]),
+            Operation::new("ET", vec![]),
+        ];
+        let mut xobjects = Dictionary::new();
+        if let Some(next) = next {
+            ops.push(Operation::new("Do", vec!["Fm".into()]));
+            xobjects.set("Fm", next);
+        }
+        let content = Content { operations: ops }.encode().unwrap();
+        let form = Stream::new(
+            dictionary! {
+                "Type" => "XObject",
+                "Subtype" => "Form",
+                "BBox" => vec![0.into(), 0.into(), 595.into(), 842.into()],
+                "Resources" => dictionary! {
+                    "Font" => dictionary! { "F1" => font_id },
+                    "XObject" => xobjects,
+                },
+            },
+            content,
+        );
+        doc.objects.insert(*id, Object::Stream(form));
+    }
+    let content = Content {
+        operations: vec![Operation::new("Do", vec!["Fm".into()])],
+    }
+    .encode()
+    .unwrap();
+    let content_id = doc.add_object(Stream::new(dictionary! {}, content));
+    let page_id = doc.add_object(dictionary! {
+        "Type" => "Page",
+        "Parent" => pages_id,
+        "Contents" => content_id,
+        "Resources" => dictionary! { "XObject" => dictionary! { "Fm" => ids[0] } },
+    });
+    finish(doc, pages_id, vec![page_id.into()], true)
+}
+
 /// A one-page text PDF with an extra stream of `inflated` zero bytes, Flate-compressed.
 pub fn flate_bomb_pdf(inflated: usize) -> Vec<u8> {
     let mut doc = Document::load_mem(&pdf(&[PdfPage::Text(&["bomb"], 12)], false)).unwrap();
