@@ -430,6 +430,16 @@ fn nested_form_xobjects_are_read_and_recursive_ones_refused() {
 }
 
 #[test]
+fn page_tree_loops_are_refused() {
+    // pdf-extract would look for the media box up the `Parent` chain forever.
+    let error = extractor().extract(&common::self_parent_pdf()).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "malformed pdf document: the page tree loops or is deeper than 64 levels"
+    );
+}
+
+#[test]
 fn random_bytes_are_refused_listing_supported_types() {
     let mut rng = StdRng::seed_from_u64(42);
     for _ in 0..20 {

@@ -72,6 +72,10 @@ pub(super) fn extract(
         return Err(malformed("the document has no pages"));
     }
 
+    for &page in &pages {
+        check_parent_chain(&doc, page)?;
+    }
+
     let mut texts: Vec<Option<String>> = Vec::with_capacity(pages.len());
     let mut text_bytes = 0usize;
     for number in (1..).take(pages.len()) {
@@ -348,6 +352,33 @@ fn check_form_nesting(doc: &Document) -> ExtractResult<()> {
         }
     }
     Ok(())
+}
+
+/// Longest chain of `Parent` links from a page to the root of the page tree.
+const MAX_TREE_DEPTH: usize = 64;
+
+/// Refuses a page whose `Parent` links loop or run deeper than [`MAX_TREE_DEPTH`]: pdf-extract
+/// looks up inherited attributes by recursing up the chain.
+fn check_parent_chain(doc: &Document, page: ObjectId) -> ExtractResult<()> {
+    let mut seen = vec![page];
+    let mut current = page;
+    loop {
+        let parent = doc
+            .get_dictionary(current)
+            .ok()
+            .and_then(|dict| dict.get(b"Parent").ok())
+            .and_then(|parent| parent.as_reference().ok());
+        let Some(parent) = parent else {
+            return Ok(());
+        };
+        if seen.contains(&parent) || seen.len() >= MAX_TREE_DEPTH {
+            return Err(malformed(format!(
+                "the page tree loops or is deeper than {MAX_TREE_DEPTH} levels"
+            )));
+        }
+        seen.push(parent);
+        current = parent;
+    }
 }
 
 /// A dictionary, directly or through one reference.

@@ -187,6 +187,28 @@ pub fn forms_pdf(chain: usize, cyclic: bool) -> Vec<u8> {
     finish(doc, pages_id, vec![page_id.into()], true)
 }
 
+/// A one-page PDF whose page has no resources nor media box and whose `Parent` is itself.
+pub fn self_parent_pdf() -> Vec<u8> {
+    let mut doc = Document::load_mem(&pdf(&[PdfPage::Text(&["loop"], 12)], false)).unwrap();
+    let page = *doc.get_pages().get(&1).unwrap();
+    let dict = doc.get_object_mut(page).unwrap().as_dict_mut().unwrap();
+    dict.remove(b"Resources");
+    dict.set("Parent", page);
+    let pages_id = doc
+        .catalog()
+        .unwrap()
+        .get(b"Pages")
+        .unwrap()
+        .as_reference()
+        .unwrap();
+    doc.get_object_mut(pages_id)
+        .unwrap()
+        .as_dict_mut()
+        .unwrap()
+        .remove(b"MediaBox");
+    save(&mut doc)
+}
+
 /// A one-page text PDF with an extra stream of `inflated` zero bytes, Flate-compressed.
 pub fn flate_bomb_pdf(inflated: usize) -> Vec<u8> {
     let mut doc = Document::load_mem(&pdf(&[PdfPage::Text(&["bomb"], 12)], false)).unwrap();
