@@ -430,6 +430,18 @@ fn nested_form_xobjects_are_read_and_recursive_ones_refused() {
 }
 
 #[test]
+fn pdf_cross_reference_stream_bomb_is_refused_before_loading() {
+    let bytes = common::xref_bomb_pdf(16 << 20);
+    let error = Extractor::new(small_limits(), OcrSettings::default())
+        .extract(&bytes)
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "pdf cross-reference stream: decompressed size exceeds the limit of 1048576 bytes"
+    );
+}
+
+#[test]
 fn page_tree_loops_are_refused() {
     // pdf-extract would look for the media box up the `Parent` chain forever.
     let error = extractor().extract(&common::self_parent_pdf()).unwrap_err();

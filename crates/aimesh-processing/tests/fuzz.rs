@@ -1,7 +1,8 @@
 //! Property-based fuzzing of every parser with a fixed, small budget: arbitrary bytes behind each
 //! format's magic number, and random mutations (overwrites, truncation, insertions) of valid
 //! documents. Extraction must end in a value or an error, never a panic, and whatever it
-//! returns must be consistent and chunkable.
+//! returns must be consistent and chunkable. Exploring further:
+//! `PROPTEST_CASES=20000 PROPTEST_RNG_SEED=<n> cargo test -p aimesh-processing --test fuzz`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -11,7 +12,10 @@ use std::{sync::LazyLock, time::Duration};
 
 use aimesh_processing::{ChunkOptions, Extractor, Limits, OcrSettings, chunk};
 use common::{PdfPage, docx, page_break, paragraph, pdf};
-use proptest::{prelude::*, test_runner::Config};
+use proptest::{
+    prelude::*,
+    test_runner::{Config, RngSeed},
+};
 
 fn extractor() -> Extractor {
     Extractor::new(
@@ -59,6 +63,18 @@ static VALID_PDF: LazyLock<Vec<u8>> = LazyLock::new(|| {
                 12,
             ),
             PdfPage::Text(&["And a second page."], 12),
+        ],
+        true,
+    )
+});
+
+static VALID_PDF_WITH_FORMS: LazyLock<Vec<u8>> = LazyLock::new(|| common::forms_pdf(3, false));
+
+static VALID_PDF_WITH_IMAGE: LazyLock<Vec<u8>> = LazyLock::new(|| {
+    pdf(
+        &[
+            PdfPage::Image(8, 8, &[128; 64]),
+            PdfPage::Text(&["Text after an image."], 12),
         ],
         true,
     )
@@ -118,12 +134,20 @@ fn behind(magic: &'static [u8]) -> impl Strategy<Value = Vec<u8>> {
     })
 }
 
+/// `cases` runs per property from a fixed seed, so CI is deterministic; `PROPTEST_CASES` and
+/// `PROPTEST_RNG_SEED` override both to explore further.
 fn config(cases: u32) -> Config {
-    Config {
-        cases,
+    let mut config = Config {
         failure_persistence: None,
         ..Config::default()
+    };
+    if std::env::var_os("PROPTEST_CASES").is_none() {
+        config.cases = cases;
     }
+    if std::env::var_os("PROPTEST_RNG_SEED").is_none() {
+        config.rng_seed = RngSeed::Fixed(0x5eed_0f_d0c5);
+    }
+    config
 }
 
 proptest! {
@@ -146,6 +170,16 @@ proptest! {
 
     #[test]
     fn mutated_pdf(bytes in mutated(&VALID_PDF)) {
+        check(&bytes);
+    }
+
+    #[test]
+    fn mutated_pdf_with_forms_and_images(
+        bytes in prop_oneof![
+            mutated(&VALID_PDF_WITH_FORMS),
+            mutated(&VALID_PDF_WITH_IMAGE),
+        ]
+    ) {
         check(&bytes);
     }
 

@@ -146,6 +146,8 @@ pub(super) fn extract(source: &str, limits: &Limits) -> ExtractResult<Extracted>
                         && let Some((level, start)) = heading.take()
                     {
                         out.trim_end();
+                        // The heading may have opened on whitespace that is now trimmed.
+                        let start = start.min(out.text.len());
                         let title = out.text[start..].trim().to_owned();
                         let start = out.text.len() - out.text[start..].trim_start().len();
                         if !title.is_empty() {
@@ -352,6 +354,10 @@ mod tests {
             "Main title"
         );
         assert_eq!(page.headings[1].level, 2);
+
+        // A heading opened right after a paragraph break, the break then trimmed.
+        let extracted = extract("<p>x</p><h2> </h2><h1><h2>y</h2></h1>", &Limits::default());
+        assert_eq!(extracted.unwrap().pages[0].text, "x\n\ny");
         assert_eq!(
             &page.text[page.headings[1].start..page.headings[1].end],
             "Sub"

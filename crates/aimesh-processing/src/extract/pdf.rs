@@ -182,8 +182,48 @@ pub(super) fn extract(
     })
 }
 
+/// Refuses cross-reference streams that inflate beyond `limit` bytes. lopdf inflates them
+/// while it reads the cross-reference table, before its load filter sees any object, so they
+/// are found in the raw bytes (`/XRef` then the next `stream` keyword) and measured here.
+fn check_xref_streams(bytes: &[u8], limit: u64) -> ExtractResult<()> {
+    let mut at = 0;
+    while let Some(found) = find(&bytes[at..], b"/XRef") {
+        at += found + 5;
+        // The stream data follows its dictionary, which is short.
+        let window = &bytes[at..bytes.len().min(at + 4096)];
+        let Some(keyword) = find(window, b"stream") else {
+            continue;
+        };
+        let mut data = at + keyword + 6;
+        if bytes.get(data) == Some(&b'\r') {
+            data += 1;
+        }
+        if bytes.get(data) == Some(&b'\n') {
+            data += 1;
+        }
+        let Some(tail) = bytes.get(data..) else { break };
+        let mut sink = CountingSink { written: 0, limit };
+        let _ = io::copy(
+            &mut flate2::read::ZlibDecoder::new(tail).take(limit + 1),
+            &mut sink,
+        );
+        if sink.written > limit {
+            return Err(ExtractError::DecompressedTooLarge {
+                what: "pdf cross-reference stream".to_owned(),
+                limit,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
 /// Loads the document with every compressed stream inflated within `max_inflated` bytes.
 fn load(bytes: &[u8], max_inflated: u64) -> ExtractResult<Document> {
+    check_xref_streams(bytes, max_inflated)?;
     INFLATE_BUDGET.with(|b| b.set(Some(max_inflated)));
     let options = LoadOptions {
         filter: Some(bound_object),

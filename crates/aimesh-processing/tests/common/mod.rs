@@ -209,6 +209,21 @@ pub fn self_parent_pdf() -> Vec<u8> {
     save(&mut doc)
 }
 
+/// A PDF whose cross-reference stream inflates to `inflated` zero bytes.
+pub fn xref_bomb_pdf(inflated: usize) -> Vec<u8> {
+    let mut stream = Stream::new(dictionary! {}, vec![0u8; inflated]);
+    stream.compress().unwrap();
+    let mut bytes = format!(
+        "%PDF-1.5\n1 0 obj\n<< /Type /XRef /Size 2 /W [1 1 1] /Filter /FlateDecode /Length {} >>\n\
+         stream\n",
+        stream.content.len()
+    )
+    .into_bytes();
+    bytes.extend_from_slice(&stream.content);
+    bytes.extend_from_slice(b"\nendstream\nendobj\nstartxref\n9\n%%EOF\n");
+    bytes
+}
+
 /// A one-page text PDF with an extra stream of `inflated` zero bytes, Flate-compressed.
 pub fn flate_bomb_pdf(inflated: usize) -> Vec<u8> {
     let mut doc = Document::load_mem(&pdf(&[PdfPage::Text(&["bomb"], 12)], false)).unwrap();
