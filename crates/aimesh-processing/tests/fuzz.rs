@@ -145,7 +145,7 @@ fn config(cases: u32) -> Config {
         config.cases = cases;
     }
     if std::env::var_os("PROPTEST_RNG_SEED").is_none() {
-        config.rng_seed = RngSeed::Fixed(0x5eed_0f_d0c5);
+        config.rng_seed = RngSeed::Fixed(20_261_202);
     }
     config
 }
