@@ -209,14 +209,20 @@ fn png_and_jpeg_through_ocr() {
     }
 }
 
+/// A PNG signature and an IHDR chunk claiming these dimensions (no pixel data).
+fn png_header(width: u32, height: u32) -> Vec<u8> {
+    let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+    png.extend_from_slice(&width.to_be_bytes());
+    png.extend_from_slice(&height.to_be_bytes());
+    png.extend_from_slice(&[8, 0, 0, 0, 0, 0, 0, 0, 0]);
+    png
+}
+
 #[test]
 fn image_declaring_huge_dimensions_is_refused_before_ocr() {
-    // A PNG signature and an IHDR chunk claiming 100000x100000 pixels.
-    let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
-    png.extend_from_slice(&100_000u32.to_be_bytes());
-    png.extend_from_slice(&100_000u32.to_be_bytes());
-    png.extend_from_slice(&[8, 0, 0, 0, 0, 0, 0, 0, 0]);
-    let error = extractor().extract(&png).unwrap_err();
+    let error = extractor()
+        .extract(&png_header(100_000, 100_000))
+        .unwrap_err();
     assert!(
         matches!(error, ExtractError::ImageTooLarge { .. }),
         "{error}"
@@ -224,6 +230,69 @@ fn image_declaring_huge_dimensions_is_refused_before_ocr() {
     assert_eq!(
         error.to_string(),
         "image is 100000x100000 pixels, over the limit of 50000000 pixels"
+    );
+}
+
+/// An OCR program that is a shell script (a stuck or runaway tool).
+#[cfg(unix)]
+fn script_tool(dir: &std::path::Path, name: &str, body: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+#[cfg(unix)]
+#[test]
+fn stuck_or_runaway_ocr_tools_are_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = png_header(10, 10);
+
+    let stuck = OcrSettings {
+        tesseract: script_tool(dir.path(), "stuck", "exec sleep 600"),
+        tool_timeout: Duration::from_millis(300),
+        ..OcrSettings::default()
+    };
+    let error = Extractor::new(Limits::default(), stuck)
+        .extract(&png)
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "tesseract exceeded the time limit of 300ms"
+    );
+
+    // Tesseract writes its text to `<second argument>.txt`.
+    let runaway = OcrSettings {
+        tesseract: script_tool(
+            dir.path(),
+            "runaway",
+            "head -c 3000000 /dev/zero > \"$2.txt\"",
+        ),
+        ..OcrSettings::default()
+    };
+    let error = Extractor::new(Limits::default(), runaway)
+        .extract(&png)
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "tesseract output exceeds the limit of 1048576 bytes"
+    );
+
+    let failing = OcrSettings {
+        tesseract: script_tool(
+            dir.path(),
+            "failing",
+            "echo 'cannot read image' >&2; exit 3",
+        ),
+        ..OcrSettings::default()
+    };
+    let error = Extractor::new(Limits::default(), failing)
+        .extract(&png)
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "tesseract failed: exit status: 3: cannot read image"
     );
 }
 
