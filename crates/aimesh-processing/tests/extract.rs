@@ -121,6 +121,19 @@ fn pdf_text_layer_per_page() {
 }
 
 #[test]
+fn a_page_the_pdf_parser_fails_on_does_not_lose_the_others() {
+    let ocr = OcrSettings {
+        enabled: false,
+        ..OcrSettings::default()
+    };
+    let extracted = Extractor::new(Limits::default(), ocr)
+        .extract(&common::pdf_with_broken_middle_page())
+        .unwrap();
+    let texts: Vec<_> = extracted.pages.iter().map(|p| p.text.as_str()).collect();
+    assert_eq!(texts, ["First page.", "", "Third page."]);
+}
+
+#[test]
 fn scanned_pdf_goes_through_ocr() {
     common::require_ocr_tools();
     let (w, h, pixels) = common::scanned_page_pixels(&["Invoice number 4711", "Total due today"]);

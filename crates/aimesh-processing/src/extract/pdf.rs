@@ -8,13 +8,14 @@
 //! page (a page whose text cannot be read goes to OCR like a scanned page).
 
 use std::{
-    cell::Cell,
+    cell::{Cell, RefCell},
     fmt,
     io::{self, Read, Write},
+    rc::Rc,
 };
 
 use lopdf::{Document, LoadOptions, Object, ObjectId, Stream};
-use pdf_extract::{ConvertToFmt, PlainTextOutput};
+use pdf_extract::{ConvertToFmt, MediaBox, OutputDev, OutputError, PlainTextOutput, Transform};
 
 use super::{Budget, Engine, Extracted, Extractor, Format, Page, guarded, ocr};
 use crate::error::{ExtractError, ExtractResult};
@@ -76,37 +77,12 @@ pub(super) fn extract(
         check_parent_chain(&doc, page)?;
     }
 
-    let mut texts: Vec<Option<String>> = Vec::with_capacity(pages.len());
-    let mut text_bytes = 0usize;
-    for number in (1..).take(pages.len()) {
-        budget.check("pdf text extraction")?;
-        let mut sink = CappedText {
-            text: String::new(),
-            cap: limits.max_text_bytes.saturating_sub(text_bytes),
-            budget: *budget,
-            writes: 0,
-            stop: None,
-        };
-        let result = guarded(Format::Pdf, || {
-            let mut output = PlainTextOutput::new(&mut sink);
-            pdf_extract::output_doc_page(&doc, &mut output, number)
-        });
-        if let Some(stop) = sink.stop.take() {
-            return Err(stop);
-        }
-        match result {
-            Ok(Ok(())) => {
-                let text = tidy(&sink.text);
-                text_bytes += text.len();
-                texts.push(Some(text));
-            }
-            Ok(Err(error)) => {
-                tracing::debug!(page = number, %error, "pdf page text unreadable");
-                texts.push(None);
-            }
-            Err(_) => texts.push(None),
-        }
-    }
+    let mut texts: Vec<Option<String>> = match text_in_one_pass(&doc, pages.len(), limits, budget)?
+    {
+        Some(texts) => texts.into_iter().map(Some).collect(),
+        None => text_page_by_page(&doc, pages.len(), limits, budget)?,
+    };
+    let mut text_bytes: usize = texts.iter().flatten().map(String::len).sum();
     let unreadable = texts.iter().filter(|t| t.is_none()).count();
     if unreadable == texts.len() && !extractor.ocr.enabled {
         return Err(malformed("no page has a readable text layer"));
@@ -254,6 +230,151 @@ fn load(bytes: &[u8], max_inflated: u64) -> ExtractResult<Document> {
         }
     }
     Ok(doc)
+}
+
+/// Reads the text of every page in one pass over the document (asked for one page,
+/// pdf-extract walks the page tree again each time). `None` when a page fails: the caller then
+/// reads page by page, so that one bad page does not lose the others.
+fn text_in_one_pass(
+    doc: &Document,
+    page_count: usize,
+    limits: &super::Limits,
+    budget: &Budget,
+) -> ExtractResult<Option<Vec<String>>> {
+    let sink = Rc::new(RefCell::new(CappedText::new(
+        limits.max_text_bytes,
+        limits.max_text_bytes,
+        *budget,
+    )));
+    let mut splitter = PageSplitter {
+        inner: PlainTextOutput::new(SharedText(Rc::clone(&sink))),
+        sink: Rc::clone(&sink),
+        pages: Vec::with_capacity(page_count),
+    };
+    let result = guarded(Format::Pdf, || pdf_extract::output_doc(doc, &mut splitter));
+    if let Some(stop) = sink.borrow_mut().stop.take() {
+        return Err(stop);
+    }
+    match result {
+        Ok(Ok(())) if splitter.pages.len() == page_count => Ok(Some(splitter.pages)),
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "pdf text unreadable in one pass, reading page by page");
+            Ok(None)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Reads the text of each page on its own; `None` for a page whose text cannot be read.
+fn text_page_by_page(
+    doc: &Document,
+    page_count: usize,
+    limits: &super::Limits,
+    budget: &Budget,
+) -> ExtractResult<Vec<Option<String>>> {
+    let mut texts = Vec::with_capacity(page_count);
+    let mut text_bytes = 0usize;
+    for number in (1..).take(page_count) {
+        budget.check("pdf text extraction")?;
+        let mut sink = CappedText::new(
+            limits.max_text_bytes.saturating_sub(text_bytes),
+            limits.max_text_bytes,
+            *budget,
+        );
+        let result = guarded(Format::Pdf, || {
+            let mut output = PlainTextOutput::new(&mut sink);
+            pdf_extract::output_doc_page(doc, &mut output, number)
+        });
+        if let Some(stop) = sink.stop.take() {
+            return Err(stop);
+        }
+        match result {
+            Ok(Ok(())) => {
+                let text = tidy(&sink.text);
+                text_bytes += text.len();
+                texts.push(Some(text));
+            }
+            Ok(Err(error)) => {
+                tracing::debug!(page = number, %error, "pdf page text unreadable");
+                texts.push(None);
+            }
+            Err(_) => texts.push(None),
+        }
+    }
+    Ok(texts)
+}
+
+/// Cuts the text pdf-extract writes for a whole document at page ends.
+struct PageSplitter {
+    inner: PlainTextOutput<SharedText>,
+    sink: Rc<RefCell<CappedText>>,
+    pages: Vec<String>,
+}
+
+impl OutputDev for PageSplitter {
+    fn begin_page(
+        &mut self,
+        page_num: u32,
+        media_box: &MediaBox,
+        art_box: Option<(f64, f64, f64, f64)>,
+    ) -> Result<(), OutputError> {
+        {
+            let mut sink = self.sink.borrow_mut();
+            if sink.budget.expired() {
+                sink.stop = Some(sink.budget.timed_out("pdf text extraction"));
+                return Err(OutputError::FormatError(fmt::Error));
+            }
+        }
+        self.inner.begin_page(page_num, media_box, art_box)
+    }
+
+    fn end_page(&mut self) -> Result<(), OutputError> {
+        self.inner.end_page()?;
+        let text = std::mem::take(&mut self.sink.borrow_mut().text);
+        self.pages.push(tidy(&text));
+        Ok(())
+    }
+
+    fn output_character(
+        &mut self,
+        trm: &Transform,
+        width: f64,
+        spacing: f64,
+        font_size: f64,
+        char: &str,
+    ) -> Result<(), OutputError> {
+        self.inner
+            .output_character(trm, width, spacing, font_size, char)
+    }
+
+    fn begin_word(&mut self) -> Result<(), OutputError> {
+        self.inner.begin_word()
+    }
+
+    fn end_word(&mut self) -> Result<(), OutputError> {
+        self.inner.end_word()
+    }
+
+    fn end_line(&mut self) -> Result<(), OutputError> {
+        self.inner.end_line()
+    }
+}
+
+/// The capped text shared between [`PageSplitter`] and the output it wraps.
+struct SharedText(Rc<RefCell<CappedText>>);
+
+impl fmt::Write for SharedText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.borrow_mut().write_str(s)
+    }
+}
+
+impl ConvertToFmt for SharedText {
+    type Writer = SharedText;
+
+    fn convert(self) -> Self::Writer {
+        self
+    }
 }
 
 /// How deep form XObjects may invoke one another (pdf-extract follows them recursively).
@@ -561,10 +682,29 @@ fn tidy(text: &str) -> String {
 /// Page text as `pdf-extract` writes it, stopped at the text cap or the time budget.
 struct CappedText {
     text: String,
+    /// Bytes written so far, also those taken out of `text`.
+    written: usize,
+    /// Bytes that may still be written.
     cap: usize,
+    /// The text limit of the document, for the error.
+    limit: usize,
     budget: Budget,
     writes: u32,
     stop: Option<ExtractError>,
+}
+
+impl CappedText {
+    fn new(cap: usize, limit: usize, budget: Budget) -> Self {
+        Self {
+            text: String::new(),
+            written: 0,
+            cap,
+            limit,
+            budget,
+            writes: 0,
+            stop: None,
+        }
+    }
 }
 
 impl fmt::Write for CappedText {
@@ -577,10 +717,11 @@ impl fmt::Write for CappedText {
             self.stop = Some(self.budget.timed_out("pdf text extraction"));
             return Err(fmt::Error);
         }
-        if self.text.len() + s.len() > self.cap {
-            self.stop = Some(ExtractError::TextTooLarge { limit: self.cap });
+        if self.written + s.len() > self.cap {
+            self.stop = Some(ExtractError::TextTooLarge { limit: self.limit });
             return Err(fmt::Error);
         }
+        self.written += s.len();
         self.text.push_str(s);
         Ok(())
     }

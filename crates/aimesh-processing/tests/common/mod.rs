@@ -209,6 +209,42 @@ pub fn self_parent_pdf() -> Vec<u8> {
     save(&mut doc)
 }
 
+/// Three text pages; the middle one has no media box anywhere up its tree (pdf-extract panics
+/// on such a page).
+pub fn pdf_with_broken_middle_page() -> Vec<u8> {
+    let bytes = pdf(
+        &[
+            PdfPage::Text(&["First page."], 12),
+            PdfPage::Text(&["Broken page."], 12),
+            PdfPage::Text(&["Third page."], 12),
+        ],
+        true,
+    );
+    let mut doc = Document::load_mem(&bytes).unwrap();
+    let pages = doc.get_pages();
+    let pages_id = doc
+        .catalog()
+        .unwrap()
+        .get(b"Pages")
+        .unwrap()
+        .as_reference()
+        .unwrap();
+    doc.get_object_mut(pages_id)
+        .unwrap()
+        .as_dict_mut()
+        .unwrap()
+        .remove(b"MediaBox");
+    for number in [1, 3] {
+        let page = doc
+            .get_object_mut(pages[&number])
+            .unwrap()
+            .as_dict_mut()
+            .unwrap();
+        page.set("MediaBox", vec![0.into(), 0.into(), 595.into(), 842.into()]);
+    }
+    save(&mut doc)
+}
+
 /// A PDF whose cross-reference stream inflates to `inflated` zero bytes.
 pub fn xref_bomb_pdf(inflated: usize) -> Vec<u8> {
     let mut stream = Stream::new(dictionary! {}, vec![0u8; inflated]);
