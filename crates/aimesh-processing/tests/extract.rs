@@ -55,6 +55,20 @@ fn plain_text_utf8_utf16_and_latin1() {
 }
 
 #[test]
+fn text_mentioning_a_pdf_header_is_still_text() {
+    let source = "# PDF notes\n\nA file starts with %PDF-1.7 and ends with %%EOF.\n";
+    let extracted = extractor().extract(source.as_bytes()).unwrap();
+    assert_eq!(extracted.format, Format::Markdown);
+    // Junk before the header at the start of a line is accepted, as PDF readers do.
+    let mut junk = b"X-Mailer: scan\r\n".to_vec();
+    junk.extend(pdf(&[PdfPage::Text(&["behind junk"], 12)], false));
+    assert_eq!(
+        extractor().extract(&junk).unwrap().pages[0].text,
+        "behind junk"
+    );
+}
+
+#[test]
 fn markdown_keeps_text_and_finds_headings() {
     let source = "# Guide\n\nIntro text.\n\n## Install\n\nRun the installer.\n";
     let extracted = extractor().extract(source.as_bytes()).unwrap();

@@ -306,14 +306,18 @@ enum Sniffed {
 
 /// Tells the format from magic numbers and, for ZIP archives, from the entries.
 fn sniff(bytes: &[u8]) -> ExtractResult<Sniffed> {
-    // A PDF header may follow some junk; readers accept it within the first kilobyte.
-    let head = &bytes[..bytes.len().min(1024)];
-    if head.windows(5).any(|w| w == b"%PDF-") {
+    if is_pdf(bytes) {
         return Ok(Sniffed::Pdf);
     }
     match infer::get(bytes).map(|kind| kind.mime_type()) {
         Some("image/png") => Ok(Sniffed::Image(Format::Png)),
         Some("image/jpeg") => Ok(Sniffed::Image(Format::Jpeg)),
+        // infer takes `%PDF` anywhere in the first kilobyte: text that mentions it is text.
+        Some("application/pdf") if !text::looks_binary(bytes) => Ok(Sniffed::Text),
+        Some("application/pdf") => Err(ExtractError::Malformed {
+            format: Format::Pdf,
+            reason: "no %PDF-x.y header at the start of a line in the first 1024 bytes".to_owned(),
+        }),
         Some(mime) if docx::is_zip(bytes) => {
             if docx::has_document_part(bytes) {
                 Ok(Sniffed::Docx)
@@ -333,6 +337,20 @@ fn sniff(bytes: &[u8]) -> ExtractResult<Sniffed> {
         }),
         None => Ok(Sniffed::Text),
     }
+}
+
+/// A PDF header (`%PDF-1.7`) at the start of a line in the first kilobyte: readers accept some
+/// junk before it.
+fn is_pdf(bytes: &[u8]) -> bool {
+    let head = &bytes[..bytes.len().min(1024 + 8)];
+    head.windows(8).enumerate().any(|(at, w)| {
+        w.starts_with(b"%PDF-")
+            && w[5].is_ascii_digit()
+            && w[6] == b'.'
+            && w[7].is_ascii_digit()
+            && (at == 0 || matches!(head[at - 1], b'\n' | b'\r'))
+            && at <= 1024
+    })
 }
 
 /// Fails when the text of all pages together is over the limit.
