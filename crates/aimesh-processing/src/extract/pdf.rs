@@ -1,11 +1,16 @@
 //! PDF: the text layer of each page through `pdf-extract` (on `lopdf`), and OCR for pages
 //! without one.
 //!
-//! Guards: every compressed stream is inflated by this module, within one decompressed-size
-//! budget per document, while `lopdf` loads the file (its load filter hook), so neither parser
-//! ever inflates an unbounded stream; the page count is checked before any page is read; text
-//! output is capped and checks the time budget as it is written; parser panics are caught per
-//! page (a page whose text cannot be read goes to OCR like a scanned page).
+//! Guards, in order: cross-reference streams are measured in the raw bytes (lopdf inflates them
+//! before anything else); every other compressed stream is inflated by this module, within one
+//! decompressed-size budget per document, from lopdf's load filter, so neither parser ever
+//! inflates an unbounded stream, and image data is dropped there (text never needs it); form
+//! XObjects that invoke each other in a cycle or too deep, and page trees whose `Parent` links
+//! loop, are refused (pdf-extract would recurse until the stack overflows, which cannot be
+//! caught); the page count is checked before any page is read; text output is capped and checks
+//! the time budget as it is written; parser panics are caught, and when the one-pass read of all
+//! pages fails, pages are read one by one so that a bad page goes to OCR like a scanned one and
+//! the others keep their text.
 
 use std::{
     cell::{Cell, RefCell},
