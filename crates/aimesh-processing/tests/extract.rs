@@ -538,6 +538,21 @@ fn pdf_cross_reference_stream_bomb_is_refused_before_loading() {
 }
 
 #[test]
+fn deeply_nested_pdf_objects_do_not_overflow_the_stack() {
+    common::require_ocr_tools();
+    for depth in [1_000, 100_000] {
+        // lopdf skips the over-deep objects; its content parser refuses the page's stream and
+        // pdf-extract panics on that (caught): the page is then read by OCR, as poppler
+        // renders it.
+        let extracted = extractor()
+            .extract(&common::deeply_nested_pdf(depth))
+            .unwrap();
+        assert_eq!(extracted.pages[0].engine, Engine::Tesseract);
+        assert_eq!(words(&extracted.pages[0].text), ["nested"]);
+    }
+}
+
+#[test]
 fn page_tree_loops_are_refused() {
     // pdf-extract would look for the media box up the `Parent` chain forever.
     let error = extractor().extract(&common::self_parent_pdf()).unwrap_err();

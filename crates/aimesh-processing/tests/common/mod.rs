@@ -245,6 +245,54 @@ pub fn pdf_with_broken_middle_page() -> Vec<u8> {
     save(&mut doc)
 }
 
+/// A one-page text PDF with `depth` nested arrays in its content stream, and, in an incremental
+/// update, an array and a dictionary nested `depth` deep.
+pub fn deeply_nested_pdf(depth: usize) -> Vec<u8> {
+    let bytes = pdf(&[PdfPage::Text(&["nested"], 12)], false);
+    let mut doc = Document::load_mem(&bytes).unwrap();
+    let page = *doc.get_pages().get(&1).unwrap();
+    let nested = format!("{}1{} pop ", "[".repeat(depth), "]".repeat(depth));
+    let content = doc.get_page_content(page).unwrap();
+    let content = [nested.as_bytes(), &content].concat();
+    let content_id = doc.add_object(Stream::new(dictionary! {}, content));
+    doc.get_object_mut(page)
+        .unwrap()
+        .as_dict_mut()
+        .unwrap()
+        .set("Contents", content_id);
+    let root = doc.trailer.get(b"Root").unwrap().as_reference().unwrap();
+    let mut saved = save(&mut doc);
+    // Objects nested deeper than any writer would, appended as an incremental update.
+    let prev = {
+        let text = String::from_utf8_lossy(&saved);
+        let at = text.rfind("startxref").unwrap() + "startxref".len();
+        text[at..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse::<usize>()
+            .unwrap()
+    };
+    let deep_array = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+    let deep_dict = format!("{}{}", "<</A ".repeat(depth), ">>".repeat(depth));
+    let mut offsets = Vec::new();
+    for (id, body) in [(900, deep_array), (901, deep_dict)] {
+        saved.push(b'\n');
+        offsets.push(saved.len());
+        saved.extend_from_slice(format!("{id} 0 obj\n{body}\nendobj\n").as_bytes());
+    }
+    let xref = saved.len();
+    saved.extend_from_slice(
+        format!(
+            "xref\n900 2\n{:010} 00000 n \n{:010} 00000 n \ntrailer\n<< /Size 902 /Root {} {} R \
+             /Prev {prev} /Deep 900 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            offsets[0], offsets[1], root.0, root.1
+        )
+        .as_bytes(),
+    );
+    saved
+}
+
 /// A PDF whose cross-reference stream inflates to `inflated` zero bytes.
 pub fn xref_bomb_pdf(inflated: usize) -> Vec<u8> {
     let mut stream = Stream::new(dictionary! {}, vec![0u8; inflated]);
