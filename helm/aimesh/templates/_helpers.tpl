@@ -57,6 +57,10 @@ app.kubernetes.io/managed-by: {{ $root.Release.Service }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
 
+{{- define "aimesh.workerImage" -}}
+{{- printf "%s:%s" .Values.worker.image.repository (default .Chart.AppVersion .Values.worker.image.tag) -}}
+{{- end -}}
+
 {{- define "aimesh.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- default (include "aimesh.fullname" .) .Values.serviceAccount.name -}}

@@ -1,0 +1,302 @@
+//! The cross-tenant matrix, generated from the descriptor set: every RPC whose request names
+//! a resource by id (`id`, `*_id`, or a nested message's `id`) is called by bob with alice's
+//! resources, and must answer NOT_FOUND — so a new RPC is covered without editing this test.
+//!
+//! Bob's request is otherwise made valid field by field: a call refused as INVALID_ARGUMENT
+//! is retried with a plausible value for each violated field, taken from [`FIELD_DEFAULTS`]
+//! by the field's name. A service whose requests name resources needs a resource of alice's
+//! in [`resources`], and a new required field a default; the test says which is missing.
+
+use std::collections::HashMap;
+
+use aimesh_kit::testing::Backend;
+use aimesh_proto::{jobs::v1 as jpb, notes::v1 as pb};
+use prost::Message;
+use prost_reflect::{
+    DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, MethodDescriptor,
+    Value,
+};
+use tonic::{
+    codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder},
+    metadata::MetadataValue,
+};
+use tonic_types::StatusExt;
+
+use crate::helpers::{TestApp, backend_tests, create_note};
+
+/// Plausible values for request fields, by field name, for requests the matrix must make
+/// valid apart from the resource they name.
+const FIELD_DEFAULTS: &[(&str, &str)] = &[
+    ("target_language", "es"),
+    ("source_language", "en"),
+    ("title", "a title"),
+    ("original_text", "some text"),
+    ("original_language", "en"),
+];
+
+/// Services without resources of their own (accounts are the caller's own; engines and the
+/// benchmark hold none).
+const WITHOUT_RESOURCES: &[&str] = &[
+    "aimesh.identity.v1.IdentityService",
+    "aimesh.models.v1.ModelsService",
+    "aimesh.bench.v1.EchoService",
+];
+
+/// Alice's resources, by the service that owns them.
+async fn resources(app: &TestApp) -> HashMap<&'static str, String> {
+    let note = create_note(&app.notes, "alice's", "The house is big.", "en").await;
+    let job = app
+        .notes
+        .clone()
+        .translate_note(pb::TranslateNoteRequest {
+            id: note.id.clone(),
+            target_language: "es".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("translate")
+        .into_inner()
+        .job
+        .expect("a job");
+    // Wait for the job to end, so the matrix meets it in a stable state.
+    let mut watch = app
+        .jobs()
+        .watch_job(jpb::WatchJobRequest { id: job.id.clone() })
+        .await
+        .expect("watch")
+        .into_inner();
+    while watch.message().await.expect("stream").is_some() {}
+    HashMap::from([
+        ("aimesh.notes.v1.NotesService", note.id),
+        ("aimesh.jobs.v1.JobsService", job.id),
+    ])
+}
+
+/// The fields of `message` naming a resource, as paths from the request (`id`, `note.id`).
+fn id_paths(message: &MessageDescriptor, prefix: &str, depth: usize) -> Vec<String> {
+    let mut paths = Vec::new();
+    for field in message.fields() {
+        let path = format!("{prefix}{}", field.name());
+        match field.kind() {
+            Kind::String
+                if !field.is_list()
+                    && (field.name() == "id" || field.name().ends_with("_id")) =>
+            {
+                paths.push(path)
+            }
+            Kind::Message(nested) if depth > 0 && !field.is_list() && !field.is_map() => {
+                if !nested.full_name().starts_with("google.") {
+                    paths.extend(id_paths(&nested, &format!("{path}."), depth - 1));
+                }
+            }
+            _ => {}
+        }
+    }
+    paths
+}
+
+/// The paths of the fields of `message` that [`FIELD_DEFAULTS`] has a value for.
+fn default_paths(message: &MessageDescriptor, prefix: &str, depth: usize) -> Vec<(String, &'static str)> {
+    let mut paths = Vec::new();
+    for field in message.fields() {
+        let path = format!("{prefix}{}", field.name());
+        if let Some((_, value)) = FIELD_DEFAULTS.iter().find(|(name, _)| *name == field.name()) {
+            paths.push((path, *value));
+        } else if let Kind::Message(nested) = field.kind()
+            && depth > 0
+            && !field.is_list()
+            && !nested.full_name().starts_with("google.")
+        {
+            paths.extend(default_paths(&nested, &format!("{path}."), depth - 1));
+        }
+    }
+    paths
+}
+
+/// Sets the string field at `path` (`note.id`) of `message`.
+fn set_path(message: &mut DynamicMessage, path: &str, value: &str) -> bool {
+    let (head, rest) = match path.split_once('.') {
+        Some((head, rest)) => (head, Some(rest)),
+        None => (path, None),
+    };
+    let Some(field) = message.descriptor().get_field_by_name(head) else {
+        return false;
+    };
+    match rest {
+        None => set_leaf(message, &field, value),
+        Some(rest) => {
+            let Kind::Message(nested) = field.kind() else {
+                return false;
+            };
+            let mut inner = match message.get_field(&field).as_message() {
+                Some(existing) => existing.clone(),
+                None => DynamicMessage::new(nested),
+            };
+            let done = set_path(&mut inner, rest, value);
+            message.set_field(&field, Value::Message(inner));
+            done
+        }
+    }
+}
+
+fn set_leaf(message: &mut DynamicMessage, field: &FieldDescriptor, value: &str) -> bool {
+    let value = match field.kind() {
+        Kind::String => Value::String(value.to_owned()),
+        Kind::Int32 => Value::I32(value.parse().unwrap_or(1)),
+        Kind::Int64 => Value::I64(value.parse().unwrap_or(1)),
+        _ => return false,
+    };
+    message.set_field(field, value);
+    true
+}
+
+#[derive(Clone)]
+struct DynamicCodec(MessageDescriptor);
+
+struct DynamicEncoder;
+struct DynamicDecoder(MessageDescriptor);
+
+impl Codec for DynamicCodec {
+    type Encode = DynamicMessage;
+    type Decode = DynamicMessage;
+    type Encoder = DynamicEncoder;
+    type Decoder = DynamicDecoder;
+
+    fn encoder(&mut self) -> DynamicEncoder {
+        DynamicEncoder
+    }
+
+    fn decoder(&mut self) -> DynamicDecoder {
+        DynamicDecoder(self.0.clone())
+    }
+}
+
+impl Encoder for DynamicEncoder {
+    type Item = DynamicMessage;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: DynamicMessage, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
+        item.encode(dst)
+            .map_err(|e| tonic::Status::internal(e.to_string()))
+    }
+}
+
+impl Decoder for DynamicDecoder {
+    type Item = DynamicMessage;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<DynamicMessage>, Self::Error> {
+        DynamicMessage::decode(self.0.clone(), src)
+            .map(Some)
+            .map_err(|e| tonic::Status::internal(e.to_string()))
+    }
+}
+
+/// Calls `method` with `message` as the holder of `token`, unary or server-streaming (the
+/// stream's first message or status).
+async fn call(
+    app: &TestApp,
+    token: &str,
+    method: &MethodDescriptor,
+    message: DynamicMessage,
+) -> Result<(), tonic::Status> {
+    let path: http::uri::PathAndQuery =
+        format!("/{}/{}", method.parent_service().full_name(), method.name())
+            .parse()
+            .expect("a gRPC path");
+    let mut grpc = tonic::client::Grpc::new(app.channel.clone());
+    grpc.ready().await.expect("channel ready");
+    let mut request = tonic::Request::new(message);
+    let bearer: MetadataValue<_> = format!("Bearer {token}").parse().expect("header");
+    request.metadata_mut().insert("authorization", bearer);
+    let codec = DynamicCodec(method.output());
+    if method.is_server_streaming() {
+        let mut stream = grpc
+            .server_streaming(request, path, codec)
+            .await?
+            .into_inner();
+        stream.message().await.map(drop)
+    } else {
+        grpc.unary(request, path, codec).await.map(drop)
+    }
+}
+
+async fn another_users_ids_are_not_found(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let owned = resources(&app).await;
+    let bob = app.session("bob").await;
+    let pool = DescriptorPool::decode(aimesh_proto::FILE_DESCRIPTOR_SET).expect("descriptors");
+    let mut checked = 0;
+    for service in pool.services() {
+        if !service.full_name().starts_with("aimesh.")
+            || WITHOUT_RESOURCES.contains(&service.full_name())
+        {
+            continue;
+        }
+        for method in service.methods() {
+            if method.is_client_streaming() {
+                continue;
+            }
+            let paths = id_paths(&method.input(), "", 2);
+            if paths.is_empty() {
+                continue;
+            }
+            let name = format!("{}/{}", service.full_name(), method.name());
+            let id = owned.get(service.full_name()).unwrap_or_else(|| {
+                panic!("{name} names resources: give alice one of {} in `resources`", service.full_name())
+            });
+            let mut message = DynamicMessage::new(method.input());
+            for (path, value) in default_paths(&method.input(), "", 2) {
+                set_path(&mut message, &path, value);
+            }
+            for path in &paths {
+                set_path(&mut message, path, id);
+            }
+            let mut outcome = call(&app, &bob.access, &method, message.clone()).await;
+            // Make the rest of the request valid, field by field.
+            for _ in 0..3 {
+                let Err(status) = &outcome else { break };
+                if status.code() != tonic::Code::InvalidArgument {
+                    break;
+                }
+                let violations = status
+                    .get_details_bad_request()
+                    .map(|bad| bad.field_violations)
+                    .unwrap_or_default();
+                for violation in &violations {
+                    let leaf = violation.field.rsplit('.').next().unwrap_or_default();
+                    let default = FIELD_DEFAULTS
+                        .iter()
+                        .find(|(field, _)| *field == leaf)
+                        .map(|(_, value)| *value)
+                        .unwrap_or_else(|| {
+                            panic!(
+                                "{name}: {status:?}; add a plausible value for `{leaf}` to \
+                                 FIELD_DEFAULTS"
+                            )
+                        });
+                    assert!(
+                        set_path(&mut message, &violation.field, default),
+                        "{name}: cannot set {}",
+                        violation.field
+                    );
+                }
+                outcome = call(&app, &bob.access, &method, message.clone()).await;
+            }
+            match outcome {
+                Err(status) if status.code() == tonic::Code::NotFound => {
+                    assert!(
+                        !status.message().contains(&app.alice.user_id),
+                        "{name} leaks the owner: {status:?}"
+                    );
+                }
+                other => panic!("{name} with alice's id answered bob {other:?}, not NOT_FOUND"),
+            }
+            checked += 1;
+        }
+    }
+    // Notes (get, update, delete, translate) and jobs (get, watch, cancel, retry) at least.
+    assert!(checked >= 8, "only {checked} RPCs checked");
+}
+
+backend_tests!(another_users_ids_are_not_found);
