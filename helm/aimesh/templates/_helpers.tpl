@@ -283,6 +283,10 @@ the pods' checksum annotation agree. */}}
       key: {{ include "aimesh.databaseSecretKey" $root }}
 - name: AIMESH_DB_MAX_CONNECTIONS
   value: {{ $root.Values.config.dbMaxConnections | quote }}
+- name: AIMESH_DB_STATEMENT_TIMEOUT_SECS
+  value: {{ $root.Values.config.dbStatementTimeoutSeconds | quote }}
+- name: AIMESH_DB_IDLE_IN_TRANSACTION_TIMEOUT_SECS
+  value: {{ $root.Values.config.dbIdleInTransactionTimeoutSeconds | quote }}
 - name: AIMESH_AUTO_MIGRATE
   value: {{ (not $root.Values.migrations.enabled) | quote }}
 - name: AIMESH_SHUTDOWN_GRACE_SECS
