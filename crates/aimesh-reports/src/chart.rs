@@ -51,7 +51,8 @@ pub(crate) fn events_per_unit_svg(units: &[UnitCount<'_>]) -> ReportsResult<Stri
             .margin(10)
             .x_label_area_size(28)
             .y_label_area_size(230)
-            .build_cartesian_2d(0f64..x_end, (0..bars.max(1)).into_segmented())
+            // plotters' integer ranges include their end: rows 0..=bars-1
+            .build_cartesian_2d(0f64..x_end, (0..bars.saturating_sub(1)).into_segmented())
             .map_err(chart_error)?;
 
         // Bars are drawn bottom-up: the busiest unit gets the top row.
@@ -69,7 +70,7 @@ pub(crate) fn events_per_unit_svg(units: &[UnitCount<'_>]) -> ReportsResult<Stri
             .y_label_formatter(&label_of)
             .x_labels(6)
             .x_label_formatter(&count_label)
-            .label_style(("sans-serif", 13).into_font().color(&RGBColor(40, 44, 52)))
+            .label_style(("sans-serif", 16).into_font().color(&RGBColor(40, 44, 52)))
             .axis_style(RGBColor(120, 128, 140))
             .draw()
             .map_err(chart_error)?;

@@ -21,7 +21,7 @@ use krilla_svg::{SurfaceExt, SvgSettings};
 use crate::{
     error::{ReportsError, ReportsResult},
     fonts::{Face, Fonts},
-    view::{ReportView, Table},
+    view::{Kind, ReportView, Table},
 };
 
 const PAGE_WIDTH: f32 = 595.28;
@@ -482,7 +482,7 @@ impl<'f> Layout<'f> {
             for (i, line) in lines.iter().enumerate() {
                 let baseline =
                     self.y + CELL_PAD + TABLE_SIZE * LEADING * (i + 1) as f32 - TABLE_SIZE * 0.3;
-                let left = if column.numeric {
+                let left = if column.kind == Kind::Number {
                     x + width - CELL_PAD - face.width(line, TABLE_SIZE)
                 } else {
                     x + CELL_PAD

@@ -20,14 +20,25 @@ pub(crate) struct Field {
     pub(crate) value: String,
 }
 
+/// What a column holds, which decides its alignment and wrapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Kind {
+    /// Free text, wrapped as needed.
+    Text,
+    /// Numbers, aligned right.
+    Number,
+    /// Times, kept on one line in the HTML page.
+    Time,
+}
+
 /// A table column.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Column {
     pub(crate) name: &'static str,
     /// Share of the table's width in the PDF.
     pub(crate) width: f32,
-    /// Whether values are numbers, aligned right.
-    pub(crate) numeric: bool,
+    pub(crate) kind: Kind,
 }
 
 /// A titled table.
@@ -159,11 +170,11 @@ fn visits_table(analysis: &Analysis<'_>) -> Table {
         title: "Units in order",
         note: cut_note(analysis.visits.len(), "visits"),
         columns: vec![
-            column("#", 0.08, true),
-            column("Unit", 0.4, false),
-            column("Events", 0.1, true),
-            column("First event", 0.21, false),
-            column("Last event", 0.21, false),
+            column("#", 0.08, Kind::Number),
+            column("Unit", 0.4, Kind::Text),
+            column("Events", 0.1, Kind::Number),
+            column("First event", 0.21, Kind::Time),
+            column("Last event", 0.21, Kind::Time),
         ],
         rows,
     }
@@ -188,10 +199,10 @@ fn units_table(analysis: &Analysis<'_>) -> Table {
         title: "Events per unit",
         note: cut_note(analysis.units.len(), "units"),
         columns: vec![
-            column("Unit", 0.55, false),
-            column("Events", 0.15, true),
-            column("Visits", 0.15, true),
-            column("Share", 0.15, true),
+            column("Unit", 0.55, Kind::Text),
+            column("Events", 0.15, Kind::Number),
+            column("Visits", 0.15, Kind::Number),
+            column("Share", 0.15, Kind::Number),
         ],
         rows,
     }
@@ -215,9 +226,9 @@ fn types_table(analysis: &Analysis<'_>) -> Table {
         title: "Events per type",
         note: cut_note(analysis.types.len(), "types"),
         columns: vec![
-            column("Type", 0.6, false),
-            column("Events", 0.2, true),
-            column("Share", 0.2, true),
+            column("Type", 0.6, Kind::Text),
+            column("Events", 0.2, Kind::Number),
+            column("Share", 0.2, Kind::Number),
         ],
         rows,
     }
@@ -250,22 +261,18 @@ fn gaps_table(analysis: &Analysis<'_>) -> Table {
         title: "Longest pauses",
         note,
         columns: vec![
-            column("Pause", 0.1, true),
-            column("From", 0.21, false),
-            column("To", 0.21, false),
-            column("Unit before", 0.24, false),
-            column("Unit after", 0.24, false),
+            column("Pause", 0.1, Kind::Number),
+            column("From", 0.21, Kind::Time),
+            column("To", 0.21, Kind::Time),
+            column("Unit before", 0.24, Kind::Text),
+            column("Unit after", 0.24, Kind::Text),
         ],
         rows,
     }
 }
 
-fn column(name: &'static str, width: f32, numeric: bool) -> Column {
-    Column {
-        name,
-        width,
-        numeric,
-    }
+fn column(name: &'static str, width: f32, kind: Kind) -> Column {
+    Column { name, width, kind }
 }
 
 fn cut_note(total: usize, what: &str) -> Option<String> {

@@ -316,9 +316,32 @@ fn html_is_a_self_contained_page_with_chart_and_tables() {
         "Fractions: adding",
         "Decimals",
     ] {
-        at += visits[at..].find(&format!("<td>{unit}</td>")).unwrap() + 1;
+        at += visits[at..]
+            .find(&format!("<td class=\"text\">{unit}</td>"))
+            .unwrap()
+            + 1;
     }
     assert!(html.contains("3d 8h"), "longest pause missing");
+}
+
+#[test]
+fn a_single_event_renders_in_both_formats() {
+    let renderer = Renderer::new().unwrap();
+    for format in [Format::Html, Format::Pdf] {
+        let events = vec![event("Only unit", "", "")];
+        let rendered = renderer.render(request("s1", events, format)).unwrap();
+        assert!(!rendered.bytes.is_empty());
+    }
+    let html = renderer
+        .render(request(
+            "s1",
+            vec![event("Only unit", "", "")],
+            Format::Html,
+        ))
+        .unwrap()
+        .bytes;
+    let html = String::from_utf8(html).unwrap();
+    assert!(html.contains("There are fewer than two events with a time, so no pauses."));
 }
 
 // === PDF ===
@@ -337,6 +360,19 @@ fn pdf_text_holds_the_student_and_the_units_in_order() {
     assert!(text.contains(&squeeze("page 1 of 2")), "{text}");
     assert!(text.contains(&squeeze("page 2 of 2")), "{text}");
     let table = text.find(&squeeze("Units in order")).unwrap();
+    // the chart's labels are text too, drawn before the tables
+    let chart = text.find(&squeeze("Events per unit")).unwrap();
+    for unit in [
+        "Welcome",
+        "Fractions: adding",
+        "Decimals",
+        "Fractions: intro",
+    ] {
+        assert!(
+            text[chart..table].contains(&squeeze(unit)),
+            "{unit} not in chart"
+        );
+    }
     let mut at = table;
     for unit in [
         "Fractions: intro",
