@@ -24,8 +24,8 @@ const FRAME_HEIGHT: u32 = 50;
 
 /// Returns the chart's height for `bars` bars.
 pub(crate) fn chart_height(bars: usize) -> u32 {
-    // at most CHART_MAX_UNITS bars, so the product is small
-    FRAME_HEIGHT + ROW_HEIGHT * bars.clamp(1, CHART_MAX_UNITS) as u32
+    // at most CHART_MAX_UNITS bars, so the product is small; at least two rows (see below)
+    FRAME_HEIGHT + ROW_HEIGHT * bars.clamp(2, CHART_MAX_UNITS) as u32
 }
 
 /// Draws the events of the busiest units (`units` is sorted busiest first) as an SVG document.
@@ -39,8 +39,11 @@ pub(crate) fn events_per_unit_svg(units: &[UnitCount<'_>]) -> ReportsResult<Stri
         .unwrap_or(1)
         .max(1);
     // headroom so the longest bar does not touch the edge
-    let x_end = (max as u64 + max as u64 / 10 + 1) as f64;
+    let x_end = max as u64 + max as u64 / 10 + 1;
     let bars = shown.len();
+    // Rows, top to bottom the busiest unit first. plotters cannot map a one-value axis, so
+    // a lone bar gets an empty row below it.
+    let rows = bars.max(2);
 
     let mut svg = String::new();
     {
@@ -51,25 +54,26 @@ pub(crate) fn events_per_unit_svg(units: &[UnitCount<'_>]) -> ReportsResult<Stri
             .margin(10)
             .x_label_area_size(28)
             .y_label_area_size(230)
-            // plotters' integer ranges include their end: rows 0..=bars-1
-            .build_cartesian_2d(0f64..x_end, (0..bars.saturating_sub(1)).into_segmented())
+            // plotters' integer ranges include their end: rows 0..=rows-1
+            .build_cartesian_2d(0u64..x_end, (0..rows - 1).into_segmented())
             .map_err(chart_error)?;
 
-        // Bars are drawn bottom-up: the busiest unit gets the top row.
+        // Row 0 is at the bottom: the busiest unit gets the top row.
         let label_of = |value: &SegmentValue<usize>| match value {
-            SegmentValue::CenterOf(row) if *row < bars => labels[bars - 1 - row].clone(),
+            SegmentValue::CenterOf(row) => labels
+                .get(rows.saturating_sub(row + 1))
+                .cloned()
+                .unwrap_or_default(),
             _ => String::new(),
         };
-        let count_label = |value: &f64| format!("{value:.0}");
         chart
             .configure_mesh()
             .disable_y_mesh()
             .light_line_style(TRANSPARENT)
             .bold_line_style(RGBColor(215, 220, 226))
-            .y_labels(bars.max(1))
+            .y_labels(rows)
             .y_label_formatter(&label_of)
             .x_labels(6)
-            .x_label_formatter(&count_label)
             .label_style(("sans-serif", 16).into_font().color(&RGBColor(40, 44, 52)))
             .axis_style(RGBColor(120, 128, 140))
             .draw()
@@ -84,7 +88,7 @@ pub(crate) fn events_per_unit_svg(units: &[UnitCount<'_>]) -> ReportsResult<Stri
                         shown
                             .iter()
                             .enumerate()
-                            .map(|(i, unit)| (bars - 1 - i, unit.events as f64)),
+                            .map(|(i, unit)| (rows - 1 - i, unit.events as u64)),
                     ),
             )
             .map_err(chart_error)?;

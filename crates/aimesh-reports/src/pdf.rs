@@ -295,7 +295,7 @@ impl<'f> Layout<'f> {
         }
     }
 
-    /// Adds wrapped text lines at the left margin, `indent` points in.
+    /// Adds text at the left margin, wrapped to `width` points, breaking pages between lines.
     fn paragraph(&mut self, text: &str, size: f32, bold: bool, color: Rgb, width: f32) {
         let face = self.face(bold);
         for line in wrap(face, text, size, width) {

@@ -278,6 +278,11 @@ fn html_escapes_hostile_input_everywhere() {
     // the chart's labels (plotters' SVG) escape too
     let chart = &html[html.find("<svg").unwrap()..html.find("</svg>").unwrap()];
     assert!(chart.contains("&lt;script&gt;alert(1)"), "{chart}");
+    assert_eq!(
+        chart.matches("fill=\"#346EBE\"").count(),
+        6,
+        "one bar per unit"
+    );
 }
 
 #[test]
@@ -342,6 +347,10 @@ fn a_single_event_renders_in_both_formats() {
         .bytes;
     let html = String::from_utf8(html).unwrap();
     assert!(html.contains("There are fewer than two events with a time, so no pauses."));
+    // the chart has its one bar
+    let chart = &html[html.find("<svg").unwrap()..html.find("</svg>").unwrap()];
+    assert_eq!(chart.matches("fill=\"#346EBE\"").count(), 1, "{chart}");
+    assert!(chart.contains("Only unit"));
 }
 
 // === PDF ===
