@@ -6,6 +6,12 @@
 //! chart of events per unit (plotters, SVG), the units in the order the student went through
 //! them, counts per unit and per type, and the longest pauses. Rendering is synchronous and
 //! CPU-bound; a service runs it off its async runtime.
+//!
+//! Bounds: a request holds at most [`domain::MAX_EVENTS`] events with limited field lengths;
+//! tables show at most [`MAX_TABLE_ROWS`] rows and the chart the [`CHART_MAX_UNITS`] busiest
+//! units, so output size and memory stay bounded whatever a client sends. The PDF embeds
+//! DejaVu Sans from the crate (`fonts/`, Bitstream Vera licence); nothing is read from the
+//! system at run time.
 
 #![forbid(unsafe_code)]
 

@@ -58,6 +58,12 @@ fn pdf_text(bytes: &[u8]) -> String {
     squeeze(&pdf_extract::extract_text_from_mem(bytes).unwrap())
 }
 
+#[test]
+fn the_renderer_can_be_shared_across_threads() {
+    fn shareable<T: Send + Sync + Clone + 'static>() {}
+    shareable::<Renderer>();
+}
+
 // === validation ===
 
 #[test]
