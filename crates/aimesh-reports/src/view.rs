@@ -250,6 +250,13 @@ fn gaps_table(analysis: &Analysis<'_>) -> Table {
         .collect();
     let note = if analysis.gaps.is_empty() {
         Some("There are fewer than two events with a time, so no pauses.".to_owned())
+    } else if analysis.gaps_over_threshold > analysis.gaps.len() {
+        Some(format!(
+            "The {} longest of the {} pauses of at least {} between consecutive events.",
+            number(analysis.gaps.len()),
+            number(analysis.gaps_over_threshold),
+            duration(analysis.gap_threshold)
+        ))
     } else {
         Some(format!(
             "The longest pauses between consecutive events, and every pause of at least {}.",

@@ -496,6 +496,11 @@ fn a_hundred_thousand_events_render_in_both_formats() {
 
     let html = renderer.html(&analysis).unwrap();
     assert!(html.contains("Showing the first 5,000 of"));
+    assert!(analysis.gaps_over_threshold > 50, "the walk pauses often");
+    assert!(html.contains(&format!(
+        "The 50 longest of the {} pauses of at least 1d",
+        analysis.gaps_over_threshold
+    )));
     assert!(html.matches("<tr>").count() <= 4 * MAX_TABLE_ROWS + 100);
 
     let pdf = renderer.pdf(&analysis).unwrap();
