@@ -3,14 +3,17 @@
 //! Layout runs first and yields every page's drawing operations, so the footer can say
 //! "page N of M"; then krilla writes the pages with DejaVu Sans embedded (subset) as real,
 //! selectable text. Tables continue across pages, repeating their header row. The chart is
-//! the report's SVG, drawn by krilla-svg with its text kept as text.
+//! the report's SVG, drawn by krilla-svg with its text kept as text. Bookmarks lead to the
+//! sections.
 
 use krilla::{
     Document,
     color::rgb,
+    destination::XyzDestination,
     geom::{PathBuilder, Point, Rect, Size, Transform},
     metadata::Metadata,
     num::NormalizedF32,
+    outline::{Outline, OutlineNode},
     page::PageSettings,
     paint::{Fill, Stroke},
     surface::Surface,
@@ -101,7 +104,7 @@ pub(crate) fn render(fonts: &Fonts, view: &ReportView) -> ReportsResult<Vec<u8>>
 
     let mut layout = Layout::new(fonts);
     layout.report(view);
-    let pages = layout.finish();
+    let (pages, sections) = layout.finish();
 
     let page_size = Size::from_wh(PAGE_WIDTH, PAGE_HEIGHT)
         .ok_or_else(|| ReportsError::Internal("bad page size".into()))?;
@@ -112,6 +115,15 @@ pub(crate) fn render(fonts: &Fonts, view: &ReportView) -> ReportsResult<Vec<u8>>
             .creator("aimesh reports".to_owned())
             .language("en".to_owned()),
     );
+    // bookmarks to the sections, for long reports
+    let mut outline = Outline::new();
+    for section in sections {
+        outline.push_child(OutlineNode::new(
+            section.title,
+            XyzDestination::new(section.page, Point::from_xy(0.0, section.y)),
+        ));
+    }
+    document.set_outline(outline);
     let total = pages.len();
     let footer_left = footer_label(fonts, view);
     for (index, ops) in pages.into_iter().enumerate() {
@@ -262,6 +274,15 @@ struct Layout<'f> {
     pages: Vec<Vec<Op>>,
     /// Where the next block starts on the current page.
     y: f32,
+    /// The sections, for the bookmarks.
+    sections: Vec<Section>,
+}
+
+/// Where a section starts.
+struct Section {
+    title: String,
+    page: usize,
+    y: f32,
 }
 
 impl<'f> Layout<'f> {
@@ -270,11 +291,12 @@ impl<'f> Layout<'f> {
             fonts,
             pages: vec![Vec::new()],
             y: MARGIN_TOP,
+            sections: Vec::new(),
         }
     }
 
-    fn finish(self) -> Vec<Vec<Op>> {
-        self.pages
+    fn finish(self) -> (Vec<Vec<Op>>, Vec<Section>) {
+        (self.pages, self.sections)
     }
 
     fn push(&mut self, op: Op) {
@@ -357,6 +379,11 @@ impl<'f> Layout<'f> {
     fn heading(&mut self, text: &str, keep: f32) {
         self.y += 14.0;
         self.ensure(HEADING_SIZE * LEADING + keep);
+        self.sections.push(Section {
+            title: text.to_owned(),
+            page: self.pages.len() - 1,
+            y: self.y,
+        });
         self.paragraph(text, HEADING_SIZE, true, INK, CONTENT_WIDTH);
         self.y += 4.0;
     }
