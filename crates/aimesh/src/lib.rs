@@ -10,9 +10,7 @@ use std::sync::Arc;
 
 use aimesh_ai::translate::{Apertium, Marian, Translator, Translators};
 use aimesh_identity::{Identity, IdentityApi, IdentityConfig, IdentityStore, keys::SigningKeys};
-use aimesh_jobs::{
-    Jobs, JobsApi, Worker, WorkerConfig, notify::Notifier, store::JobStore, worker::JobHandler,
-};
+use aimesh_jobs::{Jobs, JobsApi, Worker, WorkerConfig, worker::JobHandler};
 use aimesh_kit::{
     auth::{AccountHooks, AuthConfig, AuthLayer, Authenticator, jwt::JwtVerifier, remote},
     config::ServerConfig,
@@ -112,6 +110,7 @@ impl WorkerSettings {
             lease: Duration::from_secs(self.job_lease_secs.max(1)),
             concurrency: self.worker_concurrency.max(1),
             grace,
+            worker_name: std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into()),
             ..WorkerConfig::default()
         }
     }
@@ -179,35 +178,9 @@ impl Core {
                 .context("failed to listen for cache invalidations")?,
             Db::Sqlite(_) => InvalidationBus::default(),
         };
-        let notifier = Notifier::start(db.clone(), shutdown.clone())
+        let jobs = Jobs::start(db.clone(), shutdown.clone())
             .await
-            .context("failed to listen for job events")?;
-        let jobs = Jobs::new(JobStore::new(db.clone()), notifier);
-        tokio::spawn({
-            let store = jobs.store().clone();
-            let shutdown = shutdown.clone();
-            async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(5));
-                let mut kinds = std::collections::HashSet::new();
-                loop {
-                    tokio::select! {
-                        _ = tick.tick() => {}
-                        _ = shutdown.cancelled() => break,
-                    }
-                    if let Ok(depths) = store.queue_depth().await {
-                        let seen: std::collections::HashSet<String> =
-                            depths.iter().map(|(kind, _)| kind.clone()).collect();
-                        for (kind, depth) in depths {
-                            metrics::gauge!("aimesh_jobs_queued", "kind" => kind).set(depth as f64);
-                        }
-                        for kind in kinds.difference(&seen) {
-                            metrics::gauge!("aimesh_jobs_queued", "kind" => kind.clone()).set(0.0);
-                        }
-                        kinds = seen;
-                    }
-                }
-            }
-        });
+            .context("failed to start the job engine")?;
         let notes = Notes::new(
             NotesStore::new(db.clone()),
             &CacheConfig::default(),
@@ -229,7 +202,7 @@ impl Core {
             self.notes.clone(),
             self.translators.clone(),
         ))];
-        Worker::new(self.jobs.clone(), handlers, settings.worker_config(grace))
+        self.jobs.worker(handlers, settings.worker_config(grace))
     }
 }
 
