@@ -11,8 +11,7 @@ use std::{
 };
 
 use aimesh_jobs::{
-    JobContext, JobError, JobHandler, JobOutput, JobState, Jobs, SubmitOptions, Worker,
-    WorkerConfig, notify::Notifier, store::JobStore,
+    JobContext, JobError, JobHandler, JobOutput, JobState, Jobs, SubmitOptions, WorkerConfig,
 };
 use aimesh_kit::db::{Db, DbOptions};
 use futures::future::BoxFuture;
@@ -93,10 +92,7 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
         sqlx::query("TRUNCATE jobs").execute(pool).await?;
     }
     let shutdown = CancellationToken::new();
-    let jobs = Jobs::new(
-        JobStore::new(db.clone()),
-        Notifier::start(db.clone(), shutdown.clone()).await?,
-    );
+    let jobs = Jobs::start(db.clone(), shutdown.clone()).await?;
     let started = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
         1,
         600_000_000,
@@ -109,8 +105,7 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
                 started: started.clone(),
                 done: done.clone(),
             });
-            let worker = Worker::new(
-                jobs.clone(),
+            let worker = jobs.worker(
                 vec![handler],
                 WorkerConfig {
                     concurrency: options.concurrency,
@@ -144,11 +139,10 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     // Wait for the last outcomes to be recorded, not just for the handlers to have run.
-    let store = jobs.store().clone();
     loop {
         let (queued, running) = (
-            store_count(&store, JobState::Queued).await?,
-            store_count(&store, JobState::Running).await?,
+            count(&db, JobState::Queued).await?,
+            count(&db, JobState::Running).await?,
         );
         if queued + running == 0 {
             break;
@@ -198,12 +192,14 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
         paced_latency.value_at_quantile(0.5) as f64 / 1000.0,
         paced_latency.value_at_quantile(0.99) as f64 / 1000.0
     );
+    jobs.close().await;
     db.close().await;
     Ok(())
 }
 
-async fn store_count(store: &JobStore, state: JobState) -> anyhow::Result<i64> {
-    let Db::Postgres(pool) = store.db() else {
+/// Counts the jobs in `state`.
+async fn count(db: &Db, state: JobState) -> anyhow::Result<i64> {
+    let Db::Postgres(pool) = db else {
         anyhow::bail!("the jobs benchmark runs on PostgreSQL");
     };
     let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM jobs WHERE state = $1")

@@ -1,12 +1,12 @@
-//! The tonic adapter of `aimesh.jobs.v1.JobsService`, including the watch streams.
+//! The tonic adapter of `aimesh.jobs.v1.JobsService`: maps requests to the engine's calls
+//! (the watch streams to [`Jobs::watch`] and [`Jobs::watch_all`]) and back, and errors to
+//! statuses.
 
 use std::pin::Pin;
 
 use aimesh_kit::{auth::principal, error::Violations, paging, proto::timestamp};
 use aimesh_proto::jobs::v1::{self as pb, jobs_service_server::JobsService};
-use futures::Stream;
-use tokio::sync::{broadcast::error::RecvError, mpsc};
-use tokio_stream::wrappers::ReceiverStream;
+use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -14,11 +14,7 @@ use crate::{
     engine::Jobs,
     error::{JobsError, JobsResult},
     model::{Job, JobQuery, JobState},
-    notify::EventKind,
 };
-
-/// Messages buffered per watch stream before the sender waits for the client.
-const WATCH_BUFFER: usize = 16;
 
 /// The gRPC face of the job engine.
 #[derive(Clone)]
@@ -76,10 +72,11 @@ impl JobsService for JobsApi {
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
         let caller = principal(&request)?;
         let query = list_query(request.get_ref())?;
-        let (jobs, next) = self.jobs.list(&caller.user_id, &query).await?;
+        let page = self.jobs.list(&caller.user_id, &query).await?;
         Ok(Response::new(pb::ListJobsResponse {
-            jobs: jobs.iter().map(job_to_proto).collect(),
-            next_page_token: next
+            jobs: page.jobs.iter().map(job_to_proto).collect(),
+            next_page_token: page
+                .next
                 .map(|id| paging::encode(id.as_bytes(), &query.filter_key()))
                 .unwrap_or_default(),
         }))
@@ -93,47 +90,15 @@ impl JobsService for JobsApi {
     ) -> Result<Response<Self::WatchJobStream>, Status> {
         let caller = principal(&request)?;
         let id = parse_id(&request.get_ref().id)?;
-        // Subscribe before the first read so no change between the two is missed.
-        let mut events = self.jobs.subscribe();
-        let first = self.jobs.get(&caller.user_id, id).await?;
-        let (tx, rx) = mpsc::channel(WATCH_BUFFER);
-        let jobs = self.jobs.clone();
-        tokio::spawn(async move {
-            let _open = StreamGauge::open("WatchJob");
-            let mut last = first;
-            if tx.send(Ok(watch_job(&last))).await.is_err() || last.state.is_terminal() {
-                return;
-            }
-            loop {
-                let reload = tokio::select! {
-                    _ = tx.closed() => return,
-                    event = events.recv() => match event {
-                        Ok(event) => event.job_id == id || event.kind == EventKind::Resync,
-                        Err(RecvError::Lagged(_)) => true,
-                        Err(RecvError::Closed) => return,
-                    },
-                };
-                if !reload {
-                    continue;
-                }
-                let job = match jobs.store().get(id).await {
-                    Ok(Some(job)) => job,
-                    Ok(None) => return,
-                    Err(error) => {
-                        let _ = tx.send(Err(Status::from(error))).await;
-                        return;
-                    }
-                };
-                if job == last {
-                    continue;
-                }
-                last = job;
-                if tx.send(Ok(watch_job(&last))).await.is_err() || last.state.is_terminal() {
-                    return;
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        let jobs = self.jobs.watch(&caller.user_id, id).await?;
+        let open = StreamGauge::open("WatchJob");
+        Ok(Response::new(Box::pin(jobs.map(move |job| {
+            let _open = &open;
+            job.map(|job| pb::WatchJobResponse {
+                job: Some(job_to_proto(&job)),
+            })
+            .map_err(Status::from)
+        }))))
     }
 
     type WatchJobsStream = WatchStream<pb::WatchJobsResponse>;
@@ -143,44 +108,15 @@ impl JobsService for JobsApi {
         request: Request<pb::WatchJobsRequest>,
     ) -> Result<Response<Self::WatchJobsStream>, Status> {
         let caller = principal(&request)?;
-        let mut events = self.jobs.subscribe();
-        let (tx, rx) = mpsc::channel(WATCH_BUFFER);
-        let jobs = self.jobs.clone();
-        tokio::spawn(async move {
-            let _open = StreamGauge::open("WatchJobs");
-            loop {
-                let event = tokio::select! {
-                    _ = tx.closed() => return,
-                    event = events.recv() => match event {
-                        Ok(event) => event,
-                        Err(RecvError::Lagged(missed)) => {
-                            tracing::debug!(missed, "job watcher lagged");
-                            continue;
-                        }
-                        Err(RecvError::Closed) => return,
-                    },
-                };
-                if event.owner_id != caller.user_id {
-                    continue;
-                }
-                match jobs.get(&caller.user_id, event.job_id).await {
-                    Ok(job) => {
-                        let message = pb::WatchJobsResponse {
-                            job: Some(job_to_proto(&job)),
-                        };
-                        if tx.send(Ok(message)).await.is_err() {
-                            return;
-                        }
-                    }
-                    Err(JobsError::NotFound(_)) => {}
-                    Err(error) => {
-                        let _ = tx.send(Err(Status::from(error))).await;
-                        return;
-                    }
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        let jobs = self.jobs.watch_all(&caller.user_id);
+        let open = StreamGauge::open("WatchJobs");
+        Ok(Response::new(Box::pin(jobs.map(move |job| {
+            let _open = &open;
+            job.map(|job| pb::WatchJobsResponse {
+                job: Some(job_to_proto(&job)),
+            })
+            .map_err(Status::from)
+        }))))
     }
 
     async fn cancel_job(
@@ -221,12 +157,6 @@ impl StreamGauge {
 impl Drop for StreamGauge {
     fn drop(&mut self) {
         metrics::gauge!("aimesh_watch_streams", "method" => self.0).decrement(1.0);
-    }
-}
-
-fn watch_job(job: &Job) -> pb::WatchJobResponse {
-    pb::WatchJobResponse {
-        job: Some(job_to_proto(job)),
     }
 }
 

@@ -1,22 +1,23 @@
-//! The job engine's front: submitting, reading, cancelling and retrying jobs, and the event
-//! stream behind watches. Workers ([`crate::worker`]) do the running.
+//! The job engine's one face, [`Jobs`]: submitting, reading, cancelling, retrying and
+//! watching jobs, scheduling recurring ones, and making [`Worker`]s to run them.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, OnceLock},
-};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use opentelemetry::{propagation::Injector, trace::TraceContextExt};
-use tokio::sync::{broadcast, mpsc, oneshot};
-use tracing::Instrument;
+use aimesh_kit::db::Db;
+use futures::{StreamExt, stream::BoxStream};
+use opentelemetry::propagation::Injector;
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio_util::sync::CancellationToken;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
 use crate::{
+    batch::{Batch, Batcher},
     error::{JobsError, JobsResult},
-    model::{Job, JobQuery, JobState, SubmitOptions, now},
-    notify::{EventKind, JobEvent, Notifier},
+    model::{EventKind, Job, JobEvent, JobPage, JobQuery, JobState, SubmitOptions, now},
+    schedule::{Cadence, Scheduler},
     store::JobStore,
+    worker::{JobHandler, Worker, WorkerConfig},
 };
 
 /// Longest idempotency key accepted, in bytes.
@@ -25,46 +26,59 @@ pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 200;
 /// Most submissions inserted in one transaction.
 const MAX_SUBMISSIONS_PER_COMMIT: usize = 256;
 
-/// Submits and manages jobs.
+/// How often the `aimesh_jobs_queued` gauge is refreshed.
+const QUEUE_DEPTH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// A stream of job snapshots (see [`Jobs::watch`] and [`Jobs::watch_all`]). A database error
+/// is its last item.
+pub type JobStream = BoxStream<'static, JobsResult<Job>>;
+
+/// The job engine: submits and manages jobs, streams their changes, fires schedules, and
+/// makes workers. Cheap to clone; every clone is the same engine.
 #[derive(Debug, Clone)]
 pub struct Jobs {
     store: JobStore,
-    notifier: Notifier,
-    /// Submissions on their way to the inserter task, started by the first submission.
-    submissions: Arc<OnceLock<mpsc::Sender<Submission>>>,
-}
-
-/// A job waiting to be inserted.
-struct Submission {
-    job: Job,
-    /// The submitter's span, for the trace of the insert.
-    span: tracing::Span,
-    inserted: oneshot::Sender<JobsResult<(Job, bool)>>,
+    /// Inserts submissions, those that arrive together in one transaction.
+    submissions: Batcher<Job, JobsResult<(Job, bool)>>,
+    scheduler: Scheduler,
 }
 
 impl Jobs {
-    /// Creates the engine on a store and a started notifier.
-    pub fn new(store: JobStore, notifier: Notifier) -> Self {
-        Self {
+    /// Starts the engine on a migrated database (see [`MIGRATIONS`](crate::MIGRATIONS)): opens
+    /// its store (on PostgreSQL a pool of its own, and the listener that brings job events from
+    /// every replica), and starts the submission inserter, the scheduler and the
+    /// `aimesh_jobs_queued{kind}` gauge. Background work stops with `shutdown`.
+    pub async fn start(db: Db, shutdown: CancellationToken) -> JobsResult<Self> {
+        let store = JobStore::open(db, shutdown.clone()).await?;
+        let submissions = Batcher::start(MAX_SUBMISSIONS_PER_COMMIT, MAX_SUBMISSIONS_PER_COMMIT, {
+            let store = store.clone();
+            move |batch| insert(store.clone(), batch)
+        });
+        let scheduler = Scheduler::start(store.clone(), shutdown.clone());
+        tokio::spawn(gauge_queue_depth(store.clone(), shutdown));
+        Ok(Self {
             store,
-            notifier,
-            submissions: Arc::new(OnceLock::new()),
-        }
+            submissions,
+            scheduler,
+        })
     }
 
-    /// Returns the store.
-    pub fn store(&self) -> &JobStore {
+    /// Returns the store, for the crate's tests.
+    #[cfg(test)]
+    pub(crate) fn store(&self) -> &JobStore {
         &self.store
     }
 
-    /// Returns the notifier.
-    pub fn notifier(&self) -> &Notifier {
-        &self.notifier
+    /// Closes the connections the engine opened itself (its PostgreSQL pool). The database
+    /// given to [`Jobs::start`] stays open: it is its owner's to close.
+    pub async fn close(&self) {
+        self.store.close().await;
     }
 
     /// Queues a job of `kind` for `owner`, carrying the current trace context so the worker's
     /// span joins the submitting request's trace. With an idempotency key the owner already
-    /// used, returns the existing job.
+    /// used, returns the existing job. Submissions that arrive together are inserted in one
+    /// transaction.
     pub async fn submit(
         &self,
         owner_id: &str,
@@ -100,33 +114,15 @@ impl Jobs {
             started_at: None,
             finished_at: None,
         };
-        let (job, created) = self.insert(job).await?;
+        let (job, created) = self
+            .submissions
+            .submit(job)
+            .await
+            .unwrap_or(Err(JobsError::Db(sqlx::Error::WorkerCrashed)))?;
         if created {
             tracing::info!(job_id = %job.id, kind, "job queued");
         }
         Ok(job)
-    }
-
-    /// Inserts a job through the inserter task.
-    async fn insert(&self, job: Job) -> JobsResult<(Job, bool)> {
-        let submissions = self.submissions.get_or_init(|| {
-            let (tx, rx) = mpsc::channel(MAX_SUBMISSIONS_PER_COMMIT);
-            tokio::spawn(insert_submissions(
-                self.store.clone(),
-                self.notifier.clone(),
-                rx,
-            ));
-            tx
-        });
-        let (inserted, wait) = oneshot::channel();
-        let submission = Submission {
-            job,
-            span: tracing::Span::current(),
-            inserted,
-        };
-        let lost = || JobsError::Db(sqlx::Error::WorkerCrashed);
-        submissions.send(submission).await.map_err(|_| lost())?;
-        wait.await.map_err(|_| lost())?
     }
 
     /// Returns an owner's job.
@@ -138,12 +134,8 @@ impl Jobs {
             .ok_or(JobsError::NotFound(id))
     }
 
-    /// Lists an owner's jobs; the second value is the cursor of the next page.
-    pub async fn list(
-        &self,
-        owner_id: &str,
-        query: &JobQuery,
-    ) -> JobsResult<(Vec<Job>, Option<Uuid>)> {
+    /// Lists an owner's jobs, newest first.
+    pub async fn list(&self, owner_id: &str, query: &JobQuery) -> JobsResult<JobPage> {
         let mut jobs = self.store.list(owner_id, query).await?;
         let next = if jobs.len() > query.page_size as usize {
             jobs.truncate(query.page_size as usize);
@@ -151,112 +143,205 @@ impl Jobs {
         } else {
             None
         };
-        Ok((jobs, next))
+        Ok(JobPage { jobs, next })
     }
 
-    /// Cancels an owner's job.
+    /// Cancels an owner's job: a queued one at once, a running one at its handler's next
+    /// check.
     pub async fn cancel(&self, owner_id: &str, id: Uuid) -> JobsResult<Job> {
         let before = self.get(owner_id, id).await?;
         if before.state.is_terminal() {
-            return Err(JobsError::FailedPrecondition(format!(
-                "job {id} already finished ({})",
-                before.state
-            )));
+            return Err(already_finished(&before));
         }
-        let job = self
-            .store
-            .cancel(owner_id, id, now())
-            .await?
-            .ok_or(JobsError::NotFound(id))?;
-        let kind = if job.state == JobState::Running {
-            EventKind::CancelRequested
-        } else {
-            EventKind::Changed
-        };
-        self.publish(kind, &job).await;
-        Ok(job)
+        match self.store.cancel(owner_id, id, now()).await? {
+            Some(job) => Ok(job),
+            // It finished meanwhile.
+            None => Err(already_finished(&self.get(owner_id, id).await?)),
+        }
     }
 
-    /// Queues an owner's failed or cancelled job again.
+    /// Queues an owner's failed or cancelled job again, with a fresh attempt budget.
     pub async fn retry(&self, owner_id: &str, id: Uuid) -> JobsResult<Job> {
         let before = self.get(owner_id, id).await?;
-        if !self.store.retry(owner_id, id, now()).await? {
-            return Err(JobsError::FailedPrecondition(format!(
+        self.store.retry(owner_id, id, now()).await?.ok_or_else(|| {
+            JobsError::FailedPrecondition(format!(
                 "only failed or cancelled jobs can be retried; job {id} is {}",
                 before.state
-            )));
-        }
-        let job = self.get(owner_id, id).await?;
-        self.publish(EventKind::Queued, &job).await;
-        Ok(job)
+            ))
+        })
     }
 
-    /// Subscribes to job events.
-    pub fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
-        self.notifier.subscribe()
+    /// Watches an owner's job: the stream yields the job as it is now, then each change (from
+    /// any replica), and ends after a terminal state. A snapshot equal to the last one is not
+    /// repeated; when events may have been lost the job is read again. Fails at once when the
+    /// owner has no such job.
+    pub async fn watch(&self, owner_id: &str, id: Uuid) -> JobsResult<JobStream> {
+        // Subscribe before the first read so no change between the two is missed.
+        let events = self.store.subscribe();
+        let first = self.get(owner_id, id).await?;
+        let watch = (!first.state.is_terminal()).then(|| Watch {
+            store: self.store.clone(),
+            events,
+            id,
+            last: first.clone(),
+        });
+        let changes =
+            futures::stream::unfold(watch, |watch| async move { watch?.next_change().await });
+        Ok(futures::stream::iter([Ok(first)]).chain(changes).boxed())
     }
 
-    /// Publishes an event about `job`.
-    pub async fn publish(&self, kind: EventKind, job: &Job) {
-        self.notifier.publish(JobEvent::of(kind, job)).await;
+    /// Watches every change to any of an owner's jobs (from any replica): the stream yields
+    /// the changed job after each change. Changes missed while the watcher lagged behind are
+    /// skipped.
+    pub fn watch_all(&self, owner_id: &str) -> JobStream {
+        let watch = WatchAll {
+            jobs: self.clone(),
+            events: self.store.subscribe(),
+            owner_id: owner_id.to_owned(),
+        };
+        futures::stream::unfold(
+            Some(watch),
+            |watch| async move { watch?.next_change().await },
+        )
+        .boxed()
+    }
+
+    /// Returns how many watch streams are open.
+    pub fn open_watches(&self) -> usize {
+        self.store.subscriber_count()
+    }
+
+    /// Registers a recurring job, `name` unique across the deployment: at each tick of
+    /// `cadence` a job of `kind` with `payload` is submitted for
+    /// [`SYSTEM_OWNER`](crate::SYSTEM_OWNER) — once per tick however many replicas register
+    /// the same schedule (see [`crate::schedule`]). Registering a name again updates its
+    /// schedule; its next run stays unless the cadence changed.
+    pub async fn schedule(
+        &self,
+        name: &str,
+        cadence: Cadence,
+        kind: &str,
+        payload: Vec<u8>,
+    ) -> JobsResult<()> {
+        self.scheduler.register(name, cadence, kind, payload).await
+    }
+
+    /// Makes a worker that runs jobs of the `handlers`' kinds (see [`Worker::run`]).
+    pub fn worker(&self, handlers: Vec<Arc<dyn JobHandler>>, config: WorkerConfig) -> Worker {
+        Worker::new(self.store.clone(), handlers, config)
     }
 }
 
-/// Inserts submissions as they come, all those waiting in one transaction: concurrent
-/// submitters share commits (on PostgreSQL, a transaction that notifies holds a lock through
-/// its commit, so one commit per job would cap the rate of submissions), and a submission
-/// alone is inserted at once. The insert's database span is a child of the first submitter's
-/// span and links to the others'. Ends when every [`Jobs`] handle is dropped.
-async fn insert_submissions(
+fn already_finished(job: &Job) -> JobsError {
+    JobsError::FailedPrecondition(format!("job {} already finished ({})", job.id, job.state))
+}
+
+/// The state of a [`Jobs::watch`] stream.
+struct Watch {
     store: JobStore,
-    notifier: Notifier,
-    mut submissions: mpsc::Receiver<Submission>,
-) {
-    let mut batch = Vec::with_capacity(MAX_SUBMISSIONS_PER_COMMIT);
-    while submissions
-        .recv_many(&mut batch, MAX_SUBMISSIONS_PER_COMMIT)
-        .await
-        > 0
-    {
-        let (jobs, waiting): (Vec<_>, Vec<_>) = batch
-            .drain(..)
-            .map(|s| (s.job, (s.span, s.inserted)))
-            .unzip();
-        let links = links_to_all_but_first(waiting.iter().map(|(span, _)| span));
-        let first = waiting[0].0.clone();
-        match store.insert_many(&jobs, &links).instrument(first).await {
-            Ok(results) => {
-                for (result, (_, inserted)) in results.into_iter().zip(waiting) {
-                    if result.1 {
-                        notifier.committed(JobEvent::of(EventKind::Queued, &result.0));
-                    }
-                    let _ = inserted.send(Ok(result));
-                }
+    events: broadcast::Receiver<JobEvent>,
+    id: Uuid,
+    /// The snapshot yielded last.
+    last: Job,
+}
+
+impl Watch {
+    /// Waits for the job's next change; the stream ends after a terminal state, an error, or
+    /// the job's disappearance.
+    async fn next_change(mut self) -> Option<(JobsResult<Job>, Option<Self>)> {
+        loop {
+            let reload = match self.events.recv().await {
+                Ok(event) => event.job_id == self.id || event.kind == EventKind::Resync,
+                Err(RecvError::Lagged(_)) => true,
+                Err(RecvError::Closed) => return None,
+            };
+            if !reload {
+                continue;
             }
-            // Each submission tries alone, to get its own error.
-            Err(_) => {
-                for (job, (span, inserted)) in jobs.into_iter().zip(waiting) {
-                    let result = store.insert(&job).instrument(span).await;
-                    if let Ok((job, true)) = &result {
-                        notifier.committed(JobEvent::of(EventKind::Queued, job));
-                    }
-                    let _ = inserted.send(result);
+            let job = match self.store.get(self.id).await {
+                Ok(Some(job)) => job,
+                Ok(None) => return None,
+                Err(error) => return Some((Err(error), None)),
+            };
+            if job == self.last {
+                continue;
+            }
+            self.last = job.clone();
+            let more = !job.state.is_terminal();
+            return Some((Ok(job), more.then_some(self)));
+        }
+    }
+}
+
+/// The state of a [`Jobs::watch_all`] stream.
+struct WatchAll {
+    jobs: Jobs,
+    events: broadcast::Receiver<JobEvent>,
+    owner_id: String,
+}
+
+impl WatchAll {
+    /// Waits for the next change to one of the owner's jobs; the stream ends after an error.
+    async fn next_change(mut self) -> Option<(JobsResult<Job>, Option<Self>)> {
+        loop {
+            let event = match self.events.recv().await {
+                Ok(event) => event,
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::debug!(missed, "job watcher lagged");
+                    continue;
                 }
+                Err(RecvError::Closed) => return None,
+            };
+            if event.owner_id != self.owner_id {
+                continue;
+            }
+            match self.jobs.get(&self.owner_id, event.job_id).await {
+                Ok(job) => return Some((Ok(job), Some(self))),
+                Err(JobsError::NotFound(_)) => {}
+                Err(error) => return Some((Err(error), None)),
             }
         }
     }
 }
 
-/// The span contexts of the traces a batched statement serves besides the first caller's
-/// (whose span is the statement span's parent): the links of an OpenTelemetry batch operation.
-pub(crate) fn links_to_all_but_first<'a>(
-    spans: impl Iterator<Item = &'a tracing::Span>,
-) -> Vec<opentelemetry::trace::SpanContext> {
-    spans
-        .skip(1)
-        .map(|span| span.context().span().span_context().clone())
-        .filter(|context| context.is_valid())
-        .collect()
+/// Inserts a batch of submissions in one statement. If that fails, each submission is
+/// inserted alone, in its own span, to get its own error.
+async fn insert(store: JobStore, batch: Batch<Job>) -> Vec<JobsResult<(Job, bool)>> {
+    let links = batch.links();
+    match store.insert_many(&batch.items, &links).await {
+        Ok(inserted) => inserted.into_iter().map(Ok).collect(),
+        Err(_) => {
+            let mut results = Vec::with_capacity(batch.items.len());
+            for (job, span) in batch.items.iter().zip(batch.spans) {
+                results.push(tracing::Instrument::instrument(store.insert(job), span).await);
+            }
+            results
+        }
+    }
+}
+
+/// Sets `aimesh_jobs_queued{kind}` to the number of queued jobs of each kind every few
+/// seconds, until `shutdown`; a kind whose queue emptied goes back to zero.
+async fn gauge_queue_depth(store: JobStore, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(QUEUE_DEPTH_INTERVAL);
+    let mut kinds = std::collections::HashSet::new();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => break,
+        }
+        if let Ok(depths) = store.queue_depth().await {
+            let seen: std::collections::HashSet<String> =
+                depths.iter().map(|(kind, _)| kind.clone()).collect();
+            for (kind, depth) in depths {
+                metrics::gauge!("aimesh_jobs_queued", "kind" => kind).set(depth as f64);
+            }
+            for kind in kinds.difference(&seen) {
+                metrics::gauge!("aimesh_jobs_queued", "kind" => kind.clone()).set(0.0);
+            }
+            kinds = seen;
+        }
+    }
 }
 
 /// Serialises the current span's context as a W3C `traceparent` (and `tracestate`).

@@ -1,22 +1,27 @@
-//! The durable job engine. Slow work is submitted as a [`Job`](model::Job) and returns at once;
-//! [`Worker`](worker::Worker)s claim jobs under a lease they keep alive with heartbeats, run
-//! them through a [`JobHandler`](worker::JobHandler), report progress, retry failures with
-//! exponential backoff and jitter, and honour cancellation. Every change is published on a
-//! [`Notifier`](notify::Notifier) — in-process on SQLite, through PostgreSQL LISTEN/NOTIFY
-//! across replicas — which drives wake-ups, cancellation and the progress streams of
-//! `aimesh.jobs.v1.JobsService`.
+//! The durable job engine, used through [`Jobs`]. Slow work is submitted as a [`Job`] and
+//! returns at once; [`Worker`]s claim jobs under a lease they keep alive with heartbeats, run
+//! them through a [`JobHandler`], report progress, retry failures with exponential backoff and
+//! jitter, and honour cancellation. Recurring jobs are [scheduled](Jobs::schedule) by cron
+//! expression or interval, each tick run once across replicas. Every change is announced by
+//! the write that commits it — in-process on SQLite, through PostgreSQL LISTEN/NOTIFY across
+//! replicas — which drives wake-ups, cancellation and the [watch streams](Jobs::watch) behind
+//! `aimesh.jobs.v1.JobsService` ([`JobsApi`]).
 
 pub mod api;
+mod batch;
 pub mod engine;
 pub mod error;
 pub mod model;
-pub mod notify;
-pub mod store;
+mod notify;
+mod queries;
+pub mod schedule;
+mod store;
 pub mod worker;
 
 pub use api::JobsApi;
-pub use engine::Jobs;
+pub use engine::{JobStream, Jobs};
 pub use error::{JobsError, JobsResult};
-pub use model::{Job, JobState, SubmitOptions};
+pub use model::{Job, JobOutput, JobPage, JobQuery, JobState, SubmitOptions};
+pub use schedule::{Cadence, SYSTEM_OWNER};
 pub use store::MIGRATIONS;
-pub use worker::{JobContext, JobError, JobHandler, JobOutput, Worker, WorkerConfig};
+pub use worker::{JobContext, JobError, JobHandler, Worker, WorkerConfig};

@@ -1,4 +1,5 @@
-//! What a job is.
+//! What the engine works with: jobs, their states, submissions and queries, a handler's
+//! output, an attempt's outcome, and the events announcing changes.
 
 use std::{fmt, str::FromStr, time::Duration};
 
@@ -158,4 +159,95 @@ impl JobQuery {
     }
 }
 
-pub use aimesh_kit::db::now;
+/// A page of an owner's jobs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobPage {
+    /// The jobs, newest first.
+    pub jobs: Vec<Job>,
+    /// The cursor of the next page ([`JobQuery::after`]), when there is one.
+    pub next: Option<Uuid>,
+}
+
+/// What a handler returns on success: a protobuf message, by full type name and bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobOutput {
+    /// Full protobuf type name, e.g. `aimesh.notes.v1.TranslateNoteResult`.
+    pub type_name: String,
+    /// The encoded message.
+    pub value: Vec<u8>,
+}
+
+impl JobOutput {
+    /// Wraps a prost message.
+    pub fn message<M: prost::Name>(message: &M) -> Self {
+        Self {
+            type_name: M::full_name(),
+            value: prost::Message::encode_to_vec(message),
+        }
+    }
+}
+
+/// How an attempt ended, as a worker records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Outcome {
+    /// The job.
+    pub(crate) id: Uuid,
+    /// SUCCEEDED (with a result), FAILED or CANCELLED, or QUEUED again at `retry_at`.
+    pub(crate) state: JobState,
+    /// The result of a success.
+    pub(crate) result: Option<JobOutput>,
+    /// The error of a failure (kept on a retry).
+    pub(crate) error: Option<String>,
+    /// When a retry may run.
+    pub(crate) retry_at: Option<DateTime<Utc>>,
+}
+
+/// What happened to a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EventKind {
+    /// It became claimable (submitted, retried, released).
+    Queued,
+    /// Its state, progress or result changed.
+    Changed,
+    /// Cancellation was requested while it runs.
+    CancelRequested,
+    /// Events may have been lost (a listener reconnected): re-read everything watched.
+    Resync,
+}
+
+/// A change to a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct JobEvent {
+    /// What happened.
+    pub(crate) kind: EventKind,
+    /// The job.
+    pub(crate) job_id: Uuid,
+    /// Its owner.
+    pub(crate) owner_id: String,
+    /// Its handler kind.
+    pub(crate) job_kind: String,
+}
+
+impl JobEvent {
+    /// The event `kind` about `job`.
+    pub(crate) fn of(kind: EventKind, job: &Job) -> Self {
+        Self {
+            kind,
+            job_id: job.id,
+            owner_id: job.owner_id.clone(),
+            job_kind: job.kind.clone(),
+        }
+    }
+
+    /// The event telling that events may have been lost.
+    pub(crate) fn resync() -> Self {
+        Self {
+            kind: EventKind::Resync,
+            job_id: Uuid::nil(),
+            owner_id: String::new(),
+            job_kind: String::new(),
+        }
+    }
+}
+
+pub(crate) use aimesh_kit::db::now;

@@ -1,15 +1,13 @@
-//! Job change notifications.
+//! The in-process side of job change notifications.
 //!
-//! Every change to a job is published as a [`JobEvent`]. On SQLite (one process) events go
-//! straight to an in-process broadcast. On PostgreSQL they go through `pg_notify` on the
-//! `aimesh_jobs` channel and every replica's listener re-broadcasts what it hears — its own
-//! events included — so a WatchJob served by one replica sees progress made on another, and
-//! idle workers everywhere wake up when a job is queued.
-//!
-//! The hot statements of the store (submitting, claiming, progress, finishing) notify from
-//! inside the statement itself ([`pg_notify_each!`]), so a change and its events are one round
-//! trip and one commit, and the event is delivered exactly when the change becomes visible; the
-//! caller then only calls [`Notifier::committed`], which broadcasts in process on SQLite.
+//! Every change to a job is announced as a [`JobEvent`] on a [`Fanout`]. On SQLite (one
+//! process) the store dispatches the events of a write once it committed. On PostgreSQL each
+//! writing statement notifies its own changes with `pg_notify` on the [`CHANNEL`] (the
+//! `notified` CTE written out in each of `queries/postgres/*.sql`), so a change and its events
+//! are one round trip and one commit and an event is delivered exactly when its change becomes
+//! visible; every replica's listener dispatches what it hears, its own events included, so a
+//! watch served by one replica sees progress made on another, and idle workers everywhere wake
+//! up when a job is queued.
 
 use std::{
     collections::HashMap,
@@ -22,71 +20,14 @@ use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-/// [`CHANNEL`] as a literal, for SQL built with `concat!`.
-macro_rules! channel {
-    () => {
-        "aimesh_jobs"
-    };
-}
-pub(crate) use channel;
+use crate::model::{EventKind, JobEvent};
 
-/// The PostgreSQL channel job events travel on.
-pub const CHANNEL: &str = channel!();
-
-/// A CTE, `notified`, notifying an event about each row of `$rows` (a table or CTE alias with
-/// `id`, `kind` and `owner_id` columns), `$kind` being an SQL expression for the event kind's
-/// name. Events go several to a notification, one [`JobEvent`] encoding per line, in payloads
-/// kept well under PostgreSQL's 8,000-byte limit: each notification costs the server a queue
-/// entry and the listener a message, so a statement changing a hundred jobs sends one or two.
-/// PostgreSQL evaluates a CTE only as far as it is read, so the statement must read all of
-/// it; [`notified!`] is the condition that does:
-/// `WITH changed AS (...), pg_notify_each!("'changed'", "changed") SELECT changed.id
-/// FROM changed WHERE notified!()`.
-macro_rules! pg_notify_each {
-    ($kind:literal, $rows:literal) => {
-        concat!(
-            "notified AS (SELECT pg_notify('",
-            $crate::notify::channel!(),
-            "', string_agg(event, chr(10))) FROM (SELECT event, \
-             sum(octet_length(event) + 1) OVER (ROWS UNBOUNDED PRECEDING) / 4000 AS chunk \
-             FROM (SELECT ",
-            $kind,
-            " || ' ' || ",
-            $rows,
-            ".id::text || ' ' || ",
-            $rows,
-            ".kind || ' ' || ",
-            $rows,
-            ".owner_id AS event FROM ",
-            $rows,
-            ") events) lines GROUP BY chunk)"
-        )
-    };
-}
-pub(crate) use pg_notify_each;
-
-/// The condition making a statement send the notifications of its [`pg_notify_each!`] CTE.
-macro_rules! notified {
-    () => {
-        "(SELECT count(*) FROM notified) > 0"
-    };
-}
-pub(crate) use notified;
-
-/// What happened to a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKind {
-    /// It became claimable (submitted, retried, released).
-    Queued,
-    /// Its state, progress or result changed.
-    Changed,
-    /// Cancellation was requested while it runs.
-    CancelRequested,
-    /// Events may have been lost (a listener reconnected): re-read everything watched.
-    Resync,
-}
+/// The PostgreSQL channel job events travel on (named in each notifying statement).
+pub(crate) const CHANNEL: &str = "aimesh_jobs";
 
 impl EventKind {
+    /// The name of the kind in a notification (and in the statements' `notified` CTEs).
+    #[cfg(test)]
     fn as_str(self) -> &'static str {
         match self {
             EventKind::Queued => "queued",
@@ -111,30 +52,9 @@ impl FromStr for EventKind {
     }
 }
 
-/// A change to a job.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobEvent {
-    /// What happened.
-    pub kind: EventKind,
-    /// The job.
-    pub job_id: Uuid,
-    /// Its owner.
-    pub owner_id: String,
-    /// Its handler kind.
-    pub job_kind: String,
-}
-
 impl JobEvent {
-    /// The event `kind` about `job`.
-    pub fn of(kind: EventKind, job: &crate::model::Job) -> Self {
-        Self {
-            kind,
-            job_id: job.id,
-            owner_id: job.owner_id.clone(),
-            job_kind: job.kind.clone(),
-        }
-    }
-
+    /// Encodes the event as a notification line: `<event> <id> <kind> <owner>`.
+    #[cfg(test)]
     fn encode(&self) -> String {
         format!(
             "{} {} {} {}",
@@ -145,8 +65,8 @@ impl JobEvent {
         )
     }
 
-    fn decode(payload: &str) -> Option<Self> {
-        let mut parts = payload.splitn(4, ' ');
+    fn decode(line: &str) -> Option<Self> {
+        let mut parts = line.splitn(4, ' ');
         Some(Self {
             kind: parts.next()?.parse().ok()?,
             job_id: Uuid::try_parse(parts.next()?).ok()?,
@@ -155,41 +75,52 @@ impl JobEvent {
         })
     }
 
-    /// Decodes a notification's payload: one event per line (see [`pg_notify_each!`]);
-    /// lines that are not events are skipped.
+    /// Decodes a notification's payload: one event per line; lines that are not events are
+    /// skipped.
     fn decode_all(payload: &str) -> impl Iterator<Item = Self> + '_ {
         payload.lines().filter_map(Self::decode)
     }
-
-    fn resync() -> Self {
-        Self {
-            kind: EventKind::Resync,
-            job_id: Uuid::nil(),
-            owner_id: String::new(),
-            job_kind: String::new(),
-        }
-    }
-}
-
-/// Publishes and distributes job events.
-#[derive(Debug, Clone)]
-pub struct Notifier {
-    db: Db,
-    fanout: Arc<Fanout>,
 }
 
 /// Hands events to those who wait for them: every event to the watch streams' broadcast,
 /// and to workers only what they act on — a wake-up for their kind when a job is queued, and
 /// cancellation requests — so that the stream of progress events does not wake every worker.
 #[derive(Debug)]
-struct Fanout {
+pub(crate) struct Fanout {
     all: broadcast::Sender<JobEvent>,
     cancellations: broadcast::Sender<JobEvent>,
     queued: Mutex<HashMap<String, Arc<Notify>>>,
 }
 
 impl Fanout {
-    fn queued(&self, kind: &str) -> Arc<Notify> {
+    /// Creates a fanout; on PostgreSQL it also starts the listener that dispatches what the
+    /// channel carries (stopped by `shutdown`).
+    pub(crate) async fn start(
+        db: &Db,
+        shutdown: CancellationToken,
+    ) -> Result<Arc<Self>, sqlx::Error> {
+        let fanout = Arc::new(Fanout {
+            all: broadcast::channel(4096).0,
+            cancellations: broadcast::channel(256).0,
+            queued: Mutex::new(HashMap::new()),
+        });
+        if let Db::Postgres(pool) = db {
+            let fanout = fanout.clone();
+            aimesh_kit::db::listen(pool, CHANNEL, shutdown, move |payload| {
+                match payload {
+                    Some(payload) => JobEvent::decode_all(payload).for_each(|e| fanout.dispatch(e)),
+                    // Events may have been lost: watchers re-read what they watch.
+                    None => fanout.dispatch(JobEvent::resync()),
+                }
+            })
+            .await?;
+        }
+        Ok(fanout)
+    }
+
+    /// Returns what is notified (`notify_waiters`) when a job of `kind` is queued, or when
+    /// events may have been lost.
+    pub(crate) fn queued(&self, kind: &str) -> Arc<Notify> {
         let mut queued = self.queued.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(notify) = queued.get(kind) {
             return notify.clone();
@@ -197,7 +128,23 @@ impl Fanout {
         queued.entry(kind.to_owned()).or_default().clone()
     }
 
-    fn dispatch(&self, event: JobEvent) {
+    /// Subscribes to every event from now on.
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
+        self.all.subscribe()
+    }
+
+    /// Subscribes to cancellation requests (and [`EventKind::Resync`]) only.
+    pub(crate) fn subscribe_cancellations(&self) -> broadcast::Receiver<JobEvent> {
+        self.cancellations.subscribe()
+    }
+
+    /// Returns how many subscriptions to every event are open (each watch stream holds one).
+    pub(crate) fn subscriber_count(&self) -> usize {
+        self.all.receiver_count()
+    }
+
+    /// Hands an event to those who wait for it.
+    pub(crate) fn dispatch(&self, event: JobEvent) {
         match event.kind {
             EventKind::Queued => {
                 let notify = self
@@ -227,79 +174,6 @@ impl Fanout {
             EventKind::Changed => {}
         }
         let _ = self.all.send(event);
-    }
-}
-
-impl Notifier {
-    /// Creates a notifier; on PostgreSQL it also starts the listener (stopped by `shutdown`).
-    pub async fn start(db: Db, shutdown: CancellationToken) -> Result<Self, sqlx::Error> {
-        let fanout = Arc::new(Fanout {
-            all: broadcast::channel(4096).0,
-            cancellations: broadcast::channel(256).0,
-            queued: Mutex::new(HashMap::new()),
-        });
-        if let Db::Postgres(pool) = &db {
-            let fanout = fanout.clone();
-            aimesh_kit::db::listen(pool, CHANNEL, shutdown, move |payload| {
-                match payload {
-                    // One event per line (see `pg_notify_each!`).
-                    Some(payload) => JobEvent::decode_all(payload).for_each(|e| fanout.dispatch(e)),
-                    // Events may have been lost: watchers re-read what they watch.
-                    None => fanout.dispatch(JobEvent::resync()),
-                }
-            })
-            .await?;
-        }
-        Ok(Self { db, fanout })
-    }
-
-    /// Publishes an event. Failing to notify never fails the change itself: watchers and
-    /// workers also poll.
-    pub async fn publish(&self, event: JobEvent) {
-        match &self.db {
-            Db::Sqlite(_) => self.fanout.dispatch(event),
-            Db::Postgres(pool) => {
-                if let Err(error) = sqlx::query("SELECT pg_notify($1, $2)")
-                    .bind(CHANNEL)
-                    .bind(event.encode())
-                    .execute(pool)
-                    .await
-                {
-                    tracing::warn!(%error, "failed to publish a job event");
-                    self.fanout.dispatch(event);
-                }
-            }
-        }
-    }
-
-    /// Announces a change the store has committed with its notification inside the statement
-    /// (see the module docs): on PostgreSQL the event is already on its way through the
-    /// listener; on SQLite it is dispatched here.
-    pub fn committed(&self, event: JobEvent) {
-        if let Db::Sqlite(_) = &self.db {
-            self.fanout.dispatch(event);
-        }
-    }
-
-    /// Returns how many subscriptions are open (each watch stream holds one).
-    pub fn subscriber_count(&self) -> usize {
-        self.fanout.all.receiver_count()
-    }
-
-    /// Subscribes to every event from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
-        self.fanout.all.subscribe()
-    }
-
-    /// Subscribes to cancellation requests (and [`EventKind::Resync`]) only.
-    pub fn subscribe_cancellations(&self) -> broadcast::Receiver<JobEvent> {
-        self.fanout.cancellations.subscribe()
-    }
-
-    /// Returns what is notified (`notify_waiters`) when a job of `kind` is queued, or when
-    /// events may have been lost.
-    pub fn queued(&self, kind: &str) -> Arc<Notify> {
-        self.fanout.queued(kind)
     }
 }
 

@@ -1,153 +1,45 @@
-//! Persistence of jobs, for SQLite and PostgreSQL. Every state change is one conditional
-//! statement, so concurrent workers, API calls and lease expiry cannot interleave badly:
-//! a worker's writes apply only while it still holds the job's lease. Each statement is traced
-//! as a database client span (`INSERT jobs`, `UPDATE jobs`...) except the polled ones.
+//! Persistence of jobs and schedules, for SQLite and PostgreSQL. Every state change is one
+//! conditional statement (see `queries/`), so concurrent workers, API calls and lease expiry
+//! cannot interleave badly: a worker's writes apply only while it still holds the job's lease.
+//! Each statement is traced as a database client span (`INSERT jobs`, `UPDATE jobs`...) except
+//! the polled ones.
+//!
+//! Every write announces the changes it committed: the store owns the engine's [`Fanout`] and
+//! dispatches a write's events once it committed on SQLite, while on PostgreSQL the statement
+//! itself notified them (see [`crate::notify`]). No caller has to remember to.
+
+use std::sync::Arc;
 
 use aimesh_kit::{
     db::{Db, Migrations},
     with_db,
 };
 use chrono::{DateTime, Utc};
-use sqlx::QueryBuilder;
-use uuid::Uuid;
-
+use tokio::sync::{Notify, broadcast};
+use tokio_util::sync::CancellationToken;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+use uuid::Uuid;
 
 use crate::{
     error::{JobsError, JobsResult},
-    model::{Job, JobQuery, JobState},
-    notify::{notified, pg_notify_each},
-    worker::JobOutput,
+    model::{EventKind, Job, JobEvent, JobQuery, JobState, Outcome},
+    notify::Fanout,
+    queries::Statements,
 };
-
-/// How an attempt ended, for [`JobStore::finish`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    /// The job.
-    pub id: Uuid,
-    /// SUCCEEDED (with a result), FAILED or CANCELLED, or QUEUED again at `retry_at`.
-    pub state: JobState,
-    /// The result of a success.
-    pub result: Option<JobOutput>,
-    /// The error of a failure (kept on a retry).
-    pub error: Option<String>,
-    /// When a retry may run.
-    pub retry_at: Option<DateTime<Utc>>,
-}
 
 /// The job engine's migrations.
 pub const MIGRATIONS: Migrations = aimesh_kit::migrations!("jobs");
 
-/// The columns of a job row, in [`JobRow`]'s order (a macro, so it joins literals in `concat!`).
-macro_rules! columns {
-    () => {
-        "id, owner_id, kind, state, payload, attempts, max_attempts, progress_percent, \
-         progress_message, partial_output, result_type, result, error, idempotency_key, \
-         trace_context, cancel_requested, lease_owner, lease_expires_at, run_after, created_at, \
-         updated_at, started_at, finished_at"
-    };
-}
-
-const COLUMNS: &str = columns!();
-
-/// The claim statements, for SQLite and for PostgreSQL, of the jobs that `$select` picks
-/// (a query of job ids; `$3` is now, `$4` the kind, `$5` the limit): each picked job starts an
-/// attempt under `worker` (`$1`) with a lease until `$2`, and comes back whole. On PostgreSQL
-/// the picked rows are locked, skipping those other workers are claiming, then fetched by
-/// primary key through an array, and each claimed job is notified as changed, all in one
-/// statement.
-macro_rules! claim_statements {
-    ($select:literal) => {{
-        macro_rules! start {
-                () => {
-                    "UPDATE jobs SET state = 'RUNNING', attempts = attempts + 1, lease_owner = $1, \
-                 lease_expires_at = $2, started_at = COALESCE(started_at, $3), updated_at = $3, \
-                 progress_percent = 0, progress_message = '', partial_output = ''"
-                };
-            }
-        (
-            concat!(
-                start!(),
-                " WHERE id IN (",
-                $select,
-                ") RETURNING ",
-                columns!()
-            ),
-            concat!(
-                "WITH picked AS (",
-                $select,
-                " FOR UPDATE SKIP LOCKED), claimed AS (",
-                start!(),
-                " WHERE id = ANY(ARRAY(SELECT id FROM picked)) RETURNING ",
-                columns!(),
-                "), ",
-                pg_notify_each!("'changed'", "claimed"),
-                " SELECT claimed.* FROM claimed WHERE ",
-                notified!()
-            ),
-        )
-    }};
-}
-
-/// Claims queued jobs whose time has come, oldest first (see [`JobStore::claim`]).
-const CLAIM_DUE: (&str, &str) = claim_statements!(
-    "SELECT id FROM jobs WHERE kind = $4 AND state = 'QUEUED' AND run_after <= $3 \
-     ORDER BY run_after LIMIT $5"
-);
-
-/// Claims running jobs whose lease lapsed (see [`JobStore::claim_lapsed`]).
-const CLAIM_LAPSED: (&str, &str) = claim_statements!(
-    "SELECT id FROM jobs WHERE kind = $4 AND state = 'RUNNING' AND lease_expires_at < $3 \
-     ORDER BY lease_expires_at LIMIT $5"
-);
-
-/// Inserts jobs on PostgreSQL (see [`JobStore::insert_many`]), `$1`–`$10` their columns.
-const INSERT_MANY: &str = concat!(
-    "WITH inserted AS (INSERT INTO jobs (id, owner_id, kind, state, payload, \
-         max_attempts, idempotency_key, trace_context, run_after, created_at, \
-         updated_at) SELECT id, owner_id, kind, state, payload, max_attempts, \
-         idempotency_key, trace_context, run_after, created_at, created_at \
-         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[], \
-         $6::int4[], $7::text[], $8::text[], $9::timestamptz[], \
-         $10::timestamptz[]) AS j(id, owner_id, kind, state, payload, \
-         max_attempts, idempotency_key, trace_context, run_after, created_at) \
-         ON CONFLICT (owner_id, idempotency_key) DO NOTHING \
-         RETURNING id, kind, owner_id), ",
-    pg_notify_each!("'queued'", "inserted"),
-    " SELECT inserted.id FROM inserted WHERE ",
-    notified!()
-);
-
-/// Records outcomes on PostgreSQL (see [`JobStore::finish_many`]): `$1`–`$6` the outcomes'
-/// columns, `$7` now, `$8` the worker whose lease must still hold.
+/// Planner settings of the store's own PostgreSQL connections (see [`JobStore::open`]).
 ///
-/// Only the lease owner is checked: a job has one only while RUNNING (claims set it; finishing
-/// and releasing clear it). With `state = 'RUNNING'` too, the planner would walk the partial
-/// index of running jobs — dead entries and all, under churn — instead of fetching the rows by
-/// primary key. The ids are also a condition of their own, so that whatever the join, the
-/// rows are looked up by primary key.
-const FINISH_MANY: &str = concat!(
-    "WITH outcome AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], \
-         $4::bytea[], $5::text[], $6::timestamptz[]) \
-         AS o(id, state, result_type, result, error, retry_at)), \
-         finished AS (UPDATE jobs SET state = o.state, result_type = o.result_type, \
-         result = o.result, error = o.error, \
-         run_after = COALESCE(o.retry_at, jobs.run_after), \
-         finished_at = CASE WHEN o.state IN ('SUCCEEDED', 'FAILED', 'CANCELLED') \
-         THEN $7 END, updated_at = $7, \
-         progress_percent = CASE WHEN o.state = 'SUCCEEDED' THEN 100 \
-         ELSE jobs.progress_percent END, \
-         lease_owner = NULL, lease_expires_at = NULL \
-         FROM outcome o \
-         WHERE jobs.id = ANY($1) AND jobs.id = o.id AND jobs.lease_owner = $8 \
-         RETURNING jobs.id, jobs.kind, jobs.owner_id, jobs.state), ",
-    pg_notify_each!(
-        "CASE WHEN finished.state = 'QUEUED' THEN 'queued' ELSE 'changed' END",
-        "finished"
-    ),
-    " SELECT finished.id FROM finished WHERE ",
-    notified!()
-);
+/// The jobs table swings from empty to many thousand rows within seconds, faster than
+/// autovacuum's statistics follow, and PostgreSQL keeps the generic plan it made for a
+/// prepared statement until the table's statistics change. A plan made while the table was
+/// small is a sequential scan (the cheapest way through a few pages), and it would stay one as
+/// the table grows: a claim would then read every row. Every statement here reaches its rows
+/// through an index (a primary key lookup, or a walk of a partial index in order), so on these
+/// connections sequential scans are ruled out and the plans stay index plans at any size.
+const POSTGRES_SETTINGS: &[(&str, &str)] = &[("enable_seqscan", "off")];
 
 #[derive(sqlx::FromRow)]
 struct JobRow {
@@ -184,10 +76,7 @@ impl TryFrom<JobRow> for Job {
             id: row.id,
             owner_id: row.owner_id,
             kind: row.kind,
-            state: row
-                .state
-                .parse()
-                .map_err(|e: String| sqlx::Error::Decode(e.into()))?,
+            state: parse_state(&row.state)?,
             payload: row.payload,
             attempts: row.attempts,
             max_attempts: row.max_attempts,
@@ -211,61 +100,138 @@ impl TryFrom<JobRow> for Job {
     }
 }
 
+fn parse_state(state: &str) -> Result<JobState, sqlx::Error> {
+    state
+        .parse()
+        .map_err(|e: String| sqlx::Error::Decode(e.into()))
+}
+
 fn jobs(rows: Vec<JobRow>) -> JobsResult<Vec<Job>> {
     rows.into_iter()
         .map(|row| Job::try_from(row).map_err(JobsError::Db))
         .collect()
 }
 
-/// Planner settings of the store's own PostgreSQL connections (see [`JobStore::new`]).
-///
-/// The jobs table swings from empty to many thousand rows within seconds, faster than
-/// autovacuum's statistics follow, and PostgreSQL keeps the generic plan it made for a
-/// prepared statement until the table's statistics change. A plan made while the table was
-/// small is a sequential scan (the cheapest way through a few pages), and it would stay one as
-/// the table grows: a claim would then read every row. Every statement here reaches its rows
-/// through an index (a primary key lookup, or a walk of a partial index in order), so on these
-/// connections sequential scans are ruled out and the plans stay index plans at any size.
-pub const POSTGRES_SETTINGS: &[(&str, &str)] = &[("enable_seqscan", "off")];
+/// The job a changing statement reports, for its event.
+#[derive(sqlx::FromRow)]
+struct ChangedRow {
+    id: Uuid,
+    kind: String,
+    owner_id: String,
+}
 
-/// Jobs in a database.
+impl ChangedRow {
+    fn event(self, kind: EventKind) -> JobEvent {
+        JobEvent {
+            kind,
+            job_id: self.id,
+            owner_id: self.owner_id,
+            job_kind: self.kind,
+        }
+    }
+}
+
+/// A job whose attempt a finishing statement ended.
+#[derive(sqlx::FromRow)]
+struct FinishedRow {
+    id: Uuid,
+    kind: String,
+    owner_id: String,
+    state: String,
+}
+
+/// The template of a schedule's jobs, as a take returns it.
+#[derive(sqlx::FromRow)]
+struct ScheduleRow {
+    kind: String,
+    payload: Vec<u8>,
+    max_attempts: i32,
+}
+
+/// Jobs in a database, and the events of their changes.
 #[derive(Debug, Clone)]
-pub struct JobStore {
+pub(crate) struct JobStore {
     db: Db,
+    sql: &'static Statements,
+    events: Arc<Fanout>,
 }
 
 impl JobStore {
-    /// Creates a store on a migrated database. On PostgreSQL the store has a pool of its own,
-    /// as large as `db`'s, whose connections plan with [`POSTGRES_SETTINGS`]; the job engine's
-    /// traffic then also never waits for a connection the rest of the process holds.
-    pub fn new(db: Db) -> Self {
-        Self {
-            db: db.with_postgres_settings(POSTGRES_SETTINGS),
-        }
+    /// Opens the store on a migrated database and starts listening for job events (until
+    /// `shutdown`). On PostgreSQL the store has a pool of its own, as large as `db`'s, whose
+    /// connections plan with [`POSTGRES_SETTINGS`]; the job engine's traffic then also never
+    /// waits for a connection the rest of the process holds.
+    pub(crate) async fn open(db: Db, shutdown: CancellationToken) -> JobsResult<Self> {
+        let events = Fanout::start(&db, shutdown).await?;
+        let db = db.with_postgres_settings(POSTGRES_SETTINGS);
+        Ok(Self {
+            sql: Statements::of(&db),
+            db,
+            events,
+        })
     }
 
     /// Returns the database.
-    pub fn db(&self) -> &Db {
+    #[cfg(test)]
+    pub(crate) fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// Closes the store's own PostgreSQL pool. On SQLite the store uses the pool it was opened
+    /// with, which its owner closes.
+    pub(crate) async fn close(&self) {
+        if let Db::Postgres(pool) = &self.db {
+            pool.close().await;
+        }
+    }
+
+    /// Dispatches the events of a committed write in this process, on SQLite. On PostgreSQL
+    /// the statement notified them, and the listener dispatches them as they arrive.
+    fn announce(&self, events: impl IntoIterator<Item = JobEvent>) {
+        if let Db::Sqlite(_) = &self.db {
+            for event in events {
+                self.events.dispatch(event);
+            }
+        }
+    }
+
+    /// Subscribes to every event from now on.
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
+        self.events.subscribe()
+    }
+
+    /// Subscribes to cancellation requests (and resyncs) only.
+    pub(crate) fn subscribe_cancellations(&self) -> broadcast::Receiver<JobEvent> {
+        self.events.subscribe_cancellations()
+    }
+
+    /// Returns what is notified when a job of `kind` is queued, or events may have been lost.
+    pub(crate) fn queued(&self, kind: &str) -> Arc<Notify> {
+        self.events.queued(kind)
+    }
+
+    /// Returns how many subscriptions to every event are open.
+    pub(crate) fn subscriber_count(&self) -> usize {
+        self.events.subscriber_count()
     }
 
     /// Inserts a job; with an idempotency key already used by the owner, returns that job
     /// instead (and `false`). See [`JobStore::insert_many`].
-    pub async fn insert(&self, job: &Job) -> JobsResult<(Job, bool)> {
+    pub(crate) async fn insert(&self, job: &Job) -> JobsResult<(Job, bool)> {
         let mut inserted = self.insert_many(std::slice::from_ref(job), &[]).await?;
         inserted
             .pop()
             .ok_or(JobsError::Db(sqlx::Error::RowNotFound))
     }
 
-    /// Inserts jobs in one transaction — one statement on PostgreSQL, which also notifies
-    /// each new job as queued. A job whose owner already used its idempotency key (before, or
-    /// earlier in `jobs`) is not inserted: the existing job comes back instead, with `false`.
-    /// Returns the jobs in the order given.
+    /// Inserts jobs in one transaction — one statement on PostgreSQL — and announces each new
+    /// job as queued. A job whose owner already used its idempotency key (before, or earlier in
+    /// `jobs`) is not inserted: the existing job comes back instead, with `false`. Returns the
+    /// jobs in the order given.
     ///
     /// The database span is a child of the current span; `links` are the span contexts of
     /// the other traces the batch serves.
-    pub async fn insert_many(
+    pub(crate) async fn insert_many(
         &self,
         jobs: &[Job],
         links: &[opentelemetry::trace::SpanContext],
@@ -280,24 +246,9 @@ impl JobStore {
                     let mut tx = pool.begin().await?;
                     let mut inserted = Vec::with_capacity(jobs.len());
                     for job in jobs {
-                        let id: Option<(Uuid,)> = sqlx::query_as(
-                            "INSERT INTO jobs (id, owner_id, kind, state, payload, attempts, \
-                             max_attempts, idempotency_key, trace_context, run_after, created_at, \
-                             updated_at) VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8, $9, $10, $10) \
-                             ON CONFLICT (owner_id, idempotency_key) DO NOTHING RETURNING id",
-                        )
-                        .bind(job.id)
-                        .bind(&job.owner_id)
-                        .bind(&job.kind)
-                        .bind(job.state.as_str())
-                        .bind(&job.payload)
-                        .bind(job.max_attempts)
-                        .bind(&job.idempotency_key)
-                        .bind(&job.trace_context)
-                        .bind(job.run_after)
-                        .bind(job.created_at)
-                        .fetch_optional(&mut *tx)
-                        .await?;
+                        let id: Option<(Uuid,)> = bind_job(sqlx::query_as(self.sql.insert), job)
+                            .fetch_optional(&mut *tx)
+                            .await?;
                         inserted.extend(id.map(|(id,)| id));
                     }
                     tx.commit().await?;
@@ -306,37 +257,14 @@ impl JobStore {
                 .await?
             }
             Db::Postgres(pool) => {
-                let ids: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
-                let owners: Vec<&str> = jobs.iter().map(|j| j.owner_id.as_str()).collect();
-                let kinds: Vec<&str> = jobs.iter().map(|j| j.kind.as_str()).collect();
-                let states: Vec<&str> = jobs.iter().map(|j| j.state.as_str()).collect();
-                let payloads: Vec<&[u8]> = jobs.iter().map(|j| j.payload.as_slice()).collect();
-                let max_attempts: Vec<i32> = jobs.iter().map(|j| j.max_attempts).collect();
-                let keys: Vec<Option<&str>> =
-                    jobs.iter().map(|j| j.idempotency_key.as_deref()).collect();
-                let traces: Vec<Option<&str>> =
-                    jobs.iter().map(|j| j.trace_context.as_deref()).collect();
-                let run_after: Vec<DateTime<Utc>> = jobs.iter().map(|j| j.run_after).collect();
-                let created: Vec<DateTime<Utc>> = jobs.iter().map(|j| j.created_at).collect();
-                let rows: Vec<(Uuid,)> = aimesh_kit::db::traced(
-                    span,
-                    sqlx::query_as(INSERT_MANY)
-                        .bind(&ids)
-                        .bind(&owners)
-                        .bind(&kinds)
-                        .bind(&states)
-                        .bind(&payloads)
-                        .bind(&max_attempts)
-                        .bind(&keys)
-                        .bind(&traces)
-                        .bind(&run_after)
-                        .bind(&created)
-                        .fetch_all(pool),
-                )
-                .await?;
-                rows.into_iter().map(|(id,)| id).collect()
+                aimesh_kit::db::traced(span, insert_postgres(self.sql.insert, jobs, pool)).await?
             }
         };
+        self.announce(
+            jobs.iter()
+                .filter(|job| inserted.contains(&job.id))
+                .map(|job| JobEvent::of(EventKind::Queued, job)),
+        );
         let mut results = Vec::with_capacity(jobs.len());
         for job in jobs {
             if inserted.contains(&job.id) {
@@ -344,15 +272,11 @@ impl JobStore {
                 continue;
             }
             let existing: Option<JobRow> = with_db!(&self.db, SELECT "jobs", |pool| {
-                sqlx::query_as(concat!(
-                    "SELECT ",
-                    columns!(),
-                    " FROM jobs WHERE owner_id = $1 AND idempotency_key = $2"
-                ))
-                .bind(&job.owner_id)
-                .bind(&job.idempotency_key)
-                .fetch_optional(pool)
-                .await
+                sqlx::query_as(self.sql.get_by_key)
+                    .bind(&job.owner_id)
+                    .bind(&job.idempotency_key)
+                    .fetch_optional(pool)
+                    .await
             })?;
             let existing = existing.ok_or(JobsError::Db(sqlx::Error::RowNotFound))?;
             results.push((existing.try_into()?, false));
@@ -361,9 +285,9 @@ impl JobStore {
     }
 
     /// Returns a job by id.
-    pub async fn get(&self, id: Uuid) -> JobsResult<Option<Job>> {
+    pub(crate) async fn get(&self, id: Uuid) -> JobsResult<Option<Job>> {
         let row: Option<JobRow> = with_db!(&self.db, SELECT "jobs", |pool| {
-            sqlx::query_as(concat!("SELECT ", columns!(), " FROM jobs WHERE id = $1"))
+            sqlx::query_as(self.sql.get)
                 .bind(id)
                 .fetch_optional(pool)
                 .await
@@ -372,36 +296,28 @@ impl JobStore {
     }
 
     /// Lists an owner's jobs, newest first (one more than the page size, to detect a next page).
-    pub async fn list(&self, owner_id: &str, query: &JobQuery) -> JobsResult<Vec<Job>> {
+    pub(crate) async fn list(&self, owner_id: &str, query: &JobQuery) -> JobsResult<Vec<Job>> {
         let limit = i64::from(query.page_size) + 1;
         let rows: Vec<JobRow> = with_db!(&self.db, SELECT "jobs", |pool| {
-            let mut sql = QueryBuilder::new("SELECT ");
-            sql.push(COLUMNS)
-                .push(" FROM jobs WHERE owner_id = ")
-                .push_bind(owner_id);
-            if let Some(after) = query.after {
-                sql.push(" AND id < ").push_bind(after);
-            }
-            if let Some(state) = query.state {
-                sql.push(" AND state = ").push_bind(state.as_str());
-            }
-            if let Some(kind) = &query.kind {
-                sql.push(" AND kind = ").push_bind(kind);
-            }
-            sql.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
-            sql.build_query_as().fetch_all(pool).await
+            sqlx::query_as(self.sql.list)
+                .bind(owner_id)
+                .bind(query.after)
+                .bind(query.state.map(JobState::as_str))
+                .bind(query.kind.as_deref())
+                .bind(limit)
+                .fetch_all(pool)
+                .await
         })?;
         jobs(rows)
     }
 
     /// Claims up to `limit` queued jobs of `kind` whose time has come for `worker`, oldest
-    /// first; each claim starts an attempt. PostgreSQL skips rows other workers are claiming
-    /// (`FOR UPDATE SKIP LOCKED`) and notifies the claimed jobs as changed (they started);
-    /// SQLite serialises writers.
+    /// first; each claim starts an attempt and is announced as a change. PostgreSQL skips rows
+    /// other workers are claiming (`FOR UPDATE SKIP LOCKED`); SQLite serialises writers.
     ///
     /// Untraced: workers poll with it, and an idle poll is not worth a trace. The jobs it
     /// claims are traced by their worker's `job.run` spans, in the submitter's trace.
-    pub async fn claim(
+    pub(crate) async fn claim(
         &self,
         kind: &str,
         worker: &str,
@@ -409,7 +325,7 @@ impl JobStore {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> JobsResult<Vec<Job>> {
-        self.claim_with(CLAIM_DUE, kind, worker, limit, now, lease_until)
+        self.claim_with(self.sql.claim_due, kind, worker, limit, now, lease_until)
             .await
     }
 
@@ -417,7 +333,7 @@ impl JobStore {
     /// lost touch) for `worker`, as [`JobStore::claim`] claims queued ones. Workers call it
     /// now and then rather than with every claim: a lease lasts many seconds, and walking the
     /// index of leased jobs is what every claim would otherwise pay.
-    pub async fn claim_lapsed(
+    pub(crate) async fn claim_lapsed(
         &self,
         kind: &str,
         worker: &str,
@@ -425,24 +341,19 @@ impl JobStore {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> JobsResult<Vec<Job>> {
-        self.claim_with(CLAIM_LAPSED, kind, worker, limit, now, lease_until)
+        self.claim_with(self.sql.claim_lapsed, kind, worker, limit, now, lease_until)
             .await
     }
 
-    /// Runs a claim statement of [`claim_statements!`] (for SQLite, for PostgreSQL).
     async fn claim_with(
         &self,
-        (sqlite, postgres): (&'static str, &'static str),
+        sql: &'static str,
         kind: &str,
         worker: &str,
         limit: i64,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> JobsResult<Vec<Job>> {
-        let sql = match &self.db {
-            Db::Sqlite(_) => sqlite,
-            Db::Postgres(_) => postgres,
-        };
         let rows: Vec<JobRow> = with_db!(&self.db, |pool| {
             sqlx::query_as(sql)
                 .bind(worker)
@@ -453,35 +364,38 @@ impl JobStore {
                 .fetch_all(pool)
                 .await
         })?;
-        jobs(rows)
+        let claimed = jobs(rows)?;
+        // They started.
+        self.announce(
+            claimed
+                .iter()
+                .map(|job| JobEvent::of(EventKind::Changed, job)),
+        );
+        Ok(claimed)
     }
 
     /// Extends a lease. Returns `None` when the worker lost it, else whether cancellation was
     /// requested.
-    pub async fn heartbeat(
+    pub(crate) async fn heartbeat(
         &self,
         id: Uuid,
         worker: &str,
         lease_until: DateTime<Utc>,
     ) -> JobsResult<Option<bool>> {
         let row: Option<(bool,)> = with_db!(&self.db, UPDATE "jobs", |pool| {
-            sqlx::query_as(
-                "UPDATE jobs SET lease_expires_at = $1 \
-                 WHERE id = $2 AND lease_owner = $3 AND state = 'RUNNING' \
-                 RETURNING cancel_requested",
-            )
-            .bind(lease_until)
-            .bind(id)
-            .bind(worker)
-            .fetch_optional(pool)
-            .await
+            sqlx::query_as(self.sql.heartbeat)
+                .bind(lease_until)
+                .bind(id)
+                .bind(worker)
+                .fetch_optional(pool)
+                .await
         })?;
         Ok(row.map(|(cancel,)| cancel))
     }
 
-    /// Records progress (notified as a change on PostgreSQL); returns whether the worker still
-    /// holds the job.
-    pub async fn progress(
+    /// Records progress, announced as a change; returns whether the worker still holds the
+    /// job.
+    pub(crate) async fn progress(
         &self,
         id: Uuid,
         worker: &str,
@@ -490,26 +404,8 @@ impl JobStore {
         partial_output: &str,
         now: DateTime<Utc>,
     ) -> JobsResult<bool> {
-        macro_rules! progress {
-            () => {
-                "UPDATE jobs SET progress_percent = $1, progress_message = $2, \
-                 partial_output = $3, updated_at = $4 \
-                 WHERE id = $5 AND lease_owner = $6 AND state = 'RUNNING'"
-            };
-        }
-        let sql = match &self.db {
-            Db::Sqlite(_) => concat!(progress!(), " RETURNING id"),
-            Db::Postgres(_) => concat!(
-                "WITH updated AS (",
-                progress!(),
-                " RETURNING id, kind, owner_id), ",
-                pg_notify_each!("'changed'", "updated"),
-                " SELECT updated.id FROM updated WHERE ",
-                notified!()
-            ),
-        };
-        let updated: Option<(Uuid,)> = with_db!(&self.db, UPDATE "jobs", |pool| {
-            sqlx::query_as(sql)
+        let updated: Option<ChangedRow> = with_db!(&self.db, UPDATE "jobs", |pool| {
+            sqlx::query_as(self.sql.progress)
                 .bind(percent)
                 .bind(message)
                 .bind(partial_output)
@@ -519,30 +415,18 @@ impl JobStore {
                 .fetch_optional(pool)
                 .await
         })?;
-        Ok(updated.is_some())
+        let held = updated.is_some();
+        self.announce(updated.map(|row| row.event(EventKind::Changed)));
+        Ok(held)
     }
 
-    /// Finishes an attempt (see [`Outcome`]). Applies only while `worker` holds the lease;
-    /// returns whether it did.
-    pub async fn finish(
-        &self,
-        worker: &str,
-        outcome: &Outcome,
-        now: DateTime<Utc>,
-    ) -> JobsResult<bool> {
-        let applied = self
-            .finish_many(worker, std::slice::from_ref(outcome), now, &[])
-            .await?;
-        Ok(!applied.is_empty())
-    }
-
-    /// Finishes several of `worker`'s attempts in one transaction — one statement on
-    /// PostgreSQL, which also notifies each job as changed (or queued, for a retry). Outcomes
-    /// for jobs whose lease `worker` lost are skipped; returns the ids that applied.
+    /// Finishes several of `worker`'s attempts (see [`Outcome`]) in one transaction — one
+    /// statement on PostgreSQL — and announces each job as changed (or queued, for a retry).
+    /// Outcomes for jobs whose lease `worker` lost are skipped; returns the ids that applied.
     ///
     /// The database span is a child of the current span; `links` are the span contexts of
     /// the other traces the batch serves (OpenTelemetry's model of batch operations).
-    pub async fn finish_many(
+    pub(crate) async fn finish_many(
         &self,
         worker: &str,
         outcomes: &[Outcome],
@@ -553,35 +437,33 @@ impl JobStore {
         for link in links {
             span.add_link(link.clone());
         }
-        let applied = match &self.db {
+        let finished: Vec<FinishedRow> = match &self.db {
             Db::Sqlite(pool) => {
                 aimesh_kit::db::traced(span, async {
                     let mut tx = pool.begin().await?;
-                    let mut applied = Vec::with_capacity(outcomes.len());
+                    let mut finished = Vec::with_capacity(outcomes.len());
                     for outcome in outcomes {
-                        let (result_type, result) = outcome.result.as_ref().map(|r| (&r.type_name, &r.value)).unzip();
-                        let done: Option<(Uuid,)> = sqlx::query_as(
-                            "UPDATE jobs SET state = $1, result_type = $2, result = $3, error = $4, \
-                             run_after = COALESCE($5, run_after), finished_at = $6, updated_at = $7, \
-                             progress_percent = CASE WHEN $1 = 'SUCCEEDED' THEN 100 ELSE progress_percent END, \
-                             lease_owner = NULL, lease_expires_at = NULL \
-                             WHERE id = $8 AND lease_owner = $9 AND state = 'RUNNING' RETURNING id",
-                        )
-                        .bind(outcome.state.as_str())
-                        .bind(result_type)
-                        .bind(result)
-                        .bind(&outcome.error)
-                        .bind(outcome.retry_at)
-                        .bind(outcome.state.is_terminal().then_some(now))
-                        .bind(now)
-                        .bind(outcome.id)
-                        .bind(worker)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                        applied.extend(done.map(|(id,)| id));
+                        let (result_type, result) = outcome
+                            .result
+                            .as_ref()
+                            .map(|r| (&r.type_name, &r.value))
+                            .unzip();
+                        let row: Option<FinishedRow> = sqlx::query_as(self.sql.finish)
+                            .bind(outcome.state.as_str())
+                            .bind(result_type)
+                            .bind(result)
+                            .bind(&outcome.error)
+                            .bind(outcome.retry_at)
+                            .bind(outcome.state.is_terminal().then_some(now))
+                            .bind(now)
+                            .bind(outcome.id)
+                            .bind(worker)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                        finished.extend(row);
                     }
                     tx.commit().await?;
-                    Ok(applied)
+                    Ok(finished)
                 })
                 .await?
             }
@@ -600,171 +482,293 @@ impl JobStore {
                     errors.push(outcome.error.as_deref());
                     retry_ats.push(outcome.retry_at);
                 }
-                let rows: Vec<(Uuid,)> = aimesh_kit::db::traced(
+                aimesh_kit::db::traced(
                     span,
-                    sqlx::query_as(FINISH_MANY)
-                    .bind(&ids)
-                    .bind(&states)
-                    .bind(&result_types)
-                    .bind(&results)
-                    .bind(&errors)
-                    .bind(&retry_ats)
-                    .bind(now)
-                    .bind(worker)
-                    .fetch_all(pool),
+                    sqlx::query_as(self.sql.finish)
+                        .bind(&ids)
+                        .bind(&states)
+                        .bind(&result_types)
+                        .bind(&results)
+                        .bind(&errors)
+                        .bind(&retry_ats)
+                        .bind(now)
+                        .bind(worker)
+                        .fetch_all(pool),
                 )
-                .await?;
-                rows.into_iter().map(|(id,)| id).collect()
+                .await?
             }
         };
+        let applied = finished.iter().map(|row| row.id).collect();
+        let mut events = Vec::with_capacity(finished.len());
+        for row in finished {
+            // A retry makes the job claimable again.
+            let kind = match parse_state(&row.state)? {
+                JobState::Queued => EventKind::Queued,
+                _ => EventKind::Changed,
+            };
+            events.push(JobEvent {
+                kind,
+                job_id: row.id,
+                owner_id: row.owner_id,
+                job_kind: row.kind,
+            });
+        }
+        self.announce(events);
         Ok(applied)
     }
 
-    /// Cancels an owner's job: a queued one at once, a running one by flagging it for its
-    /// worker. Returns the job after the change, or `None` when it is not the owner's.
-    pub async fn cancel(
+    /// Cancels an owner's queued or running job: a queued one at once, a running one by
+    /// flagging it for its worker (announced as a cancellation request). Returns the job after
+    /// the change, or `None` when no job of the owner's was queued or running.
+    pub(crate) async fn cancel(
         &self,
         owner_id: &str,
         id: Uuid,
         now: DateTime<Utc>,
     ) -> JobsResult<Option<Job>> {
-        with_db!(&self.db, UPDATE "jobs", |pool| {
-            sqlx::query(
-                "UPDATE jobs SET state = CASE WHEN state = 'QUEUED' THEN 'CANCELLED' ELSE state END, \
-                 finished_at = CASE WHEN state = 'QUEUED' THEN $1 ELSE finished_at END, \
-                 cancel_requested = CASE WHEN state = 'RUNNING' THEN TRUE ELSE cancel_requested END, \
-                 updated_at = $1 \
-                 WHERE id = $2 AND owner_id = $3 AND state IN ('QUEUED', 'RUNNING')",
-            )
-            .bind(now)
-            .bind(id)
-            .bind(owner_id)
-            .execute(pool)
-            .await
-            .map(drop)
-        })?;
-        Ok(self.get(id).await?.filter(|job| job.owner_id == owner_id))
+        let job = self.change(self.sql.cancel, owner_id, id, now).await?;
+        self.announce(job.iter().map(|job| {
+            let kind = if job.state == JobState::Running {
+                EventKind::CancelRequested
+            } else {
+                EventKind::Changed
+            };
+            JobEvent::of(kind, job)
+        }));
+        Ok(job)
     }
 
-    /// Queues an owner's failed or cancelled job again with a fresh attempt budget; returns
-    /// whether it did.
-    pub async fn retry(&self, owner_id: &str, id: Uuid, now: DateTime<Utc>) -> JobsResult<bool> {
-        let updated = with_db!(&self.db, UPDATE "jobs", |pool| {
-            sqlx::query(
-                "UPDATE jobs SET state = 'QUEUED', attempts = 0, error = NULL, \
-                 cancel_requested = FALSE, finished_at = NULL, run_after = $1, updated_at = $1, \
-                 progress_percent = 0, progress_message = '', partial_output = '' \
-                 WHERE id = $2 AND owner_id = $3 AND state IN ('FAILED', 'CANCELLED')",
-            )
-            .bind(now)
-            .bind(id)
-            .bind(owner_id)
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected())
+    /// Queues an owner's failed or cancelled job again with a fresh attempt budget, announced
+    /// as queued. Returns the job after the change, or `None` when no job of the owner's was
+    /// failed or cancelled.
+    pub(crate) async fn retry(
+        &self,
+        owner_id: &str,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> JobsResult<Option<Job>> {
+        let job = self.change(self.sql.retry, owner_id, id, now).await?;
+        self.announce(job.iter().map(|job| JobEvent::of(EventKind::Queued, job)));
+        Ok(job)
+    }
+
+    /// Runs an owner's change of one job (`$1` now, `$2` the job, `$3` the owner), returning
+    /// the changed job.
+    async fn change(
+        &self,
+        sql: &'static str,
+        owner_id: &str,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> JobsResult<Option<Job>> {
+        let row: Option<JobRow> = with_db!(&self.db, UPDATE "jobs", |pool| {
+            sqlx::query_as(sql)
+                .bind(now)
+                .bind(id)
+                .bind(owner_id)
+                .fetch_optional(pool)
+                .await
         })?;
-        Ok(updated == 1)
+        row.map(Job::try_from).transpose().map_err(JobsError::Db)
     }
 
     /// Gives a worker's running jobs back to the queue (at shutdown), without spending the
-    /// attempt. Returns the released ids.
-    pub async fn release(&self, worker: &str, now: DateTime<Utc>) -> JobsResult<Vec<Uuid>> {
-        let ids: Vec<(Uuid,)> = with_db!(&self.db, UPDATE "jobs", |pool| {
-            sqlx::query_as(
-                "UPDATE jobs SET state = 'QUEUED', attempts = attempts - 1, lease_owner = NULL, \
-                 lease_expires_at = NULL, run_after = $1, updated_at = $1 \
-                 WHERE lease_owner = $2 AND state = 'RUNNING' RETURNING id",
-            )
-            .bind(now)
-            .bind(worker)
-            .fetch_all(pool)
-            .await
+    /// attempt, and announces each as queued. Returns how many it released.
+    pub(crate) async fn release(&self, worker: &str, now: DateTime<Utc>) -> JobsResult<usize> {
+        let rows: Vec<ChangedRow> = with_db!(&self.db, UPDATE "jobs", |pool| {
+            sqlx::query_as(self.sql.release)
+                .bind(now)
+                .bind(worker)
+                .fetch_all(pool)
+                .await
         })?;
-        Ok(ids.into_iter().map(|(id,)| id).collect())
+        let released = rows.len();
+        self.announce(rows.into_iter().map(|row| row.event(EventKind::Queued)));
+        Ok(released)
     }
 
     /// Counts queued jobs per kind. Untraced: a metrics loop polls it.
-    pub async fn queue_depth(&self) -> JobsResult<Vec<(String, i64)>> {
+    pub(crate) async fn queue_depth(&self) -> JobsResult<Vec<(String, i64)>> {
         let rows = with_db!(&self.db, |pool| {
-            sqlx::query_as(
-                "SELECT kind, COUNT(*) FROM jobs WHERE state = 'QUEUED' GROUP BY kind ORDER BY kind",
-            )
-            .fetch_all(pool)
-            .await
+            sqlx::query_as(self.sql.queue_depth).fetch_all(pool).await
         })?;
         Ok(rows)
     }
+
+    /// Registers a schedule, due first at `first_run` — unless it exists with the same
+    /// cadence, which keeps its next run. Returns when it is next due.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn register_schedule(
+        &self,
+        name: &str,
+        kind: &str,
+        payload: &[u8],
+        max_attempts: i32,
+        cadence: &str,
+        first_run: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> JobsResult<DateTime<Utc>> {
+        with_db!(&self.db, INSERT "job_schedules", |pool| {
+            sqlx::query(self.sql.schedule_register)
+                .bind(name)
+                .bind(kind)
+                .bind(payload)
+                .bind(max_attempts)
+                .bind(cadence)
+                .bind(first_run)
+                .bind(now)
+                .execute(pool)
+                .await
+                .map(drop)
+        })?;
+        self.schedule_next_run(name)
+            .await?
+            .ok_or(JobsError::Db(sqlx::Error::RowNotFound))
+    }
+
+    /// Returns when a schedule is next due. Untraced: the scheduler polls it.
+    pub(crate) async fn schedule_next_run(&self, name: &str) -> JobsResult<Option<DateTime<Utc>>> {
+        let row: Option<(DateTime<Utc>,)> = with_db!(&self.db, |pool| {
+            sqlx::query_as(self.sql.schedule_next_run)
+                .bind(name)
+                .fetch_optional(pool)
+                .await
+        })?;
+        Ok(row.map(|(at,)| at))
+    }
+
+    /// Fires the tick of schedule `name` due at `due`, in one transaction: moves its next run
+    /// to `next` if no one else did, and then submits its job for `owner_id` with
+    /// `idempotency_key`, runnable from `due`, announced as queued. Returns the job, or `None`
+    /// when another replica took the tick.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn fire_schedule(
+        &self,
+        name: &str,
+        due: DateTime<Utc>,
+        next: DateTime<Utc>,
+        owner_id: &str,
+        idempotency_key: String,
+        now: DateTime<Utc>,
+    ) -> JobsResult<Option<Job>> {
+        let job = |row: ScheduleRow| Job {
+            id: Uuid::now_v7(),
+            owner_id: owner_id.to_owned(),
+            kind: row.kind,
+            state: JobState::Queued,
+            payload: row.payload,
+            attempts: 0,
+            max_attempts: row.max_attempts.max(1),
+            progress_percent: 0,
+            progress_message: String::new(),
+            partial_output: String::new(),
+            result_type: None,
+            result: None,
+            error: None,
+            idempotency_key: Some(idempotency_key.clone()),
+            trace_context: None,
+            cancel_requested: false,
+            lease_owner: None,
+            lease_expires_at: None,
+            run_after: due,
+            created_at: now,
+            updated_at: now,
+            started_at: None,
+            finished_at: None,
+        };
+        // The tick is taken by the conditional update and its job inserted in one transaction:
+        // a replica that stops between the two takes neither.
+        let fired = match &self.db {
+            Db::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                let taken: Option<ScheduleRow> = sqlx::query_as(self.sql.schedule_take)
+                    .bind(next)
+                    .bind(now)
+                    .bind(name)
+                    .bind(due)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some(job) = taken.map(job) else {
+                    return Ok(None);
+                };
+                let inserted: Option<(Uuid,)> = bind_job(sqlx::query_as(self.sql.insert), &job)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                inserted.map(|_| job)
+            }
+            Db::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let taken: Option<ScheduleRow> = sqlx::query_as(self.sql.schedule_take)
+                    .bind(next)
+                    .bind(now)
+                    .bind(name)
+                    .bind(due)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some(job) = taken.map(job) else {
+                    return Ok(None);
+                };
+                let inserted =
+                    insert_postgres(self.sql.insert, std::slice::from_ref(&job), &mut *tx).await?;
+                tx.commit().await?;
+                (!inserted.is_empty()).then_some(job)
+            }
+        };
+        self.announce(fired.iter().map(|job| JobEvent::of(EventKind::Queued, job)));
+        Ok(fired)
+    }
+}
+
+/// Binds a job's columns to SQLite's insert statement.
+fn bind_job<'q, O>(
+    query: sqlx::query::QueryAs<'q, sqlx::Sqlite, O, sqlx::sqlite::SqliteArguments>,
+    job: &'q Job,
+) -> sqlx::query::QueryAs<'q, sqlx::Sqlite, O, sqlx::sqlite::SqliteArguments> {
+    query
+        .bind(job.id)
+        .bind(&job.owner_id)
+        .bind(&job.kind)
+        .bind(job.state.as_str())
+        .bind(&job.payload)
+        .bind(job.max_attempts)
+        .bind(&job.idempotency_key)
+        .bind(&job.trace_context)
+        .bind(job.run_after)
+        .bind(job.created_at)
+}
+
+/// Runs PostgreSQL's insert statement, the jobs' columns as arrays; returns the inserted ids.
+async fn insert_postgres<'c>(
+    sql: &'static str,
+    jobs: &[Job],
+    executor: impl sqlx::PgExecutor<'c>,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    let ids: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
+    let owners: Vec<&str> = jobs.iter().map(|j| j.owner_id.as_str()).collect();
+    let kinds: Vec<&str> = jobs.iter().map(|j| j.kind.as_str()).collect();
+    let states: Vec<&str> = jobs.iter().map(|j| j.state.as_str()).collect();
+    let payloads: Vec<&[u8]> = jobs.iter().map(|j| j.payload.as_slice()).collect();
+    let max_attempts: Vec<i32> = jobs.iter().map(|j| j.max_attempts).collect();
+    let keys: Vec<Option<&str>> = jobs.iter().map(|j| j.idempotency_key.as_deref()).collect();
+    let traces: Vec<Option<&str>> = jobs.iter().map(|j| j.trace_context.as_deref()).collect();
+    let run_after: Vec<DateTime<Utc>> = jobs.iter().map(|j| j.run_after).collect();
+    let created: Vec<DateTime<Utc>> = jobs.iter().map(|j| j.created_at).collect();
+    let rows: Vec<(Uuid,)> = sqlx::query_as(sql)
+        .bind(&ids)
+        .bind(&owners)
+        .bind(&kinds)
+        .bind(&states)
+        .bind(&payloads)
+        .bind(&max_attempts)
+        .bind(&keys)
+        .bind(&traces)
+        .bind(&run_after)
+        .bind(&created)
+        .fetch_all(executor)
+        .await?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
 }
 
 #[cfg(test)]
-mod tests {
-    use aimesh_kit::testing::{Backend, TestDatabase};
-
-    use super::*;
-
-    /// The hot statements' generic plans (what PostgreSQL caches for a prepared statement),
-    /// made on an empty table (a new install, the benchmark's start), reach rows only through
-    /// indexes: a plan made then is kept as the table grows.
-    #[tokio::test]
-    async fn plans_made_on_an_empty_table_never_scan_it() {
-        let database = TestDatabase::create(Backend::Postgres).await;
-        let db = database.connect().await;
-        db.migrate(&MIGRATIONS).await.expect("migrate");
-        let store = JobStore::new(db);
-        let Db::Postgres(pool) = store.db() else {
-            unreachable!("a PostgreSQL test database");
-        };
-        let mut conn = pool.acquire().await.expect("connection");
-        sqlx::query("SET plan_cache_mode = force_generic_plan")
-            .execute(&mut *conn)
-            .await
-            .expect("set");
-        let claim = "(text, timestamptz, timestamptz, text, int8)";
-        let statements = [
-            (
-                "claim_due",
-                CLAIM_DUE.1,
-                claim,
-                "('w', now(), now(), 'k', 4)",
-            ),
-            (
-                "claim_lapsed",
-                CLAIM_LAPSED.1,
-                claim,
-                "('w', now(), now(), 'k', 4)",
-            ),
-            (
-                "insert_many",
-                INSERT_MANY,
-                "(uuid[], text[], text[], text[], bytea[], int4[], text[], text[], \
-                 timestamptz[], timestamptz[])",
-                "('{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}')",
-            ),
-            (
-                "finish_many",
-                FINISH_MANY,
-                "(uuid[], text[], text[], bytea[], text[], timestamptz[], timestamptz, text)",
-                "('{}', '{}', '{}', '{}', '{}', '{}', now(), 'w')",
-            ),
-        ];
-        for (name, sql, types, arguments) in statements {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                "PREPARE {name}{types} AS {sql}"
-            )))
-            .execute(&mut *conn)
-            .await
-            .expect("prepare");
-            let plan: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "EXPLAIN EXECUTE {name}{arguments}"
-            )))
-            .fetch_all(&mut *conn)
-            .await
-            .expect("explain");
-            let plan: Vec<String> = plan.into_iter().map(|(line,)| line).collect();
-            assert!(
-                !plan.iter().any(|line| line.contains("Seq Scan")),
-                "{name}: {plan:#?}"
-            );
-        }
-    }
-}
+mod tests;

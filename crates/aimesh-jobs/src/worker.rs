@@ -19,20 +19,17 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use opentelemetry::propagation::Extractor;
 use rand::Rng;
-use tokio::{
-    sync::{Semaphore, mpsc, oneshot},
-    task::JoinSet,
-};
+use tokio::{sync::Semaphore, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
 use crate::{
-    engine::Jobs,
-    model::{Job, JobState, now},
-    notify::{EventKind, JobEvent},
-    store::Outcome,
+    batch::{Batch, Batcher},
+    error::JobsError,
+    model::{EventKind, Job, JobOutput, JobState, Outcome, now},
+    store::JobStore,
 };
 
 /// Longest a free slot waits for others before a busy worker claims a job for it.
@@ -40,25 +37,6 @@ const CLAIM_COOLDOWN: Duration = Duration::from_millis(5);
 
 /// Most outcomes recorded in one transaction.
 const MAX_OUTCOMES_PER_COMMIT: usize = 256;
-
-/// What a handler returns on success: a protobuf message, by full type name and bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobOutput {
-    /// Full protobuf type name, e.g. `aimesh.notes.v1.TranslateNoteResult`.
-    pub type_name: String,
-    /// The encoded message.
-    pub value: Vec<u8>,
-}
-
-impl JobOutput {
-    /// Wraps a prost message.
-    pub fn message<M: prost::Name>(message: &M) -> Self {
-        Self {
-            type_name: M::full_name(),
-            value: prost::Message::encode_to_vec(message),
-        }
-    }
-}
 
 /// How a handler failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -102,7 +80,7 @@ impl JobContext {
 
 #[derive(Clone)]
 struct ProgressReporter {
-    jobs: Jobs,
+    store: JobStore,
     job: Job,
     worker_id: Arc<str>,
 }
@@ -110,8 +88,7 @@ struct ProgressReporter {
 impl ProgressReporter {
     async fn report(&self, percent: i32, message: &str, partial: &str) {
         match self
-            .jobs
-            .store()
+            .store
             .progress(
                 self.job.id,
                 &self.worker_id,
@@ -122,11 +99,7 @@ impl ProgressReporter {
             )
             .await
         {
-            Ok(true) => self
-                .jobs
-                .notifier()
-                .committed(JobEvent::of(EventKind::Changed, &self.job)),
-            Ok(false) => {}
+            Ok(_) => {}
             Err(error) => {
                 tracing::warn!(%error, job_id = %self.job.id, "failed to record progress")
             }
@@ -149,7 +122,8 @@ pub struct WorkerConfig {
     pub grace: Duration,
     /// Jobs of one kind run at once, per worker.
     pub concurrency: usize,
-    /// The worker's name in leases (with the process id and a unique suffix), e.g. the host.
+    /// Names the worker's host (e.g. its host name) in the worker id, the `lease_owner` of
+    /// its jobs: `<worker_name>/<process id>/<unique id>`.
     pub worker_name: String,
 }
 
@@ -167,49 +141,45 @@ impl Default for WorkerConfig {
     }
 }
 
-/// Claims and runs jobs for a set of handlers.
+/// Claims and runs jobs for a set of handlers; made by [`Jobs::worker`](crate::Jobs::worker).
 pub struct Worker {
-    jobs: Jobs,
+    store: JobStore,
     handlers: Vec<Arc<dyn JobHandler>>,
     config: WorkerConfig,
     id: Arc<str>,
-    running: Arc<Mutex<HashMap<Uuid, CancellationToken>>>,
-    /// Outcomes waiting to be recorded by the completer task (see [`Worker::complete`]).
-    outcomes: mpsc::Sender<Completion>,
-    completer: Mutex<Option<mpsc::Receiver<Completion>>>,
 }
 
-/// An attempt's outcome on its way to the database.
-struct Completion {
-    outcome: Outcome,
-    /// The event announcing the outcome once recorded.
-    event: JobEvent,
-    /// The job's span, for the trace of the recording.
-    span: tracing::Span,
-    recorded: oneshot::Sender<()>,
+/// The result of recording an outcome: whether it applied (the worker still held the lease).
+type Recorded = Result<bool, Arc<JobsError>>;
+
+/// A running worker's state, shared by its tasks.
+struct Runner {
+    store: JobStore,
+    config: WorkerConfig,
+    id: Arc<str>,
+    running: Mutex<HashMap<Uuid, CancellationToken>>,
+    /// Records outcomes, those that finish together in one transaction.
+    outcomes: Batcher<Outcome, Recorded>,
 }
 
 impl Worker {
     /// Creates a worker with a unique id.
-    pub fn new(jobs: Jobs, handlers: Vec<Arc<dyn JobHandler>>, config: WorkerConfig) -> Self {
-        // Each running job has at most one outcome in flight.
-        let (outcomes, completer) =
-            mpsc::channel((config.concurrency.max(1) * handlers.len()).max(1));
+    pub(crate) fn new(
+        store: JobStore,
+        handlers: Vec<Arc<dyn JobHandler>>,
+        config: WorkerConfig,
+    ) -> Self {
         let id = format!(
             "{}/{}/{}",
             config.worker_name,
             std::process::id(),
             Uuid::now_v7()
-        )
-        .into();
+        );
         Self {
-            jobs,
+            store,
             handlers,
             config,
-            id,
-            running: Arc::new(Mutex::new(HashMap::new())),
-            outcomes,
-            completer: Mutex::new(Some(completer)),
+            id: id.into(),
         }
     }
 
@@ -220,29 +190,38 @@ impl Worker {
 
     /// Runs until `shutdown` is cancelled, then drains as described in the module docs.
     pub async fn run(self, shutdown: CancellationToken) {
-        let this = Arc::new(self);
+        let Worker {
+            store,
+            handlers,
+            config,
+            id,
+        } = self;
+        // Each running job has at most one outcome in flight.
+        let capacity = config.concurrency.max(1) * handlers.len();
+        let outcomes = Batcher::start(capacity, MAX_OUTCOMES_PER_COMMIT, {
+            let store = store.clone();
+            let id = id.clone();
+            move |batch| record(store.clone(), id.clone(), batch)
+        });
+        let this = Arc::new(Runner {
+            store,
+            config,
+            id,
+            running: Mutex::new(HashMap::new()),
+            outcomes,
+        });
         // Abort token for handlers still running when the grace period ends.
         let abort = CancellationToken::new();
         let mut tasks = JoinSet::new();
         tasks.spawn(this.clone().route_cancellations(shutdown.clone()));
-        if let Some(completer) = this
-            .completer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
-            // Every job waits for its outcome to be recorded, so once the claim loops are
-            // done the completer has nothing left and is aborted with the other tasks.
-            tasks.spawn(this.clone().complete(completer));
-        }
         let mut loops = JoinSet::new();
-        for handler in &this.handlers {
+        for handler in &handlers {
             loops.spawn(
                 this.clone()
                     .claim_loop(handler.clone(), shutdown.clone(), abort.clone()),
             );
         }
-        tracing::info!(worker = %this.id, kinds = ?this.handlers.iter().map(|h| h.kind()).collect::<Vec<_>>(), "worker started");
+        tracing::info!(worker = %this.id, kinds = ?handlers.iter().map(|h| h.kind()).collect::<Vec<_>>(), "worker started");
         shutdown.cancelled().await;
         tracing::info!(worker = %this.id, "worker stopping: letting running jobs finish");
         // Each claim loop returns once its running jobs are done (or aborted after the grace).
@@ -255,28 +234,42 @@ impl Worker {
             abort.cancel();
             while loops.join_next().await.is_some() {}
         }
-        match this.jobs.store().release(&this.id, now()).await {
-            Ok(released) if !released.is_empty() => {
-                tracing::info!(
-                    count = released.len(),
-                    "released unfinished jobs to the queue"
-                );
-                for id in released {
-                    if let Ok(Some(job)) = this.jobs.store().get(id).await {
-                        this.jobs.publish(EventKind::Queued, &job).await;
-                    }
-                }
+        match this.store.release(&this.id, now()).await {
+            Ok(0) => {}
+            Ok(released) => {
+                tracing::info!(count = released, "released unfinished jobs to the queue");
             }
-            Ok(_) => {}
             Err(error) => tracing::error!(%error, "failed to release jobs"),
         }
         tasks.abort_all();
         tracing::info!(worker = %this.id, "worker stopped");
     }
+}
 
+/// Records a batch of `worker`'s outcomes in one transaction: when many jobs finish at once
+/// (short jobs under load) the commits, not the jobs, are what cost.
+async fn record(store: JobStore, worker: Arc<str>, batch: Batch<Outcome>) -> Vec<Recorded> {
+    let links = batch.links();
+    match store
+        .finish_many(&worker, &batch.items, now(), &links)
+        .await
+    {
+        Ok(applied) => batch
+            .items
+            .iter()
+            .map(|outcome| Ok(applied.contains(&outcome.id)))
+            .collect(),
+        Err(error) => {
+            let error = Arc::new(error);
+            batch.items.iter().map(|_| Err(error.clone())).collect()
+        }
+    }
+}
+
+impl Runner {
     /// Forwards cancellation requests to the handlers running here.
     async fn route_cancellations(self: Arc<Self>, shutdown: CancellationToken) {
-        let mut events = self.jobs.notifier().subscribe_cancellations();
+        let mut events = self.store.subscribe_cancellations();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -307,7 +300,7 @@ impl Worker {
         let mut last_claim = Instant::now();
         // Lapsed leases are looked for at start and then once per poll interval.
         let mut last_lapsed_check: Option<Instant> = None;
-        let queued = self.jobs.notifier().queued(kind);
+        let queued = self.store.queued(kind);
         let mut running = JoinSet::new();
         loop {
             if shutdown.is_cancelled() {
@@ -328,7 +321,7 @@ impl Worker {
                 last_claim = Instant::now();
                 let now = now();
                 let lease_until = now + lease(&self.config);
-                let store = self.jobs.store();
+                let store = &self.store;
                 if last_lapsed_check.is_none_or(|at| at.elapsed() >= self.config.poll_interval) {
                     last_lapsed_check = Some(Instant::now());
                     match store
@@ -352,10 +345,6 @@ impl Worker {
             }
             let got = claimed.len();
             for job in claimed {
-                // It started (on PostgreSQL the claim notified it).
-                self.jobs
-                    .notifier()
-                    .committed(JobEvent::of(EventKind::Changed, &job));
                 let Ok(permit) = slots.clone().try_acquire_owned() else {
                     break;
                 };
@@ -413,7 +402,7 @@ impl Worker {
         job: Job,
         abort: CancellationToken,
     ) {
-        let store = self.jobs.store();
+        let store = &self.store;
         if job.cancel_requested {
             self.finish(&job, JobState::Cancelled, None, Some("cancelled"), None)
                 .await;
@@ -473,7 +462,7 @@ impl Worker {
             job: job.clone(),
             cancel: cancel.clone(),
             reporter: ProgressReporter {
-                jobs: self.jobs.clone(),
+                store: self.store.clone(),
                 job: job.clone(),
                 worker_id: self.id.clone(),
             },
@@ -536,11 +525,11 @@ impl Worker {
     }
 
     async fn cancel_requested(&self, job: &Job) -> bool {
-        matches!(self.jobs.store().get(job.id).await, Ok(Some(job)) if job.cancel_requested)
+        matches!(self.store.get(job.id).await, Ok(Some(job)) if job.cancel_requested)
     }
 
-    /// Records how an attempt ended, through the completer; returns once it is recorded
-    /// (or failed to be).
+    /// Records how an attempt ended, with the outcomes that finish at the same time; returns
+    /// once it is recorded (or failed to be).
     async fn finish(
         &self,
         job: &Job,
@@ -549,68 +538,23 @@ impl Worker {
         error: Option<&str>,
         retry_at: Option<DateTime<Utc>>,
     ) {
-        let (recorded, wait) = oneshot::channel();
-        // A retry makes the job claimable again.
-        let event = if state == JobState::Queued {
-            EventKind::Queued
-        } else {
-            EventKind::Changed
+        let outcome = Outcome {
+            id: job.id,
+            state,
+            result,
+            error: error.map(str::to_owned),
+            retry_at,
         };
-        let completion = Completion {
-            outcome: Outcome {
-                id: job.id,
-                state,
-                result,
-                error: error.map(str::to_owned),
-                retry_at,
-            },
-            event: JobEvent::of(event, job),
-            span: tracing::Span::current(),
-            recorded,
-        };
-        if self.outcomes.send(completion).await.is_ok() {
-            let _ = wait.await;
-        }
-    }
-
-    /// Records outcomes as they come, all those waiting in one transaction: when many jobs
-    /// finish at once (short jobs under load) the commits, not the jobs, are what cost, and
-    /// one job alone is recorded at once. The recording's database span is a child of the
-    /// first job's span and links to the others'.
-    async fn complete(self: Arc<Self>, mut completions: mpsc::Receiver<Completion>) {
-        let mut batch = Vec::with_capacity(MAX_OUTCOMES_PER_COMMIT);
-        while completions
-            .recv_many(&mut batch, MAX_OUTCOMES_PER_COMMIT)
-            .await
-            > 0
-        {
-            let (outcomes, waiting): (Vec<_>, Vec<_>) = batch
-                .drain(..)
-                .map(|c| (c.outcome, (c.event, c.span, c.recorded)))
-                .unzip();
-            let links =
-                crate::engine::links_to_all_but_first(waiting.iter().map(|(_, span, _)| span));
-            let first = waiting[0].1.clone();
-            let applied = self
-                .jobs
-                .store()
-                .finish_many(&self.id, &outcomes, now(), &links)
-                .instrument(first)
-                .await;
-            for (event, span, recorded) in waiting {
-                let _entered = span.enter();
-                let job_id = event.job_id;
-                match &applied {
-                    Ok(ids) if ids.contains(&job_id) => self.jobs.notifier().committed(event),
-                    Ok(_) => {
-                        tracing::warn!(%job_id, "lease lost before the outcome was recorded")
-                    }
-                    Err(error) => {
-                        tracing::error!(%error, %job_id, "failed to record the job's outcome")
-                    }
-                }
-                let _ = recorded.send(());
+        let job_id = job.id;
+        match self.outcomes.submit(outcome).await {
+            Some(Ok(true)) => {}
+            Some(Ok(false)) => {
+                tracing::warn!(%job_id, "lease lost before the outcome was recorded")
             }
+            Some(Err(error)) => {
+                tracing::error!(%error, %job_id, "failed to record the job's outcome")
+            }
+            None => tracing::error!(%job_id, "failed to record the job's outcome: worker stopped"),
         }
     }
 }

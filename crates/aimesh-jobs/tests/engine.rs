@@ -1,6 +1,6 @@
-//! The job engine against SQLite and PostgreSQL, with handlers written for these tests
-//! (`Fake*`): retries, permanent failures, cancellation, idempotency, lease expiry, shutdown,
-//! and many jobs over several workers.
+//! The job engine against SQLite and PostgreSQL through its public face, with handlers written
+//! for these tests (`Fake*`): retries, permanent failures, cancellation, idempotency, watches,
+//! shutdown, many jobs over several workers, and schedules fired by several engines.
 
 #![allow(clippy::unwrap_used)]
 
@@ -14,11 +14,11 @@ use std::{
 };
 
 use aimesh_jobs::{
-    Job, JobContext, JobError, JobHandler, JobOutput, JobState, Jobs, MIGRATIONS, SubmitOptions,
-    Worker, WorkerConfig, notify::Notifier, store::JobStore,
+    Cadence, Job, JobContext, JobError, JobHandler, JobOutput, JobQuery, JobState, Jobs,
+    MIGRATIONS, SYSTEM_OWNER, SubmitOptions, WorkerConfig,
 };
 use aimesh_kit::testing::{Backend, TestDatabase};
-use futures::future::BoxFuture;
+use futures::{StreamExt, future::BoxFuture};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -27,7 +27,7 @@ const OWNER: &str = "owner-1";
 struct Engine {
     jobs: Jobs,
     shutdown: CancellationToken,
-    _db: TestDatabase,
+    database: TestDatabase,
 }
 
 impl Drop for Engine {
@@ -41,11 +41,10 @@ async fn engine(backend: Backend) -> Engine {
     let db = database.connect().await;
     db.migrate(&MIGRATIONS).await.unwrap();
     let shutdown = CancellationToken::new();
-    let notifier = Notifier::start(db.clone(), shutdown.clone()).await.unwrap();
     Engine {
-        jobs: Jobs::new(JobStore::new(db), notifier),
+        jobs: Jobs::start(db, shutdown.clone()).await.unwrap(),
         shutdown,
-        _db: database,
+        database,
     }
 }
 
@@ -57,6 +56,7 @@ fn fast_config() -> WorkerConfig {
         backoff_max: Duration::from_millis(50),
         grace: Duration::from_secs(5),
         concurrency: 4,
+        worker_name: "test".into(),
     }
 }
 
@@ -66,7 +66,7 @@ fn spawn_worker(
     config: WorkerConfig,
 ) -> (CancellationToken, tokio::task::JoinHandle<()>) {
     let stop = engine.shutdown.child_token();
-    let worker = Worker::new(engine.jobs.clone(), handlers, config);
+    let worker = engine.jobs.worker(handlers, config);
     (stop.clone(), tokio::spawn(worker.run(stop)))
 }
 
@@ -271,50 +271,6 @@ async fn queued_jobs_cancel_at_once_and_keys_deduplicate(backend: Backend) {
     assert!(cancelled.finished_at.is_some());
 }
 
-async fn a_dead_workers_job_runs_again_after_its_lease(backend: Backend) {
-    let engine = engine(backend).await;
-    let job = submit(&engine, "test.count").await;
-    // A worker claims the job and dies: no heartbeat, no outcome.
-    let now = aimesh_jobs::model::now();
-    let claimed = engine
-        .jobs
-        .store()
-        .claim(
-            "test.count",
-            "dead-worker",
-            1,
-            now,
-            now + chrono::Duration::milliseconds(500),
-        )
-        .await
-        .unwrap();
-    assert_eq!(claimed.len(), 1);
-    let counter = FakeCounter::default();
-    let (_stop, _worker) = spawn_worker(&engine, vec![Arc::new(counter.clone())], fast_config());
-    let done = wait_terminal(&engine, job.id).await;
-    assert_eq!(done.state, JobState::Succeeded);
-    assert_eq!(done.attempts, 2);
-    assert_eq!(counter.runs.lock().unwrap().get(&job.id), Some(&1));
-    // The dead worker's late outcome is ignored.
-    let late = engine
-        .jobs
-        .store()
-        .finish(
-            "dead-worker",
-            &aimesh_jobs::store::Outcome {
-                id: job.id,
-                state: JobState::Failed,
-                result: None,
-                error: Some("late".into()),
-                retry_at: None,
-            },
-            aimesh_jobs::model::now(),
-        )
-        .await
-        .unwrap();
-    assert!(!late);
-}
-
 async fn shutdown_finishes_running_jobs_or_releases_them(backend: Backend) {
     let engine = engine(backend).await;
     // Finishes within the grace period.
@@ -393,159 +349,125 @@ async fn many_jobs_over_four_workers_run_once_each(backend: Backend) {
         stop.cancel();
     }
 }
-async fn outcomes_recorded_together_apply_under_the_lease_and_notify_each(backend: Backend) {
-    use aimesh_jobs::{notify::EventKind, store::Outcome};
-
+/// A watch yields the job as it is, then its changes (no snapshot twice), and ends after its
+/// terminal state.
+async fn a_watch_follows_a_job_to_its_end(backend: Backend) {
     let engine = engine(backend).await;
-    let store = engine.jobs.store();
-    let (a1, a2, b1) = (
-        submit(&engine, "test.count").await,
-        submit(&engine, "test.count").await,
-        submit(&engine, "test.count").await,
+    let job = submit(&engine, "test.slow").await;
+    let mut watch = engine.jobs.watch(OWNER, job.id).await.unwrap();
+    let first = watch.next().await.unwrap().unwrap();
+    assert_eq!((first.id, first.state), (job.id, JobState::Queued));
+    let (_stop, _worker) = spawn_worker(
+        &engine,
+        vec![Arc::new(FakeSlow {
+            duration: Duration::from_millis(100),
+            saw_cancel: Arc::new(AtomicBool::new(false)),
+        })],
+        fast_config(),
     );
-    let mut events = engine.jobs.subscribe();
-    let now = aimesh_jobs::model::now();
-    let lease = now + chrono::Duration::seconds(60);
-    let mine = store.claim("test.count", "a", 2, now, lease).await.unwrap();
-    let theirs = store.claim("test.count", "b", 1, now, lease).await.unwrap();
+    let mut seen = vec![first];
+    while let Some(snapshot) = watch.next().await {
+        let snapshot = snapshot.unwrap();
+        assert_ne!(seen.last(), Some(&snapshot), "a snapshot came twice");
+        seen.push(snapshot);
+    }
+    let last = seen.last().unwrap();
+    assert_eq!(last.state, JobState::Succeeded, "{seen:#?}");
+    assert!(
+        seen.iter()
+            .any(|j| j.state == JobState::Running && j.progress_percent == 10),
+        "the progress was streamed: {seen:#?}"
+    );
+    // Watching a finished job yields it and ends; another owner's job is not found.
+    let mut done = engine.jobs.watch(OWNER, job.id).await.unwrap();
     assert_eq!(
-        (mine.len(), theirs.len(), theirs[0].id),
-        (2, 1, b1.id),
-        "claims go oldest first"
+        done.next().await.unwrap().unwrap().state,
+        JobState::Succeeded
     );
-    let retry_at = now + chrono::Duration::hours(1);
-    let outcome = |id, state, error: Option<&str>, retry_at| Outcome {
-        id,
-        state,
-        result: (state == JobState::Succeeded).then(ok),
-        error: error.map(str::to_owned),
-        retry_at,
-    };
-    let mut applied = store
-        .finish_many(
-            "a",
-            &[
-                outcome(a1.id, JobState::Succeeded, None, None),
-                outcome(a2.id, JobState::Queued, Some("again"), Some(retry_at)),
-                // Not a's job: skipped.
-                outcome(b1.id, JobState::Failed, Some("not mine"), None),
-            ],
-            aimesh_jobs::model::now(),
-            &[],
+    assert!(done.next().await.is_none());
+    assert!(engine.jobs.watch("someone-else", job.id).await.is_err());
+}
+
+/// Two engines on one database register the same schedule: every tick submits exactly one
+/// job, owned by the system owner, which a worker runs.
+async fn two_engines_fire_each_tick_of_a_schedule_once(backend: Backend) {
+    let first = engine(backend).await;
+    let db = first.database.connect().await;
+    let second = Jobs::start(db, first.shutdown.child_token()).await.unwrap();
+    let interval = Duration::from_millis(200);
+    for jobs in [&first.jobs, &second] {
+        jobs.schedule(
+            "test.sweep",
+            Cadence::every(interval).unwrap(),
+            "test.count",
+            vec![7],
         )
         .await
         .unwrap();
-    applied.sort();
-    assert_eq!(applied, vec![a1.id, a2.id]);
-
-    let a1 = engine.jobs.get(OWNER, a1.id).await.unwrap();
-    assert_eq!(
-        (a1.state, a1.progress_percent, a1.result_type.as_deref()),
-        (JobState::Succeeded, 100, Some("google.protobuf.Empty"))
-    );
-    assert!(a1.finished_at.is_some() && a1.lease_owner.is_none());
-    let a2 = engine.jobs.get(OWNER, a2.id).await.unwrap();
-    assert_eq!(
-        (a2.state, a2.error.as_deref(), a2.finished_at, a2.run_after),
-        (JobState::Queued, Some("again"), None, retry_at)
-    );
-    let b1 = engine.jobs.get(OWNER, b1.id).await.unwrap();
-    assert_eq!(
-        (b1.state, b1.lease_owner.as_deref()),
-        (JobState::Running, Some("b"))
-    );
-
-    if matches!(backend, Backend::Postgres) {
-        // The statements themselves notified, in commit order: the submissions, the claims'
-        // "started" events,
-        // then one event per recorded outcome (a retry is queued again), none for b's job.
-        let mut received = Vec::new();
-        while received.len() < 5 {
-            let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
-                .await
-                .expect("an event for each claim and recorded outcome")
-                .unwrap();
-            assert_eq!(
-                (event.owner_id.as_str(), event.job_kind.as_str()),
-                (OWNER, "test.count")
-            );
-            if received.is_empty() && event.kind == EventKind::Queued {
-                continue; // the submissions' own events, still on their way
-            }
-            received.push((event.job_id, event.kind));
+    }
+    let counter = FakeCounter::default();
+    let (_stop, worker) = spawn_worker(&first, vec![Arc::new(counter.clone())], fast_config());
+    let query = JobQuery {
+        page_size: 100,
+        kind: Some("test.count".into()),
+        ..JobQuery::default()
+    };
+    let mut jobs = Vec::new();
+    for _ in 0..600 {
+        jobs = second.list(SYSTEM_OWNER, &query).await.unwrap().jobs;
+        if jobs
+            .iter()
+            .filter(|job| job.state == JobState::Succeeded)
+            .count()
+            >= 4
+        {
+            break;
         }
-        let by_id = |mut events: Vec<(Uuid, EventKind)>| {
-            events.sort_by_key(|(id, _)| *id);
-            events
-        };
-        assert_eq!(
-            by_id(received[..2].to_vec()),
-            by_id(vec![
-                (a1.id, EventKind::Changed),
-                (a2.id, EventKind::Changed)
-            ])
-        );
-        assert_eq!(received[2], (b1.id, EventKind::Changed));
-        assert_eq!(
-            by_id(received[3..].to_vec()),
-            by_id(vec![
-                (a1.id, EventKind::Changed),
-                (a2.id, EventKind::Queued)
-            ])
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    first.shutdown.cancel();
+    worker.await.unwrap();
+    let succeeded: Vec<&Job> = jobs
+        .iter()
+        .filter(|job| job.state == JobState::Succeeded)
+        .collect();
+    assert!(succeeded.len() >= 4, "{jobs:#?}");
+    // One job per tick: each job is due at a distinct tick of the schedule's grid, and says
+    // so in its idempotency key.
+    let mut ticks: Vec<_> = jobs.iter().map(|job| job.run_after).collect();
+    ticks.sort();
+    ticks.dedup();
+    assert_eq!(ticks.len(), jobs.len(), "a tick fired twice: {jobs:#?}");
+    let step = chrono::Duration::from_std(interval).unwrap();
+    for pair in ticks.windows(2) {
+        let apart = pair[1] - pair[0];
+        assert!(
+            apart >= step
+                && (apart.num_microseconds().unwrap() % step.num_microseconds().unwrap()) == 0,
+            "ticks {pair:?} are not on the schedule's grid"
         );
     }
-}
-
-/// One statement changing many jobs notifies each of them, though its events travel several
-/// to a notification (PostgreSQL limits a payload to 8,000 bytes: this takes several).
-async fn a_claim_of_many_jobs_notifies_each(backend: Backend) {
-    use aimesh_jobs::notify::EventKind;
-
-    let engine = engine(backend).await;
-    let total = 300;
-    let mut submitted = Vec::with_capacity(total);
-    for _ in 0..total {
-        submitted.push(submit(&engine, "test.count").await.id);
+    for job in &jobs {
+        assert_eq!(
+            (job.owner_id.as_str(), job.payload.as_slice()),
+            (SYSTEM_OWNER, &[7][..])
+        );
+        let key = job.idempotency_key.as_deref().unwrap();
+        assert!(key.starts_with("schedule:test.sweep:"), "{key}");
     }
-    let mut events = engine.jobs.subscribe();
-    let now = aimesh_jobs::model::now();
-    let lease = now + chrono::Duration::seconds(60);
-    let claimed = engine
-        .jobs
-        .store()
-        .claim("test.count", "w", total as i64, now, lease)
-        .await
-        .unwrap();
-    let mut claimed: Vec<Uuid> = claimed.iter().map(|job| job.id).collect();
-    claimed.sort();
-    submitted.sort();
-    assert_eq!(claimed, submitted);
-
-    if matches!(backend, Backend::Postgres) {
-        let mut started = std::collections::HashSet::new();
-        while started.len() < total {
-            let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
-                .await
-                .unwrap_or_else(|_| panic!("{} of {total} claims notified", started.len()))
-                .unwrap();
-            if event.kind == EventKind::Changed {
-                assert_eq!(event.owner_id, OWNER);
-                assert!(started.insert(event.job_id), "a claim notified twice");
-            }
-        }
-        started.retain(|id| claimed.binary_search(id).is_err());
-        assert!(started.is_empty(), "events for jobs not claimed");
+    let runs = counter.runs.lock().unwrap();
+    for job in succeeded {
+        assert_eq!(runs.get(&job.id), Some(&1), "each scheduled job ran once");
     }
 }
 
 aimesh_kit::backend_tests!(
-    outcomes_recorded_together_apply_under_the_lease_and_notify_each,
-    a_claim_of_many_jobs_notifies_each,
     retries_until_success,
     permanent_failures_stop_and_can_be_retried,
     cancel_reaches_the_running_handler,
     queued_jobs_cancel_at_once_and_keys_deduplicate,
-    a_dead_workers_job_runs_again_after_its_lease,
+    a_watch_follows_a_job_to_its_end,
     shutdown_finishes_running_jobs_or_releases_them,
     many_jobs_over_four_workers_run_once_each,
+    two_engines_fire_each_tick_of_a_schedule_once,
 );

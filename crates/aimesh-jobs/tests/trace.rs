@@ -10,8 +10,8 @@ use std::{
 };
 
 use aimesh_jobs::{
-    JobContext, JobError, JobHandler, JobOutput, JobState, Jobs, MIGRATIONS, SubmitOptions, Worker,
-    WorkerConfig, notify::Notifier, store::JobStore,
+    JobContext, JobError, JobHandler, JobOutput, JobState, Jobs, MIGRATIONS, SubmitOptions,
+    WorkerConfig,
 };
 use aimesh_kit::testing::{Backend, TestDatabase};
 use futures::future::BoxFuture;
@@ -119,10 +119,8 @@ async fn job_joins_the_submitting_trace(backend: Backend) {
     db.migrate(&MIGRATIONS).await.unwrap();
     let system = db.system_name();
     let shutdown = CancellationToken::new();
-    let notifier = Notifier::start(db.clone(), shutdown.clone()).await.unwrap();
-    let jobs = Jobs::new(JobStore::new(db.clone()), notifier);
-    let worker = Worker::new(
-        jobs.clone(),
+    let jobs = Jobs::start(db.clone(), shutdown.clone()).await.unwrap();
+    let worker = jobs.worker(
         vec![Arc::new(FakeProgress)],
         WorkerConfig {
             poll_interval: Duration::from_millis(50),
@@ -193,11 +191,14 @@ async fn job_joins_the_submitting_trace(backend: Backend) {
     running.await.unwrap();
 
     // A call that fails records why on its span.
-    let store = JobStore::new(db);
-    store.db().close().await;
+    jobs.close().await;
+    db.close().await;
     let failing = tracing::info_span!("test.failing");
     let failing_trace = failing.context().span().span_context().trace_id();
-    store.get(job.id).instrument(failing).await.unwrap_err();
+    jobs.get("owner", job.id)
+        .instrument(failing)
+        .await
+        .unwrap_err();
     let select = recorder
         .spans()
         .into_iter()

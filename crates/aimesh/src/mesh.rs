@@ -96,7 +96,9 @@ impl Core {
                 .context("failed to listen for cache invalidations")?,
             Db::Sqlite(_) => InvalidationBus::default(),
         };
-        let jobs = start_jobs(&db, shutdown).await?;
+        let jobs = Jobs::start(db.clone(), shutdown.clone())
+            .await
+            .context("failed to start the job engine")?;
         let translators = if translation {
             discover_translators(worker).await
         } else {
@@ -130,42 +132,8 @@ impl Core {
         if handlers.is_empty() {
             tracing::warn!("this worker has no engine for any job kind: it will claim no job");
         }
-        Worker::new(self.jobs.clone(), handlers, settings.worker_config(grace))
+        self.jobs.worker(handlers, settings.worker_config(grace))
     }
-}
-
-/// Starts the job engine: its notifier and the queue-depth gauge.
-async fn start_jobs(db: &Db, shutdown: &CancellationToken) -> anyhow::Result<Jobs> {
-    let notifier = Notifier::start(db.clone(), shutdown.clone())
-        .await
-        .context("failed to listen for job events")?;
-    let jobs = Jobs::new(JobStore::new(db.clone()), notifier);
-    tokio::spawn({
-        let store = jobs.store().clone();
-        let shutdown = shutdown.clone();
-        async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(5));
-            let mut kinds = std::collections::HashSet::new();
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = shutdown.cancelled() => break,
-                }
-                if let Ok(depths) = store.queue_depth().await {
-                    let seen: std::collections::HashSet<String> =
-                        depths.iter().map(|(kind, _)| kind.clone()).collect();
-                    for (kind, depth) in depths {
-                        metrics::gauge!("aimesh_jobs_queued", "kind" => kind).set(depth as f64);
-                    }
-                    for kind in kinds.difference(&seen) {
-                        metrics::gauge!("aimesh_jobs_queued", "kind" => kind.clone()).set(0.0);
-                    }
-                    kinds = seen;
-                }
-            }
-        }
-    });
-    Ok(jobs)
 }
 
 /// Runs a job worker without serving RPCs, until `shutdown`.
@@ -178,6 +146,7 @@ pub async fn run_worker(
     core.worker(settings, server.shutdown_grace())
         .run(shutdown)
         .await;
+    core.jobs.close().await;
     core.db.close().await;
     Ok(())
 }
@@ -284,6 +253,7 @@ impl Mesh {
         if let Some(worker) = worker {
             let _ = worker.await;
         }
+        self.core.jobs.close().await;
         self.core.db.close().await;
         result
     }

@@ -299,8 +299,8 @@ async fn running_translations_can_be_cancelled(backend: Backend) {
 
 async fn watch_streams_follow_the_callers_jobs_and_free_on_disconnect(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let notifier = app.core.jobs.notifier().clone();
-    let baseline = notifier.subscriber_count();
+    let jobs = app.core.jobs.clone();
+    let baseline = jobs.open_watches();
 
     let mut all = app
         .jobs()
@@ -338,16 +338,16 @@ async fn watch_streams_follow_the_callers_jobs_and_free_on_disconnect(backend: B
             break;
         }
     }
-    assert!(notifier.subscriber_count() > baseline);
+    assert!(jobs.open_watches() > baseline);
     drop(all);
     for _ in 0..200 {
-        if notifier.subscriber_count() == baseline {
+        if jobs.open_watches() == baseline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(
-        notifier.subscriber_count(),
+        jobs.open_watches(),
         baseline,
         "a dropped stream frees its subscription"
     );

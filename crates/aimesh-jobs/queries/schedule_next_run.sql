@@ -1,0 +1,4 @@
+-- When schedule $1 is next due.
+SELECT next_run_at
+FROM job_schedules
+WHERE name = $1

@@ -1,0 +1,24 @@
+-- Claims queued jobs whose time has come, oldest first.
+-- Each starts an attempt under worker $1 with a lease until $2 ($3 is now, $4 the kind, $5 the
+-- limit) and comes back whole.
+UPDATE jobs
+SET state = 'RUNNING',
+    attempts = attempts + 1,
+    lease_owner = $1,
+    lease_expires_at = $2,
+    started_at = COALESCE(started_at, $3),
+    updated_at = $3,
+    progress_percent = 0,
+    progress_message = '',
+    partial_output = ''
+WHERE id IN (
+    SELECT id
+    FROM jobs
+    WHERE kind = $4 AND state = 'QUEUED' AND run_after <= $3
+    ORDER BY run_after
+    LIMIT $5
+)
+RETURNING id, owner_id, kind, state, payload, attempts, max_attempts, progress_percent,
+    progress_message, partial_output, result_type, result, error, idempotency_key, trace_context,
+    cancel_requested, lease_owner, lease_expires_at, run_after, created_at, updated_at, started_at,
+    finished_at

@@ -1,0 +1,409 @@
+//! The store against SQLite and PostgreSQL where the tests need what the engine keeps to
+//! itself: claiming as a worker that then dies, recording outcomes under a lease, the events
+//! each write announces, and the plans of the hot statements.
+
+use std::{collections::HashMap, sync::Arc, sync::Mutex, time::Duration};
+
+use aimesh_kit::testing::{Backend, TestDatabase};
+use futures::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::*;
+use crate::{
+    Jobs, SubmitOptions,
+    model::{JobOutput, now},
+    queries::POSTGRES,
+    worker::{JobContext, JobError, JobHandler, WorkerConfig},
+};
+
+const OWNER: &str = "owner-1";
+
+struct Engine {
+    jobs: Jobs,
+    shutdown: CancellationToken,
+    _db: TestDatabase,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Engine {
+    async fn start(backend: Backend) -> Self {
+        let database = TestDatabase::create(backend).await;
+        let db = database.connect().await;
+        db.migrate(&MIGRATIONS).await.expect("migrate");
+        let shutdown = CancellationToken::new();
+        Engine {
+            jobs: Jobs::start(db, shutdown.clone()).await.expect("start"),
+            shutdown,
+            _db: database,
+        }
+    }
+
+    fn store(&self) -> &JobStore {
+        self.jobs.store()
+    }
+
+    async fn submit(&self) -> Job {
+        self.jobs
+            .submit(OWNER, "test.count", Vec::new(), SubmitOptions::default())
+            .await
+            .expect("submit")
+    }
+}
+
+fn ok() -> JobOutput {
+    JobOutput {
+        type_name: "google.protobuf.Empty".into(),
+        value: Vec::new(),
+    }
+}
+
+/// Counts how often each job runs.
+#[derive(Default, Clone)]
+struct FakeCounter {
+    runs: Arc<Mutex<HashMap<Uuid, u32>>>,
+}
+
+impl JobHandler for FakeCounter {
+    fn kind(&self) -> &'static str {
+        "test.count"
+    }
+    fn run(&self, ctx: JobContext) -> BoxFuture<'static, Result<JobOutput, JobError>> {
+        *self
+            .runs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(ctx.job.id)
+            .or_default() += 1;
+        Box::pin(async { Ok(ok()) })
+    }
+}
+
+async fn a_dead_workers_job_runs_again_after_its_lease(backend: Backend) {
+    let engine = Engine::start(backend).await;
+    let job = engine.submit().await;
+    // A worker claims the job and dies: no heartbeat, no outcome.
+    let now = now();
+    let claimed = engine
+        .store()
+        .claim(
+            "test.count",
+            "dead-worker",
+            1,
+            now,
+            now + chrono::Duration::milliseconds(500),
+        )
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    let counter = FakeCounter::default();
+    let stop = engine.shutdown.child_token();
+    let worker = engine.jobs.worker(
+        vec![Arc::new(counter.clone())],
+        WorkerConfig {
+            lease: Duration::from_secs(2),
+            poll_interval: Duration::from_millis(50),
+            ..WorkerConfig::default()
+        },
+    );
+    let running = tokio::spawn(worker.run(stop.clone()));
+    let mut done = engine.jobs.get(OWNER, job.id).await.expect("get");
+    for _ in 0..600 {
+        if done.state.is_terminal() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        done = engine.jobs.get(OWNER, job.id).await.expect("get");
+    }
+    assert_eq!(done.state, JobState::Succeeded);
+    assert_eq!(done.attempts, 2);
+    assert_eq!(
+        counter
+            .runs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&job.id),
+        Some(&1)
+    );
+    // The dead worker's late outcome is ignored.
+    let late = engine
+        .store()
+        .finish_many(
+            "dead-worker",
+            &[Outcome {
+                id: job.id,
+                state: JobState::Failed,
+                result: None,
+                error: Some("late".into()),
+                retry_at: None,
+            }],
+            crate::model::now(),
+            &[],
+        )
+        .await
+        .expect("finish");
+    assert!(late.is_empty());
+    stop.cancel();
+    running.await.expect("worker");
+}
+
+/// Receives events until `count` are in (skipping what `skip` rejects), failing after five
+/// seconds without one.
+async fn receive(
+    events: &mut broadcast::Receiver<JobEvent>,
+    count: usize,
+    mut skip: impl FnMut(&JobEvent) -> bool,
+) -> Vec<(Uuid, EventKind)> {
+    let mut received = Vec::new();
+    while received.len() < count {
+        let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{} of {count} events came", received.len()))
+            .expect("an event");
+        if skip(&event) {
+            continue;
+        }
+        assert_eq!(
+            (event.owner_id.as_str(), event.job_kind.as_str()),
+            (OWNER, "test.count")
+        );
+        received.push((event.job_id, event.kind));
+    }
+    received
+}
+
+fn by_id(mut events: Vec<(Uuid, EventKind)>) -> Vec<(Uuid, EventKind)> {
+    events.sort_by_key(|(id, _)| *id);
+    events
+}
+
+async fn outcomes_recorded_together_apply_under_the_lease_and_announce_each(backend: Backend) {
+    let engine = Engine::start(backend).await;
+    let store = engine.store();
+    let (a1, a2, b1) = (
+        engine.submit().await,
+        engine.submit().await,
+        engine.submit().await,
+    );
+    let mut events = store.subscribe();
+    let now = now();
+    let lease = now + chrono::Duration::seconds(60);
+    let mine = store
+        .claim("test.count", "a", 2, now, lease)
+        .await
+        .expect("claim");
+    let theirs = store
+        .claim("test.count", "b", 1, now, lease)
+        .await
+        .expect("claim");
+    assert_eq!(
+        (mine.len(), theirs.len(), theirs[0].id),
+        (2, 1, b1.id),
+        "claims go oldest first"
+    );
+    let retry_at = now + chrono::Duration::hours(1);
+    let outcome = |id, state, error: Option<&str>, retry_at| Outcome {
+        id,
+        state,
+        result: (state == JobState::Succeeded).then(ok),
+        error: error.map(str::to_owned),
+        retry_at,
+    };
+    let mut applied = store
+        .finish_many(
+            "a",
+            &[
+                outcome(a1.id, JobState::Succeeded, None, None),
+                outcome(a2.id, JobState::Queued, Some("again"), Some(retry_at)),
+                // Not a's job: skipped.
+                outcome(b1.id, JobState::Failed, Some("not mine"), None),
+            ],
+            crate::model::now(),
+            &[],
+        )
+        .await
+        .expect("finish");
+    applied.sort();
+    assert_eq!(applied, vec![a1.id, a2.id]);
+
+    let a1 = engine.jobs.get(OWNER, a1.id).await.expect("get");
+    assert_eq!(
+        (a1.state, a1.progress_percent, a1.result_type.as_deref()),
+        (JobState::Succeeded, 100, Some("google.protobuf.Empty"))
+    );
+    assert!(a1.finished_at.is_some() && a1.lease_owner.is_none());
+    let a2 = engine.jobs.get(OWNER, a2.id).await.expect("get");
+    assert_eq!(
+        (a2.state, a2.error.as_deref(), a2.finished_at, a2.run_after),
+        (JobState::Queued, Some("again"), None, retry_at)
+    );
+    let b1 = engine.jobs.get(OWNER, b1.id).await.expect("get");
+    assert_eq!(
+        (b1.state, b1.lease_owner.as_deref()),
+        (JobState::Running, Some("b"))
+    );
+
+    // Each write announced its changes, in commit order: the claims' "started" events, then
+    // one event per recorded outcome (a retry is queued again), none for b's job. On
+    // PostgreSQL the submissions' own events may still be on their way first.
+    let mut first = true;
+    let received = receive(&mut events, 5, |event| {
+        let skip = first && event.kind == EventKind::Queued;
+        first = first && skip;
+        skip
+    })
+    .await;
+    assert_eq!(
+        by_id(received[..2].to_vec()),
+        by_id(vec![
+            (a1.id, EventKind::Changed),
+            (a2.id, EventKind::Changed)
+        ])
+    );
+    assert_eq!(received[2], (b1.id, EventKind::Changed));
+    assert_eq!(
+        by_id(received[3..].to_vec()),
+        by_id(vec![
+            (a1.id, EventKind::Changed),
+            (a2.id, EventKind::Queued)
+        ])
+    );
+
+    // So do cancelling a running job (a request to its worker), retrying and releasing.
+    engine.jobs.cancel(OWNER, b1.id).await.expect("cancel");
+    let released = store
+        .release("b", crate::model::now())
+        .await
+        .expect("release");
+    assert_eq!(released, 1);
+    let received = receive(&mut events, 2, |_| false).await;
+    assert_eq!(
+        received,
+        vec![
+            (b1.id, EventKind::CancelRequested),
+            (b1.id, EventKind::Queued)
+        ]
+    );
+}
+
+/// One statement changing many jobs announces each of them, though on PostgreSQL its events
+/// travel several to a notification (a payload is limited to 8,000 bytes: this takes several).
+async fn a_claim_of_many_jobs_announces_each(backend: Backend) {
+    let engine = Engine::start(backend).await;
+    let total = 300;
+    let mut submitted = Vec::with_capacity(total);
+    for _ in 0..total {
+        submitted.push(engine.submit().await.id);
+    }
+    let mut events = engine.store().subscribe();
+    let now = now();
+    let lease = now + chrono::Duration::seconds(60);
+    let claimed = engine
+        .store()
+        .claim("test.count", "w", total as i64, now, lease)
+        .await
+        .expect("claim");
+    let mut claimed: Vec<Uuid> = claimed.iter().map(|job| job.id).collect();
+    claimed.sort();
+    submitted.sort();
+    assert_eq!(claimed, submitted);
+
+    let mut started = std::collections::HashSet::new();
+    while started.len() < total {
+        let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{} of {total} claims announced", started.len()))
+            .expect("an event");
+        if event.kind == EventKind::Changed {
+            assert_eq!(event.owner_id, OWNER);
+            assert!(started.insert(event.job_id), "a claim announced twice");
+        }
+    }
+    started.retain(|id| claimed.binary_search(id).is_err());
+    assert!(started.is_empty(), "events for jobs not claimed");
+}
+
+aimesh_kit::backend_tests!(
+    a_dead_workers_job_runs_again_after_its_lease,
+    outcomes_recorded_together_apply_under_the_lease_and_announce_each,
+    a_claim_of_many_jobs_announces_each,
+);
+
+/// The hot statements' generic plans (what PostgreSQL caches for a prepared statement),
+/// made on an empty table (a new install, the benchmark's start), reach rows only through
+/// indexes: a plan made then is kept as the table grows.
+#[tokio::test]
+async fn plans_made_on_an_empty_table_never_scan_it() {
+    let database = TestDatabase::create(Backend::Postgres).await;
+    let db = database.connect().await;
+    db.migrate(&MIGRATIONS).await.expect("migrate");
+    let store = JobStore::open(db, CancellationToken::new())
+        .await
+        .expect("store");
+    let Db::Postgres(pool) = store.db() else {
+        unreachable!("a PostgreSQL test database");
+    };
+    let mut conn = pool.acquire().await.expect("connection");
+    sqlx::query("SET plan_cache_mode = force_generic_plan")
+        .execute(&mut *conn)
+        .await
+        .expect("set");
+    let claim = "(text, timestamptz, timestamptz, text, int8)";
+    let statements = [
+        (
+            "claim_due",
+            POSTGRES.claim_due,
+            claim,
+            "('w', now(), now(), 'k', 4)",
+        ),
+        (
+            "claim_lapsed",
+            POSTGRES.claim_lapsed,
+            claim,
+            "('w', now(), now(), 'k', 4)",
+        ),
+        (
+            "insert_many",
+            POSTGRES.insert,
+            "(uuid[], text[], text[], text[], bytea[], int4[], text[], text[], \
+             timestamptz[], timestamptz[])",
+            "('{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}')",
+        ),
+        (
+            "finish_many",
+            POSTGRES.finish,
+            "(uuid[], text[], text[], bytea[], text[], timestamptz[], timestamptz, text)",
+            "('{}', '{}', '{}', '{}', '{}', '{}', now(), 'w')",
+        ),
+        (
+            "list",
+            POSTGRES.list,
+            "(text, uuid, text, text, int8)",
+            "('o', NULL, NULL, NULL, 21)",
+        ),
+    ];
+    for (name, sql, types, arguments) in statements {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "PREPARE {name}{types} AS {sql}"
+        )))
+        .execute(&mut *conn)
+        .await
+        .expect("prepare");
+        let plan: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN EXECUTE {name}{arguments}"
+        )))
+        .fetch_all(&mut *conn)
+        .await
+        .expect("explain");
+        let plan: Vec<String> = plan.into_iter().map(|(line,)| line).collect();
+        assert!(
+            !plan.iter().any(|line| line.contains("Seq Scan")),
+            "{name}: {plan:#?}"
+        );
+    }
+}
