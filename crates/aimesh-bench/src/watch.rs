@@ -62,6 +62,8 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
         .arg("--data-dir")
         .arg(data.path())
         .env("AIMESH_WORKER", "off")
+        .env("AIMESH_WATCH_STREAMS_PER_USER", "100000")
+        .env("AIMESH_WATCH_STREAMS", "100000")
         .env("AIMESH_RATE_LIMIT_PER_SEC", "0")
         .env("AIMESH_LOG", "warn")
         .stdout(Stdio::null())

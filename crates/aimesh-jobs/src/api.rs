@@ -4,7 +4,12 @@
 
 use std::pin::Pin;
 
-use aimesh_kit::{auth::principal, error::Violations, paging, proto::timestamp};
+use aimesh_kit::{
+    auth::principal,
+    error::{Violations, parse_uuid},
+    paging,
+    proto::timestamp,
+};
 use aimesh_proto::jobs::v1::{self as pb, jobs_service_server::JobsService};
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
@@ -38,18 +43,8 @@ type WatchStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 fn parse_id(id: &str) -> Result<Uuid, JobsError> {
     let mut violations = Violations::new();
-    let parsed = violations.check(
-        "id",
-        if id.is_empty() {
-            Err("must not be empty")
-        } else {
-            Uuid::try_parse(id).map_err(|_| "must be a UUID")
-        },
-    );
-    violations
-        .into_result()
-        .map_err(JobsError::InvalidArgument)?;
-    Ok(parsed.unwrap_or_default())
+    let id = violations.check("id", parse_uuid(id));
+    violations.finish(id).map_err(JobsError::InvalidArgument)
 }
 
 #[tonic::async_trait]
@@ -108,7 +103,7 @@ impl JobsService for JobsApi {
         request: Request<pb::WatchJobsRequest>,
     ) -> Result<Response<Self::WatchJobsStream>, Status> {
         let caller = principal(&request)?;
-        let jobs = self.jobs.watch_all(&caller.user_id);
+        let jobs = self.jobs.watch_all(&caller.user_id)?;
         let open = StreamGauge::open("WatchJobs");
         Ok(Response::new(Box::pin(jobs.map(move |job| {
             let _open = &open;
@@ -180,6 +175,8 @@ fn list_query(request: &pb::ListJobsRequest) -> JobsResult<JobQuery> {
     };
     if request.kind.len() > 100 {
         violations.add("kind", "must be at most 100 bytes");
+    } else if request.kind.chars().any(char::is_control) {
+        violations.add("kind", "must not contain control characters");
     }
     violations
         .into_result()

@@ -41,6 +41,77 @@ pub struct Jobs {
     /// Inserts submissions, those that arrive together in one transaction.
     submissions: Batcher<Job, JobsResult<(Job, bool)>>,
     scheduler: Scheduler,
+    watches: Arc<WatchSlots>,
+}
+
+/// Bounds on open watch streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchLimits {
+    /// Streams one user may have open at once.
+    pub per_user: usize,
+    /// Streams this process serves at once.
+    pub total: usize,
+}
+
+impl Default for WatchLimits {
+    fn default() -> Self {
+        Self {
+            per_user: 32,
+            total: 20_000,
+        }
+    }
+}
+
+/// The open watch streams, counted against [`WatchLimits`].
+#[derive(Debug, Default)]
+struct WatchSlots {
+    limits: std::sync::RwLock<WatchLimits>,
+    open: std::sync::Mutex<(usize, HashMap<String, usize>)>,
+}
+
+/// One open watch stream's place; dropping it frees the place.
+struct WatchSlot {
+    slots: Arc<WatchSlots>,
+    owner_id: String,
+}
+
+impl WatchSlots {
+    fn take(self: &Arc<Self>, owner_id: &str) -> JobsResult<WatchSlot> {
+        let limits = *self.limits.read().unwrap_or_else(|e| e.into_inner());
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if open.0 >= limits.total {
+            return Err(JobsError::TooManyWatches {
+                scope: "on this server",
+                limit: limits.total,
+            });
+        }
+        let mine = open.1.entry(owner_id.to_owned()).or_default();
+        if *mine >= limits.per_user {
+            return Err(JobsError::TooManyWatches {
+                scope: "for this user",
+                limit: limits.per_user,
+            });
+        }
+        *mine += 1;
+        open.0 += 1;
+        Ok(WatchSlot {
+            slots: self.clone(),
+            owner_id: owner_id.to_owned(),
+        })
+    }
+}
+
+impl Drop for WatchSlot {
+    fn drop(&mut self) {
+        let mut open = self.slots.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.0 = open.0.saturating_sub(1);
+        if let Some(mine) = open.1.get_mut(&self.owner_id) {
+            *mine = mine.saturating_sub(1);
+            if *mine == 0 {
+                open.1.remove(&self.owner_id);
+            }
+        }
+    }
 }
 
 impl Jobs {
@@ -60,7 +131,18 @@ impl Jobs {
             store,
             submissions,
             scheduler,
+            watches: Arc::default(),
         })
+    }
+
+    /// Bounds the watch streams open at once (see [`Jobs::watch`]); beyond them a new watch
+    /// is refused with [`JobsError::TooManyWatches`].
+    pub fn set_watch_limits(&self, limits: WatchLimits) {
+        *self
+            .watches
+            .limits
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = limits;
     }
 
     /// Returns the store, for the crate's tests.
@@ -176,6 +258,7 @@ impl Jobs {
     /// repeated; when events may have been lost the job is read again. Fails at once when the
     /// owner has no such job.
     pub async fn watch(&self, owner_id: &str, id: Uuid) -> JobsResult<JobStream> {
+        let slot = self.watches.take(owner_id)?;
         // Subscribe before the first read so no change between the two is missed.
         let events = self.store.subscribe();
         let first = self.get(owner_id, id).await?;
@@ -187,23 +270,35 @@ impl Jobs {
         });
         let changes =
             futures::stream::unfold(watch, |watch| async move { watch?.next_change().await });
-        Ok(futures::stream::iter([Ok(first)]).chain(changes).boxed())
+        Ok(futures::stream::iter([Ok(first)])
+            .chain(changes)
+            .map(move |job| {
+                let _slot = &slot;
+                job
+            })
+            .boxed())
     }
 
     /// Watches every change to any of an owner's jobs (from any replica): the stream yields
-    /// the changed job after each change. Changes missed while the watcher lagged behind are
-    /// skipped.
-    pub fn watch_all(&self, owner_id: &str) -> JobStream {
+    /// the changed job after each change. Nothing is dropped silently: a watcher that falls
+    /// too far behind (or whose events may have been lost, when a replica's listener
+    /// reconnected) gets [`JobsError::Lagged`] as its last item, and watches again.
+    pub fn watch_all(&self, owner_id: &str) -> JobsResult<JobStream> {
+        let slot = self.watches.take(owner_id)?;
         let watch = WatchAll {
             jobs: self.clone(),
             events: self.store.subscribe(),
             owner_id: owner_id.to_owned(),
         };
-        futures::stream::unfold(
+        Ok(futures::stream::unfold(
             Some(watch),
             |watch| async move { watch?.next_change().await },
         )
-        .boxed()
+        .map(move |job| {
+            let _slot = &slot;
+            job
+        })
+        .boxed())
     }
 
     /// Returns how many watch streams are open.
@@ -287,11 +382,22 @@ impl WatchAll {
             let event = match self.events.recv().await {
                 Ok(event) => event,
                 Err(RecvError::Lagged(missed)) => {
-                    tracing::debug!(missed, "job watcher lagged");
-                    continue;
+                    tracing::debug!(missed, "job watcher lagged: ending it");
+                    return Some((
+                        Err(JobsError::Lagged("fell behind the changes it follows")),
+                        None,
+                    ));
                 }
                 Err(RecvError::Closed) => return None,
             };
+            if event.kind == EventKind::Resync {
+                return Some((
+                    Err(JobsError::Lagged(
+                        "may have missed changes while its server reconnected to the database",
+                    )),
+                    None,
+                ));
+            }
             if event.owner_id != self.owner_id {
                 continue;
             }

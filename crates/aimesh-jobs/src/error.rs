@@ -18,6 +18,21 @@ pub enum JobsError {
     /// The job is not in a state the operation applies to.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// Too many watch streams are open (per user or per process).
+    #[error("too many open job watches {scope} (at most {limit}); close one and retry")]
+    TooManyWatches {
+        /// `for this user` or `on this server`.
+        scope: &'static str,
+        /// The limit.
+        limit: usize,
+    },
+    /// A watch stream missed changes (it fell too far behind, or its replica's listener
+    /// reconnected) and was ended rather than go on with a gap.
+    #[error(
+        "this watch {0} and was ended: watch again, and list the jobs to catch up on what \
+         changed meanwhile"
+    )]
+    Lagged(&'static str),
     /// The database failed.
     #[error("database error")]
     Db(#[from] sqlx::Error),
@@ -32,6 +47,8 @@ impl ServiceError for JobsError {
             JobsError::InvalidArgument(_) => Code::InvalidArgument,
             JobsError::NotFound(_) => Code::NotFound,
             JobsError::FailedPrecondition(_) => Code::FailedPrecondition,
+            JobsError::TooManyWatches { .. } => Code::ResourceExhausted,
+            JobsError::Lagged(_) => Code::Aborted,
             JobsError::Db(error) => aimesh_kit::db::failure_code(error),
         }
     }

@@ -19,7 +19,7 @@ mod store;
 pub mod worker;
 
 pub use api::JobsApi;
-pub use engine::{JobStream, Jobs};
+pub use engine::{JobStream, Jobs, WatchLimits};
 pub use error::{JobsError, JobsResult};
 pub use model::{Job, JobOutput, JobPage, JobQuery, JobState, SubmitOptions};
 pub use schedule::{Cadence, SYSTEM_OWNER};

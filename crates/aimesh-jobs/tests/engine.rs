@@ -14,8 +14,8 @@ use std::{
 };
 
 use aimesh_jobs::{
-    Cadence, Job, JobContext, JobError, JobHandler, JobOutput, JobQuery, JobState, Jobs,
-    MIGRATIONS, SYSTEM_OWNER, SubmitOptions, WorkerConfig,
+    Cadence, Job, JobContext, JobError, JobHandler, JobOutput, JobQuery, JobState, Jobs, JobsError,
+    MIGRATIONS, SYSTEM_OWNER, SubmitOptions, WatchLimits, WorkerConfig,
 };
 use aimesh_kit::testing::{Backend, TestDatabase};
 use futures::{StreamExt, future::BoxFuture};
@@ -78,15 +78,22 @@ async fn submit(engine: &Engine, kind: &str) -> Job {
         .unwrap()
 }
 
+/// Follows the job's watch stream until `done` holds for it (at most 15 s).
 async fn wait_for(engine: &Engine, id: Uuid, done: impl Fn(&Job) -> bool) -> Job {
-    for _ in 0..600 {
-        let job = engine.jobs.get(OWNER, id).await.unwrap();
+    let mut stream = engine.jobs.watch(OWNER, id).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut last = None;
+    while let Some(job) = tokio::time::timeout_at(deadline, stream.next())
+        .await
+        .unwrap_or_else(|_| panic!("job {id} still at {last:?} after 15 s"))
+    {
+        let job = job.unwrap();
         if done(&job) {
             return job;
         }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        last = Some(job);
     }
-    panic!("job {id} never reached the expected state");
+    panic!("job {id} ended at {last:?} without reaching the expected state");
 }
 
 async fn wait_terminal(engine: &Engine, id: Uuid) -> Job {
@@ -412,19 +419,19 @@ async fn two_engines_fire_each_tick_of_a_schedule_once(backend: Backend) {
         kind: Some("test.count".into()),
         ..JobQuery::default()
     };
-    let mut jobs = Vec::new();
-    for _ in 0..600 {
-        jobs = second.list(SYSTEM_OWNER, &query).await.unwrap().jobs;
-        if jobs
-            .iter()
-            .filter(|job| job.state == JobState::Succeeded)
-            .count()
-            >= 4
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let jobs = aimesh_kit::testing::eventually(
+        Duration::from_secs(15),
+        "four scheduled ticks run",
+        || async {
+            let jobs = second.list(SYSTEM_OWNER, &query).await.unwrap().jobs;
+            let succeeded = jobs
+                .iter()
+                .filter(|job| job.state == JobState::Succeeded)
+                .count();
+            (succeeded >= 4).then_some(jobs)
+        },
+    )
+    .await;
     first.shutdown.cancel();
     worker.await.unwrap();
     let succeeded: Vec<&Job> = jobs
@@ -461,7 +468,61 @@ async fn two_engines_fire_each_tick_of_a_schedule_once(backend: Backend) {
     }
 }
 
+/// Watch streams are bounded per user and per process; a closed stream frees its place.
+async fn watches_are_bounded(backend: Backend) {
+    let engine = engine(backend).await;
+    engine.jobs.set_watch_limits(WatchLimits {
+        per_user: 2,
+        total: 3,
+    });
+    let job = submit(&engine, "test.idle").await;
+    let first = engine.jobs.watch(OWNER, job.id).await.unwrap();
+    let _second = engine.jobs.watch_all(OWNER).unwrap();
+    let refused = engine.jobs.watch(OWNER, job.id).await.err();
+    assert!(
+        matches!(refused, Some(JobsError::TooManyWatches { limit: 2, .. })),
+        "{refused:?}"
+    );
+    let _other = engine.jobs.watch_all("someone else").unwrap();
+    let refused = engine.jobs.watch_all("a third user").err();
+    assert!(
+        matches!(refused, Some(JobsError::TooManyWatches { limit: 3, .. })),
+        "{refused:?}"
+    );
+    drop(first);
+    engine
+        .jobs
+        .watch(OWNER, job.id)
+        .await
+        .expect("a freed place");
+}
+
+/// A watcher of all its jobs that falls behind is told so and ended, never silently fed a
+/// stream with a gap.
+async fn a_lagging_watch_of_all_jobs_ends_with_a_status(backend: Backend) {
+    let engine = engine(backend).await;
+    let mut all = engine.jobs.watch_all(OWNER).unwrap();
+    // More changes than the event channel holds, while the watcher reads nothing.
+    let submissions = (0..6_000).map(|_| submit(&engine, "test.idle"));
+    futures::future::join_all(submissions).await;
+    let mut seen = 0;
+    let ended = loop {
+        match tokio::time::timeout(Duration::from_secs(15), all.next())
+            .await
+            .expect("the watch answers")
+        {
+            Some(Ok(_)) => seen += 1,
+            Some(Err(error)) => break error,
+            None => panic!("the watch ended without saying why after {seen} jobs"),
+        }
+    };
+    assert!(matches!(ended, JobsError::Lagged(_)), "{ended:?}");
+    assert!(all.next().await.is_none(), "nothing follows the status");
+}
+
 aimesh_kit::backend_tests!(
+    watches_are_bounded,
+    a_lagging_watch_of_all_jobs_ends_with_a_status,
     retries_until_success,
     permanent_failures_stop_and_can_be_retried,
     cancel_reaches_the_running_handler,

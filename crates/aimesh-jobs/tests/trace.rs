@@ -139,18 +139,22 @@ async fn job_joins_the_submitting_trace(backend: Backend) {
     drop(request);
 
     // The job's span ends after its outcome is written: wait for the span, not the state.
-    let mut spans = Vec::new();
-    for _ in 0..400 {
-        spans = recorder
-            .spans()
-            .into_iter()
-            .filter(|s| s.span_context.trace_id() == trace_id)
-            .collect();
-        if spans.iter().any(|s| s.name == "job test.traced") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let spans: Vec<_> = aimesh_kit::testing::eventually(
+        Duration::from_secs(10),
+        "the job's span is exported",
+        || async {
+            let spans: Vec<_> = recorder
+                .spans()
+                .into_iter()
+                .filter(|s| s.span_context.trace_id() == trace_id)
+                .collect();
+            spans
+                .iter()
+                .any(|s| s.name == "job test.traced")
+                .then_some(spans)
+        },
+    )
+    .await;
     let names: Vec<&str> = spans.iter().map(|s| s.name.as_ref()).collect();
     let find = |name: &str| {
         spans

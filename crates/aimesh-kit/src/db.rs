@@ -516,11 +516,11 @@ mod tests {
         let versions: Vec<i64> = files.iter().map(|m| m.version).collect();
         assert_eq!(versions, [1, 2]);
         assert_eq!(files[1].description, "second step");
-        let bad = Dir::new(
+        const BAD: Dir<'static> = Dir::new(
             "x",
             &[DirEntry::File(File::new("x/first.sql", b"SELECT 1"))],
         );
-        assert!(Migrations::files(&bad).unwrap_err().contains("first.sql"));
+        assert!(Migrations::files(&BAD).unwrap_err().contains("first.sql"));
     }
 
     #[tokio::test]

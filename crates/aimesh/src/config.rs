@@ -126,6 +126,38 @@ impl WorkerSettings {
     }
 }
 
+/// Settings of the job engine's watch streams.
+#[derive(Debug, Clone, clap::Args)]
+pub struct JobsSettings {
+    /// Job watch streams (WatchJob, WatchJobs) one user may have open at once; more are
+    /// refused with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "AIMESH_WATCH_STREAMS_PER_USER", default_value_t = 32)]
+    pub watch_streams_per_user: usize,
+
+    /// Job watch streams this process serves at once.
+    #[arg(long, env = "AIMESH_WATCH_STREAMS", default_value_t = 20_000)]
+    pub watch_streams: usize,
+}
+
+impl JobsSettings {
+    /// Returns the engine's watch limits.
+    pub fn watch_limits(&self) -> aimesh_jobs::WatchLimits {
+        aimesh_jobs::WatchLimits {
+            per_user: self.watch_streams_per_user.max(1),
+            total: self.watch_streams.max(1),
+        }
+    }
+}
+
+impl Default for JobsSettings {
+    fn default() -> Self {
+        Self {
+            watch_streams_per_user: 32,
+            watch_streams: 20_000,
+        }
+    }
+}
+
 /// Everything a mesh process is configured with.
 #[derive(Debug, Clone)]
 pub struct MeshConfig {
@@ -137,6 +169,8 @@ pub struct MeshConfig {
     pub identity: IdentityConfig,
     /// The job worker.
     pub worker: WorkerSettings,
+    /// The job engine's watch streams.
+    pub jobs: JobsSettings,
     /// The inference engines of the models service.
     pub models: ModelsConfig,
 }
@@ -149,6 +183,7 @@ impl MeshConfig {
             auth: AuthConfig::for_tests(),
             identity: IdentityConfig::for_tests(),
             worker: WorkerSettings::for_tests(),
+            jobs: JobsSettings::default(),
             models: ModelsConfig::disabled(),
         }
     }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use aimesh::{Mesh, MeshConfig, ServiceKind, WorkerSettings};
+use aimesh::{JobsSettings, Mesh, MeshConfig, ServiceKind, WorkerSettings};
 use aimesh_identity::IdentityConfig;
 use aimesh_kit::{
     auth::AuthConfig,
@@ -43,6 +43,9 @@ enum Command {
 
         #[command(flatten)]
         worker: WorkerSettings,
+
+        #[command(flatten)]
+        jobs: JobsSettings,
 
         #[command(flatten)]
         models: ModelsConfig,
@@ -143,6 +146,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             auth,
             identity,
             mut worker,
+            jobs,
             models,
             services,
         } => {
@@ -158,6 +162,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 auth,
                 identity,
                 worker,
+                jobs,
                 models,
             };
             let mesh = Mesh::build(&config, &services).await?;

@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 
 use aimesh_ai::translate::{Apertium, Marian, Translator, Translators};
 use aimesh_identity::{Identity, IdentityApi, IdentityStore, keys::SigningKeys};
-use aimesh_jobs::{Jobs, JobsApi, Worker, notify::Notifier, store::JobStore, worker::JobHandler};
+use aimesh_jobs::{JobHandler, Jobs, JobsApi, Worker};
 use aimesh_kit::{
     auth::{AccountHooks, AuthLayer, Authenticator, jwt::JwtVerifier, remote},
     config::ServerConfig,
@@ -167,6 +167,7 @@ impl Mesh {
         let runs_worker = config.worker.runs_worker(services);
         let translation = runs_worker || services.contains(&ServiceKind::Notes);
         let core = Core::start(&config.server, &config.worker, translation, &shutdown).await?;
+        core.jobs.set_watch_limits(config.jobs.watch_limits());
 
         let mut builder = server_builder(&config.server, &core.db, &shutdown)?;
         let identity = services

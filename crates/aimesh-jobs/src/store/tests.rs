@@ -112,14 +112,12 @@ async fn a_dead_workers_job_runs_again_after_its_lease(backend: Backend) {
         },
     );
     let running = tokio::spawn(worker.run(stop.clone()));
-    let mut done = engine.jobs.get(OWNER, job.id).await.expect("get");
-    for _ in 0..600 {
-        if done.state.is_terminal() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-        done = engine.jobs.get(OWNER, job.id).await.expect("get");
-    }
+    let done =
+        aimesh_kit::testing::eventually(Duration::from_secs(15), "the job finishes", || async {
+            let job = engine.jobs.get(OWNER, job.id).await.expect("get");
+            job.state.is_terminal().then_some(job)
+        })
+        .await;
     assert_eq!(done.state, JobState::Succeeded);
     assert_eq!(done.attempts, 2);
     assert_eq!(

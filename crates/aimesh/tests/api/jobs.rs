@@ -46,22 +46,45 @@ async fn watch(app: &TestApp, id: &str) -> Vec<jpb::Job> {
     seen
 }
 
+/// Follows a job over WatchJob until `done` holds for it, and returns it. Fails when the job
+/// ends (the stream closes after a terminal state) without `done` holding, or after a minute.
 async fn wait_job(app: &TestApp, id: &str, done: impl Fn(&jpb::Job) -> bool) -> jpb::Job {
-    for _ in 0..1200 {
-        let job = app
-            .jobs()
-            .get_job(jpb::GetJobRequest { id: id.into() })
-            .await
-            .unwrap()
-            .into_inner()
-            .job
-            .unwrap();
+    let mut stream = app
+        .jobs()
+        .watch_job(jpb::WatchJobRequest { id: id.into() })
+        .await
+        .unwrap()
+        .into_inner();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut last = None;
+    while let Some(message) = tokio::time::timeout_at(deadline, stream.message())
+        .await
+        .unwrap_or_else(|_| panic!("job {id} still at {last:?} after a minute"))
+        .unwrap()
+    {
+        let job = message.job.unwrap();
         if done(&job) {
             return job;
         }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        last = Some(job);
     }
-    panic!("job {id} never reached the expected state");
+    panic!("job {id} ended at {last:?} without reaching the expected state");
+}
+
+/// Starts translating a note with `notes` and returns the job.
+async fn start_translation(
+    notes: &crate::helpers::NotesClient,
+    note_id: &str,
+    target: &str,
+) -> jpb::Job {
+    notes
+        .clone()
+        .translate_note(translate(note_id, target))
+        .await
+        .expect("translate_note failed")
+        .into_inner()
+        .job
+        .expect("a job")
 }
 
 fn is_state(job: &jpb::Job, state: jpb::JobState) -> bool {
@@ -260,15 +283,7 @@ async fn translations_are_refused_at_submission(backend: Backend) {
 async fn running_translations_can_be_cancelled(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let note = app.create_note("long", &long_text(40), "en").await;
-    let job = app
-        .notes
-        .clone()
-        .translate_note(translate(&note.id, "es"))
-        .await
-        .unwrap()
-        .into_inner()
-        .job
-        .unwrap();
+    let job = start_translation(&app.notes, &note.id, "es").await;
     wait_job(&app, &job.id, |j| {
         is_state(j, jpb::JobState::Running) && j.progress.as_ref().is_some_and(|p| p.percent > 0)
     })
@@ -316,15 +331,7 @@ async fn watch_streams_follow_the_callers_jobs_and_free_on_disconnect(backend: B
         .await
         .unwrap();
     let note = app.create_note("a", TEXT, "en").await;
-    let job = app
-        .notes
-        .clone()
-        .translate_note(translate(&note.id, "es"))
-        .await
-        .unwrap()
-        .into_inner()
-        .job
-        .unwrap();
+    let job = start_translation(&app.notes, &note.id, "es").await;
     loop {
         let event = tokio::time::timeout(Duration::from_secs(30), all.message())
             .await
@@ -340,17 +347,12 @@ async fn watch_streams_follow_the_callers_jobs_and_free_on_disconnect(backend: B
     }
     assert!(jobs.open_watches() > baseline);
     drop(all);
-    for _ in 0..200 {
-        if jobs.open_watches() == baseline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(
-        jobs.open_watches(),
-        baseline,
-        "a dropped stream frees its subscription"
-    );
+    aimesh_kit::testing::eventually(
+        Duration::from_secs(5),
+        "a dropped stream frees its subscription",
+        || async { (jobs.open_watches() == baseline).then_some(()) },
+    )
+    .await;
 }
 
 /// A worker process is killed (SIGKILL) in the middle of a translation; after its lease
@@ -373,15 +375,7 @@ async fn a_killed_worker_process_loses_nothing(backend: Backend) {
     };
     let mut first = spawn_worker();
     let note = app.create_note("long", &long_text(30), "en").await;
-    let job = app
-        .notes
-        .clone()
-        .translate_note(translate(&note.id, "es"))
-        .await
-        .unwrap()
-        .into_inner()
-        .job
-        .unwrap();
+    let job = start_translation(&app.notes, &note.id, "es").await;
     wait_job(&app, &job.id, |j| {
         is_state(j, jpb::JobState::Running) && j.progress.as_ref().is_some_and(|p| p.percent >= 10)
     })
@@ -399,14 +393,15 @@ async fn a_killed_worker_process_loses_nothing(backend: Backend) {
     assert!(is_state(&done, jpb::JobState::Succeeded), "{done:?}");
     assert_eq!(done.attempts, 2, "the second worker ran a second attempt");
     // The worker process's write reaches this process's note cache over NOTIFY, shortly after.
-    let mut stored = get_note(&app.notes, &note.id).await;
-    for _ in 0..200 {
-        if !stored.translations.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-        stored = get_note(&app.notes, &note.id).await;
-    }
+    let stored = aimesh_kit::testing::eventually(
+        Duration::from_secs(5),
+        "the translation reaches this process's cache",
+        || async {
+            let note = get_note(&app.notes, &note.id).await;
+            (!note.translations.is_empty()).then_some(note)
+        },
+    )
+    .await;
     assert_eq!(stored.translations.len(), 1);
     assert!(stored.translations[0].text.starts_with("La casa es grande"));
 }

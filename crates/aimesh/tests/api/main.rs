@@ -3,9 +3,12 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod dynamic;
 mod helpers;
 mod identity;
 mod jobs;
 mod models;
 mod notes;
 mod server;
+mod sweep;
+mod tenancy;
