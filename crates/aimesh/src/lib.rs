@@ -6,5 +6,5 @@ pub mod config;
 pub mod mesh;
 pub mod tools;
 
-pub use config::{MeshConfig, ServiceKind, WorkerMode, WorkerSettings};
+pub use config::{MeshConfig, ProcessingSettings, ServiceKind, WorkerMode, WorkerSettings};
 pub use mesh::{Core, Mesh, connect, migrate, run_worker};

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use aimesh::{Mesh, MeshConfig, ServiceKind, WorkerSettings};
+use aimesh::{Mesh, MeshConfig, ProcessingSettings, ServiceKind, WorkerSettings};
 use aimesh_identity::IdentityConfig;
 use aimesh_kit::{
     auth::AuthConfig,
@@ -47,6 +47,9 @@ enum Command {
         #[command(flatten)]
         models: ModelsConfig,
 
+        #[command(flatten)]
+        processing: ProcessingSettings,
+
         /// Services to run, comma-separated (default: all).
         #[arg(long, env = "AIMESH_SERVICES", value_delimiter = ',', value_enum)]
         services: Vec<ServiceKind>,
@@ -59,6 +62,12 @@ enum Command {
 
         #[command(flatten)]
         worker: WorkerSettings,
+
+        #[command(flatten)]
+        models: ModelsConfig,
+
+        #[command(flatten)]
+        processing: ProcessingSettings,
     },
     /// Apply pending database migrations and exit.
     Migrate {
@@ -144,6 +153,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             identity,
             mut worker,
             models,
+            processing,
             services,
         } => {
             name_worker(&mut worker);
@@ -159,6 +169,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 identity,
                 worker,
                 models,
+                processing,
             };
             let mesh = Mesh::build(&config, &services).await?;
             let token = mesh.shutdown_token();
@@ -168,7 +179,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
             });
             mesh.run_until_stopped().await
         }
-        Command::Worker { server, mut worker } => {
+        Command::Worker {
+            server,
+            mut worker,
+            models,
+            processing,
+        } => {
             name_worker(&mut worker);
             let shutdown = tokio_util::sync::CancellationToken::new();
             let token = shutdown.clone();
@@ -176,7 +192,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 shutdown_signal().await;
                 token.cancel();
             });
-            aimesh::run_worker(&server, &worker, shutdown).await
+            aimesh::run_worker(&server, &worker, &models, &processing, shutdown).await
         }
         Command::Migrate { server } => {
             let db = aimesh::connect(&server).await?;
