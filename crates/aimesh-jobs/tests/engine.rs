@@ -57,6 +57,7 @@ fn fast_config() -> WorkerConfig {
         backoff_max: Duration::from_millis(50),
         grace: Duration::from_secs(5),
         concurrency: 4,
+        worker_name: "test".into(),
     }
 }
 

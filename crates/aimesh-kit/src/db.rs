@@ -516,10 +516,8 @@ mod tests {
         let versions: Vec<i64> = files.iter().map(|m| m.version).collect();
         assert_eq!(versions, [1, 2]);
         assert_eq!(files[1].description, "second step");
-        let bad = Dir::new(
-            "x",
-            &[DirEntry::File(File::new("x/first.sql", b"SELECT 1"))],
-        );
+        const BAD: &[DirEntry<'static>] = &[DirEntry::File(File::new("x/first.sql", b"SELECT 1"))];
+        let bad = Dir::new("x", BAD);
         assert!(Migrations::files(&bad).unwrap_err().contains("first.sql"));
     }
 

@@ -8,4 +8,5 @@ mod identity;
 mod jobs;
 mod models;
 mod notes;
+mod processing;
 mod server;
