@@ -1,9 +1,10 @@
 //! The shared runtime every aimesh service stands on: typed configuration, telemetry, one
-//! error-to-`Status` mapping, database pools with migrations, the caller's identity in request
-//! extensions, cache invalidation fan-out, and a gRPC server builder that adds grpc-web,
-//! reflection, health and graceful shutdown.
+//! error-to-`Status` mapping, database pools with migrations, content-addressed blob storage,
+//! the caller's identity in request extensions, cache invalidation fan-out, and a gRPC server
+//! builder that adds grpc-web, reflection, health and graceful shutdown.
 
 pub mod auth;
+pub mod blob;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -1,159 +1,116 @@
-//! Errors of document extraction: each says what is wrong with the document and, where one was
-//! hit, which limit.
+//! Errors of the processing service.
 
-use std::time::Duration;
+use aimesh_kit::{
+    Code, FieldViolation, ServiceError,
+    blob::BlobError,
+    error::{display_violations, into_status},
+};
+use uuid::Uuid;
 
-use crate::extract::Format;
-
-/// The document types extraction accepts, as listed in [`ExtractError::Unsupported`].
-pub const SUPPORTED_TYPES: &str = "plain text (utf-8, utf-16 with bom, latin-1), markdown, html, \
-                                   pdf, docx, png, jpeg";
-
-/// Why a document could not be extracted.
+/// A processing operation's failure.
 #[derive(Debug, thiserror::Error)]
-pub enum ExtractError {
-    /// The document has no bytes.
-    #[error("document is empty")]
-    Empty,
-    /// The document is larger than [`crate::Limits::max_input_bytes`].
-    #[error("document is {size} bytes, over the limit of {limit} bytes")]
-    TooLarge {
-        /// Size of the document.
-        size: usize,
-        /// The limit.
-        limit: usize,
+pub enum ProcessingError {
+    /// The request is malformed.
+    #[error("invalid argument: {}", display_violations(.0))]
+    InvalidArgument(Vec<FieldViolation>),
+    /// No such document for this caller.
+    #[error("document {0} not found")]
+    DocumentNotFound(Uuid),
+    /// No such upload for this caller.
+    #[error("upload {0} not found")]
+    UploadNotFound(Uuid),
+    /// An append was sent at another offset than the stored one.
+    #[error(
+        "upload {id} has {stored} bytes stored: append at offset {stored}, not {sent} \
+         (GetUpload tells the offset to resume from)"
+    )]
+    WrongOffset {
+        /// The upload.
+        id: Uuid,
+        /// The offset sent.
+        sent: i64,
+        /// The stored offset.
+        stored: i64,
     },
-    /// The bytes are not one of the supported types.
-    #[error("unsupported document type ({detected}); supported types: {SUPPORTED_TYPES}")]
-    Unsupported {
-        /// What the bytes look like.
-        detected: String,
+    /// FinishUpload before every declared byte arrived.
+    #[error("upload {id} has {stored} of its {size} bytes: append the rest before finishing")]
+    Incomplete {
+        /// The upload.
+        id: Uuid,
+        /// Bytes stored.
+        stored: i64,
+        /// Declared size.
+        size: i64,
     },
-    /// The document is corrupt or not what its header claims.
-    #[error("malformed {format} document: {reason}")]
-    Malformed {
-        /// The sniffed format.
-        format: Format,
-        /// What is wrong.
-        reason: String,
+    /// The owner's storage quota would be exceeded.
+    #[error(
+        "storage quota exceeded: {used} of {quota} bytes used (AIMESH_STORAGE_QUOTA_BYTES), \
+         {wanted} more needed; delete documents to make room"
+    )]
+    QuotaExceeded {
+        /// Bytes in use (documents and uploads in progress).
+        used: i64,
+        /// The quota.
+        quota: u64,
+        /// Bytes the operation needs.
+        wanted: i64,
     },
-    /// A third-party parser panicked on the document.
-    #[error("the {format} parser failed on this document (it is malformed or unsupported)")]
-    ParserPanicked {
-        /// The sniffed format.
-        format: Format,
-    },
-    /// The PDF is encrypted with a user password.
-    #[error("pdf is encrypted and cannot be opened without a password")]
-    Encrypted,
-    /// The document has more pages than [`crate::Limits::max_pages`].
-    #[error("{format} document has more than {limit} pages (the page limit)")]
-    TooManyPages {
-        /// The sniffed format.
-        format: Format,
-        /// The limit.
-        limit: usize,
-    },
-    /// More pages need OCR than [`OcrSettings::max_pages`](crate::OcrSettings::max_pages).
-    #[error("{pages} pages have no text layer and need ocr, over the limit of {limit} ocr pages")]
-    TooManyOcrPages {
-        /// Pages without a text layer.
-        pages: usize,
-        /// The limit.
-        limit: usize,
-    },
-    /// Pages without a text layer need OCR but OCR is disabled.
-    #[error("{pages} pages have no text layer and ocr is disabled")]
-    OcrDisabled {
-        /// Pages without a text layer.
-        pages: usize,
-    },
-    /// The extracted text is longer than [`crate::Limits::max_text_bytes`].
-    #[error("extracted text exceeds the limit of {limit} bytes")]
-    TextTooLarge {
-        /// The limit.
-        limit: usize,
-    },
-    /// A compressed part of the document inflates beyond its limit.
-    #[error("{what}: decompressed size exceeds the limit of {limit} bytes")]
-    DecompressedTooLarge {
-        /// The part, e.g. `docx entry word/document.xml` or `pdf streams`.
-        what: String,
-        /// The limit.
-        limit: u64,
-    },
-    /// A DOCX archive has more entries than [`crate::Limits::max_zip_entries`].
-    #[error("docx archive has {entries} entries, over the limit of {limit}")]
-    TooManyEntries {
-        /// Entries in the archive.
-        entries: usize,
-        /// The limit.
-        limit: usize,
-    },
-    /// A DOCX archive entry compresses better than a real document can (a zip bomb).
-    #[error("docx entry {entry} has a compression ratio of {ratio}:1, over the limit of {limit}:1")]
-    CompressionRatio {
-        /// The entry name.
-        entry: String,
-        /// Its ratio of uncompressed to compressed size.
-        ratio: u64,
-        /// The limit.
-        limit: u64,
-    },
-    /// Markup nests deeper than [`crate::Limits::max_depth`].
-    #[error("{format} document nests elements deeper than {limit} levels")]
-    TooDeep {
-        /// The sniffed format.
-        format: Format,
-        /// The limit.
-        limit: usize,
-    },
-    /// An image has more pixels than [`crate::Limits::max_image_pixels`].
-    #[error("image is {width}x{height} pixels, over the limit of {limit} pixels")]
-    ImageTooLarge {
-        /// Width in pixels.
-        width: u64,
-        /// Height in pixels.
-        height: u64,
-        /// The limit.
-        limit: u64,
-    },
-    /// Extraction ran out of its time budget.
-    #[error("{stage} exceeded the time limit of {limit:?}")]
-    TimedOut {
-        /// What was running, e.g. `pdf text extraction` or `tesseract`.
-        stage: &'static str,
-        /// The limit.
-        limit: Duration,
-    },
-    /// An external tool needed for this document is not installed.
-    #[error("{tool} is not installed or not runnable; install {install}")]
-    ToolMissing {
-        /// The program.
-        tool: String,
-        /// How to install it.
-        install: &'static str,
-    },
-    /// An external tool failed.
-    #[error("{tool} failed: {message}")]
-    ToolFailed {
-        /// The program.
-        tool: &'static str,
-        /// Its exit status and the start of its error output.
-        message: String,
-    },
-    /// An external tool wrote more output than allowed.
-    #[error("{tool} output exceeds the limit of {limit} bytes")]
-    ToolOutputTooLarge {
-        /// The program.
-        tool: &'static str,
-        /// The limit.
-        limit: u64,
-    },
-    /// A temporary file for an external tool could not be written or read.
-    #[error("temporary file error: {0}")]
-    Io(#[from] std::io::Error),
+    /// An engine needed here is not loaded or not serving.
+    #[error("{0}")]
+    EngineUnavailable(String),
+    /// A bug or an unexpected failure.
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// The blob store failed.
+    #[error("blob store error")]
+    Blob(#[from] BlobError),
+    /// The job engine refused or failed a submission.
+    #[error(transparent)]
+    Jobs(#[from] aimesh_jobs::JobsError),
+    /// The database failed.
+    #[error("database error")]
+    Db(#[from] sqlx::Error),
 }
 
-/// The result of an extraction step.
-pub type ExtractResult<T> = Result<T, ExtractError>;
+impl ProcessingError {
+    /// An INVALID_ARGUMENT naming one field.
+    pub fn invalid(field: &str, description: impl Into<String>) -> Self {
+        ProcessingError::InvalidArgument(vec![FieldViolation::new(field, description)])
+    }
+}
+
+/// The result of a processing operation.
+pub type ProcessingResult<T> = Result<T, ProcessingError>;
+
+impl ServiceError for ProcessingError {
+    fn code(&self) -> Code {
+        match self {
+            ProcessingError::InvalidArgument(_) => Code::InvalidArgument,
+            ProcessingError::DocumentNotFound(_) | ProcessingError::UploadNotFound(_) => {
+                Code::NotFound
+            }
+            ProcessingError::WrongOffset { .. } | ProcessingError::Incomplete { .. } => {
+                Code::FailedPrecondition
+            }
+            ProcessingError::QuotaExceeded { .. } => Code::ResourceExhausted,
+            ProcessingError::EngineUnavailable(_) => Code::FailedPrecondition,
+            ProcessingError::Internal(_) | ProcessingError::Blob(_) => Code::Internal,
+            ProcessingError::Jobs(error) => error.code(),
+            ProcessingError::Db(error) => aimesh_kit::db::failure_code(error),
+        }
+    }
+
+    fn field_violations(&self) -> &[FieldViolation] {
+        match self {
+            ProcessingError::InvalidArgument(violations) => violations,
+            ProcessingError::Jobs(error) => error.field_violations(),
+            _ => &[],
+        }
+    }
+}
+
+impl From<ProcessingError> for tonic::Status {
+    fn from(error: ProcessingError) -> Self {
+        into_status(error)
+    }
+}

@@ -1,16 +1,32 @@
-//! The document-processing core of the aimesh processing service: text extraction from uploaded
-//! documents (plain text, Markdown, HTML, PDF, DOCX, and images or scanned PDF pages through
-//! OCR) and chunking of the extracted text for embedding.
+//! The processing service: documents uploaded in one call or resumably, stored as
+//! content-addressed blobs under a per-owner quota, processed as jobs (text extraction, chunking,
+//! embedding) and searched by meaning.
 //!
-//! Everything here is synchronous and CPU- or subprocess-bound: callers on an async runtime run
-//! [`Extractor::extract`] on a blocking thread. Every input is treated as hostile: sizes, page
-//! counts, nesting depth, decompressed sizes and wall time are bounded by [`Limits`], and third
-//! party parsers run behind `catch_unwind`.
+//! Layers, outermost first: [`api`] (the tonic `ProcessingService`, a pure adapter) with
+//! [`convert`] (proto <-> domain, request validation), [`service`] (domain logic: uploads,
+//! quota, ownership, search), [`store`] (SQL on SQLite or PostgreSQL); [`job`] is the job
+//! handler that processes documents.
+//!
+//! The document-processing core below them is synchronous and CPU- or subprocess-bound:
+//! callers on an async runtime run [`Extractor::extract`] on a blocking thread. Every input is
+//! treated as hostile: sizes, page counts, nesting depth, decompressed sizes and wall time are
+//! bounded by [`Limits`], and third party parsers run behind `catch_unwind`.
 
+pub mod api;
 pub mod chunk;
+pub mod convert;
+pub mod domain;
 pub mod error;
 pub mod extract;
+pub mod extract_error;
+pub mod job;
+pub mod service;
+pub mod store;
 
+pub use api::ProcessingApi;
 pub use chunk::{Chunk, ChunkOptions, chunk};
-pub use error::{ExtractError, ExtractResult};
+pub use error::{ProcessingError, ProcessingResult};
 pub use extract::{Engine, Extracted, Extractor, Format, Heading, Limits, OcrSettings, Page};
+pub use extract_error::{ExtractError, ExtractResult};
+pub use service::{Processing, ProcessingConfig};
+pub use store::{DocumentStore, MIGRATIONS};

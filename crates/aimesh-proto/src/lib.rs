@@ -40,6 +40,32 @@ pub mod models {
     }
 }
 
+/// `aimesh.processing.v1`.
+pub use self::packages::processing;
+
+/// Packages whose code names types outside the `aimesh` package (`google.api.HttpBody`): the
+/// generated paths climb one module per package segment, so these sit under an `aimesh`-like
+/// module of their own, beside the aimesh packages they name.
+mod packages {
+    pub use crate::jobs;
+
+    /// `aimesh.processing.v1`.
+    pub mod processing {
+        /// Version 1.
+        pub mod v1 {
+            tonic::include_proto!("aimesh.processing.v1");
+        }
+    }
+}
+
+/// The `google.api` messages the APIs use (`HttpBody`).
+pub mod google {
+    /// `google.api`.
+    pub mod api {
+        tonic::include_proto!("google.api");
+    }
+}
+
 /// `aimesh.bench.v1`: the echo service used as a benchmark ceiling.
 pub mod bench {
     /// Version 1.

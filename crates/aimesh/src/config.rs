@@ -20,6 +20,8 @@ pub enum ServiceKind {
     Notes,
     /// `aimesh.models.v1.ModelsService`: the inference engines and direct calls to them.
     Models,
+    /// `aimesh.processing.v1.ProcessingService`: document uploads, processing and search.
+    Processing,
 }
 
 impl ServiceKind {
@@ -29,6 +31,7 @@ impl ServiceKind {
         ServiceKind::Jobs,
         ServiceKind::Notes,
         ServiceKind::Models,
+        ServiceKind::Processing,
     ];
 }
 
@@ -39,6 +42,7 @@ impl fmt::Display for ServiceKind {
             ServiceKind::Jobs => "jobs",
             ServiceKind::Notes => "notes",
             ServiceKind::Models => "models",
+            ServiceKind::Processing => "processing",
         })
     }
 }
@@ -158,6 +162,49 @@ impl Default for JobsSettings {
     }
 }
 
+/// Settings of the processing service: upload limits, the storage quota, where blobs live.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProcessingSettings {
+    /// Largest document accepted, in bytes (one-call and resumable uploads alike).
+    #[arg(long, env = "AIMESH_MAX_UPLOAD_BYTES", default_value_t = 50 << 20)]
+    pub max_upload_bytes: u64,
+
+    /// Most bytes one user may store (documents, and uploads in progress at their declared
+    /// size); more is refused with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "AIMESH_STORAGE_QUOTA_BYTES", default_value_t = 1 << 30)]
+    pub storage_quota_bytes: u64,
+
+    /// Directory of stored files (blobs); defaults to `blobs` in the data directory.
+    #[arg(long, env = "AIMESH_BLOB_DIR")]
+    pub blob_dir: Option<std::path::PathBuf>,
+}
+
+impl ProcessingSettings {
+    /// Returns the service's limits.
+    pub fn config(&self) -> aimesh_processing::ProcessingConfig {
+        aimesh_processing::ProcessingConfig {
+            max_upload_bytes: self.max_upload_bytes,
+            storage_quota_bytes: self.storage_quota_bytes,
+        }
+    }
+
+    /// Returns the blob directory for a data directory.
+    pub fn blob_dir(&self, data_dir: &std::path::Path) -> std::path::PathBuf {
+        self.blob_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("blobs"))
+    }
+
+    /// Returns the defaults.
+    pub fn for_tests() -> Self {
+        Self {
+            max_upload_bytes: 50 << 20,
+            storage_quota_bytes: 1 << 30,
+            blob_dir: None,
+        }
+    }
+}
+
 /// Everything a mesh process is configured with.
 #[derive(Debug, Clone)]
 pub struct MeshConfig {
@@ -171,8 +218,10 @@ pub struct MeshConfig {
     pub worker: WorkerSettings,
     /// The job engine's watch streams.
     pub jobs: JobsSettings,
-    /// The inference engines of the models service.
+    /// The inference engines (of the models service, and those processing needs).
     pub models: ModelsConfig,
+    /// The processing service.
+    pub processing: ProcessingSettings,
 }
 
 impl MeshConfig {
@@ -185,6 +234,7 @@ impl MeshConfig {
             worker: WorkerSettings::for_tests(),
             jobs: JobsSettings::default(),
             models: ModelsConfig::disabled(),
+            processing: ProcessingSettings::for_tests(),
         }
     }
 }

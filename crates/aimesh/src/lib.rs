@@ -6,5 +6,7 @@ pub mod config;
 pub mod mesh;
 pub mod tools;
 
-pub use config::{JobsSettings, MeshConfig, ServiceKind, WorkerMode, WorkerSettings};
+pub use config::{
+    JobsSettings, MeshConfig, ProcessingSettings, ServiceKind, WorkerMode, WorkerSettings,
+};
 pub use mesh::{Core, Mesh, connect, migrate, run_worker};

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use aimesh::{JobsSettings, Mesh, MeshConfig, ServiceKind, WorkerSettings};
+use aimesh::{JobsSettings, Mesh, MeshConfig, ProcessingSettings, ServiceKind, WorkerSettings};
 use aimesh_identity::IdentityConfig;
 use aimesh_kit::{
     auth::AuthConfig,
@@ -50,6 +50,9 @@ enum Command {
         #[command(flatten)]
         models: ModelsConfig,
 
+        #[command(flatten)]
+        processing: ProcessingSettings,
+
         /// Services to run, comma-separated (default: all).
         #[arg(long, env = "AIMESH_SERVICES", value_delimiter = ',', value_enum)]
         services: Vec<ServiceKind>,
@@ -62,6 +65,12 @@ enum Command {
 
         #[command(flatten)]
         worker: WorkerSettings,
+
+        #[command(flatten)]
+        models: ModelsConfig,
+
+        #[command(flatten)]
+        processing: ProcessingSettings,
     },
     /// Apply pending database migrations and exit.
     Migrate {
@@ -148,6 +157,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             mut worker,
             jobs,
             models,
+            processing,
             services,
         } => {
             name_worker(&mut worker);
@@ -164,6 +174,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 worker,
                 jobs,
                 models,
+                processing,
             };
             let mesh = Mesh::build(&config, &services).await?;
             let token = mesh.shutdown_token();
@@ -173,7 +184,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
             });
             mesh.run_until_stopped().await
         }
-        Command::Worker { server, mut worker } => {
+        Command::Worker {
+            server,
+            mut worker,
+            models,
+            processing,
+        } => {
             name_worker(&mut worker);
             let shutdown = tokio_util::sync::CancellationToken::new();
             let token = shutdown.clone();
@@ -181,7 +197,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 shutdown_signal().await;
                 token.cancel();
             });
-            aimesh::run_worker(&server, &worker, shutdown).await
+            aimesh::run_worker(&server, &worker, &models, &processing, shutdown).await
         }
         Command::Migrate { server } => {
             let db = aimesh::connect(&server).await?;

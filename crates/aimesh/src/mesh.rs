@@ -7,6 +7,7 @@ use std::{sync::Arc, time::Duration};
 use aimesh_ai::translate::{Apertium, Marian, Translator, Translators};
 use aimesh_identity::{Identity, IdentityApi, IdentityStore, keys::SigningKeys};
 use aimesh_jobs::{JobHandler, Jobs, JobsApi, Worker};
+use aimesh_kit::blob::BlobStore;
 use aimesh_kit::{
     auth::{AccountHooks, AuthLayer, Authenticator, jwt::JwtVerifier, remote},
     config::ServerConfig,
@@ -14,20 +15,22 @@ use aimesh_kit::{
     invalidation::InvalidationBus,
     server::{ReadinessCheck, Server, ServerBuilder},
 };
-use aimesh_models::{EngineKind, Engines, ModelsApi};
+use aimesh_models::{EngineKind, Engines, ModelsApi, ModelsConfig};
 use aimesh_notes::{
     Notes, NotesApi, NotesStore, service::CacheConfig, translate::TranslateHandler,
 };
+use aimesh_processing::{DocumentStore, Processing, ProcessingApi, job::ProcessHandler};
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{MeshConfig, ServiceKind, WorkerSettings};
+use crate::config::{MeshConfig, ProcessingSettings, ServiceKind, WorkerSettings};
 
 /// Applies every service's migrations.
 pub async fn migrate(db: &Db) -> anyhow::Result<()> {
     db.migrate(&aimesh_identity::MIGRATIONS).await?;
     db.migrate(&aimesh_jobs::MIGRATIONS).await?;
     db.migrate(&aimesh_notes::MIGRATIONS).await?;
+    db.migrate(&aimesh_processing::MIGRATIONS).await?;
     Ok(())
 }
 
@@ -62,7 +65,7 @@ pub async fn discover_translators(settings: &WorkerSettings) -> Translators {
 }
 
 /// What the services of one process share: the database, the invalidation bus, the job
-/// engine and the notes service.
+/// engine, the inference engines, and the notes and processing services.
 #[derive(Clone)]
 pub struct Core {
     /// The database.
@@ -73,16 +76,23 @@ pub struct Core {
     pub jobs: Jobs,
     /// The notes service.
     pub notes: Notes,
+    /// The inference engines loaded by this process (shared by the models and processing
+    /// services and the worker).
+    pub engines: Arc<Engines>,
+    /// The processing service.
+    pub processing: Processing,
 }
 
 impl Core {
     /// Connects (and migrates, when configured) the database and starts the shared parts.
     /// Translation engines are looked for only when `translation` is set (a process that
-    /// serves notes or runs jobs).
+    /// serves notes or runs jobs); `engines` are the inference engines already loaded.
     pub async fn start(
         server: &ServerConfig,
         worker: &WorkerSettings,
         translation: bool,
+        engines: Arc<Engines>,
+        processing: &ProcessingSettings,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Self> {
         let db = connect(server).await?;
@@ -111,11 +121,25 @@ impl Core {
             jobs.clone(),
             Arc::new(translators),
         );
+        let blobs = BlobStore::local(&processing.blob_dir(&server.data_dir))
+            .context("failed to open the blob directory")?;
+        let processing = Processing::new(
+            DocumentStore::new(db.clone()),
+            blobs,
+            jobs.clone(),
+            engines
+                .embedder
+                .clone()
+                .map_err(|unavailable| unavailable.detail().to_owned()),
+            processing.config(),
+        );
         Ok(Self {
             db,
             bus,
             jobs,
             notes,
+            engines,
+            processing,
         })
     }
 
@@ -129,6 +153,9 @@ impl Core {
                 self.notes.translators().clone(),
             )));
         }
+        if self.processing.can_process() {
+            handlers.push(Arc::new(ProcessHandler::new(self.processing.clone())));
+        }
         if handlers.is_empty() {
             tracing::warn!("this worker has no engine for any job kind: it will claim no job");
         }
@@ -140,9 +167,12 @@ impl Core {
 pub async fn run_worker(
     server: &ServerConfig,
     settings: &WorkerSettings,
+    models: &ModelsConfig,
+    processing: &ProcessingSettings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let core = Core::start(server, settings, true, &shutdown).await?;
+    let engines = Arc::new(Engines::load(models).await);
+    let core = Core::start(server, settings, true, engines, processing, &shutdown).await?;
     core.worker(settings, server.shutdown_grace())
         .run(shutdown)
         .await;
@@ -166,7 +196,25 @@ impl Mesh {
         let shutdown = CancellationToken::new();
         let runs_worker = config.worker.runs_worker(services);
         let translation = runs_worker || services.contains(&ServiceKind::Notes);
-        let core = Core::start(&config.server, &config.worker, translation, &shutdown).await?;
+        // One set of engines for the models service, processing and the worker; a process
+        // that needs none loads none.
+        let needs_engines = runs_worker
+            || services.contains(&ServiceKind::Models)
+            || services.contains(&ServiceKind::Processing);
+        let engines = Arc::new(if needs_engines {
+            Engines::load(&config.models).await
+        } else {
+            Engines::load(&ModelsConfig::disabled()).await
+        });
+        let core = Core::start(
+            &config.server,
+            &config.worker,
+            translation,
+            engines.clone(),
+            &config.processing,
+            &shutdown,
+        )
+        .await?;
         core.jobs.set_watch_limits(config.jobs.watch_limits());
 
         let mut builder = server_builder(&config.server, &core.db, &shutdown)?;
@@ -181,7 +229,6 @@ impl Mesh {
             builder = builder.readiness_check("token keys", check);
         }
         let engines = if services.contains(&ServiceKind::Models) {
-            let engines = Arc::new(Engines::load(&config.models).await);
             for (name, check) in engine_capabilities(&engines) {
                 builder = builder.capability(name, check);
             }
@@ -203,6 +250,9 @@ impl Mesh {
                 }
                 (ServiceKind::Models, _, Some(engines)) => {
                     builder.add_service(ModelsApi::new(engines.clone()).into_server())
+                }
+                (ServiceKind::Processing, _, _) => {
+                    builder.add_service(ProcessingApi::new(core.processing.clone()).into_server())
                 }
                 _ => builder,
             };

@@ -222,7 +222,7 @@ impl MiniLm {
         let max_wait = options.max_wait;
         let max_batch = runner.max_batch;
         let queue = EngineQueue::spawn(ENGINE, "embed-minilm", options.queue_capacity, move |rx| {
-            serve(&runner, &rx, max_batch, max_wait)
+            serve(&runner, rx, max_batch, max_wait)
         })
         .map_err(|source| ModelError::Io {
             path: dir.clone(),

@@ -10,7 +10,7 @@ use quick_xml::{Reader, escape::resolve_xml_entity, events::Event};
 use zip::ZipArchive;
 
 use super::{Budget, Engine, Extracted, Format, Heading, Limits, Page};
-use crate::error::{ExtractError, ExtractResult};
+use crate::extract_error::{ExtractError, ExtractResult};
 
 const DOCUMENT_PART: &str = "word/document.xml";
 

@@ -6,7 +6,7 @@ use ego_tree::iter::Edge;
 use scraper::{Html, Node};
 
 use super::{Engine, Extracted, Format, Heading, Limits};
-use crate::error::{ExtractError, ExtractResult};
+use crate::extract_error::{ExtractError, ExtractResult};
 
 /// Elements whose content is not visible text.
 const HIDDEN: &[&str] = &[

@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::error::{ExtractError, ExtractResult};
+use crate::extract_error::{ExtractError, ExtractResult};
 
 /// A document format, as sniffed from its bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -13,7 +13,7 @@ use std::{
 use wait_timeout::ChildExt;
 
 use super::{Budget, Engine, Extracted, Extractor, Format, OcrSettings};
-use crate::error::{ExtractError, ExtractResult};
+use crate::extract_error::{ExtractError, ExtractResult};
 
 const TESSERACT_INSTALL: &str =
     "the debian packages tesseract-ocr and tesseract-ocr-eng (scripts/tools.d/tesseract.sh)";

@@ -23,7 +23,7 @@ use lopdf::{Document, LoadOptions, Object, ObjectId, Stream};
 use pdf_extract::{ConvertToFmt, MediaBox, OutputDev, OutputError, PlainTextOutput, Transform};
 
 use super::{Budget, Engine, Extracted, Extractor, Format, Page, guarded, ocr};
-use crate::error::{ExtractError, ExtractResult};
+use crate::extract_error::{ExtractError, ExtractResult};
 
 /// Dictionary key the load filter sets on a stream it refused to inflate.
 const OVER_LIMIT: &str = "AimeshInflateLimit";

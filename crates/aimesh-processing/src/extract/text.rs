@@ -5,7 +5,7 @@ use encoding_rs::{Encoding, UTF_8, WINDOWS_1252};
 use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
 
 use super::{Engine, Extracted, Format, Heading, Limits, html};
-use crate::error::{ExtractError, ExtractResult};
+use crate::extract_error::{ExtractError, ExtractResult};
 
 /// Whether bytes without a byte-order mark are binary rather than text: NUL bytes or many
 /// control characters in the first 8 KiB.

@@ -9,6 +9,7 @@ mod identity;
 mod jobs;
 mod models;
 mod notes;
+mod processing;
 mod server;
 mod sweep;
 mod tenancy;

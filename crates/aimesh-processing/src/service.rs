@@ -1,0 +1,398 @@
+//! Documents domain logic: uploads (one call or resumable) into content-addressed blobs under a
+//! per-owner quota, processing submitted as jobs, ownership, and semantic search. No tonic, no
+//! SQL.
+
+use std::sync::Arc;
+
+use aimesh_ai::embed::{Embedder, dot};
+use aimesh_jobs::{Job, Jobs, SubmitOptions};
+use aimesh_kit::blob::{BlobStore, sha256_hex};
+use bytes::Bytes;
+use uuid::Uuid;
+
+use crate::{
+    domain::{
+        Append, Document, DocumentPage, Hit, ListQuery, NewDocument, NewUpload, ProcessJob,
+        SearchQuery, Status, Upload, Uploaded, now,
+    },
+    error::{ProcessingError, ProcessingResult},
+    extract::Extractor,
+    store::{Appended, DocumentStore},
+};
+
+/// Attempts a processing job gets before it fails for good.
+const PROCESSING_ATTEMPTS: i32 = 3;
+
+/// Limits of the service.
+#[derive(Debug, Clone)]
+pub struct ProcessingConfig {
+    /// Largest document accepted, in bytes.
+    pub max_upload_bytes: u64,
+    /// Most bytes one owner may store (documents and uploads in progress).
+    pub storage_quota_bytes: u64,
+}
+
+impl Default for ProcessingConfig {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: 50 << 20,
+            storage_quota_bytes: 1 << 30,
+        }
+    }
+}
+
+/// The processing service.
+#[derive(Clone)]
+pub struct Processing {
+    store: DocumentStore,
+    blobs: BlobStore,
+    jobs: Jobs,
+    embedder: Result<Arc<dyn Embedder>, String>,
+    extractor: Arc<Extractor>,
+    config: ProcessingConfig,
+}
+
+impl Processing {
+    /// Creates the service. `embedder` is the embeddings engine, or why this process has none
+    /// (search then answers FAILED_PRECONDITION with the reason).
+    pub fn new(
+        store: DocumentStore,
+        blobs: BlobStore,
+        jobs: Jobs,
+        embedder: Result<Arc<dyn Embedder>, String>,
+        config: ProcessingConfig,
+    ) -> Self {
+        let mut extractor = Extractor::default();
+        extractor.limits.max_input_bytes = usize::try_from(config.max_upload_bytes)
+            .unwrap_or(usize::MAX)
+            .max(extractor.limits.max_input_bytes);
+        Self {
+            store,
+            blobs,
+            jobs,
+            embedder,
+            extractor: Arc::new(extractor),
+            config,
+        }
+    }
+
+    /// Returns the limits.
+    pub fn config(&self) -> &ProcessingConfig {
+        &self.config
+    }
+
+    /// Returns the store.
+    pub fn store(&self) -> &DocumentStore {
+        &self.store
+    }
+
+    /// Returns the blob store.
+    pub fn blobs(&self) -> &BlobStore {
+        &self.blobs
+    }
+
+    /// Returns the extractor.
+    pub fn extractor(&self) -> &Arc<Extractor> {
+        &self.extractor
+    }
+
+    /// Returns the embeddings engine, or why there is none.
+    pub fn embedder(&self) -> ProcessingResult<&Arc<dyn Embedder>> {
+        self.embedder
+            .as_ref()
+            .map_err(|reason| ProcessingError::EngineUnavailable(reason.clone()))
+    }
+
+    /// Whether this process has an embeddings engine (and so can run processing jobs).
+    pub fn can_process(&self) -> bool {
+        self.embedder.is_ok()
+    }
+
+    /// Stores a whole document for `owner` and starts processing it.
+    pub async fn upload(&self, owner: &str, new: NewDocument) -> ProcessingResult<Uploaded> {
+        self.check_size("body.data", new.data.len() as i64)?;
+        self.create_document(
+            owner,
+            new.filename,
+            new.content_type,
+            new.data,
+            new.generate_notes,
+            0,
+        )
+        .await
+    }
+
+    /// Starts a resumable upload for `owner`.
+    pub async fn create_upload(&self, owner: &str, new: NewUpload) -> ProcessingResult<Upload> {
+        self.check_size("size_bytes", new.size_bytes)?;
+        self.check_quota(owner, new.size_bytes, 0).await?;
+        let upload = Upload {
+            id: Uuid::now_v7(),
+            owner_id: owner.to_owned(),
+            filename: new.filename,
+            content_type: new.content_type,
+            size_bytes: new.size_bytes,
+            received_bytes: 0,
+            generate_notes: new.generate_notes,
+            created_at: now(),
+        };
+        self.store.create_upload(&upload).await?;
+        Ok(upload)
+    }
+
+    /// Returns `owner`'s upload.
+    pub async fn get_upload(&self, owner: &str, id: Uuid) -> ProcessingResult<Upload> {
+        self.store
+            .get_upload(owner, id)
+            .await?
+            .ok_or(ProcessingError::UploadNotFound(id))
+    }
+
+    /// Appends bytes to `owner`'s upload at exactly its stored offset.
+    pub async fn append(&self, owner: &str, append: Append) -> ProcessingResult<Upload> {
+        let upload = self.get_upload(owner, append.upload_id).await?;
+        let end = append.offset.saturating_add(append.data.len() as i64);
+        if append.offset == upload.received_bytes && end > upload.size_bytes {
+            return Err(ProcessingError::invalid(
+                "data",
+                format!(
+                    "ends at byte {end}, past the declared size of {} bytes",
+                    upload.size_bytes
+                ),
+            ));
+        }
+        match self
+            .store
+            .append(owner, upload.id, append.offset, &append.data)
+            .await?
+        {
+            Appended::Stored(received) => Ok(Upload {
+                received_bytes: received,
+                ..upload
+            }),
+            Appended::WrongOffset(stored) => Err(ProcessingError::WrongOffset {
+                id: upload.id,
+                sent: append.offset,
+                stored,
+            }),
+            Appended::NotFound => Err(ProcessingError::UploadNotFound(upload.id)),
+        }
+    }
+
+    /// Completes `owner`'s upload: creates the document from its bytes and starts processing.
+    pub async fn finish_upload(&self, owner: &str, id: Uuid) -> ProcessingResult<Uploaded> {
+        let upload = self.get_upload(owner, id).await?;
+        if upload.received_bytes != upload.size_bytes {
+            return Err(ProcessingError::Incomplete {
+                id,
+                stored: upload.received_bytes,
+                size: upload.size_bytes,
+            });
+        }
+        let data = self.store.upload_bytes(id).await?;
+        if data.len() as i64 != upload.size_bytes {
+            return Err(ProcessingError::Internal(format!(
+                "upload {id} holds {} bytes, not {}",
+                data.len(),
+                upload.size_bytes
+            )));
+        }
+        // The upload's declared size is already counted in the owner's usage.
+        let uploaded = self
+            .create_document(
+                owner,
+                upload.filename,
+                upload.content_type,
+                Bytes::from(data),
+                upload.generate_notes,
+                upload.size_bytes,
+            )
+            .await?;
+        self.store.delete_upload(id).await?;
+        Ok(uploaded)
+    }
+
+    /// Stores `data` as a document (or recognises the owner's identical one) and submits its
+    /// processing. `reserved` bytes of the owner's usage already stand for this document.
+    async fn create_document(
+        &self,
+        owner: &str,
+        filename: String,
+        content_type: String,
+        data: Bytes,
+        generate_notes: bool,
+        reserved: i64,
+    ) -> ProcessingResult<Uploaded> {
+        let sha256 = sha256_hex(&data);
+        if let Some(existing) = self.store.find_by_sha256(owner, &sha256).await? {
+            return self.duplicate(owner, existing).await;
+        }
+        let size = data.len() as i64;
+        self.check_quota(owner, size, reserved).await?;
+        self.blobs.put_named(owner, &sha256, data).await?;
+        let at = now();
+        let mut document = Document {
+            id: Uuid::now_v7(),
+            owner_id: owner.to_owned(),
+            filename,
+            content_type,
+            size_bytes: size,
+            sha256,
+            status: Status::Pending,
+            failure_reason: None,
+            format: None,
+            page_count: 0,
+            chunk_count: 0,
+            text: None,
+            generate_notes,
+            job_id: None,
+            created_at: at,
+            updated_at: at,
+        };
+        if !self.store.insert(&document).await? {
+            // The same bytes arrived concurrently: theirs won.
+            let existing = self
+                .store
+                .find_by_sha256(owner, &document.sha256)
+                .await?
+                .ok_or_else(|| {
+                    ProcessingError::Internal("a concurrent duplicate vanished".into())
+                })?;
+            return self.duplicate(owner, existing).await;
+        }
+        let job = self.submit(owner, document.id).await?;
+        document.job_id = Some(job.id);
+        Ok(Uploaded {
+            document,
+            job: Some(job),
+            duplicate: false,
+        })
+    }
+
+    async fn duplicate(&self, owner: &str, document: Document) -> ProcessingResult<Uploaded> {
+        let job = match document.job_id {
+            Some(id) => self.jobs.get(owner, id).await.ok(),
+            None => None,
+        };
+        Ok(Uploaded {
+            document,
+            job,
+            duplicate: true,
+        })
+    }
+
+    /// Submits the processing of a document and records the job on it.
+    async fn submit(&self, owner: &str, id: Uuid) -> ProcessingResult<Job> {
+        let payload = serde_json::to_vec(&ProcessJob { document_id: id }).map_err(|error| {
+            ProcessingError::Internal(format!("failed to encode the job payload: {error}"))
+        })?;
+        let job = self
+            .jobs
+            .submit(
+                owner,
+                crate::job::KIND,
+                payload,
+                SubmitOptions {
+                    max_attempts: PROCESSING_ATTEMPTS,
+                    ..SubmitOptions::default()
+                },
+            )
+            .await?;
+        if !self.store.set_pending(owner, id, job.id, now()).await? {
+            return Err(ProcessingError::DocumentNotFound(id));
+        }
+        Ok(job)
+    }
+
+    /// Returns `owner`'s document, with its text.
+    pub async fn get(&self, owner: &str, id: Uuid) -> ProcessingResult<Document> {
+        match self.store.get(id).await? {
+            Some(document) if document.owner_id == owner => Ok(document),
+            _ => Err(ProcessingError::DocumentNotFound(id)),
+        }
+    }
+
+    /// Lists `owner`'s documents.
+    pub async fn list(&self, owner: &str, query: &ListQuery) -> ProcessingResult<DocumentPage> {
+        self.store.list(owner, query).await
+    }
+
+    /// Deletes `owner`'s document and its chunks, and its blob unless another of the owner's
+    /// documents has the same bytes.
+    pub async fn delete(&self, owner: &str, id: Uuid) -> ProcessingResult<()> {
+        let sha256 = self
+            .store
+            .delete(owner, id)
+            .await?
+            .ok_or(ProcessingError::DocumentNotFound(id))?;
+        if self.store.references(owner, &sha256).await? == 0 {
+            self.blobs.delete(owner, &sha256).await?;
+        }
+        Ok(())
+    }
+
+    /// Processes `owner`'s document again.
+    pub async fn reprocess(&self, owner: &str, id: Uuid) -> ProcessingResult<(Document, Job)> {
+        self.get(owner, id).await?;
+        let job = self.submit(owner, id).await?;
+        let document = self.get(owner, id).await?;
+        Ok((document, job))
+    }
+
+    /// Returns `owner`'s document and its original bytes.
+    pub async fn download(&self, owner: &str, id: Uuid) -> ProcessingResult<(Document, Bytes)> {
+        let document = self.get(owner, id).await?;
+        let bytes = self.blobs.get(owner, &document.sha256).await?;
+        Ok((document, bytes))
+    }
+
+    /// Ranks the chunks of `owner`'s READY documents by cosine similarity to the query.
+    pub async fn search(
+        &self,
+        owner: &str,
+        query: SearchQuery,
+    ) -> ProcessingResult<(Vec<Hit>, &'static str)> {
+        let embedder = self.embedder()?.clone();
+        for id in &query.document_ids {
+            self.get(owner, *id).await?;
+        }
+        let mut vectors = embedder
+            .embed(vec![query.query.clone()])
+            .await
+            .map_err(|error| ProcessingError::EngineUnavailable(error.to_string()))?;
+        let vector = vectors
+            .pop()
+            .ok_or_else(|| ProcessingError::Internal("the engine returned no vector".into()))?;
+        let chunks = self.store.chunks(owner, &query.document_ids).await?;
+        let mut hits: Vec<Hit> = chunks
+            .into_iter()
+            .filter(|chunk| chunk.embedding.len() == vector.len())
+            .map(|chunk| {
+                let score = dot(&vector, &chunk.embedding);
+                Hit { chunk, score }
+            })
+            .collect();
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+        hits.truncate(query.k as usize);
+        Ok((hits, embedder.name()))
+    }
+
+    fn check_size(&self, field: &str, size: i64) -> ProcessingResult<()> {
+        crate::domain::validate_size(size, self.config.max_upload_bytes)
+            .map(drop)
+            .map_err(|description| ProcessingError::invalid(field, description))
+    }
+
+    async fn check_quota(&self, owner: &str, wanted: i64, reserved: i64) -> ProcessingResult<()> {
+        let used = self.store.usage(owner).await? - reserved;
+        let quota = self.config.storage_quota_bytes;
+        if used.saturating_add(wanted) as u64 > quota {
+            return Err(ProcessingError::QuotaExceeded {
+                used,
+                quota,
+                wanted,
+            });
+        }
+        Ok(())
+    }
+}

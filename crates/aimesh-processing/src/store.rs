@@ -1,0 +1,521 @@
+//! Persistence of documents, their chunks and resumable uploads, for SQLite and PostgreSQL
+//! alike: the SQL is written once, in the subset both understand, and [`with_db!`] runs it on
+//! whichever pool is configured.
+
+use aimesh_kit::{
+    db::{Db, Migrations},
+    traced, with_db,
+};
+use chrono::{DateTime, Utc};
+use sqlx::QueryBuilder;
+use uuid::Uuid;
+
+use crate::{
+    domain::{
+        Document, DocumentPage, ListQuery, NewChunk, Processed, Status, StoredChunk, Upload,
+        decode_vector, encode_vector,
+    },
+    error::{ProcessingError, ProcessingResult},
+};
+
+/// The processing service's migrations.
+pub const MIGRATIONS: Migrations = aimesh_kit::migrations!("processing");
+
+/// The columns of a document without its text.
+const SUMMARY_COLUMNS: &str = "id, owner_id, filename, content_type, size_bytes, sha256, status, \
+     failure_reason, format, page_count, chunk_count, NULL AS text, generate_notes, job_id, \
+     created_at, updated_at";
+
+#[derive(sqlx::FromRow)]
+struct DocumentRow {
+    id: Uuid,
+    owner_id: String,
+    filename: String,
+    content_type: String,
+    size_bytes: i64,
+    sha256: String,
+    status: String,
+    failure_reason: Option<String>,
+    format: Option<String>,
+    page_count: i32,
+    chunk_count: i32,
+    text: Option<String>,
+    generate_notes: bool,
+    job_id: Option<Uuid>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl DocumentRow {
+    fn into_document(self) -> ProcessingResult<Document> {
+        let status = Status::parse(&self.status).ok_or_else(|| {
+            ProcessingError::Internal(format!("unknown document status {:?}", self.status))
+        })?;
+        Ok(Document {
+            id: self.id,
+            owner_id: self.owner_id,
+            filename: self.filename,
+            content_type: self.content_type,
+            size_bytes: self.size_bytes,
+            sha256: self.sha256,
+            status,
+            failure_reason: self.failure_reason,
+            format: self.format,
+            page_count: self.page_count,
+            chunk_count: self.chunk_count,
+            text: self.text,
+            generate_notes: self.generate_notes,
+            job_id: self.job_id,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct UploadRow {
+    id: Uuid,
+    owner_id: String,
+    filename: String,
+    content_type: String,
+    size_bytes: i64,
+    received_bytes: i64,
+    generate_notes: bool,
+    created_at: DateTime<Utc>,
+}
+
+impl From<UploadRow> for Upload {
+    fn from(row: UploadRow) -> Self {
+        Upload {
+            id: row.id,
+            owner_id: row.owner_id,
+            filename: row.filename,
+            content_type: row.content_type,
+            size_bytes: row.size_bytes,
+            received_bytes: row.received_bytes,
+            generate_notes: row.generate_notes,
+            created_at: row.created_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ChunkRow {
+    document_id: Uuid,
+    filename: String,
+    page: i32,
+    char_start: i32,
+    char_end: i32,
+    text: String,
+    embedding: Vec<u8>,
+}
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// The bytes were stored; the upload now has this many.
+    Stored(i64),
+    /// The offset was not the stored one, which is this.
+    WrongOffset(i64),
+    /// No such upload for this owner.
+    NotFound,
+}
+
+/// Documents in a database.
+#[derive(Debug, Clone)]
+pub struct DocumentStore {
+    db: Db,
+}
+
+impl DocumentStore {
+    /// Creates a store on a migrated database.
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    /// Inserts a PENDING document unless the owner has one with the same SHA-256; returns
+    /// whether it was inserted.
+    pub async fn insert(&self, document: &Document) -> ProcessingResult<bool> {
+        let inserted = with_db!(&self.db, INSERT "documents", |pool| {
+            sqlx::query(
+                "INSERT INTO documents (id, owner_id, filename, content_type, size_bytes, sha256, \
+                 status, page_count, chunk_count, generate_notes, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 0, $8, $9, $9) \
+                 ON CONFLICT (owner_id, sha256) DO NOTHING",
+            )
+            .bind(document.id)
+            .bind(&document.owner_id)
+            .bind(&document.filename)
+            .bind(&document.content_type)
+            .bind(document.size_bytes)
+            .bind(&document.sha256)
+            .bind(document.status.as_str())
+            .bind(document.generate_notes)
+            .bind(document.created_at)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected())
+        })?;
+        Ok(inserted == 1)
+    }
+
+    /// Returns a document with its text, whoever owns it (callers check ownership).
+    pub async fn get(&self, id: Uuid) -> ProcessingResult<Option<Document>> {
+        let row: Option<DocumentRow> = with_db!(&self.db, SELECT "documents", |pool| {
+            sqlx::query_as(
+                "SELECT id, owner_id, filename, content_type, size_bytes, sha256, status, \
+                 failure_reason, format, page_count, chunk_count, text, generate_notes, job_id, \
+                 created_at, updated_at FROM documents WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+        })?;
+        row.map(DocumentRow::into_document).transpose()
+    }
+
+    /// Returns the owner's document with this SHA-256, without its text.
+    pub async fn find_by_sha256(
+        &self,
+        owner_id: &str,
+        sha256: &str,
+    ) -> ProcessingResult<Option<Document>> {
+        let row: Option<DocumentRow> = with_db!(&self.db, SELECT "documents", |pool| {
+            let mut sql = QueryBuilder::new("SELECT ");
+            sql.push(SUMMARY_COLUMNS)
+                .push(" FROM documents WHERE owner_id = ")
+                .push_bind(owner_id)
+                .push(" AND sha256 = ")
+                .push_bind(sha256);
+            sql.build_query_as().fetch_optional(pool).await
+        })?;
+        row.map(DocumentRow::into_document).transpose()
+    }
+
+    /// Lists an owner's documents, newest first, one page at a time, without their text.
+    pub async fn list(&self, owner_id: &str, query: &ListQuery) -> ProcessingResult<DocumentPage> {
+        let limit = i64::from(query.page_size) + 1;
+        let mut rows: Vec<DocumentRow> = with_db!(&self.db, SELECT "documents", |pool| {
+            let mut sql = QueryBuilder::new("SELECT ");
+            sql.push(SUMMARY_COLUMNS)
+                .push(" FROM documents WHERE owner_id = ")
+                .push_bind(owner_id);
+            if let Some(after) = query.after {
+                sql.push(" AND id < ").push_bind(after);
+            }
+            if let Some(status) = query.status {
+                sql.push(" AND status = ").push_bind(status.as_str());
+            }
+            sql.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
+            sql.build_query_as().fetch_all(pool).await
+        })?;
+        let next_after = if rows.len() > query.page_size as usize {
+            rows.truncate(query.page_size as usize);
+            rows.last().map(|row| row.id)
+        } else {
+            None
+        };
+        let documents = rows
+            .into_iter()
+            .map(DocumentRow::into_document)
+            .collect::<ProcessingResult<_>>()?;
+        Ok(DocumentPage {
+            documents,
+            next_after,
+        })
+    }
+
+    /// Bytes the owner uses: their documents and the declared sizes of their uploads in
+    /// progress.
+    pub async fn usage(&self, owner_id: &str) -> ProcessingResult<i64> {
+        let (documents,): (Option<i64>,) = with_db!(&self.db, SELECT "documents", |pool| {
+            sqlx::query_as(
+                "SELECT CAST(SUM(size_bytes) AS BIGINT) FROM documents WHERE owner_id = $1",
+            )
+            .bind(owner_id)
+            .fetch_one(pool)
+            .await
+        })?;
+        let (uploads,): (Option<i64>,) = with_db!(&self.db, SELECT "uploads", |pool| {
+            sqlx::query_as("SELECT CAST(SUM(size_bytes) AS BIGINT) FROM uploads WHERE owner_id = $1")
+                .bind(owner_id)
+                .fetch_one(pool)
+                .await
+        })?;
+        Ok(documents.unwrap_or(0) + uploads.unwrap_or(0))
+    }
+
+    /// Marks the owner's document PENDING for `job_id`, clearing the last outcome. Returns
+    /// false when the owner has no such document.
+    pub async fn set_pending(
+        &self,
+        owner_id: &str,
+        id: Uuid,
+        job_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> ProcessingResult<bool> {
+        let updated = with_db!(&self.db, UPDATE "documents", |pool| {
+            sqlx::query(
+                "UPDATE documents SET status = 'PENDING', failure_reason = NULL, job_id = $1, \
+                 updated_at = $2 WHERE id = $3 AND owner_id = $4",
+            )
+            .bind(job_id)
+            .bind(now)
+            .bind(id)
+            .bind(owner_id)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected())
+        })?;
+        Ok(updated == 1)
+    }
+
+    /// Sets a document's status (and failure reason).
+    pub async fn set_status(
+        &self,
+        id: Uuid,
+        status: Status,
+        reason: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> ProcessingResult<()> {
+        with_db!(&self.db, UPDATE "documents", |pool| {
+            sqlx::query(
+                "UPDATE documents SET status = $1, failure_reason = $2, updated_at = $3 \
+                 WHERE id = $4",
+            )
+            .bind(status.as_str())
+            .bind(reason)
+            .bind(now)
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(drop)
+        })?;
+        Ok(())
+    }
+
+    /// Replaces a document's chunks and marks it READY with what processing found, in one
+    /// transaction (a repeated attempt leaves exactly one set of chunks). Returns false when
+    /// the document no longer exists.
+    pub async fn store_processed(
+        &self,
+        id: Uuid,
+        processed: &Processed,
+        chunks: &[NewChunk],
+        now: DateTime<Utc>,
+    ) -> ProcessingResult<bool> {
+        let updated = with_db!(&self.db, |pool| {
+            let mut tx = pool.begin().await?;
+            let update = sqlx::query(
+                "UPDATE documents SET status = 'READY', failure_reason = NULL, format = $1, \
+                 content_type = CASE WHEN content_type = '' THEN $2 ELSE content_type END, page_count = $3, chunk_count = $4, text = $5, \
+                 updated_at = $6 WHERE id = $7",
+            )
+            .bind(&processed.format)
+            .bind(&processed.content_type)
+            .bind(processed.page_count)
+            .bind(chunks.len() as i32)
+            .bind(&processed.text)
+            .bind(now)
+            .bind(id);
+            let updated = traced!(&self.db, UPDATE "documents", update.execute(&mut *tx))
+                .await?
+                .rows_affected();
+            if updated == 1 {
+                let delete =
+                    sqlx::query("DELETE FROM document_chunks WHERE document_id = $1").bind(id);
+                traced!(&self.db, DELETE "document_chunks", delete.execute(&mut *tx)).await?;
+                for chunk in chunks {
+                    let insert = sqlx::query(
+                        "INSERT INTO document_chunks (document_id, seq, page, char_start, \
+                         char_end, text, embedding) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .bind(id)
+                    .bind(chunk.seq)
+                    .bind(chunk.page)
+                    .bind(chunk.char_start)
+                    .bind(chunk.char_end)
+                    .bind(&chunk.text)
+                    .bind(encode_vector(&chunk.embedding));
+                    traced!(&self.db, INSERT "document_chunks", insert.execute(&mut *tx)).await?;
+                }
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(updated)
+        })?;
+        Ok(updated == 1)
+    }
+
+    /// Deletes the owner's document and its chunks; returns its SHA-256, or `None` when the
+    /// owner has no such document.
+    pub async fn delete(&self, owner_id: &str, id: Uuid) -> ProcessingResult<Option<String>> {
+        let sha256: Option<(String,)> = with_db!(&self.db, DELETE "documents", |pool| {
+            sqlx::query_as(
+                "DELETE FROM documents WHERE id = $1 AND owner_id = $2 RETURNING sha256",
+            )
+            .bind(id)
+            .bind(owner_id)
+            .fetch_optional(pool)
+            .await
+        })?;
+        Ok(sha256.map(|(sha,)| sha))
+    }
+
+    /// Counts the owner's documents whose bytes have this SHA-256.
+    pub async fn references(&self, owner_id: &str, sha256: &str) -> ProcessingResult<i64> {
+        let (count,): (i64,) = with_db!(&self.db, SELECT "documents", |pool| {
+            sqlx::query_as("SELECT COUNT(*) FROM documents WHERE owner_id = $1 AND sha256 = $2")
+                .bind(owner_id)
+                .bind(sha256)
+                .fetch_one(pool)
+                .await
+        })?;
+        Ok(count)
+    }
+
+    /// Returns the chunks of the owner's READY documents (only `document_ids`, when given).
+    pub async fn chunks(
+        &self,
+        owner_id: &str,
+        document_ids: &[Uuid],
+    ) -> ProcessingResult<Vec<StoredChunk>> {
+        let rows: Vec<ChunkRow> = with_db!(&self.db, SELECT "document_chunks", |pool| {
+            let mut sql = QueryBuilder::new(
+                "SELECT c.document_id, d.filename, c.page, c.char_start, c.char_end, c.text, \
+                 c.embedding FROM document_chunks c JOIN documents d ON d.id = c.document_id \
+                 WHERE d.owner_id = ",
+            );
+            sql.push_bind(owner_id).push(" AND d.status = 'READY'");
+            if !document_ids.is_empty() {
+                sql.push(" AND d.id IN (");
+                let mut list = sql.separated(", ");
+                for id in document_ids {
+                    list.push_bind(*id);
+                }
+                sql.push(")");
+            }
+            sql.build_query_as().fetch_all(pool).await
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|row| StoredChunk {
+                document_id: row.document_id,
+                filename: row.filename,
+                page: row.page,
+                char_start: row.char_start,
+                char_end: row.char_end,
+                text: row.text,
+                embedding: decode_vector(&row.embedding),
+            })
+            .collect())
+    }
+
+    /// Inserts an upload.
+    pub async fn create_upload(&self, upload: &Upload) -> ProcessingResult<()> {
+        with_db!(&self.db, INSERT "uploads", |pool| {
+            sqlx::query(
+                "INSERT INTO uploads (id, owner_id, filename, content_type, size_bytes, \
+                 received_bytes, generate_notes, created_at) VALUES ($1, $2, $3, $4, $5, 0, $6, $7)",
+            )
+            .bind(upload.id)
+            .bind(&upload.owner_id)
+            .bind(&upload.filename)
+            .bind(&upload.content_type)
+            .bind(upload.size_bytes)
+            .bind(upload.generate_notes)
+            .bind(upload.created_at)
+            .execute(pool)
+            .await
+            .map(drop)
+        })?;
+        Ok(())
+    }
+
+    /// Returns the owner's upload.
+    pub async fn get_upload(&self, owner_id: &str, id: Uuid) -> ProcessingResult<Option<Upload>> {
+        let row: Option<UploadRow> = with_db!(&self.db, SELECT "uploads", |pool| {
+            sqlx::query_as(
+                "SELECT id, owner_id, filename, content_type, size_bytes, received_bytes, \
+                 generate_notes, created_at FROM uploads WHERE id = $1 AND owner_id = $2",
+            )
+            .bind(id)
+            .bind(owner_id)
+            .fetch_optional(pool)
+            .await
+        })?;
+        Ok(row.map(Into::into))
+    }
+
+    /// Stores bytes at exactly the upload's stored offset, in one transaction: the offset
+    /// moves only if it was `offset`, so two racing appends cannot both land.
+    pub async fn append(
+        &self,
+        owner_id: &str,
+        id: Uuid,
+        offset: i64,
+        data: &[u8],
+    ) -> ProcessingResult<Appended> {
+        let len = data.len() as i64;
+        let stored = with_db!(&self.db, |pool| {
+            let mut tx = pool.begin().await?;
+            let update = sqlx::query_as::<_, (i64,)>(
+                "UPDATE uploads SET received_bytes = received_bytes + $1 \
+                 WHERE id = $2 AND owner_id = $3 AND received_bytes = $4 \
+                 AND received_bytes + $1 <= size_bytes RETURNING received_bytes",
+            )
+            .bind(len)
+            .bind(id)
+            .bind(owner_id)
+            .bind(offset);
+            let stored =
+                traced!(&self.db, UPDATE "uploads", update.fetch_optional(&mut *tx)).await?;
+            if stored.is_some() {
+                let insert = sqlx::query(
+                    "INSERT INTO upload_parts (upload_id, start_offset, data) VALUES ($1, $2, $3)",
+                )
+                .bind(id)
+                .bind(offset)
+                .bind(data);
+                traced!(&self.db, INSERT "upload_parts", insert.execute(&mut *tx)).await?;
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(stored)
+        })?;
+        if let Some((received,)) = stored {
+            return Ok(Appended::Stored(received));
+        }
+        Ok(match self.get_upload(owner_id, id).await? {
+            Some(upload) => Appended::WrongOffset(upload.received_bytes),
+            None => Appended::NotFound,
+        })
+    }
+
+    /// Returns an upload's bytes, in order.
+    pub async fn upload_bytes(&self, id: Uuid) -> ProcessingResult<Vec<u8>> {
+        let parts: Vec<(Vec<u8>,)> = with_db!(&self.db, SELECT "upload_parts", |pool| {
+            sqlx::query_as(
+                "SELECT data FROM upload_parts WHERE upload_id = $1 ORDER BY start_offset",
+            )
+            .bind(id)
+            .fetch_all(pool)
+            .await
+        })?;
+        Ok(parts
+            .into_iter()
+            .map(|(data,)| data)
+            .collect::<Vec<_>>()
+            .concat())
+    }
+
+    /// Deletes an upload and its parts.
+    pub async fn delete_upload(&self, id: Uuid) -> ProcessingResult<()> {
+        with_db!(&self.db, DELETE "uploads", |pool| {
+            sqlx::query("DELETE FROM uploads WHERE id = $1")
+                .bind(id)
+                .execute(pool)
+                .await
+                .map(drop)
+        })?;
+        Ok(())
+    }
+}
