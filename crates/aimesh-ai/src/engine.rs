@@ -237,7 +237,7 @@ mod tests {
 
     #[test]
     fn a_panicking_request_does_not_stop_the_engine() {
-        let (replies, answers) = mpsc::channel::<i32>();
+        let (replies, answers) = mpsc::channel::<u32>();
         let queue = EngineQueue::spawn("test-engine", "test-engine", 4, move |requests| {
             while let Ok(n) = requests.recv() {
                 assert!(n != 13, "unlucky input");

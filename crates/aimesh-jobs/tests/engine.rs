@@ -490,7 +490,7 @@ async fn watches_are_bounded(backend: Backend) {
         "{refused:?}"
     );
     drop(first);
-    engine
+    let _again = engine
         .jobs
         .watch(OWNER, job.id)
         .await

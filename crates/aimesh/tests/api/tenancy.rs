@@ -80,10 +80,13 @@ fn id_paths(message: &MessageDescriptor, prefix: &str, depth: usize) -> Vec<Stri
             {
                 paths.push(path)
             }
-            Kind::Message(nested) if depth > 0 && !field.is_list() && !field.is_map() => {
-                if !nested.full_name().starts_with("google.") {
-                    paths.extend(id_paths(&nested, &format!("{path}."), depth - 1));
-                }
+            Kind::Message(nested)
+                if depth > 0
+                    && !field.is_list()
+                    && !field.is_map()
+                    && !nested.full_name().starts_with("google.") =>
+            {
+                paths.extend(id_paths(&nested, &format!("{path}."), depth - 1));
             }
             _ => {}
         }
