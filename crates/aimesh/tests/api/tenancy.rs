@@ -10,7 +10,12 @@
 use std::collections::HashMap;
 
 use aimesh_kit::testing::Backend;
-use aimesh_proto::{jobs::v1 as jpb, notes::v1 as pb};
+use aimesh_proto::{
+    google::api::HttpBody,
+    jobs::v1 as jpb,
+    notes::v1 as pb,
+    processing::v1::{self as ppb, processing_service_client::ProcessingServiceClient},
+};
 use prost_reflect::{
     DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage, Value,
 };
@@ -18,12 +23,13 @@ use tonic_types::StatusExt;
 
 use crate::{
     dynamic::call,
-    helpers::{TestApp, backend_tests, create_note},
+    helpers::{Bearer, TestApp, backend_tests, create_note},
 };
 
 /// Plausible values for request fields, by field name, for requests the matrix must make
 /// valid apart from the resource they name.
 const FIELD_DEFAULTS: &[(&str, &str)] = &[
+    ("data", "some bytes"),
     ("target_language", "es"),
     ("source_language", "en"),
     ("title", "a title"),
@@ -39,8 +45,9 @@ const WITHOUT_RESOURCES: &[&str] = &[
     "aimesh.bench.v1.EchoService",
 ];
 
-/// Alice's resources, by the service that owns them.
-async fn resources(app: &TestApp) -> HashMap<&'static str, String> {
+/// Alice's resources, by the service that owns them and the request field naming them (a
+/// field not listed names the service's `id` resource).
+async fn resources(app: &TestApp) -> HashMap<(&'static str, &'static str), String> {
     let note = create_note(&app.notes, "alice's", "The house is big.", "en").await;
     let job = app
         .notes
@@ -63,9 +70,47 @@ async fn resources(app: &TestApp) -> HashMap<&'static str, String> {
         .expect("watch")
         .into_inner();
     while watch.message().await.expect("stream").is_some() {}
+    let mut processing = ProcessingServiceClient::with_interceptor(
+        app.channel.clone(),
+        Bearer::token(&app.alice.access),
+    );
+    let document = processing
+        .upload_document(ppb::UploadDocumentRequest {
+            body: Some(HttpBody {
+                content_type: "text/plain".into(),
+                data: b"Alice's notes on the garden.".to_vec(),
+                extensions: Vec::new(),
+            }),
+            filename: "alice.txt".into(),
+            generate_notes: Some(false),
+        })
+        .await
+        .expect("upload")
+        .into_inner()
+        .document
+        .expect("a document");
+    let upload = processing
+        .create_upload(ppb::CreateUploadRequest {
+            filename: "later.txt".into(),
+            size_bytes: 64,
+            ..Default::default()
+        })
+        .await
+        .expect("create upload")
+        .into_inner()
+        .upload
+        .expect("an upload");
     HashMap::from([
-        ("aimesh.notes.v1.NotesService", note.id),
-        ("aimesh.jobs.v1.JobsService", job.id),
+        (("aimesh.notes.v1.NotesService", "id"), note.id),
+        (("aimesh.jobs.v1.JobsService", "id"), job.id),
+        (
+            ("aimesh.processing.v1.ProcessingService", "id"),
+            document.id,
+        ),
+        (
+            ("aimesh.processing.v1.ProcessingService", "upload_id"),
+            upload.id,
+        ),
     ])
 }
 
@@ -148,6 +193,7 @@ fn set_path(message: &mut DynamicMessage, path: &str, value: &str) -> bool {
 fn set_leaf(message: &mut DynamicMessage, field: &FieldDescriptor, value: &str) -> bool {
     let value = match field.kind() {
         Kind::String => Value::String(value.to_owned()),
+        Kind::Bytes => Value::Bytes(value.as_bytes().to_vec().into()),
         Kind::Int32 => Value::I32(value.parse().unwrap_or(1)),
         Kind::Int64 => Value::I64(value.parse().unwrap_or(1)),
         _ => return false,
@@ -182,17 +228,21 @@ async fn another_users_ids_are_not_found(backend: Backend) {
                 continue;
             }
             let name = format!("{}/{}", service.full_name(), method.name());
-            let id = owned.get(service.full_name()).unwrap_or_else(|| {
-                panic!(
-                    "{name} names resources: give alice one of {} in `resources`",
-                    service.full_name()
-                )
-            });
             let mut message = DynamicMessage::new(method.input());
             for (path, value) in default_paths(&method.input(), "", 2) {
                 set_path(&mut message, &path, value);
             }
             for path in &paths {
+                let leaf = path.rsplit('.').next().unwrap_or_default();
+                let id = owned
+                    .get(&(service.full_name(), leaf))
+                    .or_else(|| owned.get(&(service.full_name(), "id")))
+                    .unwrap_or_else(|| {
+                        panic!(
+                            "{name} names resources: give alice one of {} in `resources`",
+                            service.full_name()
+                        )
+                    });
                 set_path(&mut message, path, id);
             }
             let mut outcome = call(&app, &bob.access, &method, message.clone()).await;
@@ -238,8 +288,9 @@ async fn another_users_ids_are_not_found(backend: Backend) {
             checked += 1;
         }
     }
-    // Notes (get, update, delete, translate) and jobs (get, watch, cancel, retry) at least.
-    assert!(checked >= 8, "only {checked} RPCs checked");
+    // Notes (get, update, delete, translate), jobs (get, watch, cancel, retry) and
+    // processing (documents and uploads) at least.
+    assert!(checked >= 15, "only {checked} RPCs checked");
 }
 
 backend_tests!(another_users_ids_are_not_found);
