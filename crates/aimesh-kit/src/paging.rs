@@ -47,6 +47,18 @@ pub fn decode(token: &str, filters: &str) -> Result<Vec<u8>, PageTokenError> {
     Ok(cursor.to_vec())
 }
 
+/// Decodes the page token of a list request whose cursor is a resource id: `None` for no
+/// token (the first page), else the id the previous page ended at, issued for the same filters.
+pub fn decode_uuid(token: &str, filters: &str) -> Result<Option<uuid::Uuid>, PageTokenError> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let cursor = decode(token, filters)?;
+    uuid::Uuid::from_slice(&cursor)
+        .map(Some)
+        .map_err(|_| PageTokenError::Malformed)
+}
+
 /// FNV-1a: stable across processes and releases, unlike the std hasher.
 fn fingerprint(filters: &str) -> u64 {
     filters.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {

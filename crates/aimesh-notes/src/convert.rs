@@ -6,7 +6,7 @@
 
 use aimesh_kit::{
     error::{Violations, parse_uuid},
-    paging::{self, PageTokenError},
+    paging,
     proto::timestamp,
 };
 use aimesh_proto::notes::v1 as pb;
@@ -202,16 +202,12 @@ impl TryFrom<&pb::ListNotesRequest> for ListQuery {
             language,
             text,
         };
-        if !request.page_token.is_empty() {
-            let mut violations = Violations::new();
-            let after = violations.check(
-                "page_token",
-                paging::decode(&request.page_token, &query.filter_key()).and_then(|cursor| {
-                    Uuid::from_slice(&cursor).map_err(|_| PageTokenError::Malformed)
-                }),
-            );
-            query.after = Some(finish(violations, after)?);
-        }
+        let mut violations = Violations::new();
+        let after = violations.check(
+            "page_token",
+            paging::decode_uuid(&request.page_token, &query.filter_key()),
+        );
+        query.after = finish(violations, after)?;
         Ok(query)
     }
 }

@@ -8,7 +8,7 @@
 use aimesh_jobs::api::job_to_proto;
 use aimesh_kit::{
     error::{Violations, parse_uuid},
-    paging::{self, PageTokenError},
+    paging,
     proto::timestamp,
 };
 use aimesh_proto::processing::v1 as pb;
@@ -155,16 +155,12 @@ impl TryFrom<&pb::ListDocumentsRequest> for ListQuery {
             after: None,
             status,
         };
-        if !request.page_token.is_empty() {
-            let mut violations = Violations::new();
-            let after = violations.check(
-                "page_token",
-                paging::decode(&request.page_token, &query.filter_key()).and_then(|cursor| {
-                    Uuid::from_slice(&cursor).map_err(|_| PageTokenError::Malformed)
-                }),
-            );
-            query.after = Some(finish(violations, after)?);
-        }
+        let mut violations = Violations::new();
+        let after = violations.check(
+            "page_token",
+            paging::decode_uuid(&request.page_token, &query.filter_key()),
+        );
+        query.after = finish(violations, after)?;
         Ok(query)
     }
 }
