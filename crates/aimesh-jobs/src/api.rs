@@ -157,14 +157,7 @@ impl Drop for StreamGauge {
 
 fn list_query(request: &pb::ListJobsRequest) -> JobsResult<JobQuery> {
     let mut violations = Violations::new();
-    let page_size = match request.page_size {
-        0 => 20,
-        size @ 1..=100 => size as u32,
-        _ => {
-            violations.add("page_size", "must be between 0 and 100");
-            0
-        }
-    };
+    let page_size = violations.check("page_size", paging::validate_page_size(request.page_size));
     let state = match pb::JobState::try_from(request.state) {
         Ok(pb::JobState::Unspecified) => None,
         Ok(state) => Some(state_from_proto(state)),
@@ -178,8 +171,8 @@ fn list_query(request: &pb::ListJobsRequest) -> JobsResult<JobQuery> {
     } else if request.kind.chars().any(char::is_control) {
         violations.add("kind", "must not contain control characters");
     }
-    violations
-        .into_result()
+    let page_size = violations
+        .finish(page_size)
         .map_err(JobsError::InvalidArgument)?;
     let mut query = JobQuery {
         page_size,
@@ -187,21 +180,14 @@ fn list_query(request: &pb::ListJobsRequest) -> JobsResult<JobQuery> {
         state,
         kind: (!request.kind.is_empty()).then(|| request.kind.clone()),
     };
-    if !request.page_token.is_empty() {
-        match paging::decode(&request.page_token, &query.filter_key())
-            .ok()
-            .and_then(|cursor| Uuid::from_slice(&cursor).ok())
-        {
-            Some(after) => query.after = Some(after),
-            None => {
-                let mut violations = Violations::new();
-                violations.add("page_token", "is not a valid page token for these filters");
-                violations
-                    .into_result()
-                    .map_err(JobsError::InvalidArgument)?;
-            }
-        }
-    }
+    let mut violations = Violations::new();
+    let after = violations.check(
+        "page_token",
+        paging::decode_uuid(&request.page_token, &query.filter_key()),
+    );
+    query.after = violations
+        .finish(after)
+        .map_err(JobsError::InvalidArgument)?;
     Ok(query)
 }
 

@@ -47,6 +47,21 @@ pub fn decode(token: &str, filters: &str) -> Result<Vec<u8>, PageTokenError> {
     Ok(cursor.to_vec())
 }
 
+/// Page size when a list request asks for none.
+pub const DEFAULT_PAGE_SIZE: u32 = 20;
+/// Largest page size a list request may ask for.
+pub const MAX_PAGE_SIZE: u32 = 100;
+
+/// Checks a list request's page size: 0 means [`DEFAULT_PAGE_SIZE`], at most
+/// [`MAX_PAGE_SIZE`]. The error is the `page_size` field violation.
+pub fn validate_page_size(page_size: i32) -> Result<u32, String> {
+    match u32::try_from(page_size) {
+        Ok(0) => Ok(DEFAULT_PAGE_SIZE),
+        Ok(size) if size <= MAX_PAGE_SIZE => Ok(size),
+        _ => Err(format!("must be between 0 and {MAX_PAGE_SIZE}")),
+    }
+}
+
 /// Decodes the page token of a list request whose cursor is a resource id: `None` for no
 /// token (the first page), else the id the previous page ended at, issued for the same filters.
 pub fn decode_uuid(token: &str, filters: &str) -> Result<Option<uuid::Uuid>, PageTokenError> {

@@ -12,10 +12,8 @@ pub const TEXT_MAX_CHARS: usize = 100_000;
 pub const QUERY_MAX_CHARS: usize = 200;
 /// Longest language tag accepted, in bytes.
 pub const LANGUAGE_MAX_LEN: usize = 64;
-/// Page size when the caller asks for none.
-pub const DEFAULT_PAGE_SIZE: u32 = 20;
-/// Largest page size.
-pub const MAX_PAGE_SIZE: u32 = 100;
+
+pub use aimesh_kit::paging::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, validate_page_size};
 
 /// A stored note.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,15 +205,6 @@ pub fn validate_language(tag: &str) -> Result<String, String> {
     LanguageTag::parse_and_normalize(tag)
         .map(LanguageTag::into_inner)
         .map_err(|_| HINT.into())
-}
-
-/// Checks a requested page size (0 means the default).
-pub fn validate_page_size(page_size: i32) -> Result<u32, String> {
-    match u32::try_from(page_size) {
-        Ok(0) => Ok(DEFAULT_PAGE_SIZE),
-        Ok(size) if size <= MAX_PAGE_SIZE => Ok(size),
-        _ => Err(format!("must be between 0 and {MAX_PAGE_SIZE}")),
-    }
 }
 
 /// Checks a list text query (empty means no filter).

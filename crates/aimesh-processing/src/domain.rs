@@ -12,10 +12,6 @@ pub const FILENAME_MAX_CHARS: usize = 255;
 pub const CONTENT_TYPE_MAX_LEN: usize = 255;
 /// Most bytes one AppendUpload may carry.
 pub const MAX_APPEND_BYTES: usize = 4 << 20;
-/// Page size when the caller asks for none.
-pub const DEFAULT_PAGE_SIZE: u32 = 20;
-/// Largest page size.
-pub const MAX_PAGE_SIZE: u32 = 100;
 /// Longest search query, in characters.
 pub const QUERY_MAX_CHARS: usize = 1000;
 /// Passages returned when the caller asks for none.
@@ -66,6 +62,8 @@ impl fmt::Display for Status {
         f.write_str(self.as_str())
     }
 }
+
+pub use aimesh_kit::paging::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, validate_page_size};
 
 /// A stored document.
 #[derive(Debug, Clone, PartialEq)]
@@ -336,15 +334,6 @@ pub fn validate_size(size: i64, limit: u64) -> Result<i64, String> {
         ));
     }
     Ok(size)
-}
-
-/// Checks a page size (0 means the default).
-pub fn validate_page_size(page_size: i32) -> Result<u32, String> {
-    match u32::try_from(page_size) {
-        Ok(0) => Ok(DEFAULT_PAGE_SIZE),
-        Ok(size) if size <= MAX_PAGE_SIZE => Ok(size),
-        _ => Err(format!("must be between 0 and {MAX_PAGE_SIZE}")),
-    }
 }
 
 /// Checks a search query.
