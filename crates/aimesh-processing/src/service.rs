@@ -333,9 +333,13 @@ impl Processing {
 
     /// Processes `owner`'s document again.
     pub async fn reprocess(&self, owner: &str, id: Uuid) -> ProcessingResult<(Document, Job)> {
-        self.get(owner, id).await?;
+        let mut document = self.get(owner, id).await?;
         let job = self.submit(owner, id).await?;
-        let document = self.get(owner, id).await?;
+        // The document as this call left it: reading it again would race the worker, which may
+        // already have started the job.
+        document.status = Status::Pending;
+        document.failure_reason = None;
+        document.job_id = Some(job.id);
         Ok((document, job))
     }
 
