@@ -10,6 +10,8 @@ const PROTOS: &[&str] = &[
     "aimesh/notes/v1/notes.proto",
     "aimesh/models/v1/models.proto",
     "aimesh/processing/v1/processing.proto",
+    "aimesh/processing/v1/tasks.proto",
+    "aimesh/processing/v1/quizzes.proto",
     "aimesh/bench/v1/echo.proto",
     // Error details, so Envoy can render `grpc-status-details-bin` as JSON.
     "google/rpc/status.proto",

@@ -11,7 +11,7 @@ use aimesh_proto::{
 use tonic::{Request, Response, Status};
 
 use crate::{
-    convert::parse_id,
+    convert::{notes_to_proto, parse_id},
     domain::{Append, ListQuery, NewDocument, NewUpload, SearchQuery},
     service::Processing,
 };
@@ -108,8 +108,11 @@ impl ProcessingService for ProcessingApi {
         let caller = principal(&request)?;
         let id = parse_id("id", &request.get_ref().id)?;
         let document = self.processing.get(&caller.user_id, id).await?;
+        let notes = self.processing.notes(&caller.user_id, id).await?;
+        let mut document = pb::Document::from(&document);
+        document.notes = notes.as_ref().map(notes_to_proto);
         Ok(Response::new(pb::GetDocumentResponse {
-            document: Some((&document).into()),
+            document: Some(document),
         }))
     }
 

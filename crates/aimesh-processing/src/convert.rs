@@ -5,6 +5,7 @@
 //! reported, as an INVALID_ARGUMENT with the fields named); domain values become responses
 //! through `From`.
 
+use aimesh_ai::analysis::study::StudyNotes;
 use aimesh_jobs::api::job_to_proto;
 use aimesh_kit::{
     error::{Violations, parse_uuid},
@@ -216,7 +217,26 @@ impl From<&Document> for pb::Document {
             job_id: document.job_id.map(|id| id.to_string()).unwrap_or_default(),
             create_time: Some(timestamp(document.created_at)),
             update_time: Some(timestamp(document.updated_at)),
+            notes: None,
         }
+    }
+}
+
+/// Study notes as the API shows them.
+pub fn notes_to_proto(notes: &StudyNotes) -> pb::StudyNotes {
+    pb::StudyNotes {
+        engine: notes.engine.clone(),
+        overview: notes.overview.clone(),
+        sections: notes
+            .sections
+            .iter()
+            .map(|section| pb::NotesSection {
+                heading: section.heading.clone(),
+                key_points: section.key_points.clone(),
+                key_terms: section.key_terms.clone(),
+            })
+            .collect(),
+        key_terms: notes.key_terms.clone(),
     }
 }
 

@@ -55,6 +55,19 @@ pub enum ProcessingError {
         /// Bytes the operation needs.
         wanted: i64,
     },
+    /// No such task for this caller.
+    #[error("task {0} not found")]
+    TaskNotFound(Uuid),
+    /// No such quiz for this caller.
+    #[error("quiz {0} not found")]
+    QuizNotFound(Uuid),
+    /// No such note for this caller.
+    #[error("note {0} not found")]
+    NoteNotFound(Uuid),
+    /// The resource is not in the state the operation needs (a document not READY yet, a
+    /// quiz still being generated, a source kind the mesh does not have yet).
+    #[error("{0}")]
+    NotReady(String),
     /// An engine needed here is not loaded or not serving.
     #[error("{0}")]
     EngineUnavailable(String),
@@ -86,9 +99,12 @@ impl ServiceError for ProcessingError {
     fn code(&self) -> Code {
         match self {
             ProcessingError::InvalidArgument(_) => Code::InvalidArgument,
-            ProcessingError::DocumentNotFound(_) | ProcessingError::UploadNotFound(_) => {
-                Code::NotFound
-            }
+            ProcessingError::DocumentNotFound(_)
+            | ProcessingError::UploadNotFound(_)
+            | ProcessingError::TaskNotFound(_)
+            | ProcessingError::QuizNotFound(_)
+            | ProcessingError::NoteNotFound(_) => Code::NotFound,
+            ProcessingError::NotReady(_) => Code::FailedPrecondition,
             ProcessingError::WrongOffset { .. } | ProcessingError::Incomplete { .. } => {
                 Code::FailedPrecondition
             }

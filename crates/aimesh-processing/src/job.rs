@@ -1,8 +1,14 @@
 //! Processing documents as jobs: the `processing.document` job handler. It extracts the text on
 //! a blocking thread, chunks it, embeds every chunk, and stores the chunks with their vectors
-//! and the document READY in one transaction (a repeated attempt replaces them). A document
-//! the extractor refuses ends FAILED with the extractor's reason.
+//! and the document READY in one transaction (a repeated attempt replaces them). When the
+//! document asks for them (`generate_notes`), study notes are written first (stage `notes`)
+//! and stored in the same transaction. A document the extractor refuses ends FAILED with the
+//! extractor's reason.
 
+use aimesh_ai::{
+    analysis::{Analyzer, MAX_TEXT_BYTES},
+    engine::EngineError,
+};
 use aimesh_jobs::{JobContext, JobError, JobHandler, JobOutput};
 use aimesh_proto::processing::v1 as pb;
 use futures::future::BoxFuture;
@@ -67,6 +73,18 @@ fn retryable(error: ProcessingError) -> JobError {
         }
         other => JobError::Retryable(other.to_string()),
     }
+}
+
+/// The longest prefix of `text` the analyses take, cut at a character boundary.
+fn bounded(text: &str) -> &str {
+    if text.len() <= MAX_TEXT_BYTES {
+        return text;
+    }
+    let mut end = MAX_TEXT_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 async fn process(processing: Processing, ctx: JobContext) -> Result<JobOutput, JobError> {
@@ -151,14 +169,32 @@ async fn process(processing: Processing, ctx: JobContext) -> Result<JobOutput, J
     if ctx.cancel.is_cancelled() {
         return Err(JobError::Cancelled);
     }
+    let text = extracted.text();
+    let notes = if document.generate_notes {
+        ctx.progress(96, "notes: writing study notes", "").await;
+        let analyzer = Analyzer::new(embedder.clone());
+        let written = tokio::select! {
+            _ = ctx.cancel.cancelled() => return Err(JobError::Cancelled),
+            written = analyzer.study_notes(bounded(&text)) => written,
+        };
+        match written {
+            Ok(notes) => Some(notes),
+            // A text without sentences (a scan of figures, a list of numbers) has nothing to
+            // note; the document is READY all the same.
+            Err(EngineError::InvalidInput { .. }) => None,
+            Err(error) => return Err(JobError::Retryable(error.to_string())),
+        }
+    } else {
+        None
+    };
     let processed = Processed {
         format: extracted.format.as_str().to_owned(),
         content_type: extracted.format.mime_type().to_owned(),
         page_count: extracted.page_count as i32,
-        text: extracted.text(),
+        text,
     };
     if !store
-        .store_processed(id, &processed, &stored, now())
+        .store_processed(id, &processed, &stored, notes.as_ref(), now())
         .await
         .map_err(retryable)?
     {

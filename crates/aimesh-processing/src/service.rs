@@ -4,7 +4,10 @@
 
 use std::sync::Arc;
 
-use aimesh_ai::embed::{Embedder, dot};
+use aimesh_ai::{
+    analysis::study::StudyNotes,
+    embed::{Embedder, dot},
+};
 use aimesh_jobs::{Job, Jobs, SubmitOptions};
 use aimesh_kit::blob::{BlobStore, sha256_hex};
 use bytes::Bytes;
@@ -281,11 +284,16 @@ impl Processing {
         })
     }
 
-    /// Submits the processing of a document and records the job on it.
+    /// Submits the processing of a document and records the job on it. The document is
+    /// PENDING before the job exists: a worker that takes the job at once moves it on to
+    /// PROCESSING and READY, and recording the job id afterwards leaves that status alone.
     async fn submit(&self, owner: &str, id: Uuid) -> ProcessingResult<Job> {
         let payload = serde_json::to_vec(&ProcessJob { document_id: id }).map_err(|error| {
             ProcessingError::Internal(format!("failed to encode the job payload: {error}"))
         })?;
+        if !self.store.set_pending(owner, id, now()).await? {
+            return Err(ProcessingError::DocumentNotFound(id));
+        }
         let job = self
             .jobs
             .submit(
@@ -298,10 +306,14 @@ impl Processing {
                 },
             )
             .await?;
-        if !self.store.set_pending(owner, id, job.id, now()).await? {
-            return Err(ProcessingError::DocumentNotFound(id));
-        }
+        self.store.set_job(id, job.id).await?;
         Ok(job)
+    }
+
+    /// Returns the study notes of `owner`'s document, if it has any.
+    pub async fn notes(&self, owner: &str, id: Uuid) -> ProcessingResult<Option<StudyNotes>> {
+        self.get(owner, id).await?;
+        self.store.notes(id).await
     }
 
     /// Returns `owner`'s document, with its text.

@@ -2,6 +2,7 @@
 //! alike: the SQL is written once, in the subset both understand, and [`with_db!`] runs it on
 //! whichever pool is configured.
 
+use aimesh_ai::analysis::study::StudyNotes;
 use aimesh_kit::{
     db::{Db, Migrations},
     traced, with_db,
@@ -245,21 +246,19 @@ impl DocumentStore {
         Ok(documents.unwrap_or(0) + uploads.unwrap_or(0))
     }
 
-    /// Marks the owner's document PENDING for `job_id`, clearing the last outcome. Returns
-    /// false when the owner has no such document.
+    /// Marks the owner's document PENDING, clearing the last outcome, before its job is
+    /// submitted. Returns false when the owner has no such document.
     pub async fn set_pending(
         &self,
         owner_id: &str,
         id: Uuid,
-        job_id: Uuid,
         now: DateTime<Utc>,
     ) -> ProcessingResult<bool> {
         let updated = with_db!(&self.db, UPDATE "documents", |pool| {
             sqlx::query(
-                "UPDATE documents SET status = 'PENDING', failure_reason = NULL, job_id = $1, \
-                 updated_at = $2 WHERE id = $3 AND owner_id = $4",
+                "UPDATE documents SET status = 'PENDING', failure_reason = NULL, \
+                 updated_at = $1 WHERE id = $2 AND owner_id = $3",
             )
-            .bind(job_id)
             .bind(now)
             .bind(id)
             .bind(owner_id)
@@ -268,6 +267,36 @@ impl DocumentStore {
             .map(|done| done.rows_affected())
         })?;
         Ok(updated == 1)
+    }
+
+    /// Records a document's processing job; its status is left alone (the job's worker may
+    /// already have moved it on).
+    pub async fn set_job(&self, id: Uuid, job_id: Uuid) -> ProcessingResult<()> {
+        with_db!(&self.db, UPDATE "documents", |pool| {
+            sqlx::query("UPDATE documents SET job_id = $1 WHERE id = $2")
+                .bind(job_id)
+                .bind(id)
+                .execute(pool)
+                .await
+                .map(drop)
+        })?;
+        Ok(())
+    }
+
+    /// Returns a document's study notes, if it has any.
+    pub async fn notes(&self, id: Uuid) -> ProcessingResult<Option<StudyNotes>> {
+        let row: Option<(String,)> = with_db!(&self.db, SELECT "document_notes", |pool| {
+            sqlx::query_as("SELECT notes FROM document_notes WHERE document_id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await
+        })?;
+        row.map(|(json,)| {
+            serde_json::from_str(&json).map_err(|error| {
+                ProcessingError::Internal(format!("unreadable stored notes: {error}"))
+            })
+        })
+        .transpose()
     }
 
     /// Sets a document's status (and failure reason).
@@ -294,16 +323,24 @@ impl DocumentStore {
         Ok(())
     }
 
-    /// Replaces a document's chunks and marks it READY with what processing found, in one
-    /// transaction (a repeated attempt leaves exactly one set of chunks). Returns false when
-    /// the document no longer exists.
+    /// Replaces a document's chunks and study notes and marks it READY with what processing
+    /// found, in one transaction (a repeated attempt leaves exactly one set of chunks and of
+    /// notes; no notes removes earlier ones). Returns false when the document no longer
+    /// exists.
     pub async fn store_processed(
         &self,
         id: Uuid,
         processed: &Processed,
         chunks: &[NewChunk],
+        notes: Option<&StudyNotes>,
         now: DateTime<Utc>,
     ) -> ProcessingResult<bool> {
+        let notes = notes
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|error| {
+                ProcessingError::Internal(format!("failed to encode notes: {error}"))
+            })?;
         let updated = with_db!(&self.db, |pool| {
             let mut tx = pool.begin().await?;
             let update = sqlx::query(
@@ -338,6 +375,19 @@ impl DocumentStore {
                     .bind(&chunk.text)
                     .bind(encode_vector(&chunk.embedding));
                     traced!(&self.db, INSERT "document_chunks", insert.execute(&mut *tx)).await?;
+                }
+                let delete =
+                    sqlx::query("DELETE FROM document_notes WHERE document_id = $1").bind(id);
+                traced!(&self.db, DELETE "document_notes", delete.execute(&mut *tx)).await?;
+                if let Some(notes) = &notes {
+                    let insert = sqlx::query(
+                        "INSERT INTO document_notes (document_id, notes, created_at) \
+                         VALUES ($1, $2, $3)",
+                    )
+                    .bind(id)
+                    .bind(notes)
+                    .bind(now);
+                    traced!(&self.db, INSERT "document_notes", insert.execute(&mut *tx)).await?;
                 }
             }
             tx.commit().await?;

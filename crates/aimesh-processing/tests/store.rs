@@ -2,11 +2,19 @@
 
 #![allow(clippy::unwrap_used)]
 
+use aimesh_ai::analysis::study::{NotesSection, QuestionKind, QuizQuestion, StudyNotes};
 use aimesh_kit::testing::{Backend, TestDatabase};
 use aimesh_processing::{
-    DocumentStore, MIGRATIONS,
+    DocumentStore, MIGRATIONS, QuizStore, TaskStore,
     domain::{Document, ListQuery, NewChunk, Processed, Status, Upload, now},
+    quizzes::domain::{
+        Difficulty, HistoryQuery, Quiz, QuizKind, QuizStats, QuizStatus, Submission,
+    },
     store::Appended,
+    tasks::domain::{
+        SourceKind, Task, TaskOutput, TaskQuery, TaskResult, TaskSource, TaskStatus, TaskType,
+        TranslateSpec,
+    },
 };
 use uuid::Uuid;
 
@@ -157,6 +165,7 @@ async fn processed_chunks_are_replaced_and_searchable(backend: Backend) {
                     doc.id,
                     &processed,
                     &[chunk(0, 1, "one"), chunk(1, 2, "two")],
+                    None,
                     now()
                 )
                 .await
@@ -164,7 +173,7 @@ async fn processed_chunks_are_replaced_and_searchable(backend: Backend) {
         );
     }
     store
-        .store_processed(other.id, &processed, &[chunk(0, 1, "bob's")], now())
+        .store_processed(other.id, &processed, &[chunk(0, 1, "bob's")], None, now())
         .await
         .unwrap();
     let ready = store.get(doc.id).await.unwrap().unwrap();
@@ -209,8 +218,291 @@ async fn processed_chunks_are_replaced_and_searchable(backend: Backend) {
     assert_eq!(store.chunks("bob", &[]).await.unwrap().len(), 1);
 }
 
+async fn a_fast_worker_is_not_overwritten_by_the_submission(backend: Backend) {
+    let (store, _db) = store(backend).await;
+    let doc = document("alice", "cc", 10);
+    store.insert(&doc).await.unwrap();
+    // Submission marks the document PENDING first; a worker then takes the job at once.
+    assert!(store.set_pending("alice", doc.id, now()).await.unwrap());
+    assert!(
+        !store.set_pending("bob", doc.id, now()).await.unwrap(),
+        "owner only"
+    );
+    store
+        .set_status(doc.id, Status::Processing, None, now())
+        .await
+        .unwrap();
+    // Recording the job afterwards leaves the worker's status alone.
+    let job = Uuid::now_v7();
+    store.set_job(doc.id, job).await.unwrap();
+    let stored = store.get(doc.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, Status::Processing);
+    assert_eq!(stored.job_id, Some(job));
+}
+
+async fn study_notes_are_stored_with_the_document_and_replaced(backend: Backend) {
+    let (store, _db) = store(backend).await;
+    let doc = document("alice", "dd", 10);
+    store.insert(&doc).await.unwrap();
+    let processed = Processed {
+        format: "text".into(),
+        content_type: "text/plain".into(),
+        page_count: 1,
+        text: "Cats purr.".into(),
+    };
+    let notes = StudyNotes {
+        overview: vec!["Cats purr.".into()],
+        sections: vec![NotesSection {
+            heading: "Cats".into(),
+            key_points: vec!["Cats purr.".into()],
+            key_terms: vec!["cats".into()],
+        }],
+        key_terms: vec!["cats".into()],
+        engine: "test-notes".into(),
+    };
+    assert!(
+        store
+            .store_processed(doc.id, &processed, &[], Some(&notes), now())
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.notes(doc.id).await.unwrap(), Some(notes));
+    // Reprocessed without notes: the old ones go.
+    store
+        .store_processed(doc.id, &processed, &[], None, now())
+        .await
+        .unwrap();
+    assert_eq!(store.notes(doc.id).await.unwrap(), None);
+}
+
+fn task(owner: &str, document: Uuid, task_type: TaskType) -> Task {
+    let at = now();
+    Task {
+        id: Uuid::now_v7(),
+        owner_id: owner.into(),
+        source: TaskSource {
+            kind: SourceKind::Document,
+            id: document,
+        },
+        task_type,
+        status: TaskStatus::Queued,
+        failure_reason: None,
+        job_id: None,
+        translate: (task_type == TaskType::Translate).then(|| TranslateSpec {
+            source_language: "es".into(),
+            source_detected: true,
+            target_language: "en".into(),
+            engine: "apertium".into(),
+        }),
+        result: None,
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+async fn tasks_page_filter_and_end_once(backend: Backend) {
+    let (documents, database) = store(backend).await;
+    drop(documents);
+    let tasks = TaskStore::new(database.connect().await);
+    let doc = Uuid::now_v7();
+    let other_doc = Uuid::now_v7();
+    let summary = task("alice", doc, TaskType::Summarize);
+    let translation = task("alice", doc, TaskType::Translate);
+    let elsewhere = task("alice", other_doc, TaskType::Summarize);
+    let bobs = task("bob", doc, TaskType::Summarize);
+    for t in [&summary, &translation, &elsewhere, &bobs] {
+        tasks.insert(t).await.unwrap();
+    }
+    let job = Uuid::now_v7();
+    tasks.set_job(summary.id, job).await.unwrap();
+    let stored = tasks.get(summary.id).await.unwrap().unwrap();
+    assert_eq!(stored.job_id, Some(job));
+    assert_eq!(
+        tasks.get(translation.id).await.unwrap().unwrap().translate,
+        translation.translate
+    );
+
+    // Paging, newest first, and each filter.
+    let query = |after, document_id, task_type, status| TaskQuery {
+        page_size: 2,
+        after,
+        document_id,
+        task_type,
+        status,
+    };
+    let first = tasks
+        .list("alice", &query(None, None, None, None))
+        .await
+        .unwrap();
+    assert_eq!(
+        first.tasks.iter().map(|t| t.id).collect::<Vec<_>>(),
+        vec![elsewhere.id, translation.id]
+    );
+    let second = tasks
+        .list("alice", &query(first.next_after, None, None, None))
+        .await
+        .unwrap();
+    assert_eq!(second.tasks.len(), 1);
+    assert!(second.next_after.is_none());
+    let on_doc = tasks
+        .list("alice", &query(None, Some(doc), None, None))
+        .await
+        .unwrap();
+    assert_eq!(on_doc.tasks.len(), 2);
+    let translations = tasks
+        .list("alice", &query(None, None, Some(TaskType::Translate), None))
+        .await
+        .unwrap();
+    assert_eq!(translations.tasks.len(), 1);
+
+    // A result ends the task; a late failure cannot overwrite it.
+    let result = TaskResult {
+        engine: "test-centroid".into(),
+        output: TaskOutput::Summary {
+            sentences: vec!["One.".into()],
+            total_sentences: 4,
+        },
+    };
+    assert!(
+        tasks
+            .set_status(summary.id, TaskStatus::Running, None, now())
+            .await
+            .unwrap()
+    );
+    assert!(tasks.succeed(summary.id, &result, now()).await.unwrap());
+    assert!(
+        !tasks
+            .set_status(summary.id, TaskStatus::Failed, Some("late"), now())
+            .await
+            .unwrap()
+    );
+    let done = tasks.get(summary.id).await.unwrap().unwrap();
+    assert_eq!(done.status, TaskStatus::Succeeded);
+    assert_eq!(done.result, Some(result));
+    let succeeded = tasks
+        .list(
+            "alice",
+            &query(None, None, None, Some(TaskStatus::Succeeded)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(succeeded.tasks.len(), 1);
+}
+
+async fn quizzes_keep_questions_and_score_history(backend: Backend) {
+    let (documents, database) = store(backend).await;
+    drop(documents);
+    let quizzes = QuizStore::new(database.connect().await);
+    let doc = Uuid::now_v7();
+    let at = now();
+    let quiz = Quiz {
+        id: Uuid::now_v7(),
+        owner_id: "alice".into(),
+        document_id: doc,
+        num_questions: 1,
+        difficulty: Difficulty::Hard,
+        kind: QuizKind::Mixed,
+        status: QuizStatus::Pending,
+        failure_reason: None,
+        job_id: None,
+        engine: None,
+        questions: Vec::new(),
+        submissions: 0,
+        created_at: at,
+        updated_at: at,
+    };
+    quizzes.insert(&quiz).await.unwrap();
+    let question = QuizQuestion {
+        kind: QuestionKind::TrueFalse,
+        prompt: "True or false: Cats purr.".into(),
+        options: vec!["True".into(), "False".into()],
+        answer: "True".into(),
+        sentence: "Cats purr.".into(),
+        sentence_index: 0,
+    };
+    assert!(
+        quizzes
+            .ready(quiz.id, "test-cloze", &[question.clone()], now())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !quizzes.fail(quiz.id, "late", now()).await.unwrap(),
+        "READY stays READY"
+    );
+    let ready = quizzes.get(quiz.id).await.unwrap().unwrap();
+    assert_eq!(ready.status, QuizStatus::Ready);
+    assert_eq!(ready.questions, vec![question]);
+    assert_eq!(ready.submissions, 0);
+
+    let empty = quizzes
+        .history(
+            "alice",
+            &HistoryQuery {
+                page_size: 10,
+                after: None,
+                document_id: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(empty.stats, QuizStats::default());
+    for score in [100.0, 0.0, 50.0] {
+        let submission = Submission {
+            id: Uuid::now_v7(),
+            quiz_id: quiz.id,
+            owner_id: "alice".into(),
+            document_id: doc,
+            correct_count: (score / 50.0) as i32,
+            total_questions: 2,
+            score,
+            results: Vec::new(),
+            submitted_at: now(),
+        };
+        quizzes.insert_submission(&submission).await.unwrap();
+    }
+    assert_eq!(quizzes.get(quiz.id).await.unwrap().unwrap().submissions, 3);
+    let page = quizzes
+        .history(
+            "alice",
+            &HistoryQuery {
+                page_size: 2,
+                after: None,
+                document_id: Some(doc),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.submissions.len(), 2);
+    assert!(page.next_after.is_some());
+    assert_eq!(page.submissions[0].score, 50.0, "newest first");
+    assert_eq!(page.stats.submissions, 3);
+    assert_eq!(page.stats.quizzes, 1);
+    assert!((page.stats.average - 50.0).abs() < 1e-9);
+    assert_eq!(
+        (page.stats.best, page.stats.worst, page.stats.last),
+        (100.0, 0.0, 50.0)
+    );
+    let bobs = quizzes
+        .history(
+            "bob",
+            &HistoryQuery {
+                page_size: 10,
+                after: None,
+                document_id: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(bobs.submissions.is_empty());
+}
+
 aimesh_kit::backend_tests!(
     documents_are_unique_per_owner_and_content,
     appends_land_only_at_the_stored_offset,
     processed_chunks_are_replaced_and_searchable,
+    a_fast_worker_is_not_overwritten_by_the_submission,
+    study_notes_are_stored_with_the_document_and_replaced,
+    tasks_page_filter_and_end_once,
+    quizzes_keep_questions_and_score_history,
 );

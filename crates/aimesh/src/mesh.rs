@@ -19,9 +19,15 @@ use aimesh_models::{EngineKind, Engines, ModelsApi, ModelsConfig};
 use aimesh_notes::{
     Notes, NotesApi, NotesStore, service::CacheConfig, translate::TranslateHandler,
 };
-use aimesh_processing::{DocumentStore, Processing, ProcessingApi, job::ProcessHandler};
+use aimesh_processing::{
+    DocumentStore, NoteSource, NoteText, Processing, ProcessingApi, QuizApi, QuizStore, Quizzes,
+    TaskApi, TaskStore, Tasks, job::ProcessHandler, quizzes::job::QuizHandler,
+    tasks::job::TaskHandler,
+};
 use anyhow::Context;
+use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use crate::config::{MeshConfig, ProcessingSettings, ServiceKind, WorkerSettings};
 
@@ -81,6 +87,35 @@ pub struct Core {
     pub engines: Arc<Engines>,
     /// The processing service.
     pub processing: Processing,
+    /// AI tasks on documents and notes.
+    pub tasks: Tasks,
+    /// Quizzes on documents.
+    pub quizzes: Quizzes,
+}
+
+/// The notes service as the source of tasks: a caller's note, read through the service (and
+/// its cache), never through its tables.
+struct NotesPort(Notes);
+
+impl NoteSource for NotesPort {
+    fn note<'a>(
+        &'a self,
+        owner: &'a str,
+        id: Uuid,
+    ) -> BoxFuture<'a, Result<Option<NoteText>, String>> {
+        Box::pin(async move {
+            match self.0.get(owner, id).await {
+                Ok(note) => Ok(Some(NoteText {
+                    id: note.id,
+                    title: note.title.clone(),
+                    text: note.original_text.clone(),
+                    language: note.original_language.clone(),
+                })),
+                Err(aimesh_notes::NotesError::NotFound(_)) => Ok(None),
+                Err(error) => Err(error.to_string()),
+            }
+        })
+    }
 }
 
 impl Core {
@@ -133,6 +168,14 @@ impl Core {
                 .map_err(|unavailable| unavailable.detail().to_owned()),
             processing.config(),
         );
+        let tasks = Tasks::new(
+            TaskStore::new(db.clone()),
+            processing.clone(),
+            jobs.clone(),
+            Some(Arc::new(NotesPort(notes.clone())) as Arc<dyn NoteSource>),
+            notes.translators().clone(),
+        );
+        let quizzes = Quizzes::new(QuizStore::new(db.clone()), processing.clone(), jobs.clone());
         Ok(Self {
             db,
             bus,
@@ -140,6 +183,8 @@ impl Core {
             notes,
             engines,
             processing,
+            tasks,
+            quizzes,
         })
     }
 
@@ -152,9 +197,12 @@ impl Core {
                 self.notes.clone(),
                 self.notes.translators().clone(),
             )));
+            handlers.push(Arc::new(TaskHandler::translation(self.tasks.clone())));
         }
         if self.processing.can_process() {
             handlers.push(Arc::new(ProcessHandler::new(self.processing.clone())));
+            handlers.push(Arc::new(TaskHandler::analysis(self.tasks.clone())));
+            handlers.push(Arc::new(QuizHandler::new(self.quizzes.clone())));
         }
         if handlers.is_empty() {
             tracing::warn!("this worker has no engine for any job kind: it will claim no job");
@@ -251,9 +299,10 @@ impl Mesh {
                 (ServiceKind::Models, _, Some(engines)) => {
                     builder.add_service(ModelsApi::new(engines.clone()).into_server())
                 }
-                (ServiceKind::Processing, _, _) => {
-                    builder.add_service(ProcessingApi::new(core.processing.clone()).into_server())
-                }
+                (ServiceKind::Processing, _, _) => builder
+                    .add_service(ProcessingApi::new(core.processing.clone()).into_server())
+                    .add_service(TaskApi::new(core.tasks.clone()).into_server())
+                    .add_service(QuizApi::new(core.quizzes.clone()).into_server()),
                 _ => builder,
             };
         }

@@ -12,8 +12,11 @@
 //! - [`Analyzer::classify`] (`<embedder>-zero-shot`): zero-shot classification; similarity of
 //!   the text to "This text is about {label}." for each label the caller gives, as softmax
 //!   probabilities.
+//! - [`study`]: study notes, questions with quoted answers, cloze quizzes and short-answer
+//!   grading, all built from the text's own sentences (see that module).
 
 pub mod sentiment;
+pub mod study;
 pub mod text;
 
 use std::sync::Arc;

@@ -22,6 +22,7 @@
 //!   reason); see the [`marian`] module for details.
 
 mod apertium;
+pub mod detect;
 pub mod marian;
 pub mod segment;
 

@@ -12,4 +12,5 @@ mod notes;
 mod processing;
 mod server;
 mod sweep;
+mod tasks;
 mod tenancy;
