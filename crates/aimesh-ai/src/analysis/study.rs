@@ -54,13 +54,15 @@ const QUIZ_MAX_WORDS: usize = 50;
 /// Similarity above which a short answer means the same as the reference.
 pub const SHORT_ANSWER_SIMILARITY: f32 = 0.8;
 /// Similarity above which a short answer naming half the key terms is right.
-pub const SHORT_ANSWER_PARTIAL_SIMILARITY: f32 = 0.6;
+pub const SHORT_ANSWER_PARTIAL_SIMILARITY: f32 = 0.5;
 
 /// Pronouns and determiners a defined subject cannot start with.
 const VAGUE_SUBJECTS: &[&str] = &[
     "it", "this", "that", "there", "these", "those", "they", "he", "she", "we", "i", "you", "such",
     "its", "their", "his", "her", "here", "which", "who", "what", "one", "some", "many", "most",
-    "each", "both", "all", "our",
+    "each", "both", "all", "our", "by", "in", "on", "at", "for", "from", "with", "during", "after",
+    "before", "since", "until", "of", "to", "as", "because", "when", "while", "where", "although",
+    "if", "once", "unlike", "like", "within", "without",
 ];
 /// Words a noun-phrase predicate starts with ("X is a ...", "X was the ...").
 const DEFINING_STARTS: &[&str] = &[
@@ -289,6 +291,15 @@ pub fn sections(text: &str) -> Vec<Section> {
     sections
 }
 
+/// The text's prose: its sections without their headings, separated by blank lines.
+pub fn prose(text: &str) -> String {
+    sections(text)
+        .into_iter()
+        .map(|s| s.text)
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
 /// The text's sentences without its headings, in order: the sentences every index of this
 /// module counts.
 pub fn prose_sentences(text: &str) -> Vec<String> {
@@ -334,6 +345,15 @@ fn heading(line: &str) -> Option<String> {
         return None;
     }
     Some(line.to_owned())
+}
+
+/// Whether a phrase reads as a noun phrase as far as its words tell: no past-tense verb or
+/// participle ("engineers raised", "called chloroplasts" are not).
+fn noun_like(phrase: &str) -> bool {
+    text::words(phrase).iter().all(|w| {
+        let w = w.to_lowercase();
+        !(w.len() > 3 && w.ends_with("ed")) && !PARTICIPLES.contains(&w.as_str())
+    })
 }
 
 /// Capitalises the first letter.
@@ -462,9 +482,15 @@ fn ask(sentence: &str) -> Option<Asked> {
                     });
                 }
                 if let Some(at) = lower.find(" by ") {
+                    let agent = predicate[at + 4..].trim();
+                    let named = agent
+                        .split_whitespace()
+                        .next()
+                        .is_some_and(|w| w.starts_with(char::is_uppercase) && !is_stopword(w));
+                    let asked = if named { "By whom" } else { "By what" };
                     return Some(Asked {
                         question: format!(
-                            "By whom {copula} {subject_q} {}?",
+                            "{asked} {copula} {subject_q} {}?",
                             predicate[..at].trim()
                         ),
                         answer: capitalize(predicate[at + 4..].trim()),
@@ -626,7 +652,13 @@ impl Analyzer {
         let vectors = self.embed_many(sentences.clone()).await?;
         let center = centroid(&vectors).unwrap_or_default();
         let relevance: Vec<f32> = vectors.iter().map(|v| dot(v, &center)).collect();
-        let phrases = self.key_phrases(&sentences.join(" "), &center).await?;
+        // Subjects of questions: phrases of one or two words without a past-tense verb.
+        let phrases: Vec<(String, f32)> = self
+            .key_phrases(&sentences.join(" "), &center)
+            .await?
+            .into_iter()
+            .filter(|(p, _)| text::words(p).len() <= 2 && noun_like(p))
+            .collect();
         let order = mmr(&relevance, &vectors, sentences.len(), 0.7);
         let asked: Vec<Option<Asked>> = sentences
             .iter()
@@ -636,9 +668,9 @@ impl Analyzer {
                     // The sentence's most relevant key phrase.
                     phrases
                         .iter()
-                        .find(|(p, _)| find_phrase(s, p).is_some())
-                        .map(|(p, _)| Asked {
-                            question: format!("What does the text say about {p}?"),
+                        .find_map(|(p, _)| find_phrase(s, p).map(|at| (p, at)))
+                        .map(|(p, (start, end))| Asked {
+                            question: format!("What does the text say about {}?", &s[start..end]),
                             answer: s.clone(),
                             subject: p.clone(),
                         })
@@ -691,7 +723,13 @@ impl Analyzer {
                 let Some(other) = other else { continue };
                 let question = match &asked[other] {
                     Some(a) if a.subject.contains(phrase.as_str()) => a.question.clone(),
-                    _ => format!("What does the text say about {phrase}?"),
+                    _ => {
+                        let written = find_phrase(&sentences[other], phrase)
+                            .map_or(phrase.as_str(), |(start, end)| {
+                                &sentences[other][start..end]
+                            });
+                        format!("What does the text say about {written}?")
+                    }
                 };
                 if question != pair.question && !pair.follow_ups.contains(&question) {
                     pair.follow_ups.push(question);
@@ -757,6 +795,7 @@ impl Analyzer {
         let candidates: Vec<String> = candidate_phrases(&body, 3, MAX_CANDIDATES)
             .into_iter()
             .map(|(p, _)| p)
+            .filter(|p| noun_like(p))
             .collect();
         for (i, sentence) in sentences.iter().enumerate() {
             for phrase in &candidates {
@@ -1049,16 +1088,19 @@ fn distractors(
     level: Level,
 ) -> Vec<String> {
     let answer_words: HashSet<String> = text::words(key).iter().map(|w| w.to_lowercase()).collect();
+    let sentence_lower = sentence.to_lowercase();
     let mut ranked: Vec<(&String, &PoolPhrase, f32)> = pool
         .iter()
         .filter(|(other, p)| {
             other.as_str() != key
                 && p.shape == answer.shape
+                && (p.shape != Shape::Common || plural(other) == plural(key))
                 && p.words.abs_diff(answer.words) <= 1
-                && find_phrase(sentence, other).is_none()
-                && text::words(other)
-                    .iter()
-                    .all(|w| !answer_words.contains(&w.to_lowercase()))
+                && !sentence_lower.contains(other.as_str())
+                && text::words(other).iter().all(|w| {
+                    let w = w.to_lowercase();
+                    !answer_words.iter().any(|a| same_term(a, &w))
+                })
         })
         .map(|(other, p)| (other, p, dot(&p.vector, &answer.vector)))
         .collect();
@@ -1071,7 +1113,10 @@ fn distractors(
             .iter()
             .map(|w| w.to_lowercase())
             .collect();
-        if words.iter().any(|w| picked_words.contains(w)) {
+        if words
+            .iter()
+            .any(|w| picked_words.iter().any(|p| same_term(p, w)))
+        {
             continue;
         }
         picked_words.extend(words);
@@ -1095,6 +1140,11 @@ fn distractors(
         Level::Easy => distinct.len().saturating_sub(3).min(distinct.len() / 2),
     };
     distinct.into_iter().skip(skip).take(3).collect()
+}
+
+/// Whether a phrase's last word looks plural (so a distractor agrees with the sentence).
+fn plural(phrase: &str) -> bool {
+    phrase.ends_with('s') && !phrase.ends_with("ss")
 }
 
 /// Numbers near `number` (a plain integer): years by decades, counts by quarters.

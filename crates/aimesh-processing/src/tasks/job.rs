@@ -10,7 +10,8 @@ use aimesh_ai::{
     analysis::{
         Analyzer, MAX_TEXT_BYTES,
         sentiment::{self, Sentiment},
-        study::sections,
+        study::{prose, sections},
+        text,
     },
     engine::EngineError,
     translate::{LanguagePair, Translators, segment},
@@ -203,8 +204,10 @@ async fn analyse(
 ) -> Result<TaskResult, EngineError> {
     Ok(match kind {
         TaskType::Summarize => {
-            let total = aimesh_ai::analysis::study::prose_sentences(text).len();
-            let summary = analyzer.summarize(text, summary_length(total)).await?;
+            // Sentences of the prose: a heading is no sentence of a summary.
+            let prose = prose(text);
+            let total = text::sentences(&prose).len();
+            let summary = analyzer.summarize(&prose, summary_length(total)).await?;
             TaskResult {
                 engine: summary.engine,
                 output: TaskOutput::Summary {
@@ -214,7 +217,7 @@ async fn analyse(
             }
         }
         TaskType::Keywords => {
-            let keywords = analyzer.keywords(text, KEYWORDS).await?;
+            let keywords = analyzer.keywords(&prose(text), KEYWORDS).await?;
             let mut ranked: Vec<(String, f32)> = keywords
                 .keywords
                 .into_iter()
@@ -232,7 +235,7 @@ async fn analyse(
                 .into_iter()
                 .map(|section| {
                     let title = section.heading.clone().unwrap_or_else(|| {
-                        let words = aimesh_ai::analysis::text::words(&section.text);
+                        let words = text::words(&section.text);
                         let mut title = words
                             .iter()
                             .take(TITLE_WORDS)
