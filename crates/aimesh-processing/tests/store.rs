@@ -422,7 +422,12 @@ async fn quizzes_keep_questions_and_score_history(backend: Backend) {
     };
     assert!(
         quizzes
-            .ready(quiz.id, "test-cloze", &[question.clone()], now())
+            .ready(
+                quiz.id,
+                "test-cloze",
+                std::slice::from_ref(&question),
+                now()
+            )
             .await
             .unwrap()
     );

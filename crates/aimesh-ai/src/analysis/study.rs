@@ -341,7 +341,7 @@ fn heading(line: &str) -> Option<String> {
         return None;
     }
     let first = line.chars().next()?;
-    if !marked && !(first.is_uppercase() || first.is_ascii_digit()) {
+    if !(marked || first.is_uppercase() || first.is_ascii_digit()) {
         return None;
     }
     Some(line.to_owned())
@@ -352,7 +352,8 @@ fn heading(line: &str) -> Option<String> {
 fn noun_like(phrase: &str) -> bool {
     text::words(phrase).iter().all(|w| {
         let w = w.to_lowercase();
-        !(w.len() > 3 && w.ends_with("ed")) && !PARTICIPLES.contains(&w.as_str())
+        let past = w.len() > 3 && w.ends_with("ed");
+        !(past || PARTICIPLES.contains(&w.as_str()))
     })
 }
 
@@ -920,7 +921,7 @@ impl Analyzer {
                         }
                     }
                     QuestionKind::TrueFalse => {
-                        let truthful = stable_hash(sentence) % 2 == 0;
+                        let truthful = stable_hash(sentence).is_multiple_of(2);
                         let statement = if truthful {
                             sentence.clone()
                         } else {
