@@ -192,30 +192,12 @@ impl Reports {
         Ok((report, job))
     }
 
-    /// Submits the rendering of a DRAFT report and moves it to PENDING. The job's idempotency
-    /// key is the report, so a report is rendered by one job however often this runs.
+    /// Moves a DRAFT report to PENDING and submits its rendering — in this order, so a worker
+    /// that claims the job at once finds the report waiting. The job's idempotency key is the
+    /// report, so a report is rendered by one job however often this runs.
     async fn submit(&self, owner: &str, report: &mut Report) -> ServiceResult<Job> {
-        let payload = serde_json::to_vec(&RenderJob {
-            report_id: report.id,
-        })
-        .map_err(|error| {
-            ReportsServiceError::Internal(format!("failed to encode the job payload: {error}"))
-        })?;
-        let job = self
-            .jobs
-            .submit(
-                owner,
-                crate::job::RENDER_KIND,
-                payload,
-                SubmitOptions {
-                    idempotency_key: Some(format!("{}:{}", crate::job::RENDER_KIND, report.id)),
-                    max_attempts: RENDER_ATTEMPTS,
-                    ..SubmitOptions::default()
-                },
-            )
-            .await?;
         let at = now();
-        if !self.store.set_pending(owner, report.id, job.id, at).await? {
+        if !self.store.set_pending(owner, report.id, at).await? {
             // Another call generated it first, or it was deleted.
             let current = self.get(owner, report.id).await?;
             return Err(ReportsServiceError::NotDraft {
@@ -223,6 +205,37 @@ impl Reports {
                 status: current.status,
             });
         }
+        let payload = serde_json::to_vec(&RenderJob {
+            report_id: report.id,
+        })
+        .map_err(|error| {
+            ReportsServiceError::Internal(format!("failed to encode the job payload: {error}"))
+        });
+        let submitted = match payload {
+            Ok(payload) => self
+                .jobs
+                .submit(
+                    owner,
+                    crate::job::RENDER_KIND,
+                    payload,
+                    SubmitOptions {
+                        idempotency_key: Some(format!("{}:{}", crate::job::RENDER_KIND, report.id)),
+                        max_attempts: RENDER_ATTEMPTS,
+                        ..SubmitOptions::default()
+                    },
+                )
+                .await
+                .map_err(ReportsServiceError::from),
+            Err(error) => Err(error),
+        };
+        let job = match submitted {
+            Ok(job) => job,
+            Err(error) => {
+                let _ = self.store.set_draft(report.id, now()).await;
+                return Err(error);
+            }
+        };
+        self.store.set_job(report.id, job.id).await?;
         report.status = Status::Pending;
         report.job_id = Some(job.id);
         report.updated_at = at;

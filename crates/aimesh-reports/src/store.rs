@@ -259,21 +259,19 @@ impl ReportStore {
         Ok(events)
     }
 
-    /// Moves the owner's DRAFT report that holds events to PENDING for `job_id`. Returns false
-    /// when it is not such a report (any more).
+    /// Moves the owner's DRAFT report that holds events to PENDING. Returns false when it is
+    /// not such a report (any more).
     pub async fn set_pending(
         &self,
         owner_id: &str,
         id: Uuid,
-        job_id: Uuid,
         now: DateTime<Utc>,
     ) -> ServiceResult<bool> {
         let updated = with_db!(&self.db, UPDATE "reports", |pool| {
             sqlx::query(
-                "UPDATE reports SET status = 'PENDING', job_id = $1, updated_at = $2 \
-                 WHERE id = $3 AND owner_id = $4 AND status = 'DRAFT' AND event_count > 0",
+                "UPDATE reports SET status = 'PENDING', updated_at = $1 \
+                 WHERE id = $2 AND owner_id = $3 AND status = 'DRAFT' AND event_count > 0",
             )
-            .bind(job_id)
             .bind(now)
             .bind(id)
             .bind(owner_id)
@@ -282,6 +280,35 @@ impl ReportStore {
             .map(|done| done.rows_affected())
         })?;
         Ok(updated == 1)
+    }
+
+    /// Moves a PENDING report whose job could not be submitted back to DRAFT.
+    pub async fn set_draft(&self, id: Uuid, now: DateTime<Utc>) -> ServiceResult<()> {
+        with_db!(&self.db, UPDATE "reports", |pool| {
+            sqlx::query(
+                "UPDATE reports SET status = 'DRAFT', updated_at = $1 \
+                 WHERE id = $2 AND status = 'PENDING' AND job_id IS NULL",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(drop)
+        })?;
+        Ok(())
+    }
+
+    /// Records a report's rendering job.
+    pub async fn set_job(&self, id: Uuid, job_id: Uuid) -> ServiceResult<()> {
+        with_db!(&self.db, UPDATE "reports", |pool| {
+            sqlx::query("UPDATE reports SET job_id = $1 WHERE id = $2")
+                .bind(job_id)
+                .bind(id)
+                .execute(pool)
+                .await
+                .map(drop)
+        })?;
+        Ok(())
     }
 
     /// Moves a PENDING report to RUNNING — or a RUNNING one (a repeated attempt), or a FAILED

@@ -136,8 +136,9 @@ async fn appends_land_only_at_the_stored_count_of_a_draft(backend: Backend) {
 
     // Once generated it takes no more.
     let job = Uuid::now_v7();
-    assert!(store.set_pending("alice", draft.id, job, at).await.unwrap());
-    assert!(!store.set_pending("alice", draft.id, job, at).await.unwrap());
+    assert!(store.set_pending("alice", draft.id, at).await.unwrap());
+    assert!(!store.set_pending("alice", draft.id, at).await.unwrap());
+    store.set_job(draft.id, job).await.unwrap();
     assert_eq!(
         store
             .append("alice", draft.id, 10, &events(10, 0), 20, at)
@@ -154,12 +155,8 @@ async fn an_empty_draft_cannot_be_generated(backend: Backend) {
     let (store, _db) = store(backend).await;
     let draft = report("alice", Status::Draft, 0);
     store.insert(&draft, &[]).await.unwrap();
-    assert!(
-        !store
-            .set_pending("alice", draft.id, Uuid::now_v7(), now())
-            .await
-            .unwrap()
-    );
+    assert!(!store.set_pending("alice", draft.id, now()).await.unwrap());
+    assert!(!store.set_pending("bob", draft.id, now()).await.unwrap());
 }
 
 async fn finishing_records_the_file_and_drops_the_events(backend: Backend) {
