@@ -21,8 +21,10 @@ pub const UNIT_MAX_CHARS: usize = 200;
 pub const EVENT_TYPE_MAX_CHARS: usize = 64;
 /// Longest event time, in bytes (RFC 3339 needs about 35).
 pub const TIME_MAX_LEN: usize = 64;
-/// Most violations listed; past it, one summary entry says how many more there were.
-pub const MAX_VIOLATIONS: usize = 100;
+/// Most violations listed; past it, one summary entry says how many more there were. A gRPC
+/// status carries them twice, in its message and its details, both HTTP/2 headers: twenty keep
+/// them well within a client's header limit.
+pub const MAX_VIOLATIONS: usize = 20;
 
 /// The output format of a report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
