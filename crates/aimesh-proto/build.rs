@@ -12,6 +12,7 @@ const PROTOS: &[&str] = &[
     "aimesh/processing/v1/processing.proto",
     "aimesh/processing/v1/tasks.proto",
     "aimesh/processing/v1/quizzes.proto",
+    "aimesh/reports/v1/reports.proto",
     "aimesh/bench/v1/echo.proto",
     // Error details, so Envoy can render `grpc-status-details-bin` as JSON.
     "google/rpc/status.proto",

@@ -5,7 +5,7 @@
 //! RFC 3339. Validation collects every bad field, each named by its path
 //! (`events[3].created_time`), up to [`MAX_VIOLATIONS`].
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::error::{FieldViolation, ReportsError, ReportsResult};
 
@@ -21,8 +21,10 @@ pub const UNIT_MAX_CHARS: usize = 200;
 pub const EVENT_TYPE_MAX_CHARS: usize = 64;
 /// Longest event time, in bytes (RFC 3339 needs about 35).
 pub const TIME_MAX_LEN: usize = 64;
-/// Most violations listed; past it, one summary entry says how many more there were.
-pub const MAX_VIOLATIONS: usize = 100;
+/// Most violations listed; past it, one summary entry says how many more there were. A gRPC
+/// status carries them twice, in its message and its details, both HTTP/2 headers: twenty keep
+/// them well within a client's header limit.
+pub const MAX_VIOLATIONS: usize = 20;
 
 /// The output format of a report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -47,6 +49,25 @@ impl Format {
         match self {
             Format::Html => "html",
             Format::Pdf => "pdf",
+        }
+    }
+
+    /// Returns the format's stored name, `HTML` or `PDF`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Html => "HTML",
+            Format::Pdf => "PDF",
+        }
+    }
+
+    /// Parses a format's name in any case: `html` or `pdf`.
+    pub fn parse(name: &str) -> Option<Self> {
+        if name.eq_ignore_ascii_case("html") {
+            Some(Format::Html)
+        } else if name.eq_ignore_ascii_case("pdf") {
+            Some(Format::Pdf)
+        } else {
+            None
         }
     }
 }
@@ -99,11 +120,49 @@ pub struct ValidRequest {
     pub format: Format,
 }
 
+impl ValidEvent {
+    /// Returns the event in its normal form: trimmed, its time in UTC as RFC 3339.
+    pub fn to_event(&self) -> Event {
+        Event {
+            unit: self.unit.clone(),
+            event_type: self.event_type.clone().unwrap_or_default(),
+            created_time: self
+                .created_time
+                .map(|time| time.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// Validates a page of events sent apart from their report, naming each bad field by its
+/// index in the page (`events[3].unit`).
+pub fn validate_events(events: Vec<Event>) -> ReportsResult<Vec<ValidEvent>> {
+    let mut violations = Violations::default();
+    let mut valid = Vec::with_capacity(events.len());
+    for (index, event) in events.into_iter().enumerate() {
+        if let Some(event) = validate_event(index, event, &mut violations) {
+            valid.push(event);
+        }
+    }
+    violations.into_result()?;
+    Ok(valid)
+}
+
 impl ReportRequest {
     /// Validates the request, consuming it so that no event is copied.
     ///
     /// Returns [`ReportsError::InvalidArgument`] listing every bad field.
     pub fn validate(self) -> ReportsResult<ValidRequest> {
+        self.check(false)
+    }
+
+    /// Validates the request like [`ReportRequest::validate`], except that it may list no
+    /// events: a draft whose events are sent later, page by page.
+    pub fn validate_draft(self) -> ReportsResult<ValidRequest> {
+        self.check(true)
+    }
+
+    fn check(self, allow_empty: bool) -> ReportsResult<ValidRequest> {
         let mut violations = Violations::default();
         // A failed check leaves an empty id behind, but then the request is rejected.
         let student_id = violations
@@ -120,7 +179,7 @@ impl ReportRequest {
             .flatten();
 
         let mut events = Vec::new();
-        if self.events.is_empty() {
+        if self.events.is_empty() && !allow_empty {
             violations.add("events", "must list at least one event");
         } else if self.events.len() > MAX_EVENTS {
             violations.add(

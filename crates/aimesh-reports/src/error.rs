@@ -1,7 +1,13 @@
-//! The errors of the reports core: invalid requests name every bad field; rendering failures
-//! are internal.
+//! The errors of the reports core — invalid requests name every bad field; rendering failures
+//! are internal — and of the service around it ([`ReportsServiceError`], mapped once to a
+//! gRPC status).
 
 use std::fmt;
+
+use aimesh_kit::{Code, ServiceError, blob::BlobError, error::into_status};
+use uuid::Uuid;
+
+use crate::report::Status;
 
 /// One invalid field of a report request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,4 +65,134 @@ pub fn display_violations(violations: &[FieldViolation]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+// === the service's errors ===
+
+/// A failure of the reports service.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportsServiceError {
+    /// The request is malformed.
+    #[error("invalid argument: {}", aimesh_kit::error::display_violations(.0))]
+    InvalidArgument(Vec<aimesh_kit::FieldViolation>),
+    /// No such report for this caller.
+    #[error("report {0} not found")]
+    NotFound(Uuid),
+    /// An append was sent at another offset than the report's event count.
+    #[error(
+        "report {id} holds {stored} events: append at offset {stored}, not {sent} \
+         (GetReport tells the count)"
+    )]
+    WrongOffset {
+        /// The report.
+        id: Uuid,
+        /// The offset sent.
+        sent: i64,
+        /// The events stored.
+        stored: i64,
+    },
+    /// The report is no longer a draft.
+    #[error("report {id} is {status}, not a draft: it takes no more events")]
+    NotDraft {
+        /// The report.
+        id: Uuid,
+        /// Its status.
+        status: Status,
+    },
+    /// GenerateReport on a draft without events.
+    #[error("report {0} holds no events: append some before generating it")]
+    NoEvents(Uuid),
+    /// The file is not there yet (or rendering failed).
+    #[error("report {id} is {status}: its file is ready once it is DONE (watch its job)")]
+    NotReady {
+        /// The report.
+        id: Uuid,
+        /// Its status.
+        status: Status,
+    },
+    /// The owner's storage quota would be exceeded.
+    #[error(
+        "storage quota exceeded: {used} of {quota} bytes used (AIMESH_STORAGE_QUOTA_BYTES), \
+         {wanted} more needed; delete reports to make room"
+    )]
+    QuotaExceeded {
+        /// Bytes in use.
+        used: i64,
+        /// The quota.
+        quota: u64,
+        /// Bytes the operation needs.
+        wanted: i64,
+    },
+    /// A bug or an unexpected failure.
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// The blob store failed.
+    #[error("blob store error")]
+    Blob(#[from] BlobError),
+    /// The job engine refused or failed a submission.
+    #[error(transparent)]
+    Jobs(#[from] aimesh_jobs::JobsError),
+    /// The database failed.
+    #[error("database error")]
+    Db(#[from] sqlx::Error),
+}
+
+impl ReportsServiceError {
+    /// An INVALID_ARGUMENT naming one field.
+    pub fn invalid(field: &str, description: impl Into<String>) -> Self {
+        ReportsServiceError::InvalidArgument(vec![aimesh_kit::FieldViolation::new(
+            field,
+            description,
+        )])
+    }
+}
+
+impl From<ReportsError> for ReportsServiceError {
+    /// The core's violations keep their field paths; see [`crate::convert`] for the paths of
+    /// a request.
+    fn from(error: ReportsError) -> Self {
+        match error {
+            ReportsError::InvalidArgument(violations) => ReportsServiceError::InvalidArgument(
+                violations
+                    .into_iter()
+                    .map(|v| aimesh_kit::FieldViolation::new(v.field, v.description))
+                    .collect(),
+            ),
+            ReportsError::Internal(message) => ReportsServiceError::Internal(message),
+        }
+    }
+}
+
+/// The result of a reports service operation.
+pub type ServiceResult<T> = Result<T, ReportsServiceError>;
+
+impl ServiceError for ReportsServiceError {
+    fn code(&self) -> Code {
+        match self {
+            ReportsServiceError::InvalidArgument(_) => Code::InvalidArgument,
+            ReportsServiceError::NotFound(_) => Code::NotFound,
+            ReportsServiceError::WrongOffset { .. }
+            | ReportsServiceError::NotDraft { .. }
+            | ReportsServiceError::NoEvents(_)
+            | ReportsServiceError::NotReady { .. } => Code::FailedPrecondition,
+            ReportsServiceError::QuotaExceeded { .. } => Code::ResourceExhausted,
+            ReportsServiceError::Internal(_) | ReportsServiceError::Blob(_) => Code::Internal,
+            ReportsServiceError::Jobs(error) => error.code(),
+            ReportsServiceError::Db(error) => aimesh_kit::db::failure_code(error),
+        }
+    }
+
+    fn field_violations(&self) -> &[aimesh_kit::FieldViolation] {
+        match self {
+            ReportsServiceError::InvalidArgument(violations) => violations,
+            ReportsServiceError::Jobs(error) => error.field_violations(),
+            _ => &[],
+        }
+    }
+}
+
+impl From<ReportsServiceError> for tonic::Status {
+    fn from(error: ReportsServiceError) -> Self {
+        into_status(error)
+    }
 }

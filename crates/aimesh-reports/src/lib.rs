@@ -1,7 +1,14 @@
-//! The rendering core of the aimesh reports service: a student's learning events, validated
-//! and analysed, turned into a self-contained HTML page or a PDF document.
+//! The aimesh reports service (`aimesh.reports.v1`): a student's learning events, validated
+//! and analysed, turned into a self-contained HTML page or a PDF document by a job, and kept
+//! as a file under the owner's storage quota.
 //!
-//! The flow is [`ReportRequest::validate`] → [`Analysis::new`] → [`Renderer::render_analysis`];
+//! Service layers, outermost first: [`api`] (the tonic `ReportsService`, a pure adapter) with
+//! [`convert`] (proto <-> domain, request validation), [`service`] (domain logic: drafts and
+//! pages of events, submitting rendering jobs, ownership, files, quota, retention),
+//! [`store`] (SQL on SQLite or PostgreSQL); [`job`] holds the job handlers (`reports.render`,
+//! `reports.purge`) and [`report`] the service's domain types.
+//!
+//! The rendering core below them: the flow is [`ReportRequest::validate`] → [`Analysis::new`] → [`Renderer::render_analysis`];
 //! [`Renderer::render`] runs all three. Both formats show the same content: a summary, a bar
 //! chart of events per unit (plotters, SVG), the units in the order the student went through
 //! them, counts per unit and per type, and the longest pauses. Rendering is synchronous and
@@ -16,18 +23,27 @@
 #![forbid(unsafe_code)]
 
 pub mod analysis;
+pub mod api;
 mod chart;
+pub mod convert;
 pub mod domain;
 pub mod error;
 mod fonts;
 mod html;
+pub mod job;
 mod pdf;
+pub mod report;
+pub mod service;
+pub mod store;
 mod view;
 
 pub use analysis::{Analysis, AnalysisOptions};
+pub use api::ReportsApi;
 pub use chart::CHART_MAX_UNITS;
 pub use domain::{Event, Format, ReportRequest, ValidRequest};
-pub use error::{FieldViolation, ReportsError, ReportsResult};
+pub use error::{FieldViolation, ReportsError, ReportsResult, ReportsServiceError, ServiceResult};
+pub use service::{Reports, ReportsConfig};
+pub use store::{MIGRATIONS, ReportStore};
 pub use view::MAX_TABLE_ROWS;
 
 use minijinja::Environment;
@@ -72,6 +88,11 @@ impl Renderer {
             fonts: Fonts::load()?,
             options,
         })
+    }
+
+    /// Returns the analysis options.
+    pub fn options(&self) -> &AnalysisOptions {
+        &self.options
     }
 
     /// Validates, analyses and renders a request in the format it asks for.

@@ -22,6 +22,8 @@ pub enum ServiceKind {
     Models,
     /// `aimesh.processing.v1.ProcessingService`: document uploads, processing and search.
     Processing,
+    /// `aimesh.reports.v1.ReportsService`: learning reports rendered as HTML or PDF.
+    Reports,
 }
 
 impl ServiceKind {
@@ -32,6 +34,7 @@ impl ServiceKind {
         ServiceKind::Notes,
         ServiceKind::Models,
         ServiceKind::Processing,
+        ServiceKind::Reports,
     ];
 }
 
@@ -43,6 +46,7 @@ impl fmt::Display for ServiceKind {
             ServiceKind::Notes => "notes",
             ServiceKind::Models => "models",
             ServiceKind::Processing => "processing",
+            ServiceKind::Reports => "reports",
         })
     }
 }
@@ -205,6 +209,44 @@ impl ProcessingSettings {
     }
 }
 
+/// Settings of the reports service: its request limit and how long reports are kept. Report
+/// files count against the same per-user storage quota (AIMESH_STORAGE_QUOTA_BYTES) and live
+/// in the blob directory, under `reports/`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReportsSettings {
+    /// Largest CreateReport or AppendReportEvents message accepted over gRPC, in bytes
+    /// (100,000 events take about 10 MB). Through the edge, AIMESH_EDGE_MAX_REQUEST_BYTES
+    /// bounds REST bodies: send large reports in pages (AppendReportEvents).
+    #[arg(long, env = "AIMESH_REPORTS_MAX_REQUEST_BYTES", default_value_t = 32 << 20)]
+    pub reports_max_request_bytes: usize,
+
+    /// Hours a report (and its file) is kept; older ones are deleted by an hourly job
+    /// (`reports.purge`). 0 keeps reports until they are deleted.
+    #[arg(long, env = "AIMESH_REPORT_RETENTION_HOURS", default_value_t = 720)]
+    pub report_retention_hours: u64,
+}
+
+impl ReportsSettings {
+    /// Returns the service's settings, with the per-user storage quota.
+    pub fn config(&self, storage_quota_bytes: u64) -> aimesh_reports::ReportsConfig {
+        aimesh_reports::ReportsConfig {
+            max_request_bytes: self.reports_max_request_bytes.max(4 << 20),
+            storage_quota_bytes,
+            retention: (self.report_retention_hours > 0).then(|| {
+                std::time::Duration::from_secs(self.report_retention_hours.saturating_mul(3600))
+            }),
+        }
+    }
+
+    /// Returns the defaults, without retention.
+    pub fn for_tests() -> Self {
+        Self {
+            reports_max_request_bytes: 32 << 20,
+            report_retention_hours: 0,
+        }
+    }
+}
+
 /// Everything a mesh process is configured with.
 #[derive(Debug, Clone)]
 pub struct MeshConfig {
@@ -222,6 +264,8 @@ pub struct MeshConfig {
     pub models: ModelsConfig,
     /// The processing service.
     pub processing: ProcessingSettings,
+    /// The reports service.
+    pub reports: ReportsSettings,
 }
 
 impl MeshConfig {
@@ -235,6 +279,7 @@ impl MeshConfig {
             jobs: JobsSettings::default(),
             models: ModelsConfig::disabled(),
             processing: ProcessingSettings::for_tests(),
+            reports: ReportsSettings::for_tests(),
         }
     }
 }

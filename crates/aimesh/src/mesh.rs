@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 
 use aimesh_ai::translate::{Apertium, Marian, Translator, Translators};
 use aimesh_identity::{Identity, IdentityApi, IdentityStore, keys::SigningKeys};
-use aimesh_jobs::{JobHandler, Jobs, JobsApi, Worker};
+use aimesh_jobs::{Cadence, JobHandler, Jobs, JobsApi, Worker};
 use aimesh_kit::blob::BlobStore;
 use aimesh_kit::{
     auth::{AccountHooks, AuthLayer, Authenticator, jwt::JwtVerifier, remote},
@@ -23,13 +23,16 @@ use aimesh_processing::{
     DocumentStore, NoteSource, NoteText, Processing, ProcessingApi, QuizApi, QuizStore, Quizzes,
     TaskApi, TaskStore, Tasks, job::ProcessHandler, quizzes::job::QuizHandler,
     tasks::job::TaskHandler,
+use aimesh_reports::{
+    ReportStore, Reports, ReportsApi,
+    job::{PURGE_KIND, PurgeHandler, RenderHandler},
 };
 use anyhow::Context;
 use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::config::{MeshConfig, ProcessingSettings, ServiceKind, WorkerSettings};
+use crate::config::{MeshConfig, ProcessingSettings, ReportsSettings, ServiceKind, WorkerSettings};
 
 /// Applies every service's migrations.
 pub async fn migrate(db: &Db) -> anyhow::Result<()> {
@@ -37,6 +40,7 @@ pub async fn migrate(db: &Db) -> anyhow::Result<()> {
     db.migrate(&aimesh_jobs::MIGRATIONS).await?;
     db.migrate(&aimesh_notes::MIGRATIONS).await?;
     db.migrate(&aimesh_processing::MIGRATIONS).await?;
+    db.migrate(&aimesh_reports::MIGRATIONS).await?;
     Ok(())
 }
 
@@ -71,7 +75,7 @@ pub async fn discover_translators(settings: &WorkerSettings) -> Translators {
 }
 
 /// What the services of one process share: the database, the invalidation bus, the job
-/// engine, the inference engines, and the notes and processing services.
+/// engine, the inference engines, and the notes, processing and reports services.
 #[derive(Clone)]
 pub struct Core {
     /// The database.
@@ -91,6 +95,8 @@ pub struct Core {
     pub tasks: Tasks,
     /// Quizzes on documents.
     pub quizzes: Quizzes,
+    /// The reports service.
+    pub reports: Reports,
 }
 
 /// The notes service as the source of tasks: a caller's note, read through the service (and
@@ -128,6 +134,7 @@ impl Core {
         translation: bool,
         engines: Arc<Engines>,
         processing: &ProcessingSettings,
+        reports: &ReportsSettings,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Self> {
         let db = connect(server).await?;
@@ -156,8 +163,29 @@ impl Core {
             jobs.clone(),
             Arc::new(translators),
         );
-        let blobs = BlobStore::local(&processing.blob_dir(&server.data_dir))
-            .context("failed to open the blob directory")?;
+        let blob_dir = processing.blob_dir(&server.data_dir);
+        let blobs = BlobStore::local(&blob_dir).context("failed to open the blob directory")?;
+        // Report files apart from documents: each service counts the references to its own
+        // blobs before deleting one.
+        let report_blobs = BlobStore::local(&blob_dir.join("reports"))
+            .context("failed to open the report files' directory")?;
+        let reports = Reports::new(
+            ReportStore::new(db.clone()),
+            report_blobs,
+            jobs.clone(),
+            reports.config(processing.storage_quota_bytes),
+        )
+        .context("failed to start the reports service")?;
+        if reports.config().retention.is_some() {
+            jobs.schedule(
+                PURGE_KIND,
+                Cadence::every(Duration::from_secs(3600))?,
+                PURGE_KIND,
+                b"{}".to_vec(),
+            )
+            .await
+            .context("failed to schedule the reports retention sweep")?;
+        }
         let processing = Processing::new(
             DocumentStore::new(db.clone()),
             blobs,
@@ -185,6 +213,7 @@ impl Core {
             processing,
             tasks,
             quizzes,
+            reports,
         })
     }
 
@@ -204,9 +233,9 @@ impl Core {
             handlers.push(Arc::new(TaskHandler::analysis(self.tasks.clone())));
             handlers.push(Arc::new(QuizHandler::new(self.quizzes.clone())));
         }
-        if handlers.is_empty() {
-            tracing::warn!("this worker has no engine for any job kind: it will claim no job");
-        }
+        // Rendering reports needs no engine: every worker runs it.
+        handlers.push(Arc::new(RenderHandler::new(self.reports.clone())));
+        handlers.push(Arc::new(PurgeHandler::new(self.reports.clone())));
         self.jobs.worker(handlers, settings.worker_config(grace))
     }
 }
@@ -217,10 +246,14 @@ pub async fn run_worker(
     settings: &WorkerSettings,
     models: &ModelsConfig,
     processing: &ProcessingSettings,
+    reports: &ReportsSettings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let engines = Arc::new(Engines::load(models).await);
-    let core = Core::start(server, settings, true, engines, processing, &shutdown).await?;
+    let core = Core::start(
+        server, settings, true, engines, processing, reports, &shutdown,
+    )
+    .await?;
     core.worker(settings, server.shutdown_grace())
         .run(shutdown)
         .await;
@@ -260,6 +293,7 @@ impl Mesh {
             translation,
             engines.clone(),
             &config.processing,
+            &config.reports,
             &shutdown,
         )
         .await?;
@@ -303,6 +337,9 @@ impl Mesh {
                     .add_service(ProcessingApi::new(core.processing.clone()).into_server())
                     .add_service(TaskApi::new(core.tasks.clone()).into_server())
                     .add_service(QuizApi::new(core.quizzes.clone()).into_server()),
+                (ServiceKind::Reports, _, _) => {
+                    builder.add_service(ReportsApi::new(core.reports.clone()).into_server())
+                }
                 _ => builder,
             };
         }

@@ -10,6 +10,7 @@ mod jobs;
 mod models;
 mod notes;
 mod processing;
+mod reports;
 mod server;
 mod sweep;
 mod tasks;

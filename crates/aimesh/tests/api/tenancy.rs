@@ -15,6 +15,7 @@ use aimesh_proto::{
     jobs::v1 as jpb,
     notes::v1 as pb,
     processing::v1::{self as ppb, processing_service_client::ProcessingServiceClient},
+    reports::v1::{self as rpb, reports_service_client::ReportsServiceClient},
 };
 use prost_reflect::{
     DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage, Value,
@@ -100,8 +101,26 @@ async fn resources(app: &TestApp) -> HashMap<(&'static str, &'static str), Strin
         .into_inner()
         .upload
         .expect("an upload");
+    let report = ReportsServiceClient::with_interceptor(
+        app.channel.clone(),
+        Bearer::token(&app.alice.access),
+    )
+    .create_report(rpb::CreateReportRequest {
+        report: Some(rpb::ReportInput {
+            student_id: "alice's student".into(),
+            ..Default::default()
+        }),
+        format_name: String::new(),
+        draft: true,
+    })
+    .await
+    .expect("create report")
+    .into_inner()
+    .report
+    .expect("a report");
     HashMap::from([
         (("aimesh.notes.v1.NotesService", "id"), note.id),
+        (("aimesh.reports.v1.ReportsService", "id"), report.id),
         (("aimesh.jobs.v1.JobsService", "id"), job.id),
         (
             ("aimesh.processing.v1.ProcessingService", "id"),
@@ -288,9 +307,9 @@ async fn another_users_ids_are_not_found(backend: Backend) {
             checked += 1;
         }
     }
-    // Notes (get, update, delete, translate), jobs (get, watch, cancel, retry) and
-    // processing (documents and uploads) at least.
-    assert!(checked >= 15, "only {checked} RPCs checked");
+    // Notes (get, update, delete, translate), jobs (get, watch, cancel, retry), processing
+    // (documents and uploads) and reports (append, generate, get, delete, download) at least.
+    assert!(checked >= 20, "only {checked} RPCs checked");
 }
 
 backend_tests!(another_users_ids_are_not_found);
