@@ -3,7 +3,10 @@
 
 use std::path::PathBuf;
 
-use aimesh::{JobsSettings, Mesh, MeshConfig, ProcessingSettings, ServiceKind, WorkerSettings};
+use aimesh::{
+    GallerySettings, JobsSettings, Mesh, MeshConfig, ProcessingSettings, ServiceKind,
+    WorkerSettings,
+};
 use aimesh_identity::IdentityConfig;
 use aimesh_kit::{
     auth::AuthConfig,
@@ -53,6 +56,9 @@ enum Command {
         #[command(flatten)]
         processing: ProcessingSettings,
 
+        #[command(flatten)]
+        gallery: GallerySettings,
+
         /// Services to run, comma-separated (default: all).
         #[arg(long, env = "AIMESH_SERVICES", value_delimiter = ',', value_enum)]
         services: Vec<ServiceKind>,
@@ -71,6 +77,9 @@ enum Command {
 
         #[command(flatten)]
         processing: ProcessingSettings,
+
+        #[command(flatten)]
+        gallery: GallerySettings,
     },
     /// Apply pending database migrations and exit.
     Migrate {
@@ -158,6 +167,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             jobs,
             models,
             processing,
+            gallery,
             services,
         } => {
             name_worker(&mut worker);
@@ -175,6 +185,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 jobs,
                 models,
                 processing,
+                gallery,
             };
             let mesh = Mesh::build(&config, &services).await?;
             let token = mesh.shutdown_token();
@@ -189,6 +200,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             mut worker,
             models,
             processing,
+            gallery,
         } => {
             name_worker(&mut worker);
             let shutdown = tokio_util::sync::CancellationToken::new();
@@ -197,7 +209,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 shutdown_signal().await;
                 token.cancel();
             });
-            aimesh::run_worker(&server, &worker, &models, &processing, shutdown).await
+            aimesh::run_worker(&server, &worker, &models, &processing, &gallery, shutdown).await
         }
         Command::Migrate { server } => {
             let db = aimesh::connect(&server).await?;

@@ -5,6 +5,10 @@
 use std::{sync::Arc, time::Duration};
 
 use aimesh_ai::translate::{Apertium, Marian, Translator, Translators};
+use aimesh_gallery::{
+    Gallery, GalleryApi, ImageEngines, ImageStore,
+    job::{OperationHandler, PurgeHandler},
+};
 use aimesh_identity::{Identity, IdentityApi, IdentityStore, keys::SigningKeys};
 use aimesh_jobs::{JobHandler, Jobs, JobsApi, Worker};
 use aimesh_kit::blob::BlobStore;
@@ -23,7 +27,7 @@ use aimesh_processing::{DocumentStore, Processing, ProcessingApi, job::ProcessHa
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{MeshConfig, ProcessingSettings, ServiceKind, WorkerSettings};
+use crate::config::{GallerySettings, MeshConfig, ProcessingSettings, ServiceKind, WorkerSettings};
 
 /// Applies every service's migrations.
 pub async fn migrate(db: &Db) -> anyhow::Result<()> {
@@ -31,6 +35,7 @@ pub async fn migrate(db: &Db) -> anyhow::Result<()> {
     db.migrate(&aimesh_jobs::MIGRATIONS).await?;
     db.migrate(&aimesh_notes::MIGRATIONS).await?;
     db.migrate(&aimesh_processing::MIGRATIONS).await?;
+    db.migrate(&aimesh_gallery::MIGRATIONS).await?;
     Ok(())
 }
 
@@ -65,7 +70,7 @@ pub async fn discover_translators(settings: &WorkerSettings) -> Translators {
 }
 
 /// What the services of one process share: the database, the invalidation bus, the job
-/// engine, the inference engines, and the notes and processing services.
+/// engine, the inference engines, and the notes, processing and gallery services.
 #[derive(Clone)]
 pub struct Core {
     /// The database.
@@ -81,6 +86,8 @@ pub struct Core {
     pub engines: Arc<Engines>,
     /// The processing service.
     pub processing: Processing,
+    /// The gallery service.
+    pub gallery: Gallery,
 }
 
 impl Core {
@@ -93,6 +100,7 @@ impl Core {
         translation: bool,
         engines: Arc<Engines>,
         processing: &ProcessingSettings,
+        gallery: &GallerySettings,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Self> {
         let db = connect(server).await?;
@@ -121,8 +129,22 @@ impl Core {
             jobs.clone(),
             Arc::new(translators),
         );
-        let blobs = BlobStore::local(&processing.blob_dir(&server.data_dir))
-            .context("failed to open the blob directory")?;
+        let blob_dir = processing.blob_dir(&server.data_dir);
+        let blobs = BlobStore::local(&blob_dir).context("failed to open the blob directory")?;
+        // Its own part of the blob directory: each service releases only the blobs it stored.
+        let gallery_blobs = BlobStore::local(&blob_dir.join("gallery"))
+            .context("failed to open the gallery's blob directory")?;
+        let gallery = Gallery::new(
+            ImageStore::new(db.clone()),
+            gallery_blobs,
+            jobs.clone(),
+            image_engines(),
+            gallery.config(processing),
+        );
+        gallery
+            .schedule_purge()
+            .await
+            .context("failed to schedule the gallery's trash purge")?;
         let processing = Processing::new(
             DocumentStore::new(db.clone()),
             blobs,
@@ -140,6 +162,7 @@ impl Core {
             notes,
             engines,
             processing,
+            gallery,
         })
     }
 
@@ -156,6 +179,10 @@ impl Core {
         if self.processing.can_process() {
             handlers.push(Arc::new(ProcessHandler::new(self.processing.clone())));
         }
+        for handler in OperationHandler::serving(&self.gallery) {
+            handlers.push(Arc::new(handler));
+        }
+        handlers.push(Arc::new(PurgeHandler::new(self.gallery.clone())));
         if handlers.is_empty() {
             tracing::warn!("this worker has no engine for any job kind: it will claim no job");
         }
@@ -169,10 +196,14 @@ pub async fn run_worker(
     settings: &WorkerSettings,
     models: &ModelsConfig,
     processing: &ProcessingSettings,
+    gallery: &GallerySettings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let engines = Arc::new(Engines::load(models).await);
-    let core = Core::start(server, settings, true, engines, processing, &shutdown).await?;
+    let core = Core::start(
+        server, settings, true, engines, processing, gallery, &shutdown,
+    )
+    .await?;
     core.worker(settings, server.shutdown_grace())
         .run(shutdown)
         .await;
@@ -212,6 +243,7 @@ impl Mesh {
             translation,
             engines.clone(),
             &config.processing,
+            &config.gallery,
             &shutdown,
         )
         .await?;
@@ -253,6 +285,9 @@ impl Mesh {
                 }
                 (ServiceKind::Processing, _, _) => {
                     builder.add_service(ProcessingApi::new(core.processing.clone()).into_server())
+                }
+                (ServiceKind::Gallery, _, _) => {
+                    builder.add_service(GalleryApi::new(core.gallery.clone()).into_server())
                 }
                 _ => builder,
             };
@@ -426,6 +461,18 @@ async fn authenticator(
         }
     });
     Ok((authenticator, keys_ready))
+}
+
+/// The gallery's image engines. None is built in yet: upscaling, background removal and
+/// generation answer FAILED_PRECONDITION ("capability not serving") with the reason until an
+/// engine implementing [`aimesh_gallery::ImageEngine`] is loaded here.
+fn image_engines() -> ImageEngines {
+    let reason = "no engine for it is loaded by this deployment (this build has none)";
+    aimesh_gallery::Capability::ENGINES
+        .into_iter()
+        .fold(ImageEngines::none(), |engines, capability| {
+            engines.without(capability, reason)
+        })
 }
 
 /// The health entries of the models service's engines, one per engine.
