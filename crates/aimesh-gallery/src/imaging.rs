@@ -176,12 +176,7 @@ fn decode_unchecked(
     limits: &DecodeLimits,
 ) -> Result<Decoded, DecodeError> {
     let malformed = |error: image::ImageError| match error {
-        image::ImageError::Limits(_) => DecodeError::TooManyPixels {
-            width: 0,
-            height: 0,
-            max_pixels: limits.max_pixels,
-            max_side: limits.max_side,
-        },
+        image::ImageError::Limits(_) => too_many(bytes, limits),
         other => DecodeError::Malformed(other.to_string()),
     };
     let image_format = match format {
@@ -198,7 +193,7 @@ fn decode_unchecked(
     reader.limits(decoder_limits);
     // Reads the header only; the limits are checked against its dimensions here.
     let mut decoder = reader.into_decoder().map_err(|error| match error {
-        image::ImageError::Limits(_) => too_many(bytes, image_format, limits),
+        image::ImageError::Limits(_) => too_many(bytes, limits),
         other => malformed(other),
     })?;
     let (width, height) = decoder.dimensions();
@@ -229,14 +224,16 @@ fn decode_unchecked(
     })
 }
 
-/// The refusal of an image whose header the decoder's limits refused: its dimensions when they
-/// can be read without decoding.
-fn too_many(bytes: &[u8], format: ImageFormat, limits: &DecodeLimits) -> DecodeError {
-    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
-    reader.no_limits();
-    let (width, height) = catch_unwind(AssertUnwindSafe(|| reader.into_dimensions()))
-        .ok()
-        .and_then(Result::ok)
+/// The refusal of an image whose header the decoder's limits refused, with the dimensions the
+/// header declares (read by `imagesize`, which parses headers only).
+fn too_many(bytes: &[u8], limits: &DecodeLimits) -> DecodeError {
+    let (width, height) = imagesize::blob_size(bytes)
+        .map(|size| {
+            (
+                u32::try_from(size.width).unwrap_or(u32::MAX),
+                u32::try_from(size.height).unwrap_or(u32::MAX),
+            )
+        })
         .unwrap_or((0, 0));
     DecodeError::TooManyPixels {
         width,
