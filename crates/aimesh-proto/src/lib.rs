@@ -45,6 +45,8 @@ pub use self::packages::processing;
 
 /// `aimesh.reports.v1`.
 pub use self::packages::reports;
+/// `aimesh.gallery.v1`.
+pub use self::packages::gallery;
 
 /// Packages whose code names types outside the `aimesh` package (`google.api.HttpBody`): the
 /// generated paths climb one module per package segment, so these sit under an `aimesh`-like
@@ -65,6 +67,13 @@ mod packages {
         /// Version 1.
         pub mod v1 {
             tonic::include_proto!("aimesh.reports.v1");
+        }
+    }
+    /// `aimesh.gallery.v1`.
+    pub mod gallery {
+        /// Version 1.
+        pub mod v1 {
+            tonic::include_proto!("aimesh.gallery.v1");
         }
     }
 }

@@ -24,6 +24,8 @@ pub enum ServiceKind {
     Processing,
     /// `aimesh.reports.v1.ReportsService`: learning reports rendered as HTML or PDF.
     Reports,
+    /// `aimesh.gallery.v1.GalleryService`: images, thumbnails, the trash and image edits.
+    Gallery,
 }
 
 impl ServiceKind {
@@ -35,6 +37,7 @@ impl ServiceKind {
         ServiceKind::Models,
         ServiceKind::Processing,
         ServiceKind::Reports,
+        ServiceKind::Gallery,
     ];
 }
 
@@ -47,6 +50,7 @@ impl fmt::Display for ServiceKind {
             ServiceKind::Models => "models",
             ServiceKind::Processing => "processing",
             ServiceKind::Reports => "reports",
+            ServiceKind::Gallery => "gallery",
         })
     }
 }
@@ -247,6 +251,66 @@ impl ReportsSettings {
     }
 }
 
+/// Settings of the gallery service: decoding limits and the trash. Its images count against
+/// the storage quota (AIMESH_STORAGE_QUOTA_BYTES) and live in the blob directory's `gallery`
+/// part.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GallerySettings {
+    /// Largest image file accepted, in bytes.
+    #[arg(long, env = "AIMESH_GALLERY_MAX_UPLOAD_BYTES", default_value_t = 30 << 20)]
+    pub gallery_max_upload_bytes: u64,
+
+    /// Most pixels (width × height) of an image, uploaded or made by an operation; a larger
+    /// one is refused from its header, before it is decoded.
+    #[arg(long, env = "AIMESH_GALLERY_MAX_PIXELS", default_value_t = 50_000_000)]
+    pub gallery_max_pixels: u64,
+
+    /// Days an image stays in the trash before the purge deletes it for good.
+    #[arg(
+        long,
+        env = "AIMESH_GALLERY_TRASH_RETENTION_DAYS",
+        default_value_t = 30
+    )]
+    pub gallery_trash_retention_days: u64,
+
+    /// Seconds between two runs of the trash purge (a scheduled job).
+    #[arg(
+        long,
+        env = "AIMESH_GALLERY_PURGE_INTERVAL_SECS",
+        default_value_t = 3600
+    )]
+    pub gallery_purge_interval_secs: u64,
+}
+
+impl GallerySettings {
+    /// Returns the service's settings, with the storage quota shared with processing.
+    pub fn config(&self, processing: &ProcessingSettings) -> aimesh_gallery::GalleryConfig {
+        let defaults = aimesh_gallery::DecodeLimits::default();
+        aimesh_gallery::GalleryConfig {
+            limits: aimesh_gallery::DecodeLimits {
+                max_bytes: usize::try_from(self.gallery_max_upload_bytes).unwrap_or(usize::MAX),
+                max_pixels: self.gallery_max_pixels.max(1),
+                max_side: defaults.max_side,
+            },
+            storage_quota_bytes: processing.storage_quota_bytes,
+            trash_retention: Duration::from_secs(
+                self.gallery_trash_retention_days.saturating_mul(24 * 3600),
+            ),
+            purge_interval: Duration::from_secs(self.gallery_purge_interval_secs.max(1)),
+        }
+    }
+
+    /// Returns the defaults.
+    pub fn for_tests() -> Self {
+        Self {
+            gallery_max_upload_bytes: 30 << 20,
+            gallery_max_pixels: 50_000_000,
+            gallery_trash_retention_days: 30,
+            gallery_purge_interval_secs: 3600,
+        }
+    }
+}
+
 /// Everything a mesh process is configured with.
 #[derive(Debug, Clone)]
 pub struct MeshConfig {
@@ -266,6 +330,8 @@ pub struct MeshConfig {
     pub processing: ProcessingSettings,
     /// The reports service.
     pub reports: ReportsSettings,
+    /// The gallery service.
+    pub gallery: GallerySettings,
 }
 
 impl MeshConfig {
@@ -280,6 +346,7 @@ impl MeshConfig {
             models: ModelsConfig::disabled(),
             processing: ProcessingSettings::for_tests(),
             reports: ReportsSettings::for_tests(),
+            gallery: GallerySettings::for_tests(),
         }
     }
 }

@@ -7,7 +7,8 @@ pub mod mesh;
 pub mod tools;
 
 pub use config::{
-    JobsSettings, MeshConfig, ProcessingSettings, ReportsSettings, ServiceKind, WorkerMode,
+    GallerySettings, JobsSettings, MeshConfig, ProcessingSettings, ReportsSettings, ServiceKind,
+    WorkerMode,
     WorkerSettings,
 };
 pub use mesh::{Core, Mesh, connect, migrate, run_worker};

@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 use aimesh::{
-    JobsSettings, Mesh, MeshConfig, ProcessingSettings, ReportsSettings, ServiceKind,
+    GallerySettings, JobsSettings, Mesh, MeshConfig, ProcessingSettings, ReportsSettings,
+    ServiceKind,
     WorkerSettings,
 };
 use aimesh_identity::IdentityConfig;
@@ -59,6 +60,9 @@ enum Command {
         #[command(flatten)]
         reports: ReportsSettings,
 
+        #[command(flatten)]
+        gallery: GallerySettings,
+
         /// Services to run, comma-separated (default: all).
         #[arg(long, env = "AIMESH_SERVICES", value_delimiter = ',', value_enum)]
         services: Vec<ServiceKind>,
@@ -80,6 +84,9 @@ enum Command {
 
         #[command(flatten)]
         reports: ReportsSettings,
+
+        #[command(flatten)]
+        gallery: GallerySettings,
     },
     /// Apply pending database migrations and exit.
     Migrate {
@@ -168,6 +175,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             models,
             processing,
             reports,
+            gallery,
             services,
         } => {
             name_worker(&mut worker);
@@ -186,6 +194,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 models,
                 processing,
                 reports,
+                gallery,
             };
             let mesh = Mesh::build(&config, &services).await?;
             let token = mesh.shutdown_token();
@@ -201,6 +210,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             models,
             processing,
             reports,
+            gallery,
         } => {
             name_worker(&mut worker);
             let shutdown = tokio_util::sync::CancellationToken::new();
@@ -209,7 +219,16 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 shutdown_signal().await;
                 token.cancel();
             });
-            aimesh::run_worker(&server, &worker, &models, &processing, &reports, shutdown).await
+            aimesh::run_worker(
+                &server,
+                &worker,
+                &models,
+                &processing,
+                &reports,
+                &gallery,
+                shutdown,
+            )
+            .await
         }
         Command::Migrate { server } => {
             let db = aimesh::connect(&server).await?;

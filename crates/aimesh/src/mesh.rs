@@ -5,6 +5,10 @@
 use std::{sync::Arc, time::Duration};
 
 use aimesh_ai::translate::{Apertium, Marian, Translator, Translators};
+use aimesh_gallery::{
+    Gallery, GalleryApi, ImageEngines, ImageStore,
+    job::{OperationHandler, PurgeHandler as TrashPurgeHandler},
+};
 use aimesh_identity::{Identity, IdentityApi, IdentityStore, keys::SigningKeys};
 use aimesh_jobs::{Cadence, JobHandler, Jobs, JobsApi, Worker};
 use aimesh_kit::blob::BlobStore;
@@ -32,7 +36,9 @@ use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::config::{MeshConfig, ProcessingSettings, ReportsSettings, ServiceKind, WorkerSettings};
+use crate::config::{
+    GallerySettings, MeshConfig, ProcessingSettings, ReportsSettings, ServiceKind, WorkerSettings,
+};
 
 /// Applies every service's migrations.
 pub async fn migrate(db: &Db) -> anyhow::Result<()> {
@@ -41,6 +47,7 @@ pub async fn migrate(db: &Db) -> anyhow::Result<()> {
     db.migrate(&aimesh_notes::MIGRATIONS).await?;
     db.migrate(&aimesh_processing::MIGRATIONS).await?;
     db.migrate(&aimesh_reports::MIGRATIONS).await?;
+    db.migrate(&aimesh_gallery::MIGRATIONS).await?;
     Ok(())
 }
 
@@ -75,7 +82,7 @@ pub async fn discover_translators(settings: &WorkerSettings) -> Translators {
 }
 
 /// What the services of one process share: the database, the invalidation bus, the job
-/// engine, the inference engines, and the notes, processing and reports services.
+/// engine, the inference engines, and the notes, processing, reports and gallery services.
 #[derive(Clone)]
 pub struct Core {
     /// The database.
@@ -97,6 +104,8 @@ pub struct Core {
     pub quizzes: Quizzes,
     /// The reports service.
     pub reports: Reports,
+    /// The gallery service.
+    pub gallery: Gallery,
 }
 
 /// The notes service as the source of tasks: a caller's note, read through the service (and
@@ -135,6 +144,7 @@ impl Core {
         engines: Arc<Engines>,
         processing: &ProcessingSettings,
         reports: &ReportsSettings,
+        gallery: &GallerySettings,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Self> {
         let db = connect(server).await?;
@@ -186,6 +196,20 @@ impl Core {
             .await
             .context("failed to schedule the reports retention sweep")?;
         }
+        // Its own part of the blob directory: each service releases only the blobs it stored.
+        let gallery_blobs = BlobStore::local(&blob_dir.join("gallery"))
+            .context("failed to open the gallery's blob directory")?;
+        let gallery = Gallery::new(
+            ImageStore::new(db.clone()),
+            gallery_blobs,
+            jobs.clone(),
+            image_engines(),
+            gallery.config(processing),
+        );
+        gallery
+            .schedule_purge()
+            .await
+            .context("failed to schedule the gallery's trash purge")?;
         let processing = Processing::new(
             DocumentStore::new(db.clone()),
             blobs,
@@ -214,6 +238,7 @@ impl Core {
             tasks,
             quizzes,
             reports,
+            gallery,
         })
     }
 
@@ -236,6 +261,10 @@ impl Core {
         // Rendering reports needs no engine: every worker runs it.
         handlers.push(Arc::new(RenderHandler::new(self.reports.clone())));
         handlers.push(Arc::new(PurgeHandler::new(self.reports.clone())));
+        for handler in OperationHandler::serving(&self.gallery) {
+            handlers.push(Arc::new(handler));
+        }
+        handlers.push(Arc::new(TrashPurgeHandler::new(self.gallery.clone())));
         self.jobs.worker(handlers, settings.worker_config(grace))
     }
 }
@@ -247,11 +276,12 @@ pub async fn run_worker(
     models: &ModelsConfig,
     processing: &ProcessingSettings,
     reports: &ReportsSettings,
+    gallery: &GallerySettings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let engines = Arc::new(Engines::load(models).await);
     let core = Core::start(
-        server, settings, true, engines, processing, reports, &shutdown,
+        server, settings, true, engines, processing, reports, gallery, &shutdown,
     )
     .await?;
     core.worker(settings, server.shutdown_grace())
@@ -294,6 +324,7 @@ impl Mesh {
             engines.clone(),
             &config.processing,
             &config.reports,
+            &config.gallery,
             &shutdown,
         )
         .await?;
@@ -339,6 +370,9 @@ impl Mesh {
                     .add_service(QuizApi::new(core.quizzes.clone()).into_server()),
                 (ServiceKind::Reports, _, _) => {
                     builder.add_service(ReportsApi::new(core.reports.clone()).into_server())
+                }
+                (ServiceKind::Gallery, _, _) => {
+                    builder.add_service(GalleryApi::new(core.gallery.clone()).into_server())
                 }
                 _ => builder,
             };
@@ -512,6 +546,18 @@ async fn authenticator(
         }
     });
     Ok((authenticator, keys_ready))
+}
+
+/// The gallery's image engines. None is built in yet: upscaling, background removal and
+/// generation answer FAILED_PRECONDITION ("capability not serving") with the reason until an
+/// engine implementing [`aimesh_gallery::ImageEngine`] is loaded here.
+fn image_engines() -> ImageEngines {
+    let reason = "no engine for it is loaded by this deployment (this build has none)";
+    aimesh_gallery::Capability::ENGINES
+        .into_iter()
+        .fold(ImageEngines::none(), |engines, capability| {
+            engines.without(capability, reason)
+        })
 }
 
 /// The health entries of the models service's engines, one per engine.

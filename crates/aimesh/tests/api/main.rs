@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod dynamic;
+mod gallery;
 mod helpers;
 mod identity;
 mod jobs;

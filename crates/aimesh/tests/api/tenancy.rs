@@ -11,6 +11,7 @@ use std::collections::HashMap;
 
 use aimesh_kit::testing::Backend;
 use aimesh_proto::{
+    gallery::v1::{self as gpb, gallery_service_client::GalleryServiceClient},
     google::api::HttpBody,
     jobs::v1 as jpb,
     notes::v1 as pb,
@@ -36,6 +37,8 @@ const FIELD_DEFAULTS: &[(&str, &str)] = &[
     ("title", "a title"),
     ("original_text", "some text"),
     ("original_language", "en"),
+    // An enum, by number: the gallery's sepia style.
+    ("style", "2"),
 ];
 
 /// Services without resources of their own (accounts are the caller's own; engines and the
@@ -118,7 +121,30 @@ async fn resources(app: &TestApp) -> HashMap<(&'static str, &'static str), Strin
     .into_inner()
     .report
     .expect("a report");
+    let mut gallery = GalleryServiceClient::with_interceptor(
+        app.channel.clone(),
+        Bearer::token(&app.alice.access),
+    );
+    let picture = aimesh_gallery::samples::encode(
+        &image::DynamicImage::ImageRgb8(aimesh_gallery::samples::landscape(32, 24, 1)),
+        image::ImageFormat::Png,
+    );
+    let image = gallery
+        .upload_image(gpb::UploadImageRequest {
+            body: Some(HttpBody {
+                content_type: "image/png".into(),
+                data: picture,
+                extensions: Vec::new(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("upload image")
+        .into_inner()
+        .image
+        .expect("an image");
     HashMap::from([
+        (("aimesh.gallery.v1.GalleryService", "id"), image.id),
         (("aimesh.notes.v1.NotesService", "id"), note.id),
         (("aimesh.reports.v1.ReportsService", "id"), report.id),
         (("aimesh.jobs.v1.JobsService", "id"), job.id),
@@ -215,6 +241,7 @@ fn set_leaf(message: &mut DynamicMessage, field: &FieldDescriptor, value: &str) 
         Kind::Bytes => Value::Bytes(value.as_bytes().to_vec().into()),
         Kind::Int32 => Value::I32(value.parse().unwrap_or(1)),
         Kind::Int64 => Value::I64(value.parse().unwrap_or(1)),
+        Kind::Enum(_) => Value::EnumNumber(value.parse().unwrap_or(1)),
         _ => return false,
     };
     message.set_field(field, value);
