@@ -43,6 +43,9 @@ pub mod models {
 /// `aimesh.processing.v1`.
 pub use self::packages::processing;
 
+/// `aimesh.speech.v1`.
+pub use self::packages::speech;
+
 /// Packages whose code names types outside the `aimesh` package (`google.api.HttpBody`): the
 /// generated paths climb one module per package segment, so these sit under an `aimesh`-like
 /// module of their own, beside the aimesh packages they name.
@@ -54,6 +57,14 @@ mod packages {
         /// Version 1.
         pub mod v1 {
             tonic::include_proto!("aimesh.processing.v1");
+        }
+    }
+
+    /// `aimesh.speech.v1`.
+    pub mod speech {
+        /// Version 1.
+        pub mod v1 {
+            tonic::include_proto!("aimesh.speech.v1");
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod mesh;
 pub mod tools;
 
 pub use config::{
-    JobsSettings, MeshConfig, ProcessingSettings, ServiceKind, WorkerMode, WorkerSettings,
+    JobsSettings, MeshConfig, ProcessingSettings, ServiceKind, SpeechSettings, WorkerMode,
+    WorkerSettings,
 };
 pub use mesh::{Core, Mesh, connect, migrate, run_worker};

@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use aimesh::{JobsSettings, Mesh, MeshConfig, ProcessingSettings, ServiceKind, WorkerSettings};
+use aimesh::{
+    JobsSettings, Mesh, MeshConfig, ProcessingSettings, ServiceKind, SpeechSettings, WorkerSettings,
+};
 use aimesh_identity::IdentityConfig;
 use aimesh_kit::{
     auth::AuthConfig,
@@ -53,6 +55,9 @@ enum Command {
         #[command(flatten)]
         processing: ProcessingSettings,
 
+        #[command(flatten)]
+        speech: SpeechSettings,
+
         /// Services to run, comma-separated (default: all).
         #[arg(long, env = "AIMESH_SERVICES", value_delimiter = ',', value_enum)]
         services: Vec<ServiceKind>,
@@ -71,6 +76,9 @@ enum Command {
 
         #[command(flatten)]
         processing: ProcessingSettings,
+
+        #[command(flatten)]
+        speech: SpeechSettings,
     },
     /// Apply pending database migrations and exit.
     Migrate {
@@ -158,6 +166,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             jobs,
             models,
             processing,
+            speech,
             services,
         } => {
             name_worker(&mut worker);
@@ -175,6 +184,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 jobs,
                 models,
                 processing,
+                speech,
             };
             let mesh = Mesh::build(&config, &services).await?;
             let token = mesh.shutdown_token();
@@ -189,6 +199,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             mut worker,
             models,
             processing,
+            speech,
         } => {
             name_worker(&mut worker);
             let shutdown = tokio_util::sync::CancellationToken::new();
@@ -197,7 +208,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 shutdown_signal().await;
                 token.cancel();
             });
-            aimesh::run_worker(&server, &worker, &models, &processing, shutdown).await
+            aimesh::run_worker(&server, &worker, &models, &processing, &speech, shutdown).await
         }
         Command::Migrate { server } => {
             let db = aimesh::connect(&server).await?;

@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 
 use aimesh_ai::translate::{Apertium, Marian, Translator, Translators};
 use aimesh_identity::{Identity, IdentityApi, IdentityStore, keys::SigningKeys};
-use aimesh_jobs::{JobHandler, Jobs, JobsApi, Worker};
+use aimesh_jobs::{Cadence, JobHandler, Jobs, JobsApi, Worker};
 use aimesh_kit::blob::BlobStore;
 use aimesh_kit::{
     auth::{AccountHooks, AuthLayer, Authenticator, jwt::JwtVerifier, remote},
@@ -20,10 +20,17 @@ use aimesh_notes::{
     Notes, NotesApi, NotesStore, service::CacheConfig, translate::TranslateHandler,
 };
 use aimesh_processing::{DocumentStore, Processing, ProcessingApi, job::ProcessHandler};
+use aimesh_speech::{
+    Speech, SpeechApi, SpeechStore,
+    transcribe::{RETENTION_KIND, RetentionHandler, TranscribeHandler},
+};
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{MeshConfig, ProcessingSettings, ServiceKind, WorkerSettings};
+use crate::config::{MeshConfig, ProcessingSettings, ServiceKind, SpeechSettings, WorkerSettings};
+
+/// The name of the recordings' retention schedule.
+const RETENTION_SCHEDULE: &str = "speech.retention";
 
 /// Applies every service's migrations.
 pub async fn migrate(db: &Db) -> anyhow::Result<()> {
@@ -31,6 +38,7 @@ pub async fn migrate(db: &Db) -> anyhow::Result<()> {
     db.migrate(&aimesh_jobs::MIGRATIONS).await?;
     db.migrate(&aimesh_notes::MIGRATIONS).await?;
     db.migrate(&aimesh_processing::MIGRATIONS).await?;
+    db.migrate(&aimesh_speech::MIGRATIONS).await?;
     Ok(())
 }
 
@@ -81,6 +89,8 @@ pub struct Core {
     pub engines: Arc<Engines>,
     /// The processing service.
     pub processing: Processing,
+    /// The speech service.
+    pub speech: Speech,
 }
 
 impl Core {
@@ -93,6 +103,7 @@ impl Core {
         translation: bool,
         engines: Arc<Engines>,
         processing: &ProcessingSettings,
+        speech_settings: &SpeechSettings,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Self> {
         let db = connect(server).await?;
@@ -123,6 +134,31 @@ impl Core {
         );
         let blobs = BlobStore::local(&processing.blob_dir(&server.data_dir))
             .context("failed to open the blob directory")?;
+        let speech = Speech::new(
+            SpeechStore::new(db.clone()),
+            blobs.clone(),
+            jobs.clone(),
+            engines
+                .transcriber
+                .clone()
+                .map_err(|unavailable| unavailable.detail().to_owned()),
+            engines
+                .synthesizer
+                .clone()
+                .map_err(|unavailable| unavailable.detail().to_owned()),
+            speech_settings.config(processing.storage_quota_bytes),
+        );
+        if speech.config().audio_retention.is_some() {
+            let payload = b"{}".to_vec();
+            jobs.schedule(
+                RETENTION_SCHEDULE,
+                Cadence::every(speech_settings.sweep_interval())?,
+                RETENTION_KIND,
+                payload,
+            )
+            .await
+            .context("failed to schedule the recordings' retention sweep")?;
+        }
         let processing = Processing::new(
             DocumentStore::new(db.clone()),
             blobs,
@@ -140,6 +176,7 @@ impl Core {
             notes,
             engines,
             processing,
+            speech,
         })
     }
 
@@ -156,6 +193,10 @@ impl Core {
         if self.processing.can_process() {
             handlers.push(Arc::new(ProcessHandler::new(self.processing.clone())));
         }
+        if self.speech.can_transcribe() {
+            handlers.push(Arc::new(TranscribeHandler::new(self.speech.clone())));
+        }
+        handlers.push(Arc::new(RetentionHandler::new(self.speech.clone())));
         if handlers.is_empty() {
             tracing::warn!("this worker has no engine for any job kind: it will claim no job");
         }
@@ -169,10 +210,14 @@ pub async fn run_worker(
     settings: &WorkerSettings,
     models: &ModelsConfig,
     processing: &ProcessingSettings,
+    speech: &SpeechSettings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let engines = Arc::new(Engines::load(models).await);
-    let core = Core::start(server, settings, true, engines, processing, &shutdown).await?;
+    let core = Core::start(
+        server, settings, true, engines, processing, speech, &shutdown,
+    )
+    .await?;
     core.worker(settings, server.shutdown_grace())
         .run(shutdown)
         .await;
@@ -200,7 +245,8 @@ impl Mesh {
         // that needs none loads none.
         let needs_engines = runs_worker
             || services.contains(&ServiceKind::Models)
-            || services.contains(&ServiceKind::Processing);
+            || services.contains(&ServiceKind::Processing)
+            || services.contains(&ServiceKind::Speech);
         let engines = Arc::new(if needs_engines {
             Engines::load(&config.models).await
         } else {
@@ -212,6 +258,7 @@ impl Mesh {
             translation,
             engines.clone(),
             &config.processing,
+            &config.speech,
             &shutdown,
         )
         .await?;
@@ -253,6 +300,9 @@ impl Mesh {
                 }
                 (ServiceKind::Processing, _, _) => {
                     builder.add_service(ProcessingApi::new(core.processing.clone()).into_server())
+                }
+                (ServiceKind::Speech, _, _) => {
+                    builder.add_service(SpeechApi::new(core.speech.clone()).into_server())
                 }
                 _ => builder,
             };

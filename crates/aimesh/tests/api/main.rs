@@ -11,5 +11,6 @@ mod models;
 mod notes;
 mod processing;
 mod server;
+mod speech;
 mod sweep;
 mod tenancy;
