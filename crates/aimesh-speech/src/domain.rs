@@ -185,7 +185,7 @@ impl ExportFormat {
             "" | "txt" | "text" => Ok(ExportFormat::Text),
             "srt" => Ok(ExportFormat::Srt),
             "vtt" | "webvtt" => Ok(ExportFormat::Vtt),
-            other => Err(format!("{other:?} is not one of txt, srt, vtt")),
+            _ => Err("must be one of txt, srt, vtt".to_owned()),
         }
     }
 
@@ -313,9 +313,7 @@ pub fn validate_language(language: &str) -> Result<String, String> {
     }
     let primary = language.split(['-', '_']).next().unwrap_or_default();
     if !(2..=3).contains(&primary.len()) || !primary.bytes().all(|b| b.is_ascii_alphabetic()) {
-        return Err(format!(
-            "{language:?} is not a language tag (e.g. \"en\", \"es\", \"fr-FR\")"
-        ));
+        return Err("is not a language tag (e.g. \"en\", \"es\", \"fr-FR\")".to_owned());
     }
     Ok(primary.to_ascii_lowercase())
 }

@@ -29,7 +29,9 @@ useful for travellers. The weather today is sunny and warm, with a light breeze 
 Tomato plants need full sun, rich soil and deep watering twice a week. The library opens at nine \
 in the morning and closes at six in the evening. Please remember to bring your ticket, your \
 passport and a pen. The train to the coast leaves from platform four every hour. Volcanoes \
-erupt when the pressure of the magma inside the mountain builds up.";
+erupt when the pressure of the magma inside the mountain builds up. The baker wakes up early to \
+prepare bread, cakes and pastries for the market. Our neighbours painted their fence blue and \
+planted roses along the path to the front door.";
 
 async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut aimesh::MeshConfig)) -> TestApp {
     TestApp::spawn_with(backend, ServiceKind::ALL, |config| {
