@@ -47,6 +47,8 @@ pub use self::packages::processing;
 pub use self::packages::reports;
 /// `aimesh.gallery.v1`.
 pub use self::packages::gallery;
+/// `aimesh.speech.v1`.
+pub use self::packages::speech;
 
 /// Packages whose code names types outside the `aimesh` package (`google.api.HttpBody`): the
 /// generated paths climb one module per package segment, so these sit under an `aimesh`-like
@@ -74,6 +76,13 @@ mod packages {
         /// Version 1.
         pub mod v1 {
             tonic::include_proto!("aimesh.gallery.v1");
+        }
+    }
+    /// `aimesh.speech.v1`.
+    pub mod speech {
+        /// Version 1.
+        pub mod v1 {
+            tonic::include_proto!("aimesh.speech.v1");
         }
     }
 }

@@ -26,6 +26,8 @@ pub enum ServiceKind {
     Reports,
     /// `aimesh.gallery.v1.GalleryService`: images, thumbnails, the trash and image edits.
     Gallery,
+    /// `aimesh.speech.v1.SpeechService`: stored transcriptions and synthesised audio.
+    Speech,
 }
 
 impl ServiceKind {
@@ -38,6 +40,7 @@ impl ServiceKind {
         ServiceKind::Processing,
         ServiceKind::Reports,
         ServiceKind::Gallery,
+        ServiceKind::Speech,
     ];
 }
 
@@ -51,6 +54,7 @@ impl fmt::Display for ServiceKind {
             ServiceKind::Processing => "processing",
             ServiceKind::Reports => "reports",
             ServiceKind::Gallery => "gallery",
+            ServiceKind::Speech => "speech",
         })
     }
 }
@@ -311,6 +315,61 @@ impl GallerySettings {
     }
 }
 
+/// Settings of the speech service: recording limits and how long recordings are kept. Blobs
+/// go where the processing service's do (AIMESH_BLOB_DIR) and count against the same
+/// AIMESH_STORAGE_QUOTA_BYTES.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SpeechSettings {
+    /// Largest recording accepted for transcription, in bytes.
+    #[arg(long, env = "AIMESH_SPEECH_MAX_UPLOAD_BYTES", default_value_t = 200 << 20)]
+    pub speech_max_upload_bytes: u64,
+
+    /// Longest recording accepted for transcription, in seconds.
+    #[arg(long, env = "AIMESH_SPEECH_MAX_DURATION_SECS", default_value_t = 3 * 3600)]
+    pub speech_max_duration_secs: u64,
+
+    /// Seconds a recording is kept after upload before the retention sweep deletes it (its
+    /// transcript is kept); 0 keeps recordings forever.
+    #[arg(long, env = "AIMESH_AUDIO_RETENTION_SECS", default_value_t = 30 * 24 * 3600)]
+    pub audio_retention_secs: u64,
+
+    /// Seconds between two retention sweeps (a scheduled job).
+    #[arg(
+        long,
+        env = "AIMESH_AUDIO_RETENTION_SWEEP_SECS",
+        default_value_t = 3600
+    )]
+    pub audio_retention_sweep_secs: u64,
+}
+
+impl SpeechSettings {
+    /// Returns the service's limits, with the storage quota shared with processing.
+    pub fn config(&self, storage_quota_bytes: u64) -> aimesh_speech::SpeechConfig {
+        aimesh_speech::SpeechConfig {
+            max_upload_bytes: self.speech_max_upload_bytes,
+            max_duration: Duration::from_secs(self.speech_max_duration_secs.max(1)),
+            storage_quota_bytes,
+            audio_retention: (self.audio_retention_secs > 0)
+                .then(|| Duration::from_secs(self.audio_retention_secs)),
+        }
+    }
+
+    /// Returns the interval of the retention sweep.
+    pub fn sweep_interval(&self) -> Duration {
+        Duration::from_secs(self.audio_retention_sweep_secs.max(1))
+    }
+
+    /// Returns the defaults.
+    pub fn for_tests() -> Self {
+        Self {
+            speech_max_upload_bytes: 200 << 20,
+            speech_max_duration_secs: 3 * 3600,
+            audio_retention_secs: 30 * 24 * 3600,
+            audio_retention_sweep_secs: 3600,
+        }
+    }
+}
+
 /// Everything a mesh process is configured with.
 #[derive(Debug, Clone)]
 pub struct MeshConfig {
@@ -332,6 +391,8 @@ pub struct MeshConfig {
     pub reports: ReportsSettings,
     /// The gallery service.
     pub gallery: GallerySettings,
+    /// The speech service.
+    pub speech: SpeechSettings,
 }
 
 impl MeshConfig {
@@ -347,6 +408,7 @@ impl MeshConfig {
             processing: ProcessingSettings::for_tests(),
             reports: ReportsSettings::for_tests(),
             gallery: GallerySettings::for_tests(),
+            speech: SpeechSettings::for_tests(),
         }
     }
 }

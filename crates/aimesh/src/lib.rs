@@ -8,7 +8,7 @@ pub mod tools;
 
 pub use config::{
     GallerySettings, JobsSettings, MeshConfig, ProcessingSettings, ReportsSettings, ServiceKind,
-    WorkerMode,
+    SpeechSettings, WorkerMode,
     WorkerSettings,
 };
 pub use mesh::{Core, Mesh, connect, migrate, run_worker};

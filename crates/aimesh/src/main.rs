@@ -5,8 +5,7 @@ use std::path::PathBuf;
 
 use aimesh::{
     GallerySettings, JobsSettings, Mesh, MeshConfig, ProcessingSettings, ReportsSettings,
-    ServiceKind,
-    WorkerSettings,
+    ServiceKind, SpeechSettings, WorkerSettings,
 };
 use aimesh_identity::IdentityConfig;
 use aimesh_kit::{
@@ -63,6 +62,9 @@ enum Command {
         #[command(flatten)]
         gallery: GallerySettings,
 
+        #[command(flatten)]
+        speech: SpeechSettings,
+
         /// Services to run, comma-separated (default: all).
         #[arg(long, env = "AIMESH_SERVICES", value_delimiter = ',', value_enum)]
         services: Vec<ServiceKind>,
@@ -87,6 +89,9 @@ enum Command {
 
         #[command(flatten)]
         gallery: GallerySettings,
+
+        #[command(flatten)]
+        speech: SpeechSettings,
     },
     /// Apply pending database migrations and exit.
     Migrate {
@@ -176,6 +181,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             processing,
             reports,
             gallery,
+            speech,
             services,
         } => {
             name_worker(&mut worker);
@@ -195,6 +201,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 processing,
                 reports,
                 gallery,
+                speech,
             };
             let mesh = Mesh::build(&config, &services).await?;
             let token = mesh.shutdown_token();
@@ -211,6 +218,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             processing,
             reports,
             gallery,
+            speech,
         } => {
             name_worker(&mut worker);
             let shutdown = tokio_util::sync::CancellationToken::new();
@@ -226,6 +234,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 &processing,
                 &reports,
                 &gallery,
+                &speech,
                 shutdown,
             )
             .await

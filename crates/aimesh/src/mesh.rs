@@ -31,14 +31,22 @@ use aimesh_reports::{
     ReportStore, Reports, ReportsApi,
     job::{PURGE_KIND, PurgeHandler, RenderHandler},
 };
+use aimesh_speech::{
+    Speech, SpeechApi, SpeechStore,
+    transcribe::{RETENTION_KIND, RetentionHandler, TranscribeHandler},
+};
 use anyhow::Context;
 use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::config::{
-    GallerySettings, MeshConfig, ProcessingSettings, ReportsSettings, ServiceKind, WorkerSettings,
+    GallerySettings, MeshConfig, ProcessingSettings, ReportsSettings, ServiceKind, SpeechSettings,
+    WorkerSettings,
 };
+
+/// The name of the recordings' retention schedule.
+const RETENTION_SCHEDULE: &str = "speech.retention";
 
 /// Applies every service's migrations.
 pub async fn migrate(db: &Db) -> anyhow::Result<()> {
@@ -48,6 +56,7 @@ pub async fn migrate(db: &Db) -> anyhow::Result<()> {
     db.migrate(&aimesh_processing::MIGRATIONS).await?;
     db.migrate(&aimesh_reports::MIGRATIONS).await?;
     db.migrate(&aimesh_gallery::MIGRATIONS).await?;
+    db.migrate(&aimesh_speech::MIGRATIONS).await?;
     Ok(())
 }
 
@@ -106,6 +115,8 @@ pub struct Core {
     pub reports: Reports,
     /// The gallery service.
     pub gallery: Gallery,
+    /// The speech service.
+    pub speech: Speech,
 }
 
 /// The notes service as the source of tasks: a caller's note, read through the service (and
@@ -145,6 +156,7 @@ impl Core {
         processing: &ProcessingSettings,
         reports: &ReportsSettings,
         gallery: &GallerySettings,
+        speech_settings: &SpeechSettings,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Self> {
         let db = connect(server).await?;
@@ -210,6 +222,31 @@ impl Core {
             .schedule_purge()
             .await
             .context("failed to schedule the gallery's trash purge")?;
+        let speech = Speech::new(
+            SpeechStore::new(db.clone()),
+            blobs.clone(),
+            jobs.clone(),
+            engines
+                .transcriber
+                .clone()
+                .map_err(|unavailable| unavailable.detail().to_owned()),
+            engines
+                .synthesizer
+                .clone()
+                .map_err(|unavailable| unavailable.detail().to_owned()),
+            speech_settings.config(processing.storage_quota_bytes),
+        );
+        if speech.config().audio_retention.is_some() {
+            let payload = b"{}".to_vec();
+            jobs.schedule(
+                RETENTION_SCHEDULE,
+                Cadence::every(speech_settings.sweep_interval())?,
+                RETENTION_KIND,
+                payload,
+            )
+            .await
+            .context("failed to schedule the recordings' retention sweep")?;
+        }
         let processing = Processing::new(
             DocumentStore::new(db.clone()),
             blobs,
@@ -239,6 +276,7 @@ impl Core {
             quizzes,
             reports,
             gallery,
+            speech,
         })
     }
 
@@ -265,6 +303,10 @@ impl Core {
             handlers.push(Arc::new(handler));
         }
         handlers.push(Arc::new(TrashPurgeHandler::new(self.gallery.clone())));
+        if self.speech.can_transcribe() {
+            handlers.push(Arc::new(TranscribeHandler::new(self.speech.clone())));
+        }
+        handlers.push(Arc::new(RetentionHandler::new(self.speech.clone())));
         self.jobs.worker(handlers, settings.worker_config(grace))
     }
 }
@@ -277,11 +319,12 @@ pub async fn run_worker(
     processing: &ProcessingSettings,
     reports: &ReportsSettings,
     gallery: &GallerySettings,
+    speech: &SpeechSettings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let engines = Arc::new(Engines::load(models).await);
     let core = Core::start(
-        server, settings, true, engines, processing, reports, gallery, &shutdown,
+        server, settings, true, engines, processing, reports, gallery, speech, &shutdown,
     )
     .await?;
     core.worker(settings, server.shutdown_grace())
@@ -311,7 +354,8 @@ impl Mesh {
         // that needs none loads none.
         let needs_engines = runs_worker
             || services.contains(&ServiceKind::Models)
-            || services.contains(&ServiceKind::Processing);
+            || services.contains(&ServiceKind::Processing)
+            || services.contains(&ServiceKind::Speech);
         let engines = Arc::new(if needs_engines {
             Engines::load(&config.models).await
         } else {
@@ -325,6 +369,7 @@ impl Mesh {
             &config.processing,
             &config.reports,
             &config.gallery,
+            &config.speech,
             &shutdown,
         )
         .await?;
@@ -373,6 +418,9 @@ impl Mesh {
                 }
                 (ServiceKind::Gallery, _, _) => {
                     builder.add_service(GalleryApi::new(core.gallery.clone()).into_server())
+                }
+                (ServiceKind::Speech, _, _) => {
+                    builder.add_service(SpeechApi::new(core.speech.clone()).into_server())
                 }
                 _ => builder,
             };

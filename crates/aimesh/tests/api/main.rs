@@ -13,6 +13,7 @@ mod notes;
 mod processing;
 mod reports;
 mod server;
+mod speech;
 mod sweep;
 mod tasks;
 mod tenancy;

@@ -17,6 +17,7 @@ use aimesh_proto::{
     notes::v1 as pb,
     processing::v1::{self as ppb, processing_service_client::ProcessingServiceClient},
     reports::v1::{self as rpb, reports_service_client::ReportsServiceClient},
+    speech::v1::{self as spb, speech_service_client::SpeechServiceClient},
 };
 use prost_reflect::{
     DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage, Value,
@@ -143,10 +144,30 @@ async fn resources(app: &TestApp) -> HashMap<(&'static str, &'static str), Strin
         .into_inner()
         .image
         .expect("an image");
+    let mut speech = SpeechServiceClient::with_interceptor(
+        app.channel.clone(),
+        Bearer::token(&app.alice.access),
+    );
+    let transcription = speech
+        .create_transcription(spb::CreateTranscriptionRequest {
+            body: Some(HttpBody {
+                content_type: "audio/wav".into(),
+                data: silence_wav(),
+                extensions: Vec::new(),
+            }),
+            filename: "alice.wav".into(),
+            language: String::new(),
+        })
+        .await
+        .expect("create transcription")
+        .into_inner()
+        .transcription
+        .expect("a transcription");
     HashMap::from([
         (("aimesh.gallery.v1.GalleryService", "id"), image.id),
         (("aimesh.notes.v1.NotesService", "id"), note.id),
         (("aimesh.reports.v1.ReportsService", "id"), report.id),
+        (("aimesh.speech.v1.SpeechService", "id"), transcription.id),
         (("aimesh.jobs.v1.JobsService", "id"), job.id),
         (
             ("aimesh.processing.v1.ProcessingService", "id"),
@@ -157,6 +178,23 @@ async fn resources(app: &TestApp) -> HashMap<(&'static str, &'static str), Strin
             upload.id,
         ),
     ])
+}
+
+/// Half a second of silence as a WAV file.
+fn silence_wav() -> Vec<u8> {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    let mut writer = hound::WavWriter::new(&mut bytes, spec).expect("a WAV writer");
+    for _ in 0..8_000 {
+        writer.write_sample(0i16).expect("a sample");
+    }
+    writer.finalize().expect("a WAV file");
+    bytes.into_inner()
 }
 
 /// The fields of `message` naming a resource, as paths from the request (`id`, `note.id`).

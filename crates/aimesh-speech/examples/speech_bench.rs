@@ -1,0 +1,192 @@
+//! Speech benchmarks (not run in CI).
+//!
+//! `wer`: word error rate of the transcription engine on speech eSpeak NG synthesises with
+//! voices the API tests do not use (they speak with `en-us`), over sentences the tests do not
+//! say. `hour`: streams an hour-long recording through the window-by-window decoder (and
+//! transcribes its first windows) and reports the peak resident memory, against decoding the
+//! whole file at once.
+//!
+//! ```sh
+//! AIMESH_MODELS_DIR=... cargo run --release -p aimesh-speech --example speech_bench -- wer
+//! AIMESH_MODELS_DIR=... cargo run --release -p aimesh-speech --example speech_bench -- hour [windows]
+//! ```
+
+use std::{path::PathBuf, time::Instant};
+
+use aimesh_ai::speech::{EspeakNg, Synthesizer, Transcriber, Whisper, WhisperOptions};
+use aimesh_speech::audio::{self, Windows};
+use bytes::Bytes;
+
+/// Sentences for the word error rate; none of them is said by the tests.
+const SENTENCES: &[&str] = &[
+    "The museum on the hill keeps a collection of old maps and clocks.",
+    "Please close the window before you leave the kitchen.",
+    "Our flight to the north was delayed by two hours because of snow.",
+    "She planted seven rows of carrots and a few lines of onions.",
+    "The committee will meet again next Thursday to discuss the budget.",
+    "A small boat crossed the river just after the sun went down.",
+    "He bought fresh bread, a bottle of milk and some green apples.",
+    "Children learn new words quickly when they read every day.",
+];
+
+/// eSpeak NG voices the API tests do not use.
+const VOICES: &[&str] = &[
+    "gmw/en",
+    "gmw/en-GB-x-rp",
+    "gmw/en-GB-scotland",
+    "gmw/en-029",
+];
+
+fn models_dir() -> PathBuf {
+    std::env::var_os("AIMESH_MODELS_DIR")
+        .map(PathBuf::from)
+        .expect("set AIMESH_MODELS_DIR to the models directory")
+}
+
+/// Lowercase words without punctuation.
+fn words(text: &str) -> Vec<String> {
+    text.split_whitespace()
+        .map(|w| {
+            w.chars()
+                .filter(|c| c.is_alphanumeric() || *c == '\'')
+                .collect::<String>()
+                .to_lowercase()
+        })
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+/// Word-level edit distance.
+fn edits(reference: &[String], hypothesis: &[String]) -> usize {
+    let mut row: Vec<usize> = (0..=hypothesis.len()).collect();
+    for (i, r) in reference.iter().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, h) in hypothesis.iter().enumerate() {
+            let substitution = previous + usize::from(r != h);
+            previous = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[hypothesis.len()]
+}
+
+/// Peak resident set size of this process, in MiB (VmHWM).
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+async fn wer() {
+    let whisper = Whisper::load(&models_dir(), WhisperOptions::default()).expect("whisper");
+    let espeak = EspeakNg::detect().await.expect("espeak-ng");
+    let mut total_edits = 0;
+    let mut total_words = 0;
+    for voice in VOICES {
+        let (mut voice_edits, mut voice_words) = (0, 0);
+        for sentence in SENTENCES {
+            let speech = espeak
+                .synthesize((*sentence).into(), Some((*voice).into()), None)
+                .await
+                .expect("synthesis");
+            let transcript = whisper.transcribe(speech.wav).await.expect("transcription");
+            let reference = words(sentence);
+            let hypothesis = words(&transcript.text);
+            voice_edits += edits(&reference, &hypothesis);
+            voice_words += reference.len();
+        }
+        println!(
+            "{} {voice:<20} WER {:5.1}% ({voice_edits} edits / {voice_words} words)",
+            whisper.name(),
+            100.0 * voice_edits as f64 / voice_words as f64
+        );
+        total_edits += voice_edits;
+        total_words += voice_words;
+    }
+    println!(
+        "{} all voices          WER {:5.1}% ({total_edits} / {total_words})",
+        whisper.name(),
+        100.0 * total_edits as f64 / total_words as f64
+    );
+}
+
+async fn hour(transcribe_windows: usize) {
+    let espeak = EspeakNg::detect().await.expect("espeak-ng");
+    let text = SENTENCES.join(" ");
+    let speech = espeak
+        .synthesize(text, Some("gmw/en".into()), None)
+        .await
+        .expect("synthesis");
+    // Repeat the clip's samples (22.05 kHz, 16-bit mono) to an hour, as one WAV file.
+    let reader = hound::WavReader::new(std::io::Cursor::new(&speech.wav)).expect("wav");
+    let spec = reader.spec();
+    let clip: Vec<i16> = reader
+        .into_samples::<i16>()
+        .map(|s| s.unwrap_or(0))
+        .collect();
+    let target = spec.sample_rate as usize * 3600;
+    let mut file = std::io::Cursor::new(Vec::with_capacity(target * 2 + 44));
+    {
+        let mut writer = hound::WavWriter::new(&mut file, spec).expect("writer");
+        for n in 0..target {
+            writer.write_sample(clip[n % clip.len()]).expect("sample");
+        }
+        writer.finalize().expect("finalize");
+    }
+    let bytes = Bytes::from(file.into_inner());
+    drop(clip);
+    println!(
+        "an hour of speech: {:.1} MiB WAV ({} Hz); peak RSS before decoding {:.1} MiB",
+        bytes.len() as f64 / 1048576.0,
+        spec.sample_rate,
+        peak_rss_mib()
+    );
+    let whisper = (transcribe_windows > 0)
+        .then(|| Whisper::load(&models_dir(), WhisperOptions::default()).expect("whisper"));
+    let started = Instant::now();
+    let mut windows = Windows::open(bytes.clone(), 4.0 * 3600.0).expect("open");
+    let (mut count, mut seconds) = (0usize, 0.0);
+    while let Some(window) = windows.next_window().expect("window") {
+        seconds += window.len() as f64 / f64::from(audio::SAMPLE_RATE);
+        if let Some(whisper) = &whisper
+            && count < transcribe_windows
+        {
+            let wav = audio::wav_16k(&window).expect("wav");
+            let transcript = whisper.transcribe(wav).await.expect("transcription");
+            println!("window {count}: {}", transcript.text);
+        }
+        count += 1;
+    }
+    println!(
+        "streamed: {count} windows, {seconds:.0} s of audio in {:.1} s; peak RSS {:.1} MiB",
+        started.elapsed().as_secs_f64(),
+        peak_rss_mib()
+    );
+    // For contrast: the whole recording decoded at once (what the one-shot Transcribe does).
+    let whole = aimesh_ai::speech::audio::decode_mono(
+        bytes.to_vec(),
+        audio::SAMPLE_RATE,
+        std::time::Duration::from_secs(4 * 3600),
+    )
+    .expect("decode");
+    println!(
+        "whole file at once: {} samples; peak RSS {:.1} MiB",
+        whole.len(),
+        peak_rss_mib()
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("wer") => wer().await,
+        Some("hour") => hour(args.get(1).and_then(|n| n.parse().ok()).unwrap_or(0)).await,
+        _ => eprintln!("usage: speech_bench wer | hour [windows to transcribe]"),
+    }
+}

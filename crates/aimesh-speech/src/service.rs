@@ -1,0 +1,469 @@
+//! Speech domain logic: recordings stored under the owner's quota and transcribed as jobs,
+//! transcripts exported, speech synthesised into stored audio behind a per-owner request
+//! cache, and recordings deleted after the retention period. No tonic, no SQL.
+
+use std::{sync::Arc, time::Duration};
+
+use aimesh_ai::speech::{Synthesizer, Transcriber, Voice};
+use aimesh_jobs::{Job, Jobs, SubmitOptions};
+use aimesh_kit::blob::{BlobStore, sha256_hex};
+use bytes::Bytes;
+use uuid::Uuid;
+
+use crate::{
+    audio::Windows,
+    domain::{
+        Audio, ExportFormat, ListQuery, NewAudio, NewTranscription, Page, Status, TranscribeJob,
+        Transcription, now,
+    },
+    error::{SpeechError, SpeechResult},
+    export,
+    store::SpeechStore,
+};
+
+/// Attempts a transcription job gets before it fails for good.
+const TRANSCRIBE_ATTEMPTS: i32 = 3;
+/// Recordings deleted per retention sweep statement.
+const RETENTION_BATCH: i64 = 100;
+
+/// Limits and policies of the service.
+#[derive(Debug, Clone)]
+pub struct SpeechConfig {
+    /// Largest recording accepted, in bytes.
+    pub max_upload_bytes: u64,
+    /// Longest recording accepted.
+    pub max_duration: Duration,
+    /// Most bytes one owner may store (recordings kept and synthesised audio).
+    pub storage_quota_bytes: u64,
+    /// How long recordings are kept after upload (transcripts are kept); `None`: forever.
+    pub audio_retention: Option<Duration>,
+}
+
+impl Default for SpeechConfig {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: 200 << 20,
+            max_duration: Duration::from_secs(3 * 3600),
+            storage_quota_bytes: 1 << 30,
+            audio_retention: Some(Duration::from_secs(30 * 24 * 3600)),
+        }
+    }
+}
+
+/// An engine, or why this process has none.
+pub type EngineSlot<T> = Result<Arc<T>, String>;
+
+/// The speech service.
+#[derive(Clone)]
+pub struct Speech {
+    store: SpeechStore,
+    blobs: BlobStore,
+    jobs: Jobs,
+    transcriber: EngineSlot<dyn Transcriber>,
+    synthesizer: EngineSlot<dyn Synthesizer>,
+    config: SpeechConfig,
+}
+
+/// The blob name of a transcription's recording. Names are per resource (not the content's
+/// digest), so deleting one resource never removes bytes another one (or another service)
+/// stores under the same owner.
+fn recording_blob(id: Uuid) -> String {
+    sha256_hex(format!("aimesh.speech/transcription/{id}").as_bytes())
+}
+
+/// The blob name of synthesised audio.
+fn audio_blob(id: Uuid) -> String {
+    sha256_hex(format!("aimesh.speech/audio/{id}").as_bytes())
+}
+
+/// The cache key of a synthesis request: SHA-256 of its text, voice, format and rate.
+pub fn request_key(text: &str, voice: &str, format: &str, words_per_minute: u32) -> String {
+    let mut material = Vec::with_capacity(text.len() + voice.len() + 32);
+    for part in [text.as_bytes(), voice.as_bytes(), format.as_bytes()] {
+        material.extend_from_slice(&(part.len() as u64).to_le_bytes());
+        material.extend_from_slice(part);
+    }
+    material.extend_from_slice(&words_per_minute.to_le_bytes());
+    sha256_hex(&material)
+}
+
+impl Speech {
+    /// Creates the service over its engines (or why each is missing here).
+    pub fn new(
+        store: SpeechStore,
+        blobs: BlobStore,
+        jobs: Jobs,
+        transcriber: EngineSlot<dyn Transcriber>,
+        synthesizer: EngineSlot<dyn Synthesizer>,
+        config: SpeechConfig,
+    ) -> Self {
+        Self {
+            store,
+            blobs,
+            jobs,
+            transcriber,
+            synthesizer,
+            config,
+        }
+    }
+
+    /// Returns the limits.
+    pub fn config(&self) -> &SpeechConfig {
+        &self.config
+    }
+
+    /// Returns the store.
+    pub fn store(&self) -> &SpeechStore {
+        &self.store
+    }
+
+    /// Returns the blob store.
+    pub fn blobs(&self) -> &BlobStore {
+        &self.blobs
+    }
+
+    /// Returns the transcriber, or why there is none.
+    pub fn transcriber(&self) -> SpeechResult<&Arc<dyn Transcriber>> {
+        self.transcriber
+            .as_ref()
+            .map_err(|reason| SpeechError::EngineUnavailable(reason.clone()))
+    }
+
+    /// Whether this process can run transcription jobs.
+    pub fn can_transcribe(&self) -> bool {
+        self.transcriber.is_ok()
+    }
+
+    fn synthesizer(&self) -> SpeechResult<&Arc<dyn Synthesizer>> {
+        self.synthesizer
+            .as_ref()
+            .map_err(|reason| SpeechError::EngineUnavailable(reason.clone()))
+    }
+
+    // === transcriptions ===
+
+    /// Stores `owner`'s recording and submits its transcription.
+    pub async fn create_transcription(
+        &self,
+        owner: &str,
+        new: NewTranscription,
+    ) -> SpeechResult<(Transcription, Job)> {
+        let size = new.data.len() as u64;
+        if size > self.config.max_upload_bytes {
+            return Err(SpeechError::invalid(
+                "body.data",
+                format!(
+                    "{size} bytes, more than the limit of {} bytes (AIMESH_SPEECH_MAX_UPLOAD_BYTES)",
+                    self.config.max_upload_bytes
+                ),
+            ));
+        }
+        if new.language != crate::domain::DEFAULT_LANGUAGE {
+            return Err(SpeechError::invalid(
+                "language",
+                format!(
+                    "{:?} cannot be transcribed here: the engine is whisper-tiny.en, which \
+                     knows English (\"en\") only",
+                    new.language
+                ),
+            ));
+        }
+        // Refuse what cannot be decoded now, not in the job: probing reads the header only.
+        let probe = new.data.clone();
+        let max_seconds = self.config.max_duration.as_secs_f64();
+        tokio::task::spawn_blocking(move || Windows::open(probe, max_seconds).map(drop))
+            .await
+            .map_err(|error| SpeechError::Internal(format!("probing the recording: {error}")))?
+            .map_err(|error| SpeechError::invalid("body.data", format!("the recording {error}")))?;
+        self.check_quota(owner, size as i64).await?;
+
+        let id = Uuid::now_v7();
+        let blob = recording_blob(id);
+        self.blobs.put_named(owner, &blob, new.data).await?;
+        let at = now();
+        let mut transcription = Transcription {
+            id,
+            owner_id: owner.to_owned(),
+            filename: new.filename,
+            content_type: new.content_type,
+            size_bytes: size as i64,
+            blob: Some(blob),
+            status: Status::Pending,
+            failure_reason: None,
+            language: new.language,
+            engine: None,
+            duration_seconds: 0.0,
+            text: None,
+            segments: Vec::new(),
+            job_id: None,
+            created_at: at,
+            updated_at: at,
+        };
+        self.store.insert_transcription(&transcription).await?;
+        let payload = serde_json::to_vec(&TranscribeJob {
+            transcription_id: id,
+        })
+        .map_err(|error| SpeechError::Internal(format!("encoding the job payload: {error}")))?;
+        let job = self
+            .jobs
+            .submit(
+                owner,
+                crate::transcribe::KIND,
+                payload,
+                SubmitOptions {
+                    max_attempts: TRANSCRIBE_ATTEMPTS,
+                    ..SubmitOptions::default()
+                },
+            )
+            .await?;
+        self.store.set_job(id, job.id).await?;
+        transcription.job_id = Some(job.id);
+        Ok((transcription, job))
+    }
+
+    /// Returns `owner`'s transcription with its transcript.
+    pub async fn get_transcription(&self, owner: &str, id: Uuid) -> SpeechResult<Transcription> {
+        match self.store.get_transcription(id).await? {
+            Some(t) if t.owner_id == owner => Ok(t),
+            _ => Err(SpeechError::TranscriptionNotFound(id)),
+        }
+    }
+
+    /// Lists `owner`'s transcriptions.
+    pub async fn list_transcriptions(
+        &self,
+        owner: &str,
+        query: &ListQuery,
+    ) -> SpeechResult<Page<Transcription>> {
+        self.store.list_transcriptions(owner, query).await
+    }
+
+    /// Deletes `owner`'s transcription and its recording.
+    pub async fn delete_transcription(&self, owner: &str, id: Uuid) -> SpeechResult<()> {
+        let blob = self
+            .store
+            .delete_transcription(owner, id)
+            .await?
+            .ok_or(SpeechError::TranscriptionNotFound(id))?;
+        if let Some(blob) = blob {
+            self.blobs.delete(owner, &blob).await?;
+        }
+        Ok(())
+    }
+
+    /// Renders `owner`'s READY transcript as a file: its content and media type.
+    pub async fn export(
+        &self,
+        owner: &str,
+        id: Uuid,
+        format: ExportFormat,
+    ) -> SpeechResult<(String, &'static str)> {
+        let t = self.get_transcription(owner, id).await?;
+        if t.status != Status::Ready {
+            return Err(SpeechError::NotReady {
+                id,
+                status: t.status,
+            });
+        }
+        let text = t.text.as_deref().unwrap_or_default();
+        Ok((
+            export::render(format, text, &t.segments),
+            format.content_type(),
+        ))
+    }
+
+    /// Deletes the recordings of finished transcriptions older than the retention period,
+    /// keeping their transcripts; returns how many were deleted.
+    pub async fn expire_recordings(&self) -> SpeechResult<usize> {
+        let Some(retention) = self.config.audio_retention else {
+            return Ok(0);
+        };
+        let retention = chrono::Duration::from_std(retention)
+            .map_err(|error| SpeechError::Internal(format!("retention period: {error}")))?;
+        let before = now() - retention;
+        let mut deleted = 0;
+        loop {
+            let expired = self
+                .store
+                .expired_recordings(before, RETENTION_BATCH)
+                .await?;
+            if expired.is_empty() {
+                return Ok(deleted);
+            }
+            for recording in &expired {
+                self.blobs
+                    .delete(&recording.owner_id, &recording.blob)
+                    .await?;
+                self.store.clear_recording(recording.id, now()).await?;
+                deleted += 1;
+            }
+            if (expired.len() as i64) < RETENTION_BATCH {
+                return Ok(deleted);
+            }
+        }
+    }
+
+    // === synthesis ===
+
+    /// The voices, optionally of one language (prefix match), and the engine's name.
+    pub fn voices(&self, language: &str) -> SpeechResult<(Vec<Voice>, &'static str)> {
+        let synthesizer = self.synthesizer()?;
+        let language = language.trim().to_ascii_lowercase();
+        let voices = synthesizer
+            .voices()
+            .iter()
+            .filter(|voice| language.is_empty() || voice.language.starts_with(&language))
+            .cloned()
+            .collect();
+        Ok((voices, synthesizer.name()))
+    }
+
+    /// Synthesises `new` into stored audio for `owner`, or returns their audio of an
+    /// identical earlier request (`true`: cached).
+    pub async fn synthesize(&self, owner: &str, new: NewAudio) -> SpeechResult<(Audio, bool)> {
+        let synthesizer = self.synthesizer()?.clone();
+        // The voice as the engine names it, so that "en-us" and "gmw/en-US" share a key.
+        let voice = if new.voice.is_empty() {
+            String::new()
+        } else {
+            synthesizer
+                .voices()
+                .iter()
+                .find(|v| v.identifier.eq_ignore_ascii_case(&new.voice))
+                .or_else(|| {
+                    synthesizer
+                        .voices()
+                        .iter()
+                        .find(|v| v.language.eq_ignore_ascii_case(&new.voice))
+                })
+                .or_else(|| {
+                    synthesizer
+                        .voices()
+                        .iter()
+                        .find(|v| v.name.eq_ignore_ascii_case(&new.voice))
+                })
+                .map(|v| v.identifier.clone())
+                .ok_or_else(|| {
+                    SpeechError::invalid(
+                        "voice",
+                        format!("{:?} is not an installed voice (see ListVoices)", new.voice),
+                    )
+                })?
+        };
+        let key = request_key(&new.text, &voice, new.format.as_str(), new.words_per_minute);
+        if let Some(audio) = self.store.find_audio(owner, &key).await? {
+            return Ok((audio, true));
+        }
+        let speech = synthesizer
+            .synthesize(
+                new.text.clone(),
+                (!voice.is_empty()).then(|| voice.clone()),
+                (new.words_per_minute > 0).then_some(new.words_per_minute),
+            )
+            .await
+            .map_err(|error| match error {
+                aimesh_ai::engine::EngineError::InvalidInput { field, message } => {
+                    SpeechError::invalid(field, message)
+                }
+                aimesh_ai::engine::EngineError::Busy { .. } => SpeechError::Busy(error.to_string()),
+                other => SpeechError::Internal(other.to_string()),
+            })?;
+        let size = speech.wav.len() as i64;
+        self.check_quota(owner, size).await?;
+        let id = Uuid::now_v7();
+        let blob = audio_blob(id);
+        self.blobs
+            .put_named(owner, &blob, Bytes::from(speech.wav))
+            .await?;
+        let audio = Audio {
+            id,
+            owner_id: owner.to_owned(),
+            request_key: key.clone(),
+            text: new.text,
+            voice,
+            format: new.format,
+            words_per_minute: new.words_per_minute,
+            size_bytes: size,
+            duration_seconds: speech.duration,
+            engine: synthesizer.name().to_owned(),
+            blob,
+            created_at: now(),
+        };
+        if self.store.insert_audio(&audio).await? {
+            return Ok((audio, false));
+        }
+        // An identical request won the race: keep its audio, drop this one's file.
+        self.blobs.delete(owner, &audio.blob).await?;
+        let existing = self
+            .store
+            .find_audio(owner, &key)
+            .await?
+            .ok_or_else(|| SpeechError::Internal("a concurrent synthesis vanished".into()))?;
+        Ok((existing, true))
+    }
+
+    /// Returns `owner`'s audio.
+    pub async fn get_audio(&self, owner: &str, id: Uuid) -> SpeechResult<Audio> {
+        self.store
+            .get_audio(owner, id)
+            .await?
+            .ok_or(SpeechError::AudioNotFound(id))
+    }
+
+    /// Lists `owner`'s audio.
+    pub async fn list_audio(
+        &self,
+        owner: &str,
+        page_size: u32,
+        after: Option<Uuid>,
+    ) -> SpeechResult<Page<Audio>> {
+        self.store.list_audio(owner, page_size, after).await
+    }
+
+    /// Deletes `owner`'s audio and its file.
+    pub async fn delete_audio(&self, owner: &str, id: Uuid) -> SpeechResult<()> {
+        let blob = self
+            .store
+            .delete_audio(owner, id)
+            .await?
+            .ok_or(SpeechError::AudioNotFound(id))?;
+        self.blobs.delete(owner, &blob).await?;
+        Ok(())
+    }
+
+    /// Returns `owner`'s audio and its bytes.
+    pub async fn download_audio(&self, owner: &str, id: Uuid) -> SpeechResult<(Audio, Bytes)> {
+        let audio = self.get_audio(owner, id).await?;
+        let bytes = self.blobs.get(owner, &audio.blob).await?;
+        Ok((audio, bytes))
+    }
+
+    async fn check_quota(&self, owner: &str, wanted: i64) -> SpeechResult<()> {
+        let used = self.store.usage(owner).await?;
+        let quota = self.config.storage_quota_bytes;
+        if used.saturating_add(wanted) as u64 > quota {
+            return Err(SpeechError::QuotaExceeded {
+                used,
+                quota,
+                wanted,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_keys_separate_their_parts() {
+        let key = request_key("hello", "gmw/en", "wav", 0);
+        assert_eq!(key, request_key("hello", "gmw/en", "wav", 0));
+        assert_ne!(key, request_key("hello", "gmw/en", "wav", 150));
+        assert_ne!(
+            request_key("ab", "c", "wav", 0),
+            request_key("a", "bc", "wav", 0)
+        );
+    }
+}
