@@ -10,6 +10,7 @@ const PROTOS: &[&str] = &[
     "aimesh/notes/v1/notes.proto",
     "aimesh/models/v1/models.proto",
     "aimesh/processing/v1/processing.proto",
+    "aimesh/admin/v1/admin.proto",
     "aimesh/bench/v1/echo.proto",
     // Error details, so Envoy can render `grpc-status-details-bin` as JSON.
     "google/rpc/status.proto",
