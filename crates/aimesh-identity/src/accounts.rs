@@ -72,13 +72,9 @@ impl AccountDirectory {
     /// changed).
     pub async fn forget(&self, id: Uuid) {
         self.states.invalidate(&id).await;
-        // Its tokens' grants name it: let them be read again.
+        // Its tokens' grants name it: let them be read again. Its counted calls stay (a
+        // deleted account's are written to no row).
         self.tokens.invalidate_all();
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .calls
-            .remove(&id);
     }
 
     /// Forgets every API token read (after one is revoked).

@@ -102,6 +102,30 @@ enum Command {
         #[command(subcommand)]
         action: AdminCommand,
     },
+    /// Back the embedded default up (SQLite `VACUUM INTO` and the stored files) into a new
+    /// directory; safe while the mesh runs.
+    Backup {
+        /// The directory to write (new or empty).
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        server: ServerConfig,
+        #[command(flatten)]
+        processing: ProcessingSettings,
+    },
+    /// Restore a backup of the embedded default (stop the mesh first).
+    Restore {
+        /// The backup's directory.
+        #[arg(long)]
+        from: PathBuf,
+        /// Replace an existing database and blob directory.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        server: ServerConfig,
+        #[command(flatten)]
+        processing: ProcessingSettings,
+    },
     /// Write the encoded FileDescriptorSet of every aimesh API (for Envoy's transcoder).
     DescriptorSet {
         /// Output file.
@@ -298,6 +322,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
             AdminCommand::Users { .. } => Ok(()),
         },
         Command::Jobs { .. } => Ok(()),
+        Command::Backup {
+            out,
+            server,
+            processing,
+        } => aimesh::ops::backup(&server, &processing, &out).await,
+        Command::Restore {
+            from,
+            force,
+            server,
+            processing,
+        } => aimesh::ops::restore(&server, &processing, &from, force),
         Command::DescriptorSet { .. } | Command::Health { .. } | Command::Models { .. } => Ok(()),
     }
 }

@@ -856,3 +856,49 @@ backend_tests!(
     deleting_an_account_leaves_nothing_behind,
     finished_jobs_are_purged_in_batches,
 );
+
+/// `aimesh backup` copies the running embedded default (database and stored files);
+/// `aimesh restore` puts the copy in place of a fresh data directory, which then holds them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_default_is_backed_up_and_restored() {
+    use aimesh_kit::config::ServerConfig;
+
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    fill(&app, &app.alice).await;
+    let server = ServerConfig::for_tests(app.db.data_dir(), Some(app.db.url.clone()));
+    let processing = aimesh::ProcessingSettings::for_tests();
+    let dir = tempfile::tempdir().unwrap();
+    let backup = dir.path().join("backup");
+    aimesh::ops::backup(&server, &processing, &backup)
+        .await
+        .unwrap();
+    assert!(
+        aimesh::ops::backup(&server, &processing, &backup)
+            .await
+            .is_err(),
+        "a backup never overwrites another"
+    );
+
+    let fresh = dir.path().join("fresh");
+    let restored = ServerConfig::for_tests(fresh.clone(), None);
+    aimesh::ops::restore(&restored, &processing, &backup, false).unwrap();
+    assert!(aimesh::ops::restore(&restored, &processing, &backup, false).is_err());
+    let db = aimesh::connect(&restored).await.unwrap();
+    let aimesh_kit::db::Db::Sqlite(pool) = &db else {
+        panic!("the restored database is SQLite")
+    };
+    let (notes,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM notes")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let (documents,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM documents")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    db.close().await;
+    assert_eq!((notes, documents), (1, 1));
+    let files = std::fs::read_dir(fresh.join("blobs").join(&app.alice.user_id))
+        .unwrap()
+        .count();
+    assert_eq!(files, 1);
+}
