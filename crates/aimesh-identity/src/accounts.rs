@@ -1,6 +1,8 @@
-//! The account hooks of the mesh's auth layer when the identity service runs in-process:
-//! whether a token's account still exists (cached briefly, evicted on deletion), and counting
-//! authenticated calls (in memory, written to the database in batches).
+//! The account hooks of the mesh's auth layer, over the identity tables (every process of a
+//! deployment shares the database): where an account stands (active with its roles, disabled,
+//! gone) and which personal API token a secret is — both cached briefly and evicted through
+//! the invalidation bus the moment an administrator or owner changes them, in every process —
+//! and counting authenticated calls and API token uses (in memory, written in batches).
 
 use std::{
     collections::HashMap,
@@ -8,57 +10,136 @@ use std::{
     time::Duration,
 };
 
-use aimesh_kit::auth::AccountHooks;
+use aimesh_kit::{
+    auth::{AccountHooks, AccountState, ApiTokenGrant},
+    invalidation::InvalidationBus,
+};
+use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
+use sha2::{Digest, Sha256};
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::store::IdentityStore;
+use crate::{domain::now, store::IdentityStore};
+
+/// The invalidation topic of account changes (key: the user id).
+pub const ACCOUNTS_TOPIC: &str = "accounts";
+/// The invalidation topic of API token changes (key: the token id).
+pub const API_TOKENS_TOPIC: &str = "api-tokens";
 
 /// Account checks and call counting backed by the identity store.
 #[derive(Clone)]
 pub struct AccountDirectory {
     store: IdentityStore,
-    exists: moka::future::Cache<Uuid, bool>,
-    pending: Arc<Mutex<HashMap<Uuid, i64>>>,
+    states: moka::future::Cache<Uuid, AccountState>,
+    /// API tokens by the hash of their secret, with their expiry (`None`: no live token has
+    /// it).
+    tokens: moka::future::Cache<Vec<u8>, Option<(ApiTokenGrant, Option<DateTime<Utc>>)>>,
+    pending: Arc<Mutex<Pending>>,
+}
+
+#[derive(Default)]
+struct Pending {
+    calls: HashMap<Uuid, i64>,
+    token_uses: HashMap<Uuid, DateTime<Utc>>,
+}
+
+/// Returns the hash an API token's secret is stored under.
+pub fn api_token_hash(secret: &str) -> Vec<u8> {
+    Sha256::digest(secret.as_bytes()).to_vec()
 }
 
 impl AccountDirectory {
-    /// Creates the directory; call [`spawn_flusher`](Self::spawn_flusher) to persist counts.
+    /// Creates the directory; call [`spawn_flusher`](Self::spawn_flusher) to persist counts
+    /// and [`follow`](Self::follow) to hear of changes made elsewhere.
     pub fn new(store: IdentityStore) -> Self {
         Self {
             store,
-            exists: moka::future::Cache::builder()
+            states: moka::future::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(60))
                 .build(),
-            pending: Arc::new(Mutex::new(HashMap::new())),
+            tokens: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(60))
+                .build(),
+            pending: Arc::new(Mutex::new(Pending::default())),
         }
     }
 
-    /// Forgets what is known of an account (after it is deleted).
+    /// Forgets what is known of an account (after it is deleted, disabled or its roles
+    /// changed).
     pub async fn forget(&self, id: Uuid) {
-        self.exists.invalidate(&id).await;
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
+        self.states.invalidate(&id).await;
+        // Its tokens' grants name it: let them be read again. Its counted calls stay (a
+        // deleted account's are written to no row).
+        self.tokens.invalidate_all();
     }
 
-    /// Writes the counted calls to the database.
+    /// Forgets every API token read (after one is revoked).
+    pub fn forget_tokens(&self) {
+        self.tokens.invalidate_all();
+    }
+
+    /// Evicts what the bus says changed, until `shutdown`: account states by user id, API
+    /// tokens all at once (they are cached by secret, not id); everything when events may
+    /// have been missed.
+    pub fn follow(&self, bus: &InvalidationBus, shutdown: CancellationToken) {
+        let mut events = bus.subscribe();
+        let directory = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let event = tokio::select! {
+                    event = events.recv() => event,
+                    _ = shutdown.cancelled() => break,
+                };
+                match event {
+                    Ok(event) if event.topic == ACCOUNTS_TOPIC => {
+                        if let Ok(id) = Uuid::try_parse(&event.key) {
+                            directory.states.invalidate(&id).await;
+                        }
+                        directory.tokens.invalidate_all();
+                    }
+                    Ok(event) if event.topic == API_TOKENS_TOPIC => {
+                        directory.tokens.invalidate_all();
+                    }
+                    Ok(event) if event.topic == "*" => directory.clear(),
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(_)) => directory.clear(),
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        });
+    }
+
+    fn clear(&self) {
+        self.states.invalidate_all();
+        self.tokens.invalidate_all();
+    }
+
+    /// Writes the counted calls and token uses to the database.
     pub async fn flush(&self) {
-        let batch: Vec<(Uuid, i64)> = {
+        let (calls, uses): (Vec<(Uuid, i64)>, Vec<(Uuid, DateTime<Utc>)>) = {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            pending.drain().collect()
+            (
+                pending.calls.drain().collect(),
+                pending.token_uses.drain().collect(),
+            )
         };
-        if batch.is_empty() {
-            return;
-        }
-        if let Err(error) = self.store.add_api_calls(&batch).await {
+        if !calls.is_empty()
+            && let Err(error) = self.store.add_api_calls(&calls).await
+        {
             tracing::warn!(error = %error, "failed to store api call counts; keeping them");
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            for (id, count) in batch {
-                *pending.entry(id).or_default() += count;
+            for (id, count) in calls {
+                *pending.calls.entry(id).or_default() += count;
             }
+        }
+        if !uses.is_empty()
+            && let Err(error) = self.store.touch_api_tokens(&uses).await
+        {
+            tracing::warn!(error = %error, "failed to store api token uses");
         }
     }
 
@@ -73,35 +154,89 @@ impl AccountDirectory {
             }
         })
     }
+
+    async fn load_state(&self, id: Uuid) -> Result<AccountState, String> {
+        if let Some(known) = self.states.get(&id).await {
+            return Ok(known);
+        }
+        let state = match self
+            .store
+            .account_state(id)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            None => AccountState::Missing,
+            Some((_, true)) => AccountState::Disabled,
+            Some((admin, false)) => AccountState::Active {
+                roles: if admin {
+                    vec![aimesh_kit::auth::scope::ROLE_ADMIN.to_owned()]
+                } else {
+                    Vec::new()
+                },
+            },
+        };
+        self.states.insert(id, state.clone()).await;
+        Ok(state)
+    }
 }
 
 impl AccountHooks for AccountDirectory {
-    fn exists<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<bool, String>> {
+    fn state<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<AccountState, String>> {
         Box::pin(async move {
-            let Ok(id) = Uuid::try_parse(user_id) else {
-                return Ok(false);
-            };
-            if let Some(known) = self.exists.get(&id).await {
-                return Ok(known);
+            match Uuid::try_parse(user_id) {
+                Ok(id) => self.load_state(id).await,
+                Err(_) => Ok(AccountState::Missing),
             }
-            let exists = self
-                .store
-                .user_exists(id)
-                .await
-                .map_err(|e| e.to_string())?;
-            self.exists.insert(id, exists).await;
-            Ok(exists)
         })
     }
 
-    fn record_call(&self, user_id: &str) {
-        if let Ok(id) = Uuid::try_parse(user_id) {
-            *self
-                .pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .entry(id)
-                .or_default() += 1;
+    fn api_token<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ApiTokenGrant>, String>> {
+        Box::pin(async move {
+            if token.len() > 200 {
+                return Ok(None);
+            }
+            let hash = api_token_hash(token);
+            let grant = match self.tokens.get(&hash).await {
+                Some(known) => known,
+                None => {
+                    let found = self
+                        .store
+                        .find_api_token(&hash)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let grant = found.filter(|(token, _)| token.revoked_at.is_none()).map(
+                        |(token, username)| {
+                            let grant = ApiTokenGrant {
+                                token_id: token.id.to_string(),
+                                user_id: token.user_id.to_string(),
+                                username,
+                                scope: token.scope,
+                            };
+                            (grant, token.expires_at)
+                        },
+                    );
+                    self.tokens.insert(hash, grant.clone()).await;
+                    grant
+                }
+            };
+            // Expiry is checked on every use, cached or not.
+            Ok(grant
+                .filter(|(_, expires_at)| expires_at.is_none_or(|at| at > now()))
+                .map(|(grant, _)| grant))
+        })
+    }
+
+    fn record_call(&self, user_id: &str, api_token_id: Option<&str>) {
+        let Ok(id) = Uuid::try_parse(user_id) else {
+            return;
+        };
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        *pending.calls.entry(id).or_default() += 1;
+        if let Some(token) = api_token_id.and_then(|t| Uuid::try_parse(t).ok()) {
+            pending.token_uses.insert(token, now());
         }
     }
 }

@@ -1,7 +1,10 @@
 //! The tonic adapter of `aimesh.identity.v1.IdentityService`.
 
 use aimesh_kit::{
-    auth::{client_address, principal},
+    auth::{
+        client_address, principal,
+        scope::{Access, TokenScope},
+    },
     error::Violations,
     proto::timestamp,
 };
@@ -10,7 +13,7 @@ use chrono::{TimeZone, Utc};
 use tonic::{Request, Response, Status};
 
 use crate::{
-    domain::{self, Tokens, User},
+    domain::{self, ApiToken, NewApiToken, Tokens, User},
     error::IdentityError,
     service::{Identity, Registration},
 };
@@ -236,14 +239,161 @@ impl IdentityService for IdentityApi {
             .collect();
         Ok(Response::new(pb::GetJwksResponse { keys }))
     }
+
+    async fn create_api_token(
+        &self,
+        request: Request<pb::CreateApiTokenRequest>,
+    ) -> Result<Response<pb::CreateApiTokenResponse>, Status> {
+        let caller = principal(&request)?;
+        let new = NewApiToken::try_from(request.into_inner())?;
+        let (token, secret) = self.identity.create_api_token(&caller.user_id, new).await?;
+        Ok(Response::new(pb::CreateApiTokenResponse {
+            api_token: Some(api_token_to_proto(&token)),
+            secret,
+        }))
+    }
+
+    async fn list_api_tokens(
+        &self,
+        request: Request<pb::ListApiTokensRequest>,
+    ) -> Result<Response<pb::ListApiTokensResponse>, Status> {
+        let caller = principal(&request)?;
+        let tokens = self.identity.list_api_tokens(&caller.user_id).await?;
+        Ok(Response::new(pb::ListApiTokensResponse {
+            api_tokens: tokens.iter().map(api_token_to_proto).collect(),
+        }))
+    }
+
+    async fn revoke_api_token(
+        &self,
+        request: Request<pb::RevokeApiTokenRequest>,
+    ) -> Result<Response<pb::RevokeApiTokenResponse>, Status> {
+        let caller = principal(&request)?;
+        let mut violations = Violations::new();
+        let id = violations.check("id", aimesh_kit::error::parse_uuid(&request.get_ref().id));
+        let id = violations
+            .finish(id)
+            .map_err(IdentityError::InvalidArgument)?;
+        let token = self.identity.revoke_api_token(&caller.user_id, id).await?;
+        Ok(Response::new(pb::RevokeApiTokenResponse {
+            api_token: Some(api_token_to_proto(&token)),
+        }))
+    }
 }
 
-fn user_to_proto(user: &User) -> pb::User {
+/// Converts an account to its message.
+pub fn user_to_proto(user: &User) -> pb::User {
     pb::User {
         id: user.id.to_string(),
         username: user.username.clone(),
         email: user.email.clone(),
         create_time: Some(timestamp(user.created_at)),
         api_call_count: user.api_calls,
+        roles: user.roles(),
+        disable_time: user.disabled_at.map(timestamp),
+    }
+}
+
+fn api_token_to_proto(token: &ApiToken) -> pb::ApiToken {
+    pb::ApiToken {
+        id: token.id.to_string(),
+        name: token.name.clone(),
+        access: match token.scope.access {
+            Access::ReadOnly => pb::ApiTokenAccess::ReadOnly,
+            Access::ReadWrite => pb::ApiTokenAccess::ReadWrite,
+        } as i32,
+        services: token.scope.services.clone(),
+        create_time: Some(timestamp(token.created_at)),
+        expire_time: token.expires_at.map(timestamp),
+        last_use_time: token.last_used_at.map(timestamp),
+        revoke_time: token.revoked_at.map(timestamp),
+    }
+}
+
+/// Most services one API token may name.
+const MAX_TOKEN_SERVICES: usize = 20;
+/// Longest API token lifetime, in seconds (ten years).
+const MAX_TOKEN_TTL_SECS: i64 = 10 * 366 * 24 * 3600;
+
+/// The full names of the mesh's services, from the descriptor set.
+fn known_services() -> &'static [String] {
+    static SERVICES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    SERVICES.get_or_init(|| {
+        let set = <prost_types::FileDescriptorSet as prost::Message>::decode(
+            aimesh_proto::FILE_DESCRIPTOR_SET,
+        )
+        .unwrap_or_default();
+        set.file
+            .iter()
+            .filter(|file| file.package().starts_with("aimesh."))
+            .flat_map(|file| {
+                file.service
+                    .iter()
+                    .map(move |service| format!("{}.{}", file.package(), service.name()))
+            })
+            .collect()
+    })
+}
+
+impl TryFrom<pb::CreateApiTokenRequest> for NewApiToken {
+    type Error = IdentityError;
+
+    fn try_from(request: pb::CreateApiTokenRequest) -> Result<Self, Self::Error> {
+        let mut violations = Violations::new();
+        let name = violations.check("name", domain::validate_token_name(&request.name));
+        let access = violations.check(
+            "access",
+            match pb::ApiTokenAccess::try_from(request.access) {
+                Ok(pb::ApiTokenAccess::ReadOnly) => Ok(Access::ReadOnly),
+                Ok(pb::ApiTokenAccess::ReadWrite) => Ok(Access::ReadWrite),
+                _ => Err(
+                    "must be API_TOKEN_ACCESS_READ_ONLY or API_TOKEN_ACCESS_READ_WRITE".to_owned(),
+                ),
+            },
+        );
+        let services = violations.check("services", {
+            if request.services.len() > MAX_TOKEN_SERVICES {
+                Err(format!("must name at most {MAX_TOKEN_SERVICES} services"))
+            } else if let Some(unknown) = request
+                .services
+                .iter()
+                .find(|s| !known_services().contains(s))
+            {
+                Err(format!(
+                    "{:?} is not a service of the mesh (full names such as \
+                     aimesh.notes.v1.NotesService)",
+                    unknown.chars().take(100).collect::<String>()
+                ))
+            } else if request
+                .services
+                .iter()
+                .any(|s| s == "aimesh.admin.v1.AdminService")
+            {
+                Err("API tokens cannot call the admin service".to_owned())
+            } else {
+                let mut services = request.services.clone();
+                services.sort();
+                services.dedup();
+                Ok(services)
+            }
+        });
+        let expires_at = violations.check(
+            "ttl_seconds",
+            match request.ttl_seconds {
+                0 => Ok(None),
+                ttl if (1..=MAX_TOKEN_TTL_SECS).contains(&ttl) => {
+                    Ok(Some(domain::now() + chrono::Duration::seconds(ttl)))
+                }
+                _ => Err(format!("must be 0 (never expires) to {MAX_TOKEN_TTL_SECS}")),
+            },
+        );
+        let (name, access, services, expires_at) = violations
+            .finish((name, access, services, expires_at))
+            .map_err(IdentityError::InvalidArgument)?;
+        Ok(NewApiToken {
+            name,
+            scope: TokenScope { access, services },
+            expires_at,
+        })
     }
 }

@@ -47,6 +47,11 @@ pub struct IdentityConfig {
     )]
     pub registrations_per_minute_per_address: u32,
 
+    /// Emails of the accounts that are administrators (comma-separated): made so at start
+    /// if they exist, else when they register. More are made with `aimesh admin grant EMAIL`.
+    #[arg(long, env = "AIMESH_ADMIN_EMAILS", value_delimiter = ',')]
+    pub admin_emails: Vec<String>,
+
     /// Passwords hashed or verified at once (each argon2id computation takes about 19 MiB);
     /// 0: one per CPU.
     #[arg(long, env = "AIMESH_PASSWORD_HASHING_CONCURRENCY", default_value_t = 0)]
@@ -109,6 +114,7 @@ impl IdentityConfig {
             registrations_per_minute_per_address: 10,
             password_hashing_concurrency: 0,
             password_hashing_wait_ms: 2000,
+            admin_emails: Vec::new(),
         }
     }
 }

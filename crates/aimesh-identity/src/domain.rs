@@ -23,6 +23,95 @@ pub struct User {
     pub created_at: DateTime<Utc>,
     /// Authenticated calls made.
     pub api_calls: i64,
+    /// Whether the account is an administrator.
+    pub admin: bool,
+    /// When an administrator disabled the account, while it is disabled.
+    pub disabled_at: Option<DateTime<Utc>>,
+}
+
+impl User {
+    /// Returns the roles the account holds (`admin`).
+    pub fn roles(&self) -> Vec<String> {
+        if self.admin {
+            vec![aimesh_kit::auth::scope::ROLE_ADMIN.to_owned()]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+/// Longest API token name, in characters.
+pub const API_TOKEN_NAME_MAX_CHARS: usize = 100;
+/// API tokens one account may hold (live or not; revoke and delete to make room).
+pub const MAX_API_TOKENS_PER_USER: i64 = 100;
+
+/// A personal API token (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    /// Identifier.
+    pub id: Uuid,
+    /// Owner.
+    pub user_id: Uuid,
+    /// The owner's name for it.
+    pub name: String,
+    /// What it may call.
+    pub scope: aimesh_kit::auth::scope::TokenScope,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// When it stops working by itself, if ever.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When it was last used (to the second or so: uses are recorded in batches).
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// When it was revoked.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A new API token, validated.
+#[derive(Debug, Clone)]
+pub struct NewApiToken {
+    /// Name.
+    pub name: String,
+    /// Scope.
+    pub scope: aimesh_kit::auth::scope::TokenScope,
+    /// Expiry, if any.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Checks an API token's name: 1 to 100 characters, no control characters.
+pub fn validate_token_name(name: &str) -> Result<String, String> {
+    let trimmed = name.trim();
+    if trimmed.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if trimmed.chars().count() > API_TOKEN_NAME_MAX_CHARS {
+        return Err(format!(
+            "must be at most {API_TOKEN_NAME_MAX_CHARS} characters"
+        ));
+    }
+    if trimmed.chars().any(char::is_control) {
+        return Err("must not contain control characters".into());
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// A page of accounts (administration).
+#[derive(Debug, Clone)]
+pub struct UserPage {
+    /// The accounts, by id (oldest first).
+    pub users: Vec<User>,
+    /// The cursor of the next page, when there is one.
+    pub next: Option<Uuid>,
+}
+
+/// A query of accounts (administration).
+#[derive(Debug, Clone, Default)]
+pub struct UserQuery {
+    /// Page size.
+    pub page_size: u32,
+    /// Accounts after this id.
+    pub after: Option<Uuid>,
+    /// Only accounts whose username or email contains this (case-insensitively).
+    pub search: Option<String>,
 }
 
 /// Tokens handed out at login and refresh.

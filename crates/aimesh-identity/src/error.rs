@@ -34,6 +34,18 @@ pub enum IdentityError {
     /// Every password hashing slot stayed busy for the whole wait.
     #[error("too many passwords are being checked at once; retry in {} ms", .0.as_millis().max(1))]
     Busy(Duration),
+    /// The account is disabled by an administrator.
+    #[error("account is disabled")]
+    AccountDisabled,
+    /// The account holds as many API tokens as allowed.
+    #[error("at most {0} API tokens per account; revoke some first")]
+    TooManyTokens(i64),
+    /// The API token does not exist (for this account).
+    #[error("API token {0} not found")]
+    TokenNotFound(uuid::Uuid),
+    /// Deleting the account's data in another service failed.
+    #[error("deleting the account's data failed in {0}")]
+    Cascade(String),
     /// Hashing failed or a task died.
     #[error("internal error: {0}")]
     Internal(String),
@@ -53,7 +65,10 @@ impl ServiceError for IdentityError {
             IdentityError::InvalidCredentials | IdentityError::InvalidToken => {
                 Code::Unauthenticated
             }
-            IdentityError::AccountNotFound => Code::NotFound,
+            IdentityError::AccountNotFound | IdentityError::TokenNotFound(_) => Code::NotFound,
+            IdentityError::AccountDisabled => Code::PermissionDenied,
+            IdentityError::TooManyTokens(_) => Code::ResourceExhausted,
+            IdentityError::Cascade(_) => Code::Unavailable,
             IdentityError::Throttled(_)
             | IdentityError::TooManyRegistrations(_)
             | IdentityError::Busy(_) => Code::ResourceExhausted,

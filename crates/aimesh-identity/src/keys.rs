@@ -140,7 +140,21 @@ impl SigningKeys {
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> Result<String, jsonwebtoken::errors::Error> {
+        self.sign_with_roles(issuer, user_id, username, &[], now, expires_at)
+    }
+
+    /// Signs an access token for a user holding `roles` (e.g. `admin`).
+    pub fn sign_with_roles(
+        &self,
+        issuer: &str,
+        user_id: &str,
+        username: &str,
+        roles: &[String],
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
         let claims = Claims {
+            roles: roles.to_vec(),
             sub: user_id.to_owned(),
             usr: username.to_owned(),
             iss: issuer.to_owned(),

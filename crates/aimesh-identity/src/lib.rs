@@ -1,11 +1,13 @@
 //! The identity service: accounts with argon2id-hashed passwords, EdDSA-signed access tokens
 //! (JWT) with published keys (JWKS), rotating refresh tokens with replay detection, login
-//! throttling, and per-account API call counts.
+//! throttling, per-account API call counts, administrators and disabled accounts, and
+//! personal API tokens (scoped, revocable, stored hashed).
 //!
 //! Layers: [`api`] (tonic) -> [`service`] (domain) -> [`store`] (SQL); [`keys`] holds the
 //! signing keys, [`accounts`] lets the mesh's auth layer check accounts and count calls.
 
 pub mod accounts;
+pub mod admin;
 pub mod api;
 pub mod config;
 pub mod domain;
@@ -14,6 +16,7 @@ pub mod keys;
 pub mod service;
 pub mod store;
 
+pub use admin::AccountAdmin;
 pub use api::IdentityApi;
 pub use config::IdentityConfig;
 pub use error::{IdentityError, IdentityResult};

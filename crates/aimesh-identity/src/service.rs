@@ -3,7 +3,14 @@
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
-use aimesh_kit::auth::jwt::{Claims, JwtVerifier};
+use aimesh_kit::{
+    auth::{
+        jwt::{Claims, JwtVerifier},
+        scope::API_TOKEN_PREFIX,
+    },
+    invalidation::InvalidationBus,
+    owned::OwnedDataRegistry,
+};
 use argon2::{
     Argon2, PasswordHash, PasswordHasher, PasswordVerifier,
     password_hash::{SaltString, rand_core::OsRng},
@@ -17,9 +24,10 @@ use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use crate::{
-    accounts::AccountDirectory,
+    accounts::{API_TOKENS_TOPIC, AccountDirectory, api_token_hash},
+    admin::AccountAdmin,
     config::IdentityConfig,
-    domain::{Tokens, User, now},
+    domain::{ApiToken, MAX_API_TOKENS_PER_USER, NewApiToken, Tokens, User, now},
     error::{IdentityError, IdentityResult},
     keys::SigningKeys,
     store::IdentityStore,
@@ -27,6 +35,8 @@ use crate::{
 
 /// Bytes of randomness in a refresh token.
 const REFRESH_TOKEN_BYTES: usize = 32;
+/// Bytes of randomness in a personal API token.
+const API_TOKEN_BYTES: usize = 32;
 
 /// A registration, already validated.
 #[derive(Debug, Clone)]
@@ -51,6 +61,10 @@ struct Inner {
     verifier: Arc<JwtVerifier>,
     issuer: String,
     accounts: AccountDirectory,
+    admin: AccountAdmin,
+    bus: InvalidationBus,
+    /// Accounts registering with these emails (lowercased) are administrators.
+    admin_emails: Vec<String>,
     access_ttl: chrono::Duration,
     refresh_ttl: chrono::Duration,
     per_account: DefaultKeyedRateLimiter<String>,
@@ -65,19 +79,31 @@ struct Inner {
 }
 
 impl Identity {
-    /// Creates the service.
+    /// Creates the service. `bus` carries account changes to every process; `owned` deletes
+    /// a deleted account's data in every service.
     pub fn new(
         store: IdentityStore,
         keys: SigningKeys,
         issuer: &str,
         config: &IdentityConfig,
+        bus: InvalidationBus,
+        owned: OwnedDataRegistry,
     ) -> IdentityResult<Self> {
         let verifier = keys.verifier(issuer);
         let decoy_hash = hash_password("decoy password for absent accounts")?;
         let per_minute = |n| Quota::per_minute(n);
+        let accounts = AccountDirectory::new(store.clone());
         Ok(Self {
             inner: Arc::new(Inner {
-                accounts: AccountDirectory::new(store.clone()),
+                admin: AccountAdmin::new(store.clone(), accounts.clone(), bus.clone(), owned),
+                accounts,
+                bus,
+                admin_emails: config
+                    .admin_emails
+                    .iter()
+                    .map(|email| email.trim().to_lowercase())
+                    .filter(|email| !email.is_empty())
+                    .collect(),
                 store,
                 keys,
                 verifier,
@@ -112,6 +138,25 @@ impl Identity {
         self.inner.accounts.clone()
     }
 
+    /// Returns the administration of accounts.
+    pub fn admin(&self) -> &AccountAdmin {
+        &self.inner.admin
+    }
+
+    /// Makes the accounts of the configured administrator emails administrators (those that
+    /// exist; the others become administrators when they register). Returns how many were.
+    pub async fn grant_configured_admins(&self) -> IdentityResult<usize> {
+        let mut granted = 0;
+        for email in &self.inner.admin_emails {
+            match self.inner.admin.set_admin(email, true).await {
+                Ok(_) => granted += 1,
+                Err(IdentityError::AccountNotFound) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(granted)
+    }
+
     /// Returns the published keys.
     pub fn keys(&self) -> &SigningKeys {
         &self.inner.keys
@@ -142,12 +187,15 @@ impl Identity {
         }
         let password = registration.password.clone();
         let hash = self.hashing(move || hash_password(&password)).await??;
+        let admin = self.inner.admin_emails.contains(&registration.email);
         let user = User {
             id: Uuid::now_v7(),
             username: registration.username,
             email: registration.email,
             created_at: now(),
             api_calls: 0,
+            admin,
+            disabled_at: None,
         };
         self.inner.store.create_user(&user, &hash).await?;
         tracing::info!(user_id = %user.id, "account registered");
@@ -177,6 +225,9 @@ impl Identity {
             (Some(user), true) => user,
             _ => return Err(IdentityError::InvalidCredentials),
         };
+        if user.disabled_at.is_some() {
+            return Err(IdentityError::AccountDisabled);
+        }
         let tokens = self.issue(&user, Uuid::now_v7()).await?;
         Ok((user, tokens))
     }
@@ -209,6 +260,9 @@ impl Identity {
             .get_user(record.user_id)
             .await?
             .ok_or(IdentityError::InvalidToken)?;
+        if user.disabled_at.is_some() {
+            return Err(IdentityError::AccountDisabled);
+        }
         self.issue(&user, record.family_id).await
     }
 
@@ -252,9 +306,7 @@ impl Identity {
         {
             return Err(IdentityError::InvalidCredentials);
         }
-        self.inner.store.delete_user(id).await?;
-        self.inner.accounts.forget(id).await;
-        tracing::info!(user_id = %id, "account deleted");
+        self.inner.admin.delete_user(id).await?;
         Ok(())
     }
 
@@ -266,10 +318,68 @@ impl Identity {
             .verify(token)
             .map_err(|_| IdentityError::InvalidToken)?;
         let id = Uuid::try_parse(&claims.sub).map_err(|_| IdentityError::InvalidToken)?;
-        if !self.inner.store.user_exists(id).await? {
-            return Err(IdentityError::InvalidToken);
+        match self.inner.store.account_state(id).await? {
+            Some((_, false)) => Ok(claims),
+            _ => Err(IdentityError::InvalidToken),
         }
-        Ok(claims)
+    }
+
+    /// Creates a personal API token for `user_id`; returns it and its secret, which is
+    /// shown this once (only its hash is stored).
+    pub async fn create_api_token(
+        &self,
+        user_id: &str,
+        new: NewApiToken,
+    ) -> IdentityResult<(ApiToken, String)> {
+        let user_id = Uuid::try_parse(user_id).map_err(|_| IdentityError::AccountNotFound)?;
+        let mut raw = [0u8; API_TOKEN_BYTES];
+        rand::rngs::OsRng.fill_bytes(&mut raw);
+        let secret = format!("{API_TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(raw));
+        let token = ApiToken {
+            id: Uuid::now_v7(),
+            user_id,
+            name: new.name,
+            scope: new.scope,
+            created_at: now(),
+            expires_at: new.expires_at,
+            last_used_at: None,
+            revoked_at: None,
+        };
+        if !self
+            .inner
+            .store
+            .insert_api_token(&token, &api_token_hash(&secret), MAX_API_TOKENS_PER_USER)
+            .await?
+        {
+            return Err(IdentityError::TooManyTokens(MAX_API_TOKENS_PER_USER));
+        }
+        tracing::info!(user_id = %user_id, token_id = %token.id, "api token created");
+        Ok((token, secret))
+    }
+
+    /// Lists `user_id`'s API tokens, newest first, with their last use as recorded so far.
+    pub async fn list_api_tokens(&self, user_id: &str) -> IdentityResult<Vec<ApiToken>> {
+        let user_id = Uuid::try_parse(user_id).map_err(|_| IdentityError::AccountNotFound)?;
+        self.inner.accounts.flush().await;
+        self.inner.store.list_api_tokens(user_id).await
+    }
+
+    /// Revokes `user_id`'s API token: it is refused on every process from now on.
+    pub async fn revoke_api_token(&self, user_id: &str, id: Uuid) -> IdentityResult<ApiToken> {
+        let user_id = Uuid::try_parse(user_id).map_err(|_| IdentityError::AccountNotFound)?;
+        let token = self
+            .inner
+            .store
+            .revoke_api_token(user_id, id, now())
+            .await?
+            .ok_or(IdentityError::TokenNotFound(id))?;
+        self.inner.accounts.forget_tokens();
+        self.inner
+            .bus
+            .publish(API_TOKENS_TOPIC, id.to_string())
+            .await;
+        tracing::info!(user_id = %user_id, token_id = %id, "api token revoked");
+        Ok(token)
     }
 
     /// Checks the login quotas: the client address's first, so that attempts refused there
@@ -340,10 +450,11 @@ impl Identity {
         let access = self
             .inner
             .keys
-            .sign(
+            .sign_with_roles(
                 &self.inner.issuer,
                 &user.id.to_string(),
                 &user.username,
+                &user.roles(),
                 now,
                 access_expires_at,
             )

@@ -191,7 +191,8 @@ fn list_query(request: &pb::ListJobsRequest) -> JobsResult<JobQuery> {
     Ok(query)
 }
 
-fn state_from_proto(state: pb::JobState) -> JobState {
+/// Converts a job state from its protobuf form (UNSPECIFIED reads as QUEUED).
+pub fn state_from_proto(state: pb::JobState) -> JobState {
     match state {
         pb::JobState::Unspecified | pb::JobState::Queued => JobState::Queued,
         pb::JobState::Running => JobState::Running,

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::{
     batch::{Batch, Batcher},
     error::{JobsError, JobsResult},
-    model::{EventKind, Job, JobEvent, JobPage, JobQuery, JobState, SubmitOptions, now},
+    model::{EventKind, Job, JobEvent, JobPage, JobQuery, JobState, KindStats, SubmitOptions, now},
     schedule::{Cadence, Scheduler},
     store::JobStore,
     worker::{JobHandler, Worker, WorkerConfig},
@@ -288,7 +288,7 @@ impl Jobs {
         let watch = WatchAll {
             jobs: self.clone(),
             events: self.store.subscribe(),
-            owner_id: owner_id.to_owned(),
+            owner_id: Some(owner_id.to_owned()),
         };
         Ok(futures::stream::unfold(
             Some(watch),
@@ -299,6 +299,123 @@ impl Jobs {
             job
         })
         .boxed())
+    }
+
+    // === administration: every owner's jobs ===
+
+    /// Returns any owner's job (administration).
+    pub async fn get_any(&self, id: Uuid) -> JobsResult<Job> {
+        self.store.get(id).await?.ok_or(JobsError::NotFound(id))
+    }
+
+    /// Lists every owner's jobs (only `owner_id`'s, when given), newest first
+    /// (administration).
+    pub async fn list_any(&self, owner_id: Option<&str>, query: &JobQuery) -> JobsResult<JobPage> {
+        let mut jobs = self.store.list_all(owner_id, query).await?;
+        let next = if jobs.len() > query.page_size as usize {
+            jobs.truncate(query.page_size as usize);
+            jobs.last().map(|job| job.id)
+        } else {
+            None
+        };
+        Ok(JobPage { jobs, next })
+    }
+
+    /// Cancels any owner's job (administration); see [`Jobs::cancel`].
+    pub async fn cancel_any(&self, id: Uuid) -> JobsResult<Job> {
+        let job = self.get_any(id).await?;
+        self.cancel(&job.owner_id, id).await
+    }
+
+    /// Retries any owner's failed or cancelled job (administration); see [`Jobs::retry`].
+    pub async fn retry_any(&self, id: Uuid) -> JobsResult<Job> {
+        let job = self.get_any(id).await?;
+        self.retry(&job.owner_id, id).await
+    }
+
+    /// Watches every change to every job, whoever owns it (administration), as
+    /// [`Jobs::watch_all`] watches one owner's; the stream counts against `watcher_id`'s
+    /// watch limit.
+    pub fn watch_every_job(&self, watcher_id: &str) -> JobsResult<JobStream> {
+        let slot = self.watches.take(watcher_id)?;
+        let watch = WatchAll {
+            jobs: self.clone(),
+            events: self.store.subscribe(),
+            owner_id: None,
+        };
+        Ok(futures::stream::unfold(
+            Some(watch),
+            |watch| async move { watch?.next_change().await },
+        )
+        .map(move |job| {
+            let _slot = &slot;
+            job
+        })
+        .boxed())
+    }
+
+    /// Returns each kind's queue: queued and running now, succeeded and failed within the last
+    /// `window`, run-time percentiles of those (from the latest 50 000), and the oldest queued
+    /// job's age. Kinds with nothing to report are absent.
+    pub async fn stats(&self, window: Duration) -> JobsResult<Vec<KindStats>> {
+        const SAMPLE: i64 = 50_000;
+        let now = now();
+        let since = now - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::hours(1));
+        let mut kinds: std::collections::BTreeMap<String, (KindStats, Vec<Duration>)> =
+            std::collections::BTreeMap::new();
+        for (kind, state, count, oldest) in self.store.stats_active().await? {
+            let (entry, _) = kinds.entry(kind.clone()).or_default();
+            entry.kind = kind;
+            match state {
+                JobState::Queued => {
+                    entry.queued = count;
+                    entry.oldest_queued_age = oldest.and_then(|at| (now - at).to_std().ok());
+                }
+                _ => entry.running = count,
+            }
+        }
+        for job in self.store.stats_finished(since, SAMPLE).await? {
+            let (entry, durations) = kinds.entry(job.kind.clone()).or_default();
+            entry.kind = job.kind;
+            if job.state == JobState::Succeeded.as_str() {
+                entry.succeeded += 1;
+            } else {
+                entry.failed += 1;
+            }
+            if let (Some(start), Some(end)) = (job.started_at, job.finished_at)
+                && let Ok(took) = (end - start).to_std()
+            {
+                durations.push(took);
+            }
+        }
+        Ok(kinds
+            .into_values()
+            .map(|(mut stats, mut durations)| {
+                durations.sort();
+                stats.p50_run_time = percentile(&durations, 50);
+                stats.p95_run_time = percentile(&durations, 95);
+                stats
+            })
+            .collect())
+    }
+
+    /// Deletes at most `batch` of the jobs that finished (succeeded, failed, cancelled)
+    /// before `before`, the oldest first; returns how many went. The retention job
+    /// ([`crate::retention`]) calls it until a batch comes back short.
+    pub async fn purge_finished(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        batch: u32,
+    ) -> JobsResult<u64> {
+        self.store
+            .purge_finished(before, i64::from(batch.max(1)))
+            .await
+    }
+
+    /// Deletes every job of `owner_id`, whatever its state (an account's deletion); returns
+    /// how many.
+    pub async fn delete_owner(&self, owner_id: &str) -> JobsResult<u64> {
+        self.store.delete_owner(owner_id).await
     }
 
     /// Returns how many watch streams are open.
@@ -325,6 +442,15 @@ impl Jobs {
     pub fn worker(&self, handlers: Vec<Arc<dyn JobHandler>>, config: WorkerConfig) -> Worker {
         Worker::new(self.store.clone(), handlers, config)
     }
+}
+
+/// The `p`th percentile (nearest rank) of sorted durations.
+fn percentile(sorted: &[Duration], p: usize) -> Option<Duration> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (p * sorted.len()).div_ceil(100).max(1);
+    sorted.get(rank - 1).copied()
 }
 
 fn already_finished(job: &Job) -> JobsError {
@@ -368,11 +494,12 @@ impl Watch {
     }
 }
 
-/// The state of a [`Jobs::watch_all`] stream.
+/// The state of a [`Jobs::watch_all`] (or [`Jobs::watch_every_job`]) stream.
 struct WatchAll {
     jobs: Jobs,
     events: broadcast::Receiver<JobEvent>,
-    owner_id: String,
+    /// The owner watched; `None`: every owner.
+    owner_id: Option<String>,
 }
 
 impl WatchAll {
@@ -398,10 +525,12 @@ impl WatchAll {
                     None,
                 ));
             }
-            if event.owner_id != self.owner_id {
-                continue;
-            }
-            match self.jobs.get(&self.owner_id, event.job_id).await {
+            let read = match &self.owner_id {
+                Some(owner_id) if *owner_id != event.owner_id => continue,
+                Some(owner_id) => self.jobs.get(owner_id, event.job_id).await,
+                None => self.jobs.get_any(event.job_id).await,
+            };
+            match read {
                 Ok(job) => return Some((Ok(job), Some(self))),
                 Err(JobsError::NotFound(_)) => {}
                 Err(error) => return Some((Err(error), None)),

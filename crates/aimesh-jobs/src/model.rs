@@ -168,6 +168,27 @@ pub struct JobPage {
     pub next: Option<Uuid>,
 }
 
+/// The state of one kind of job's queue (administration).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct KindStats {
+    /// The handler kind.
+    pub kind: String,
+    /// Jobs waiting.
+    pub queued: i64,
+    /// Jobs running.
+    pub running: i64,
+    /// Jobs that succeeded within the window.
+    pub succeeded: i64,
+    /// Jobs that failed for good within the window.
+    pub failed: i64,
+    /// Median run time (first start to finish) of the jobs that finished within the window.
+    pub p50_run_time: Option<Duration>,
+    /// 95th percentile of the same.
+    pub p95_run_time: Option<Duration>,
+    /// How long the oldest queued job has waited since it was submitted.
+    pub oldest_queued_age: Option<Duration>,
+}
+
 /// What a handler returns on success: a protobuf message, by full type name and bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobOutput {

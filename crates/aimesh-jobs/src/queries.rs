@@ -15,6 +15,16 @@ pub(crate) struct Statements {
     pub(crate) get_by_key: &'static str,
     /// A page of an owner's jobs.
     pub(crate) list: &'static str,
+    /// A page of every owner's jobs (administration).
+    pub(crate) list_all: &'static str,
+    /// Queued and running jobs per kind.
+    pub(crate) stats_active: &'static str,
+    /// Jobs that finished lately.
+    pub(crate) stats_finished: &'static str,
+    /// Deletes a batch of jobs that finished long ago.
+    pub(crate) purge_finished: &'static str,
+    /// Deletes an owner's jobs.
+    pub(crate) delete_owner: &'static str,
     /// Inserts jobs: one a statement on SQLite, arrays of them on PostgreSQL.
     pub(crate) insert: &'static str,
     /// Claims queued jobs whose time has come.
@@ -58,6 +68,11 @@ pub(crate) const SQLITE: Statements = Statements {
     get: include_str!("../queries/get.sql"),
     get_by_key: include_str!("../queries/get_by_key.sql"),
     list: include_str!("../queries/sqlite/list.sql"),
+    list_all: include_str!("../queries/sqlite/list_all.sql"),
+    stats_active: include_str!("../queries/stats_active.sql"),
+    stats_finished: include_str!("../queries/stats_finished.sql"),
+    purge_finished: include_str!("../queries/purge_finished.sql"),
+    delete_owner: include_str!("../queries/delete_owner.sql"),
     insert: include_str!("../queries/sqlite/insert.sql"),
     claim_due: include_str!("../queries/sqlite/claim_due.sql"),
     claim_lapsed: include_str!("../queries/sqlite/claim_lapsed.sql"),
@@ -78,6 +93,11 @@ pub(crate) const POSTGRES: Statements = Statements {
     get: include_str!("../queries/get.sql"),
     get_by_key: include_str!("../queries/get_by_key.sql"),
     list: include_str!("../queries/postgres/list.sql"),
+    list_all: include_str!("../queries/postgres/list_all.sql"),
+    stats_active: include_str!("../queries/stats_active.sql"),
+    stats_finished: include_str!("../queries/stats_finished.sql"),
+    purge_finished: include_str!("../queries/purge_finished.sql"),
+    delete_owner: include_str!("../queries/delete_owner.sql"),
     insert: include_str!("../queries/postgres/insert.sql"),
     claim_due: include_str!("../queries/postgres/claim_due.sql"),
     claim_lapsed: include_str!("../queries/postgres/claim_lapsed.sql"),

@@ -140,6 +140,15 @@ struct FinishedRow {
     state: String,
 }
 
+/// A job that finished lately, for statistics.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct FinishedJob {
+    pub(crate) kind: String,
+    pub(crate) state: String,
+    pub(crate) started_at: Option<DateTime<Utc>>,
+    pub(crate) finished_at: Option<DateTime<Utc>>,
+}
+
 /// The template of a schedule's jobs, as a take returns it.
 #[derive(sqlx::FromRow)]
 struct ScheduleRow {
@@ -309,6 +318,87 @@ impl JobStore {
                 .await
         })?;
         jobs(rows)
+    }
+
+    /// Lists every owner's jobs (only `owner_id`'s, when given), newest first (one more than
+    /// the page size).
+    pub(crate) async fn list_all(
+        &self,
+        owner_id: Option<&str>,
+        query: &JobQuery,
+    ) -> JobsResult<Vec<Job>> {
+        let limit = i64::from(query.page_size) + 1;
+        let rows: Vec<JobRow> = with_db!(&self.db, SELECT "jobs", |pool| {
+            sqlx::query_as(self.sql.list_all)
+                .bind(owner_id)
+                .bind(query.after)
+                .bind(query.state.map(JobState::as_str))
+                .bind(query.kind.as_deref())
+                .bind(limit)
+                .fetch_all(pool)
+                .await
+        })?;
+        jobs(rows)
+    }
+
+    /// Counts queued and running jobs per kind: `(kind, state, count, oldest submission)`.
+    pub(crate) async fn stats_active(
+        &self,
+    ) -> JobsResult<Vec<(String, JobState, i64, Option<DateTime<Utc>>)>> {
+        let rows: Vec<(String, String, i64, Option<DateTime<Utc>>)> = with_db!(&self.db, SELECT "jobs", |pool| {
+            sqlx::query_as(self.sql.stats_active).fetch_all(pool).await
+        })?;
+        rows.into_iter()
+            .map(|(kind, state, count, oldest)| Ok((kind, parse_state(&state)?, count, oldest)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(JobsError::Db)
+    }
+
+    /// Returns the jobs that succeeded or failed since `since` (at most `limit`, latest
+    /// first): `(kind, state, started_at, finished_at)`.
+    pub(crate) async fn stats_finished(
+        &self,
+        since: DateTime<Utc>,
+        limit: i64,
+    ) -> JobsResult<Vec<FinishedJob>> {
+        let rows: Vec<FinishedJob> = with_db!(&self.db, SELECT "jobs", |pool| {
+            sqlx::query_as(self.sql.stats_finished)
+                .bind(since)
+                .bind(limit)
+                .fetch_all(pool)
+                .await
+        })?;
+        Ok(rows)
+    }
+
+    /// Deletes at most `limit` jobs that finished before `before`, the oldest first; returns
+    /// how many.
+    pub(crate) async fn purge_finished(
+        &self,
+        before: DateTime<Utc>,
+        limit: i64,
+    ) -> JobsResult<u64> {
+        let deleted = with_db!(&self.db, DELETE "jobs", |pool| {
+            sqlx::query(self.sql.purge_finished)
+                .bind(before)
+                .bind(limit)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected())
+        })?;
+        Ok(deleted)
+    }
+
+    /// Deletes every job of `owner_id`; returns how many.
+    pub(crate) async fn delete_owner(&self, owner_id: &str) -> JobsResult<u64> {
+        let deleted = with_db!(&self.db, DELETE "jobs", |pool| {
+            sqlx::query(self.sql.delete_owner)
+                .bind(owner_id)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected())
+        })?;
+        Ok(deleted)
     }
 
     /// Claims up to `limit` queued jobs of `kind` whose time has come for `worker`, oldest

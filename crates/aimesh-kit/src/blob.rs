@@ -99,6 +99,30 @@ impl BlobStore {
             Err(error) => Err(BlobError::Store(error)),
         }
     }
+
+    /// Deletes every blob of `owner`; returns how many there were.
+    pub async fn delete_owner(&self, owner: &str) -> BlobResult<u64> {
+        use futures::TryStreamExt;
+
+        // Checks the owner's name as a blob's would be.
+        location(owner, &"0".repeat(64))?;
+        let prefix = path::Path::from_iter([owner]);
+        let blobs: Vec<path::Path> = self
+            .store
+            .list(Some(&prefix))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await?;
+        let mut deleted = 0;
+        for blob in blobs {
+            match self.store.delete(&blob).await {
+                Ok(()) => deleted += 1,
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(error) => return Err(BlobError::Store(error)),
+            }
+        }
+        Ok(deleted)
+    }
 }
 
 /// The path of a blob: `<owner>/<digest>`, each a single safe path segment.
@@ -142,6 +166,24 @@ mod tests {
         ));
         store.delete("owner-1", &digest).await.unwrap();
         store.delete("owner-1", &digest).await.unwrap();
+        store
+            .put("owner-3", Bytes::from_static(b"a"))
+            .await
+            .unwrap();
+        store
+            .put("owner-3", Bytes::from_static(b"b"))
+            .await
+            .unwrap();
+        store
+            .put("owner-30", Bytes::from_static(b"c"))
+            .await
+            .unwrap();
+        assert_eq!(store.delete_owner("owner-3").await.unwrap(), 2);
+        assert_eq!(store.delete_owner("owner-3").await.unwrap(), 0);
+        assert_eq!(
+            &store.get("owner-30", &sha256_hex(b"c")).await.unwrap()[..],
+            b"c"
+        );
         assert!(matches!(
             store.get("owner-1", &digest).await,
             Err(BlobError::NotFound)

@@ -68,6 +68,13 @@ impl InvalidationBus {
         Ok(self)
     }
 
+    /// Publishes through PostgreSQL without listening: for a short-lived command (`aimesh
+    /// admin grant`) whose writes the serving processes must hear of.
+    pub fn publishing_to(mut self, pool: PgPool) -> Self {
+        self.postgres = Some(pool);
+        self
+    }
+
     /// Publishes an invalidation; it is dropped when nobody subscribes. With PostgreSQL it
     /// returns once the notification is sent, so a writer that reports success afterwards (a
     /// job that completes, a response) has already told every process; failing to send is

@@ -1,6 +1,6 @@
 //! The shared runtime every aimesh service stands on: typed configuration, telemetry, one
 //! error-to-`Status` mapping, database pools with migrations, content-addressed blob storage,
-//! the caller's identity in request extensions, cache invalidation fan-out, and a gRPC server
+//! the caller's identity in request extensions, cache invalidation fan-out, the hook that deletes an account's data in every service, and a gRPC server
 //! builder that adds grpc-web, reflection, health and graceful shutdown.
 
 pub mod auth;
@@ -10,6 +10,7 @@ pub mod db;
 pub mod error;
 pub mod invalidation;
 pub mod metrics;
+pub mod owned;
 pub mod paging;
 pub mod proto;
 pub mod server;

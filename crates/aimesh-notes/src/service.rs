@@ -192,8 +192,35 @@ impl Notes {
         self.store.stats(owner).await
     }
 
+    /// Deletes every note of `owner` with their translations (the account is being deleted);
+    /// returns how many notes went.
+    pub async fn delete_owner(&self, owner: &str) -> NotesResult<u64> {
+        let ids = self.store.delete_owner(owner).await?;
+        for id in &ids {
+            self.invalidate(*id).await;
+        }
+        Ok(ids.len() as u64)
+    }
+
     async fn invalidate(&self, id: Uuid) {
         self.cache.invalidate(&id).await;
         self.bus.publish(TOPIC, id.to_string()).await;
+    }
+}
+
+impl aimesh_kit::owned::OwnedData for Notes {
+    fn name(&self) -> &'static str {
+        "notes"
+    }
+
+    fn delete_owner<'a>(
+        &'a self,
+        owner: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<u64, String>> {
+        Box::pin(async move {
+            Notes::delete_owner(self, owner)
+                .await
+                .map_err(|error| error.to_string())
+        })
     }
 }

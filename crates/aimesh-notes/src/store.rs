@@ -247,6 +247,18 @@ impl NotesStore {
         Ok(())
     }
 
+    /// Deletes every note of an owner (and, by cascade, their translations); returns the
+    /// deleted notes' ids.
+    pub async fn delete_owner(&self, owner_id: &str) -> NotesResult<Vec<Uuid>> {
+        let ids: Vec<(Uuid,)> = with_db!(&self.db, DELETE "notes", |pool| {
+            sqlx::query_as("DELETE FROM notes WHERE owner_id = $1 RETURNING id")
+                .bind(owner_id)
+                .fetch_all(pool)
+                .await
+        })?;
+        Ok(ids.into_iter().map(|(id,)| id).collect())
+    }
+
     /// Stores (or replaces) the translation of an owner's note into one language, bumping the
     /// note's version.
     pub async fn put_translation(

@@ -343,6 +343,20 @@ impl Processing {
         Ok(())
     }
 
+    /// Returns the bytes `owner` stores: documents, and uploads in progress at their declared
+    /// size (what the quota counts).
+    pub async fn usage(&self, owner: &str) -> ProcessingResult<i64> {
+        self.store.usage(owner).await
+    }
+
+    /// Deletes every document, upload and stored file of `owner` (the account is being
+    /// deleted); returns how many rows and files went.
+    pub async fn delete_owner(&self, owner: &str) -> ProcessingResult<u64> {
+        let rows = self.store.delete_owner(owner).await?;
+        let files = self.blobs.delete_owner(owner).await?;
+        Ok(rows + files)
+    }
+
     /// Processes `owner`'s document again.
     pub async fn reprocess(&self, owner: &str, id: Uuid) -> ProcessingResult<(Document, Job)> {
         let mut document = self.get(owner, id).await?;
@@ -410,5 +424,22 @@ impl Processing {
             });
         }
         Ok(())
+    }
+}
+
+impl aimesh_kit::owned::OwnedData for Processing {
+    fn name(&self) -> &'static str {
+        "processing"
+    }
+
+    fn delete_owner<'a>(
+        &'a self,
+        owner: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<u64, String>> {
+        Box::pin(async move {
+            Processing::delete_owner(self, owner)
+                .await
+                .map_err(|error| error.to_string())
+        })
     }
 }

@@ -411,6 +411,26 @@ impl DocumentStore {
         Ok(sha256.map(|(sha,)| sha))
     }
 
+    /// Deletes every document (with its chunks) and upload (with its parts) of an owner;
+    /// returns how many documents and uploads went.
+    pub async fn delete_owner(&self, owner_id: &str) -> ProcessingResult<u64> {
+        let documents = with_db!(&self.db, DELETE "documents", |pool| {
+            sqlx::query("DELETE FROM documents WHERE owner_id = $1")
+                .bind(owner_id)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected())
+        })?;
+        let uploads = with_db!(&self.db, DELETE "uploads", |pool| {
+            sqlx::query("DELETE FROM uploads WHERE owner_id = $1")
+                .bind(owner_id)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected())
+        })?;
+        Ok(documents + uploads)
+    }
+
     /// Counts the owner's documents whose bytes have this SHA-256.
     pub async fn references(&self, owner_id: &str, sha256: &str) -> ProcessingResult<i64> {
         let (count,): (i64,) = with_db!(&self.db, SELECT "documents", |pool| {

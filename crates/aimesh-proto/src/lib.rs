@@ -49,12 +49,22 @@ pub use self::packages::reports;
 pub use self::packages::gallery;
 /// `aimesh.speech.v1`.
 pub use self::packages::speech;
+/// `aimesh.admin.v1`.
+pub use self::packages::admin;
 
 /// Packages whose code names types outside the `aimesh` package (`google.api.HttpBody`): the
 /// generated paths climb one module per package segment, so these sit under an `aimesh`-like
 /// module of their own, beside the aimesh packages they name.
 mod packages {
     pub use crate::jobs;
+
+    /// `aimesh.admin.v1` (its messages name `aimesh.jobs.v1.Job`).
+    pub mod admin {
+        /// Version 1.
+        pub mod v1 {
+            tonic::include_proto!("aimesh.admin.v1");
+        }
+    }
 
     /// `aimesh.processing.v1`.
     pub mod processing {

@@ -28,6 +28,9 @@ pub enum ServiceKind {
     Gallery,
     /// `aimesh.speech.v1.SpeechService`: stored transcriptions and synthesised audio.
     Speech,
+    /// `aimesh.admin.v1.AdminService`: accounts, audit log, every user's jobs (administrators
+    /// only).
+    Admin,
 }
 
 impl ServiceKind {
@@ -41,6 +44,7 @@ impl ServiceKind {
         ServiceKind::Reports,
         ServiceKind::Gallery,
         ServiceKind::Speech,
+        ServiceKind::Admin,
     ];
 }
 
@@ -55,6 +59,7 @@ impl fmt::Display for ServiceKind {
             ServiceKind::Reports => "reports",
             ServiceKind::Gallery => "gallery",
             ServiceKind::Speech => "speech",
+            ServiceKind::Admin => "admin",
         })
     }
 }
@@ -106,6 +111,19 @@ pub struct WorkerSettings {
     /// (`config.json`, `model.safetensors`, `tokenizer.json` or `source.spm` + `vocab.json`).
     #[arg(long, env = "AIMESH_MARIAN_MODELS_DIR")]
     pub marian_models_dir: Option<std::path::PathBuf>,
+
+    /// Days finished jobs (succeeded, failed, cancelled) are kept, with their results; older
+    /// ones are deleted by a scheduled job. 0: kept forever.
+    #[arg(long, env = "AIMESH_JOB_RETENTION_DAYS", default_value_t = 30)]
+    pub job_retention_days: u64,
+
+    /// Seconds between two runs of the retention job.
+    #[arg(long, env = "AIMESH_JOB_PURGE_INTERVAL_SECS", default_value_t = 3600)]
+    pub job_purge_interval_secs: u64,
+
+    /// Finished jobs the retention job deletes per statement.
+    #[arg(long, env = "AIMESH_JOB_PURGE_BATCH", default_value_t = 1000)]
+    pub job_purge_batch: u32,
 }
 
 impl WorkerSettings {
@@ -118,6 +136,15 @@ impl WorkerSettings {
             worker_name: self.worker_name.clone().unwrap_or_else(|| "worker".into()),
             ..WorkerConfig::default()
         }
+    }
+
+    /// Returns the job retention, unless finished jobs are kept forever.
+    pub fn retention(&self) -> Option<aimesh_jobs::Retention> {
+        (self.job_retention_days > 0).then(|| aimesh_jobs::Retention {
+            max_age: Duration::from_secs(self.job_retention_days.saturating_mul(86_400)),
+            batch: self.job_purge_batch.clamp(1, 100_000),
+            every: Duration::from_secs(self.job_purge_interval_secs.max(1)),
+        })
     }
 
     /// Returns whether a process serving `services` runs a worker.
@@ -138,6 +165,9 @@ impl WorkerSettings {
             worker_name: Some("test".into()),
             apertium_bin: "apertium".into(),
             marian_models_dir: None,
+            job_retention_days: 30,
+            job_purge_interval_secs: 3600,
+            job_purge_batch: 1000,
         }
     }
 }

@@ -1,9 +1,11 @@
 //! The aimesh process: which services, engines and workers it runs ([`mesh`]), configured
 //! once at start ([`config`]), plus the command-line helpers that need no running mesh
-//! ([`tools`]). The binary and the integration tests build a mesh the same way.
+//! ([`tools`], [`ops`]). The binary and the integration tests build a mesh the same way.
 
 pub mod config;
+pub mod console;
 pub mod mesh;
+pub mod ops;
 pub mod tools;
 
 pub use config::{

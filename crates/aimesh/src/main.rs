@@ -113,11 +113,96 @@ enum Command {
         #[command(subcommand)]
         action: ModelsCommand,
     },
+    /// Operators' view of the jobs of a running mesh: `top` (live queues), `watch ID`.
+    Jobs {
+        #[command(subcommand)]
+        action: JobsCommand,
+    },
+    /// Administration: the administrator role (on the database), accounts (over the API).
+    Admin {
+        #[command(subcommand)]
+        action: AdminCommand,
+    },
+    /// Back the embedded default up (SQLite `VACUUM INTO` and the stored files) into a new
+    /// directory; safe while the mesh runs.
+    Backup {
+        /// The directory to write (new or empty).
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        server: ServerConfig,
+        #[command(flatten)]
+        processing: ProcessingSettings,
+    },
+    /// Restore a backup of the embedded default (stop the mesh first).
+    Restore {
+        /// The backup's directory.
+        #[arg(long)]
+        from: PathBuf,
+        /// Replace an existing database and blob directory.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        server: ServerConfig,
+        #[command(flatten)]
+        processing: ProcessingSettings,
+    },
     /// Write the encoded FileDescriptorSet of every aimesh API (for Envoy's transcoder).
     DescriptorSet {
         /// Output file.
         #[arg(long, short)]
         out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum JobsCommand {
+    /// Every job kind's queue, live: queued, running, finished per second, the last hour's
+    /// outcomes and run times, the oldest queued job's age (an administrator's token).
+    Top {
+        #[command(flatten)]
+        client: aimesh::console::ClientArgs,
+        /// Seconds between refreshes.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+    },
+    /// Follow one of your jobs to its end with a progress bar; fails unless it succeeds.
+    Watch {
+        /// The job's id.
+        id: String,
+        #[command(flatten)]
+        client: aimesh::console::ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// List accounts with their API calls, storage use, roles and state (an administrator's
+    /// token).
+    Users {
+        #[command(flatten)]
+        client: aimesh::console::ClientArgs,
+        /// Only accounts whose username or email contains this.
+        #[arg(long, default_value = "")]
+        search: String,
+        /// Most accounts shown.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    /// Make the account with this email an administrator (its next login or token refresh
+    /// carries the role).
+    Grant {
+        /// The account's email.
+        email: String,
+        #[command(flatten)]
+        server: ServerConfig,
+    },
+    /// Take the administrator role from the account with this email (refused at once).
+    Revoke {
+        /// The account's email.
+        email: String,
+        #[command(flatten)]
+        server: ServerConfig,
     },
 }
 
@@ -160,6 +245,27 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Command::Health { addr, service } = &cli.command {
         return aimesh::tools::health_check(addr, service).await;
+    }
+    // The operator consoles own the terminal: no log lines in their screens.
+    match &cli.command {
+        Command::Jobs {
+            action: JobsCommand::Top { client, interval },
+        } => {
+            let interval = std::time::Duration::from_secs_f64(interval.clamp(0.2, 3600.0));
+            return aimesh::console::jobs_top(client, interval).await;
+        }
+        Command::Jobs {
+            action: JobsCommand::Watch { id, client },
+        } => return aimesh::console::jobs_watch(client, id).await,
+        Command::Admin {
+            action:
+                AdminCommand::Users {
+                    client,
+                    search,
+                    limit,
+                },
+        } => return aimesh::console::admin_users(client, search, *limit).await,
+        _ => {}
     }
     let _telemetry = telemetry::init(&cli.telemetry)?;
     let result = run(cli.command).await;
@@ -246,6 +352,27 @@ async fn run(command: Command) -> anyhow::Result<()> {
             db.close().await;
             Ok(())
         }
+        Command::Admin { action } => match action {
+            AdminCommand::Grant { email, server } => {
+                aimesh::ops::set_admin(&server, &email, true).await
+            }
+            AdminCommand::Revoke { email, server } => {
+                aimesh::ops::set_admin(&server, &email, false).await
+            }
+            AdminCommand::Users { .. } => Ok(()),
+        },
+        Command::Jobs { .. } => Ok(()),
+        Command::Backup {
+            out,
+            server,
+            processing,
+        } => aimesh::ops::backup(&server, &processing, &out).await,
+        Command::Restore {
+            from,
+            force,
+            server,
+            processing,
+        } => aimesh::ops::restore(&server, &processing, &from, force),
         Command::DescriptorSet { .. } | Command::Health { .. } | Command::Models { .. } => Ok(()),
     }
 }

@@ -4,19 +4,24 @@
 
 use std::{sync::Arc, time::Duration};
 
+use aimesh_admin::{Admin, AdminApi, AuditStore, StorageUsage};
 use aimesh_ai::translate::{Apertium, Marian, Translator, Translators};
 use aimesh_gallery::{
     Gallery, GalleryApi, ImageEngines, ImageStore,
     job::{OperationHandler, PurgeHandler as TrashPurgeHandler},
 };
-use aimesh_identity::{Identity, IdentityApi, IdentityStore, keys::SigningKeys};
-use aimesh_jobs::{Cadence, JobHandler, Jobs, JobsApi, Worker};
+use aimesh_identity::{
+    AccountAdmin, Identity, IdentityApi, IdentityStore, accounts::AccountDirectory,
+    keys::SigningKeys,
+};
+use aimesh_jobs::{Cadence, JobHandler, Jobs, JobsApi, PurgeHandler as JobsPurgeHandler, Worker};
 use aimesh_kit::blob::BlobStore;
 use aimesh_kit::{
     auth::{AccountHooks, AuthLayer, Authenticator, jwt::JwtVerifier, remote},
     config::ServerConfig,
     db::{Db, DbOptions},
     invalidation::InvalidationBus,
+    owned::OwnedDataRegistry,
     server::{ReadinessCheck, Server, ServerBuilder},
 };
 use aimesh_models::{EngineKind, Engines, ModelsApi, ModelsConfig};
@@ -27,6 +32,7 @@ use aimesh_processing::{
     DocumentStore, NoteSource, NoteText, Processing, ProcessingApi, QuizApi, QuizStore, Quizzes,
     TaskApi, TaskStore, Tasks, job::ProcessHandler, quizzes::job::QuizHandler,
     tasks::job::TaskHandler,
+};
 use aimesh_reports::{
     ReportStore, Reports, ReportsApi,
     job::{PURGE_KIND, PurgeHandler, RenderHandler},
@@ -57,6 +63,7 @@ pub async fn migrate(db: &Db) -> anyhow::Result<()> {
     db.migrate(&aimesh_reports::MIGRATIONS).await?;
     db.migrate(&aimesh_gallery::MIGRATIONS).await?;
     db.migrate(&aimesh_speech::MIGRATIONS).await?;
+    db.migrate(&aimesh_admin::MIGRATIONS).await?;
     Ok(())
 }
 
@@ -142,6 +149,8 @@ impl NoteSource for NotesPort {
             }
         })
     }
+    /// Every service's data by owner, deleted with an account.
+    pub owned: OwnedDataRegistry,
 }
 
 impl Core {
@@ -265,6 +274,18 @@ impl Core {
             notes.translators().clone(),
         );
         let quizzes = Quizzes::new(QuizStore::new(db.clone()), processing.clone(), jobs.clone());
+        if let Some(retention) = worker.retention() {
+            jobs.schedule_retention(&retention)
+                .await
+                .context("failed to schedule the job retention")?;
+        }
+        // An account's data goes with it: its jobs first (so no handler is left working for
+        // it), then what the services keep.
+        let mut owned = OwnedDataRegistry::new();
+        owned
+            .register(Arc::new(jobs.clone()))
+            .register(Arc::new(notes.clone()))
+            .register(Arc::new(processing.clone()));
         Ok(Self {
             db,
             bus,
@@ -277,13 +298,15 @@ impl Core {
             reports,
             gallery,
             speech,
+            owned,
         })
     }
 
     /// Returns a worker for the job kinds this process has the engines for: a kind whose
     /// engines are missing here is never claimed by it, and waits for a worker that has them.
     pub fn worker(&self, settings: &WorkerSettings, grace: Duration) -> Worker {
-        let mut handlers: Vec<Arc<dyn JobHandler>> = Vec::new();
+        let mut handlers: Vec<Arc<dyn JobHandler>> =
+            vec![Arc::new(JobsPurgeHandler::new(self.jobs.clone()))];
         if !self.notes.translators().engines().is_empty() {
             handlers.push(Arc::new(TranslateHandler::new(
                 self.notes.clone(),
@@ -378,10 +401,16 @@ impl Mesh {
         let mut builder = server_builder(&config.server, &core.db, &shutdown)?;
         let identity = services
             .contains(&ServiceKind::Identity)
-            .then(|| start_identity(config, &core.db))
+            .then(|| start_identity(config, &core))
             .transpose()?;
-        let (authenticator, keys_ready) =
-            authenticator(config, identity.as_ref(), &shutdown).await?;
+        if let Some(identity) = &identity {
+            let granted = identity.grant_configured_admins().await?;
+            if granted > 0 {
+                tracing::info!(granted, "configured administrators granted");
+            }
+        }
+        let (authenticator, keys_ready, directory) =
+            authenticator(config, &core, identity.as_ref(), &shutdown).await?;
         builder = builder.auth(AuthLayer::new(authenticator));
         if let Some(check) = keys_ready {
             builder = builder.readiness_check("token keys", check);
@@ -422,6 +451,8 @@ impl Mesh {
                 (ServiceKind::Speech, _, _) => {
                     builder.add_service(SpeechApi::new(core.speech.clone()).into_server())
                 }
+                (ServiceKind::Admin, _, _) => builder
+                    .add_service(admin_api(&core, identity.as_ref(), &directory).into_server()),
                 _ => builder,
             };
         }
@@ -503,7 +534,7 @@ fn server_builder(
 
 /// The identity service, with its signing key (created in the data directory on first start)
 /// and its call-count flusher.
-fn start_identity(config: &MeshConfig, db: &Db) -> anyhow::Result<Identity> {
+fn start_identity(config: &MeshConfig, core: &Core) -> anyhow::Result<Identity> {
     let key_file = config
         .identity
         .jwt_signing_key_file
@@ -512,68 +543,70 @@ fn start_identity(config: &MeshConfig, db: &Db) -> anyhow::Result<Identity> {
     let keys = SigningKeys::load_or_create(&key_file, &config.identity.jwt_extra_public_keys)
         .context("failed to load the token signing key")?;
     let identity = Identity::new(
-        IdentityStore::new(db.clone()),
+        IdentityStore::new(core.db.clone()),
         keys,
         &config.auth.jwt_issuer,
         &config.identity,
+        core.bus.clone(),
+        core.owned.clone(),
     )?;
-    identity
-        .accounts()
-        .spawn_flusher(aimesh_identity::service::CALL_COUNT_FLUSH_INTERVAL);
     identity.spawn_pruner(Duration::from_secs(60));
     Ok(identity)
 }
 
 /// Decides how tokens are verified: with the in-process identity service's keys, or with the
 /// keys an identity service elsewhere publishes (fetched now and refreshed every minute; the
-/// readiness check returned with it fails until some are known).
+/// readiness check returned with it fails until some are known). Either way accounts (active,
+/// disabled, roles) and API tokens are read from the identity tables of the shared database,
+/// cached, and evicted through the invalidation bus when they change in any process.
 async fn authenticator(
     config: &MeshConfig,
+    core: &Core,
     identity: Option<&Identity>,
     shutdown: &CancellationToken,
-) -> anyhow::Result<(Arc<Authenticator>, Option<ReadinessCheck>)> {
-    let (verifier, accounts, keys_ready): (
-        Arc<JwtVerifier>,
-        Option<Arc<dyn AccountHooks>>,
-        Option<ReadinessCheck>,
-    ) = match (identity, &config.auth.identity_url) {
-        (Some(identity), _) => (
-            identity.verifier(),
-            Some(Arc::new(identity.accounts())),
-            None,
-        ),
-        (None, Some(url)) => {
-            let verifier = Arc::new(JwtVerifier::new(config.auth.jwt_issuer.clone()));
-            if let Err(error) = remote::fetch_keys(url, &verifier).await {
-                tracing::warn!(
-                    error = format!("{error:#}"),
-                    "token keys not available yet; retrying in the background"
-                );
-            }
-            remote::spawn_refresh(
-                url.clone(),
-                verifier.clone(),
-                Duration::from_secs(60),
-                shutdown.clone(),
-            );
-            let keys_ready = verifier.clone();
-            let check: ReadinessCheck = Arc::new(move || {
-                let ready = !keys_ready.kids().is_empty();
-                Box::pin(async move {
-                    if ready {
-                        Ok(())
-                    } else {
-                        Err("no token keys fetched yet".into())
-                    }
-                })
-            });
-            (verifier, None, Some(check))
-        }
-        (None, None) => anyhow::bail!(
-            "tokens cannot be verified: run the identity service in this process \
-                 (--services identity,...) or set AIMESH_IDENTITY_URL"
-        ),
+) -> anyhow::Result<(Arc<Authenticator>, Option<ReadinessCheck>, AccountDirectory)> {
+    let directory = match identity {
+        Some(identity) => identity.accounts(),
+        None => AccountDirectory::new(IdentityStore::new(core.db.clone())),
     };
+    directory.follow(&core.bus, shutdown.clone());
+    directory.spawn_flusher(aimesh_identity::service::CALL_COUNT_FLUSH_INTERVAL);
+    let accounts: Option<Arc<dyn AccountHooks>> = Some(Arc::new(directory.clone()));
+    let (verifier, keys_ready): (Arc<JwtVerifier>, Option<ReadinessCheck>) =
+        match (identity, &config.auth.identity_url) {
+            (Some(identity), _) => (identity.verifier(), None),
+            (None, Some(url)) => {
+                let verifier = Arc::new(JwtVerifier::new(config.auth.jwt_issuer.clone()));
+                if let Err(error) = remote::fetch_keys(url, &verifier).await {
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        "token keys not available yet; retrying in the background"
+                    );
+                }
+                remote::spawn_refresh(
+                    url.clone(),
+                    verifier.clone(),
+                    Duration::from_secs(60),
+                    shutdown.clone(),
+                );
+                let keys_ready = verifier.clone();
+                let check: ReadinessCheck = Arc::new(move || {
+                    let ready = !keys_ready.kids().is_empty();
+                    Box::pin(async move {
+                        if ready {
+                            Ok(())
+                        } else {
+                            Err("no token keys fetched yet".into())
+                        }
+                    })
+                });
+                (verifier, Some(check))
+            }
+            (None, None) => anyhow::bail!(
+                "tokens cannot be verified: run the identity service in this process \
+                 (--services identity,...) or set AIMESH_IDENTITY_URL"
+            ),
+        };
     let authenticator = Arc::new(Authenticator::new(
         verifier,
         accounts,
@@ -593,7 +626,36 @@ async fn authenticator(
             }
         }
     });
-    Ok((authenticator, keys_ready))
+    Ok((authenticator, keys_ready, directory))
+}
+
+/// The admin service, over the identity service's account administration (this process's
+/// identity service, or the identity tables of the shared database) and the job engine.
+fn admin_api(core: &Core, identity: Option<&Identity>, directory: &AccountDirectory) -> AdminApi {
+    let accounts = match identity {
+        Some(identity) => identity.admin().clone(),
+        None => AccountAdmin::new(
+            IdentityStore::new(core.db.clone()),
+            directory.clone(),
+            core.bus.clone(),
+            core.owned.clone(),
+        ),
+    };
+    AdminApi::new(Admin::new(
+        accounts,
+        core.jobs.clone(),
+        Arc::new(ProcessingStorage(core.processing.clone())),
+        AuditStore::new(core.db.clone()),
+    ))
+}
+
+/// An account's storage use, as the processing service counts it (documents and uploads).
+struct ProcessingStorage(Processing);
+
+impl StorageUsage for ProcessingStorage {
+    fn usage<'a>(&'a self, owner: &'a str) -> futures::future::BoxFuture<'a, Result<i64, String>> {
+        Box::pin(async move { self.0.usage(owner).await.map_err(|e| e.to_string()) })
+    }
 }
 
 /// The gallery's image engines. None is built in yet: upscaling, background removal and

@@ -44,6 +44,10 @@ pub struct Claims {
     pub exp: i64,
     /// Token id.
     pub jti: String,
+    /// The account's roles when the token was issued (e.g. `admin`); absent when none. The
+    /// server checks them against the account's current roles on every call.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
 }
 
 /// A public key as published in a JWKS.

@@ -2,16 +2,19 @@
 //!
 //! [`AuthLayer`] sits on the server in front of all services. For each request it lets public
 //! methods (account creation and login, token refresh, key discovery, health, reflection) pass
-//! as they are; for everything else it requires `authorization: Bearer <access token>`,
-//! verifies the token ([`jwt::JwtVerifier`]), checks the account still exists and counts the
-//! call ([`AccountHooks`], when the identity service runs in this process), applies the
-//! per-user rate limit, and hands the handler a [`Principal`] in the request's extensions.
-//! Failures are answered by the layer itself: UNAUTHENTICATED, or RESOURCE_EXHAUSTED with a
-//! `google.rpc.RetryInfo` detail.
+//! as they are; for everything else it requires `authorization: Bearer <token>`: an access
+//! token (a JWT, verified by [`jwt::JwtVerifier`]) or a personal API token (`aimesh_pat_...`,
+//! looked up through [`AccountHooks`] and held to its [`scope::TokenScope`]). It checks the
+//! account is still active and what roles it holds now, counts the call ([`AccountHooks`]),
+//! applies the per-user rate limit, and hands the handler a [`Principal`] in the request's
+//! extensions. Failures are answered by the layer itself: UNAUTHENTICATED, PERMISSION_DENIED
+//! (a call outside an API token's scope), or RESOURCE_EXHAUSTED with a `google.rpc.RetryInfo`
+//! detail.
 
 pub mod client;
 pub mod jwt;
 pub mod remote;
+pub mod scope;
 
 use std::{
     num::NonZeroU32,
@@ -57,6 +60,32 @@ pub struct Principal {
     pub user_id: String,
     /// The caller's username.
     pub username: String,
+    /// The roles the caller holds for this call: those of their access token that the account
+    /// still has (none with an API token).
+    pub roles: Vec<String>,
+    /// The id of the personal API token the call was made with, if it was.
+    pub api_token_id: Option<String>,
+}
+
+impl Principal {
+    /// Returns whether the caller is an administrator.
+    pub fn is_admin(&self) -> bool {
+        self.roles.iter().any(|role| role == scope::ROLE_ADMIN)
+    }
+}
+
+/// Returns the request's principal when it is an administrator: UNAUTHENTICATED without
+/// one, PERMISSION_DENIED for anyone else.
+#[allow(clippy::result_large_err)]
+pub fn require_admin<T>(request: &tonic::Request<T>) -> Result<Principal, tonic::Status> {
+    let principal = principal(request)?;
+    if principal.is_admin() {
+        Ok(principal)
+    } else {
+        Err(tonic::Status::permission_denied(
+            "only administrators may call this method",
+        ))
+    }
 }
 
 /// Returns the request's principal, or UNAUTHENTICATED when the auth layer set none.
@@ -69,12 +98,44 @@ pub fn principal<T>(request: &tonic::Request<T>) -> Result<Principal, tonic::Sta
         .ok_or_else(|| tonic::Status::unauthenticated("missing credentials"))
 }
 
-/// What the authenticator asks of the account store, when it runs in this process.
+/// Where an account stands, as the authenticator needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountState {
+    /// It may call; with the roles it holds now.
+    Active {
+        /// Current roles.
+        roles: Vec<String>,
+    },
+    /// An administrator disabled it: its tokens are refused.
+    Disabled,
+    /// It does not exist (any more).
+    Missing,
+}
+
+/// A personal API token, as the account store knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiTokenGrant {
+    /// The token's id.
+    pub token_id: String,
+    /// Its owner's user id.
+    pub user_id: String,
+    /// Its owner's username.
+    pub username: String,
+    /// What it may call.
+    pub scope: scope::TokenScope,
+}
+
+/// What the authenticator asks of the account store (the identity service's tables).
 pub trait AccountHooks: Send + Sync + 'static {
-    /// Returns whether the account still exists.
-    fn exists<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<bool, String>>;
-    /// Counts one authenticated call by the account.
-    fn record_call(&self, user_id: &str);
+    /// Returns where the account stands.
+    fn state<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<AccountState, String>>;
+    /// Returns the live (not revoked, not expired) API token whose secret is `token`.
+    fn api_token<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ApiTokenGrant>, String>>;
+    /// Counts one authenticated call by the account (and records the API token's use).
+    fn record_call(&self, user_id: &str, api_token_id: Option<&str>);
 }
 
 /// Per-user request rate.
@@ -144,6 +205,7 @@ impl AuthConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Denied {
     Unauthenticated(String),
+    PermissionDenied(String),
     RateLimited(Duration),
     Unavailable,
 }
@@ -152,6 +214,7 @@ impl Denied {
     fn into_status(self) -> tonic::Status {
         match self {
             Denied::Unauthenticated(message) => tonic::Status::unauthenticated(message),
+            Denied::PermissionDenied(message) => tonic::Status::permission_denied(message),
             Denied::RateLimited(wait) => crate::error::retry_status(
                 &format!(
                     "rate limit exceeded; retry in {} ms",
@@ -219,18 +282,36 @@ impl Authenticator {
         }
     }
 
-    async fn authenticate(&self, headers: &http::HeaderMap) -> Result<Principal, Denied> {
+    async fn authenticate(
+        &self,
+        path: &str,
+        headers: &http::HeaderMap,
+    ) -> Result<Principal, Denied> {
         let token = bearer_token(headers)?;
-        let claims = self.verifier.verify(token).map_err(|error| {
-            if error == TokenError::UnknownKey {
-                tracing::debug!("token signed with an unknown key");
+        let mut principal = if scope::is_api_token(token) {
+            self.api_token_principal(path, token).await?
+        } else {
+            let claims = self.verifier.verify(token).map_err(|error| {
+                if error == TokenError::UnknownKey {
+                    tracing::debug!("token signed with an unknown key");
+                }
+                Denied::Unauthenticated(error.to_string())
+            })?;
+            Principal {
+                user_id: claims.sub.clone(),
+                username: claims.usr.clone(),
+                roles: claims.roles.clone(),
+                api_token_id: None,
             }
-            Denied::Unauthenticated(error.to_string())
-        })?;
+        };
         if let Some(accounts) = &self.accounts {
-            match accounts.exists(&claims.sub).await {
-                Ok(true) => {}
-                Ok(false) => {
+            match accounts.state(&principal.user_id).await {
+                // A role revoked since the token was issued is gone at once.
+                Ok(AccountState::Active { roles }) => principal.roles.retain(|r| roles.contains(r)),
+                Ok(AccountState::Disabled) => {
+                    return Err(Denied::Unauthenticated("account is disabled".into()));
+                }
+                Ok(AccountState::Missing) => {
                     return Err(Denied::Unauthenticated("account no longer exists".into()));
                 }
                 Err(error) => {
@@ -240,17 +321,48 @@ impl Authenticator {
             }
         }
         if let Some(limiter) = &self.limiter
-            && let Err(not_until) = limiter.check_key(&claims.sub)
+            && let Err(not_until) = limiter.check_key(&principal.user_id)
         {
             let wait = not_until.wait_time_from(limiter.clock().now());
             return Err(Denied::RateLimited(wait));
         }
         if let Some(accounts) = &self.accounts {
-            accounts.record_call(&claims.sub);
+            accounts.record_call(&principal.user_id, principal.api_token_id.as_deref());
+        }
+        Ok(principal)
+    }
+
+    /// The caller of a personal API token, if the token is live and `path` within its scope.
+    async fn api_token_principal(&self, path: &str, token: &str) -> Result<Principal, Denied> {
+        let Some(accounts) = &self.accounts else {
+            return Err(Denied::Unauthenticated(
+                "API tokens are not accepted by this server".into(),
+            ));
+        };
+        let grant = match accounts.api_token(token).await {
+            Ok(Some(grant)) => grant,
+            Ok(None) => return Err(Denied::Unauthenticated("invalid API token".into())),
+            Err(error) => {
+                tracing::error!(%error, "API token lookup failed");
+                return Err(Denied::Unavailable);
+            }
+        };
+        if !grant.scope.allows(path) {
+            return Err(Denied::PermissionDenied(format!(
+                "this API token ({}, {}) does not allow {path}",
+                grant.scope.access,
+                if grant.scope.services.is_empty() {
+                    "every service".to_owned()
+                } else {
+                    grant.scope.services.join(", ")
+                }
+            )));
         }
         Ok(Principal {
-            user_id: claims.sub.clone(),
-            username: claims.usr.clone(),
+            user_id: grant.user_id,
+            username: grant.username,
+            roles: Vec::new(),
+            api_token_id: Some(grant.token_id),
         })
     }
 }
@@ -267,7 +379,7 @@ fn bearer_token(headers: &http::HeaderMap) -> Result<&str, Denied> {
         .ok_or_else(|| Denied::Unauthenticated("invalid authorization header".into()))?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
         return Err(Denied::Unauthenticated(
-            "authorization must be `Bearer <access token>`".into(),
+            "authorization must be `Bearer <token>`".into(),
         ));
     }
     Ok(token.trim())
@@ -340,7 +452,10 @@ where
         }
         let authenticator = self.authenticator.clone();
         Box::pin(async move {
-            match authenticator.authenticate(request.headers()).await {
+            match authenticator
+                .authenticate(request.uri().path(), request.headers())
+                .await
+            {
                 Ok(principal) => {
                     request.extensions_mut().insert(principal);
                     inner.call(request).await

@@ -42,12 +42,13 @@ const FIELD_DEFAULTS: &[(&str, &str)] = &[
     ("style", "2"),
 ];
 
-/// Services without resources of their own (accounts are the caller's own; engines and the
-/// benchmark hold none).
+/// Services without resources of their own (engines and the benchmark hold none), and the
+/// admin service, which reaches every user's resources by design and refuses everyone but
+/// administrators (the admin suite checks that, method by method).
 const WITHOUT_RESOURCES: &[&str] = &[
-    "aimesh.identity.v1.IdentityService",
     "aimesh.models.v1.ModelsService",
     "aimesh.bench.v1.EchoService",
+    "aimesh.admin.v1.AdminService",
 ];
 
 /// Alice's resources, by the service that owns them and the request field naming them (a
@@ -163,7 +164,22 @@ async fn resources(app: &TestApp) -> HashMap<(&'static str, &'static str), Strin
         .into_inner()
         .transcription
         .expect("a transcription");
+    let token = app
+        .alice
+        .identity
+        .clone()
+        .create_api_token(aimesh_proto::identity::v1::CreateApiTokenRequest {
+            name: "alice's script".into(),
+            access: aimesh_proto::identity::v1::ApiTokenAccess::ReadOnly as i32,
+            ..Default::default()
+        })
+        .await
+        .expect("create api token")
+        .into_inner()
+        .api_token
+        .expect("a token");
     HashMap::from([
+        (("aimesh.identity.v1.IdentityService", "id"), token.id),
         (("aimesh.gallery.v1.GalleryService", "id"), image.id),
         (("aimesh.notes.v1.NotesService", "id"), note.id),
         (("aimesh.reports.v1.ReportsService", "id"), report.id),
