@@ -43,14 +43,14 @@ pub mod models {
 /// `aimesh.processing.v1`.
 pub use self::packages::processing;
 
-/// `aimesh.reports.v1`.
-pub use self::packages::reports;
-/// `aimesh.gallery.v1`.
-pub use self::packages::gallery;
-/// `aimesh.speech.v1`.
-pub use self::packages::speech;
 /// `aimesh.admin.v1`.
 pub use self::packages::admin;
+/// `aimesh.gallery.v1`.
+pub use self::packages::gallery;
+/// `aimesh.reports.v1`.
+pub use self::packages::reports;
+/// `aimesh.speech.v1`.
+pub use self::packages::speech;
 
 /// Packages whose code names types outside the `aimesh` package (`google.api.HttpBody`): the
 /// generated paths climb one module per package segment, so these sit under an `aimesh`-like

@@ -10,7 +10,6 @@ pub mod tools;
 
 pub use config::{
     GallerySettings, JobsSettings, MeshConfig, ProcessingSettings, ReportsSettings, ServiceKind,
-    SpeechSettings, WorkerMode,
-    WorkerSettings,
+    SpeechSettings, WorkerMode, WorkerSettings,
 };
 pub use mesh::{Core, Mesh, connect, migrate, run_worker};

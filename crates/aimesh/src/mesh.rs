@@ -124,6 +124,8 @@ pub struct Core {
     pub gallery: Gallery,
     /// The speech service.
     pub speech: Speech,
+    /// Every service's data by owner, deleted with an account.
+    pub owned: OwnedDataRegistry,
 }
 
 /// The notes service as the source of tasks: a caller's note, read through the service (and
@@ -149,8 +151,6 @@ impl NoteSource for NotesPort {
             }
         })
     }
-    /// Every service's data by owner, deleted with an account.
-    pub owned: OwnedDataRegistry,
 }
 
 impl Core {
