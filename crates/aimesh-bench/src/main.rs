@@ -7,6 +7,7 @@
 //! cargo run --release -p aimesh-bench -- embed --models-dir DIR
 //! cargo run --release -p aimesh-bench -- chat --models-dir DIR --tokens 128
 //! cargo run --release -p aimesh-bench -- transcribe --audio clip.wav
+//! cargo run --release -p aimesh-bench -- upscale --models-dir DIR
 //! ```
 //! `scripts/bench-jobs` runs the jobs benchmark beside the same workload on Celery;
 //! `scripts/bench-embed` the embeddings benchmark beside sentence-transformers;
@@ -18,6 +19,7 @@ mod embed;
 mod jobs;
 mod notes;
 mod transcribe;
+mod upscale;
 mod watch;
 
 use clap::{Parser, Subcommand};
@@ -43,6 +45,8 @@ enum Command {
     Chat(chat::Options),
     /// Whisper speech-to-text on a fixed clip: real-time factor and time per stage.
     Transcribe(transcribe::Options),
+    /// ESRGAN super-resolution: seconds per megapixel, PSNR/SSIM against Lanczos3.
+    Upscale(upscale::Options),
 }
 
 #[tokio::main]
@@ -54,5 +58,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Embed(options) => embed::run(options).await,
         Command::Chat(options) => chat::run(options).await,
         Command::Transcribe(options) => transcribe::run(options).await,
+        Command::Upscale(options) => upscale::run(options).await,
     }
 }
