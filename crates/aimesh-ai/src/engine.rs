@@ -54,6 +54,12 @@ pub enum EngineError {
         /// What happened.
         message: String,
     },
+    /// The caller cancelled the request while it ran.
+    #[error("{engine}: cancelled")]
+    Cancelled {
+        /// Engine.
+        engine: &'static str,
+    },
     /// The engine's thread has stopped (it panicked or the engine is shutting down).
     #[error("{engine} has stopped")]
     Stopped {

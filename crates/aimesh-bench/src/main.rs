@@ -8,6 +8,7 @@
 //! cargo run --release -p aimesh-bench -- chat --models-dir DIR --tokens 128
 //! cargo run --release -p aimesh-bench -- transcribe --audio clip.wav
 //! cargo run --release -p aimesh-bench -- reports --events 100000
+//! cargo run --release -p aimesh-bench -- upscale --models-dir DIR
 //! ```
 //! `scripts/bench-jobs` runs the jobs benchmark beside the same workload on Celery;
 //! `scripts/bench-embed` the embeddings benchmark beside sentence-transformers;
@@ -20,6 +21,7 @@ mod jobs;
 mod notes;
 mod reports;
 mod transcribe;
+mod upscale;
 mod watch;
 
 use clap::{Parser, Subcommand};
@@ -47,6 +49,8 @@ enum Command {
     Transcribe(transcribe::Options),
     /// Reports of 100,000 events end to end through the API: create, render, download.
     Reports(reports::Options),
+    /// ESRGAN super-resolution: seconds per megapixel, PSNR/SSIM against Lanczos3.
+    Upscale(upscale::Options),
 }
 
 #[tokio::main]
@@ -59,5 +63,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Chat(options) => chat::run(options).await,
         Command::Transcribe(options) => transcribe::run(options).await,
         Command::Reports(options) => reports::run(options).await,
+        Command::Upscale(options) => upscale::run(options).await,
     }
 }

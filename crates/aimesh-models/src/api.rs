@@ -80,6 +80,7 @@ impl ServiceError for ModelsError {
                 EngineError::InvalidInput { .. } => Code::InvalidArgument,
                 EngineError::Failed { .. } => Code::Internal,
                 EngineError::Stopped { .. } => Code::Unavailable,
+                EngineError::Cancelled { .. } => Code::Cancelled,
             },
         }
     }
@@ -156,22 +157,46 @@ impl ModelsService for ModelsApi {
                     EngineKind::Chat => pb::Capability::Chat,
                     EngineKind::Transcription => pb::Capability::Transcription,
                     EngineKind::Speech => pb::Capability::SpeechSynthesis,
+                    EngineKind::ImageUpscale => pb::Capability::ImageUpscale,
+                    EngineKind::ImageGeneration => pb::Capability::ImageGeneration,
+                    EngineKind::BackgroundRemoval => pb::Capability::BackgroundRemoval,
                 };
-                let mut model = match catalog_model(kind) {
-                    Some(spec) => pb::Model {
-                        id: spec.id.to_owned(),
-                        description: spec.description.to_owned(),
-                        license: spec.license.to_owned(),
-                        source: format!("PyPI {}=={}", spec.package, spec.version),
-                        ..Default::default()
-                    },
-                    None => pb::Model {
-                        id: "espeak-ng".to_owned(),
-                        description: "eSpeak NG formant speech synthesiser".to_owned(),
-                        license: "GPL-3.0-or-later".to_owned(),
-                        source: "Debian package espeak-ng".to_owned(),
-                        ..Default::default()
-                    },
+                let describe = |id: &str, description: &str, license: &str, source: &str| pb::Model {
+                    id: id.to_owned(),
+                    description: description.to_owned(),
+                    license: license.to_owned(),
+                    source: source.to_owned(),
+                    ..Default::default()
+                };
+                let mut model = match (catalog_model(kind), kind) {
+                    (Some(spec), _) => {
+                        describe(spec.id, spec.description, spec.license, &spec.source())
+                    }
+                    (None, EngineKind::ImageGeneration) => {
+                        let id = self
+                            .engines
+                            .image_generator
+                            .as_ref()
+                            .map_or("stable-diffusion", |engine| engine.model());
+                        describe(
+                            id,
+                            "Stable Diffusion text-to-image (1.5, 2.1 or Turbo weights the operator provides)",
+                            "the provided model's",
+                            "AIMESH_IMAGE_MODEL_DIR",
+                        )
+                    }
+                    (None, EngineKind::BackgroundRemoval) => describe(
+                        "background-removal",
+                        "Background removal with a segmentation model the operator provides",
+                        "the provided model's",
+                        "AIMESH_MATTING_MODEL",
+                    ),
+                    (None, _) => describe(
+                        "espeak-ng",
+                        "eSpeak NG formant speech synthesiser",
+                        "GPL-3.0-or-later",
+                        "Debian package espeak-ng",
+                    ),
                 };
                 model.capability = capability as i32;
                 model.state = state as i32;

@@ -14,6 +14,10 @@ use aimesh_ai::{
     analysis::Analyzer,
     chat::{ChatModel, SmolLm, SmolLmOptions},
     embed::{EmbedOptions, Embedder, MiniLm},
+    image::{
+        BackgroundRemover, DiffusionLoadError, DiffusionOptions, Esrgan, EsrganOptions,
+        ImageGenerator, StableDiffusion, Upscaler, matting,
+    },
     models::{self, Capability, ModelError},
     speech::{EspeakNg, Synthesizer, Transcriber, Whisper, WhisperOptions},
 };
@@ -31,6 +35,12 @@ pub enum EngineKind {
     Transcription,
     /// Text-to-speech (eSpeak NG).
     Speech,
+    /// Image super-resolution ×2 / ×4 (ESRGAN slim).
+    ImageUpscale,
+    /// Text-to-image (Stable Diffusion weights a user provides: AIMESH_IMAGE_MODEL_DIR).
+    ImageGeneration,
+    /// Background removal (a segmentation model a user provides: AIMESH_MATTING_MODEL).
+    BackgroundRemoval,
 }
 
 impl EngineKind {
@@ -40,6 +50,9 @@ impl EngineKind {
         EngineKind::Chat,
         EngineKind::Transcription,
         EngineKind::Speech,
+        EngineKind::ImageUpscale,
+        EngineKind::ImageGeneration,
+        EngineKind::BackgroundRemoval,
     ];
 
     /// The engine's name in health checks and configuration.
@@ -49,6 +62,9 @@ impl EngineKind {
             EngineKind::Chat => "chat",
             EngineKind::Transcription => "transcription",
             EngineKind::Speech => "speech",
+            EngineKind::ImageUpscale => "image-upscale",
+            EngineKind::ImageGeneration => "image-generation",
+            EngineKind::BackgroundRemoval => "background-removal",
         }
     }
 
@@ -76,19 +92,29 @@ pub struct ModelsConfig {
     pub models_dir: PathBuf,
 
     /// Engines the models service loads, comma-separated: embeddings, chat, transcription,
-    /// speech.
+    /// speech, image-upscale, image-generation, background-removal.
     #[arg(
         long,
         env = "AIMESH_ENGINES",
         value_delimiter = ',',
         value_enum,
-        default_value = "embeddings,chat,transcription,speech"
+        default_value = "embeddings,chat,transcription,speech,image-upscale,image-generation,background-removal"
     )]
     pub engines: Vec<EngineKind>,
 
     /// The eSpeak NG executable (text-to-speech).
     #[arg(long, env = "AIMESH_ESPEAK_BIN", default_value = "espeak-ng")]
     pub espeak_bin: String,
+
+    /// Directory of a Stable Diffusion model in the diffusers layout (SD 1.5, 2.1, Turbo;
+    /// safetensors) for text-to-image. None ships; unset, image generation is not served.
+    #[arg(long, env = "AIMESH_IMAGE_MODEL_DIR")]
+    pub image_model_dir: Option<PathBuf>,
+
+    /// A background-removal (salient-object segmentation) model. None ships, and this build
+    /// has no engine to run one yet: background removal is not served.
+    #[arg(long, env = "AIMESH_MATTING_MODEL")]
+    pub matting_model: Option<PathBuf>,
 }
 
 impl ModelsConfig {
@@ -98,6 +124,8 @@ impl ModelsConfig {
             models_dir,
             engines: EngineKind::ALL.to_vec(),
             espeak_bin: "espeak-ng".into(),
+            image_model_dir: None,
+            matting_model: None,
         }
     }
 
@@ -169,6 +197,12 @@ pub struct Engines {
     pub transcriber: Slot<Arc<dyn Transcriber>>,
     /// Text-to-speech.
     pub synthesizer: Slot<Arc<dyn Synthesizer>>,
+    /// Image super-resolution.
+    pub upscaler: Slot<Arc<dyn Upscaler>>,
+    /// Text-to-image.
+    pub image_generator: Slot<Arc<dyn ImageGenerator>>,
+    /// Background removal.
+    pub background_remover: Slot<Arc<dyn BackgroundRemover>>,
 }
 
 impl fmt::Debug for Engines {
@@ -179,6 +213,12 @@ impl fmt::Debug for Engines {
             .field("chat", &state(self.chat.is_ok()))
             .field("transcriber", &state(self.transcriber.is_ok()))
             .field("synthesizer", &state(self.synthesizer.is_ok()))
+            .field("upscaler", &state(self.upscaler.is_ok()))
+            .field("image_generator", &state(self.image_generator.is_ok()))
+            .field(
+                "background_remover",
+                &state(self.background_remover.is_ok()),
+            )
             .finish()
     }
 }
@@ -215,8 +255,38 @@ impl Engines {
                 }
             }
         };
-        let (embedder, chat, transcriber, synthesizer) =
-            tokio::join!(embedder, chat, transcriber, synthesizer);
+        let upscaler = load_model(config, EngineKind::ImageUpscale, {
+            let dir = dir.clone();
+            move || Esrgan::load(&dir, EsrganOptions::default()).map(|m| Arc::new(m) as _)
+        });
+        let image_generator = load_image_generator(config);
+        let background_remover = async {
+            if !config.enabled(EngineKind::BackgroundRemoval) {
+                return Err(Unavailable::disabled(EngineKind::BackgroundRemoval));
+            }
+            let reason = matting::unavailable_reason(config.matting_model.as_deref());
+            Err(match config.matting_model {
+                None => Unavailable::Missing(reason),
+                Some(_) => Unavailable::Invalid(reason),
+            })
+        };
+        let (
+            embedder,
+            chat,
+            transcriber,
+            synthesizer,
+            upscaler,
+            image_generator,
+            background_remover,
+        ) = tokio::join!(
+            embedder,
+            chat,
+            transcriber,
+            synthesizer,
+            upscaler,
+            image_generator,
+            background_remover
+        );
         let analyzer = embedder.clone().map(Analyzer::new);
         Self {
             embedder,
@@ -224,6 +294,9 @@ impl Engines {
             chat,
             transcriber,
             synthesizer,
+            upscaler,
+            image_generator,
+            background_remover,
         }
     }
 
@@ -249,6 +322,11 @@ impl Engines {
             EngineKind::Chat => alive(&self.chat, kind, |e| e.is_alive()),
             EngineKind::Transcription => alive(&self.transcriber, kind, |e| e.is_alive()),
             EngineKind::Speech => alive(&self.synthesizer, kind, |_| true),
+            EngineKind::ImageUpscale => alive(&self.upscaler, kind, |e| e.is_alive()),
+            EngineKind::ImageGeneration => alive(&self.image_generator, kind, |e| e.is_alive()),
+            EngineKind::BackgroundRemoval => {
+                alive(&self.background_remover, kind, |e| e.is_alive())
+            }
         }
     }
 }
@@ -259,11 +337,56 @@ pub fn catalog_model(kind: EngineKind) -> Option<&'static models::ModelSpec> {
         EngineKind::Embeddings => Capability::Embeddings,
         EngineKind::Chat => Capability::Chat,
         EngineKind::Transcription => Capability::Transcription,
-        EngineKind::Speech => return None,
+        EngineKind::ImageUpscale => Capability::ImageUpscale,
+        EngineKind::Speech | EngineKind::ImageGeneration | EngineKind::BackgroundRemoval => {
+            return None;
+        }
     };
     models::CATALOG
         .iter()
         .find(|spec| spec.capability == capability)
+}
+
+/// The fix quoted when no text-to-image model is configured.
+pub const IMAGE_MODEL_HINT: &str = "no text-to-image model is configured: set \
+    AIMESH_IMAGE_MODEL_DIR to a Stable Diffusion directory in the diffusers layout (SD 1.5, 2.1 \
+    or Turbo, safetensors weights with the CLIP tokenizer.json); none ships with aimesh";
+
+async fn load_image_generator(config: &ModelsConfig) -> Slot<Arc<dyn ImageGenerator>> {
+    if !config.enabled(EngineKind::ImageGeneration) {
+        return Err(Unavailable::disabled(EngineKind::ImageGeneration));
+    }
+    let Some(dir) = config.image_model_dir.clone() else {
+        return Err(Unavailable::Missing(IMAGE_MODEL_HINT.to_owned()));
+    };
+    let started = std::time::Instant::now();
+    let loaded = tokio::task::spawn_blocking(move || {
+        StableDiffusion::load(&dir, DiffusionOptions::default())
+    })
+    .await;
+    match loaded {
+        Ok(Ok(engine)) => {
+            tracing::info!(
+                engine = %EngineKind::ImageGeneration,
+                model = engine.model(),
+                load_ms = started.elapsed().as_millis() as u64,
+                "engine loaded"
+            );
+            Ok(Arc::new(engine) as _)
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(engine = %EngineKind::ImageGeneration, %error, "engine unavailable");
+            let detail = format!("{error}; fix the model or AIMESH_IMAGE_MODEL_DIR");
+            Err(match error {
+                DiffusionLoadError::Missing { .. } => Unavailable::Missing(detail),
+                _ => Unavailable::Invalid(detail),
+            })
+        }
+        Err(error) => {
+            tracing::error!(engine = %EngineKind::ImageGeneration, %error, "loading the engine panicked");
+            Err(Unavailable::Invalid(format!("loading failed: {error}")))
+        }
+    }
 }
 
 async fn load_model<T: Send + 'static>(

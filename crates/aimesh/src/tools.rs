@@ -7,12 +7,15 @@ use anyhow::Context;
 
 /// Installs every pinned model missing from `models_dir` (or failing verification) and
 /// prepares the derived files (the Whisper conversion), printing what it did. Blocking.
-pub fn fetch_models(models_dir: &std::path::Path, python: &str) -> anyhow::Result<()> {
+pub fn fetch_models(
+    models_dir: &std::path::Path,
+    clients: &aimesh_ai::models::Clients,
+) -> anyhow::Result<()> {
     use aimesh_ai::models::{self, Fetched};
 
     for spec in models::CATALOG {
         let started = std::time::Instant::now();
-        let fetched = models::fetch(models_dir, spec, python)
+        let fetched = models::fetch(models_dir, spec, clients)
             .with_context(|| format!("failed to install {}", spec.id))?;
         let what = match fetched {
             Fetched::Present => "present, verified",
@@ -58,13 +61,12 @@ pub fn list_models(models_dir: &std::path::Path) -> anyhow::Result<()> {
             }
         };
         println!(
-            "{:<24} {:<14} {:>9.1}  {:<10} PyPI {}=={}",
+            "{:<24} {:<14} {:>9.1}  {:<10} {}",
             spec.id,
             spec.capability.as_str(),
             bytes as f64 / 1e6,
             state,
-            spec.package,
-            spec.version
+            spec.source()
         );
     }
     anyhow::ensure!(

@@ -58,15 +58,45 @@ async fn every_engine_answers_on_the_real_models() {
         .unwrap()
         .into_inner()
         .models;
-    assert_eq!(listed.len(), 4, "{listed:?}");
+    assert_eq!(listed.len(), 7, "{listed:?}");
+    // Text-to-image and background removal need weights no registry ships: without them
+    // configured they say which setting to set.
+    let user_provided = [
+        (
+            pb::Capability::ImageGeneration,
+            EngineKind::ImageGeneration,
+            "AIMESH_IMAGE_MODEL_DIR",
+        ),
+        (
+            pb::Capability::BackgroundRemoval,
+            EngineKind::BackgroundRemoval,
+            "AIMESH_MATTING_MODEL",
+        ),
+    ];
     for model in &listed {
-        assert_eq!(model.state(), pb::ModelState::Ready, "{model:?}");
+        match user_provided
+            .iter()
+            .find(|(c, ..)| *c == model.capability())
+        {
+            Some((_, _, setting)) => {
+                assert_eq!(model.state(), pb::ModelState::Missing, "{model:?}");
+                assert!(model.detail.contains(setting), "{model:?}");
+            }
+            None => assert_eq!(model.state(), pb::ModelState::Ready, "{model:?}"),
+        }
     }
+    let upscale = listed
+        .iter()
+        .find(|m| m.capability() == pb::Capability::ImageUpscale)
+        .unwrap();
+    assert_eq!(upscale.source, "npm @upscalerjs/esrgan-slim@1.0.0");
     for kind in EngineKind::ALL {
-        assert_eq!(
-            health(&app, &kind.health_name()).await,
+        let expected = if user_provided.iter().any(|(_, k, _)| k == kind) {
+            ServingStatus::NotServing
+        } else {
             ServingStatus::Serving
-        );
+        };
+        assert_eq!(health(&app, &kind.health_name()).await, expected, "{kind}");
     }
 
     // Embeddings: a paraphrase is nearer than an unrelated sentence.
