@@ -35,9 +35,12 @@ pub struct AccountDirectory {
     states: moka::future::Cache<Uuid, AccountState>,
     /// API tokens by the hash of their secret, with their expiry (`None`: no live token has
     /// it).
-    tokens: moka::future::Cache<Vec<u8>, Option<(ApiTokenGrant, Option<DateTime<Utc>>)>>,
+    tokens: moka::future::Cache<Vec<u8>, Option<CachedToken>>,
     pending: Arc<Mutex<Pending>>,
 }
+
+/// A live API token's grant and expiry.
+type CachedToken = (ApiTokenGrant, Option<DateTime<Utc>>);
 
 #[derive(Default)]
 struct Pending {
@@ -120,12 +123,11 @@ impl AccountDirectory {
 
     /// Writes the counted calls and token uses to the database.
     pub async fn flush(&self) {
-        let (calls, uses): (Vec<(Uuid, i64)>, Vec<(Uuid, DateTime<Utc>)>) = {
+        let (calls, uses) = {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            (
-                pending.calls.drain().collect(),
-                pending.token_uses.drain().collect(),
-            )
+            let calls: Vec<(Uuid, i64)> = pending.calls.drain().collect();
+            let uses: Vec<(Uuid, DateTime<Utc>)> = pending.token_uses.drain().collect();
+            (calls, uses)
         };
         if !calls.is_empty()
             && let Err(error) = self.store.add_api_calls(&calls).await

@@ -73,12 +73,19 @@ fn admin_client(channel: Channel, bearer: Bearer) -> AdminServiceClient<Authed> 
 
 fn table(header: &[&str]) -> Table {
     let mut table = Table::new();
-    let (_, columns) = console::Term::stdout().size();
     table
         .load_style(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_width(columns.max(40))
         .set_header(header.to_vec());
+    // Fitted to a terminal; piped, each cell whole on one line.
+    let term = console::Term::stdout();
+    if term.is_term() {
+        let (_, columns) = term.size();
+        table
+            .set_content_arrangement(ContentArrangement::Dynamic)
+            .set_width(columns.max(40));
+    } else {
+        table.set_content_arrangement(ContentArrangement::Disabled);
+    }
     table
 }
 

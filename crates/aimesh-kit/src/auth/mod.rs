@@ -205,7 +205,7 @@ impl AuthConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Denied {
     Unauthenticated(String),
-    PermissionDenied(String),
+    Forbidden(String),
     RateLimited(Duration),
     Unavailable,
 }
@@ -214,7 +214,7 @@ impl Denied {
     fn into_status(self) -> tonic::Status {
         match self {
             Denied::Unauthenticated(message) => tonic::Status::unauthenticated(message),
-            Denied::PermissionDenied(message) => tonic::Status::permission_denied(message),
+            Denied::Forbidden(message) => tonic::Status::permission_denied(message),
             Denied::RateLimited(wait) => crate::error::retry_status(
                 &format!(
                     "rate limit exceeded; retry in {} ms",
@@ -348,7 +348,7 @@ impl Authenticator {
             }
         };
         if !grant.scope.allows(path) {
-            return Err(Denied::PermissionDenied(format!(
+            return Err(Denied::Forbidden(format!(
                 "this API token ({}, {}) does not allow {path}",
                 grant.scope.access,
                 if grant.scope.services.is_empty() {

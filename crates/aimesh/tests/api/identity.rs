@@ -668,11 +668,15 @@ async fn per_user_rate_limit(backend: Backend) {
     list_notes(&bob.notes).await.unwrap();
 }
 
+/// A process without the identity service verifies tokens with the keys identity publishes,
+/// and reads accounts (disabled, deleted, roles) from the database the deployment shares.
 async fn services_apart_verify_with_published_keys(backend: Backend) {
     let identity = TestApp::spawn(backend).await;
     let url = format!("http://{}", identity.addr);
+    let shared = identity.db.url.clone();
     let notes_only = TestApp::spawn_with(backend, &[ServiceKind::Notes], |config| {
         config.auth.identity_url = Some(url);
+        config.server.database_url = Some(shared.into());
     })
     .await;
     let notes = notes_only.notes_with_token(&identity.alice.access);
