@@ -72,6 +72,12 @@ struct Stream {
     input: Vec<f32>,
     /// Output samples still to drop (the resampler's delay).
     skip: usize,
+    /// Input rate.
+    from: u32,
+    /// Input frames received.
+    frames_in: u64,
+    /// Output samples emitted.
+    emitted: u64,
 }
 
 impl Windows {
@@ -240,10 +246,14 @@ impl Windows {
                     resampler,
                     input: Vec::new(),
                     skip,
+                    from: spec.rate,
+                    frames_in: 0,
+                    emitted: 0,
                 })
             }
         };
         stream.input.extend(mono);
+        stream.frames_in += added as u64;
         stream.drain(&mut self.pending, false)
     }
 
@@ -276,11 +286,13 @@ impl Stream {
         self.input.drain(..consumed);
         if end {
             let rest = std::mem::take(&mut self.input);
-            let chunk = self
-                .resampler
-                .process_partial(Some(&[&rest[..]]), None)
-                .map_err(|e| failed(&e))?;
-            self.emit(chunk, out);
+            if !rest.is_empty() {
+                let chunk = self
+                    .resampler
+                    .process_partial(Some(&[&rest[..]]), None)
+                    .map_err(|e| failed(&e))?;
+                self.emit(chunk, out);
+            }
             let tail = self
                 .resampler
                 .process_partial::<&[f32]>(None, None)
@@ -290,11 +302,19 @@ impl Stream {
         Ok(())
     }
 
+    /// Appends a resampled chunk, past the delay and never beyond the length the input
+    /// stands for (the final flush pads).
     fn emit(&mut self, chunk: Vec<Vec<f32>>, out: &mut Vec<f32>) {
         if let Some(channel) = chunk.into_iter().next() {
             let skip = self.skip.min(channel.len());
             self.skip -= skip;
-            out.extend_from_slice(&channel[skip..]);
+            let expected =
+                (self.frames_in * u64::from(SAMPLE_RATE)).div_ceil(u64::from(self.from.max(1)));
+            let room = usize::try_from(expected.saturating_sub(self.emitted)).unwrap_or(usize::MAX);
+            let samples = &channel[skip..];
+            let samples = &samples[..samples.len().min(room)];
+            self.emitted += samples.len() as u64;
+            out.extend_from_slice(samples);
         }
     }
 }
