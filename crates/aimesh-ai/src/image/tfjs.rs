@@ -265,7 +265,9 @@ impl Graph {
                             Op::Upsample(a as usize)
                         }
                         _ => {
-                            return Err(unsupported(format!("upsampling {size:?} {interpolation}")));
+                            return Err(unsupported(format!(
+                                "upsampling {size:?} {interpolation}"
+                            )));
                         }
                     }
                 }
