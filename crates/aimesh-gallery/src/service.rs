@@ -118,7 +118,7 @@ impl Gallery {
                 format: decoded.format,
             });
             imaging::prepare(&decoded.image, decoded.format, original)
-                .map_err(|reason| DecodeError::Malformed(reason))
+                .map_err(DecodeError::Malformed)
         })
         .await?
         .map_err(|error| GalleryError::invalid("body.data", error.to_string()))?;

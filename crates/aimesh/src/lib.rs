@@ -12,4 +12,4 @@ pub use config::{
     GallerySettings, JobsSettings, MeshConfig, ProcessingSettings, ReportsSettings, ServiceKind,
     SpeechSettings, WorkerMode, WorkerSettings,
 };
-pub use mesh::{Core, Mesh, connect, migrate, run_worker};
+pub use mesh::{Core, Mesh, ServiceSettings, connect, migrate, run_worker};

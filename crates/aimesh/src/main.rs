@@ -348,10 +348,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 &server,
                 &worker,
                 &models,
-                &processing,
-                &reports,
-                &gallery,
-                &speech,
+                aimesh::ServiceSettings {
+                    processing: &processing,
+                    reports: &reports,
+                    gallery: &gallery,
+                    speech: &speech,
+                },
                 shutdown,
             )
             .await

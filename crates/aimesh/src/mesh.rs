@@ -153,6 +153,32 @@ impl NoteSource for NotesPort {
     }
 }
 
+/// The settings of the product services a process starts (every process starts them all:
+/// which of them it serves is decided when the server is built).
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceSettings<'a> {
+    /// Documents, uploads and the storage quota.
+    pub processing: &'a ProcessingSettings,
+    /// Learning reports.
+    pub reports: &'a ReportsSettings,
+    /// Images.
+    pub gallery: &'a GallerySettings,
+    /// Transcriptions and synthesised audio.
+    pub speech: &'a SpeechSettings,
+}
+
+impl<'a> ServiceSettings<'a> {
+    /// Returns the product services' settings of a mesh configuration.
+    pub fn of(config: &'a MeshConfig) -> Self {
+        Self {
+            processing: &config.processing,
+            reports: &config.reports,
+            gallery: &config.gallery,
+            speech: &config.speech,
+        }
+    }
+}
+
 impl Core {
     /// Connects (and migrates, when configured) the database and starts the shared parts.
     /// Translation engines are looked for only when `translation` is set (a process that
@@ -162,12 +188,15 @@ impl Core {
         worker: &WorkerSettings,
         translation: bool,
         engines: Arc<Engines>,
-        processing: &ProcessingSettings,
-        reports: &ReportsSettings,
-        gallery: &GallerySettings,
-        speech_settings: &SpeechSettings,
+        settings: ServiceSettings<'_>,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Self> {
+        let ServiceSettings {
+            processing,
+            reports,
+            gallery,
+            speech: speech_settings,
+        } = settings;
         let db = connect(server).await?;
         if server.auto_migrate {
             migrate(&db).await?;
@@ -339,17 +368,11 @@ pub async fn run_worker(
     server: &ServerConfig,
     settings: &WorkerSettings,
     models: &ModelsConfig,
-    processing: &ProcessingSettings,
-    reports: &ReportsSettings,
-    gallery: &GallerySettings,
-    speech: &SpeechSettings,
+    services: ServiceSettings<'_>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let engines = Arc::new(Engines::load(models).await);
-    let core = Core::start(
-        server, settings, true, engines, processing, reports, gallery, speech, &shutdown,
-    )
-    .await?;
+    let core = Core::start(server, settings, true, engines, services, &shutdown).await?;
     core.worker(settings, server.shutdown_grace())
         .run(shutdown)
         .await;
@@ -389,10 +412,7 @@ impl Mesh {
             &config.worker,
             translation,
             engines.clone(),
-            &config.processing,
-            &config.reports,
-            &config.gallery,
-            &config.speech,
+            ServiceSettings::of(config),
             &shutdown,
         )
         .await?;

@@ -464,7 +464,9 @@ impl StableDiffusion {
                 format!("hidden_act {} is not supported", clip.hidden_act),
             ));
         }
-        if clip.num_attention_heads == 0 || clip.hidden_size % clip.num_attention_heads != 0 {
+        if clip.num_attention_heads == 0
+            || !clip.hidden_size.is_multiple_of(clip.num_attention_heads)
+        {
             return Err(invalid(
                 &clip_path,
                 "hidden_size is not a multiple of the heads",
@@ -666,7 +668,7 @@ impl StableDiffusion {
         }
         let side = |field: &'static str, value: Option<u32>, default: u32| {
             let value = value.unwrap_or(default);
-            if value == 0 || value > d.max_side || value % d.size_multiple != 0 {
+            if value == 0 || value > d.max_side || !value.is_multiple_of(d.size_multiple) {
                 return Err(EngineError::invalid(
                     field,
                     format!(

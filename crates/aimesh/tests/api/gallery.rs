@@ -23,7 +23,7 @@ use crate::helpers::{Bearer, TestApp, assert_code, assert_invalid, backend_tests
 type Client = GalleryServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// Upload limit, pixel limit and quota of the test server.
-const MAX_UPLOAD: u64 = 2 << 20;
+const MAX_UPLOAD: u64 = 8 << 20;
 const MAX_PIXELS: u64 = 4_000_000;
 
 async fn spawn(backend: Backend, configure: impl FnOnce(&mut aimesh::MeshConfig)) -> TestApp {
