@@ -104,12 +104,7 @@ impl Admin {
     /// Lists the audit log, newest first.
     pub async fn audit_log(&self, page_size: u32, before: Option<Uuid>) -> AdminResult<AuditPage> {
         let mut entries = self.audit.list(before, i64::from(page_size) + 1).await?;
-        let next = if entries.len() > page_size as usize {
-            entries.truncate(page_size as usize);
-            entries.last().map(|entry| entry.id)
-        } else {
-            None
-        };
+        let next = aimesh_kit::paging::take_page(&mut entries, page_size, |entry| entry.id);
         Ok(AuditPage { entries, next })
     }
 

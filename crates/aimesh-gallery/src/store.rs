@@ -103,12 +103,7 @@ fn tags_json(tags: &[String]) -> String {
 }
 
 fn rows_into_page(mut rows: Vec<ImageRow>, page_size: u32) -> GalleryResult<ImagePage> {
-    let next_after = if rows.len() > page_size as usize {
-        rows.truncate(page_size as usize);
-        rows.last().map(|row| row.id)
-    } else {
-        None
-    };
+    let next_after = aimesh_kit::paging::take_page(&mut rows, page_size, |row| row.id);
     let images = rows
         .into_iter()
         .map(ImageRow::into_image)

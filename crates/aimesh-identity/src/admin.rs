@@ -52,12 +52,7 @@ impl AccountAdmin {
     pub async fn list_users(&self, query: &UserQuery) -> IdentityResult<UserPage> {
         self.directory.flush().await;
         let mut users = self.store.list_users(query).await?;
-        let next = if users.len() > query.page_size as usize {
-            users.truncate(query.page_size as usize);
-            users.last().map(|user| user.id)
-        } else {
-            None
-        };
+        let next = aimesh_kit::paging::take_page(&mut users, query.page_size, |user| user.id);
         Ok(UserPage { users, next })
     }
 

@@ -219,12 +219,7 @@ impl Jobs {
     /// Lists an owner's jobs, newest first.
     pub async fn list(&self, owner_id: &str, query: &JobQuery) -> JobsResult<JobPage> {
         let mut jobs = self.store.list(owner_id, query).await?;
-        let next = if jobs.len() > query.page_size as usize {
-            jobs.truncate(query.page_size as usize);
-            jobs.last().map(|job| job.id)
-        } else {
-            None
-        };
+        let next = aimesh_kit::paging::take_page(&mut jobs, query.page_size, |job| job.id);
         Ok(JobPage { jobs, next })
     }
 
@@ -312,12 +307,7 @@ impl Jobs {
     /// (administration).
     pub async fn list_any(&self, owner_id: Option<&str>, query: &JobQuery) -> JobsResult<JobPage> {
         let mut jobs = self.store.list_all(owner_id, query).await?;
-        let next = if jobs.len() > query.page_size as usize {
-            jobs.truncate(query.page_size as usize);
-            jobs.last().map(|job| job.id)
-        } else {
-            None
-        };
+        let next = aimesh_kit::paging::take_page(&mut jobs, query.page_size, |job| job.id);
         Ok(JobPage { jobs, next })
     }
 

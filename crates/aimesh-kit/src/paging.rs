@@ -74,6 +74,17 @@ pub fn decode_uuid(token: &str, filters: &str) -> Result<Option<uuid::Uuid>, Pag
         .map_err(|_| PageTokenError::Malformed)
 }
 
+/// Cuts the rows of a keyset query that fetched one row more than `page_size` down to the
+/// page, and returns the cursor of its last row when more rows follow (`None` on the last page).
+pub fn take_page<T, C>(rows: &mut Vec<T>, page_size: u32, cursor: impl Fn(&T) -> C) -> Option<C> {
+    let page_size = page_size as usize;
+    if rows.len() <= page_size {
+        return None;
+    }
+    rows.truncate(page_size);
+    rows.last().map(cursor)
+}
+
 /// FNV-1a: stable across processes and releases, unlike the std hasher.
 fn fingerprint(filters: &str) -> u64 {
     filters.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
@@ -84,6 +95,16 @@ fn fingerprint(filters: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn take_page_keeps_the_page_and_says_whether_more_follow() {
+        let mut rows = vec![5, 4, 3];
+        assert_eq!(take_page(&mut rows, 2, |row| *row), Some(4));
+        assert_eq!(rows, [5, 4]);
+        let mut last = vec![2, 1];
+        assert_eq!(take_page(&mut last, 2, |row| *row), None);
+        assert_eq!(last, [2, 1]);
+    }
 
     #[test]
     fn round_trips_for_the_same_filters() {

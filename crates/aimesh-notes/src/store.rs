@@ -165,12 +165,7 @@ impl NotesStore {
             sql.build_query_as().fetch_all(pool).await
         })?;
 
-        let next_after = if rows.len() > query.page_size as usize {
-            rows.truncate(query.page_size as usize);
-            rows.last().map(|row| row.id)
-        } else {
-            None
-        };
+        let next_after = aimesh_kit::paging::take_page(&mut rows, query.page_size, |row| row.id);
         let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
         let mut translations = self.translations(&ids).await?;
         let notes = rows

@@ -210,12 +210,7 @@ impl DocumentStore {
             sql.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
             sql.build_query_as().fetch_all(pool).await
         })?;
-        let next_after = if rows.len() > query.page_size as usize {
-            rows.truncate(query.page_size as usize);
-            rows.last().map(|row| row.id)
-        } else {
-            None
-        };
+        let next_after = aimesh_kit::paging::take_page(&mut rows, query.page_size, |row| row.id);
         let documents = rows
             .into_iter()
             .map(DocumentRow::into_document)

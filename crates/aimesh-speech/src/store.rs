@@ -205,12 +205,7 @@ impl SpeechStore {
             sql.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
             sql.build_query_as().fetch_all(pool).await
         })?;
-        let next_after = if rows.len() > query.page_size as usize {
-            rows.truncate(query.page_size as usize);
-            rows.last().map(|row| row.id)
-        } else {
-            None
-        };
+        let next_after = aimesh_kit::paging::take_page(&mut rows, query.page_size, |row| row.id);
         let items = rows
             .into_iter()
             .map(TranscriptionRow::into_domain)
@@ -440,12 +435,7 @@ impl SpeechStore {
             sql.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
             sql.build_query_as().fetch_all(pool).await
         })?;
-        let next_after = if rows.len() > page_size as usize {
-            rows.truncate(page_size as usize);
-            rows.last().map(|row| row.id)
-        } else {
-            None
-        };
+        let next_after = aimesh_kit::paging::take_page(&mut rows, page_size, |row| row.id);
         let items = rows
             .into_iter()
             .map(AudioRow::into_domain)

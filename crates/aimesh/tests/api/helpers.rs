@@ -154,6 +154,32 @@ impl TestApp {
         )
     }
 
+    /// Follows a job over WatchJob as the holder of `token` until the stream ends (after the
+    /// job's terminal state) and returns every snapshot seen; fails after `limit`.
+    pub(crate) async fn watch_job_to_end(
+        &self,
+        token: &str,
+        id: &str,
+        limit: std::time::Duration,
+    ) -> Vec<aimesh_proto::jobs::v1::Job> {
+        let mut stream = self
+            .jobs_with_token(token)
+            .watch_job(aimesh_proto::jobs::v1::WatchJobRequest { id: id.into() })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut seen = Vec::new();
+        let deadline = tokio::time::Instant::now() + limit;
+        while let Some(message) = tokio::time::timeout_at(deadline, stream.message())
+            .await
+            .expect("the job finished in time")
+            .unwrap()
+        {
+            seen.push(message.job.unwrap());
+        }
+        seen
+    }
+
     /// Registers `username` (email `<username>@example.com`) and logs in.
     pub(crate) async fn session(&self, username: &str) -> Session {
         Self::session_on(&self.channel, username).await

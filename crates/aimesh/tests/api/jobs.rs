@@ -26,25 +26,8 @@ fn translate(id: &str, target: &str) -> pb::TranslateNoteRequest {
     }
 }
 
-/// Watches a job to its end, returning every state seen.
-async fn watch(app: &TestApp, id: &str) -> Vec<jpb::Job> {
-    let mut stream = app
-        .jobs()
-        .watch_job(jpb::WatchJobRequest { id: id.into() })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut seen = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while let Some(message) = tokio::time::timeout_at(deadline, stream.message())
-        .await
-        .expect("the job finished in time")
-        .unwrap()
-    {
-        seen.push(message.job.unwrap());
-    }
-    seen
-}
+/// How long a job of these tests may take to end.
+const JOB_LIMIT: Duration = Duration::from_secs(60);
 
 /// Follows a job over WatchJob until `done` holds for it, and returns it. Fails when the job
 /// ends (the stream closes after a terminal state) without `done` holding, or after a minute.
@@ -131,7 +114,9 @@ async fn notes_are_translated_by_jobs(backend: Backend) {
         .unwrap();
     assert_eq!(job.kind, "notes.translate");
 
-    let seen = watch(&app, &job.id).await;
+    let seen = app
+        .watch_job_to_end(&app.alice.access, &job.id, JOB_LIMIT)
+        .await;
     let last = seen.last().unwrap();
     assert!(is_state(last, jpb::JobState::Succeeded), "{last:?}");
     assert_eq!(last.attempts, 1);
@@ -179,7 +164,9 @@ async fn notes_are_translated_by_jobs(backend: Backend) {
         .job
         .unwrap();
     assert_eq!(again.id, job.id);
-    let replay = watch(&app, &job.id).await;
+    let replay = app
+        .watch_job_to_end(&app.alice.access, &job.id, JOB_LIMIT)
+        .await;
     assert_eq!(replay.len(), 1);
     assert!(is_state(&replay[0], jpb::JobState::Succeeded));
 

@@ -122,25 +122,8 @@ async fn upload(
         .into_inner()
 }
 
-/// Follows a job over WatchJob to its end and returns every snapshot seen.
-async fn watch(app: &TestApp, token: &str, id: &str) -> Vec<jpb::Job> {
-    let mut stream = app
-        .jobs_with_token(token)
-        .watch_job(jpb::WatchJobRequest { id: id.into() })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut seen = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    while let Some(message) = tokio::time::timeout_at(deadline, stream.message())
-        .await
-        .expect("the job finished in time")
-        .unwrap()
-    {
-        seen.push(message.job.unwrap());
-    }
-    seen
-}
+/// How long a job of these tests may take to end.
+const JOB_LIMIT: Duration = Duration::from_secs(120);
 
 async fn get(client: &Client, id: &str) -> pb::Document {
     client
@@ -180,7 +163,7 @@ async fn documents_end_to_end(backend: Backend) {
     assert!(document.generate_notes, "notes are on unless switched off");
     let job = garden.job.unwrap();
     assert_eq!(job.kind, "processing.document");
-    let seen = watch(&app, &token, &job.id).await;
+    let seen = app.watch_job_to_end(&token, &job.id, JOB_LIMIT).await;
     let last = seen.last().unwrap();
     assert_eq!(last.state(), jpb::JobState::Succeeded, "{last:?}");
     let messages: Vec<String> = seen
@@ -297,7 +280,9 @@ async fn documents_end_to_end(backend: Backend) {
     assert!(!finished.duplicate);
     let earth = finished.document.unwrap();
     assert!(!earth.generate_notes, "the upload switched notes off");
-    let seen = watch(&app, &token, &finished.job.unwrap().id).await;
+    let seen = app
+        .watch_job_to_end(&token, &finished.job.unwrap().id, JOB_LIMIT)
+        .await;
     assert_eq!(seen.last().unwrap().state(), jpb::JobState::Succeeded);
     let earth = get(&docs, &earth.id).await;
     assert_eq!(earth.format, "pdf");
@@ -386,7 +371,9 @@ async fn documents_end_to_end(backend: Backend) {
         b"%PDF-1.5\n\x00\x01garbage",
     )
     .await;
-    let seen = watch(&app, &token, &broken.job.unwrap().id).await;
+    let seen = app
+        .watch_job_to_end(&token, &broken.job.unwrap().id, JOB_LIMIT)
+        .await;
     assert_eq!(seen.last().unwrap().state(), jpb::JobState::Failed);
     let broken = get(&docs, &broken.document.unwrap().id).await;
     assert_eq!(broken.status(), pb::DocumentStatus::Failed);
@@ -405,7 +392,9 @@ async fn documents_end_to_end(backend: Backend) {
         reprocessed.document.unwrap().status(),
         pb::DocumentStatus::Pending
     );
-    let seen = watch(&app, &token, &reprocessed.job.unwrap().id).await;
+    let seen = app
+        .watch_job_to_end(&token, &reprocessed.job.unwrap().id, JOB_LIMIT)
+        .await;
     assert_eq!(seen.last().unwrap().state(), jpb::JobState::Succeeded);
     assert_eq!(
         get(&docs, &document.id).await.status(),

@@ -68,25 +68,8 @@ async fn create(client: &Client, input: pb::ReportInput) -> pb::CreateReportResp
         .into_inner()
 }
 
-/// Follows a job over WatchJob to its end and returns every snapshot seen.
-async fn watch(app: &TestApp, token: &str, id: &str) -> Vec<jpb::Job> {
-    let mut stream = app
-        .jobs_with_token(token)
-        .watch_job(jpb::WatchJobRequest { id: id.into() })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut seen = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
-    while let Some(message) = tokio::time::timeout_at(deadline, stream.message())
-        .await
-        .expect("the job finished in time")
-        .unwrap()
-    {
-        seen.push(message.job.unwrap());
-    }
-    seen
-}
+/// How long a job of these tests may take to end.
+const JOB_LIMIT: Duration = Duration::from_secs(300);
 
 async fn get(client: &Client, id: &str) -> pb::Report {
     client
@@ -153,7 +136,7 @@ async fn reports_render_download_list_and_delete(backend: Backend) {
     let job = created.job.unwrap();
     assert_eq!(job.kind, "reports.render");
     assert_eq!(report.job_id, job.id);
-    let seen = watch(&app, &token, &job.id).await;
+    let seen = app.watch_job_to_end(&token, &job.id, JOB_LIMIT).await;
     let last = seen.last().unwrap();
     assert_eq!(last.state(), jpb::JobState::Succeeded, "{last:?}");
     let result = last.result.as_ref().unwrap();
@@ -205,7 +188,9 @@ async fn reports_render_download_list_and_delete(backend: Backend) {
     )
     .await;
     let pdf_report = created.report.unwrap();
-    let seen = watch(&app, &token, &created.job.unwrap().id).await;
+    let seen = app
+        .watch_job_to_end(&token, &created.job.unwrap().id, JOB_LIMIT)
+        .await;
     assert_eq!(seen.last().unwrap().state(), jpb::JobState::Succeeded);
     let messages: Vec<String> = seen
         .iter()
@@ -393,7 +378,7 @@ async fn drafts_take_events_in_pages_then_generate(backend: Backend) {
         .unwrap_err();
     assert_code(&again, Code::FailedPrecondition);
 
-    let seen = watch(&app, &token, &job.id).await;
+    let seen = app.watch_job_to_end(&token, &job.id, JOB_LIMIT).await;
     assert_eq!(seen.last().unwrap().state(), jpb::JobState::Succeeded);
     let (pdf, _, _) = download(&reports, &draft.id).await;
     let text = pdf_text(&pdf);
@@ -521,7 +506,8 @@ async fn another_users_reports_are_not_found(backend: Backend) {
     let alice = client(&app, &app.alice.access);
     let created = create(&alice, input("s-1", week(), pb::ReportFormat::Html)).await;
     let id = created.report.unwrap().id;
-    watch(&app, &app.alice.access, &created.job.unwrap().id).await;
+    app.watch_job_to_end(&app.alice.access, &created.job.unwrap().id, JOB_LIMIT)
+        .await;
     let draft = alice
         .clone()
         .create_report(pb::CreateReportRequest {
@@ -587,7 +573,9 @@ async fn files_count_against_the_storage_quota(backend: Backend) {
     let token = app.alice.access.clone();
     let reports = client(&app, &token);
     let created = create(&reports, input("s-1", week(), pb::ReportFormat::Html)).await;
-    let seen = watch(&app, &token, &created.job.unwrap().id).await;
+    let seen = app
+        .watch_job_to_end(&token, &created.job.unwrap().id, JOB_LIMIT)
+        .await;
     assert_eq!(seen.last().unwrap().state(), jpb::JobState::Failed);
     let failed = get(&reports, &created.report.unwrap().id).await;
     assert_eq!(failed.status(), pb::ReportStatus::Failed);
@@ -631,7 +619,9 @@ async fn a_hundred_thousand_events_in_one_call(backend: Backend) {
         input("student-big", events, pb::ReportFormat::Pdf),
     )
     .await;
-    let seen = watch(&app, &token, &created.job.unwrap().id).await;
+    let seen = app
+        .watch_job_to_end(&token, &created.job.unwrap().id, JOB_LIMIT)
+        .await;
     assert_eq!(seen.last().unwrap().state(), jpb::JobState::Succeeded);
     let id = created.report.unwrap().id;
     let (pdf, _, _) = download(&reports, &id).await;

@@ -80,25 +80,8 @@ fn create_request(filename: &str, data: Vec<u8>, language: &str) -> pb::CreateTr
     }
 }
 
-/// Follows a job over WatchJob to its end and returns every snapshot seen.
-async fn watch(app: &TestApp, token: &str, id: &str) -> Vec<jpb::Job> {
-    let mut stream = app
-        .jobs_with_token(token)
-        .watch_job(jpb::WatchJobRequest { id: id.into() })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut seen = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
-    while let Some(message) = tokio::time::timeout_at(deadline, stream.message())
-        .await
-        .expect("the job finished in time")
-        .unwrap()
-    {
-        seen.push(message.job.unwrap());
-    }
-    seen
-}
+/// How long a job of these tests may take to end.
+const JOB_LIMIT: Duration = Duration::from_secs(300);
 
 async fn get(client: &Client, id: &str) -> pb::Transcription {
     client
@@ -207,7 +190,7 @@ async fn speech_end_to_end(backend: Backend) {
     let job = created.job.unwrap();
     assert_eq!(job.kind, "speech.transcribe");
     assert_eq!(transcription.job_id, job.id);
-    let seen = watch(&app, &token, &job.id).await;
+    let seen = app.watch_job_to_end(&token, &job.id, JOB_LIMIT).await;
     let last = seen.last().unwrap();
     assert_eq!(last.state(), jpb::JobState::Succeeded, "{last:?}");
     let progress: Vec<(String, String)> = seen
@@ -512,7 +495,9 @@ async fn recordings_expire_and_transcripts_stay(backend: Backend) {
         .unwrap()
         .into_inner();
     let id = created.transcription.unwrap().id;
-    let seen = watch(&app, &token, &created.job.unwrap().id).await;
+    let seen = app
+        .watch_job_to_end(&token, &created.job.unwrap().id, JOB_LIMIT)
+        .await;
     assert_eq!(seen.last().unwrap().state(), jpb::JobState::Succeeded);
     let expired = eventually(Duration::from_secs(30), "the recording expires", || {
         let speech = speech.clone();

@@ -50,25 +50,8 @@ fn quizzes(app: &TestApp, token: &str) -> QuizClient {
     QuizServiceClient::with_interceptor(app.channel.clone(), Bearer::token(token))
 }
 
-/// Follows a job over WatchJob to its end and returns every snapshot seen.
-async fn watch(app: &TestApp, token: &str, id: &str) -> Vec<jpb::Job> {
-    let mut stream = app
-        .jobs_with_token(token)
-        .watch_job(jpb::WatchJobRequest { id: id.into() })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut seen = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
-    while let Some(message) = tokio::time::timeout_at(deadline, stream.message())
-        .await
-        .expect("the job finished in time")
-        .unwrap()
-    {
-        seen.push(message.job.unwrap());
-    }
-    seen
-}
+/// How long a job of these tests may take to end.
+const JOB_LIMIT: Duration = Duration::from_secs(180);
 
 /// Uploads a text document and waits until it is processed; returns it with its notes.
 async fn ready_document(
@@ -93,7 +76,9 @@ async fn ready_document(
         .await
         .unwrap()
         .into_inner();
-    let seen = watch(app, token, &uploaded.job.unwrap().id).await;
+    let seen = app
+        .watch_job_to_end(token, &uploaded.job.unwrap().id, JOB_LIMIT)
+        .await;
     assert_eq!(
         seen.last().unwrap().state(),
         jpb::JobState::Succeeded,
@@ -386,7 +371,9 @@ async fn tasks_end_to_end(backend: Backend) {
     let summary = submit(&client, on_note.clone(), pb::TaskType::Summarize, None)
         .await
         .unwrap();
-    let seen = watch(&app, &token, &summary.job.unwrap().id).await;
+    let seen = app
+        .watch_job_to_end(&token, &summary.job.unwrap().id, JOB_LIMIT)
+        .await;
     assert_eq!(seen.last().unwrap().state(), jpb::JobState::Succeeded);
     let done = get_task(&client, &summary.task.unwrap().id).await;
     assert!(matches!(result(&done).1, Kind::Summary(s) if s.sentences.len() == 2));
@@ -592,7 +579,7 @@ async fn quizzes_are_generated_graded_and_kept(backend: Backend) {
     let job = generated.job.unwrap();
     assert_eq!(job.kind, "processing.quiz");
     assert_eq!(quiz.job_id, job.id);
-    let seen = watch(&app, &token, &job.id).await;
+    let seen = app.watch_job_to_end(&token, &job.id, JOB_LIMIT).await;
     assert_eq!(
         seen.last().unwrap().state(),
         jpb::JobState::Succeeded,
