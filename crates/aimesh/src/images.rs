@@ -17,7 +17,7 @@ use futures::{FutureExt, future::BoxFuture};
 use image::{DynamicImage, GenericImageView};
 
 /// The gallery's engines from the inference engines loaded here.
-pub fn image_engines(engines: &Engines) -> ImageEngines {
+pub(crate) fn image_engines(engines: &Engines) -> ImageEngines {
     let mut gallery = ImageEngines::none();
     gallery = match &engines.upscaler {
         Ok(upscaler) => gallery.with(Arc::new(UpscaleEngine(upscaler.clone()))),

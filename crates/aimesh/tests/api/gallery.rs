@@ -874,11 +874,15 @@ async fn upscaling_runs_the_loaded_engine(backend: Backend) {
         assert_eq!((upscaled.width, upscaled.height), size);
         let (original, _) = download(&gallery, &result.image_id, pb::ImageVariant::Original).await;
         let image = decoded(&original.data);
-        assert_eq!((image.width(), image.height()), size);
+        assert_eq!((image.width() as i32, image.height() as i32), size);
         if *id == transparent.id {
             let rgba = image.to_rgba8();
             assert_eq!(rgba.get_pixel(5, 30)[3], 0, "the clear half stays clear");
-            assert_eq!(rgba.get_pixel(75, 30)[3], 255, "the opaque half stays opaque");
+            assert_eq!(
+                rgba.get_pixel(75, 30)[3],
+                255,
+                "the opaque half stays opaque"
+            );
         }
     }
     let status = gallery
