@@ -246,14 +246,8 @@ impl Identity {
         if record.revoked_at.is_some() || record.expires_at <= now {
             return Err(IdentityError::InvalidToken);
         }
-        if record.used_at.is_some() || !self.inner.store.spend_refresh(&hash, now).await? {
-            tracing::warn!(user_id = %record.user_id, "refresh token replayed: revoking its family");
-            self.inner
-                .store
-                .revoke_family(record.family_id, now)
-                .await?;
-            return Err(IdentityError::InvalidToken);
-        }
+        // A disabled account is refused before the token is spent: once re-enabled, the
+        // same token still works.
         let (user, _) = self
             .inner
             .store
@@ -262,6 +256,14 @@ impl Identity {
             .ok_or(IdentityError::InvalidToken)?;
         if user.disabled_at.is_some() {
             return Err(IdentityError::AccountDisabled);
+        }
+        if record.used_at.is_some() || !self.inner.store.spend_refresh(&hash, now).await? {
+            tracing::warn!(user_id = %record.user_id, "refresh token replayed: revoking its family");
+            self.inner
+                .store
+                .revoke_family(record.family_id, now)
+                .await?;
+            return Err(IdentityError::InvalidToken);
         }
         self.issue(&user, record.family_id).await
     }

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod console;
+mod images;
 pub mod mesh;
 pub mod ops;
 pub mod tools;

@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 use aimesh_admin::{Admin, AdminApi, AuditStore, StorageUsage};
 use aimesh_ai::translate::{Apertium, Marian, Translator, Translators};
 use aimesh_gallery::{
-    Gallery, GalleryApi, ImageEngines, ImageStore,
+    Gallery, GalleryApi, ImageStore,
     job::{OperationHandler, PurgeHandler as TrashPurgeHandler},
 };
 use aimesh_identity::{
@@ -253,7 +253,7 @@ impl Core {
             ImageStore::new(db.clone()),
             gallery_blobs,
             jobs.clone(),
-            image_engines(),
+            crate::images::image_engines(&engines),
             gallery.config(processing),
         );
         gallery
@@ -401,6 +401,7 @@ impl Mesh {
         let needs_engines = runs_worker
             || services.contains(&ServiceKind::Models)
             || services.contains(&ServiceKind::Processing)
+            || services.contains(&ServiceKind::Gallery)
             || services.contains(&ServiceKind::Speech);
         let engines = Arc::new(if needs_engines {
             Engines::load(&config.models).await
@@ -676,18 +677,6 @@ impl StorageUsage for ProcessingStorage {
     fn usage<'a>(&'a self, owner: &'a str) -> futures::future::BoxFuture<'a, Result<i64, String>> {
         Box::pin(async move { self.0.usage(owner).await.map_err(|e| e.to_string()) })
     }
-}
-
-/// The gallery's image engines. None is built in yet: upscaling, background removal and
-/// generation answer FAILED_PRECONDITION ("capability not serving") with the reason until an
-/// engine implementing [`aimesh_gallery::ImageEngine`] is loaded here.
-fn image_engines() -> ImageEngines {
-    let reason = "no engine for it is loaded by this deployment (this build has none)";
-    aimesh_gallery::Capability::ENGINES
-        .into_iter()
-        .fold(ImageEngines::none(), |engines, capability| {
-            engines.without(capability, reason)
-        })
 }
 
 /// The health entries of the models service's engines, one per engine.

@@ -282,6 +282,13 @@ async fn disabled_accounts_are_refused_until_enabled(backend: Backend) {
         },
     )
     .await;
+    // The refresh token refused while the account was disabled was not spent: it works now.
+    app.anonymous_identity()
+        .refresh_token(idpb::RefreshTokenRequest {
+            refresh: bob.refresh.clone(),
+        })
+        .await
+        .expect("a refresh token refused while disabled still works once enabled");
 
     let audit = ops
         .list_audit_log(apb::ListAuditLogRequest::default())

@@ -821,6 +821,85 @@ async fn the_storage_quota_counts_images_and_thumbnails(backend: Backend) {
     );
 }
 
+/// With the pinned ESRGAN weights loaded, upscaling runs the network: ×2 and ×4 natively,
+/// ×3 at ×4 brought to size, transparency kept; the result names the engine. Background
+/// removal and generation still say why they are not serving (no model configured).
+async fn upscaling_runs_the_loaded_engine(backend: Backend) {
+    let app = spawn(backend, |config| {
+        config.models = aimesh_models::ModelsConfig {
+            engines: vec![aimesh_models::EngineKind::ImageUpscale],
+            ..aimesh_models::ModelsConfig::new(aimesh_ai::models::dir_for_tests())
+        };
+    })
+    .await;
+    let gallery = client(&app, &app.alice.access);
+    let source = upload(
+        &gallery,
+        samples::encode(&photo(64, 48, 3), ImageFormat::Png),
+        "Small",
+        &[],
+    )
+    .await;
+    let mut transparent = photo(40, 30, 4).to_rgba8();
+    for (x, _, pixel) in transparent.enumerate_pixels_mut() {
+        pixel[3] = if x < 20 { 0 } else { 255 };
+    }
+    let transparent = upload(
+        &gallery,
+        samples::encode(&DynamicImage::ImageRgba8(transparent), ImageFormat::Png),
+        "Half",
+        &[],
+    )
+    .await;
+    for (id, factor, size) in [
+        (&source.id, 2, (128, 96)),
+        (&source.id, 3, (192, 144)),
+        (&transparent.id, 2, (80, 60)),
+    ] {
+        let job = gallery
+            .clone()
+            .upscale_image(pb::UpscaleImageRequest {
+                id: id.clone(),
+                factor,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .job
+            .unwrap();
+        assert_eq!(job.kind, "gallery.upscale");
+        let result = operation_result(&finish(&app, &job).await);
+        assert_eq!(result.engine, "esrgan-slim", "{result:?}");
+        let upscaled = get(&gallery, &result.image_id).await.unwrap();
+        assert_eq!((upscaled.width, upscaled.height), size);
+        let (original, _) = download(&gallery, &result.image_id, pb::ImageVariant::Original).await;
+        let image = decoded(&original.data);
+        assert_eq!((image.width() as i32, image.height() as i32), size);
+        if *id == transparent.id {
+            let rgba = image.to_rgba8();
+            assert_eq!(rgba.get_pixel(5, 30)[3], 0, "the clear half stays clear");
+            assert_eq!(
+                rgba.get_pixel(75, 30)[3],
+                255,
+                "the opaque half stays opaque"
+            );
+        }
+    }
+    let status = gallery
+        .clone()
+        .remove_background(pb::RemoveBackgroundRequest {
+            id: source.id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_code(&status, Code::FailedPrecondition);
+    assert!(
+        status.message().contains("image-background-removal"),
+        "{}",
+        status.message()
+    );
+}
+
 backend_tests!(
     uploads_of_every_format_are_decoded_and_stored,
     bad_uploads_are_refused_naming_the_field,
@@ -829,6 +908,7 @@ backend_tests!(
     trash_restore_and_empty,
     edits_make_linked_images_that_outlive_their_source,
     engine_operations_say_their_capability_is_not_serving,
+    upscaling_runs_the_loaded_engine,
     another_users_images_are_not_found,
     the_storage_quota_counts_images_and_thumbnails,
 );
