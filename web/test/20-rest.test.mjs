@@ -165,20 +165,26 @@ test("bad input is 400 with a JSON body naming each field", async () => {
   assert.deepEqual(violations(size), ["page_size"]);
 });
 
-/** Asserts one of Envoy's own JSON replies (local_reply_config in envoy/envoy.yaml). */
-function assertEdgeReply(response, httpStatus, message) {
-  assert.equal(response.status, httpStatus, response.text);
-  assertJson(response);
-  assert.equal(response.json.http_status, httpStatus, response.text);
+/**
+ * Asserts one of Envoy's own JSON replies (local_reply_config in envoy/envoy.yaml): the services'
+ * shape, google.rpc.Status with the gRPC code of the HTTP status and an ErrorInfo of domain "edge".
+ */
+function assertEdgeReply(response, httpStatus, grpcCode, message) {
+  assertError(response, httpStatus, grpcCode);
   assert.match(response.json.message, message);
+  assert.deepEqual(Object.keys(response.json).sort(), ["code", "details", "message"]);
+  const [info] = response.json.details;
+  assert.equal(info["@type"], "type.googleapis.com/google.rpc.ErrorInfo", response.text);
+  assert.equal(info.domain, "edge", response.text);
+  assert.equal(typeof info.reason, "string");
 }
 
 test("a malformed JSON body or an unknown query parameter is 400 with a JSON body", async () => {
   const malformed = await http("POST", "/api/v1/notes", { body: '{"title": ' });
-  assertEdgeReply(malformed, 400, /Unexpected end of string/);
+  assertEdgeReply(malformed, 400, 3, /Unexpected end of string/);
 
   const unknown = await http("GET", "/api/v1/notes?no_such_parameter=1");
-  assertEdgeReply(unknown, 400, /no_such_parameter/);
+  assertEdgeReply(unknown, 400, 3, /no_such_parameter/);
 });
 
 test("without an access token a call is 401 with a JSON body", async () => {
@@ -198,6 +204,26 @@ test("an unknown note is 404 with a JSON body", async () => {
 });
 
 test("a path no REST rule maps is 404 with a JSON body", async () => {
-  assertEdgeReply(await http("GET", "/api/v1/no-such-thing"), 404, /Could not resolve/);
-  assertEdgeReply(await http("DELETE", "/api/v1/stats"), 404, /Could not resolve/);
+  assertEdgeReply(await http("GET", "/api/v1/no-such-thing"), 404, 5, /Could not resolve/);
+  assertEdgeReply(await http("DELETE", "/api/v1/stats"), 404, 5, /Could not resolve/);
+});
+
+test("the edge's own errors and the services' errors have one JSON shape", async () => {
+  // A service's error (INVALID_ARGUMENT with a BadRequest detail), transcoded from gRPC...
+  const service = await http("POST", "/api/v1/notes", {
+    body: { title: "", original_text: "text", original_language: "en" },
+  });
+  assertError(service, 400, 3);
+  // ... and the edge's own for the same call with a body it cannot parse.
+  const edge = await http("POST", "/api/v1/notes", { body: "{not json" });
+  assertError(edge, 400, 3);
+  const shape = (json) =>
+    Object.fromEntries(
+      Object.entries(json).map(([key, value]) => [
+        key,
+        Array.isArray(value) ? value.map((item) => typeof item["@type"]) : typeof value,
+      ]),
+    );
+  assert.deepEqual(shape(edge.json), shape(service.json), `${edge.text}\n${service.text}`);
+  assert.deepEqual(shape(service.json), { code: "number", message: "string", details: ["string"] });
 });

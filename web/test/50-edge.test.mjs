@@ -73,7 +73,9 @@ test("a request body over the limit is refused with 413 before reaching a servic
   });
   assert.equal(response.status, 413, response.text);
   assert.match(response.headers.get("content-type") ?? "", /^application\/json/);
-  assert.equal(response.json.http_status, 413, response.text);
+  // The services' error shape: RESOURCE_EXHAUSTED.
+  assert.equal(response.json.code, 8, response.text);
+  assert.equal(response.json.details[0].domain, "edge", response.text);
   const after = (await stats("cluster.notes.upstream_rq_total")).get("cluster.notes.upstream_rq_total");
   assert.equal(after, before, "the oversized request reached the notes service");
 });

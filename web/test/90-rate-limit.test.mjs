@@ -17,7 +17,9 @@ test("past the burst, the edge answers 429 with a JSON body, then recovers", asy
   const sample = limited[0];
   assert.equal(sample.headers.get("x-rate-limited"), "true");
   assert.match(sample.headers.get("content-type") ?? "", /^application\/json/);
-  assert.equal(sample.json.http_status, 429, sample.text);
+  // The services' error shape: RESOURCE_EXHAUSTED.
+  assert.equal(sample.json.code, 8, sample.text);
+  assert.equal(typeof sample.json.message, "string", sample.text);
 
   // The bucket refills every second.
   await new Promise((resolve) => setTimeout(resolve, 2100));
