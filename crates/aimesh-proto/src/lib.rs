@@ -51,6 +51,8 @@ pub use self::packages::gallery;
 pub use self::packages::reports;
 /// `aimesh.speech.v1`.
 pub use self::packages::speech;
+/// `aimesh.files.v1`.
+pub use self::packages::files;
 
 /// Packages whose code names types outside the `aimesh` package (`google.api.HttpBody`): the
 /// generated paths climb one module per package segment, so these sit under an `aimesh`-like
@@ -86,6 +88,13 @@ mod packages {
         /// Version 1.
         pub mod v1 {
             tonic::include_proto!("aimesh.gallery.v1");
+        }
+    }
+    /// `aimesh.files.v1`: stored files behind signed URLs.
+    pub mod files {
+        /// Version 1.
+        pub mod v1 {
+            tonic::include_proto!("aimesh.files.v1");
         }
     }
     /// `aimesh.speech.v1`.
