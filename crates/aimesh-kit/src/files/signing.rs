@@ -128,7 +128,7 @@ impl SigningKey {
         use rand::RngCore;
         let mut bytes = [0u8; MIN_KEY_BYTES];
         rand::rngs::OsRng.fill_bytes(&mut bytes);
-        Self(SecretBox::new(Box::new(bytes)))
+        Self(SecretBox::new(bytes.to_vec().into_boxed_slice()))
     }
 
     /// Returns the key as hex (to store it).

@@ -72,8 +72,16 @@ fn token(url: &str) -> String {
         .to_owned()
 }
 
-/// Fetches a signed URL without a token: its body, content type, disposition and caching.
-async fn fetch(app: &TestApp, url: &str) -> Result<(Vec<u8>, String, String, String), tonic::Status> {
+/// What a signed URL answered.
+struct Fetched {
+    data: Vec<u8>,
+    content_type: String,
+    disposition: String,
+    cache: String,
+}
+
+/// Fetches a signed URL without a token.
+async fn fetch(app: &TestApp, url: &str) -> Result<Fetched, tonic::Status> {
     let response = anonymous(app)
         .get_signed_file(fpb::GetSignedFileRequest { token: token(url) })
         .await?;
@@ -87,7 +95,12 @@ async fn fetch(app: &TestApp, url: &str) -> Result<(Vec<u8>, String, String, Str
     };
     let (disposition, cache) = (header("content-disposition"), header("cache-control"));
     let body = response.into_inner();
-    Ok((body.data, body.content_type, disposition, cache))
+    Ok(Fetched {
+        data: body.data,
+        content_type: body.content_type,
+        disposition,
+        cache,
+    })
 }
 
 fn body(content_type: &str, data: Vec<u8>) -> Option<HttpBody> {
@@ -276,7 +289,7 @@ async fn signed_urls_open_each_services_files(backend: Backend) {
 
     // A document: its original, named, with its type, cacheable no longer than the URL lives.
     let doc_bytes = text(2_000, 1);
-    let doc = upload_document(&alice, "lesson one.txt", doc_bytes.clone())
+    let doc = upload_document(&alice, "lesson-one.txt", doc_bytes.clone())
         .await
         .unwrap();
     let response = alice
@@ -291,10 +304,15 @@ async fn signed_urls_open_each_services_files(backend: Backend) {
         .into_inner();
     let expires = response.expire_time.unwrap().seconds - chrono::Utc::now().timestamp();
     assert!((890..=900).contains(&expires), "{expires}");
-    let (data, content_type, disposition, cache) = fetch(&app, &response.url).await.unwrap();
+    let Fetched {
+        data,
+        content_type,
+        disposition,
+        cache,
+    } = fetch(&app, &response.url).await.unwrap();
     assert_eq!(data, doc_bytes);
     assert!(content_type.starts_with("text/plain"), "{content_type}");
-    assert!(disposition.starts_with("inline; filename=\"lesson one.txt\""), "{disposition}");
+    assert!(disposition.starts_with("inline; filename=\"lesson-one.txt\""), "{disposition}");
     let max_age: i64 = cache
         .strip_prefix("private, max-age=")
         .unwrap_or_else(|| panic!("{cache}"))
@@ -310,7 +328,9 @@ async fn signed_urls_open_each_services_files(backend: Backend) {
         gpb::ImageVariant::Thumbnail1024,
     ] {
         let url = image_url(&alice, &image.id, variant).await.unwrap();
-        let (data, content_type, ..) = fetch(&app, &url).await.unwrap();
+        let Fetched {
+            data, content_type, ..
+        } = fetch(&app, &url).await.unwrap();
         let expected = alice
             .gallery
             .clone()
@@ -340,7 +360,9 @@ async fn signed_urls_open_each_services_files(backend: Backend) {
         .into_inner()
         .audio
         .unwrap();
-    let (data, content_type, ..) = fetch(&app, &audio_url(&alice, &audio.id).await.unwrap())
+    let Fetched {
+        data, content_type, ..
+    } = fetch(&app, &audio_url(&alice, &audio.id).await.unwrap())
         .await
         .unwrap();
     assert_eq!(content_type, "audio/wav");
@@ -348,7 +370,9 @@ async fn signed_urls_open_each_services_files(backend: Backend) {
     assert_eq!(&data[..4], b"RIFF");
     let wav = tone(0.5);
     let recording = upload_recording(&alice, wav.clone()).await.unwrap();
-    let (data, _, disposition, _) = fetch(&app, &recording_url(&alice, &recording.id).await.unwrap())
+    let Fetched {
+        data, disposition, ..
+    } = fetch(&app, &recording_url(&alice, &recording.id).await.unwrap())
         .await
         .unwrap();
     assert_eq!(data, wav);
@@ -356,10 +380,14 @@ async fn signed_urls_open_each_services_files(backend: Backend) {
 
     // A rendered report, named as DownloadReport names it.
     let report = rendered_report(&app, &alice, &token).await;
-    let (data, content_type, disposition, _) =
-        fetch(&app, &report_url(&alice, &report.id).await.unwrap())
-            .await
-            .unwrap();
+    let Fetched {
+        data,
+        content_type,
+        disposition,
+        ..
+    } = fetch(&app, &report_url(&alice, &report.id).await.unwrap())
+        .await
+        .unwrap();
     assert!(content_type.starts_with("text/html"), "{content_type}");
     assert!(String::from_utf8_lossy(&data).contains("s-42"));
     assert!(disposition.contains("report"), "{disposition}");
