@@ -45,14 +45,14 @@ pub use self::packages::processing;
 
 /// `aimesh.admin.v1`.
 pub use self::packages::admin;
+/// `aimesh.files.v1`.
+pub use self::packages::files;
 /// `aimesh.gallery.v1`.
 pub use self::packages::gallery;
 /// `aimesh.reports.v1`.
 pub use self::packages::reports;
 /// `aimesh.speech.v1`.
 pub use self::packages::speech;
-/// `aimesh.files.v1`.
-pub use self::packages::files;
 
 /// Packages whose code names types outside the `aimesh` package (`google.api.HttpBody`): the
 /// generated paths climb one module per package segment, so these sit under an `aimesh`-like

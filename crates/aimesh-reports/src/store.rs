@@ -427,13 +427,14 @@ impl ReportStore {
 
     /// Deletes every report of the owner (their events go with them); returns how many.
     pub async fn delete_owner(&self, owner_id: &str) -> ServiceResult<u64> {
-        let done = with_db!(&self.db, DELETE "reports", |pool| {
+        let deleted = with_db!(&self.db, DELETE "reports", |pool| {
             sqlx::query("DELETE FROM reports WHERE owner_id = $1")
                 .bind(owner_id)
                 .execute(pool)
                 .await
+                .map(|done| done.rows_affected())
         })?;
-        Ok(done.rows_affected())
+        Ok(deleted)
     }
 
     /// Bytes of the owner's report files.

@@ -208,7 +208,10 @@ impl SpeechService for SpeechApi {
         let caller = principal(&request)?;
         let id = parse_id("id", &request.get_ref().id)?;
         let ttl = u64::from(request.get_ref().ttl_seconds);
-        let signed = self.speech.file_url(&caller.user_id, id, false, ttl).await?;
+        let signed = self
+            .speech
+            .file_url(&caller.user_id, id, false, ttl)
+            .await?;
         Ok(Response::new(pb::GetAudioUrlResponse {
             url: signed.url,
             expire_time: Some(aimesh_kit::proto::timestamp(signed.expires_at)),

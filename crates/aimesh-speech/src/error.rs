@@ -80,9 +80,7 @@ impl ServiceError for SpeechError {
             SpeechError::TranscriptionNotFound(_) | SpeechError::AudioNotFound(_) => Code::NotFound,
             SpeechError::NotReady { .. }
             | SpeechError::EngineUnavailable(_)
-            | SpeechError::RecordingGone(_) => {
-                Code::FailedPrecondition
-            }
+            | SpeechError::RecordingGone(_) => Code::FailedPrecondition,
             SpeechError::QuotaExceeded { .. } => Code::ResourceExhausted,
             SpeechError::Busy(_) => Code::Unavailable,
             SpeechError::Internal(_) | SpeechError::Blob(_) => Code::Internal,

@@ -39,29 +39,29 @@ impl FileReader for Speech {
             let Ok(id) = Uuid::try_parse(&file.id) else {
                 return Ok(None);
             };
-            let read = match file.variant.as_str() {
-                AUDIO => self
-                    .download_audio(&file.owner, id)
-                    .await
-                    .map(|(audio, bytes)| StoredFile {
-                        bytes,
-                        content_type: audio.format.content_type().to_owned(),
-                        file_name: format!("{id}.{}", audio.format.as_str()),
-                    }),
-                RECORDING => self
-                    .download_recording(&file.owner, id)
-                    .await
-                    .map(|(transcription, bytes)| StoredFile {
-                        bytes,
-                        content_type: if transcription.content_type.is_empty() {
-                            "application/octet-stream".into()
-                        } else {
-                            transcription.content_type
+            let read =
+                match file.variant.as_str() {
+                    AUDIO => self
+                        .download_audio(&file.owner, id)
+                        .await
+                        .map(|(audio, bytes)| StoredFile {
+                            bytes,
+                            content_type: audio.format.content_type().to_owned(),
+                            file_name: format!("{id}.{}", audio.format.as_str()),
+                        }),
+                    RECORDING => self.download_recording(&file.owner, id).await.map(
+                        |(transcription, bytes)| StoredFile {
+                            bytes,
+                            content_type: if transcription.content_type.is_empty() {
+                                "application/octet-stream".into()
+                            } else {
+                                transcription.content_type
+                            },
+                            file_name: transcription.filename,
                         },
-                        file_name: transcription.filename,
-                    }),
-                _ => return Ok(None),
-            };
+                    ),
+                    _ => return Ok(None),
+                };
             match read {
                 Ok(stored) => Ok(Some(stored)),
                 Err(

@@ -446,13 +446,12 @@ impl SpeechStore {
     /// Deletes every transcription and audio of the owner; returns how many rows went and the
     /// blob names of their files.
     pub async fn delete_owner(&self, owner_id: &str) -> SpeechResult<(u64, Vec<String>)> {
-        let recordings: Vec<(Option<String>,)> =
-            with_db!(&self.db, DELETE "transcriptions", |pool| {
-                sqlx::query_as("DELETE FROM transcriptions WHERE owner_id = $1 RETURNING blob")
-                    .bind(owner_id)
-                    .fetch_all(pool)
-                    .await
-            })?;
+        let recordings: Vec<(Option<String>,)> = with_db!(&self.db, DELETE "transcriptions", |pool| {
+            sqlx::query_as("DELETE FROM transcriptions WHERE owner_id = $1 RETURNING blob")
+                .bind(owner_id)
+                .fetch_all(pool)
+                .await
+        })?;
         let audio: Vec<(String,)> = with_db!(&self.db, DELETE "synthesized_audio", |pool| {
             sqlx::query_as("DELETE FROM synthesized_audio WHERE owner_id = $1 RETURNING blob")
                 .bind(owner_id)

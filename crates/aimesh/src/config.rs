@@ -430,7 +430,10 @@ pub struct FilesSettings {
 impl fmt::Debug for FilesSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FilesSettings")
-            .field("signing_key", &self.signing_key.as_ref().map(|_| "[redacted]"))
+            .field(
+                "signing_key",
+                &self.signing_key.as_ref().map(|_| "[redacted]"),
+            )
             .field("public_url", &self.public_url)
             .field("signed_url_ttl_secs", &self.signed_url_ttl_secs)
             .finish()

@@ -48,8 +48,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::config::{
-    FilesSettings, GallerySettings, MeshConfig, ProcessingSettings, ReportsSettings, ServiceKind, SpeechSettings,
-    WorkerSettings,
+    FilesSettings, GallerySettings, MeshConfig, ProcessingSettings, ReportsSettings, ServiceKind,
+    SpeechSettings, WorkerSettings,
 };
 
 /// The name of the recordings' retention schedule.

@@ -45,6 +45,7 @@ pub async fn database_key(db: &Db) -> Result<SigningKey, String> {
         .bind(crate::db::now())
         .execute(pool)
         .await
+        .map(drop)
     })
     .map_err(|e| format!("storing the signing key failed: {e}"))?;
     let (secret,): (String,) = with_db!(db, SELECT "signing_keys", |pool| {
@@ -178,7 +179,10 @@ impl pb::files_service_server::FilesService for FilesApi {
         if let Ok(value) = MetadataValue::try_from(format!("private, max-age={expires_in}")) {
             headers.insert("cache-control", value);
         }
-        headers.insert("x-content-type-options", MetadataValue::from_static("nosniff"));
+        headers.insert(
+            "x-content-type-options",
+            MetadataValue::from_static("nosniff"),
+        );
         Ok(response)
     }
 }
@@ -247,7 +251,9 @@ mod tests {
             let third = database_key(&db).await.unwrap();
             let signer = UrlSigner::new(third, None, std::time::Duration::from_secs(60));
             let file = FileRef::new("k", "o", "i", "v");
-            let url = signer.sign(&file, std::time::Duration::from_secs(60)).unwrap();
+            let url = signer
+                .sign(&file, std::time::Duration::from_secs(60))
+                .unwrap();
             let again = UrlSigner::new(
                 database_key(&db).await.unwrap(),
                 None,

@@ -128,14 +128,13 @@ impl StorageQuota {
     pub async fn used(&self, owner: &str) -> Result<i64, QuotaError> {
         let mut used: i64 = 0;
         for service in self.services() {
-            let bytes =
-                service
-                    .stored_bytes(owner)
-                    .await
-                    .map_err(|reason| QuotaError::Usage {
-                        service: service.name(),
-                        reason,
-                    })?;
+            let bytes = service
+                .stored_bytes(owner)
+                .await
+                .map_err(|reason| QuotaError::Usage {
+                    service: service.name(),
+                    reason,
+                })?;
             used = used.saturating_add(bytes.max(0));
         }
         Ok(used)
@@ -213,7 +212,13 @@ mod tests {
         drop(quota.admit("u", 40).await.unwrap());
         b.add("u", 40);
         let refused = quota.admit("u", 1).await.unwrap_err();
-        assert!(matches!(refused, QuotaError::Exceeded { used: 100, quota: 100 }));
+        assert!(matches!(
+            refused,
+            QuotaError::Exceeded {
+                used: 100,
+                quota: 100
+            }
+        ));
         assert!(refused.to_string().contains("AIMESH_STORAGE_QUOTA_BYTES"));
         assert!(quota.check_room("u").await.is_err());
         // Another owner is not affected; a service that already counts bytes passes.

@@ -151,7 +151,7 @@ impl SigningKey {
 }
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..text.len())
@@ -280,7 +280,9 @@ impl UrlSigner {
         let payload = URL_SAFE_NO_PAD
             .decode(payload)
             .map_err(|_| TokenError::Invalid)?;
-        let mac = URL_SAFE_NO_PAD.decode(mac).map_err(|_| TokenError::Invalid)?;
+        let mac = URL_SAFE_NO_PAD
+            .decode(mac)
+            .map_err(|_| TokenError::Invalid)?;
         self.key
             .mac(&payload)
             .verify_slice(&mac)
@@ -335,13 +337,20 @@ mod tests {
             Duration::from_secs(900),
         );
         let now = Utc::now();
-        let signed = signer.sign_at(&file(), Duration::from_secs(60), now).unwrap();
+        let signed = signer
+            .sign_at(&file(), Duration::from_secs(60), now)
+            .unwrap();
         assert_eq!(
             signed.url,
             format!("https://aimesh.example.com/api/v1/files/{}", signed.token)
         );
         assert_eq!(signed.expires_at.timestamp(), now.timestamp() + 60);
-        assert!(signed.token.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)));
+        assert!(
+            signed
+                .token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        );
         assert_eq!(signer.verify_at(&signed.token, now).unwrap(), file());
         let later = now + chrono::Duration::seconds(59);
         assert_eq!(signer.verify_at(&signed.token, later).unwrap(), file());
@@ -377,7 +386,14 @@ mod tests {
         let other = UrlSigner::ephemeral();
         let foreign = other.sign(&file(), Duration::from_secs(60)).unwrap();
         assert_eq!(signer.verify(&foreign.token), Err(TokenError::Invalid));
-        for junk in ["", ".", "abc", "a.b", &format!("{payload}."), &"x".repeat(5000)] {
+        for junk in [
+            "",
+            ".",
+            "abc",
+            "a.b",
+            &format!("{payload}."),
+            &"x".repeat(5000),
+        ] {
             assert_eq!(signer.verify(junk), Err(TokenError::Invalid));
         }
         // A flipped bit of the MAC.
@@ -401,7 +417,16 @@ mod tests {
         let mut bad = file();
         bad.id = "../x".into();
         assert!(signer.sign(&bad, Duration::from_secs(1)).is_err());
-        assert!(signer.sign(&file(), Duration::from_secs(1)).unwrap().url.starts_with(URL_PATH));
-        assert_eq!(format!("{:?}", SigningKey::generate()), "SigningKey([redacted])");
+        assert!(
+            signer
+                .sign(&file(), Duration::from_secs(1))
+                .unwrap()
+                .url
+                .starts_with(URL_PATH)
+        );
+        assert_eq!(
+            format!("{:?}", SigningKey::generate()),
+            "SigningKey([redacted])"
+        );
     }
 }

@@ -73,6 +73,7 @@ fn token(url: &str) -> String {
 }
 
 /// What a signed URL answered.
+#[derive(Debug)]
 struct Fetched {
     data: Vec<u8>,
     content_type: String,
@@ -141,7 +142,11 @@ fn text(size: usize, seed: u8) -> Vec<u8> {
     line.bytes().cycle().take(size).collect()
 }
 
-async fn upload_document(c: &Clients, name: &str, data: Vec<u8>) -> Result<ppb::Document, tonic::Status> {
+async fn upload_document(
+    c: &Clients,
+    name: &str,
+    data: Vec<u8>,
+) -> Result<ppb::Document, tonic::Status> {
     Ok(c.processing
         .clone()
         .upload_document(ppb::UploadDocumentRequest {
@@ -233,7 +238,11 @@ async fn document_url(c: &Clients, id: &str, ttl: u32) -> Result<String, tonic::
         .url)
 }
 
-async fn image_url(c: &Clients, id: &str, variant: gpb::ImageVariant) -> Result<String, tonic::Status> {
+async fn image_url(
+    c: &Clients,
+    id: &str,
+    variant: gpb::ImageVariant,
+) -> Result<String, tonic::Status> {
     Ok(c.gallery
         .clone()
         .get_image_url(gpb::GetImageUrlRequest {
@@ -312,7 +321,10 @@ async fn signed_urls_open_each_services_files(backend: Backend) {
     } = fetch(&app, &response.url).await.unwrap();
     assert_eq!(data, doc_bytes);
     assert!(content_type.starts_with("text/plain"), "{content_type}");
-    assert!(disposition.starts_with("inline; filename=\"lesson-one.txt\""), "{disposition}");
+    assert!(
+        disposition.starts_with("inline; filename=\"lesson-one.txt\""),
+        "{disposition}"
+    );
     let max_age: i64 = cache
         .strip_prefix("private, max-age=")
         .unwrap_or_else(|| panic!("{cache}"))
@@ -410,14 +422,14 @@ async fn signed_urls_open_each_services_files(backend: Backend) {
     // A lifetime beyond the default is refused, naming the field.
     let status = document_url(&alice, &doc.id, 901).await.unwrap_err();
     assert_invalid(&status, "ttl_seconds");
-
-
 }
 
 async fn expired_altered_and_deleted_urls_are_refused(backend: Backend) {
     let app = spawn(backend, |_| {}).await;
     let alice = clients(&app, &app.alice.access);
-    let doc = upload_document(&alice, "notes.txt", text(500, 2)).await.unwrap();
+    let doc = upload_document(&alice, "notes.txt", text(500, 2))
+        .await
+        .unwrap();
     let url = document_url(&alice, &doc.id, 0).await.unwrap();
     let token = token(&url);
 
@@ -425,8 +437,16 @@ async fn expired_altered_and_deleted_urls_are_refused(backend: Backend) {
     let (payload, mac) = token.split_once('.').unwrap();
     let flip = |c: char| if c == 'A' { 'B' } else { 'A' };
     let mut altered = vec![
-        format!("{payload}.{}{}", flip(mac.chars().next().unwrap()), &mac[1..]),
-        format!("{}{}.{mac}", flip(payload.chars().next().unwrap()), &payload[1..]),
+        format!(
+            "{payload}.{}{}",
+            flip(mac.chars().next().unwrap()),
+            &mac[1..]
+        ),
+        format!(
+            "{}{}.{mac}",
+            flip(payload.chars().next().unwrap()),
+            &payload[1..]
+        ),
         format!("{payload}x.{mac}"),
         "not-a-token".to_owned(),
         String::new(),
@@ -442,7 +462,11 @@ async fn expired_altered_and_deleted_urls_are_refused(backend: Backend) {
             .await
             .unwrap_err();
         assert_code(&status, Code::Unauthenticated);
-        assert!(status.message().contains("not valid"), "{bad}: {}", status.message());
+        assert!(
+            status.message().contains("not valid"),
+            "{bad}: {}",
+            status.message()
+        );
     }
 
     // Expired: a URL asked to live one second is refused after it, saying so.
@@ -462,7 +486,6 @@ async fn expired_altered_and_deleted_urls_are_refused(backend: Backend) {
         .unwrap();
     let status = fetch(&app, &url).await.unwrap_err();
     assert_code(&status, Code::NotFound);
-
 }
 
 async fn urls_are_absolute_under_the_public_url(backend: Backend) {
@@ -472,7 +495,9 @@ async fn urls_are_absolute_under_the_public_url(backend: Backend) {
     })
     .await;
     let alice = clients(&app, &app.alice.access);
-    let doc = upload_document(&alice, "a.txt", text(100, 3)).await.unwrap();
+    let doc = upload_document(&alice, "a.txt", text(100, 3))
+        .await
+        .unwrap();
     let url = document_url(&alice, &doc.id, 0).await.unwrap();
     let token = url
         .strip_prefix("https://aimesh.example.com/api/v1/files/")
@@ -486,8 +511,10 @@ async fn urls_are_absolute_under_the_public_url(backend: Backend) {
         .into_inner();
     assert_eq!(file.data, text(100, 3));
     // The configured lifetime is the longest a request may ask for.
-    assert_invalid(&document_url(&alice, &doc.id, 61).await.unwrap_err(), "ttl_seconds");
-
+    assert_invalid(
+        &document_url(&alice, &doc.id, 61).await.unwrap_err(),
+        "ttl_seconds",
+    );
 }
 
 /// A user who filled the quota with a document can store nothing more in any service; another
@@ -529,7 +556,6 @@ async fn one_storage_quota_across_services(backend: Backend) {
     upload_recording(&clients(&app, &bob.access), tone(0.2))
         .await
         .unwrap();
-
 }
 
 /// Two uploads at once in two services, each of which fits but not both: one is stored, the
@@ -554,7 +580,6 @@ async fn concurrent_uploads_in_two_services_share_the_quota(backend: Backend) {
             assert_code(&status, Code::ResourceExhausted);
         }
     }
-
 }
 
 /// Every regular file under `dir`, recursively.
@@ -602,7 +627,10 @@ async fn account_deletion_removes_every_services_files(backend: Backend) {
         .map(|dir| files_under(dir).len())
         .sum::<usize>()
     };
-    assert!(owned(&blobs) >= 6, "bob's files are under the blob directory");
+    assert!(
+        owned(&blobs) >= 6,
+        "bob's files are under the blob directory"
+    );
     assert!(app.core.files.quota.used(&bob.user_id).await.unwrap() > 0);
 
     bob.identity
@@ -616,8 +644,14 @@ async fn account_deletion_removes_every_services_files(backend: Backend) {
     assert_eq!(app.core.files.quota.used(&bob.user_id).await.unwrap(), 0);
     for (table, count) in [
         ("images", count_rows(&app, "images", &bob.user_id).await),
-        ("transcriptions", count_rows(&app, "transcriptions", &bob.user_id).await),
-        ("synthesized_audio", count_rows(&app, "synthesized_audio", &bob.user_id).await),
+        (
+            "transcriptions",
+            count_rows(&app, "transcriptions", &bob.user_id).await,
+        ),
+        (
+            "synthesized_audio",
+            count_rows(&app, "synthesized_audio", &bob.user_id).await,
+        ),
         ("reports", count_rows(&app, "reports", &bob.user_id).await),
     ] {
         assert_eq!(count, 0, "{table}");
@@ -626,7 +660,6 @@ async fn account_deletion_removes_every_services_files(backend: Backend) {
     for url in urls {
         assert_code(&fetch(&app, &url).await.unwrap_err(), Code::NotFound);
     }
-
 }
 
 async fn count_rows(app: &TestApp, table: &str, owner: &str) -> i64 {
