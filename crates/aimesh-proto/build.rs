@@ -16,6 +16,7 @@ const PROTOS: &[&str] = &[
     "aimesh/gallery/v1/gallery.proto",
     "aimesh/speech/v1/speech.proto",
     "aimesh/admin/v1/admin.proto",
+    "aimesh/files/v1/files.proto",
     "aimesh/bench/v1/echo.proto",
     // Error details, so Envoy can render `grpc-status-details-bin` as JSON.
     "google/rpc/status.proto",

@@ -149,6 +149,27 @@ impl GalleryService for GalleryApi {
         Ok(response)
     }
 
+    async fn get_image_url(
+        &self,
+        request: Request<pb::GetImageUrlRequest>,
+    ) -> Result<Response<pb::GetImageUrlResponse>, Status> {
+        let caller = principal(&request)?;
+        let request = request.into_inner();
+        let id = parse_id("id", &request.id)?;
+        let variant = variant(&pb::DownloadImageRequest {
+            id: request.id.clone(),
+            variant: request.variant,
+        })?;
+        let signed = self
+            .gallery
+            .image_url(&caller.user_id, id, variant, u64::from(request.ttl_seconds))
+            .await?;
+        Ok(Response::new(pb::GetImageUrlResponse {
+            url: signed.url,
+            expire_time: Some(aimesh_kit::proto::timestamp(signed.expires_at)),
+        }))
+    }
+
     async fn delete_image(
         &self,
         request: Request<pb::DeleteImageRequest>,

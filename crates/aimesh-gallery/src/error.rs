@@ -22,8 +22,9 @@ pub enum GalleryError {
     FailedPrecondition(String),
     /// The owner's storage quota would be exceeded.
     #[error(
-        "storage quota exceeded: {used} of {quota} bytes used (AIMESH_STORAGE_QUOTA_BYTES), \
-         {wanted} more needed; delete images and empty the trash to make room"
+        "storage quota exceeded: {used} of {quota} bytes used by documents, images, audio and \
+         reports (AIMESH_STORAGE_QUOTA_BYTES), {wanted} more needed; delete files and empty \
+         the trash to make room"
     )]
     QuotaExceeded {
         /// Bytes in use.

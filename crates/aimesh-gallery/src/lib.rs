@@ -18,6 +18,7 @@ pub mod domain;
 pub mod edit;
 pub mod engine;
 pub mod error;
+pub mod files;
 pub mod imaging;
 pub mod job;
 pub mod samples;

@@ -5,7 +5,10 @@
 use std::{sync::Arc, time::Duration};
 
 use aimesh_jobs::{Cadence, Job, Jobs, SubmitOptions};
-use aimesh_kit::blob::{BlobStore, sha256_hex};
+use aimesh_kit::{
+    blob::{BlobStore, sha256_hex},
+    files::{FileRef, QuotaError, QuotaPermit, SharedFiles, SignedUrl, StorageQuota, UrlSigner},
+};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -71,6 +74,7 @@ pub struct Gallery {
     jobs: Jobs,
     engines: Arc<ImageEngines>,
     config: GalleryConfig,
+    files: SharedFiles,
 }
 
 impl Gallery {
@@ -82,13 +86,61 @@ impl Gallery {
         engines: ImageEngines,
         config: GalleryConfig,
     ) -> Self {
+        // On its own, the quota counts the gallery's images; a mesh shares one over every
+        // service (`with_files`).
+        let quota = StorageQuota::new(config.storage_quota_bytes);
+        quota.register(Arc::new(store.clone()));
         Self {
             store,
             blobs,
             jobs,
             engines: Arc::new(engines),
             config,
+            files: SharedFiles {
+                quota,
+                signer: UrlSigner::ephemeral(),
+            },
         }
+    }
+
+    /// Uses the mesh's shared storage quota and URL signer.
+    pub fn with_files(mut self, files: SharedFiles) -> Self {
+        self.files = files;
+        self
+    }
+
+    /// Returns a signed URL to one of `owner`'s image files, living `ttl_seconds` (0: the
+    /// default).
+    pub async fn image_url(
+        &self,
+        owner: &str,
+        id: Uuid,
+        variant: Variant,
+        ttl_seconds: u64,
+    ) -> GalleryResult<SignedUrl> {
+        let ttl = self
+            .files
+            .signer
+            .ttl(ttl_seconds)
+            .map_err(|e| GalleryError::invalid("ttl_seconds", e.to_string()))?;
+        let image = self.get(owner, id).await?;
+        let file = FileRef::new(
+            crate::files::KIND,
+            owner,
+            image.id.to_string(),
+            variant.token_name(),
+        );
+        self.files
+            .signer
+            .sign(&file, ttl)
+            .map_err(|e| GalleryError::Internal(e.to_string()))
+    }
+
+    /// Deletes every image of `owner` and their files; returns how many rows and files went.
+    pub async fn delete_owner(&self, owner: &str) -> GalleryResult<u64> {
+        let rows = self.store.delete_owner(owner).await?;
+        let files = self.blobs.delete_owner(owner).await?;
+        Ok(rows + files)
     }
 
     /// Returns the settings.
@@ -158,7 +210,8 @@ impl Gallery {
             prepared.thumbnail_1024,
         ];
         let wanted: i64 = files.iter().map(|f| f.bytes.len() as i64).sum();
-        self.check_quota(owner, wanted).await?;
+        // Held until the image's row counts its bytes.
+        let _permit = self.check_quota(owner, wanted).await?;
         let mut stored = Vec::with_capacity(3);
         for file in files {
             let sha256 = sha256_hex(&file.bytes);
@@ -442,17 +495,19 @@ impl Gallery {
             .map_err(|e| GalleryError::Internal(format!("a stored image does not decode: {e}")))
     }
 
-    async fn check_quota(&self, owner: &str, wanted: i64) -> GalleryResult<()> {
-        let used = self.store.usage(owner).await?;
-        let quota = self.config.storage_quota_bytes;
-        if used.saturating_add(wanted).max(0) as u64 > quota {
-            return Err(GalleryError::QuotaExceeded {
-                used,
-                quota,
-                wanted,
-            });
-        }
-        Ok(())
+    async fn check_quota(&self, owner: &str, wanted: i64) -> GalleryResult<QuotaPermit> {
+        self.files
+            .quota
+            .admit(owner, wanted)
+            .await
+            .map_err(|error| match error {
+                QuotaError::Exceeded { used, quota } => GalleryError::QuotaExceeded {
+                    used: used as i64,
+                    quota,
+                    wanted,
+                },
+                other => GalleryError::Internal(other.to_string()),
+            })
     }
 }
 

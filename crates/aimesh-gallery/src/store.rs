@@ -406,6 +406,18 @@ impl ImageStore {
         Ok(count)
     }
 
+    /// Deletes every image of the owner (their tags go with them); returns how many.
+    pub async fn delete_owner(&self, owner_id: &str) -> GalleryResult<u64> {
+        let deleted = with_db!(&self.db, DELETE "images", |pool| {
+            sqlx::query("DELETE FROM images WHERE owner_id = $1")
+                .bind(owner_id)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected())
+        })?;
+        Ok(deleted)
+    }
+
     /// Bytes the owner's images take (originals and thumbnails, trash included).
     pub async fn usage(&self, owner_id: &str) -> GalleryResult<i64> {
         let (used,): (Option<i64>,) = with_db!(&self.db, SELECT "images", |pool| {

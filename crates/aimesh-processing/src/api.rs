@@ -174,6 +174,23 @@ impl ProcessingService for ProcessingApi {
         }))
     }
 
+    async fn get_document_url(
+        &self,
+        request: Request<pb::GetDocumentUrlRequest>,
+    ) -> Result<Response<pb::GetDocumentUrlResponse>, Status> {
+        let caller = principal(&request)?;
+        let id = parse_id("id", &request.get_ref().id)?;
+        let ttl = u64::from(request.get_ref().ttl_seconds);
+        let signed = self
+            .processing
+            .document_url(&caller.user_id, id, ttl)
+            .await?;
+        Ok(Response::new(pb::GetDocumentUrlResponse {
+            url: signed.url,
+            expire_time: Some(aimesh_kit::proto::timestamp(signed.expires_at)),
+        }))
+    }
+
     async fn search_documents(
         &self,
         request: Request<pb::SearchDocumentsRequest>,

@@ -44,8 +44,8 @@ pub enum ProcessingError {
     },
     /// The owner's storage quota would be exceeded.
     #[error(
-        "storage quota exceeded: {used} of {quota} bytes used (AIMESH_STORAGE_QUOTA_BYTES), \
-         {wanted} more needed; delete documents to make room"
+        "storage quota exceeded: {used} of {quota} bytes used by documents, images, audio and \
+         reports (AIMESH_STORAGE_QUOTA_BYTES), {wanted} more needed; delete files to make room"
     )]
     QuotaExceeded {
         /// Bytes in use (documents and uploads in progress).

@@ -20,6 +20,7 @@ pub mod domain;
 pub mod error;
 pub mod extract;
 pub mod extract_error;
+pub mod files;
 pub mod job;
 pub mod quizzes;
 pub mod service;

@@ -9,7 +9,10 @@ use aimesh_ai::{
     embed::{Embedder, dot},
 };
 use aimesh_jobs::{Job, Jobs, SubmitOptions};
-use aimesh_kit::blob::{BlobStore, sha256_hex};
+use aimesh_kit::{
+    blob::{BlobStore, sha256_hex},
+    files::{FileRef, QuotaError, QuotaPermit, SharedFiles, SignedUrl, StorageQuota, UrlSigner},
+};
 use bytes::Bytes;
 use uuid::Uuid;
 
@@ -53,6 +56,7 @@ pub struct Processing {
     embedder: Result<Arc<dyn Embedder>, String>,
     extractor: Arc<Extractor>,
     config: ProcessingConfig,
+    files: SharedFiles,
 }
 
 impl Processing {
@@ -69,6 +73,10 @@ impl Processing {
         extractor.limits.max_input_bytes = usize::try_from(config.max_upload_bytes)
             .unwrap_or(usize::MAX)
             .max(extractor.limits.max_input_bytes);
+        // On its own, the quota counts the service's documents and uploads; a mesh shares
+        // one over every service (`with_files`).
+        let quota = StorageQuota::new(config.storage_quota_bytes);
+        quota.register(Arc::new(store.clone()));
         Self {
             store,
             blobs,
@@ -76,7 +84,43 @@ impl Processing {
             embedder,
             extractor: Arc::new(extractor),
             config,
+            files: SharedFiles {
+                quota,
+                signer: UrlSigner::ephemeral(),
+            },
         }
+    }
+
+    /// Uses the mesh's shared storage quota and URL signer.
+    pub fn with_files(mut self, files: SharedFiles) -> Self {
+        self.files = files;
+        self
+    }
+
+    /// Returns a signed URL to `owner`'s document's original file, living `ttl_seconds` (0:
+    /// the default).
+    pub async fn document_url(
+        &self,
+        owner: &str,
+        id: Uuid,
+        ttl_seconds: u64,
+    ) -> ProcessingResult<SignedUrl> {
+        let ttl = self
+            .files
+            .signer
+            .ttl(ttl_seconds)
+            .map_err(|e| ProcessingError::invalid("ttl_seconds", e.to_string()))?;
+        let document = self.get(owner, id).await?;
+        let file = FileRef::new(
+            crate::files::KIND,
+            owner,
+            document.id.to_string(),
+            crate::files::ORIGINAL,
+        );
+        self.files
+            .signer
+            .sign(&file, ttl)
+            .map_err(|e| ProcessingError::Internal(e.to_string()))
     }
 
     /// Returns the limits.
@@ -128,7 +172,8 @@ impl Processing {
     /// Starts a resumable upload for `owner`.
     pub async fn create_upload(&self, owner: &str, new: NewUpload) -> ProcessingResult<Upload> {
         self.check_size("size_bytes", new.size_bytes)?;
-        self.check_quota(owner, new.size_bytes, 0).await?;
+        // Held until the upload's row counts its declared size.
+        let _permit = self.check_quota(owner, new.size_bytes, 0).await?;
         let upload = Upload {
             id: Uuid::now_v7(),
             owner_id: owner.to_owned(),
@@ -231,7 +276,8 @@ impl Processing {
             return self.duplicate(owner, existing).await;
         }
         let size = data.len() as i64;
-        self.check_quota(owner, size, reserved).await?;
+        // Held until the document's row counts its bytes.
+        let permit = self.check_quota(owner, size, reserved).await?;
         self.blobs.put_named(owner, &sha256, data).await?;
         let at = now();
         let mut document = Document {
@@ -252,7 +298,9 @@ impl Processing {
             created_at: at,
             updated_at: at,
         };
-        if !self.store.insert(&document).await? {
+        let inserted = self.store.insert(&document).await?;
+        drop(permit);
+        if !inserted {
             // The same bytes arrived concurrently: theirs won.
             let existing = self
                 .store
@@ -413,17 +461,26 @@ impl Processing {
             .map_err(|description| ProcessingError::invalid(field, description))
     }
 
-    async fn check_quota(&self, owner: &str, wanted: i64, reserved: i64) -> ProcessingResult<()> {
-        let used = self.store.usage(owner).await? - reserved;
-        let quota = self.config.storage_quota_bytes;
-        if used.saturating_add(wanted) as u64 > quota {
-            return Err(ProcessingError::QuotaExceeded {
-                used,
-                quota,
-                wanted,
-            });
-        }
-        Ok(())
+    /// Admits `wanted` bytes of which `reserved` are already counted (an upload's declared
+    /// size) under the storage quota shared by every service.
+    async fn check_quota(
+        &self,
+        owner: &str,
+        wanted: i64,
+        reserved: i64,
+    ) -> ProcessingResult<QuotaPermit> {
+        self.files
+            .quota
+            .admit(owner, wanted - reserved)
+            .await
+            .map_err(|error| match error {
+                QuotaError::Exceeded { used, quota } => ProcessingError::QuotaExceeded {
+                    used: used as i64 - reserved,
+                    quota,
+                    wanted,
+                },
+                other => ProcessingError::Internal(other.to_string()),
+            })
     }
 }
 

@@ -45,6 +45,8 @@ pub use self::packages::processing;
 
 /// `aimesh.admin.v1`.
 pub use self::packages::admin;
+/// `aimesh.files.v1`.
+pub use self::packages::files;
 /// `aimesh.gallery.v1`.
 pub use self::packages::gallery;
 /// `aimesh.reports.v1`.
@@ -86,6 +88,13 @@ mod packages {
         /// Version 1.
         pub mod v1 {
             tonic::include_proto!("aimesh.gallery.v1");
+        }
+    }
+    /// `aimesh.files.v1`: stored files behind signed URLs.
+    pub mod files {
+        /// Version 1.
+        pub mod v1 {
+            tonic::include_proto!("aimesh.files.v1");
         }
     }
     /// `aimesh.speech.v1`.

@@ -136,4 +136,18 @@ impl ReportsService for ReportsApi {
         }
         Ok(response)
     }
+
+    async fn get_report_url(
+        &self,
+        request: Request<pb::GetReportUrlRequest>,
+    ) -> Result<Response<pb::GetReportUrlResponse>, Status> {
+        let caller = principal(&request)?;
+        let id = parse_id("id", &request.get_ref().id)?;
+        let ttl = u64::from(request.get_ref().ttl_seconds);
+        let signed = self.reports.report_url(&caller.user_id, id, ttl).await?;
+        Ok(Response::new(pb::GetReportUrlResponse {
+            url: signed.url,
+            expire_time: Some(aimesh_kit::proto::timestamp(signed.expires_at)),
+        }))
+    }
 }

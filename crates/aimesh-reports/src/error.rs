@@ -112,8 +112,8 @@ pub enum ReportsServiceError {
     },
     /// The owner's storage quota would be exceeded.
     #[error(
-        "storage quota exceeded: {used} of {quota} bytes used (AIMESH_STORAGE_QUOTA_BYTES), \
-         {wanted} more needed; delete reports to make room"
+        "storage quota exceeded: {used} of {quota} bytes used by documents, images, audio and \
+         reports (AIMESH_STORAGE_QUOTA_BYTES), {wanted} more needed; delete files to make room"
     )]
     QuotaExceeded {
         /// Bytes in use.

@@ -28,6 +28,7 @@ mod chart;
 pub mod convert;
 pub mod domain;
 pub mod error;
+pub mod files;
 mod fonts;
 mod html;
 pub mod job;

@@ -5,7 +5,10 @@
 use std::{sync::Arc, time::Duration};
 
 use aimesh_jobs::{Job, Jobs, SubmitOptions};
-use aimesh_kit::blob::{BlobStore, sha256_hex};
+use aimesh_kit::{
+    blob::{BlobStore, sha256_hex},
+    files::{FileRef, QuotaError, QuotaPermit, SharedFiles, SignedUrl, StorageQuota, UrlSigner},
+};
 use bytes::Bytes;
 use uuid::Uuid;
 
@@ -52,6 +55,7 @@ pub struct Reports {
     jobs: Jobs,
     renderer: Arc<Renderer>,
     config: ReportsConfig,
+    shared: SharedFiles,
 }
 
 impl Reports {
@@ -63,13 +67,67 @@ impl Reports {
         jobs: Jobs,
         config: ReportsConfig,
     ) -> ServiceResult<Self> {
+        // On its own, the quota counts the service's report files; a mesh shares one over
+        // every service (`with_files`).
+        let quota = StorageQuota::new(config.storage_quota_bytes);
+        quota.register(Arc::new(store.clone()));
         Ok(Self {
             store,
             files: ReportFiles { blobs },
             jobs,
             renderer: Arc::new(Renderer::new()?),
             config,
+            shared: SharedFiles {
+                quota,
+                signer: UrlSigner::ephemeral(),
+            },
         })
+    }
+
+    /// Uses the mesh's shared storage quota and URL signer.
+    pub fn with_files(mut self, files: SharedFiles) -> Self {
+        self.shared = files;
+        self
+    }
+
+    /// Returns a signed URL to `owner`'s DONE report's file, living `ttl_seconds` (0: the
+    /// default).
+    pub async fn report_url(
+        &self,
+        owner: &str,
+        id: Uuid,
+        ttl_seconds: u64,
+    ) -> ServiceResult<SignedUrl> {
+        let ttl = self
+            .shared
+            .signer
+            .ttl(ttl_seconds)
+            .map_err(|e| ReportsServiceError::invalid("ttl_seconds", e.to_string()))?;
+        let report = self.get(owner, id).await?;
+        if report.status != Status::Done || report.sha256.is_none() {
+            return Err(ReportsServiceError::NotReady {
+                id,
+                status: report.status,
+            });
+        }
+        let file = FileRef::new(
+            crate::files::KIND,
+            owner,
+            id.to_string(),
+            crate::files::RENDERED,
+        );
+        self.shared
+            .signer
+            .sign(&file, ttl)
+            .map_err(|e| ReportsServiceError::Internal(e.to_string()))
+    }
+
+    /// Deletes every report of `owner` (with their events) and their files; returns how many
+    /// rows and files went.
+    pub async fn delete_owner(&self, owner: &str) -> ServiceResult<u64> {
+        let rows = self.store.delete_owner(owner).await?;
+        let files = self.files.blobs.delete_owner(owner).await?;
+        Ok(rows + files)
     }
 
     /// Returns the settings.
@@ -94,7 +152,7 @@ impl Reports {
         new: NewReport,
     ) -> ServiceResult<(Report, Option<Job>)> {
         if !new.draft {
-            self.check_quota(owner, 0).await?;
+            self.check_room(owner).await?;
         }
         let at = now();
         let mut report = Report {
@@ -187,7 +245,7 @@ impl Reports {
         if report.event_count == 0 {
             return Err(ReportsServiceError::NoEvents(id));
         }
-        self.check_quota(owner, 0).await?;
+        self.check_room(owner).await?;
         let job = self.submit(owner, &mut report).await?;
         Ok((report, job))
     }
@@ -302,9 +360,12 @@ impl Reports {
         bytes: Bytes,
         mut file: RenderedFile,
     ) -> ServiceResult<bool> {
-        self.check_quota(owner, bytes.len() as i64).await?;
+        // Held until the report's row counts the file.
+        let permit = self.check_quota(owner, bytes.len() as i64).await?;
         file.sha256 = self.files.store(owner, bytes).await?;
-        if self.store.finish(id, &file, now()).await? {
+        let finished = self.store.finish(id, &file, now()).await?;
+        drop(permit);
+        if finished {
             return Ok(true);
         }
         self.release(owner, &file.sha256).await?;
@@ -339,23 +400,34 @@ impl Reports {
         Ok(())
     }
 
-    async fn check_quota(&self, owner: &str, wanted: i64) -> ServiceResult<()> {
-        let used = self.store.usage(owner).await?;
-        let quota = self.config.storage_quota_bytes;
-        // A file must fit; before rendering, some room must be left.
-        let over = if wanted > 0 {
-            used.saturating_add(wanted) as u64 > quota
-        } else {
-            used as u64 >= quota
-        };
-        if over {
-            return Err(ReportsServiceError::QuotaExceeded {
-                used,
-                quota,
-                wanted,
-            });
-        }
-        Ok(())
+    /// Admits a file of `wanted` bytes under the storage quota shared by every service.
+    async fn check_quota(&self, owner: &str, wanted: i64) -> ServiceResult<QuotaPermit> {
+        self.shared
+            .quota
+            .admit(owner, wanted)
+            .await
+            .map_err(|error| quota_error(error, wanted))
+    }
+
+    /// Before rendering (the file's size is not known yet), some room must be left.
+    async fn check_room(&self, owner: &str) -> ServiceResult<()> {
+        self.shared
+            .quota
+            .check_room(owner)
+            .await
+            .map_err(|error| quota_error(error, 0))
+    }
+}
+
+/// The service's error for a quota check that did not pass.
+fn quota_error(error: QuotaError, wanted: i64) -> ReportsServiceError {
+    match error {
+        QuotaError::Exceeded { used, quota } => ReportsServiceError::QuotaExceeded {
+            used: used as i64,
+            quota,
+            wanted,
+        },
+        other => ReportsServiceError::Internal(other.to_string()),
     }
 }
 

@@ -425,6 +425,18 @@ impl ReportStore {
         Ok(count)
     }
 
+    /// Deletes every report of the owner (their events go with them); returns how many.
+    pub async fn delete_owner(&self, owner_id: &str) -> ServiceResult<u64> {
+        let deleted = with_db!(&self.db, DELETE "reports", |pool| {
+            sqlx::query("DELETE FROM reports WHERE owner_id = $1")
+                .bind(owner_id)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected())
+        })?;
+        Ok(deleted)
+    }
+
     /// Bytes of the owner's report files.
     pub async fn usage(&self, owner_id: &str) -> ServiceResult<i64> {
         let (used,): (Option<i64>,) = with_db!(&self.db, SELECT "reports", |pool| {

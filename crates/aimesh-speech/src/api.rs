@@ -200,4 +200,35 @@ impl SpeechService for SpeechApi {
             extensions: Vec::new(),
         }))
     }
+
+    async fn get_audio_url(
+        &self,
+        request: Request<pb::GetAudioUrlRequest>,
+    ) -> Result<Response<pb::GetAudioUrlResponse>, Status> {
+        let caller = principal(&request)?;
+        let id = parse_id("id", &request.get_ref().id)?;
+        let ttl = u64::from(request.get_ref().ttl_seconds);
+        let signed = self
+            .speech
+            .file_url(&caller.user_id, id, false, ttl)
+            .await?;
+        Ok(Response::new(pb::GetAudioUrlResponse {
+            url: signed.url,
+            expire_time: Some(aimesh_kit::proto::timestamp(signed.expires_at)),
+        }))
+    }
+
+    async fn get_recording_url(
+        &self,
+        request: Request<pb::GetRecordingUrlRequest>,
+    ) -> Result<Response<pb::GetRecordingUrlResponse>, Status> {
+        let caller = principal(&request)?;
+        let id = parse_id("id", &request.get_ref().id)?;
+        let ttl = u64::from(request.get_ref().ttl_seconds);
+        let signed = self.speech.file_url(&caller.user_id, id, true, ttl).await?;
+        Ok(Response::new(pb::GetRecordingUrlResponse {
+            url: signed.url,
+            expire_time: Some(aimesh_kit::proto::timestamp(signed.expires_at)),
+        }))
+    }
 }

@@ -27,10 +27,13 @@ pub enum SpeechError {
         /// Its status.
         status: crate::domain::Status,
     },
+    /// The transcription's recording is no longer stored (its retention period is over).
+    #[error("the recording of transcription {0} is no longer stored (retention period over)")]
+    RecordingGone(Uuid),
     /// The owner's storage quota would be exceeded.
     #[error(
-        "storage quota exceeded: {used} of {quota} bytes used (AIMESH_STORAGE_QUOTA_BYTES), \
-         {wanted} more needed; delete transcriptions or audio to make room"
+        "storage quota exceeded: {used} of {quota} bytes used by documents, images, audio and \
+         reports (AIMESH_STORAGE_QUOTA_BYTES), {wanted} more needed; delete files to make room"
     )]
     QuotaExceeded {
         /// Bytes in use.
@@ -75,9 +78,9 @@ impl ServiceError for SpeechError {
         match self {
             SpeechError::InvalidArgument(_) => Code::InvalidArgument,
             SpeechError::TranscriptionNotFound(_) | SpeechError::AudioNotFound(_) => Code::NotFound,
-            SpeechError::NotReady { .. } | SpeechError::EngineUnavailable(_) => {
-                Code::FailedPrecondition
-            }
+            SpeechError::NotReady { .. }
+            | SpeechError::EngineUnavailable(_)
+            | SpeechError::RecordingGone(_) => Code::FailedPrecondition,
             SpeechError::QuotaExceeded { .. } => Code::ResourceExhausted,
             SpeechError::Busy(_) => Code::Unavailable,
             SpeechError::Internal(_) | SpeechError::Blob(_) => Code::Internal,

@@ -14,6 +14,7 @@ pub mod convert;
 pub mod domain;
 pub mod error;
 pub mod export;
+pub mod files;
 pub mod service;
 pub mod store;
 pub mod transcribe;

@@ -6,7 +6,10 @@ use std::{sync::Arc, time::Duration};
 
 use aimesh_ai::speech::{Synthesizer, Transcriber, Voice};
 use aimesh_jobs::{Job, Jobs, SubmitOptions};
-use aimesh_kit::blob::{BlobStore, sha256_hex};
+use aimesh_kit::{
+    blob::{BlobStore, sha256_hex},
+    files::{FileRef, QuotaError, QuotaPermit, SharedFiles, SignedUrl, StorageQuota, UrlSigner},
+};
 use bytes::Bytes;
 use uuid::Uuid;
 
@@ -62,6 +65,7 @@ pub struct Speech {
     transcriber: EngineSlot<dyn Transcriber>,
     synthesizer: EngineSlot<dyn Synthesizer>,
     config: SpeechConfig,
+    files: SharedFiles,
 }
 
 /// The blob name of a transcription's recording. Names are per resource (not the content's
@@ -97,6 +101,10 @@ impl Speech {
         synthesizer: EngineSlot<dyn Synthesizer>,
         config: SpeechConfig,
     ) -> Self {
+        // On its own, the quota counts the service's recordings and audio; a mesh shares one
+        // over every service (`with_files`).
+        let quota = StorageQuota::new(config.storage_quota_bytes);
+        quota.register(Arc::new(store.clone()));
         Self {
             store,
             blobs,
@@ -104,7 +112,75 @@ impl Speech {
             transcriber,
             synthesizer,
             config,
+            files: SharedFiles {
+                quota,
+                signer: UrlSigner::ephemeral(),
+            },
         }
+    }
+
+    /// Uses the mesh's shared storage quota and URL signer.
+    pub fn with_files(mut self, files: SharedFiles) -> Self {
+        self.files = files;
+        self
+    }
+
+    /// Returns a signed URL to `owner`'s synthesised audio (`recording: false`) or a
+    /// transcription's kept recording (`recording: true`), living `ttl_seconds` (0: the
+    /// default).
+    pub async fn file_url(
+        &self,
+        owner: &str,
+        id: Uuid,
+        recording: bool,
+        ttl_seconds: u64,
+    ) -> SpeechResult<SignedUrl> {
+        let ttl = self
+            .files
+            .signer
+            .ttl(ttl_seconds)
+            .map_err(|e| SpeechError::invalid("ttl_seconds", e.to_string()))?;
+        let variant = if recording {
+            let transcription = self.get_transcription(owner, id).await?;
+            if transcription.blob.is_none() {
+                return Err(SpeechError::RecordingGone(id));
+            }
+            crate::files::RECORDING
+        } else {
+            self.get_audio(owner, id).await?;
+            crate::files::AUDIO
+        };
+        let file = FileRef::new(crate::files::KIND, owner, id.to_string(), variant);
+        self.files
+            .signer
+            .sign(&file, ttl)
+            .map_err(|e| SpeechError::Internal(e.to_string()))
+    }
+
+    /// Returns `owner`'s transcription's recording and its bytes, while it is kept.
+    pub async fn download_recording(
+        &self,
+        owner: &str,
+        id: Uuid,
+    ) -> SpeechResult<(Transcription, Bytes)> {
+        let transcription = self.get_transcription(owner, id).await?;
+        let Some(blob) = transcription.blob.clone() else {
+            return Err(SpeechError::RecordingGone(id));
+        };
+        let bytes = self.blobs.get(owner, &blob).await?;
+        Ok((transcription, bytes))
+    }
+
+    /// Deletes every transcription and audio of `owner` and their files; returns how many
+    /// rows and files went.
+    pub async fn delete_owner(&self, owner: &str) -> SpeechResult<u64> {
+        let (rows, blobs) = self.store.delete_owner(owner).await?;
+        let mut deleted = rows;
+        for blob in blobs {
+            self.blobs.delete(owner, &blob).await?;
+            deleted += 1;
+        }
+        Ok(deleted)
     }
 
     /// Returns the limits.
@@ -175,7 +251,8 @@ impl Speech {
             .await
             .map_err(|error| SpeechError::Internal(format!("probing the recording: {error}")))?
             .map_err(|error| SpeechError::invalid("body.data", format!("the recording {error}")))?;
-        self.check_quota(owner, size as i64).await?;
+        // Held until the transcription's row counts the recording.
+        let permit = self.check_quota(owner, size as i64).await?;
 
         let id = Uuid::now_v7();
         let blob = recording_blob(id);
@@ -200,6 +277,7 @@ impl Speech {
             updated_at: at,
         };
         self.store.insert_transcription(&transcription).await?;
+        drop(permit);
         let payload = serde_json::to_vec(&TranscribeJob {
             transcription_id: id,
         })
@@ -369,7 +447,8 @@ impl Speech {
                 other => SpeechError::Internal(other.to_string()),
             })?;
         let size = speech.wav.len() as i64;
-        self.check_quota(owner, size).await?;
+        // Held until the audio's row counts it.
+        let _permit = self.check_quota(owner, size).await?;
         let id = Uuid::now_v7();
         let blob = audio_blob(id);
         self.blobs
@@ -438,17 +517,20 @@ impl Speech {
         Ok((audio, bytes))
     }
 
-    async fn check_quota(&self, owner: &str, wanted: i64) -> SpeechResult<()> {
-        let used = self.store.usage(owner).await?;
-        let quota = self.config.storage_quota_bytes;
-        if used.saturating_add(wanted) as u64 > quota {
-            return Err(SpeechError::QuotaExceeded {
-                used,
-                quota,
-                wanted,
-            });
-        }
-        Ok(())
+    /// Admits `wanted` bytes under the storage quota shared by every service.
+    async fn check_quota(&self, owner: &str, wanted: i64) -> SpeechResult<QuotaPermit> {
+        self.files
+            .quota
+            .admit(owner, wanted)
+            .await
+            .map_err(|error| match error {
+                QuotaError::Exceeded { used, quota } => SpeechError::QuotaExceeded {
+                    used: used as i64,
+                    quota,
+                    wanted,
+                },
+                other => SpeechError::Internal(other.to_string()),
+            })
     }
 }
 

@@ -443,6 +443,30 @@ impl SpeechStore {
         Ok(Page { items, next_after })
     }
 
+    /// Deletes every transcription and audio of the owner; returns how many rows went and the
+    /// blob names of their files.
+    pub async fn delete_owner(&self, owner_id: &str) -> SpeechResult<(u64, Vec<String>)> {
+        let recordings: Vec<(Option<String>,)> = with_db!(&self.db, DELETE "transcriptions", |pool| {
+            sqlx::query_as("DELETE FROM transcriptions WHERE owner_id = $1 RETURNING blob")
+                .bind(owner_id)
+                .fetch_all(pool)
+                .await
+        })?;
+        let audio: Vec<(String,)> = with_db!(&self.db, DELETE "synthesized_audio", |pool| {
+            sqlx::query_as("DELETE FROM synthesized_audio WHERE owner_id = $1 RETURNING blob")
+                .bind(owner_id)
+                .fetch_all(pool)
+                .await
+        })?;
+        let rows = (recordings.len() + audio.len()) as u64;
+        let blobs = recordings
+            .into_iter()
+            .filter_map(|(blob,)| blob)
+            .chain(audio.into_iter().map(|(blob,)| blob))
+            .collect();
+        Ok((rows, blobs))
+    }
+
     /// Deletes the owner's audio; returns its blob name, `None` when there was none.
     pub async fn delete_audio(&self, owner_id: &str, id: Uuid) -> SpeechResult<Option<String>> {
         let row: Option<(String,)> = with_db!(&self.db, DELETE "synthesized_audio", |pool| {

@@ -31,6 +31,9 @@ pub enum ServiceKind {
     /// `aimesh.admin.v1.AdminService`: accounts, audit log, every user's jobs (administrators
     /// only).
     Admin,
+    /// `aimesh.files.v1.FilesService`: stored files of every service behind signed URLs (no
+    /// access token). Any process can serve it: every process opens every service's store.
+    Files,
 }
 
 impl ServiceKind {
@@ -45,6 +48,7 @@ impl ServiceKind {
         ServiceKind::Gallery,
         ServiceKind::Speech,
         ServiceKind::Admin,
+        ServiceKind::Files,
     ];
 }
 
@@ -60,6 +64,7 @@ impl fmt::Display for ServiceKind {
             ServiceKind::Gallery => "gallery",
             ServiceKind::Speech => "speech",
             ServiceKind::Admin => "admin",
+            ServiceKind::Files => "files",
         })
     }
 }
@@ -400,6 +405,57 @@ impl SpeechSettings {
     }
 }
 
+/// Signed URLs to stored files and their key.
+#[derive(Clone, clap::Args)]
+pub struct FilesSettings {
+    /// Key of the HMAC-SHA256 signed file URLs: hex or base64, at least 32 bytes. Every process
+    /// of a deployment must have the same (or none). When unset, the key is kept in the shared
+    /// database (created by the first process that starts), so a split deployment agrees on
+    /// it without this setting; set it to keep the key out of the database or to rotate it.
+    #[arg(long, env = "AIMESH_SIGNING_KEY", hide_env_values = true)]
+    pub signing_key: Option<secrecy::SecretString>,
+
+    /// Base URL of the edge as browsers reach it (e.g. `https://aimesh.example.com`): signed
+    /// URLs are absolute under it; relative (`/api/v1/files/<token>`) when unset.
+    #[arg(long, env = "AIMESH_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Seconds a signed URL lives by default, which is also the longest a request may ask for
+    /// (at most 86400).
+    #[arg(long, env = "AIMESH_SIGNED_URL_TTL_SECS", default_value_t = 900,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub signed_url_ttl_secs: u64,
+}
+
+impl fmt::Debug for FilesSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FilesSettings")
+            .field(
+                "signing_key",
+                &self.signing_key.as_ref().map(|_| "[redacted]"),
+            )
+            .field("public_url", &self.public_url)
+            .field("signed_url_ttl_secs", &self.signed_url_ttl_secs)
+            .finish()
+    }
+}
+
+impl FilesSettings {
+    /// Returns the defaults: the key from the database, relative URLs, 15 minutes.
+    pub fn for_tests() -> Self {
+        Self {
+            signing_key: None,
+            public_url: None,
+            signed_url_ttl_secs: 900,
+        }
+    }
+
+    /// Returns how long signed URLs live by default.
+    pub fn ttl(&self) -> Duration {
+        Duration::from_secs(self.signed_url_ttl_secs.clamp(1, 86_400))
+    }
+}
+
 /// Everything a mesh process is configured with.
 #[derive(Debug, Clone)]
 pub struct MeshConfig {
@@ -423,6 +479,8 @@ pub struct MeshConfig {
     pub gallery: GallerySettings,
     /// The speech service.
     pub speech: SpeechSettings,
+    /// Signed file URLs.
+    pub files: FilesSettings,
 }
 
 impl MeshConfig {
@@ -439,6 +497,7 @@ impl MeshConfig {
             reports: ReportsSettings::for_tests(),
             gallery: GallerySettings::for_tests(),
             speech: SpeechSettings::for_tests(),
+            files: FilesSettings::for_tests(),
         }
     }
 }

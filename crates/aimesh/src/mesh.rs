@@ -16,6 +16,7 @@ use aimesh_identity::{
 };
 use aimesh_jobs::{Cadence, JobHandler, Jobs, JobsApi, PurgeHandler as JobsPurgeHandler, Worker};
 use aimesh_kit::blob::BlobStore;
+use aimesh_kit::files::{FileReaders, FilesApi, SharedFiles, SigningKey, StorageQuota, UrlSigner};
 use aimesh_kit::{
     auth::{AccountHooks, AuthLayer, Authenticator, jwt::JwtVerifier, remote},
     config::ServerConfig,
@@ -47,8 +48,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::config::{
-    GallerySettings, MeshConfig, ProcessingSettings, ReportsSettings, ServiceKind, SpeechSettings,
-    WorkerSettings,
+    FilesSettings, GallerySettings, MeshConfig, ProcessingSettings, ReportsSettings, ServiceKind,
+    SpeechSettings, WorkerSettings,
 };
 
 /// The name of the recordings' retention schedule.
@@ -64,6 +65,7 @@ pub async fn migrate(db: &Db) -> anyhow::Result<()> {
     db.migrate(&aimesh_gallery::MIGRATIONS).await?;
     db.migrate(&aimesh_speech::MIGRATIONS).await?;
     db.migrate(&aimesh_admin::MIGRATIONS).await?;
+    db.migrate(&aimesh_kit::files::MIGRATIONS).await?;
     Ok(())
 }
 
@@ -126,6 +128,10 @@ pub struct Core {
     pub speech: Speech,
     /// Every service's data by owner, deleted with an account.
     pub owned: OwnedDataRegistry,
+    /// The storage quota over every service's files, and the signer of their URLs.
+    pub files: SharedFiles,
+    /// Every file-owning service's reader, for signed URLs.
+    pub file_readers: FileReaders,
 }
 
 /// The notes service as the source of tasks: a caller's note, read through the service (and
@@ -165,6 +171,8 @@ pub struct ServiceSettings<'a> {
     pub gallery: &'a GallerySettings,
     /// Transcriptions and synthesised audio.
     pub speech: &'a SpeechSettings,
+    /// Signed file URLs.
+    pub files: &'a FilesSettings,
 }
 
 impl<'a> ServiceSettings<'a> {
@@ -175,6 +183,7 @@ impl<'a> ServiceSettings<'a> {
             reports: &config.reports,
             gallery: &config.gallery,
             speech: &config.speech,
+            files: &config.files,
         }
     }
 }
@@ -196,6 +205,7 @@ impl Core {
             reports,
             gallery,
             speech: speech_settings,
+            files: files_settings,
         } = settings;
         let db = connect(server).await?;
         if server.auto_migrate {
@@ -223,6 +233,16 @@ impl Core {
             jobs.clone(),
             Arc::new(translators),
         );
+        // One quota over every service's files (each service registers its usage below), and
+        // one URL signer whose key every process of the deployment shares.
+        let files = SharedFiles {
+            quota: StorageQuota::new(processing.storage_quota_bytes),
+            signer: UrlSigner::new(
+                signing_key(&db, files_settings).await?,
+                files_settings.public_url.clone(),
+                files_settings.ttl(),
+            ),
+        };
         let blob_dir = processing.blob_dir(&server.data_dir);
         let blobs = BlobStore::local(&blob_dir).context("failed to open the blob directory")?;
         // Report files apart from documents: each service counts the references to its own
@@ -235,7 +255,8 @@ impl Core {
             jobs.clone(),
             reports.config(processing.storage_quota_bytes),
         )
-        .context("failed to start the reports service")?;
+        .context("failed to start the reports service")?
+        .with_files(files.clone());
         if reports.config().retention.is_some() {
             jobs.schedule(
                 PURGE_KIND,
@@ -255,7 +276,8 @@ impl Core {
             jobs.clone(),
             crate::images::image_engines(&engines),
             gallery.config(processing),
-        );
+        )
+        .with_files(files.clone());
         gallery
             .schedule_purge()
             .await
@@ -273,7 +295,8 @@ impl Core {
                 .clone()
                 .map_err(|unavailable| unavailable.detail().to_owned()),
             speech_settings.config(processing.storage_quota_bytes),
-        );
+        )
+        .with_files(files.clone());
         if speech.config().audio_retention.is_some() {
             let payload = b"{}".to_vec();
             jobs.schedule(
@@ -294,7 +317,20 @@ impl Core {
                 .clone()
                 .map_err(|unavailable| unavailable.detail().to_owned()),
             processing.config(),
-        );
+        )
+        .with_files(files.clone());
+        files
+            .quota
+            .register(Arc::new(processing.store().clone()))
+            .register(Arc::new(gallery.store().clone()))
+            .register(Arc::new(speech.store().clone()))
+            .register(Arc::new(reports.store().clone()));
+        let mut file_readers = FileReaders::new();
+        file_readers
+            .register(Arc::new(processing.clone()))
+            .register(Arc::new(gallery.clone()))
+            .register(Arc::new(speech.clone()))
+            .register(Arc::new(reports.clone()));
         let tasks = Tasks::new(
             TaskStore::new(db.clone()),
             processing.clone(),
@@ -314,7 +350,10 @@ impl Core {
         owned
             .register(Arc::new(jobs.clone()))
             .register(Arc::new(notes.clone()))
-            .register(Arc::new(processing.clone()));
+            .register(Arc::new(processing.clone()))
+            .register(Arc::new(gallery.clone()))
+            .register(Arc::new(speech.clone()))
+            .register(Arc::new(reports.clone()));
         Ok(Self {
             db,
             bus,
@@ -328,6 +367,8 @@ impl Core {
             gallery,
             speech,
             owned,
+            files,
+            file_readers,
         })
     }
 
@@ -472,6 +513,10 @@ impl Mesh {
                 (ServiceKind::Speech, _, _) => {
                     builder.add_service(SpeechApi::new(core.speech.clone()).into_server())
                 }
+                (ServiceKind::Files, _, _) => builder.add_service(
+                    FilesApi::new(core.files.signer.clone(), core.file_readers.clone())
+                        .into_server(),
+                ),
                 (ServiceKind::Admin, _, _) => builder
                     .add_service(admin_api(&core, identity.as_ref(), &directory).into_server()),
                 _ => builder,
@@ -665,17 +710,37 @@ fn admin_api(core: &Core, identity: Option<&Identity>, directory: &AccountDirect
     AdminApi::new(Admin::new(
         accounts,
         core.jobs.clone(),
-        Arc::new(ProcessingStorage(core.processing.clone())),
+        Arc::new(QuotaStorage(core.files.quota.clone())),
         AuditStore::new(core.db.clone()),
     ))
 }
 
-/// An account's storage use, as the processing service counts it (documents and uploads).
-struct ProcessingStorage(Processing);
+/// An account's storage use, as the shared quota counts it (documents and uploads, images,
+/// recordings and audio, reports).
+struct QuotaStorage(StorageQuota);
 
-impl StorageUsage for ProcessingStorage {
+impl StorageUsage for QuotaStorage {
     fn usage<'a>(&'a self, owner: &'a str) -> futures::future::BoxFuture<'a, Result<i64, String>> {
-        Box::pin(async move { self.0.usage(owner).await.map_err(|e| e.to_string()) })
+        Box::pin(async move { self.0.used(owner).await.map_err(|e| e.to_string()) })
+    }
+}
+
+/// The key of signed file URLs: `AIMESH_SIGNING_KEY`, else the deployment's key in the shared
+/// database (created by the first process to start), so every process of a split deployment
+/// verifies what any other signed.
+async fn signing_key(db: &Db, settings: &FilesSettings) -> anyhow::Result<SigningKey> {
+    use secrecy::ExposeSecret;
+    match settings
+        .signing_key
+        .as_ref()
+        .filter(|text| !text.expose_secret().trim().is_empty())
+    {
+        Some(text) => SigningKey::parse(text.expose_secret())
+            .map_err(|reason| anyhow::anyhow!("AIMESH_SIGNING_KEY: {reason}")),
+        None => aimesh_kit::files::database_key(db)
+            .await
+            .map_err(|reason| anyhow::anyhow!("{reason}"))
+            .context("failed to load the signed URLs' key (run `aimesh migrate`?)"),
     }
 }
 

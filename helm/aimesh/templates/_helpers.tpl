@@ -299,6 +299,19 @@ the pods' checksum annotation agree. */}}
   value: {{ $root.Values.config.logFormat | quote }}
 - name: OTEL_SERVICE_NAME
   value: {{ printf "aimesh-%s" .name | quote }}
+- name: AIMESH_SIGNED_URL_TTL_SECS
+  value: {{ $root.Values.signedUrls.ttlSeconds | quote }}
+{{- with $root.Values.signedUrls.publicUrl }}
+- name: AIMESH_PUBLIC_URL
+  value: {{ . | quote }}
+{{- end }}
+{{- with $root.Values.signedUrls.existingSecret }}
+- name: AIMESH_SIGNING_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $root.Values.signedUrls.existingSecretKey }}
+{{- end }}
 {{- if .svc }}
 {{- if .svc.grpcService }}
 - name: AIMESH_JWT_ISSUER

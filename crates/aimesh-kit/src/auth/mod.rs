@@ -41,6 +41,8 @@ pub const PUBLIC_METHODS: &[&str] = &[
     "/aimesh.identity.v1.IdentityService/Logout",
     "/aimesh.identity.v1.IdentityService/ValidateToken",
     "/aimesh.identity.v1.IdentityService/GetJwks",
+    // A signed URL's token is its own credential (browsers' <img>, <audio> and links send none).
+    "/aimesh.files.v1.FilesService/GetSignedFile",
 ];
 
 fn is_public(path: &str) -> bool {
@@ -480,6 +482,7 @@ mod tests {
         assert!(!is_public("/aimesh.identity.v1.IdentityService/LoginX"));
         assert!(!is_public("/aimesh.identity.v1.IdentityService/GetProfile"));
         assert!(!is_public("/aimesh.notes.v1.NotesService/GetNote"));
+        assert!(is_public("/aimesh.files.v1.FilesService/GetSignedFile"));
     }
 
     #[test]

@@ -799,8 +799,19 @@ async fn deleting_an_account_leaves_nothing_behind(backend: Backend) {
         .into_inner()
         .deleted;
     let services: Vec<&str> = deleted.iter().map(|d| d.service.as_str()).collect();
-    assert_eq!(services, vec!["jobs", "notes", "processing"]);
-    assert!(deleted.iter().all(|d| d.count >= 1), "{deleted:?}");
+    assert_eq!(
+        services,
+        vec![
+            "jobs",
+            "notes",
+            "processing",
+            "gallery",
+            "speech",
+            "reports"
+        ]
+    );
+    // Bob kept jobs, notes and documents (his images, audio and reports are the files suite's).
+    assert!(deleted[..3].iter().all(|d| d.count >= 1), "{deleted:?}");
     assert_nothing_left(&app, &bob.user_id).await;
     let status = bob
         .notes

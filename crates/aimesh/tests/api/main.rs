@@ -5,6 +5,7 @@
 
 mod admin;
 mod dynamic;
+mod files;
 mod gallery;
 mod helpers;
 mod identity;

@@ -1,0 +1,71 @@
+//! The reports service's part in what file-owning services share: rendered files count
+//! against the per-user storage quota, open through signed URLs, and go with an account.
+
+use aimesh_kit::{
+    files::{FileReader, FileRef, StoredBytes, StoredFile},
+    owned::OwnedData,
+};
+use futures::future::BoxFuture;
+use uuid::Uuid;
+
+use crate::{ReportsServiceError, service::Reports, store::ReportStore};
+
+/// The service's kind in signed URLs.
+pub const KIND: &str = "reports";
+
+/// A report's one file: the rendered HTML or PDF.
+pub const RENDERED: &str = "rendered";
+
+impl StoredBytes for ReportStore {
+    fn name(&self) -> &'static str {
+        KIND
+    }
+
+    fn stored_bytes<'a>(&'a self, owner: &'a str) -> BoxFuture<'a, Result<i64, String>> {
+        Box::pin(async move { self.usage(owner).await.map_err(|e| e.to_string()) })
+    }
+}
+
+impl FileReader for Reports {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn read<'a>(&'a self, file: &'a FileRef) -> BoxFuture<'a, Result<Option<StoredFile>, String>> {
+        Box::pin(async move {
+            let Ok(id) = Uuid::try_parse(&file.id) else {
+                return Ok(None);
+            };
+            if file.variant != RENDERED {
+                return Ok(None);
+            }
+            match self.download(&file.owner, id).await {
+                Ok((report, bytes)) => Ok(Some(StoredFile {
+                    bytes,
+                    content_type: report.content_type().to_owned(),
+                    file_name: report.filename(),
+                })),
+                Err(
+                    ReportsServiceError::NotFound(_)
+                    | ReportsServiceError::NotReady { .. }
+                    | ReportsServiceError::Blob(aimesh_kit::blob::BlobError::NotFound),
+                ) => Ok(None),
+                Err(error) => Err(error.to_string()),
+            }
+        })
+    }
+}
+
+impl OwnedData for Reports {
+    fn name(&self) -> &'static str {
+        KIND
+    }
+
+    fn delete_owner<'a>(&'a self, owner: &'a str) -> BoxFuture<'a, Result<u64, String>> {
+        Box::pin(async move {
+            Reports::delete_owner(self, owner)
+                .await
+                .map_err(|error| error.to_string())
+        })
+    }
+}
