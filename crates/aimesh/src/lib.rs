@@ -9,7 +9,7 @@ pub mod ops;
 pub mod tools;
 
 pub use config::{
-    GallerySettings, JobsSettings, MeshConfig, ProcessingSettings, ReportsSettings, ServiceKind,
+    ConversationSettings, GallerySettings, JobsSettings, MeshConfig, ProcessingSettings, ReportsSettings, ServiceKind,
     SpeechSettings, WorkerMode, WorkerSettings,
 };
 pub use mesh::{Core, Mesh, ServiceSettings, connect, migrate, run_worker};

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use aimesh::{
     GallerySettings, JobsSettings, Mesh, MeshConfig, ProcessingSettings, ReportsSettings,
-    ServiceKind, SpeechSettings, WorkerSettings,
+    ServiceKind, SpeechSettings, ConversationSettings, WorkerSettings,
 };
 use aimesh_identity::IdentityConfig;
 use aimesh_kit::{
@@ -65,6 +65,9 @@ enum Command {
         #[command(flatten)]
         speech: SpeechSettings,
 
+        #[command(flatten)]
+        conversation: ConversationSettings,
+
         /// Services to run, comma-separated (default: all).
         #[arg(long, env = "AIMESH_SERVICES", value_delimiter = ',', value_enum)]
         services: Vec<ServiceKind>,
@@ -92,6 +95,9 @@ enum Command {
 
         #[command(flatten)]
         speech: SpeechSettings,
+
+        #[command(flatten)]
+        conversation: ConversationSettings,
     },
     /// Apply pending database migrations and exit.
     Migrate {
@@ -299,6 +305,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             reports,
             gallery,
             speech,
+            conversation,
             services,
         } => {
             name_worker(&mut worker);
@@ -319,6 +326,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 reports,
                 gallery,
                 speech,
+                conversation,
             };
             let mesh = Mesh::build(&config, &services).await?;
             let token = mesh.shutdown_token();
@@ -336,6 +344,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             reports,
             gallery,
             speech,
+            conversation,
         } => {
             name_worker(&mut worker);
             let shutdown = tokio_util::sync::CancellationToken::new();
@@ -353,6 +362,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     reports: &reports,
                     gallery: &gallery,
                     speech: &speech,
+                    conversation: &conversation,
                 },
                 shutdown,
             )
