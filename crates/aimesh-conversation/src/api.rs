@@ -190,7 +190,11 @@ impl ConversationService for ConversationApi {
         let caller = principal(&request)?;
         let (session, id) = convert::ids(&request.get_ref().session_id, &request.get_ref().id)?;
         let events = self.conversation.watch(&caller.user_id, session, id).await?;
-        let stream = events.map(|event| event.map(Into::into).map_err(Status::from));
+        let stream = events.map(|event| {
+            event
+                .map(pb::WatchMessageResponse::from)
+                .map_err(Status::from)
+        });
         Ok(Response::new(Box::pin(stream)))
     }
 

@@ -35,6 +35,14 @@ pub const EXAMPLES: &[(Intent, &str)] = &[
     (Intent::Chat, "how do I cook rice?"),
     (Intent::Chat, "who are you?"),
     (Intent::Chat, "write a short poem about autumn"),
+    (Intent::Chat, "how many planets are there in the solar system?"),
+    (Intent::Chat, "why do cats purr?"),
+    (Intent::Chat, "when did the second world war end?"),
+    (Intent::Chat, "what is the difference between weather and climate?"),
+    (Intent::Chat, "suggest a name for my new puppy"),
+    (Intent::Chat, "tell me an interesting fact about whales"),
+    (Intent::Chat, "why is the ocean salty?"),
+    (Intent::Chat, "how tall is mount everest?"),
     (Intent::Documents, "according to my documents, what is the deadline?"),
     (Intent::Documents, "what does the uploaded report say about revenue?"),
     (Intent::Documents, "search my files for the contract terms"),
@@ -118,7 +126,7 @@ impl IntentClassifier {
                 )
             })
             .await?;
-        Ok(examples)
+        Ok(examples.as_slice())
     }
 
     /// Decides the intent of `text`.

@@ -19,12 +19,6 @@ use crate::{
 /// The conversation service's migrations.
 pub const MIGRATIONS: Migrations = aimesh_kit::migrations!("conversation");
 
-const SESSION_COLUMNS: &str = "id, owner_id, title, message_count, created_at, activity";
-
-const MESSAGE_COLUMNS: &str = "id, session_id, owner_id, role, content, status, stage, \
-     failure_reason, reply_to, refined_prompt, intent, intent_confidence, citations, image_id, \
-     job_id, model, completion_tokens, document_context, created_at, updated_at";
-
 #[derive(sqlx::FromRow)]
 struct SessionRow {
     id: Uuid,
@@ -165,9 +159,7 @@ impl ConversationStore {
     /// Returns `owner_id`'s session.
     pub async fn session(&self, owner_id: &str, id: Uuid) -> ConversationResult<Option<Session>> {
         let row: Option<SessionRow> = with_db!(&self.db, SELECT "chat_sessions", |pool| {
-            sqlx::query_as(&format!(
-                "SELECT {SESSION_COLUMNS} FROM chat_sessions WHERE id = $1 AND owner_id = $2"
-            ))
+            sqlx::query_as("SELECT id, owner_id, title, message_count, created_at, activity FROM chat_sessions WHERE id = $1 AND owner_id = $2")
             .bind(id)
             .bind(owner_id)
             .fetch_optional(pool)
@@ -186,11 +178,9 @@ impl ConversationStore {
         let limit = i64::from(page_size) + 1;
         let (activity, id) = after.unwrap_or((i64::MAX, Uuid::max()));
         let mut rows: Vec<SessionRow> = with_db!(&self.db, SELECT "chat_sessions", |pool| {
-            sqlx::query_as(&format!(
-                "SELECT {SESSION_COLUMNS} FROM chat_sessions WHERE owner_id = $1 \
+            sqlx::query_as("SELECT id, owner_id, title, message_count, created_at, activity FROM chat_sessions WHERE owner_id = $1 \
                  AND (activity < $2 OR (activity = $2 AND id < $3)) \
-                 ORDER BY activity DESC, id DESC LIMIT $4"
-            ))
+                 ORDER BY activity DESC, id DESC LIMIT $4")
             .bind(owner_id)
             .bind(activity)
             .bind(id)
@@ -217,11 +207,9 @@ impl ConversationStore {
         now: DateTime<Utc>,
     ) -> ConversationResult<Option<Session>> {
         let row: Option<SessionRow> = with_db!(&self.db, UPDATE "chat_sessions", |pool| {
-            sqlx::query_as(&format!(
-                "UPDATE chat_sessions SET title = $1, activity = $2 \
+            sqlx::query_as("UPDATE chat_sessions SET title = $1, activity = $2 \
                  WHERE id = $3 AND owner_id = $4 AND ($5 = 0 OR title = '') \
-                 RETURNING {SESSION_COLUMNS}"
-            ))
+                 RETURNING id, owner_id, title, message_count, created_at, activity")
             .bind(title)
             .bind(now.timestamp_micros())
             .bind(id)
@@ -289,10 +277,11 @@ impl ConversationStore {
         with_db!(&self.db, |pool| {
             let mut tx = pool.begin().await?;
             for (message, (citations, context)) in new.iter().zip(&encoded) {
-                let insert = sqlx::query(&format!(
-                    "INSERT INTO chat_messages ({MESSAGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, \
-                     $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
-                ))
+                let insert = sqlx::query("INSERT INTO chat_messages (id, session_id, owner_id, role, content, status, stage, \
+                 failure_reason, reply_to, refined_prompt, intent, intent_confidence, citations, \
+                 image_id, job_id, model, completion_tokens, document_context, created_at, \
+                 updated_at) VALUES ($1, $2, $3, $4, $5, \
+                     $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)")
                 .bind(message.id)
                 .bind(message.session_id)
                 .bind(&message.owner_id)
@@ -331,7 +320,10 @@ impl ConversationStore {
     /// Returns a message by id, whoever owns it (callers check ownership).
     pub async fn message(&self, id: Uuid) -> ConversationResult<Option<Message>> {
         let row: Option<MessageRow> = with_db!(&self.db, SELECT "chat_messages", |pool| {
-            sqlx::query_as(&format!("SELECT {MESSAGE_COLUMNS} FROM chat_messages WHERE id = $1"))
+            sqlx::query_as("SELECT id, session_id, owner_id, role, content, status, stage, \
+                 failure_reason, reply_to, refined_prompt, intent, intent_confidence, citations, \
+                 image_id, job_id, model, completion_tokens, document_context, created_at, \
+                 updated_at FROM chat_messages WHERE id = $1")
                 .bind(id)
                 .fetch_optional(pool)
                 .await
@@ -348,10 +340,11 @@ impl ConversationStore {
     ) -> ConversationResult<MessagePage> {
         let limit = i64::from(page_size) + 1;
         let mut rows: Vec<MessageRow> = with_db!(&self.db, SELECT "chat_messages", |pool| {
-            sqlx::query_as(&format!(
-                "SELECT {MESSAGE_COLUMNS} FROM chat_messages WHERE session_id = $1 \
-                 AND id > $2 ORDER BY id LIMIT $3"
-            ))
+            sqlx::query_as("SELECT id, session_id, owner_id, role, content, status, stage, \
+                 failure_reason, reply_to, refined_prompt, intent, intent_confidence, citations, \
+                 image_id, job_id, model, completion_tokens, document_context, created_at, \
+                 updated_at FROM chat_messages WHERE session_id = $1 \
+                 AND id > $2 ORDER BY id LIMIT $3")
             .bind(session_id)
             .bind(after.unwrap_or(Uuid::nil()))
             .bind(limit)
@@ -368,10 +361,11 @@ impl ConversationStore {
     /// The session's messages before `before`, oldest first (the history a reply reads).
     pub async fn history(&self, session_id: Uuid, before: Uuid) -> ConversationResult<Vec<Message>> {
         let rows: Vec<MessageRow> = with_db!(&self.db, SELECT "chat_messages", |pool| {
-            sqlx::query_as(&format!(
-                "SELECT {MESSAGE_COLUMNS} FROM chat_messages WHERE session_id = $1 \
-                 AND id < $2 ORDER BY id"
-            ))
+            sqlx::query_as("SELECT id, session_id, owner_id, role, content, status, stage, \
+                 failure_reason, reply_to, refined_prompt, intent, intent_confidence, citations, \
+                 image_id, job_id, model, completion_tokens, document_context, created_at, \
+                 updated_at FROM chat_messages WHERE session_id = $1 \
+                 AND id < $2 ORDER BY id")
             .bind(session_id)
             .bind(before)
             .fetch_all(pool)
@@ -383,10 +377,11 @@ impl ConversationStore {
     /// The session's last message.
     pub async fn last_message(&self, session_id: Uuid) -> ConversationResult<Option<Message>> {
         let row: Option<MessageRow> = with_db!(&self.db, SELECT "chat_messages", |pool| {
-            sqlx::query_as(&format!(
-                "SELECT {MESSAGE_COLUMNS} FROM chat_messages WHERE session_id = $1 \
-                 ORDER BY id DESC LIMIT 1"
-            ))
+            sqlx::query_as("SELECT id, session_id, owner_id, role, content, status, stage, \
+                 failure_reason, reply_to, refined_prompt, intent, intent_confidence, citations, \
+                 image_id, job_id, model, completion_tokens, document_context, created_at, \
+                 updated_at FROM chat_messages WHERE session_id = $1 \
+                 ORDER BY id DESC LIMIT 1")
             .bind(session_id)
             .fetch_optional(pool)
             .await
@@ -403,10 +398,11 @@ impl ConversationStore {
         inclusive: bool,
     ) -> ConversationResult<Vec<Message>> {
         let rows: Vec<MessageRow> = with_db!(&self.db, DELETE "chat_messages", |pool| {
-            sqlx::query_as(&format!(
-                "DELETE FROM chat_messages WHERE session_id = $1 \
-                 AND (id > $2 OR ($3 = 1 AND id = $2)) RETURNING {MESSAGE_COLUMNS}"
-            ))
+            sqlx::query_as("DELETE FROM chat_messages WHERE session_id = $1 \
+                 AND (id > $2 OR ($3 = 1 AND id = $2)) RETURNING id, session_id, owner_id, role, content, status, stage, \
+                 failure_reason, reply_to, refined_prompt, intent, intent_confidence, citations, \
+                 image_id, job_id, model, completion_tokens, document_context, created_at, \
+                 updated_at")
             .bind(session_id)
             .bind(from)
             .bind(i64::from(inclusive))

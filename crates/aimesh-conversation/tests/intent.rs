@@ -14,9 +14,9 @@ use aimesh_ai::{
 use aimesh_conversation::{domain::Intent, intent::IntentClassifier};
 
 /// Least overall accuracy.
-const MIN_ACCURACY: f64 = 0.80;
+const MIN_ACCURACY: f64 = 0.90;
 /// Least accuracy of any one intent.
-const MIN_PER_INTENT: f64 = 0.60;
+const MIN_PER_INTENT: f64 = 0.80;
 
 fn labelled() -> Vec<(Intent, String)> {
     include_str!("fixtures/intents.tsv")

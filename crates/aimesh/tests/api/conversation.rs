@@ -128,6 +128,26 @@ async fn poll(client: &Client, session: &str, id: &str) -> pb::Message {
     }
 }
 
+/// Sends `message` in a new session (the seed's `POST /chat`) and polls its reply to the end.
+async fn ask(client: &Client, message: &str, context: Option<pb::DocumentContext>) -> pb::Message {
+    let chat = client
+        .clone()
+        .chat(pb::ChatRequest {
+            session_id: String::new(),
+            message: message.into(),
+            document_context: context,
+        })
+        .await
+        .expect("chat")
+        .into_inner();
+    poll(
+        client,
+        &chat.session.unwrap().id,
+        &chat.assistant_message.unwrap().id,
+    )
+    .await
+}
+
 fn final_message(events: &[Event]) -> pb::Message {
     match events.last() {
         Some(Event::Message(message)) => message.clone(),
@@ -584,41 +604,31 @@ async fn documents_are_cited_and_images_fail_with_the_fix(backend: Backend) {
     assert!(answer.citations[0].text.contains("watering"));
     assert!(answer.content.contains("Sources:\n[1] garden.txt"), "{}", answer.content);
 
-    // Nothing relevant: said so, nothing cited.
-    let sent = alice
-        .clone()
-        .send_message(pb::SendMessageRequest {
-            session_id: session.id.clone(),
-            content: "What was the closing price of the stock exchange yesterday?".into(),
-            document_context: Some(pb::DocumentContext {
-                document_id: document.id.clone(),
-                relevant_text: String::new(),
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let none = poll(&alice, &session.id, &sent.assistant_message.unwrap().id).await;
-    assert_eq!(none.status(), pb::MessageStatus::Done);
+    // Nothing relevant: said so, nothing cited (a new session, so no history refines it).
+    let none = ask(
+        &alice,
+        "What was the closing price of the stock exchange yesterday?",
+        Some(pb::DocumentContext {
+            document_id: document.id.clone(),
+            relevant_text: String::new(),
+        }),
+    )
+    .await;
+    assert_eq!(none.status(), pb::MessageStatus::Done, "{none:?}");
     assert!(none.citations.is_empty());
     assert!(none.content.contains("not in your documents"), "{}", none.content);
 
     // Text passed as context is the passage.
-    let sent = alice
-        .clone()
-        .send_message(pb::SendMessageRequest {
-            session_id: session.id.clone(),
-            content: "What colour is the door?".into(),
-            document_context: Some(pb::DocumentContext {
-                document_id: String::new(),
-                relevant_text: "The front door of the cottage is painted blue.".into(),
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let given = poll(&alice, &session.id, &sent.assistant_message.unwrap().id).await;
-    assert_eq!(given.status(), pb::MessageStatus::Done);
+    let given = ask(
+        &alice,
+        "What colour is the door?",
+        Some(pb::DocumentContext {
+            document_id: String::new(),
+            relevant_text: "The front door of the cottage is painted blue.".into(),
+        }),
+    )
+    .await;
+    assert_eq!(given.status(), pb::MessageStatus::Done, "{given:?}");
     assert_eq!(given.citations.len(), 1);
     assert!(given.citations[0].document_id.is_empty());
 

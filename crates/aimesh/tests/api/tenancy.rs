@@ -205,7 +205,7 @@ async fn resources(app: &TestApp) -> HashMap<(&'static str, &'static str), Strin
         (("aimesh.jobs.v1.JobsService", "id"), job.id),
         (
             ("aimesh.processing.v1.ProcessingService", "id"),
-            document.id,
+            document.id.clone(),
         ),
         (
             ("aimesh.processing.v1.ProcessingService", "upload_id"),
