@@ -6,7 +6,9 @@ use std::pin::Pin;
 
 use aimesh_jobs::api::job_to_proto;
 use aimesh_kit::auth::principal;
-use aimesh_proto::conversation::v1::{self as pb, conversation_service_server::ConversationService};
+use aimesh_proto::conversation::v1::{
+    self as pb, conversation_service_server::ConversationService,
+};
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
@@ -40,7 +42,10 @@ impl ConversationService for ConversationApi {
     ) -> Result<Response<pb::CreateSessionResponse>, Status> {
         let caller = principal(&request)?;
         let title = convert::title(request.into_inner().title);
-        let session = self.conversation.create_session(&caller.user_id, title).await?;
+        let session = self
+            .conversation
+            .create_session(&caller.user_id, title)
+            .await?;
         Ok(Response::new(pb::CreateSessionResponse {
             session: Some((&session).into()),
         }))
@@ -96,7 +101,9 @@ impl ConversationService for ConversationApi {
     ) -> Result<Response<pb::DeleteSessionResponse>, Status> {
         let caller = principal(&request)?;
         let id = convert::id("id", &request.get_ref().id)?;
-        self.conversation.delete_session(&caller.user_id, id).await?;
+        self.conversation
+            .delete_session(&caller.user_id, id)
+            .await?;
         Ok(Response::new(pb::DeleteSessionResponse {}))
     }
 
@@ -175,7 +182,10 @@ impl ConversationService for ConversationApi {
     ) -> Result<Response<pb::GetMessageResponse>, Status> {
         let caller = principal(&request)?;
         let (session, id) = convert::ids(&request.get_ref().session_id, &request.get_ref().id)?;
-        let message = self.conversation.message(&caller.user_id, session, id).await?;
+        let message = self
+            .conversation
+            .message(&caller.user_id, session, id)
+            .await?;
         Ok(Response::new(pb::GetMessageResponse {
             message: Some((&message).into()),
         }))
@@ -189,7 +199,10 @@ impl ConversationService for ConversationApi {
     ) -> Result<Response<Self::WatchMessageStream>, Status> {
         let caller = principal(&request)?;
         let (session, id) = convert::ids(&request.get_ref().session_id, &request.get_ref().id)?;
-        let events = self.conversation.watch(&caller.user_id, session, id).await?;
+        let events = self
+            .conversation
+            .watch(&caller.user_id, session, id)
+            .await?;
         let stream = events.map(|event| {
             event
                 .map(pb::WatchMessageResponse::from)
@@ -204,7 +217,10 @@ impl ConversationService for ConversationApi {
     ) -> Result<Response<pb::CancelMessageResponse>, Status> {
         let caller = principal(&request)?;
         let (session, id) = convert::ids(&request.get_ref().session_id, &request.get_ref().id)?;
-        let message = self.conversation.cancel(&caller.user_id, session, id).await?;
+        let message = self
+            .conversation
+            .cancel(&caller.user_id, session, id)
+            .await?;
         Ok(Response::new(pb::CancelMessageResponse {
             message: Some((&message).into()),
         }))
@@ -216,7 +232,10 @@ impl ConversationService for ConversationApi {
     ) -> Result<Response<pb::RegenerateReplyResponse>, Status> {
         let caller = principal(&request)?;
         let session = convert::id("session_id", &request.get_ref().session_id)?;
-        let (message, job) = self.conversation.regenerate(&caller.user_id, session).await?;
+        let (message, job) = self
+            .conversation
+            .regenerate(&caller.user_id, session)
+            .await?;
         Ok(Response::new(pb::RegenerateReplyResponse {
             assistant_message: Some((&message).into()),
             job: Some(job_to_proto(&job)),

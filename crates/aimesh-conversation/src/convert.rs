@@ -107,7 +107,9 @@ pub fn optional_id(field: &str, value: &str) -> ConversationResult<Option<Uuid>>
 }
 
 /// Parses a `document_context`.
-pub fn context(context: Option<pb::DocumentContext>) -> ConversationResult<Option<DocumentContext>> {
+pub fn context(
+    context: Option<pb::DocumentContext>,
+) -> ConversationResult<Option<DocumentContext>> {
     let Some(context) = context else {
         return Ok(None);
     };
@@ -176,7 +178,10 @@ impl From<&Citation> for pb::Citation {
     fn from(citation: &Citation) -> Self {
         pb::Citation {
             index: citation.index,
-            document_id: citation.document_id.map(|id| id.to_string()).unwrap_or_default(),
+            document_id: citation
+                .document_id
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
             filename: citation.filename.clone(),
             page: citation.page,
             text: citation.text.clone(),
@@ -201,7 +206,9 @@ impl From<&Message> for pb::Message {
             failure_reason: message.failure_reason.clone().unwrap_or_default(),
             reply_to: string(message.reply_to),
             refined_prompt: message.refined_prompt.clone(),
-            intent: message.intent.map_or(pb::Intent::Unspecified, intent_to_proto) as i32,
+            intent: message
+                .intent
+                .map_or(pb::Intent::Unspecified, intent_to_proto) as i32,
             intent_confidence: message.intent_confidence,
             citations: message.citations.iter().map(Into::into).collect(),
             image_id: string(message.image_id),

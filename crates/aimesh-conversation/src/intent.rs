@@ -35,38 +35,92 @@ pub const EXAMPLES: &[(Intent, &str)] = &[
     (Intent::Chat, "how do I cook rice?"),
     (Intent::Chat, "who are you?"),
     (Intent::Chat, "write a short poem about autumn"),
-    (Intent::Chat, "how many planets are there in the solar system?"),
+    (
+        Intent::Chat,
+        "how many planets are there in the solar system?",
+    ),
     (Intent::Chat, "why do cats purr?"),
     (Intent::Chat, "when did the second world war end?"),
-    (Intent::Chat, "what is the difference between weather and climate?"),
+    (
+        Intent::Chat,
+        "what is the difference between weather and climate?",
+    ),
     (Intent::Chat, "suggest a name for my new puppy"),
     (Intent::Chat, "tell me an interesting fact about whales"),
     (Intent::Chat, "why is the ocean salty?"),
     (Intent::Chat, "how tall is mount everest?"),
-    (Intent::Documents, "according to my documents, what is the deadline?"),
-    (Intent::Documents, "what does the uploaded report say about revenue?"),
+    (
+        Intent::Documents,
+        "according to my documents, what is the deadline?",
+    ),
+    (
+        Intent::Documents,
+        "what does the uploaded report say about revenue?",
+    ),
     (Intent::Documents, "search my files for the contract terms"),
     (Intent::Documents, "summarize the PDF I uploaded"),
-    (Intent::Documents, "in my notes, what did the lecture say about enzymes?"),
-    (Intent::Documents, "find in my documents where the warranty is mentioned"),
-    (Intent::Documents, "what does chapter 2 of my textbook explain?"),
-    (Intent::Documents, "based on the document, who signed the agreement?"),
+    (
+        Intent::Documents,
+        "in my notes, what did the lecture say about enzymes?",
+    ),
+    (
+        Intent::Documents,
+        "find in my documents where the warranty is mentioned",
+    ),
+    (
+        Intent::Documents,
+        "what does chapter 2 of my textbook explain?",
+    ),
+    (
+        Intent::Documents,
+        "based on the document, who signed the agreement?",
+    ),
     (Intent::Documents, "look up the meeting minutes I uploaded"),
-    (Intent::Documents, "which page of my paper talks about the method?"),
+    (
+        Intent::Documents,
+        "which page of my paper talks about the method?",
+    ),
     (Intent::Documents, "quote the part of my file about refunds"),
-    (Intent::Documents, "what are the key points of my uploaded slides?"),
-    (Intent::GenerateImage, "create an image of a sunset over the mountains"),
+    (
+        Intent::Documents,
+        "what are the key points of my uploaded slides?",
+    ),
+    (
+        Intent::GenerateImage,
+        "create an image of a sunset over the mountains",
+    ),
     (Intent::GenerateImage, "draw a cat wearing a hat"),
-    (Intent::GenerateImage, "generate a picture of a futuristic city at night"),
+    (
+        Intent::GenerateImage,
+        "generate a picture of a futuristic city at night",
+    ),
     (Intent::GenerateImage, "make me a logo for a coffee shop"),
-    (Intent::GenerateImage, "paint a watercolor landscape with a river"),
+    (
+        Intent::GenerateImage,
+        "paint a watercolor landscape with a river",
+    ),
     (Intent::GenerateImage, "I want an illustration of a dragon"),
-    (Intent::GenerateImage, "render a 3d photo of a red sports car"),
+    (
+        Intent::GenerateImage,
+        "render a 3d photo of a red sports car",
+    ),
     (Intent::GenerateImage, "design a poster with flowers"),
-    (Intent::GenerateImage, "show me a photo-realistic portrait of an astronaut"),
-    (Intent::GenerateImage, "sketch a cozy cabin in the snowy woods"),
-    (Intent::GenerateImage, "produce an image of a beach with palm trees"),
-    (Intent::GenerateImage, "generate artwork of a robot reading a book"),
+    (
+        Intent::GenerateImage,
+        "show me a photo-realistic portrait of an astronaut",
+    ),
+    (
+        Intent::GenerateImage,
+        "sketch a cozy cabin in the snowy woods",
+    ),
+    (
+        Intent::GenerateImage,
+        "produce an image of a beach with palm trees",
+    ),
+    (
+        Intent::GenerateImage,
+        "generate artwork of a robot reading a book",
+    ),
     (Intent::EditImage, "make the last image brighter"),
     (Intent::EditImage, "enhance my photo"),
     (Intent::EditImage, "sharpen that picture"),
@@ -74,12 +128,18 @@ pub const EXAMPLES: &[(Intent, &str)] = &[
     (Intent::EditImage, "upscale the previous image"),
     (Intent::EditImage, "improve the quality of this photo"),
     (Intent::EditImage, "apply a sepia filter to the picture"),
-    (Intent::EditImage, "increase the contrast of the image you made"),
+    (
+        Intent::EditImage,
+        "increase the contrast of the image you made",
+    ),
     (Intent::EditImage, "make the photo black and white"),
     (Intent::EditImage, "fix the blurry picture from before"),
     (Intent::EditImage, "edit the image to look more vivid"),
     (Intent::EditImage, "retouch my earlier photo"),
 ];
+
+/// The examples' embeddings, by intent.
+type Embedded = Vec<(Intent, Vec<f32>)>;
 
 /// A decided intent.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -94,7 +154,7 @@ pub struct Detected {
 #[derive(Clone)]
 pub struct IntentClassifier {
     embedder: Arc<dyn Embedder>,
-    examples: Arc<OnceCell<Vec<(Intent, Vec<f32>)>>>,
+    examples: Arc<OnceCell<Embedded>>,
 }
 
 impl IntentClassifier {
@@ -115,7 +175,10 @@ impl IntentClassifier {
         let examples = self
             .examples
             .get_or_try_init(|| async {
-                let texts = EXAMPLES.iter().map(|(_, text)| (*text).to_owned()).collect();
+                let texts = EXAMPLES
+                    .iter()
+                    .map(|(_, text)| (*text).to_owned())
+                    .collect();
                 let vectors = self.embedder.embed(texts).await?;
                 Ok::<_, EngineError>(
                     EXAMPLES

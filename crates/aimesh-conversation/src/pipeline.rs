@@ -94,7 +94,10 @@ impl JobHandler for ReplyHandler {
                 Err(error) => return Err(JobError::Retryable(error.to_string())),
             };
             if message.status != Status::Processing {
-                return Err(JobError::Permanent(format!("the message is {} already", message.status)));
+                return Err(JobError::Permanent(format!(
+                    "the message is {} already",
+                    message.status
+                )));
             }
             let mut run = Run {
                 conversation,
@@ -177,7 +180,11 @@ impl Run {
             return Err(Stop::Cancelled);
         }
         self.ctx
-            .progress(percent, &format!("{stage}: {detail}"), &self.outputs.content)
+            .progress(
+                percent,
+                &format!("{stage}: {detail}"),
+                &self.outputs.content,
+            )
             .await;
         Ok(())
     }
@@ -192,15 +199,24 @@ impl Run {
             return;
         }
         self.last_report = Some(Instant::now());
-        let detail = self.outputs.intent.map_or("", |(intent, _)| intent.as_str());
+        let detail = self
+            .outputs
+            .intent
+            .map_or("", |(intent, _)| intent.as_str());
         self.ctx
-            .progress(percent, &format!("{}: {detail}", self.stage), &self.outputs.content)
+            .progress(
+                percent,
+                &format!("{}: {detail}", self.stage),
+                &self.outputs.content,
+            )
             .await;
     }
 
     async fn pipeline(&mut self) -> Result<(), Stop> {
         let store = self.conversation.store().clone();
-        let history = store.history(self.message.session_id, self.message.id).await?;
+        let history = store
+            .history(self.message.session_id, self.message.id)
+            .await?;
         let user = history
             .iter()
             .rev()
@@ -212,7 +228,8 @@ impl Run {
         let context = self.message.document_context.clone().unwrap_or_default();
 
         // 1. refine
-        self.enter(Stage::Refine, 5, "rewriting the request").await?;
+        self.enter(Stage::Refine, 5, "rewriting the request")
+            .await?;
         self.outputs.refined_prompt = if turns.is_empty() {
             user.content.clone()
         } else {
@@ -220,7 +237,8 @@ impl Run {
         };
 
         // 2. intent
-        self.enter(Stage::Intent, 15, "detecting the intent").await?;
+        self.enter(Stage::Intent, 15, "detecting the intent")
+            .await?;
         let detected = if context.document_id.is_some() || context.relevant_text.is_some() {
             (Intent::Documents, 1.0)
         } else {
@@ -247,7 +265,10 @@ impl Run {
                     })?;
                 self.generate(chat, messages).await?;
             }
-            Intent::Documents => self.answer_from_documents(&turns, &user.content, &context).await?,
+            Intent::Documents => {
+                self.answer_from_documents(&turns, &user.content, &context)
+                    .await?
+            }
             Intent::GenerateImage => self.generate_image().await?,
             Intent::EditImage => self.edit_image(&earlier).await?,
         }
@@ -255,7 +276,14 @@ impl Run {
         // 4. finalise
         self.enter(Stage::Finalise, 98, "storing the reply").await?;
         let finished = store
-            .finish(self.message.id, Status::Done, Stage::Finalise, None, &self.outputs, now())
+            .finish(
+                self.message.id,
+                Status::Done,
+                Stage::Finalise,
+                None,
+                &self.outputs,
+                now(),
+            )
             .await?;
         if !finished {
             return Err(Stop::Cancelled);
@@ -304,7 +332,11 @@ impl Run {
     }
 
     /// Streams a reply of `chat` to `messages` into the outputs.
-    async fn generate(&mut self, chat: Arc<dyn ChatModel>, messages: Vec<ChatMessage>) -> Result<(), Stop> {
+    async fn generate(
+        &mut self,
+        chat: Arc<dyn ChatModel>,
+        messages: Vec<ChatMessage>,
+    ) -> Result<(), Stop> {
         let params = GenerationParams {
             max_tokens: self.conversation.config().reply_max_tokens,
             ..GenerationParams::default()
@@ -384,13 +416,18 @@ impl Run {
                 score: 1.0,
             }],
             None => {
-                let search = self.conversation.pipeline().documents.clone().ok_or_else(|| {
-                    Stop::Failed(
-                        "document search is not available here: serve the processing service \
+                let search = self
+                    .conversation
+                    .pipeline()
+                    .documents
+                    .clone()
+                    .ok_or_else(|| {
+                        Stop::Failed(
+                            "document search is not available here: serve the processing service \
                          in the same mesh"
-                            .into(),
-                    )
-                })?;
+                                .into(),
+                        )
+                    })?;
                 let ids = context.document_id.into_iter().collect();
                 let query = self.outputs.refined_prompt.clone();
                 let found = tokio::select! {
@@ -445,7 +482,9 @@ impl Run {
         let messages = prompt::fit(&system, turns, question, budget, &count)
             .or_else(|| prompt::fit(&system, &[], question, budget, &count))
             .ok_or_else(|| {
-                Stop::Failed("the passages and the question do not fit in the chat model's context".into())
+                Stop::Failed(
+                    "the passages and the question do not fit in the chat model's context".into(),
+                )
             })?;
         self.generate(chat, messages).await?;
         let mut sources = String::from("\n\nSources:");
@@ -529,7 +568,10 @@ impl Run {
                 return Err(JobError::Cancelled);
             }
             Err(Stop::Failed(reason)) => {
-                let said = format!("Sorry, I could not do that ({} stage failed): {reason}", self.stage);
+                let said = format!(
+                    "Sorry, I could not do that ({} stage failed): {reason}",
+                    self.stage
+                );
                 if self.outputs.content.is_empty() {
                     self.outputs.content = said;
                 } else {
@@ -537,13 +579,23 @@ impl Run {
                 }
                 self.report(100, true).await;
                 let _ = store
-                    .finish(self.message.id, Status::Failed, self.stage, Some(&reason), &self.outputs, now())
+                    .finish(
+                        self.message.id,
+                        Status::Failed,
+                        self.stage,
+                        Some(&reason),
+                        &self.outputs,
+                        now(),
+                    )
                     .await;
                 (Status::Failed, Some(reason))
             }
         };
         if let Some(reason) = error {
-            return Err(JobError::Permanent(format!("{} stage: {reason}", self.stage)));
+            return Err(JobError::Permanent(format!(
+                "{} stage: {reason}",
+                self.stage
+            )));
         }
         Ok(JobOutput::message(&pb::ReplyResult {
             message_id: self.message.id.to_string(),
@@ -551,8 +603,9 @@ impl Run {
             intent: self
                 .outputs
                 .intent
-                .map_or(pb::Intent::Unspecified, |(intent, _)| crate::convert::intent_to_proto(intent))
-                as i32,
+                .map_or(pb::Intent::Unspecified, |(intent, _)| {
+                    crate::convert::intent_to_proto(intent)
+                }) as i32,
             completion_tokens: self.outputs.completion_tokens as i32,
         }))
     }
@@ -560,5 +613,8 @@ impl Run {
 
 /// A token counter over `chat`'s tokenizer, estimating when it has none.
 fn counter(chat: Arc<dyn ChatModel>) -> impl Fn(&str) -> usize {
-    move |text: &str| chat.count_tokens(text).unwrap_or_else(|| prompt::estimate_tokens(text))
+    move |text: &str| {
+        chat.count_tokens(text)
+            .unwrap_or_else(|| prompt::estimate_tokens(text))
+    }
 }

@@ -63,8 +63,11 @@ pub trait DocumentSearch: Send + Sync + 'static {
 /// Makes images in their owner's gallery.
 pub trait ImageMaker: Send + Sync + 'static {
     /// Generates an image from `prompt` into `owner`'s gallery and returns its id.
-    fn generate<'a>(&'a self, owner: &'a str, prompt: &'a str)
-    -> BoxFuture<'a, Result<Uuid, PortError>>;
+    fn generate<'a>(
+        &'a self,
+        owner: &'a str,
+        prompt: &'a str,
+    ) -> BoxFuture<'a, Result<Uuid, PortError>>;
 
     /// Edits (enhances) `owner`'s image `source` as `instruction` asks, storing the result as
     /// a new image of the gallery; returns its id.

@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use crate::{
     domain::{
-        DocumentContext, Message, MessagePage, Outputs, ReplyJob, Role, Sent, Session,
-        SessionPage, Stage, Status, now,
+        DocumentContext, Message, MessagePage, Outputs, ReplyJob, Role, Sent, Session, SessionPage,
+        Stage, Status, now,
     },
     error::{ConversationError, ConversationResult},
     intent::IntentClassifier,
@@ -151,7 +151,11 @@ impl Conversation {
     // === sessions ===
 
     /// Creates a session for `owner`.
-    pub async fn create_session(&self, owner: &str, title: Option<String>) -> ConversationResult<Session> {
+    pub async fn create_session(
+        &self,
+        owner: &str,
+        title: Option<String>,
+    ) -> ConversationResult<Session> {
         let title = title.unwrap_or_default();
         self.check_title(&title, true)?;
         self.store.create_session(owner, title.trim(), now()).await
@@ -176,7 +180,12 @@ impl Conversation {
     }
 
     /// Renames `owner`'s session.
-    pub async fn rename_session(&self, owner: &str, id: Uuid, title: &str) -> ConversationResult<Session> {
+    pub async fn rename_session(
+        &self,
+        owner: &str,
+        id: Uuid,
+        title: &str,
+    ) -> ConversationResult<Session> {
         self.check_title(title, false)?;
         self.store
             .rename_session(owner, id, title.trim(), false, now())
@@ -300,7 +309,9 @@ impl Conversation {
         let mut assistant = Message::new(&session, Role::Assistant, String::new(), at);
         assistant.reply_to = Some(user.id);
         assistant.document_context = context;
-        self.store.insert_messages(&session, &[&user, &assistant], at).await?;
+        self.store
+            .insert_messages(&session, &[&user, &assistant], at)
+            .await?;
         if session.title.is_empty()
             && let Some(named) = self
                 .store
@@ -325,7 +336,9 @@ impl Conversation {
         let payload = serde_json::to_vec(&ReplyJob {
             message_id: assistant.id,
         })
-        .map_err(|e| ConversationError::Internal(format!("failed to encode the job payload: {e}")))?;
+        .map_err(|e| {
+            ConversationError::Internal(format!("failed to encode the job payload: {e}"))
+        })?;
         let submitted = self
             .jobs
             .submit(
@@ -344,7 +357,14 @@ impl Conversation {
                 let reason = format!("the reply could not be queued: {error}");
                 let _ = self
                     .store
-                    .finish(assistant.id, Status::Failed, Stage::Queued, Some(&reason), &Outputs::default(), now())
+                    .finish(
+                        assistant.id,
+                        Status::Failed,
+                        Stage::Queued,
+                        Some(&reason),
+                        &Outputs::default(),
+                        now(),
+                    )
                     .await;
                 return Err(error.into());
             }
@@ -368,7 +388,12 @@ impl Conversation {
 
     /// Returns a message of `owner`'s session. A reply whose job ended without finishing it
     /// (its worker died) is marked FAILED here.
-    pub async fn message(&self, owner: &str, session_id: Uuid, id: Uuid) -> ConversationResult<Message> {
+    pub async fn message(
+        &self,
+        owner: &str,
+        session_id: Uuid,
+        id: Uuid,
+    ) -> ConversationResult<Message> {
         let message = self
             .store
             .message(id)
@@ -417,7 +442,12 @@ impl Conversation {
     }
 
     /// Stops a reply in progress of `owner`'s session.
-    pub async fn cancel(&self, owner: &str, session_id: Uuid, id: Uuid) -> ConversationResult<Message> {
+    pub async fn cancel(
+        &self,
+        owner: &str,
+        session_id: Uuid,
+        id: Uuid,
+    ) -> ConversationResult<Message> {
         let message = self.message(owner, session_id, id).await?;
         if message.role != Role::Assistant {
             return Err(ConversationError::FailedPrecondition(
@@ -445,7 +475,11 @@ impl Conversation {
     }
 
     /// Answers the last user message of `owner`'s session again, replacing its reply.
-    pub async fn regenerate(&self, owner: &str, session_id: Uuid) -> ConversationResult<(Message, Job)> {
+    pub async fn regenerate(
+        &self,
+        owner: &str,
+        session_id: Uuid,
+    ) -> ConversationResult<(Message, Job)> {
         let session = self.session(owner, session_id).await?;
         let last = self.store.last_message(session_id).await?.ok_or_else(|| {
             ConversationError::FailedPrecondition("the session has no message to answer".into())
@@ -459,7 +493,9 @@ impl Conversation {
                     ));
                 }
                 let user = last.reply_to.ok_or_else(|| {
-                    ConversationError::FailedPrecondition("the last reply answers no message".into())
+                    ConversationError::FailedPrecondition(
+                        "the last reply answers no message".into(),
+                    )
                 })?;
                 self.store.delete_from(session_id, last.id, true).await?;
                 (user, last.document_context.clone())
@@ -470,7 +506,9 @@ impl Conversation {
         let mut assistant = Message::new(&session, Role::Assistant, String::new(), at);
         assistant.reply_to = Some(user_id);
         assistant.document_context = context;
-        self.store.insert_messages(&session, &[&assistant], at).await?;
+        self.store
+            .insert_messages(&session, &[&assistant], at)
+            .await?;
         let job = self.start(owner, &mut assistant).await?;
         Ok((assistant, job))
     }
@@ -509,7 +547,9 @@ impl Conversation {
         let mut assistant = Message::new(&session, Role::Assistant, String::new(), at);
         assistant.reply_to = Some(id);
         assistant.document_context = context;
-        self.store.insert_messages(&session, &[&assistant], at).await?;
+        self.store
+            .insert_messages(&session, &[&assistant], at)
+            .await?;
         let job = self.start(owner, &mut assistant).await?;
         Ok((user, assistant, job))
     }
@@ -527,7 +567,9 @@ impl Conversation {
         let job_id = match (message.status, message.job_id) {
             (Status::Processing, Some(job_id)) => job_id,
             _ => {
-                return Ok(futures::stream::iter([Ok(ReplyEvent::Final(Box::new(message)))]).boxed());
+                return Ok(
+                    futures::stream::iter([Ok(ReplyEvent::Final(Box::new(message)))]).boxed(),
+                );
             }
         };
         let jobs = self.jobs.watch(owner, job_id).await?;
@@ -574,7 +616,9 @@ impl Conversation {
                             if terminal {
                                 state.done = true;
                                 match this.message(&owner, session_id, id).await {
-                                    Ok(message) => events.push(ReplyEvent::Final(Box::new(message))),
+                                    Ok(message) => {
+                                        events.push(ReplyEvent::Final(Box::new(message)))
+                                    }
                                     Err(error) => return Some((Err(error), state)),
                                 }
                             }
@@ -626,7 +670,10 @@ impl aimesh_kit::owned::OwnedData for Conversation {
         "conversation"
     }
 
-    fn delete_owner<'a>(&'a self, owner: &'a str) -> futures::future::BoxFuture<'a, Result<u64, String>> {
+    fn delete_owner<'a>(
+        &'a self,
+        owner: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<u64, String>> {
         Box::pin(async move {
             Conversation::delete_owner(self, owner)
                 .await

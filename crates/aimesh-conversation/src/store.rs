@@ -225,9 +225,10 @@ impl ConversationStore {
     pub async fn delete_session(&self, owner_id: &str, id: Uuid) -> ConversationResult<bool> {
         let deleted = with_db!(&self.db, |pool| {
             let mut tx = pool.begin().await?;
-            let messages = sqlx::query("DELETE FROM chat_messages WHERE session_id = $1 AND owner_id = $2")
-                .bind(id)
-                .bind(owner_id);
+            let messages =
+                sqlx::query("DELETE FROM chat_messages WHERE session_id = $1 AND owner_id = $2")
+                    .bind(id)
+                    .bind(owner_id);
             traced!(&self.db, DELETE "chat_messages", messages.execute(&mut *tx)).await?;
             let session = sqlx::query("DELETE FROM chat_sessions WHERE id = $1 AND owner_id = $2")
                 .bind(id)
@@ -359,7 +360,11 @@ impl ConversationStore {
     }
 
     /// The session's messages before `before`, oldest first (the history a reply reads).
-    pub async fn history(&self, session_id: Uuid, before: Uuid) -> ConversationResult<Vec<Message>> {
+    pub async fn history(
+        &self,
+        session_id: Uuid,
+        before: Uuid,
+    ) -> ConversationResult<Vec<Message>> {
         let rows: Vec<MessageRow> = with_db!(&self.db, SELECT "chat_messages", |pool| {
             sqlx::query_as("SELECT id, session_id, owner_id, role, content, status, stage, \
                  failure_reason, reply_to, refined_prompt, intent, intent_confidence, citations, \

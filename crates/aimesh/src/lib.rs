@@ -9,7 +9,7 @@ pub mod ops;
 pub mod tools;
 
 pub use config::{
-    ConversationSettings, GallerySettings, JobsSettings, MeshConfig, ProcessingSettings, ReportsSettings, ServiceKind,
-    SpeechSettings, WorkerMode, WorkerSettings,
+    ConversationSettings, GallerySettings, JobsSettings, MeshConfig, ProcessingSettings,
+    ReportsSettings, ServiceKind, SpeechSettings, WorkerMode, WorkerSettings,
 };
 pub use mesh::{Core, Mesh, ServiceSettings, connect, migrate, run_worker};

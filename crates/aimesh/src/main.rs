@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use aimesh::{
-    GallerySettings, JobsSettings, Mesh, MeshConfig, ProcessingSettings, ReportsSettings,
-    ServiceKind, SpeechSettings, ConversationSettings, WorkerSettings,
+    ConversationSettings, GallerySettings, JobsSettings, Mesh, MeshConfig, ProcessingSettings,
+    ReportsSettings, ServiceKind, SpeechSettings, WorkerSettings,
 };
 use aimesh_identity::IdentityConfig;
 use aimesh_kit::{

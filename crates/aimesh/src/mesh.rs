@@ -6,6 +6,10 @@ use std::{sync::Arc, time::Duration};
 
 use aimesh_admin::{Admin, AdminApi, AuditStore, StorageUsage};
 use aimesh_ai::translate::{Apertium, Marian, Translator, Translators};
+use aimesh_conversation::{
+    Conversation, ConversationApi, ConversationStore, DocumentSearch, ImageMaker, Passage,
+    Pipeline, PortError, ReplyHandler,
+};
 use aimesh_gallery::{
     Gallery, GalleryApi, ImageEngines, ImageStore,
     job::{OperationHandler, PurgeHandler as TrashPurgeHandler},
@@ -41,18 +45,14 @@ use aimesh_speech::{
     Speech, SpeechApi, SpeechStore,
     transcribe::{RETENTION_KIND, RetentionHandler, TranscribeHandler},
 };
-use aimesh_conversation::{
-    Conversation, ConversationApi, ConversationStore, DocumentSearch, ImageMaker, Passage,
-    Pipeline, PortError, ReplyHandler,
-};
 use anyhow::Context;
 use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::config::{
-    ConversationSettings, GallerySettings, MeshConfig, ProcessingSettings, ReportsSettings, ServiceKind, SpeechSettings,
-    WorkerSettings,
+    ConversationSettings, GallerySettings, MeshConfig, ProcessingSettings, ReportsSettings,
+    ServiceKind, SpeechSettings, WorkerSettings,
 };
 
 /// The name of the recordings' retention schedule.

@@ -123,7 +123,10 @@ async fn poll(client: &Client, session: &str, id: &str) -> pb::Message {
         if message.status() != pb::MessageStatus::Processing {
             return message;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the reply never ended");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the reply never ended"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -365,7 +368,10 @@ async fn messages_are_bounded_and_cancellable(backend: Backend) {
     assert_eq!(cancelled.status(), pb::MessageStatus::Cancelled);
     let events = watch(&alice, &session.id, &pending.id).await;
     assert_eq!(events.len(), 1);
-    assert_eq!(final_message(&events).status(), pb::MessageStatus::Cancelled);
+    assert_eq!(
+        final_message(&events).status(),
+        pb::MessageStatus::Cancelled
+    );
     let status = alice
         .clone()
         .cancel_message(pb::CancelMessageRequest {
@@ -460,9 +466,16 @@ async fn a_chat_reply_streams_token_by_token(backend: Backend) {
     assert_eq!(reply.model, "smollm2-135m-instruct");
     assert!(reply.completion_tokens > 0);
     assert!(!reply.content.trim().is_empty());
-    assert_eq!(reply.refined_prompt, "Hello! What is the capital of France?");
+    assert_eq!(
+        reply.refined_prompt,
+        "Hello! What is the capital of France?"
+    );
     let pieces = deltas(&events);
-    assert!(pieces.len() >= 2, "the reply came in {} pieces", pieces.len());
+    assert!(
+        pieces.len() >= 2,
+        "the reply came in {} pieces",
+        pieces.len()
+    );
     assert_eq!(pieces.concat(), reply.content);
     let stages: Vec<pb::Stage> = events
         .iter()
@@ -535,7 +548,10 @@ async fn a_chat_reply_streams_token_by_token(backend: Backend) {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(edited.user_message.unwrap().content, "What is the capital of Italy?");
+    assert_eq!(
+        edited.user_message.unwrap().content,
+        "What is the capital of Italy?"
+    );
     let answer = edited.assistant_message.unwrap();
     let answer = poll(&alice, &session.id, &answer.id).await;
     assert_eq!(answer.status(), pb::MessageStatus::Done);
@@ -602,7 +618,11 @@ async fn documents_are_cited_and_images_fail_with_the_fix(backend: Backend) {
     assert_eq!(answer.citations[0].document_id, document.id);
     assert_eq!(answer.citations[0].filename, "garden.txt");
     assert!(answer.citations[0].text.contains("watering"));
-    assert!(answer.content.contains("Sources:\n[1] garden.txt"), "{}", answer.content);
+    assert!(
+        answer.content.contains("Sources:\n[1] garden.txt"),
+        "{}",
+        answer.content
+    );
 
     // Nothing relevant: said so, nothing cited (a new session, so no history refines it).
     let none = ask(
@@ -616,7 +636,11 @@ async fn documents_are_cited_and_images_fail_with_the_fix(backend: Backend) {
     .await;
     assert_eq!(none.status(), pb::MessageStatus::Done, "{none:?}");
     assert!(none.citations.is_empty());
-    assert!(none.content.contains("not in your documents"), "{}", none.content);
+    assert!(
+        none.content.contains("not in your documents"),
+        "{}",
+        none.content
+    );
 
     // Text passed as context is the passage.
     let given = ask(
@@ -669,8 +693,16 @@ async fn documents_are_cited_and_images_fail_with_the_fix(backend: Backend) {
     assert_eq!(image.status(), pb::MessageStatus::Failed, "{image:?}");
     assert_eq!(image.intent(), pb::Intent::GenerateImage);
     assert_eq!(image.stage(), pb::Stage::Act);
-    assert!(image.failure_reason.contains("image"), "{}", image.failure_reason);
-    assert!(image.content.starts_with("Sorry, I could not"), "{}", image.content);
+    assert!(
+        image.failure_reason.contains("image"),
+        "{}",
+        image.failure_reason
+    );
+    assert!(
+        image.content.starts_with("Sorry, I could not"),
+        "{}",
+        image.content
+    );
     assert!(image.image_id.is_empty());
 }
 
