@@ -98,14 +98,14 @@ test("REST: a reply streams as NDJSON, stage by stage and piece by piece", async
   assert.equal(named.json.session.title, "Hello! What is the capital of France?");
 });
 
-test("REST: POST /api/v1/chat without a session creates one", async () => {
-  const response = await http("POST", "/api/v1/chat", {
+test("REST: POST /api/v1/chat/messages without a session creates one", async () => {
+  const response = await http("POST", "/api/v1/chat/messages", {
     body: { message: "Tell me a short fact about owls." },
   });
   assert.equal(response.status, 200, response.text);
   assert.ok(response.json.session.id, response.text);
   assert.equal(response.json.assistant_message.status, "MESSAGE_STATUS_PROCESSING");
-  const refused = await http("POST", "/api/v1/chat", { body: { message: "" } });
+  const refused = await http("POST", "/api/v1/chat/messages", { body: { message: "" } });
   assert.equal(refused.status, 400, refused.text);
 });
 
