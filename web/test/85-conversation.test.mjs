@@ -1,5 +1,5 @@
 // A chat session through the edge: a message sent over REST answers at once with the pending
-// reply; the reply streams as newline-delimited JSON (WatchMessage over REST) and as grpc-web
+// reply (and can be cancelled); the reply streams as newline-delimited JSON (WatchMessage over REST) and as grpc-web
 // messages, stage changes and text pieces, and ends with the finished message; polling GET
 // sees the same message.
 
@@ -15,7 +15,7 @@ import { authHeaders, env, http, signIn } from "../testlib/edge.mjs";
 
 await signIn();
 
-const REPLY_MS = 180_000;
+const REPLY_MS = 300_000;
 
 async function newSession() {
   const created = await http("POST", "/api/v1/chat/sessions", { body: {} });
@@ -105,6 +105,16 @@ test("REST: POST /api/v1/chat/messages without a session creates one", async () 
   assert.equal(response.status, 200, response.text);
   assert.ok(response.json.session.id, response.text);
   assert.equal(response.json.assistant_message.status, "MESSAGE_STATUS_PROCESSING");
+  // An explicit cancel stops the reply (and frees the chat engine for the next test).
+  const session = response.json.session.id;
+  const reply = response.json.assistant_message.id;
+  const cancelled = await http(
+    "POST",
+    `/api/v1/chat/sessions/${session}/messages/${reply}:cancel`,
+    { body: {} },
+  );
+  assert.equal(cancelled.status, 200, cancelled.text);
+  assert.equal(cancelled.json.message.status, "MESSAGE_STATUS_CANCELLED", cancelled.text);
   const refused = await http("POST", "/api/v1/chat/messages", { body: { message: "" } });
   assert.equal(refused.status, 400, refused.text);
 });
