@@ -15,6 +15,7 @@ const PROTOS: &[&str] = &[
     "aimesh/reports/v1/reports.proto",
     "aimesh/gallery/v1/gallery.proto",
     "aimesh/speech/v1/speech.proto",
+    "aimesh/conversation/v1/conversation.proto",
     "aimesh/admin/v1/admin.proto",
     "aimesh/files/v1/files.proto",
     "aimesh/bench/v1/echo.proto",

@@ -40,6 +40,14 @@ pub mod models {
     }
 }
 
+/// `aimesh.conversation.v1`.
+pub mod conversation {
+    /// Version 1.
+    pub mod v1 {
+        tonic::include_proto!("aimesh.conversation.v1");
+    }
+}
+
 /// `aimesh.processing.v1`.
 pub use self::packages::processing;
 

@@ -28,6 +28,9 @@ pub enum ServiceKind {
     Gallery,
     /// `aimesh.speech.v1.SpeechService`: stored transcriptions and synthesised audio.
     Speech,
+    /// `aimesh.conversation.v1.ConversationService`: chat sessions whose messages run an AI
+    /// pipeline, with replies streamed live.
+    Conversation,
     /// `aimesh.admin.v1.AdminService`: accounts, audit log, every user's jobs (administrators
     /// only).
     Admin,
@@ -47,6 +50,7 @@ impl ServiceKind {
         ServiceKind::Reports,
         ServiceKind::Gallery,
         ServiceKind::Speech,
+        ServiceKind::Conversation,
         ServiceKind::Admin,
         ServiceKind::Files,
     ];
@@ -63,6 +67,7 @@ impl fmt::Display for ServiceKind {
             ServiceKind::Reports => "reports",
             ServiceKind::Gallery => "gallery",
             ServiceKind::Speech => "speech",
+            ServiceKind::Conversation => "conversation",
             ServiceKind::Admin => "admin",
             ServiceKind::Files => "files",
         })
@@ -456,6 +461,47 @@ impl FilesSettings {
     }
 }
 
+/// Settings of the conversation service: what a message may hold, how many replies a user
+/// may have in progress, and how long a reply may be.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConversationSettings {
+    /// Longest chat message, in characters.
+    #[arg(long, env = "AIMESH_CHAT_MAX_MESSAGE_CHARS", default_value_t = 8000)]
+    pub chat_max_message_chars: usize,
+
+    /// Replies one user may have in progress at once; more are refused with
+    /// RESOURCE_EXHAUSTED and a retry delay.
+    #[arg(long, env = "AIMESH_CHAT_MAX_PIPELINES_PER_USER", default_value_t = 2)]
+    pub chat_max_pipelines_per_user: u32,
+
+    /// Most tokens of one reply (up to 2048).
+    #[arg(long, env = "AIMESH_CHAT_REPLY_MAX_TOKENS", default_value_t = 256)]
+    pub chat_reply_max_tokens: u32,
+}
+
+impl ConversationSettings {
+    /// Returns the service's limits.
+    pub fn config(&self) -> aimesh_conversation::ConversationConfig {
+        aimesh_conversation::ConversationConfig {
+            max_message_chars: self.chat_max_message_chars.max(1),
+            max_pipelines_per_user: self.chat_max_pipelines_per_user.max(1),
+            reply_max_tokens: self
+                .chat_reply_max_tokens
+                .clamp(1, aimesh_ai::chat::MAX_COMPLETION_TOKENS),
+            ..aimesh_conversation::ConversationConfig::default()
+        }
+    }
+
+    /// Returns the defaults.
+    pub fn for_tests() -> Self {
+        Self {
+            chat_max_message_chars: 8000,
+            chat_max_pipelines_per_user: 2,
+            chat_reply_max_tokens: 256,
+        }
+    }
+}
+
 /// Everything a mesh process is configured with.
 #[derive(Debug, Clone)]
 pub struct MeshConfig {
@@ -481,6 +527,8 @@ pub struct MeshConfig {
     pub speech: SpeechSettings,
     /// Signed file URLs.
     pub files: FilesSettings,
+    /// The conversation service.
+    pub conversation: ConversationSettings,
 }
 
 impl MeshConfig {
@@ -498,6 +546,7 @@ impl MeshConfig {
             gallery: GallerySettings::for_tests(),
             speech: SpeechSettings::for_tests(),
             files: FilesSettings::for_tests(),
+            conversation: ConversationSettings::for_tests(),
         }
     }
 }

@@ -10,7 +10,7 @@ pub mod ops;
 pub mod tools;
 
 pub use config::{
-    FilesSettings, GallerySettings, JobsSettings, MeshConfig, ProcessingSettings, ReportsSettings,
-    ServiceKind, SpeechSettings, WorkerMode, WorkerSettings,
+    ConversationSettings, FilesSettings, GallerySettings, JobsSettings, MeshConfig,
+    ProcessingSettings, ReportsSettings, ServiceKind, SpeechSettings, WorkerMode, WorkerSettings,
 };
 pub use mesh::{Core, Mesh, ServiceSettings, connect, migrate, run_worker};

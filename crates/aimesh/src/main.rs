@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 use aimesh::{
-    FilesSettings, GallerySettings, JobsSettings, Mesh, MeshConfig, ProcessingSettings,
+    ConversationSettings, FilesSettings, GallerySettings, JobsSettings, Mesh, MeshConfig,
+    ProcessingSettings,
     ReportsSettings, ServiceKind, SpeechSettings, WorkerSettings,
 };
 use aimesh_identity::IdentityConfig;
@@ -67,6 +68,7 @@ enum Command {
 
         #[command(flatten)]
         files: FilesSettings,
+        conversation: ConversationSettings,
 
         /// Services to run, comma-separated (default: all).
         #[arg(long, env = "AIMESH_SERVICES", value_delimiter = ',', value_enum)]
@@ -98,6 +100,7 @@ enum Command {
 
         #[command(flatten)]
         files: FilesSettings,
+        conversation: ConversationSettings,
     },
     /// Apply pending database migrations and exit.
     Migrate {
@@ -306,6 +309,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             gallery,
             speech,
             files,
+            conversation,
             services,
         } => {
             name_worker(&mut worker);
@@ -327,6 +331,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 gallery,
                 speech,
                 files,
+                conversation,
             };
             let mesh = Mesh::build(&config, &services).await?;
             let token = mesh.shutdown_token();
@@ -345,6 +350,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             gallery,
             speech,
             files,
+            conversation,
         } => {
             name_worker(&mut worker);
             let shutdown = tokio_util::sync::CancellationToken::new();
@@ -363,6 +369,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     gallery: &gallery,
                     speech: &speech,
                     files: &files,
+                    conversation: &conversation,
                 },
                 shutdown,
             )

@@ -6,6 +6,10 @@ use std::{sync::Arc, time::Duration};
 
 use aimesh_admin::{Admin, AdminApi, AuditStore, StorageUsage};
 use aimesh_ai::translate::{Apertium, Marian, Translator, Translators};
+use aimesh_conversation::{
+    Conversation, ConversationApi, ConversationStore, DocumentSearch, ImageMaker, Passage,
+    Pipeline, PortError, ReplyHandler,
+};
 use aimesh_gallery::{
     Gallery, GalleryApi, ImageStore,
     job::{OperationHandler, PurgeHandler as TrashPurgeHandler},
@@ -48,8 +52,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::config::{
-    FilesSettings, GallerySettings, MeshConfig, ProcessingSettings, ReportsSettings, ServiceKind,
-    SpeechSettings, WorkerSettings,
+    ConversationSettings, FilesSettings, GallerySettings, MeshConfig, ProcessingSettings,
+    ReportsSettings, ServiceKind, SpeechSettings, WorkerSettings,
 };
 
 /// The name of the recordings' retention schedule.
@@ -64,6 +68,7 @@ pub async fn migrate(db: &Db) -> anyhow::Result<()> {
     db.migrate(&aimesh_reports::MIGRATIONS).await?;
     db.migrate(&aimesh_gallery::MIGRATIONS).await?;
     db.migrate(&aimesh_speech::MIGRATIONS).await?;
+    db.migrate(&aimesh_conversation::MIGRATIONS).await?;
     db.migrate(&aimesh_admin::MIGRATIONS).await?;
     db.migrate(&aimesh_kit::files::MIGRATIONS).await?;
     Ok(())
@@ -126,6 +131,8 @@ pub struct Core {
     pub gallery: Gallery,
     /// The speech service.
     pub speech: Speech,
+    /// The conversation service.
+    pub conversation: Conversation,
     /// Every service's data by owner, deleted with an account.
     pub owned: OwnedDataRegistry,
     /// The storage quota over every service's files, and the signer of their URLs.
@@ -173,6 +180,8 @@ pub struct ServiceSettings<'a> {
     pub speech: &'a SpeechSettings,
     /// Signed file URLs.
     pub files: &'a FilesSettings,
+    /// Chat sessions.
+    pub conversation: &'a ConversationSettings,
 }
 
 impl<'a> ServiceSettings<'a> {
@@ -184,6 +193,7 @@ impl<'a> ServiceSettings<'a> {
             gallery: &config.gallery,
             speech: &config.speech,
             files: &config.files,
+            conversation: &config.conversation,
         }
     }
 }
@@ -206,6 +216,7 @@ impl Core {
             gallery,
             speech: speech_settings,
             files: files_settings,
+            conversation: conversation_settings,
         } = settings;
         let db = connect(server).await?;
         if server.auto_migrate {
@@ -339,6 +350,26 @@ impl Core {
             notes.translators().clone(),
         );
         let quizzes = Quizzes::new(QuizStore::new(db.clone()), processing.clone(), jobs.clone());
+        let conversation = Conversation::new(
+            ConversationStore::new(db.clone()),
+            jobs.clone(),
+            conversation_settings.config(),
+            Pipeline {
+                chat: engines
+                    .chat
+                    .clone()
+                    .map_err(|unavailable| unavailable.detail().to_owned()),
+                embedder: engines
+                    .embedder
+                    .clone()
+                    .map_err(|unavailable| unavailable.detail().to_owned()),
+                documents: Some(Arc::new(SearchPort(processing.clone())) as Arc<dyn DocumentSearch>),
+                images: Some(Arc::new(GalleryPort {
+                    gallery: gallery.clone(),
+                    jobs: jobs.clone(),
+                }) as Arc<dyn ImageMaker>),
+            },
+        );
         if let Some(retention) = worker.retention() {
             jobs.schedule_retention(&retention)
                 .await
@@ -353,7 +384,8 @@ impl Core {
             .register(Arc::new(processing.clone()))
             .register(Arc::new(gallery.clone()))
             .register(Arc::new(speech.clone()))
-            .register(Arc::new(reports.clone()));
+            .register(Arc::new(reports.clone()))
+            .register(Arc::new(conversation.clone()));
         Ok(Self {
             db,
             bus,
@@ -366,6 +398,7 @@ impl Core {
             reports,
             gallery,
             speech,
+            conversation,
             owned,
             files,
             file_readers,
@@ -400,6 +433,9 @@ impl Core {
             handlers.push(Arc::new(TranscribeHandler::new(self.speech.clone())));
         }
         handlers.push(Arc::new(RetentionHandler::new(self.speech.clone())));
+        if self.conversation.can_reply() {
+            handlers.push(Arc::new(ReplyHandler::new(self.conversation.clone())));
+        }
         self.jobs.worker(handlers, settings.worker_config(grace))
     }
 }
@@ -443,7 +479,8 @@ impl Mesh {
             || services.contains(&ServiceKind::Models)
             || services.contains(&ServiceKind::Processing)
             || services.contains(&ServiceKind::Gallery)
-            || services.contains(&ServiceKind::Speech);
+            || services.contains(&ServiceKind::Speech)
+            || services.contains(&ServiceKind::Conversation);
         let engines = Arc::new(if needs_engines {
             Engines::load(&config.models).await
         } else {
@@ -517,6 +554,8 @@ impl Mesh {
                     FilesApi::new(core.files.signer.clone(), core.file_readers.clone())
                         .into_server(),
                 ),
+                (ServiceKind::Conversation, _, _) => builder
+                    .add_service(ConversationApi::new(core.conversation.clone()).into_server()),
                 (ServiceKind::Admin, _, _) => builder
                     .add_service(admin_api(&core, identity.as_ref(), &directory).into_server()),
                 _ => builder,
@@ -741,6 +780,142 @@ async fn signing_key(db: &Db, settings: &FilesSettings) -> anyhow::Result<Signin
             .await
             .map_err(|reason| anyhow::anyhow!("{reason}"))
             .context("failed to load the signed URLs' key (run `aimesh migrate`?)"),
+    }
+}
+
+/// The processing service's semantic search as the conversation's document search: the
+/// caller's documents, read through the service, never through its tables.
+struct SearchPort(Processing);
+
+impl DocumentSearch for SearchPort {
+    fn search<'a>(
+        &'a self,
+        owner: &'a str,
+        query: &'a str,
+        k: u32,
+        document_ids: Vec<Uuid>,
+    ) -> BoxFuture<'a, Result<Vec<Passage>, PortError>> {
+        Box::pin(async move {
+            let query = aimesh_processing::domain::SearchQuery {
+                query: query.to_owned(),
+                k,
+                document_ids,
+            };
+            match self.0.search(owner, query).await {
+                Ok((hits, _)) => Ok(hits
+                    .into_iter()
+                    .map(|hit| Passage {
+                        document_id: hit.chunk.document_id,
+                        filename: hit.chunk.filename,
+                        page: hit.chunk.page,
+                        text: hit.chunk.text,
+                        score: hit.score,
+                    })
+                    .collect()),
+                Err(aimesh_processing::ProcessingError::DocumentNotFound(id)) => {
+                    Err(PortError::NotFound(format!("document {id}")))
+                }
+                Err(aimesh_processing::ProcessingError::EngineUnavailable(reason)) => {
+                    Err(PortError::NotServing {
+                        reason: format!("document search is not available: {reason}"),
+                        fix: "load the embeddings engine (aimesh models fetch)".into(),
+                    })
+                }
+                Err(error) => Err(PortError::Failed(error.to_string())),
+            }
+        })
+    }
+}
+
+/// The gallery as the conversation's image maker: an operation submitted as the gallery's
+/// job, followed to its end.
+struct GalleryPort {
+    gallery: Gallery,
+    jobs: Jobs,
+}
+
+impl GalleryPort {
+    async fn run(
+        &self,
+        owner: &str,
+        source: Option<Uuid>,
+        operation: aimesh_gallery::domain::Operation,
+    ) -> Result<Uuid, PortError> {
+        let job = match self.gallery.submit(owner, source, operation).await {
+            Ok(job) => job,
+            Err(aimesh_gallery::GalleryError::CapabilityNotServing(reason)) => {
+                return Err(PortError::NotServing {
+                    reason: format!("no image model is configured: {reason}"),
+                    fix: "configure an image generation engine for the gallery (Stable \
+                          Diffusion weights, AIMESH_IMAGE_MODEL_DIR) and ask again"
+                        .into(),
+                });
+            }
+            Err(aimesh_gallery::GalleryError::NotFound(id)) => {
+                return Err(PortError::NotFound(format!("image {id}")));
+            }
+            Err(error) => return Err(PortError::Failed(error.to_string())),
+        };
+        let mut changes = self
+            .jobs
+            .watch(owner, job.id)
+            .await
+            .map_err(|error| PortError::Failed(error.to_string()))?;
+        let mut last = job;
+        while let Some(change) = futures::StreamExt::next(&mut changes).await {
+            last = change.map_err(|error| PortError::Failed(error.to_string()))?;
+        }
+        if last.state != aimesh_jobs::JobState::Succeeded {
+            return Err(PortError::Failed(format!(
+                "the gallery's job ended {}: {}",
+                last.state,
+                last.error.unwrap_or_default()
+            )));
+        }
+        let result = last.result.unwrap_or_default();
+        let made = <aimesh_proto::gallery::v1::ImageOperationResult as prost::Message>::decode(
+            result.as_slice(),
+        )
+        .map_err(|error| PortError::Failed(format!("unreadable gallery result: {error}")))?;
+        made.image_id
+            .parse()
+            .map_err(|_| PortError::Failed("the gallery named no image".into()))
+    }
+}
+
+impl ImageMaker for GalleryPort {
+    fn generate<'a>(
+        &'a self,
+        owner: &'a str,
+        prompt: &'a str,
+    ) -> BoxFuture<'a, Result<Uuid, PortError>> {
+        Box::pin(self.run(
+            owner,
+            None,
+            aimesh_gallery::domain::Operation::Generate {
+                prompt: prompt.to_owned(),
+                width: 512,
+                height: 512,
+                seed: 0,
+                title: aimesh_conversation::prompt::title_from(prompt),
+                tags: vec!["chat".into()],
+            },
+        ))
+    }
+
+    fn edit<'a>(
+        &'a self,
+        owner: &'a str,
+        source: Uuid,
+        _instruction: &'a str,
+    ) -> BoxFuture<'a, Result<Uuid, PortError>> {
+        Box::pin(self.run(
+            owner,
+            Some(source),
+            aimesh_gallery::domain::Operation::Enhance {
+                sharpen_amount: 1.0,
+            },
+        ))
     }
 }
 

@@ -193,6 +193,18 @@ pub trait ChatModel: Send + Sync + 'static {
     /// How many tokens the prompt and the reply may hold together.
     fn context_length(&self) -> usize;
 
+    /// How many tokens `text` takes in this model's vocabulary; `None` when the engine
+    /// cannot tell (callers then estimate).
+    fn count_tokens(&self, _text: &str) -> Option<usize> {
+        None
+    }
+
+    /// The first of the model's control tokens (`<|im_start|>`...) written in `text`, if
+    /// any: [`ChatModel::chat`] refuses messages containing one.
+    fn control_token_in(&self, _text: &str) -> Option<String> {
+        None
+    }
+
     /// Starts generating the assistant's reply to `messages` and returns its stream of
     /// events. Fails at once when the request is invalid ([`EngineError::InvalidInput`]) or
     /// the engine's queue is full ([`EngineError::Busy`]). Does not block.

@@ -244,6 +244,14 @@ impl ChatModel for SmolLm {
         self.context_length
     }
 
+    fn count_tokens(&self, text: &str) -> Option<usize> {
+        self.tokenizer.encode(text).ok().map(|ids| ids.len())
+    }
+
+    fn control_token_in(&self, text: &str) -> Option<String> {
+        self.tokenizer.control_token_in(text).map(str::to_owned)
+    }
+
     fn chat(
         &self,
         messages: Vec<ChatMessage>,

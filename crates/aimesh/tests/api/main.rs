@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod admin;
+mod conversation;
 mod dynamic;
 mod files;
 mod gallery;

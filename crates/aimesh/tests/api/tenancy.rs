@@ -40,6 +40,8 @@ const FIELD_DEFAULTS: &[(&str, &str)] = &[
     ("original_language", "en"),
     // An enum, by number: the gallery's sepia style.
     ("style", "2"),
+    ("content", "hello"),
+    ("message", "hello"),
 ];
 
 /// Services without resources of their own (engines and the benchmark hold none), and the
@@ -168,6 +170,18 @@ async fn resources(app: &TestApp) -> HashMap<(&'static str, &'static str), Strin
         .into_inner()
         .transcription
         .expect("a transcription");
+    let session = aimesh_proto::conversation::v1::conversation_service_client::ConversationServiceClient::with_interceptor(
+        app.channel.clone(),
+        Bearer::token(&app.alice.access),
+    )
+    .create_session(aimesh_proto::conversation::v1::CreateSessionRequest {
+        title: "alice's chat".into(),
+    })
+    .await
+    .expect("create session")
+    .into_inner()
+    .session
+    .expect("a session");
     let token = app
         .alice
         .identity
@@ -191,11 +205,19 @@ async fn resources(app: &TestApp) -> HashMap<(&'static str, &'static str), Strin
         (("aimesh.jobs.v1.JobsService", "id"), job.id),
         (
             ("aimesh.processing.v1.ProcessingService", "id"),
-            document.id,
+            document.id.clone(),
         ),
         (
             ("aimesh.processing.v1.ProcessingService", "upload_id"),
             upload.id,
+        ),
+        (
+            ("aimesh.conversation.v1.ConversationService", "document_id"),
+            document.id,
+        ),
+        (
+            ("aimesh.conversation.v1.ConversationService", "id"),
+            session.id,
         ),
     ])
 }
