@@ -96,7 +96,6 @@ pub struct Stages {
 struct Specials {
     sot: u32,
     eot: u32,
-    no_timestamps: u32,
     no_speech: Option<u32>,
     timestamp_begin: u32,
 }
@@ -206,7 +205,6 @@ impl WhisperModel {
         let specials = Specials {
             sot: token(m::SOT_TOKEN)?,
             eot: token(m::EOT_TOKEN)?,
-            no_timestamps,
             no_speech: m::NO_SPEECH_TOKENS
                 .iter()
                 .find_map(|name| tokenizer.token_to_id(name)),
@@ -479,10 +477,10 @@ impl WhisperModel {
         for &token in &self.suppress {
             block(logits, token as usize..token as usize + 1);
         }
-        block(
-            logits,
-            s.no_timestamps as usize..s.no_timestamps as usize + 1,
-        );
+        // The special tokens between the end of text and the timestamps (start of
+        // transcript, languages, tasks, no timestamps...) belong to the prompt, never to the
+        // text.
+        block(logits, s.eot as usize + 1..ts);
         if sampled.is_empty() {
             for &token in &self.suppress_begin {
                 block(logits, token as usize..token as usize + 1);
