@@ -8,7 +8,7 @@
 //! whole file at once.
 //!
 //! ```sh
-//! AIMESH_MODELS_DIR=... cargo run --release -p aimesh-speech --example speech_bench -- wer
+//! AIMESH_MODELS_DIR=... cargo run --release -p aimesh-speech --example speech_bench -- wer [whisper-base]
 //! AIMESH_MODELS_DIR=... cargo run --release -p aimesh-speech --example speech_bench -- hour [windows]
 //! ```
 
@@ -174,7 +174,8 @@ async fn wer_of(
     (total_edits, total_words)
 }
 
-async fn wer() {
+/// `only`: the one model to measure (both when `None`).
+async fn wer(only: Option<&str>) {
     let options = WhisperOptions {
         models: MODEL_IDS.iter().map(|id| (*id).to_owned()).collect(),
         ..WhisperOptions::default()
@@ -196,13 +197,18 @@ async fn wer() {
         sentences: SENTENCES_FR,
         voices: VOICES_FR,
     };
-    wer_of(&whisper, &espeak, MODEL_ID, &english, false).await;
+    if only.is_none_or(|model| model == MODEL_ID) {
+        wer_of(&whisper, &espeak, MODEL_ID, &english, false).await;
+    }
+    if only.is_some_and(|model| model != MULTILINGUAL_MODEL_ID) {
+        return;
+    }
     let available = whisper.models();
     if !available.contains(&MULTILINGUAL_MODEL_ID) {
         println!("{MULTILINGUAL_MODEL_ID} is not available: `aimesh models fetch` installs it");
         return;
     }
-    for corpus in [&english, &spanish, &french] {
+    for corpus in [&spanish, &french, &english] {
         wer_of(&whisper, &espeak, MULTILINGUAL_MODEL_ID, corpus, true).await;
     }
 }
@@ -277,8 +283,8 @@ async fn hour(transcribe_windows: usize) {
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("wer") => wer().await,
+        Some("wer") => wer(args.get(1).map(String::as_str)).await,
         Some("hour") => hour(args.get(1).and_then(|n| n.parse().ok()).unwrap_or(0)).await,
-        _ => eprintln!("usage: speech_bench wer | hour [windows to transcribe]"),
+        _ => eprintln!("usage: speech_bench wer [model] | hour [windows to transcribe]"),
     }
 }
