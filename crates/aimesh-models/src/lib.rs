@@ -19,7 +19,7 @@ use aimesh_ai::{
         ImageGenerator, StableDiffusion, Upscaler, matting,
     },
     models::{self, Capability, ModelError},
-    speech::{EspeakNg, Synthesizer, Transcriber, Whisper, WhisperOptions},
+    speech::{EspeakNg, Synthesizer, Transcriber, Whisper, WhisperOptions, convert as whisper},
 };
 
 pub use self::api::ModelsApi;
@@ -31,7 +31,7 @@ pub enum EngineKind {
     Embeddings,
     /// Chat (SmolLM2-135M-Instruct).
     Chat,
-    /// Speech-to-text (Whisper tiny.en).
+    /// Speech-to-text (Whisper tiny.en and base: AIMESH_WHISPER_MODELS).
     Transcription,
     /// Text-to-speech (eSpeak NG).
     Speech,
@@ -102,6 +102,18 @@ pub struct ModelsConfig {
     )]
     pub engines: Vec<EngineKind>,
 
+    /// The Whisper models speech-to-text loads, comma-separated, the default first:
+    /// whisper-tiny.en (English), whisper-base (multilingual, language detection). A request
+    /// naming no model runs on the default unless its language needs another.
+    #[arg(
+        long,
+        env = "AIMESH_WHISPER_MODELS",
+        value_delimiter = ',',
+        value_parser = clap::builder::PossibleValuesParser::new(whisper::MODEL_IDS),
+        default_value = "whisper-tiny.en,whisper-base"
+    )]
+    pub whisper_models: Vec<String>,
+
     /// The eSpeak NG executable (text-to-speech).
     #[arg(long, env = "AIMESH_ESPEAK_BIN", default_value = "espeak-ng")]
     pub espeak_bin: String,
@@ -123,6 +135,10 @@ impl ModelsConfig {
         Self {
             models_dir,
             engines: EngineKind::ALL.to_vec(),
+            whisper_models: whisper::MODEL_IDS
+                .iter()
+                .map(|id| (*id).to_owned())
+                .collect(),
             espeak_bin: "espeak-ng".into(),
             image_model_dir: None,
             matting_model: None,
@@ -195,6 +211,8 @@ pub struct Engines {
     pub chat: Slot<Arc<dyn ChatModel>>,
     /// Speech-to-text.
     pub transcriber: Slot<Arc<dyn Transcriber>>,
+    /// Each Whisper model of the catalog: loaded, or why not.
+    pub transcription_models: Vec<(&'static str, Result<(), Unavailable>)>,
     /// Text-to-speech.
     pub synthesizer: Slot<Arc<dyn Synthesizer>>,
     /// Image super-resolution.
@@ -238,7 +256,11 @@ impl Engines {
         });
         let transcriber = load_model(config, EngineKind::Transcription, {
             let dir = dir.clone();
-            move || Whisper::load(&dir, WhisperOptions::default()).map(|m| Arc::new(m) as _)
+            let options = WhisperOptions {
+                models: config.whisper_models.clone(),
+                ..WhisperOptions::default()
+            };
+            move || Whisper::load(&dir, options)
         });
         let synthesizer = async {
             if !config.enabled(EngineKind::Speech) {
@@ -288,11 +310,35 @@ impl Engines {
             background_remover
         );
         let analyzer = embedder.clone().map(Analyzer::new);
+        let transcription_models = whisper::MODEL_IDS
+            .iter()
+            .map(|&id| {
+                let state = match &transcriber {
+                    Err(unavailable) => Err(unavailable.clone()),
+                    Ok(engine) if engine.models().contains(&id) => Ok(()),
+                    Ok(engine) => Err(engine
+                        .unavailable()
+                        .iter()
+                        .find(|(failed, _)| failed == id)
+                        .map_or_else(
+                            || {
+                                Unavailable::Disabled(format!(
+                                    "{id} is not loaded by this process (AIMESH_WHISPER_MODELS)"
+                                ))
+                            },
+                            |(_, error)| Unavailable::from_model_error(error),
+                        )),
+                };
+                (id, state)
+            })
+            .collect();
+        let transcriber = transcriber.map(|engine| Arc::new(engine) as Arc<dyn Transcriber>);
         Self {
             embedder,
             analyzer,
             chat,
             transcriber,
+            transcription_models,
             synthesizer,
             upscaler,
             image_generator,

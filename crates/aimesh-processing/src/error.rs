@@ -64,6 +64,9 @@ pub enum ProcessingError {
     /// No such note for this caller.
     #[error("note {0} not found")]
     NoteNotFound(Uuid),
+    /// No such transcription for this caller.
+    #[error("transcription {0} not found")]
+    TranscriptionNotFound(Uuid),
     /// The resource is not in the state the operation needs (a document not READY yet, a
     /// quiz still being generated, a source kind the mesh does not have yet).
     #[error("{0}")]
@@ -103,7 +106,8 @@ impl ServiceError for ProcessingError {
             | ProcessingError::UploadNotFound(_)
             | ProcessingError::TaskNotFound(_)
             | ProcessingError::QuizNotFound(_)
-            | ProcessingError::NoteNotFound(_) => Code::NotFound,
+            | ProcessingError::NoteNotFound(_)
+            | ProcessingError::TranscriptionNotFound(_) => Code::NotFound,
             ProcessingError::NotReady(_) => Code::FailedPrecondition,
             ProcessingError::WrongOffset { .. } | ProcessingError::Incomplete { .. } => {
                 Code::FailedPrecondition

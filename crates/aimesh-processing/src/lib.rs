@@ -35,6 +35,6 @@ pub use extract::{Engine, Extracted, Extractor, Format, Heading, Limits, OcrSett
 pub use extract_error::{ExtractError, ExtractResult};
 pub use quizzes::{QuizApi, QuizStore, Quizzes};
 pub use service::{Processing, ProcessingConfig};
-pub use sources::{NoteSource, NoteText};
+pub use sources::{NoteSource, NoteText, TranscriptionSource, TranscriptionText};
 pub use store::{DocumentStore, MIGRATIONS};
 pub use tasks::{TaskApi, TaskStore, Tasks};

@@ -1,23 +1,27 @@
 //! Speech benchmarks (not run in CI).
 //!
-//! `wer`: word error rate of the transcription engine on speech eSpeak NG synthesises with
-//! voices the API tests do not use (they speak with `en-us`), over sentences the tests do not
-//! say. `hour`: streams an hour-long recording through the window-by-window decoder (and
+//! `wer`: word error rate of the transcription models on speech eSpeak NG synthesises with
+//! voices the API tests do not use (they speak with `en-us`, `es` and `fr`), over sentences
+//! the tests do not say: Whisper tiny.en on English, Whisper base on English, Spanish and
+//! French with the language left to detect (how often it was detected right is printed too). `hour`: streams an hour-long recording through the window-by-window decoder (and
 //! transcribes its first windows) and reports the peak resident memory, against decoding the
 //! whole file at once.
 //!
 //! ```sh
-//! AIMESH_MODELS_DIR=... cargo run --release -p aimesh-speech --example speech_bench -- wer
+//! AIMESH_MODELS_DIR=... cargo run --release -p aimesh-speech --example speech_bench -- wer [whisper-base]
 //! AIMESH_MODELS_DIR=... cargo run --release -p aimesh-speech --example speech_bench -- hour [windows]
 //! ```
 
 use std::{path::PathBuf, time::Instant};
 
-use aimesh_ai::speech::{EspeakNg, Synthesizer, Transcriber, Whisper, WhisperOptions};
+use aimesh_ai::speech::{
+    EspeakNg, Synthesizer, TranscribeOptions, Transcriber, Whisper, WhisperOptions,
+    convert::{MODEL_ID, MODEL_IDS, MULTILINGUAL_MODEL_ID},
+};
 use aimesh_speech::audio::{self, Windows};
 use bytes::Bytes;
 
-/// Sentences for the word error rate; none of them is said by the tests.
+/// English sentences for the word error rate; none of them is said by the tests.
 const SENTENCES: &[&str] = &[
     "The museum on the hill keeps a collection of old maps and clocks.",
     "Please close the window before you leave the kitchen.",
@@ -36,6 +40,30 @@ const VOICES: &[&str] = &[
     "gmw/en-GB-scotland",
     "gmw/en-029",
 ];
+
+/// Spanish sentences (the tests say others).
+const SENTENCES_ES: &[&str] = &[
+    "El museo de la colina guarda una colección de mapas antiguos.",
+    "Por favor, cierra la ventana antes de salir de la cocina.",
+    "Nuestro vuelo al norte se retrasó dos horas por la nieve.",
+    "Ella plantó siete filas de zanahorias en el huerto.",
+    "El comité se reunirá otra vez el próximo jueves.",
+    "Un pequeño barco cruzó el río después de la puesta del sol.",
+];
+
+/// French sentences (the tests say others).
+const SENTENCES_FR: &[&str] = &[
+    "Le musée sur la colline garde une collection de vieilles cartes.",
+    "Ferme la fenêtre avant de quitter la cuisine, s'il te plaît.",
+    "Notre vol vers le nord a été retardé de deux heures à cause de la neige.",
+    "Elle a planté sept rangs de carottes dans le jardin.",
+    "Le comité se réunira de nouveau jeudi prochain.",
+    "Un petit bateau a traversé la rivière après le coucher du soleil.",
+];
+
+/// Spanish and French voices the tests do not use (they speak with `es` and `fr`).
+const VOICES_ES: &[&str] = &["roa/es-419"];
+const VOICES_FR: &[&str] = &["roa/fr-BE", "roa/fr-CH"];
 
 fn models_dir() -> PathBuf {
     std::env::var_os("AIMESH_MODELS_DIR")
@@ -82,37 +110,107 @@ fn peak_rss_mib() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-async fn wer() {
-    let whisper = Whisper::load(&models_dir(), WhisperOptions::default()).expect("whisper");
-    let espeak = EspeakNg::detect().await.expect("espeak-ng");
+/// One language's speech: its code, sentences and voices.
+struct Corpus {
+    language: &'static str,
+    sentences: &'static [&'static str],
+    voices: &'static [&'static str],
+}
+
+/// Transcribes every sentence in every voice of `corpus` with `model` (the language left to
+/// detect when `detect`), printing the WER per voice and overall and, when detecting, how
+/// often the language was right.
+async fn wer_of(
+    whisper: &Whisper,
+    espeak: &EspeakNg,
+    model: &str,
+    corpus: &Corpus,
+    detect: bool,
+) -> (usize, usize) {
     let mut total_edits = 0;
     let mut total_words = 0;
-    for voice in VOICES {
+    let mut detected_right = 0;
+    let mut clips = 0;
+    for voice in corpus.voices {
         let (mut voice_edits, mut voice_words) = (0, 0);
-        for sentence in SENTENCES {
+        for sentence in corpus.sentences {
             let speech = espeak
                 .synthesize((*sentence).into(), Some((*voice).into()), None)
                 .await
                 .expect("synthesis");
-            let transcript = whisper.transcribe(speech.wav).await.expect("transcription");
+            let options = TranscribeOptions {
+                model: Some(model.to_owned()),
+                language: (!detect).then(|| corpus.language.to_owned()),
+            };
+            let transcript = whisper
+                .transcribe_with(speech.wav, options)
+                .await
+                .expect("transcription");
+            clips += 1;
+            detected_right += usize::from(transcript.language == corpus.language);
             let reference = words(sentence);
             let hypothesis = words(&transcript.text);
             voice_edits += edits(&reference, &hypothesis);
             voice_words += reference.len();
         }
         println!(
-            "{} {voice:<20} WER {:5.1}% ({voice_edits} edits / {voice_words} words)",
-            whisper.name(),
+            "{model:<16} {} {voice:<20} WER {:5.1}% ({voice_edits} edits / {voice_words} words)",
+            corpus.language,
             100.0 * voice_edits as f64 / voice_words as f64
         );
         total_edits += voice_edits;
         total_words += voice_words;
     }
+    let detection = if detect {
+        format!("; language detected right {detected_right}/{clips}")
+    } else {
+        String::new()
+    };
     println!(
-        "{} all voices          WER {:5.1}% ({total_edits} / {total_words})",
-        whisper.name(),
+        "{model:<16} {} all voices           WER {:5.1}% ({total_edits} / {total_words}){detection}",
+        corpus.language,
         100.0 * total_edits as f64 / total_words as f64
     );
+    (total_edits, total_words)
+}
+
+/// `only`: the one model to measure (both when `None`).
+async fn wer(only: Option<&str>) {
+    let options = WhisperOptions {
+        models: MODEL_IDS.iter().map(|id| (*id).to_owned()).collect(),
+        ..WhisperOptions::default()
+    };
+    let whisper = Whisper::load(&models_dir(), options).expect("whisper");
+    let espeak = EspeakNg::detect().await.expect("espeak-ng");
+    let english = Corpus {
+        language: "en",
+        sentences: SENTENCES,
+        voices: VOICES,
+    };
+    let spanish = Corpus {
+        language: "es",
+        sentences: SENTENCES_ES,
+        voices: VOICES_ES,
+    };
+    let french = Corpus {
+        language: "fr",
+        sentences: SENTENCES_FR,
+        voices: VOICES_FR,
+    };
+    if only.is_none_or(|model| model == MODEL_ID) {
+        wer_of(&whisper, &espeak, MODEL_ID, &english, false).await;
+    }
+    if only.is_some_and(|model| model != MULTILINGUAL_MODEL_ID) {
+        return;
+    }
+    let available = whisper.models();
+    if !available.contains(&MULTILINGUAL_MODEL_ID) {
+        println!("{MULTILINGUAL_MODEL_ID} is not available: `aimesh models fetch` installs it");
+        return;
+    }
+    for corpus in [&spanish, &french, &english] {
+        wer_of(&whisper, &espeak, MULTILINGUAL_MODEL_ID, corpus, true).await;
+    }
 }
 
 async fn hour(transcribe_windows: usize) {
@@ -185,8 +283,8 @@ async fn hour(transcribe_windows: usize) {
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("wer") => wer().await,
+        Some("wer") => wer(args.get(1).map(String::as_str)).await,
         Some("hour") => hour(args.get(1).and_then(|n| n.parse().ok()).unwrap_or(0)).await,
-        _ => eprintln!("usage: speech_bench wer | hour [windows to transcribe]"),
+        _ => eprintln!("usage: speech_bench wer [model] | hour [windows to transcribe]"),
     }
 }

@@ -74,16 +74,18 @@ impl TryFrom<pb::CreateTranscriptionRequest> for NewTranscription {
             domain::validate_content_type(&body.content_type),
         );
         let language = violations.check("language", domain::validate_language(&request.language));
+        let model = violations.check("model", domain::validate_model(&request.model));
         if body.data.is_empty() {
             violations.add("body.data", "must not be empty");
         }
-        let (filename, content_type, language) =
-            finish(violations, (filename, content_type, language))?;
+        let (filename, content_type, language, model) =
+            finish(violations, (filename, content_type, language, model))?;
         Ok(NewTranscription {
             filename,
             content_type,
             data: Bytes::from(body.data),
             language,
+            model,
         })
     }
 }
@@ -220,6 +222,7 @@ impl From<&Transcription> for pb::Transcription {
             status: pb::TranscriptionStatus::from(t.status).into(),
             failure_reason: t.failure_reason.clone().unwrap_or_default(),
             language: t.language.clone(),
+            language_probability: t.language_probability.unwrap_or_default(),
             engine: t.engine.clone().unwrap_or_default(),
             duration_seconds: t.duration_seconds,
             text: t.text.clone().unwrap_or_default(),

@@ -3,6 +3,11 @@
 
 use std::fmt;
 
+use aimesh_ai::speech::{
+    WHISPER_LANGUAGES,
+    convert::{MODEL_IDS, MULTILINGUAL_MODEL_ID},
+    is_multilingual,
+};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -11,8 +16,10 @@ use uuid::Uuid;
 pub const FILENAME_MAX_CHARS: usize = 255;
 /// Longest declared media type, in bytes.
 pub const CONTENT_TYPE_MAX_LEN: usize = 255;
-/// The language transcribed when the caller names none.
+/// The language transcribed when the caller names none and the model knows English only.
 pub const DEFAULT_LANGUAGE: &str = "en";
+/// The language a caller names to have it detected.
+pub const DETECT_LANGUAGE: &str = "auto";
 
 /// Where a transcription is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -86,8 +93,11 @@ pub struct Transcription {
     pub status: Status,
     /// Why it failed.
     pub failure_reason: Option<String>,
-    /// Language asked for.
+    /// Language asked for, or once READY the one transcribed; empty while it is still to be
+    /// detected.
     pub language: String,
+    /// The probability of the detected language (`None` when it was asked for).
+    pub language_probability: Option<f64>,
     /// Engine that transcribed it.
     pub engine: Option<String>,
     /// Length of the recording, in seconds (once READY).
@@ -113,8 +123,11 @@ pub struct NewTranscription {
     pub content_type: String,
     /// The recording.
     pub data: bytes::Bytes,
-    /// Language (BCP-47 primary subtag, lowercase).
-    pub language: String,
+    /// Language (a Whisper language code, lowercase), [`DETECT_LANGUAGE`], or `None`: the
+    /// model's default.
+    pub language: Option<String>,
+    /// The model asked for (a Whisper model of the catalog), or `None`.
+    pub model: Option<String>,
 }
 
 /// The outcome of a transcription job, stored on READY.
@@ -122,6 +135,10 @@ pub struct NewTranscription {
 pub struct Transcribed {
     /// Engine.
     pub engine: String,
+    /// The language transcribed.
+    pub language: String,
+    /// Its probability, when it was detected.
+    pub language_probability: Option<f64>,
     /// Length, in seconds.
     pub duration_seconds: f64,
     /// The whole text.
@@ -165,6 +182,9 @@ pub struct Page<T> {
 pub struct TranscribeJob {
     /// The transcription.
     pub transcription_id: Uuid,
+    /// The model to run (resolved at creation); absent: the engine's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
 
 /// A transcript export format.
@@ -304,18 +324,79 @@ pub fn validate_content_type(content_type: &str) -> Result<String, String> {
     Ok(content_type.trim().to_owned())
 }
 
-/// Checks a language: a BCP-47 tag whose primary subtag (2 or 3 letters) is kept, lowercase;
-/// empty means English.
-pub fn validate_language(language: &str) -> Result<String, String> {
+/// Checks a language: a BCP-47 tag whose primary subtag (2 or 3 letters, one Whisper knows)
+/// is kept, lowercase, or `auto` (detect it); empty (`None`) means the model's default.
+pub fn validate_language(language: &str) -> Result<Option<String>, String> {
     let language = language.trim();
     if language.is_empty() {
-        return Ok(DEFAULT_LANGUAGE.to_owned());
+        return Ok(None);
+    }
+    if language.eq_ignore_ascii_case(DETECT_LANGUAGE) {
+        return Ok(Some(DETECT_LANGUAGE.to_owned()));
     }
     let primary = language.split(['-', '_']).next().unwrap_or_default();
     if !(2..=3).contains(&primary.len()) || !primary.bytes().all(|b| b.is_ascii_alphabetic()) {
-        return Err("is not a language tag (e.g. \"en\", \"es\", \"fr-FR\")".to_owned());
+        return Err(
+            "is not a language tag (e.g. \"en\", \"es\", \"fr-FR\") nor \"auto\"".to_owned(),
+        );
     }
-    Ok(primary.to_ascii_lowercase())
+    let primary = primary.to_ascii_lowercase();
+    if !WHISPER_LANGUAGES.contains(&primary.as_str()) {
+        return Err(format!("{primary:?} is not a language Whisper transcribes"));
+    }
+    Ok(Some(primary))
+}
+
+/// Checks a model name: empty (`None`) or a Whisper model of the catalog.
+pub fn validate_model(model: &str) -> Result<Option<String>, String> {
+    let model = model.trim();
+    if model.is_empty() {
+        return Ok(None);
+    }
+    if !MODEL_IDS.contains(&model) {
+        return Err(format!(
+            "{model:?} is not a transcription model; one of {}",
+            MODEL_IDS.join(", ")
+        ));
+    }
+    Ok(Some(model.to_owned()))
+}
+
+/// Which model transcribes a recording and in which language (`None`: detected), from what
+/// the caller asked and the default model: a named model is kept; otherwise the default,
+/// unless the language asked for (or its detection) needs the multilingual model. An
+/// English-only model transcribes English only. Errors name the field at fault.
+pub fn resolve_model(
+    model: Option<&str>,
+    language: Option<&str>,
+    default_model: &str,
+) -> Result<(String, Option<String>), (&'static str, String)> {
+    let needs_multilingual = match language {
+        Some(DETECT_LANGUAGE) => true,
+        Some(language) => language != DEFAULT_LANGUAGE,
+        None => false,
+    };
+    let model = match model {
+        Some(model) => model,
+        None if needs_multilingual && !is_multilingual(default_model) => MULTILINGUAL_MODEL_ID,
+        None => default_model,
+    };
+    if !is_multilingual(model) {
+        return match language {
+            None | Some(DEFAULT_LANGUAGE) => Ok((model.to_owned(), Some(DEFAULT_LANGUAGE.into()))),
+            Some(other) => Err((
+                "language",
+                format!(
+                    "{other:?}: {model} transcribes English (\"en\") only; ask for \
+                     {MULTILINGUAL_MODEL_ID}, or leave the model empty"
+                ),
+            )),
+        };
+    }
+    let language = language
+        .filter(|&language| language != DETECT_LANGUAGE)
+        .map(str::to_owned);
+    Ok((model.to_owned(), language))
 }
 
 /// The current time, as the databases keep it.
@@ -329,12 +410,46 @@ mod tests {
 
     #[test]
     fn languages_keep_their_primary_subtag() {
-        assert_eq!(validate_language("").as_deref(), Ok("en"));
-        assert_eq!(validate_language("fr-FR").as_deref(), Ok("fr"));
-        assert_eq!(validate_language("ES").as_deref(), Ok("es"));
-        for bad in ["e", "english", "12", "e n"] {
+        assert_eq!(validate_language(""), Ok(None));
+        assert_eq!(validate_language("fr-FR"), Ok(Some("fr".into())));
+        assert_eq!(validate_language("ES"), Ok(Some("es".into())));
+        assert_eq!(validate_language("Auto"), Ok(Some("auto".into())));
+        for bad in ["e", "english", "12", "e n", "xx"] {
             assert!(validate_language(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_model_follows_the_language() {
+        let tiny = "whisper-tiny.en";
+        let base = "whisper-base";
+        let resolve = |model, language, default| resolve_model(model, language, default);
+        // English by default on tiny.en; detection or another language needs base.
+        assert_eq!(
+            resolve(None, None, tiny),
+            Ok((tiny.into(), Some("en".into())))
+        );
+        assert_eq!(resolve(None, Some("auto"), tiny), Ok((base.into(), None)));
+        assert_eq!(
+            resolve(None, Some("es"), tiny),
+            Ok((base.into(), Some("es".into())))
+        );
+        assert_eq!(resolve(Some(base), None, tiny), Ok((base.into(), None)));
+        // A multilingual default detects when no language is named.
+        assert_eq!(resolve(None, None, base), Ok((base.into(), None)));
+        assert_eq!(
+            resolve(None, Some("en"), base),
+            Ok((base.into(), Some("en".into())))
+        );
+        // tiny.en knows English only.
+        assert_eq!(
+            resolve(Some(tiny), Some("fr"), tiny).unwrap_err().0,
+            "language"
+        );
+        assert_eq!(
+            resolve(Some(tiny), Some("auto"), base).unwrap_err().0,
+            "language"
+        );
     }
 
     #[test]

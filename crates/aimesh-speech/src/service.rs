@@ -234,15 +234,23 @@ impl Speech {
                 ),
             ));
         }
-        if new.language != crate::domain::DEFAULT_LANGUAGE {
-            return Err(SpeechError::invalid(
-                "language",
-                format!(
-                    "{:?} cannot be transcribed here: the engine is whisper-tiny.en, which \
-                     knows English (\"en\") only",
-                    new.language
-                ),
-            ));
+        // The default model is the engine's when this process runs it, else the catalog's.
+        let engine = self.transcriber.as_ref().ok();
+        let default_model = engine.map_or(aimesh_ai::speech::convert::MODEL_ID, |t| t.name());
+        let (model, language) = crate::domain::resolve_model(
+            new.model.as_deref(),
+            new.language.as_deref(),
+            default_model,
+        )
+        .map_err(|(field, message)| SpeechError::invalid(field, message))?;
+        if let Some(engine) = engine
+            && !engine.models().contains(&model.as_str())
+        {
+            return Err(SpeechError::EngineUnavailable(format!(
+                "{model} is not loaded by this process (AIMESH_WHISPER_MODELS, `aimesh models \
+                 fetch`); loaded: {}",
+                engine.models().join(", ")
+            )));
         }
         // Refuse what cannot be decoded now, not in the job: probing reads the header only.
         let probe = new.data.clone();
@@ -267,7 +275,8 @@ impl Speech {
             blob: Some(blob),
             status: Status::Pending,
             failure_reason: None,
-            language: new.language,
+            language: language.unwrap_or_default(),
+            language_probability: None,
             engine: None,
             duration_seconds: 0.0,
             text: None,
@@ -280,6 +289,7 @@ impl Speech {
         drop(permit);
         let payload = serde_json::to_vec(&TranscribeJob {
             transcription_id: id,
+            model: Some(model),
         })
         .map_err(|error| SpeechError::Internal(format!("encoding the job payload: {error}")))?;
         let job = self

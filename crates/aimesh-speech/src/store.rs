@@ -20,13 +20,13 @@ pub const MIGRATIONS: Migrations = aimesh_kit::migrations!("speech");
 
 /// The columns of a transcription without its transcript.
 const SUMMARY_COLUMNS: &str = "id, owner_id, filename, content_type, size_bytes, blob, status, \
-     failure_reason, language, engine, duration_seconds, NULL AS text, NULL AS segments, job_id, \
-     created_at, updated_at";
+     failure_reason, language, language_probability, engine, duration_seconds, NULL AS text, \
+     NULL AS segments, job_id, created_at, updated_at";
 
 /// The columns of a transcription with its transcript.
 const FULL_COLUMNS: &str = "id, owner_id, filename, content_type, size_bytes, blob, status, \
-     failure_reason, language, engine, duration_seconds, text, segments, job_id, created_at, \
-     updated_at";
+     failure_reason, language, language_probability, engine, duration_seconds, text, segments, \
+     job_id, created_at, updated_at";
 
 const AUDIO_COLUMNS: &str = "id, owner_id, request_key, text, voice, format, words_per_minute, \
      size_bytes, duration_seconds, engine, blob, created_at";
@@ -42,6 +42,7 @@ struct TranscriptionRow {
     status: String,
     failure_reason: Option<String>,
     language: String,
+    language_probability: Option<f64>,
     engine: Option<String>,
     duration_seconds: f64,
     text: Option<String>,
@@ -72,6 +73,7 @@ impl TranscriptionRow {
             status,
             failure_reason: self.failure_reason,
             language: self.language,
+            language_probability: self.language_probability,
             engine: self.engine,
             duration_seconds: self.duration_seconds,
             text: self.text,
@@ -262,7 +264,8 @@ impl SpeechStore {
         let updated = with_db!(&self.db, UPDATE "transcriptions", |pool| {
             sqlx::query(
                 "UPDATE transcriptions SET status = $1, failure_reason = NULL, engine = $2, \
-                 duration_seconds = $3, text = $4, segments = $5, updated_at = $6 WHERE id = $7",
+                 duration_seconds = $3, text = $4, segments = $5, updated_at = $6, \
+                 language = $7, language_probability = $8 WHERE id = $9",
             )
             .bind(Status::Ready.as_str())
             .bind(&done.engine)
@@ -270,6 +273,8 @@ impl SpeechStore {
             .bind(&done.text)
             .bind(&segments)
             .bind(at)
+            .bind(&done.language)
+            .bind(done.language_probability)
             .bind(id)
             .execute(pool)
             .await

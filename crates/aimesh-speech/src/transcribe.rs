@@ -3,11 +3,13 @@
 //!
 //! A transcription job decodes the recording window by window (see [`crate::audio`]): each
 //! 30-second window is transcribed on its own, its segments shifted to their place in the
-//! recording, and the job's progress reports the window with the transcript so far. Only the
+//! recording, and the job's progress reports the window with the transcript so far. A
+//! language to detect is detected on the first window, and the later windows are transcribed
+//! in it by the same model. Only the
 //! compressed recording and one window are held at a time. Cancelling stops between windows.
 //! The transcript is stored READY in one statement, so a repeated attempt replaces it.
 
-use aimesh_ai::engine::EngineError;
+use aimesh_ai::{engine::EngineError, speech::TranscribeOptions};
 use aimesh_jobs::{JobContext, JobError, JobHandler, JobOutput};
 use aimesh_proto::speech::v1 as pb;
 use futures::future::BoxFuture;
@@ -125,6 +127,14 @@ async fn transcribe(speech: Speech, ctx: JobContext) -> Result<JobOutput, JobErr
     let mut segments: Vec<Segment> = Vec::new();
     let mut duration = 0.0;
     let mut done = 0usize;
+    // What the first window resolves (the model, the language and, when detected, its
+    // probability) holds for the others.
+    let mut options = TranscribeOptions {
+        model: request.model.clone(),
+        language: Some(transcription.language.clone()).filter(|l| !l.is_empty()),
+    };
+    let mut language_probability = None;
+    let mut model = None;
     loop {
         if ctx.cancel.is_cancelled() {
             return Err(JobError::Cancelled);
@@ -147,7 +157,7 @@ async fn transcribe(speech: Speech, ctx: JobContext) -> Result<JobOutput, JobErr
         let started = std::time::Instant::now();
         let transcript = tokio::select! {
             _ = ctx.cancel.cancelled() => return Err(JobError::Cancelled),
-            transcript = engine.transcribe(wav) => transcript.map_err(|error| match error {
+            transcript = engine.transcribe_with(wav, options.clone()) => transcript.map_err(|error| match error {
                 EngineError::InvalidInput { .. } => {
                     JobError::Permanent(format!("the recording {error}"))
                 }
@@ -159,6 +169,14 @@ async fn transcribe(speech: Speech, ctx: JobContext) -> Result<JobOutput, JobErr
             elapsed_ms = started.elapsed().as_millis() as u64,
             "window transcribed"
         );
+        if model.is_none() {
+            options = TranscribeOptions {
+                model: Some(transcript.model.clone()),
+                language: Some(transcript.language.clone()),
+            };
+            language_probability = transcript.language_probability;
+            model = Some(transcript.model.clone());
+        }
         segments.extend(transcript.segments.into_iter().map(|segment| Segment {
             start: offset + segment.start.min(seconds),
             end: offset + segment.end.min(seconds),
@@ -177,7 +195,11 @@ async fn transcribe(speech: Speech, ctx: JobContext) -> Result<JobOutput, JobErr
         ctx.progress(percent, &message, &text).await;
     }
     let transcribed = Transcribed {
-        engine: engine.name().to_owned(),
+        engine: model.unwrap_or_else(|| engine.name().to_owned()),
+        language: options
+            .language
+            .unwrap_or_else(|| crate::domain::DEFAULT_LANGUAGE.to_owned()),
+        language_probability,
         duration_seconds: duration,
         text: join(&segments),
         segments,

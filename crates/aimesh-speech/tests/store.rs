@@ -32,6 +32,7 @@ fn transcription(owner: &str, size: i64) -> Transcription {
         status: Status::Pending,
         failure_reason: None,
         language: "en".into(),
+        language_probability: None,
         engine: None,
         duration_seconds: 0.0,
         text: None,
@@ -73,7 +74,9 @@ async fn transcripts_are_stored_listed_and_deleted(backend: Backend) {
     assert_eq!(store.usage("alice").await.unwrap(), 150);
 
     let done = Transcribed {
-        engine: "whisper-tiny.en".into(),
+        engine: "whisper-base".into(),
+        language: "es".into(),
+        language_probability: Some(0.93),
         duration_seconds: 42.5,
         text: "Hello there. Goodbye.".into(),
         segments: vec![
@@ -100,6 +103,11 @@ async fn transcripts_are_stored_listed_and_deleted(backend: Backend) {
     assert_eq!(got.segments, done.segments);
     assert_eq!(got.text.as_deref(), Some("Hello there. Goodbye."));
     assert_eq!(got.duration_seconds, 42.5);
+    assert_eq!(
+        (got.language.as_str(), got.language_probability),
+        ("es", Some(0.93)),
+        "the detected language replaces the one asked for"
+    );
 
     let page = store
         .list_transcriptions(

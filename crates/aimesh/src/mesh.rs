@@ -35,8 +35,8 @@ use aimesh_notes::{
 };
 use aimesh_processing::{
     DocumentStore, NoteSource, NoteText, Processing, ProcessingApi, QuizApi, QuizStore, Quizzes,
-    TaskApi, TaskStore, Tasks, job::ProcessHandler, quizzes::job::QuizHandler,
-    tasks::job::TaskHandler,
+    TaskApi, TaskStore, Tasks, TranscriptionSource, TranscriptionText, job::ProcessHandler,
+    quizzes::job::QuizHandler, tasks::job::TaskHandler,
 };
 use aimesh_reports::{
     ReportStore, Reports, ReportsApi,
@@ -160,6 +160,33 @@ impl NoteSource for NotesPort {
                     language: note.original_language.clone(),
                 })),
                 Err(aimesh_notes::NotesError::NotFound(_)) => Ok(None),
+                Err(error) => Err(error.to_string()),
+            }
+        })
+    }
+}
+
+/// The speech service as the source of tasks: a caller's transcription and its transcript,
+/// read through the service, never through its tables.
+struct TranscriptionsPort(Speech);
+
+impl TranscriptionSource for TranscriptionsPort {
+    fn transcription<'a>(
+        &'a self,
+        owner: &'a str,
+        id: Uuid,
+    ) -> BoxFuture<'a, Result<Option<TranscriptionText>, String>> {
+        Box::pin(async move {
+            match self.0.get_transcription(owner, id).await {
+                Ok(t) => Ok(Some(TranscriptionText {
+                    id: t.id,
+                    ready: t.status == aimesh_speech::domain::Status::Ready,
+                    status: t.status.to_string(),
+                    job_id: t.job_id,
+                    text: t.text.unwrap_or_default(),
+                    language: t.language,
+                })),
+                Err(aimesh_speech::SpeechError::TranscriptionNotFound(_)) => Ok(None),
                 Err(error) => Err(error.to_string()),
             }
         })
@@ -348,7 +375,8 @@ impl Core {
             jobs.clone(),
             Some(Arc::new(NotesPort(notes.clone())) as Arc<dyn NoteSource>),
             notes.translators().clone(),
-        );
+        )
+        .with_transcriptions(Arc::new(TranscriptionsPort(speech.clone())));
         let quizzes = Quizzes::new(QuizStore::new(db.clone()), processing.clone(), jobs.clone());
         let conversation = Conversation::new(
             ConversationStore::new(db.clone()),

@@ -27,13 +27,17 @@ pub fn fetch_models(
             started.elapsed().as_secs_f64()
         );
     }
-    let started = std::time::Instant::now();
-    aimesh_ai::speech::prepare(models_dir).context("failed to convert the Whisper weights")?;
-    println!(
-        "{:<24} converted weights verified ({:.1} s)",
-        "whisper-tiny.en",
-        started.elapsed().as_secs_f64()
-    );
+    for id in aimesh_ai::speech::convert::MODEL_IDS {
+        let started = std::time::Instant::now();
+        let converted = aimesh_ai::speech::prepare_model(models_dir, id)
+            .with_context(|| format!("failed to convert the {id} weights"))?;
+        let what = if converted {
+            "converted, verified"
+        } else {
+            "converted weights verified"
+        };
+        println!("{id:<24} {what} ({:.1} s)", started.elapsed().as_secs_f64());
+    }
     Ok(())
 }
 

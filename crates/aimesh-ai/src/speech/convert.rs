@@ -27,8 +27,12 @@ use candle_transformers::models::whisper::Config;
 
 use crate::models::{self, ModelError};
 
-/// Catalog id of the Whisper model aimesh runs.
+/// Catalog id of the English Whisper model (the default).
 pub const MODEL_ID: &str = "whisper-tiny.en";
+/// Catalog id of the multilingual Whisper model (language detection, other languages).
+pub const MULTILINGUAL_MODEL_ID: &str = "whisper-base";
+/// The Whisper models of the catalog, default first.
+pub const MODEL_IDS: &[&str] = &[MODEL_ID, MULTILINGUAL_MODEL_ID];
 /// The converted weights, in the model's directory.
 pub const WEIGHTS_FILE: &str = "whisper.safetensors";
 /// The derived candle config, in the model's directory.
@@ -422,19 +426,28 @@ fn suppressed(config_json: &Path) -> Result<(Vec<u32>, Vec<u32>), ModelError> {
     Ok((ids("suppress_ids"), ids("suppress_ids_begin")))
 }
 
-/// Makes the Whisper model in `models_dir` ready to load: verifies the pinned CTranslate2
-/// files, and converts them when a derived file is missing or fails its recorded digest.
-/// Idempotent: does nothing more than verification when the derived files are intact.
+/// Makes every Whisper model of the catalog ready to load (see [`prepare_model`]).
 pub fn prepare(models_dir: &Path) -> Result<(), ModelError> {
-    let spec = models::spec(MODEL_ID)
-        .ok_or_else(|| ModelError::invalid(models_dir, format!("{MODEL_ID} not in catalog")))?;
+    for id in MODEL_IDS {
+        prepare_model(models_dir, id)?;
+    }
+    Ok(())
+}
+
+/// Makes the Whisper model `id` in `models_dir` ready to load: verifies the pinned
+/// CTranslate2 files, and converts them when a derived file is missing or fails its recorded
+/// digest. Idempotent: does nothing more than verification when the derived files are
+/// intact. Returns whether it converted.
+pub fn prepare_model(models_dir: &Path, id: &str) -> Result<bool, ModelError> {
+    let spec = models::spec(id)
+        .ok_or_else(|| ModelError::invalid(models_dir, format!("{id} not in catalog")))?;
     let dir = spec.verify(models_dir)?;
     let weights = dir.join(WEIGHTS_FILE);
     let config = dir.join(CONFIG_FILE);
     let intact = models::verify_derived(&weights).and_then(|()| models::verify_derived(&config));
     match intact {
-        Ok(()) => return Ok(()),
-        Err(error) => tracing::info!(%error, "converting whisper weights"),
+        Ok(()) => return Ok(false),
+        Err(error) => tracing::info!(%error, model = id, "converting whisper weights"),
     }
     let mut shape = convert_ct2(&dir.join("model.bin"), &weights)?;
     models::record_digest(&weights)?;
@@ -460,5 +473,5 @@ pub fn prepare(models_dir: &Path) -> Result<(), ModelError> {
     })?;
     models::record_digest(&config)?;
     tracing::info!(dir = %dir.display(), "whisper weights converted");
-    Ok(())
+    Ok(true)
 }

@@ -3,7 +3,8 @@
 //!
 //! Engines:
 //!
-//! - [`Whisper`]: OpenAI's Whisper (tiny.en from the pinned catalog) on candle. The catalog
+//! - [`Whisper`]: OpenAI's Whisper (tiny.en, English, and base, multilingual with language
+//!   detection, from the pinned catalog) on candle. The catalog
 //!   ships CTranslate2 weights; [`prepare`] converts them once into safetensors with candle's
 //!   names (see [`convert`]) and records the digests of the derived files, which every load
 //!   verifies.
@@ -21,7 +22,7 @@ mod whisper;
 
 use futures::future::BoxFuture;
 
-pub use self::convert::{convert_ct2, prepare};
+pub use self::convert::{convert_ct2, prepare, prepare_model};
 pub use self::tts::{EspeakNg, MAX_TEXT_CHARS, WORDS_PER_MINUTE};
 pub use self::whisper::{Stages, Whisper, WhisperModel, WhisperOptions};
 use crate::engine::EngineError;
@@ -46,8 +47,41 @@ pub struct Transcript {
     pub segments: Vec<Segment>,
     /// Length of the audio, in seconds.
     pub duration: f64,
-    /// Language of the text (BCP-47), e.g. `en`.
+    /// Language of the text (BCP-47), e.g. `en`: the one asked for, or the one detected.
     pub language: String,
+    /// The probability of the detected language; `None` when it was asked for (or the model
+    /// knows English only).
+    pub language_probability: Option<f64>,
+    /// The model that transcribed it, e.g. `whisper-base`.
+    pub model: String,
+}
+
+/// What a transcription asks of the engine.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TranscribeOptions {
+    /// The model to run (a catalog id); `None`: the engine's default, or a model knowing
+    /// `language`.
+    pub model: Option<String>,
+    /// The spoken language (a Whisper language code, e.g. `es`); `None`: detected by a
+    /// multilingual model, English for an English-only one.
+    pub language: Option<String>,
+}
+
+/// The languages multilingual Whisper models know, by their codes (Whisper's own, in its
+/// vocabulary order).
+pub const WHISPER_LANGUAGES: &[&str] = &[
+    "en", "zh", "de", "es", "ru", "ko", "fr", "ja", "pt", "tr", "pl", "ca", "nl", "ar", "sv", "it",
+    "id", "hi", "fi", "vi", "he", "uk", "el", "ms", "cs", "ro", "da", "hu", "ta", "no", "th", "ur",
+    "hr", "bg", "lt", "la", "mi", "ml", "cy", "sk", "te", "fa", "lv", "bn", "sr", "az", "sl", "kn",
+    "et", "mk", "br", "eu", "is", "hy", "ne", "mn", "bs", "kk", "sq", "sw", "gl", "mr", "pa", "si",
+    "km", "sn", "yo", "so", "af", "oc", "ka", "be", "tg", "sd", "gu", "am", "yi", "lo", "uz", "fo",
+    "ht", "ps", "tk", "nn", "mt", "sa", "lb", "my", "bo", "tl", "mg", "as", "tt", "haw", "ln",
+    "ha", "ba", "jw", "su",
+];
+
+/// Whether the catalog's Whisper model `id` knows languages other than English.
+pub fn is_multilingual(id: &str) -> bool {
+    id == convert::MULTILINGUAL_MODEL_ID
 }
 
 /// A speech-to-text engine.
@@ -58,12 +92,26 @@ pub trait Transcriber: Send + Sync + 'static {
         true
     }
 
-    /// The engine's name, e.g. `whisper-tiny.en`.
+    /// The engine's name: its default model, e.g. `whisper-tiny.en`.
     fn name(&self) -> &'static str;
+    /// The models it runs, the default first.
+    fn models(&self) -> Vec<&'static str> {
+        vec![self.name()]
+    }
+    /// Transcribes an audio file with the default options (see
+    /// [`Transcriber::transcribe_with`]).
+    fn transcribe(&self, audio: Vec<u8>) -> BoxFuture<'static, Result<Transcript, EngineError>> {
+        self.transcribe_with(audio, TranscribeOptions::default())
+    }
     /// Transcribes an audio file (WAV, FLAC, MP3 or Ogg Vorbis, as bytes). Undecodable or
     /// empty audio, or audio longer than the engine accepts, is refused with
-    /// [`EngineError::InvalidInput`] naming the field `audio`.
-    fn transcribe(&self, audio: Vec<u8>) -> BoxFuture<'static, Result<Transcript, EngineError>>;
+    /// [`EngineError::InvalidInput`] naming the field `audio`; a model not loaded names
+    /// `model`, a language no loaded model knows `language`.
+    fn transcribe_with(
+        &self,
+        audio: Vec<u8>,
+        options: TranscribeOptions,
+    ) -> BoxFuture<'static, Result<Transcript, EngineError>>;
 }
 
 /// A voice a synthesiser offers.

