@@ -68,6 +68,8 @@ enum Command {
 
         #[command(flatten)]
         files: FilesSettings,
+
+        #[command(flatten)]
         conversation: ConversationSettings,
 
         /// Services to run, comma-separated (default: all).
@@ -100,6 +102,8 @@ enum Command {
 
         #[command(flatten)]
         files: FilesSettings,
+
+        #[command(flatten)]
         conversation: ConversationSettings,
     },
     /// Apply pending database migrations and exit.
