@@ -15,7 +15,6 @@ use aimesh_identity::{
     keys::SigningKeys,
 };
 use aimesh_jobs::{Cadence, JobHandler, Jobs, JobsApi, PurgeHandler as JobsPurgeHandler, Worker};
-use aimesh_kit::blob::BlobStore;
 use aimesh_kit::{
     auth::{AccountHooks, AuthLayer, Authenticator, jwt::JwtVerifier, remote},
     config::ServerConfig,
@@ -30,7 +29,9 @@ use aimesh_notes::{
 };
 use aimesh_processing::{
     DocumentStore, NoteSource, NoteText, Processing, ProcessingApi, QuizApi, QuizStore, Quizzes,
-    TaskApi, TaskStore, Tasks, job::ProcessHandler, quizzes::job::QuizHandler,
+    TaskApi, TaskStore, Tasks,
+    job::{ExpireUploadsHandler, ProcessHandler},
+    quizzes::job::QuizHandler,
     tasks::job::TaskHandler,
 };
 use aimesh_reports::{
@@ -223,12 +224,13 @@ impl Core {
             jobs.clone(),
             Arc::new(translators),
         );
-        let blob_dir = processing.blob_dir(&server.data_dir);
-        let blobs = BlobStore::local(&blob_dir).context("failed to open the blob directory")?;
+        let blobs = processing
+            .blob_store(&server.data_dir)
+            .context("failed to open the blob store")?;
+        tracing::info!(blobs = blobs.location(), "blob store opened");
         // Report files apart from documents: each service counts the references to its own
         // blobs before deleting one.
-        let report_blobs = BlobStore::local(&blob_dir.join("reports"))
-            .context("failed to open the report files' directory")?;
+        let report_blobs = blobs.part("reports")?;
         let reports = Reports::new(
             ReportStore::new(db.clone()),
             report_blobs,
@@ -247,8 +249,7 @@ impl Core {
             .context("failed to schedule the reports retention sweep")?;
         }
         // Its own part of the blob directory: each service releases only the blobs it stored.
-        let gallery_blobs = BlobStore::local(&blob_dir.join("gallery"))
-            .context("failed to open the gallery's blob directory")?;
+        let gallery_blobs = blobs.part("gallery")?;
         let gallery = Gallery::new(
             ImageStore::new(db.clone()),
             gallery_blobs,
@@ -295,6 +296,10 @@ impl Core {
                 .map_err(|unavailable| unavailable.detail().to_owned()),
             processing.config(),
         );
+        processing
+            .schedule_upload_sweep()
+            .await
+            .context("failed to schedule the sweep of stale uploads")?;
         let tasks = Tasks::new(
             TaskStore::new(db.clone()),
             processing.clone(),
@@ -348,7 +353,8 @@ impl Core {
             handlers.push(Arc::new(TaskHandler::analysis(self.tasks.clone())));
             handlers.push(Arc::new(QuizHandler::new(self.quizzes.clone())));
         }
-        // Rendering reports needs no engine: every worker runs it.
+        // Sweeping stale uploads and rendering reports need no engine: every worker runs them.
+        handlers.push(Arc::new(ExpireUploadsHandler::new(self.processing.clone())));
         handlers.push(Arc::new(RenderHandler::new(self.reports.clone())));
         handlers.push(Arc::new(PurgeHandler::new(self.reports.clone())));
         for handler in OperationHandler::serving(&self.gallery) {
