@@ -354,6 +354,7 @@ mod tests {
             ("AWS_ENDPOINT".to_owned(), "http://127.0.0.1:9".to_owned()),
             ("AWS_ALLOW_HTTP".to_owned(), "true".to_owned()),
             ("AWS_REGION".to_owned(), "us-east-1".to_owned()),
+            ("AWS_ACCESS_KEY_ID".to_owned(), "key".to_owned()),
             ("AWS_SECRET_ACCESS_KEY".to_owned(), "hidden".to_owned()),
             ("HOME".to_owned(), "/root".to_owned()),
         ]);

@@ -790,14 +790,14 @@ async fn raw_chunks_make_an_upload(backend: Backend) {
 async fn stale_uploads_expire(backend: Backend) {
     let app = TestApp::spawn_with(backend, ServiceKind::ALL, |config| {
         config.processing.max_upload_bytes = MAX_UPLOAD;
-        config.processing.storage_quota_bytes = QUOTA;
+        config.processing.storage_quota_bytes = 100 << 10;
         // Long enough for the steps before the sweep, on a loaded machine.
         config.processing.upload_expiry_secs = 3;
         config.processing.upload_sweep_secs = 1;
     })
     .await;
     let docs = client(&app, &app.alice.access);
-    let stale = create_upload(&docs, "stale.md", 100 << 10).await;
+    let stale = create_upload(&docs, "stale.md", 60 << 10).await;
     docs.clone()
         .append_upload_content(raw_chunk(&stale.id, 0, &[b'a'; 1000]))
         .await
@@ -807,7 +807,7 @@ async fn stale_uploads_expire(backend: Backend) {
         .clone()
         .create_upload(pb::CreateUploadRequest {
             filename: "second.md".into(),
-            size_bytes: 100 << 10,
+            size_bytes: 60 << 10,
             ..Default::default()
         })
         .await
@@ -829,7 +829,7 @@ async fn stale_uploads_expire(backend: Backend) {
         app.core.processing.usage(&app.alice.user_id).await.unwrap(),
         0
     );
-    create_upload(&docs, "second.md", 100 << 10).await;
+    create_upload(&docs, "second.md", 60 << 10).await;
 }
 
 /// Documents on an S3 API (AIMESH_BLOB_URL=s3://...), when one is named: `scripts/s3-server
