@@ -9,13 +9,18 @@
 //! cargo run --release -p aimesh-bench -- transcribe --audio clip.wav
 //! cargo run --release -p aimesh-bench -- reports --events 100000
 //! cargo run --release -p aimesh-bench -- upscale --models-dir DIR
+//! cargo run --release -p aimesh-bench -- upload --size-mib 50 [--edge http://127.0.0.1:8080]
+//! cargo run --release -p aimesh-bench -- searchable --models-dir DIR --pages 100
+//! cargo run --release -p aimesh-bench -- search --models-dir DIR --chunks 10000,100000
 //! ```
 //! `scripts/bench-jobs` runs the jobs benchmark beside the same workload on Celery;
 //! `scripts/bench-embed` the embeddings benchmark beside sentence-transformers;
 //! `scripts/bench-chat` the chat benchmark beside llama.cpp on the same model file;
-//! `scripts/bench-transcribe` the transcribe benchmark beside faster-whisper.
+//! `scripts/bench-transcribe` the transcribe benchmark beside faster-whisper;
+//! `scripts/bench-upload` the document benchmarks with Envoy in front and curl as the REST peer.
 
 mod chat;
+mod documents;
 mod embed;
 mod jobs;
 mod notes;
@@ -51,6 +56,12 @@ enum Command {
     Reports(reports::Options),
     /// ESRGAN super-resolution: seconds per megapixel, PSNR/SSIM against Lanczos3.
     Upscale(upscale::Options),
+    /// Document upload throughput over gRPC, directly and through Envoy, and REST with curl.
+    Upload(documents::UploadOptions),
+    /// Time from uploading a generated PDF until a search finds it.
+    Searchable(documents::SearchableOptions),
+    /// SearchDocuments latency (p50/p95) at growing numbers of stored chunks.
+    Search(documents::SearchOptions),
 }
 
 #[tokio::main]
@@ -64,5 +75,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Transcribe(options) => transcribe::run(options).await,
         Command::Reports(options) => reports::run(options).await,
         Command::Upscale(options) => upscale::run(options).await,
+        Command::Upload(options) => documents::upload(options).await,
+        Command::Searchable(options) => documents::searchable(options).await,
+        Command::Search(options) => documents::search(options).await,
     }
 }

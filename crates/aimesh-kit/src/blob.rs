@@ -1,12 +1,21 @@
 //! Content-addressed blob storage on the `object_store` crate: each owner's blobs are kept
 //! under `<owner>/<sha256>`, so the same bytes stored twice by one owner take the space once
 //! and a blob's name proves its content. Local files by default (a directory, typically in the
-//! data directory); any other `object_store` backend plugs in through [`BlobStore::new`].
+//! data directory), or an S3-compatible bucket ([`BlobStore::open`] with `s3://bucket/prefix`,
+//! configured by the standard `AWS_*` settings); any other `object_store` backend plugs in
+//! through [`BlobStore::new`]. A service keeps its blobs in a part of its own
+//! ([`BlobStore::part`]).
 
-use std::{path::Path, sync::Arc};
+use std::{fmt, path::Path, sync::Arc};
 
 use bytes::Bytes;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, local::LocalFileSystem, path};
+use object_store::{
+    ObjectStore, ObjectStoreExt, PutPayload,
+    aws::{AmazonS3Builder, AmazonS3ConfigKey},
+    local::LocalFileSystem,
+    path,
+    prefix::PrefixStore,
+};
 use sha2::{Digest, Sha256};
 
 /// A blob store failure.
@@ -24,6 +33,9 @@ pub enum BlobError {
     /// The local directory could not be created.
     #[error("failed to create the blob directory")]
     CreateDir(#[source] std::io::Error),
+    /// The store's location or settings are not usable.
+    #[error("blob store settings: {0}")]
+    Config(String),
 }
 
 impl From<object_store::Error> for BlobError {
@@ -43,28 +55,136 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     format!("{:x}", Sha256::digest(bytes))
 }
 
+/// Settings of an S3-compatible store: the standard `AWS_*` variables `object_store` knows
+/// (`AWS_ENDPOINT`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+/// `AWS_SESSION_TOKEN`, `AWS_ALLOW_HTTP`, `AWS_VIRTUAL_HOSTED_STYLE_REQUEST`, ...). Debug
+/// prints their names only: values may be secrets.
+#[derive(Clone, Default)]
+pub struct S3Settings(Vec<(String, String)>);
+
+impl S3Settings {
+    /// Keeps the `AWS_*` variables of `vars` (e.g. `std::env::vars()`, read once at start).
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Self {
+        Self(
+            vars.into_iter()
+                .filter(|(name, _)| name.starts_with("AWS_"))
+                .collect(),
+        )
+    }
+
+    /// Adds or replaces one variable.
+    pub fn set(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.0.retain(|(n, _)| n != name);
+        self.0.push((name.to_owned(), value.into()));
+        self
+    }
+}
+
+impl fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(name, _)| name))
+            .finish()
+    }
+}
+
 /// Blobs of every owner in one object store.
 #[derive(Debug, Clone)]
 pub struct BlobStore {
     store: Arc<dyn ObjectStore>,
+    /// Where the blobs are, for logs: a directory or `s3://bucket/prefix`.
+    location: String,
 }
 
 impl BlobStore {
     /// Stores blobs in `store`.
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
-        Self { store }
+        Self {
+            store,
+            location: "custom".into(),
+        }
+    }
+
+    /// Opens the store `url` names: `s3://bucket` or `s3://bucket/prefix` (an S3-compatible
+    /// bucket, reached and signed for as `s3` says), or a local directory given as a path or
+    /// a `file://` URL.
+    pub fn open(url: &str, s3: &S3Settings) -> BlobResult<Self> {
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            return Self::s3(bucket, prefix.trim_matches('/'), s3);
+        }
+        if let Some(dir) = url.strip_prefix("file://") {
+            return Self::local(Path::new(dir));
+        }
+        if url.contains("://") {
+            return Err(BlobError::Config(format!(
+                "unsupported blob store URL {url:?}: use s3://bucket/prefix or a directory"
+            )));
+        }
+        Self::local(Path::new(url))
+    }
+
+    /// Stores blobs in an S3-compatible bucket, under `prefix` when not empty.
+    fn s3(bucket: &str, prefix: &str, s3: &S3Settings) -> BlobResult<Self> {
+        if bucket.is_empty() {
+            return Err(BlobError::Config("the s3:// URL names no bucket".into()));
+        }
+        // The HTTP client's TLS is rustls on ring (the crate's default would be aws-lc-rs);
+        // a provider installed earlier in the process stays.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut builder = AmazonS3Builder::new();
+        for (name, value) in &s3.0 {
+            match name.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() {
+                Ok(key) => builder = builder.with_config(key, value),
+                Err(_) => tracing::debug!(name, "AWS setting not used by the blob store"),
+            }
+        }
+        let store = builder
+            .with_bucket_name(bucket)
+            .build()
+            .map_err(|e| BlobError::Config(format!("S3 store for bucket {bucket:?}: {e}")))?;
+        let location = format!("s3://{bucket}/{prefix}");
+        let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+            Arc::new(store)
+        } else {
+            Arc::new(PrefixStore::new(store, prefix))
+        };
+        Ok(Self { store, location })
+    }
+
+    /// Returns the part of this store named `name` (e.g. one service's blobs): its own
+    /// `<owner>/<sha256>` space under `<name>/`.
+    pub fn part(&self, name: &str) -> BlobResult<Self> {
+        if !safe_segment(name) {
+            return Err(BlobError::InvalidName(format!("part {name:?}")));
+        }
+        Ok(Self {
+            store: Arc::new(PrefixStore::new(self.store.clone(), name)),
+            location: format!("{}/{name}", self.location.trim_end_matches('/')),
+        })
+    }
+
+    /// Returns where the blobs are, for logs: a directory, `s3://bucket/prefix`, `memory`.
+    pub fn location(&self) -> &str {
+        &self.location
     }
 
     /// Stores blobs as files under `dir`, creating it when missing.
     pub fn local(dir: &Path) -> BlobResult<Self> {
         std::fs::create_dir_all(dir).map_err(BlobError::CreateDir)?;
         let store = LocalFileSystem::new_with_prefix(dir)?;
-        Ok(Self::new(Arc::new(store)))
+        Ok(Self {
+            store: Arc::new(store),
+            location: dir.display().to_string(),
+        })
     }
 
     /// Stores blobs in memory (tests, throwaway processes).
     pub fn in_memory() -> Self {
-        Self::new(Arc::new(object_store::memory::InMemory::new()))
+        Self {
+            store: Arc::new(object_store::memory::InMemory::new()),
+            location: "memory".into(),
+        }
     }
 
     /// Stores `bytes` for `owner` under their SHA-256 and returns it. Storing bytes the owner
@@ -125,16 +245,19 @@ impl BlobStore {
     }
 }
 
+/// Whether `part` is a single path segment that cannot escape: 1 to 128 ASCII letters,
+/// digits, `-` and `_`.
+fn safe_segment(part: &str) -> bool {
+    !part.is_empty()
+        && part.len() <= 128
+        && part
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// The path of a blob: `<owner>/<digest>`, each a single safe path segment.
 fn location(owner: &str, digest: &str) -> BlobResult<path::Path> {
-    let safe = |part: &str| {
-        !part.is_empty()
-            && part.len() <= 128
-            && part
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    };
-    if !safe(owner) {
+    if !safe_segment(owner) {
         return Err(BlobError::InvalidName(format!("owner {owner:?}")));
     }
     if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -195,6 +318,83 @@ mod tests {
         round_trip(BlobStore::in_memory()).await;
         let dir = tempfile::tempdir().unwrap();
         round_trip(BlobStore::local(&dir.path().join("blobs")).unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn parts_keep_their_blobs_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = BlobStore::open(dir.path().to_str().unwrap(), &S3Settings::default()).unwrap();
+        let reports = root.part("reports").unwrap();
+        round_trip(reports.clone()).await;
+        let digest = reports
+            .put("owner-1", Bytes::from_static(b"report"))
+            .await
+            .unwrap();
+        // On disk a part is a sub-directory of the store's.
+        assert!(dir.path().join("reports/owner-1").join(&digest).is_file());
+        assert!(matches!(
+            root.get("owner-1", &digest).await,
+            Err(BlobError::NotFound)
+        ));
+        assert_eq!(root.delete_owner("owner-1").await.unwrap(), 0);
+        assert!(reports.get("owner-1", &digest).await.is_ok());
+        assert!(matches!(root.part("../x"), Err(BlobError::InvalidName(_))));
+    }
+
+    #[test]
+    fn urls_name_a_store_or_are_refused() {
+        let none = S3Settings::default();
+        for url in ["gs://bucket", "http://host/bucket", "s3://"] {
+            assert!(
+                matches!(BlobStore::open(url, &none), Err(BlobError::Config(_))),
+                "{url}"
+            );
+        }
+        let s3 = S3Settings::from_vars([
+            ("AWS_ENDPOINT".to_owned(), "http://127.0.0.1:9".to_owned()),
+            ("AWS_ALLOW_HTTP".to_owned(), "true".to_owned()),
+            ("AWS_REGION".to_owned(), "us-east-1".to_owned()),
+            ("AWS_ACCESS_KEY_ID".to_owned(), "key".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY".to_owned(), "hidden".to_owned()),
+            ("HOME".to_owned(), "/root".to_owned()),
+        ]);
+        let debug = format!("{s3:?}");
+        assert!(debug.contains("AWS_SECRET_ACCESS_KEY") && !debug.contains("hidden"));
+        assert!(!debug.contains("HOME"));
+        let store = BlobStore::open("s3://bucket/some/prefix/", &s3).unwrap();
+        assert_eq!(store.location(), "s3://bucket/some/prefix");
+        assert_eq!(
+            store.part("gallery").unwrap().location(),
+            "s3://bucket/some/prefix/gallery"
+        );
+    }
+
+    /// The S3 backend against a real S3 API, when one is named: `scripts/s3-server --
+    /// cargo test ...` starts one and sets AIMESH_TEST_S3_URL and the AWS_* settings.
+    #[tokio::test]
+    async fn blobs_round_trip_in_s3() {
+        let Ok(url) = std::env::var("AIMESH_TEST_S3_URL") else {
+            eprintln!("skipped: no S3 API named (AIMESH_TEST_S3_URL; see scripts/s3-server)");
+            return;
+        };
+        let settings = S3Settings::from_vars(std::env::vars());
+        let prefix = format!("kit-{}", uuid::Uuid::now_v7().simple());
+        let store = BlobStore::open(&format!("{url}/{prefix}"), &settings).unwrap();
+        round_trip(store.clone()).await;
+        round_trip(store.part("reports").unwrap()).await;
+        // A blob larger than one request part of the client.
+        let big = Bytes::from(vec![7u8; 12 << 20]);
+        let digest = store.put("owner-9", big.clone()).await.unwrap();
+        assert_eq!(store.get("owner-9", &digest).await.unwrap(), big);
+        assert_eq!(store.delete_owner("owner-9").await.unwrap(), 1);
+        // A bucket that does not exist fails as a store failure, not a panic.
+        let missing = BlobStore::open("s3://no-such-bucket-aimesh", &settings).unwrap();
+        assert!(
+            missing
+                .put("owner", Bytes::from_static(b"x"))
+                .await
+                .is_err()
+        );
     }
 
     #[tokio::test]

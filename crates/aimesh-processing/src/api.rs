@@ -79,6 +79,18 @@ impl ProcessingService for ProcessingApi {
         }))
     }
 
+    async fn append_upload_content(
+        &self,
+        request: Request<pb::AppendUploadContentRequest>,
+    ) -> Result<Response<pb::AppendUploadContentResponse>, Status> {
+        let caller = principal(&request)?;
+        let append = Append::try_from(request.into_inner())?;
+        let upload = self.processing.append(&caller.user_id, append).await?;
+        Ok(Response::new(pb::AppendUploadContentResponse {
+            upload: Some((&upload).into()),
+        }))
+    }
+
     async fn get_upload(
         &self,
         request: Request<pb::GetUploadRequest>,

@@ -137,6 +137,34 @@ impl TryFrom<pb::AppendUploadRequest> for Append {
     }
 }
 
+impl TryFrom<pb::AppendUploadContentRequest> for Append {
+    type Error = ProcessingError;
+
+    /// The raw-body form of an append: the same rules, the bytes in `body.data`.
+    fn try_from(request: pb::AppendUploadContentRequest) -> Result<Self, Self::Error> {
+        let data = request.body.map(|body| body.data).unwrap_or_default();
+        let mut violations = Violations::new();
+        let upload_id = violations.check("upload_id", parse_uuid(&request.upload_id));
+        if request.offset < 0 {
+            violations.add("offset", "must not be negative");
+        }
+        if data.is_empty() {
+            violations.add("body.data", "must not be empty");
+        } else if data.len() > MAX_APPEND_BYTES {
+            violations.add(
+                "body.data",
+                format!("must be at most {MAX_APPEND_BYTES} bytes per append"),
+            );
+        }
+        let upload_id = finish(violations, upload_id)?;
+        Ok(Append {
+            upload_id,
+            offset: request.offset,
+            data: Bytes::from(data),
+        })
+    }
+}
+
 impl TryFrom<&pb::ListDocumentsRequest> for ListQuery {
     type Error = ProcessingError;
 

@@ -207,3 +207,41 @@ async fn process(processing: Processing, ctx: JobContext) -> Result<JobOutput, J
         chunk_count: stored.len() as i32,
     }))
 }
+
+/// The job kind of the stale uploads' sweep.
+pub const EXPIRE_UPLOADS_KIND: &str = "processing.expire_uploads";
+
+/// Runs `processing.expire_uploads` jobs (scheduled, payload `{}`): deletes the uploads left
+/// unfinished past the expiry, with their stored bytes.
+pub struct ExpireUploadsHandler {
+    processing: Processing,
+}
+
+impl ExpireUploadsHandler {
+    /// Creates the handler.
+    pub fn new(processing: Processing) -> Self {
+        Self { processing }
+    }
+}
+
+impl JobHandler for ExpireUploadsHandler {
+    fn kind(&self) -> &'static str {
+        EXPIRE_UPLOADS_KIND
+    }
+
+    fn run(&self, _ctx: JobContext) -> BoxFuture<'static, Result<JobOutput, JobError>> {
+        let processing = self.processing.clone();
+        Box::pin(async move {
+            let deleted = processing
+                .expire_uploads()
+                .await
+                .map_err(|e| JobError::Retryable(e.to_string()))?;
+            if deleted > 0 {
+                tracing::info!(deleted, "stale uploads deleted");
+            }
+            Ok(JobOutput::message(&pb::ExpireUploadsResult {
+                uploads_deleted: i32::try_from(deleted).unwrap_or(i32::MAX),
+            }))
+        })
+    }
+}

@@ -2,13 +2,13 @@
 //! per-owner quota, processing submitted as jobs, ownership, and semantic search. No tonic, no
 //! SQL.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use aimesh_ai::{
     analysis::study::StudyNotes,
     embed::{Embedder, dot},
 };
-use aimesh_jobs::{Job, Jobs, SubmitOptions};
+use aimesh_jobs::{Cadence, Job, Jobs, SubmitOptions};
 use aimesh_kit::{
     blob::{BlobStore, sha256_hex},
     files::{FileRef, QuotaError, QuotaPermit, SharedFiles, SignedUrl, StorageQuota, UrlSigner},
@@ -29,6 +29,12 @@ use crate::{
 /// Attempts a processing job gets before it fails for good.
 const PROCESSING_ATTEMPTS: i32 = 3;
 
+/// The name of the stale uploads' sweep schedule.
+const UPLOAD_SWEEP_SCHEDULE: &str = "processing.expire_uploads";
+
+/// Stale uploads the sweep deletes per statement.
+const UPLOAD_SWEEP_BATCH: i64 = 500;
+
 /// Limits of the service.
 #[derive(Debug, Clone)]
 pub struct ProcessingConfig {
@@ -36,6 +42,11 @@ pub struct ProcessingConfig {
     pub max_upload_bytes: u64,
     /// Most bytes one owner may store (documents and uploads in progress).
     pub storage_quota_bytes: u64,
+    /// How long a resumable upload may stay unfinished before the sweep deletes it with its
+    /// stored bytes; `None` keeps it until finished.
+    pub upload_expiry: Option<Duration>,
+    /// Time between two sweeps of stale uploads.
+    pub upload_sweep: Duration,
 }
 
 impl Default for ProcessingConfig {
@@ -43,6 +54,8 @@ impl Default for ProcessingConfig {
         Self {
             max_upload_bytes: 50 << 20,
             storage_quota_bytes: 1 << 30,
+            upload_expiry: Some(Duration::from_secs(24 * 3600)),
+            upload_sweep: Duration::from_secs(3600),
         }
     }
 }
@@ -224,6 +237,45 @@ impl Processing {
                 stored,
             }),
             Appended::NotFound => Err(ProcessingError::UploadNotFound(upload.id)),
+        }
+    }
+
+    /// Registers the recurring sweep of stale uploads, unless uploads never expire.
+    pub async fn schedule_upload_sweep(&self) -> ProcessingResult<()> {
+        if self.config.upload_expiry.is_none() {
+            return Ok(());
+        }
+        let cadence = Cadence::every(self.config.upload_sweep)?;
+        self.jobs
+            .schedule(
+                UPLOAD_SWEEP_SCHEDULE,
+                cadence,
+                crate::job::EXPIRE_UPLOADS_KIND,
+                b"{}".to_vec(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes every upload left unfinished for longer than the expiry, with its stored
+    /// bytes (and so its share of the owner's quota); returns how many went.
+    pub async fn expire_uploads(&self) -> ProcessingResult<u64> {
+        let Some(expiry) = self.config.upload_expiry else {
+            return Ok(0);
+        };
+        let expiry = chrono::Duration::from_std(expiry)
+            .map_err(|e| ProcessingError::Internal(format!("upload expiry: {e}")))?;
+        let before = now() - expiry;
+        let mut deleted = 0;
+        loop {
+            let batch = self
+                .store
+                .delete_uploads_before(before, UPLOAD_SWEEP_BATCH)
+                .await?;
+            deleted += batch;
+            if batch < UPLOAD_SWEEP_BATCH as u64 {
+                return Ok(deleted);
+            }
         }
     }
 

@@ -572,6 +572,27 @@ impl DocumentStore {
             .concat())
     }
 
+    /// Deletes up to `limit` uploads (with their parts) created before `before`; returns how
+    /// many went.
+    pub async fn delete_uploads_before(
+        &self,
+        before: DateTime<Utc>,
+        limit: i64,
+    ) -> ProcessingResult<u64> {
+        let deleted = with_db!(&self.db, DELETE "uploads", |pool| {
+            sqlx::query(
+                "DELETE FROM uploads WHERE id IN \
+                 (SELECT id FROM uploads WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
+            )
+            .bind(before)
+            .bind(limit)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected())
+        })?;
+        Ok(deleted)
+    }
+
     /// Deletes an upload and its parts.
     pub async fn delete_upload(&self, id: Uuid) -> ProcessingResult<()> {
         with_db!(&self.db, DELETE "uploads", |pool| {

@@ -6,7 +6,11 @@ use std::{fmt, time::Duration};
 
 use aimesh_identity::IdentityConfig;
 use aimesh_jobs::WorkerConfig;
-use aimesh_kit::{auth::AuthConfig, config::ServerConfig};
+use aimesh_kit::{
+    auth::AuthConfig,
+    blob::{BlobError, BlobStore, S3Settings},
+    config::ServerConfig,
+};
 use aimesh_models::ModelsConfig;
 
 /// A service the process can run.
@@ -229,6 +233,26 @@ pub struct ProcessingSettings {
     /// Directory of stored files (blobs); defaults to `blobs` in the data directory.
     #[arg(long, env = "AIMESH_BLOB_DIR")]
     pub blob_dir: Option<std::path::PathBuf>,
+
+    /// Where stored files live instead of AIMESH_BLOB_DIR: `s3://bucket` or
+    /// `s3://bucket/prefix`, an S3-compatible store reached and signed for as the standard
+    /// AWS_* variables say (AWS_ENDPOINT, AWS_REGION, AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP=true for a plain-HTTP MinIO). Empty: local files.
+    #[arg(long, env = "AIMESH_BLOB_URL")]
+    pub blob_url: Option<String>,
+
+    /// The process's AWS_* variables, read with the other settings (names only in Debug).
+    #[arg(skip = S3Settings::from_vars(std::env::vars()))]
+    pub s3: S3Settings,
+
+    /// Seconds a resumable upload may stay unfinished; a scheduled sweep then deletes it with
+    /// its stored bytes. 0: kept until finished.
+    #[arg(long, env = "AIMESH_UPLOAD_EXPIRY_SECS", default_value_t = 24 * 3600)]
+    pub upload_expiry_secs: u64,
+
+    /// Seconds between two sweeps of stale uploads (a scheduled job).
+    #[arg(long, env = "AIMESH_UPLOAD_SWEEP_SECS", default_value_t = 3600)]
+    pub upload_sweep_secs: u64,
 }
 
 impl ProcessingSettings {
@@ -237,6 +261,18 @@ impl ProcessingSettings {
         aimesh_processing::ProcessingConfig {
             max_upload_bytes: self.max_upload_bytes,
             storage_quota_bytes: self.storage_quota_bytes,
+            upload_expiry: (self.upload_expiry_secs > 0)
+                .then(|| Duration::from_secs(self.upload_expiry_secs)),
+            upload_sweep: Duration::from_secs(self.upload_sweep_secs.max(1)),
+        }
+    }
+
+    /// Opens the blob store: AIMESH_BLOB_URL when set, else the blob directory of a data
+    /// directory.
+    pub fn blob_store(&self, data_dir: &std::path::Path) -> Result<BlobStore, BlobError> {
+        match self.blob_url.as_deref().map(str::trim) {
+            Some(url) if !url.is_empty() => BlobStore::open(url, &self.s3),
+            _ => BlobStore::local(&self.blob_dir(data_dir)),
         }
     }
 
@@ -253,6 +289,10 @@ impl ProcessingSettings {
             max_upload_bytes: 50 << 20,
             storage_quota_bytes: 1 << 30,
             blob_dir: None,
+            blob_url: None,
+            s3: S3Settings::default(),
+            upload_expiry_secs: 24 * 3600,
+            upload_sweep_secs: 3600,
         }
     }
 }

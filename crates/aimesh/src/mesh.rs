@@ -19,7 +19,6 @@ use aimesh_identity::{
     keys::SigningKeys,
 };
 use aimesh_jobs::{Cadence, JobHandler, Jobs, JobsApi, PurgeHandler as JobsPurgeHandler, Worker};
-use aimesh_kit::blob::BlobStore;
 use aimesh_kit::files::{FileReaders, FilesApi, SharedFiles, SigningKey, StorageQuota, UrlSigner};
 use aimesh_kit::{
     auth::{AccountHooks, AuthLayer, Authenticator, jwt::JwtVerifier, remote},
@@ -35,8 +34,10 @@ use aimesh_notes::{
 };
 use aimesh_processing::{
     DocumentStore, NoteSource, NoteText, Processing, ProcessingApi, QuizApi, QuizStore, Quizzes,
-    TaskApi, TaskStore, Tasks, TranscriptionSource, TranscriptionText, job::ProcessHandler,
-    quizzes::job::QuizHandler, tasks::job::TaskHandler,
+    TaskApi, TaskStore, Tasks, TranscriptionSource, TranscriptionText,
+    job::{ExpireUploadsHandler, ProcessHandler},
+    quizzes::job::QuizHandler,
+    tasks::job::TaskHandler,
 };
 use aimesh_reports::{
     ReportStore, Reports, ReportsApi,
@@ -281,12 +282,13 @@ impl Core {
                 files_settings.ttl(),
             ),
         };
-        let blob_dir = processing.blob_dir(&server.data_dir);
-        let blobs = BlobStore::local(&blob_dir).context("failed to open the blob directory")?;
+        let blobs = processing
+            .blob_store(&server.data_dir)
+            .context("failed to open the blob store")?;
+        tracing::info!(blobs = blobs.location(), "blob store opened");
         // Report files apart from documents: each service counts the references to its own
         // blobs before deleting one.
-        let report_blobs = BlobStore::local(&blob_dir.join("reports"))
-            .context("failed to open the report files' directory")?;
+        let report_blobs = blobs.part("reports")?;
         let reports = Reports::new(
             ReportStore::new(db.clone()),
             report_blobs,
@@ -306,8 +308,7 @@ impl Core {
             .context("failed to schedule the reports retention sweep")?;
         }
         // Its own part of the blob directory: each service releases only the blobs it stored.
-        let gallery_blobs = BlobStore::local(&blob_dir.join("gallery"))
-            .context("failed to open the gallery's blob directory")?;
+        let gallery_blobs = blobs.part("gallery")?;
         let gallery = Gallery::new(
             ImageStore::new(db.clone()),
             gallery_blobs,
@@ -357,6 +358,10 @@ impl Core {
             processing.config(),
         )
         .with_files(files.clone());
+        processing
+            .schedule_upload_sweep()
+            .await
+            .context("failed to schedule the sweep of stale uploads")?;
         files
             .quota
             .register(Arc::new(processing.store().clone()))
@@ -450,7 +455,8 @@ impl Core {
             handlers.push(Arc::new(TaskHandler::analysis(self.tasks.clone())));
             handlers.push(Arc::new(QuizHandler::new(self.quizzes.clone())));
         }
-        // Rendering reports needs no engine: every worker runs it.
+        // Sweeping stale uploads and rendering reports need no engine: every worker runs them.
+        handlers.push(Arc::new(ExpireUploadsHandler::new(self.processing.clone())));
         handlers.push(Arc::new(RenderHandler::new(self.reports.clone())));
         handlers.push(Arc::new(PurgeHandler::new(self.reports.clone())));
         for handler in OperationHandler::serving(&self.gallery) {

@@ -77,6 +77,7 @@ pub async fn backup(
     if out.exists() && std::fs::read_dir(out)?.next().is_some() {
         anyhow::bail!("{} is not empty", out.display());
     }
+    refuse_object_store(processing)?;
     let db = crate::connect(server).await?;
     let Db::Sqlite(pool) = &db else {
         db.close().await;
@@ -115,6 +116,7 @@ pub fn restore(
 ) -> anyhow::Result<()> {
     use secrecy::ExposeSecret;
 
+    refuse_object_store(processing)?;
     let source = from.join(BACKUP_DB);
     anyhow::ensure!(
         source.is_file(),
@@ -158,6 +160,18 @@ pub fn restore(
         blobs.display()
     );
     Ok(())
+}
+
+/// Refuses to back up or restore stored files kept in an object store (AIMESH_BLOB_URL): that
+/// store's own tools copy them.
+fn refuse_object_store(processing: &crate::ProcessingSettings) -> anyhow::Result<()> {
+    match processing.blob_url.as_deref().map(str::trim) {
+        Some(url) if !url.is_empty() => anyhow::bail!(
+            "stored files are in {url} (AIMESH_BLOB_URL): back them up with the object \
+             store's own tools; aimesh backup and restore copy a local blob directory"
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// Copies the files under `from` (missing: nothing) to `to`; returns how many.

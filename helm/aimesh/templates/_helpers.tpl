@@ -194,6 +194,49 @@ the pods' checksum annotation agree. */}}
 {{- if .Values.jwt.existingSecret -}}{{ .Values.jwt.existingSecretKey }}{{- else -}}signing-key.pem{{- end -}}
 {{- end -}}
 
+{{/* The blob store's URL (AIMESH_BLOB_URL): blobs.url, else the chart's MinIO bucket when
+minio.enabled, else empty (local files). */}}
+{{- define "aimesh.blobUrl" -}}
+{{- if .Values.blobs.url -}}
+{{- .Values.blobs.url -}}
+{{- else if .Values.minio.enabled -}}
+{{- printf "s3://%s" .Values.minio.bucket -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The chart's MinIO S3 endpoint. */}}
+{{- define "aimesh.minioEndpoint" -}}
+{{- printf "http://%s.%s.svc.%s:%v" (include "aimesh.componentName" (list . "minio")) .Release.Namespace .Values.clusterDomain .Values.minio.port -}}
+{{- end -}}
+
+{{/* The Secret holding the S3 keys the pods sign with (access-key-id, secret-access-key), or
+empty when they use their own credentials. */}}
+{{- define "aimesh.s3SecretName" -}}
+{{- if .Values.blobs.s3.existingSecret -}}
+{{- .Values.blobs.s3.existingSecret -}}
+{{- else if or .Values.blobs.s3.accessKeyId (and .Values.minio.enabled (not .Values.blobs.url)) -}}
+{{- include "aimesh.componentName" (list . "s3") -}}
+{{- end -}}
+{{- end -}}
+
+{{/* MinIO's root password: minio.rootPassword, else the one already in the cluster, else a new
+one (memoised in .Values so every template of one render agrees). */}}
+{{- define "aimesh.minioPassword" -}}
+{{- if .Values.minio.rootPassword -}}
+{{- .Values.minio.rootPassword -}}
+{{- else -}}
+{{- if not (hasKey .Values.minio "_rendered") -}}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "aimesh.componentName" (list . "minio")) -}}
+{{- if and $existing $existing.data (hasKey $existing.data "root-password") -}}
+{{- $_ := set .Values.minio "_rendered" (index $existing.data "root-password" | b64dec) -}}
+{{- else -}}
+{{- $_ := set .Values.minio "_rendered" (randAlphaNum 32) -}}
+{{- end -}}
+{{- end -}}
+{{- .Values.minio._rendered -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Checks the values that must be set or that contradict each other. */}}
 {{- define "aimesh.validate" -}}
 {{- if and .Values.database.url .Values.database.existingSecret -}}
@@ -215,6 +258,15 @@ the pods' checksum annotation agree. */}}
 {{- if and (ne $svc.grpcService (include "aimesh.identityGrpcService" $)) (not (include "aimesh.identityUrl" $)) -}}
 {{- fail (printf "services.%s verifies tokens with the identity service's keys: enable services.identity or set auth.identityUrl" $name) -}}
 {{- end -}}
+{{- end -}}
+{{- if and .Values.blobs.url (not (hasPrefix "s3://" .Values.blobs.url)) -}}
+{{- fail "blobs.url must be an s3://BUCKET or s3://BUCKET/PREFIX URL" -}}
+{{- end -}}
+{{- if and .Values.blobs.s3.accessKeyId .Values.blobs.s3.existingSecret -}}
+{{- fail "set only one of blobs.s3.accessKeyId and blobs.s3.existingSecret" -}}
+{{- end -}}
+{{- if and .Values.blobs.s3.accessKeyId (not .Values.blobs.s3.secretAccessKey) -}}
+{{- fail "blobs.s3.accessKeyId needs blobs.s3.secretAccessKey" -}}
 {{- end -}}
 {{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.enabled) -}}
 {{- fail "metrics.serviceMonitor.enabled needs metrics.enabled" -}}
@@ -311,6 +363,39 @@ the pods' checksum annotation agree. */}}
     secretKeyRef:
       name: {{ . }}
       key: {{ $root.Values.signedUrls.existingSecretKey }}
+{{- end }}
+- name: AIMESH_UPLOAD_EXPIRY_SECS
+  value: {{ $root.Values.config.uploadExpirySeconds | int64 | quote }}
+- name: AIMESH_UPLOAD_SWEEP_SECS
+  value: {{ $root.Values.config.uploadSweepSeconds | int64 | quote }}
+{{- with include "aimesh.blobUrl" $root }}
+- name: AIMESH_BLOB_URL
+  value: {{ . | quote }}
+{{- $s3 := $root.Values.blobs.s3 }}
+{{- $minio := and $root.Values.minio.enabled (not $root.Values.blobs.url) }}
+{{- $endpoint := ternary (include "aimesh.minioEndpoint" $root) $s3.endpoint $minio }}
+{{- if $endpoint }}
+- name: AWS_ENDPOINT
+  value: {{ $endpoint | quote }}
+{{- end }}
+- name: AWS_REGION
+  value: {{ $s3.region | quote }}
+- name: AWS_ALLOW_HTTP
+  value: {{ or $s3.allowHttp $minio | quote }}
+- name: AWS_VIRTUAL_HOSTED_STYLE_REQUEST
+  value: {{ and $s3.virtualHostedStyle (not $minio) | quote }}
+{{- with include "aimesh.s3SecretName" $root }}
+- name: AWS_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: access-key-id
+- name: AWS_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: secret-access-key
+{{- end }}
 {{- end }}
 {{- if .svc }}
 {{- if .svc.grpcService }}

@@ -183,6 +183,7 @@ async fn upload_recording(c: &Clients, data: Vec<u8>) -> Result<spb::Transcripti
             body: body("audio/wav", data),
             filename: "tone.wav".into(),
             language: "en".into(),
+            model: String::new(),
         })
         .await?
         .into_inner()

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use aimesh::ServiceKind;
-use aimesh_kit::testing::Backend;
+use aimesh_kit::testing::{Backend, eventually};
 use aimesh_models::{EngineKind, ModelsConfig};
 use aimesh_proto::{
     google::api::HttpBody,
@@ -641,8 +641,266 @@ async fn bad_input_limits_and_quota(backend: Backend) {
     assert_code(&status, Code::ResourceExhausted);
 }
 
+fn raw_chunk(upload_id: &str, offset: usize, data: &[u8]) -> pb::AppendUploadContentRequest {
+    pb::AppendUploadContentRequest {
+        upload_id: upload_id.into(),
+        offset: offset as i64,
+        body: Some(HttpBody {
+            content_type: "application/octet-stream".into(),
+            data: data.to_vec(),
+            extensions: Vec::new(),
+        }),
+    }
+}
+
+async fn create_upload(client: &Client, filename: &str, size: usize) -> pb::Upload {
+    client
+        .clone()
+        .create_upload(pb::CreateUploadRequest {
+            filename: filename.into(),
+            size_bytes: size as i64,
+            content_type: "text/markdown".into(),
+            generate_notes: Some(false),
+        })
+        .await
+        .expect("create_upload failed")
+        .into_inner()
+        .upload
+        .unwrap()
+}
+
+/// AppendUploadContent (REST's raw-body chunks): the same offsets and rules as AppendUpload,
+/// mixable with it, the bytes taken as they are.
+async fn raw_chunks_make_an_upload(backend: Backend) {
+    let app = spawn(backend).await;
+    let token = app.alice.access.clone();
+    let docs = client(&app, &token);
+    let text = GARDEN.repeat(3);
+    let bytes = text.as_bytes();
+    let upload = create_upload(&docs, "raw.md", bytes.len()).await;
+    let third = bytes.len() / 3;
+    let first = docs
+        .clone()
+        .append_upload_content(raw_chunk(&upload.id, 0, &bytes[..third]))
+        .await
+        .unwrap()
+        .into_inner()
+        .upload
+        .unwrap();
+    assert_eq!(first.offset, third as i64);
+    // A resent chunk is refused with the stored offset, as AppendUpload's.
+    let wrong = docs
+        .clone()
+        .append_upload_content(raw_chunk(&upload.id, 0, &bytes[..third]))
+        .await
+        .unwrap_err();
+    assert_code(&wrong, Code::FailedPrecondition);
+    assert!(
+        wrong.message().contains(&third.to_string()),
+        "{}",
+        wrong.message()
+    );
+    // Raw and protobuf chunks mix: they are the same upload.
+    docs.clone()
+        .append_upload(pb::AppendUploadRequest {
+            upload_id: upload.id.clone(),
+            offset: third as i64,
+            data: bytes[third..2 * third].to_vec(),
+        })
+        .await
+        .unwrap();
+    let past = docs
+        .clone()
+        .append_upload_content(raw_chunk(&upload.id, 2 * third, &[b'x'; 4096]))
+        .await
+        .unwrap_err();
+    assert_invalid(&past, "data");
+    let last = docs
+        .clone()
+        .append_upload_content(raw_chunk(&upload.id, 2 * third, &bytes[2 * third..]))
+        .await
+        .unwrap()
+        .into_inner()
+        .upload
+        .unwrap();
+    assert_eq!(last.offset, bytes.len() as i64);
+    let finished = docs
+        .clone()
+        .finish_upload(pb::FinishUploadRequest {
+            upload_id: upload.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let document = finished.document.unwrap();
+    let seen = app
+        .watch_job_to_end(&token, &finished.job.unwrap().id, JOB_LIMIT)
+        .await;
+    assert_eq!(seen.last().unwrap().state(), jpb::JobState::Succeeded);
+    let downloaded = docs
+        .clone()
+        .download_document(pb::DownloadDocumentRequest {
+            id: document.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(downloaded.data, bytes);
+
+    // Bad input, each field named; another user's upload is NOT_FOUND.
+    let pending = create_upload(&docs, "pending.md", 10).await;
+    let mut request = raw_chunk(&pending.id, 0, b"");
+    let status = docs
+        .clone()
+        .append_upload_content(request.clone())
+        .await
+        .unwrap_err();
+    assert_invalid(&status, "body.data");
+    request.body = None;
+    let status = docs
+        .clone()
+        .append_upload_content(request)
+        .await
+        .unwrap_err();
+    assert_invalid(&status, "body.data");
+    let status = docs
+        .clone()
+        .append_upload_content(raw_chunk("nope", 0, b"x"))
+        .await
+        .unwrap_err();
+    assert_invalid(&status, "upload_id");
+    let mut negative = raw_chunk(&pending.id, 0, b"x");
+    negative.offset = -1;
+    let status = docs
+        .clone()
+        .append_upload_content(negative)
+        .await
+        .unwrap_err();
+    assert_invalid(&status, "offset");
+    let bob = app.session("bob").await;
+    let status = client(&app, &bob.access)
+        .append_upload_content(raw_chunk(&pending.id, 0, b"x"))
+        .await
+        .unwrap_err();
+    assert_code(&status, Code::NotFound);
+}
+
+/// An upload left unfinished past AIMESH_UPLOAD_EXPIRY_SECS is deleted by the scheduled
+/// sweep, with its stored bytes, and its share of the quota comes back.
+async fn stale_uploads_expire(backend: Backend) {
+    let app = TestApp::spawn_with(backend, ServiceKind::ALL, |config| {
+        config.processing.max_upload_bytes = MAX_UPLOAD;
+        config.processing.storage_quota_bytes = 100 << 10;
+        // Long enough for the steps before the sweep, on a loaded machine.
+        config.processing.upload_expiry_secs = 3;
+        config.processing.upload_sweep_secs = 1;
+    })
+    .await;
+    let docs = client(&app, &app.alice.access);
+    let stale = create_upload(&docs, "stale.md", 60 << 10).await;
+    docs.clone()
+        .append_upload_content(raw_chunk(&stale.id, 0, &[b'a'; 1000]))
+        .await
+        .unwrap();
+    // The declared size counts against the quota while the upload lives.
+    let status = docs
+        .clone()
+        .create_upload(pb::CreateUploadRequest {
+            filename: "second.md".into(),
+            size_bytes: 60 << 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_code(&status, Code::ResourceExhausted);
+    eventually(Duration::from_secs(30), "the stale upload is swept", || {
+        let mut docs = docs.clone();
+        let id = stale.id.clone();
+        async move {
+            let answer = docs
+                .get_upload(pb::GetUploadRequest { upload_id: id })
+                .await;
+            matches!(answer, Err(status) if status.code() == Code::NotFound).then_some(())
+        }
+    })
+    .await;
+    // Its parts went with it, and the quota is free again.
+    assert_eq!(
+        app.core.processing.usage(&app.alice.user_id).await.unwrap(),
+        0
+    );
+    create_upload(&docs, "second.md", 60 << 10).await;
+}
+
+/// Documents on an S3 API (AIMESH_BLOB_URL=s3://...), when one is named: `scripts/s3-server
+/// -- cargo test ...` starts one (moto's server). Upload, process, download and delete go
+/// through the bucket.
+async fn documents_on_s3(backend: Backend) {
+    let Ok(url) = std::env::var("AIMESH_TEST_S3_URL") else {
+        eprintln!("skipped: no S3 API named (AIMESH_TEST_S3_URL; see scripts/s3-server)");
+        return;
+    };
+    let prefix = format!("{url}/api-{}", uuid::Uuid::now_v7().simple());
+    let app = TestApp::spawn_with(backend, ServiceKind::ALL, |config| {
+        let mut models = ModelsConfig::new(aimesh_ai::models::dir_for_tests());
+        models.engines = vec![EngineKind::Embeddings];
+        config.models = models;
+        config.processing.blob_url = Some(prefix.clone());
+        config.processing.s3 = aimesh_kit::blob::S3Settings::from_vars(std::env::vars());
+    })
+    .await;
+    let blobs = app.core.processing.blobs().clone();
+    assert!(
+        blobs.location().starts_with("s3://"),
+        "{}",
+        blobs.location()
+    );
+    let token = app.alice.access.clone();
+    let docs = client(&app, &token);
+    let uploaded = upload(&docs, "garden.md", "text/markdown", GARDEN.as_bytes()).await;
+    let document = uploaded.document.unwrap();
+    let stored = blobs
+        .get(&app.alice.user_id, &document.sha256)
+        .await
+        .expect("the document's bytes are in the bucket");
+    assert_eq!(&stored[..], GARDEN.as_bytes());
+    let seen = app
+        .watch_job_to_end(&token, &uploaded.job.unwrap().id, JOB_LIMIT)
+        .await;
+    assert_eq!(seen.last().unwrap().state(), jpb::JobState::Succeeded);
+    assert_eq!(
+        search(&docs, "tomato plants", &[]).await[0].document_id,
+        document.id
+    );
+    let downloaded = docs
+        .clone()
+        .download_document(pb::DownloadDocumentRequest {
+            id: document.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(downloaded.data, GARDEN.as_bytes());
+    docs.clone()
+        .delete_document(pb::DeleteDocumentRequest {
+            id: document.id.clone(),
+        })
+        .await
+        .unwrap();
+    assert!(
+        blobs
+            .get(&app.alice.user_id, &document.sha256)
+            .await
+            .is_err(),
+        "deleting the document deletes its object"
+    );
+}
+
 backend_tests!(
     documents_end_to_end,
     other_users_documents_are_not_found,
     bad_input_limits_and_quota,
+    raw_chunks_make_an_upload,
+    stale_uploads_expire,
+    documents_on_s3,
 );
