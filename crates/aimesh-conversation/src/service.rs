@@ -210,6 +210,12 @@ impl Conversation {
         if chars == 0 && !may_be_empty {
             return Err(ConversationError::invalid("title", "must not be empty"));
         }
+        if title.contains('\0') {
+            return Err(ConversationError::invalid(
+                "title",
+                "must not contain NUL characters",
+            ));
+        }
         if chars > MAX_TITLE_CHARS {
             return Err(ConversationError::invalid(
                 "title",
@@ -227,6 +233,13 @@ impl Conversation {
         let chars = content.chars().count();
         if content.trim().is_empty() {
             return Err(ConversationError::invalid(field, "must not be empty"));
+        }
+        // Text columns cannot hold NUL (PostgreSQL refuses it), and no message needs one.
+        if content.contains('\0') {
+            return Err(ConversationError::invalid(
+                field,
+                "must not contain NUL characters",
+            ));
         }
         if chars > self.config.max_message_chars {
             return Err(ConversationError::invalid(

@@ -202,6 +202,17 @@ checked_tuple!(A, B, C, D);
 checked_tuple!(A, B, C, D, E);
 checked_tuple!(A, B, C, D, E, F);
 
+/// Quotes a client's value for an error message, cut to its first 40 characters: a message
+/// travels in a response header, and echoing a long value whole would overflow the client's
+/// header limit (HTTP/2 answers that with a protocol error, not the status).
+pub fn excerpt(value: &str) -> String {
+    const MAX: usize = 40;
+    match value.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{:?}…", &value[..cut]),
+        None => format!("{value:?}"),
+    }
+}
+
 /// Parses a resource id: a UUID in any of its usual text forms. The error is a field
 /// violation's description, for [`Violations::check`].
 pub fn parse_uuid(value: &str) -> Result<uuid::Uuid, &'static str> {
@@ -286,6 +297,15 @@ mod tests {
     use tonic_types::StatusExt;
 
     use super::*;
+
+    #[test]
+    fn excerpts_are_short_and_cut_on_characters() {
+        assert_eq!(excerpt("en"), "\"en\"");
+        let long = "\u{301}é".repeat(500);
+        let quoted = excerpt(&long);
+        assert!(quoted.ends_with('…'), "{quoted}");
+        assert!(quoted.len() < 400, "{quoted}");
+    }
 
     #[derive(Debug, thiserror::Error)]
     enum TestError {

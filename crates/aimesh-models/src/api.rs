@@ -321,7 +321,10 @@ impl ModelsService for ModelsApi {
         {
             violations.add(
                 "language",
-                format!("{language:?} is not a language Whisper knows"),
+                format!(
+                    "{} is not a language Whisper knows",
+                    aimesh_kit::error::excerpt(&language)
+                ),
             );
         }
         let model = model.trim().to_owned();
@@ -329,7 +332,8 @@ impl ModelsService for ModelsApi {
             violations.add(
                 "model",
                 format!(
-                    "{model:?} is not a transcription model; one of {}",
+                    "{} is not a transcription model; one of {}",
+                    aimesh_kit::error::excerpt(&model),
                     aimesh_ai::speech::convert::MODEL_IDS.join(", ")
                 ),
             );

@@ -355,7 +355,8 @@ pub fn validate_model(model: &str) -> Result<Option<String>, String> {
     }
     if !MODEL_IDS.contains(&model) {
         return Err(format!(
-            "{model:?} is not a transcription model; one of {}",
+            "{} is not a transcription model; one of {}",
+            aimesh_kit::error::excerpt(model),
             MODEL_IDS.join(", ")
         ));
     }

@@ -735,6 +735,12 @@ async fn assert_nothing_left(app: &TestApp, user_id: &str) {
         ("jobs", "owner_id"),
         ("documents", "owner_id"),
         ("uploads", "owner_id"),
+        ("images", "owner_id"),
+        ("transcriptions", "owner_id"),
+        ("synthesized_audio", "owner_id"),
+        ("reports", "owner_id"),
+        ("chat_sessions", "owner_id"),
+        ("chat_messages", "owner_id"),
         ("users", "id"),
         ("refresh_tokens", "user_id"),
         ("api_tokens", "user_id"),
@@ -807,7 +813,8 @@ async fn deleting_an_account_leaves_nothing_behind(backend: Backend) {
             "processing",
             "gallery",
             "speech",
-            "reports"
+            "reports",
+            "conversation"
         ]
     );
     // Bob kept jobs, notes and documents (his images, audio and reports are the files suite's).
