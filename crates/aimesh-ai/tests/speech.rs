@@ -368,7 +368,7 @@ fn conversion_is_idempotent_and_tampering_is_detected_and_repaired() {
     for file in ["model.bin", "tokenizer.json", "config.json"] {
         fs::copy(real.join(file), dir.join(file)).expect("copy");
     }
-    speech::prepare(copy.path()).expect("converts");
+    speech::prepare_model(copy.path(), MODEL_ID).expect("converts");
     let weights = dir.join(WEIGHTS_FILE);
     let config = dir.join(CONFIG_FILE);
     models::verify_derived(&weights).expect("weights recorded");
@@ -396,7 +396,7 @@ fn conversion_is_idempotent_and_tampering_is_detected_and_repaired() {
     let modified = fs::metadata(&weights)
         .and_then(|m| m.modified())
         .expect("mtime");
-    speech::prepare(copy.path()).expect("verifies");
+    speech::prepare_model(copy.path(), MODEL_ID).expect("verifies");
     assert_eq!(
         fs::metadata(&weights)
             .and_then(|m| m.modified())
@@ -417,7 +417,7 @@ fn conversion_is_idempotent_and_tampering_is_detected_and_repaired() {
         Whisper::load(copy.path(), WhisperOptions::default()),
         Err(ModelError::Checksum { .. })
     ));
-    speech::prepare(copy.path()).expect("reconverts");
+    speech::prepare_model(copy.path(), MODEL_ID).expect("reconverts");
     assert_eq!(models::sha256_file(&weights).expect("digest"), digest);
     Whisper::load(copy.path(), WhisperOptions::default()).expect("loads again");
 
@@ -427,7 +427,7 @@ fn conversion_is_idempotent_and_tampering_is_detected_and_repaired() {
     bytes[1_000_000] ^= 0x01;
     fs::write(&model_bin, bytes).expect("corrupt");
     fs::remove_file(&weights).expect("remove");
-    let error = speech::prepare(copy.path()).expect_err("refused");
+    let error = speech::prepare_model(copy.path(), MODEL_ID).expect_err("refused");
     assert!(matches!(error, ModelError::Checksum { .. }), "{error}");
     assert!(error.to_string().contains("model.bin"), "{error}");
     assert!(!weights.exists());
