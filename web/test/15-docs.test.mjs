@@ -88,6 +88,7 @@ test("the document says how to authenticate and what an error looks like", () =>
     }
   }
   assert.deepEqual(open.sort(), [
+    "get /api/v1/files/{token}",
     "get /auth/jwks",
     "post /auth/login",
     "post /auth/logout",
