@@ -63,15 +63,12 @@ fn mismatch(engine: &str, request: &EngineRequest) -> EngineError {
 /// Lanczos beside the network's colour.
 struct UpscaleEngine(Arc<dyn Upscaler>);
 
-impl UpscaleEngine {
-    /// The network scale that serves `factor`: itself when offered, else the smallest larger.
-    fn scale_for(&self, factor: u32) -> Option<u32> {
-        let scales = self.0.scales();
-        if scales.contains(&factor) {
-            return Some(factor);
-        }
-        scales.iter().copied().filter(|&s| s > factor).min()
+/// The network scale that serves `factor`: itself when offered, else the smallest larger one.
+fn scale_for(scales: &[u32], factor: u32) -> Option<u32> {
+    if scales.contains(&factor) {
+        return Some(factor);
     }
+    scales.iter().copied().filter(|&s| s > factor).min()
 }
 
 impl ImageEngine for UpscaleEngine {
@@ -88,29 +85,26 @@ impl ImageEngine for UpscaleEngine {
         request: EngineRequest,
         control: EngineControl,
     ) -> BoxFuture<'static, Result<DynamicImage, EngineError>> {
-        let EngineRequest::Upscale { image, factor } = request else {
-            return futures::future::ready(Err(mismatch(self.name(), &request))).boxed();
-        };
-        let Some(scale) = self.scale_for(factor) else {
-            let offered = self.0.scales().to_vec();
-            return futures::future::ready(Err(EngineError::Refused(format!(
-                "factor: {} offers {offered:?}, not ×{factor}",
-                self.0.name()
-            ))))
-            .boxed();
-        };
-        let (width, height) = image.dimensions();
-        let pixels = u64::from(width) * u64::from(height);
-        if pixels > self.0.max_input_pixels() {
-            return futures::future::ready(Err(EngineError::Refused(format!(
-                "image: {width}×{height} is larger than {} accepts ({} pixels at most)",
-                self.0.name(),
-                self.0.max_input_pixels()
-            ))))
-            .boxed();
-        }
         let upscaler = self.0.clone();
         async move {
+            let EngineRequest::Upscale { image, factor } = request else {
+                return Err(mismatch(upscaler.name(), &request));
+            };
+            let Some(scale) = scale_for(upscaler.scales(), factor) else {
+                return Err(EngineError::Refused(format!(
+                    "factor: {} offers {:?}, not ×{factor}",
+                    upscaler.name(),
+                    upscaler.scales()
+                )));
+            };
+            let (width, height) = image.dimensions();
+            if u64::from(width) * u64::from(height) > upscaler.max_input_pixels() {
+                return Err(EngineError::Refused(format!(
+                    "image: {width}×{height} is larger than {} accepts ({} pixels at most)",
+                    upscaler.name(),
+                    upscaler.max_input_pixels()
+                )));
+            }
             let alpha = image.color().has_alpha().then(|| image.to_rgba8());
             let colour = upscaler
                 .upscale(image.to_rgb8(), scale, run_control(control))

@@ -124,20 +124,23 @@ impl StorageQuota {
             .clone()
     }
 
-    /// Returns the bytes `owner` stores in every counted service.
+    /// Returns the bytes `owner` stores in every counted service (the services are asked at
+    /// once: a check costs one round trip, not one per service).
     pub async fn used(&self, owner: &str) -> Result<i64, QuotaError> {
-        let mut used: i64 = 0;
-        for service in self.services() {
-            let bytes = service
+        let services = self.services();
+        let counts = futures::future::join_all(services.iter().map(|service| async move {
+            service
                 .stored_bytes(owner)
                 .await
                 .map_err(|reason| QuotaError::Usage {
                     service: service.name(),
                     reason,
-                })?;
-            used = used.saturating_add(bytes.max(0));
-        }
-        Ok(used)
+                })
+        }))
+        .await;
+        counts
+            .into_iter()
+            .try_fold(0i64, |used, bytes| Ok(used.saturating_add(bytes?.max(0))))
     }
 
     /// Admits `wanted` more bytes for `owner` (negative when the service already counts some

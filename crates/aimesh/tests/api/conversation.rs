@@ -659,23 +659,13 @@ async fn documents_are_cited_and_images_fail_with_the_fix(backend: Backend) {
     // Bob cannot reach alice's document through the context.
     let bob = app.session("bob").await;
     let bob = client(&app, &bob.access);
-    let theirs = bob
-        .clone()
-        .chat(pb::ChatRequest {
-            session_id: String::new(),
-            message: "What does it say about watering?".into(),
-            document_context: Some(pb::DocumentContext {
-                document_id: document.id.clone(),
-                relevant_text: String::new(),
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let refused = poll(
+    let refused = ask(
         &bob,
-        &theirs.session.unwrap().id,
-        &theirs.assistant_message.unwrap().id,
+        "What does it say about watering?",
+        Some(pb::DocumentContext {
+            document_id: document.id.clone(),
+            relevant_text: String::new(),
+        }),
     )
     .await;
     assert_eq!(refused.status(), pb::MessageStatus::Failed);
