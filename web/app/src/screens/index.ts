@@ -1,0 +1,28 @@
+// Every screen of the app, in the navigation's order. A screen is a component given the URL's
+// argument (what follows `#/<path>/`) and the signed-in user.
+
+import type { FunctionComponent } from "preact";
+import type { User } from "../../../src/gen/aimesh/identity/v1/identity_pb.js";
+import { Jobs } from "./jobs.js";
+import { Notes } from "./notes.js";
+import { Profile } from "./profile.js";
+
+export interface ScreenProps {
+  /** What follows `#/<path>/` in the URL, e.g. a note's id; "" when nothing does. */
+  arg: string;
+  user: User | null;
+}
+
+export interface Screen {
+  path: string;
+  title: string;
+  component: FunctionComponent<ScreenProps>;
+  /** Shown to administrators only. */
+  admin?: boolean;
+}
+
+export const screens: Screen[] = [
+  { path: "notes", title: "Notes", component: Notes },
+  { path: "jobs", title: "Jobs", component: Jobs },
+  { path: "profile", title: "Profile", component: Profile },
+];
