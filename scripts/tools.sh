@@ -21,7 +21,14 @@ aimesh_tools() {
     fi
     # shellcheck source=/dev/null
     . "$_aimesh_tools_dir/$tool.sh"
-    "aimesh_install_${tool//-/_}" || { aimesh_tools_log "failed to install $tool"; return 1; }
+    # One install of a tool at a time: scripts run side by side (the test suite and a second
+    # checkout's) would otherwise remove each other's half-made install.
+    local lock status=0
+    exec {lock}>"$AIMESH_TOOLS/.$tool.lock"
+    flock "$lock"
+    "aimesh_install_${tool//-/_}" || status=$?
+    exec {lock}>&-
+    [ "$status" -eq 0 ] || { aimesh_tools_log "failed to install $tool"; return 1; }
   done
 }
 

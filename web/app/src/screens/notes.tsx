@@ -336,13 +336,18 @@ function Stats({ reload }: { reload: number }) {
   return (
     <Panel title="Statistics">
       <p>
-        {stats.totalNotes.toString()} notes, {stats.totalTranslations.toString()} translations
+        {count(stats.totalNotes, "note")}, {count(stats.totalTranslations, "translation")}
         {stats.lastActivityTime ? `, last active ${when(stats.lastActivityTime)}` : ""}.
       </p>
       <BarChart title="Notes by language" rows={stats.notesByLanguage} />
       <BarChart title="Translations by language" rows={stats.translationsByLanguage} />
     </Panel>
   );
+}
+
+/** "1 note", "2 notes". */
+function count(n: bigint, noun: string): string {
+  return `${n} ${noun}${n === 1n ? "" : "s"}`;
 }
 
 /** A horizontal bar chart in SVG, one bar per language. */
