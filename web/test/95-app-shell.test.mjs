@@ -125,3 +125,22 @@ appTest("at phone width the navigation folds into a menu", async ({ page }) => {
   await snapshot(page, "phone");
 }, { viewport: { width: 390, height: 844 } });
 
+
+appTest("an access token about to expire is refreshed before the next call", async ({ page }) => {
+  await signUp(page);
+  const before = await page.evaluate(() => JSON.parse(localStorage.getItem("aimesh.session")));
+  // As if the page had been open until a few seconds before the token's expiry.
+  await page.evaluate(() => {
+    const stored = JSON.parse(localStorage.getItem("aimesh.session"));
+    stored.accessExpires = Date.now() + 5_000;
+    localStorage.setItem("aimesh.session", JSON.stringify(stored));
+  });
+  const refreshed = page.waitForRequest("**/aimesh.identity.v1.IdentityService/RefreshToken");
+  await page.reload();
+  await refreshed;
+  await page.getByRole("list", { name: "Notes" }).getByText("No notes yet.").waitFor();
+  const after = await page.evaluate(() => JSON.parse(localStorage.getItem("aimesh.session")));
+  assert.notEqual(after.refresh, before.refresh, "the refresh token was rotated");
+  assert.ok(after.accessExpires > Date.now() + 60_000, "a fresh access token");
+  assert.equal(await page.getByRole("dialog").count(), 0);
+});

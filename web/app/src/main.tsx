@@ -1,8 +1,8 @@
 // The aimesh browser app: a shell (navigation, the signed-in user, a sign-in dialog when the
 // session lapses) around one screen per service, chosen by the URL's hash (#/notes, #/jobs...).
 
-import { render } from "preact";
-import { useEffect, useState } from "preact/hooks";
+import { render, type ComponentChildren } from "preact";
+import { useEffect, useErrorBoundary, useState } from "preact/hooks";
 import type { User } from "../../src/gen/aimesh/identity/v1/identity_pb.js";
 import { identity, session, signOut } from "./api.js";
 import { SignIn, SignInAgain } from "./screens/auth.js";
@@ -98,11 +98,30 @@ function App() {
       </header>
       <main id="main" aria-label={screen.title}>
         <h1>{screen.title}</h1>
-        <screen.component arg={screen.path === name ? arg : ""} user={user} />
+        <Guard key={screen.path}>
+          <screen.component arg={screen.path === name ? arg : ""} user={user} />
+        </Guard>
       </main>
       {session.expired ? <SignInAgain login={current.login} /> : null}
     </div>
   );
+}
+
+/** A screen that fails while drawing shows why and a way back, never a blank page. */
+function Guard({ children }: { children: ComponentChildren }) {
+  const [error, reset] = useErrorBoundary();
+  if (error) {
+    return (
+      <div class="panel" role="alert">
+        <h2>This screen stopped working</h2>
+        <p>{error instanceof Error ? error.message : String(error)}</p>
+        <button type="button" onClick={reset}>
+          Try again
+        </button>
+      </div>
+    );
+  }
+  return <>{children}</>;
 }
 
 render(<App />, document.getElementById("app")!);
