@@ -68,6 +68,19 @@ export function Documents({ arg }: ScreenProps) {
   );
 }
 
+/**
+ * Reads a resource again until `done` says it has caught up with its finished job (the record
+ * may be written a moment after the job's last state), at most a few times.
+ */
+async function settle<T>(read: () => Promise<T>, done: (value: T) => boolean): Promise<T> {
+  let value = await read();
+  for (let attempt = 0; attempt < 10 && !done(value); attempt++) {
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    value = await read();
+  }
+  return value;
+}
+
 /** A document status as a word. */
 function statusName(status: DocumentStatus): string {
   return (DocumentStatus[status] ?? "UNKNOWN").toLowerCase();
@@ -333,9 +346,11 @@ function DocumentView({ id, onChange }: { id: string; onChange: () => void }) {
   const [doc, setDoc] = useState<Document>();
   const [error, setError] = useState<unknown>(null);
   const [jobId, setJobId] = useState<string>();
-  const load = () =>
-    processing
-      .getDocument({ id })
+  const load = (afterJob = false) =>
+    settle(
+      () => processing.getDocument({ id }),
+      (r) => !afterJob || r.document?.status === DocumentStatus.READY || r.document?.status === DocumentStatus.FAILED,
+    )
       .then((r) => {
         setDoc(r.document);
         setError(null);
@@ -348,8 +363,7 @@ function DocumentView({ id, onChange }: { id: string; onChange: () => void }) {
   const watching = jobId ?? doc?.jobId;
   const job = useJob(watching || undefined, () => {
     if (processed && !jobId) return;
-    void load();
-    onChange();
+    void load(true).then(onChange);
   });
 
   const remove = useAction(async () => {
@@ -630,8 +644,10 @@ function taskDone(task: Task): boolean {
 function TaskItem({ task, onChange }: { task: Task; onChange: (task: Task) => void }) {
   const [error, setError] = useState<unknown>(null);
   const job = useJob(taskDone(task) ? undefined : task.jobId, () => {
-    tasks
-      .getTask({ id: task.id })
+    settle(
+      () => tasks.getTask({ id: task.id }),
+      (r) => !r.task || taskDone(r.task),
+    )
       .then((r) => r.task && onChange(r.task))
       .catch(setError);
   });
@@ -781,8 +797,10 @@ function QuizPanel({ doc }: { doc: Document }) {
 
   const job = useJob(jobId, (finished: Job) => {
     if (!quiz) return;
-    quizzes
-      .getQuiz({ id: quiz.id })
+    settle(
+      () => quizzes.getQuiz({ id: quiz.id }),
+      (r) => r.quiz?.status !== QuizStatus.PENDING,
+    )
       .then((r) => setQuiz(r.quiz))
       .catch(setLoadError);
     if (finished.state !== JobState.SUCCEEDED) setJobId(undefined);
