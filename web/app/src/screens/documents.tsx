@@ -46,7 +46,7 @@ export function Documents({ arg }: ScreenProps) {
   const [reload, setReload] = useState(0);
   const refresh = () => setReload((n) => n + 1);
   return (
-    <div class="split">
+    <div class="split documents">
       <div>
         <UploadPanel
           onUploaded={(doc) => {
