@@ -179,3 +179,24 @@ appTest(
   },
   { allowConsole: [/status of 4\d\d|Failed to load resource/] },
 );
+
+appTest("a file dropped on the drop zone is uploaded, and dropped again is recognised as a duplicate", async ({ page }) => {
+  await signUp(page);
+  await page.goto("/#/documents");
+  const zone = page.getByRole("group", { name: "Drop a file to upload" });
+  const drop = () =>
+    zone.evaluate((element, text) => {
+      const data = new DataTransfer();
+      data.items.add(new File([text], "bees.md", { type: "text/markdown" }));
+      for (const type of ["dragenter", "dragover", "drop"]) {
+        element.dispatchEvent(new DragEvent(type, { dataTransfer: data, bubbles: true, cancelable: true }));
+      }
+    }, "# Bees\n\nHoney bees live in colonies ruled by a single queen. Worker bees collect nectar from flowers.\n");
+  await drop();
+  await page.getByRole("heading", { name: "bees.md", level: 2 }).waitFor();
+  await page.getByTestId("document-status").getByText("ready").waitFor({ timeout: 120_000 });
+  assert.match(await page.getByRole("region", { name: "Extracted text" }).textContent(), /colonies ruled by a single queen/);
+  await drop();
+  await page.getByRole("status").filter({ hasText: "You already have this file" }).waitFor();
+  assert.equal(await page.getByRole("list", { name: "Documents" }).getByRole("listitem").count(), 1);
+});

@@ -46,7 +46,7 @@ export function Documents({ arg }: ScreenProps) {
   const [reload, setReload] = useState(0);
   const refresh = () => setReload((n) => n + 1);
   return (
-    <div class="split documents">
+    <div class={`split documents${arg ? " has-doc" : ""}`}>
       <div>
         <UploadPanel
           onUploaded={(doc) => {
@@ -79,6 +79,11 @@ async function settle<T>(read: () => Promise<T>, done: (value: T) => boolean): P
     value = await read();
   }
   return value;
+}
+
+/** "1 passage", "3 passages". */
+function plural(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
 }
 
 /** A document status as a word. */
@@ -168,6 +173,8 @@ function UploadPanel({ onUploaded }: { onUploaded: (doc: Document) => void }) {
     <Panel title="Upload">
       <div
         class={`dropzone${over ? " over" : ""}`}
+        role="group"
+        aria-label="Drop a file to upload"
         onDragOver={(e) => {
           e.preventDefault();
           setOver(true);
@@ -333,7 +340,7 @@ function SearchPanel() {
           <p class="meta" role="status">
             {result.hits.length === 0
               ? "No passages found: only processed documents are searched."
-              : `${result.hits.length} passages, ranked by ${result.engine}.`}
+              : `${plural(result.hits.length, "passage")}, ranked by ${result.engine}.`}
           </p>
         </>
       ) : null}
@@ -877,7 +884,7 @@ function QuizPanel({ doc }: { doc: Document }) {
       ) : null}
       {stats && stats.submissions > 0 ? (
         <p class="meta" data-testid="quiz-stats">
-          On this document: {stats.submissions} submissions over {stats.quizzes} quizzes, average{" "}
+          On this document: {plural(stats.submissions, "submission")} over {plural(stats.quizzes, "quiz", "quizzes")}, average{" "}
           {Math.round(stats.averageScore)}%, best {Math.round(stats.bestScore)}%, last{" "}
           {Math.round(stats.lastScore)}%.
         </p>
@@ -910,7 +917,7 @@ function TakeQuiz({ quiz, onGraded }: { quiz: Quiz; onGraded: () => void }) {
       }}
     >
       <p class="meta">
-        {quiz.questions.length} questions by {quiz.engine}
+        {plural(quiz.questions.length, "question")} by {quiz.engine}
       </p>
       <ol>
         {quiz.questions.map((q, i) => {
@@ -919,7 +926,9 @@ function TakeQuiz({ quiz, onGraded }: { quiz: Quiz; onGraded: () => void }) {
             <li key={q.id}>
               {q.type === QuestionType.SHORT_ANSWER ? (
                 <label>
-                  <span>{q.prompt}</span>
+                  <span>
+                    {i + 1}. {q.prompt}
+                  </span>
                   <input
                     maxLength={1000}
                     value={answers[q.id] ?? ""}
@@ -928,7 +937,9 @@ function TakeQuiz({ quiz, onGraded }: { quiz: Quiz; onGraded: () => void }) {
                 </label>
               ) : (
                 <fieldset>
-                  <legend>{q.prompt}</legend>
+                  <legend>
+                    {i + 1}. {q.prompt}
+                  </legend>
                   {q.options.map((option) => {
                     // True/false answers are "true" or "false"; multiple choice, the option.
                     const value = q.type === QuestionType.TRUE_FALSE ? option.toLowerCase() : option;
@@ -951,7 +962,9 @@ function TakeQuiz({ quiz, onGraded }: { quiz: Quiz; onGraded: () => void }) {
                 <div class={`grade ${result.correct ? "right" : "wrong"}`} aria-label={`Question ${i + 1} graded`}>
                   <strong>{result.correct ? "Right" : "Wrong"}</strong>
                   {result.correct ? "" : ` · the answer: ${result.correctAnswer}`}
-                  {result.feedback ? <div class="meta">{result.feedback}</div> : null}
+                  {result.feedback && !/^(right|wrong)\.?$/i.test(result.feedback.trim()) ? (
+                    <div class="meta">{result.feedback}</div>
+                  ) : null}
                   {result.source ? <blockquote class="meta">{result.source.sentence}</blockquote> : null}
                 </div>
               ) : null}
