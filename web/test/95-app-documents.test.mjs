@@ -199,4 +199,24 @@ appTest("a file dropped on the drop zone is uploaded, and dropped again is recog
   await drop();
   await page.getByRole("status").filter({ hasText: "You already have this file" }).waitFor();
   assert.equal(await page.getByRole("list", { name: "Documents" }).getByRole("listitem").count(), 1);
-});
+
+  // Every other kind of task shows its result.
+  const kinds = [
+    ["Summary", /colonies ruled by a single queen/],
+    ["Key phrases", /bees|colonies|nectar/i],
+    ["Questions and answers", /\?/],
+    ["Translation", /abejas|colonias|reina/i],
+  ];
+  for (const [kind] of kinds) {
+    await page.getByRole("combobox", { name: /^Task\b/ }).selectOption({ label: kind });
+    await page.getByRole("button", { name: "Run task" }).click();
+    await page.getByRole("article", { name: new RegExp(`^${kind}`) }).waitFor();
+  }
+  for (const [kind, result] of kinds) {
+    const task = page.locator(`article.task[aria-label^="${kind}"][data-status="succeeded"]`);
+    await task.waitFor({ timeout: 120_000 });
+    assert.match(await task.textContent(), result, kind);
+  }
+  await snapshot(page, "documents-tasks");
+  // (Chromium asks for /favicon.ico, which the edge answers 404.)
+}, { allowConsole: [/status of 404/] });
