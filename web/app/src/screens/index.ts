@@ -3,6 +3,7 @@
 
 import type { FunctionComponent } from "preact";
 import type { User } from "../../../src/gen/aimesh/identity/v1/identity_pb.js";
+import { Documents } from "./documents.js";
 import { Jobs } from "./jobs.js";
 import { Notes } from "./notes.js";
 import { Profile } from "./profile.js";
@@ -23,6 +24,7 @@ export interface Screen {
 
 export const screens: Screen[] = [
   { path: "notes", title: "Notes", component: Notes },
+  { path: "documents", title: "Documents", component: Documents },
   { path: "jobs", title: "Jobs", component: Jobs },
   { path: "profile", title: "Profile", component: Profile },
 ];
