@@ -3,7 +3,7 @@
 
 import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { promisify } from "node:util";
 import { createFileRegistry, fromBinary } from "@bufbuild/protobuf";
 import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
@@ -160,4 +160,39 @@ export async function stats(filter) {
     if (match) map.set(match[1], Number(match[2]));
   }
   return map;
+}
+
+/**
+ * The test mesh's administrator: scripts/test-edge names one email in AIMESH_ADMIN_EMAILS, and
+ * an email is registered once per mesh, so every file that needs the administrator (the REST
+ * checks, the app's admin screen) uses this one account, whichever registers it first, with a
+ * password derived from this run's work directory.
+ */
+export function adminAccount() {
+  const secret = createHash("sha256").update(`aimesh-edge-admin:${env.workDir}`).digest("base64url");
+  return {
+    username: "operator",
+    email: process.env.EDGE_ADMIN_EMAIL ?? "operator@example.test",
+    password: `Pw-${secret.slice(0, 16)}-9z`,
+  };
+}
+
+/**
+ * Registers the administrator unless another file already did (409), logs in and returns its
+ * bearer headers.
+ */
+export async function adminHeaders() {
+  const { username, email, password } = adminAccount();
+  const registered = await http("POST", "/auth/register", {
+    body: { username, email, password, password2: password },
+    anonymous: true,
+  });
+  if (registered.status !== 200 && registered.status !== 409) {
+    throw new Error(`register the administrator: ${registered.status} ${registered.text}`);
+  }
+  const login = await http("POST", "/auth/login", { body: { email, password }, anonymous: true });
+  if (login.status !== 200 || !login.json?.user?.roles?.includes("admin")) {
+    throw new Error(`log in as the administrator: ${login.status} ${login.text}`);
+  }
+  return { authorization: `Bearer ${login.json.access}` };
 }

@@ -50,23 +50,34 @@ class Problems extends Error {
 
 export function Reports(_: ScreenProps) {
   const [selected, setSelected] = useState<string>();
+  // The rendering job of the report just created (followed from the start).
+  const [createdJob, setCreatedJob] = useState<string>();
   const [reload, setReload] = useState(0);
   return (
     <div class="split reports">
       <div>
         <NewReport
-          onCreated={(id) => {
+          onCreated={(id, jobId) => {
             setSelected(id);
+            setCreatedJob(jobId);
             setReload((n) => n + 1);
           }}
         />
-        <ReportList reload={reload} selected={selected} onSelect={setSelected} />
+        <ReportList
+          reload={reload}
+          selected={selected}
+          onSelect={(id) => {
+            setSelected(id);
+            setCreatedJob(undefined);
+          }}
+        />
       </div>
       <div>
         {selected ? (
           <ReportView
             key={selected}
             id={selected}
+            jobId={createdJob}
             onChange={() => setReload((n) => n + 1)}
             onDeleted={() => {
               setSelected(undefined);
@@ -82,7 +93,7 @@ export function Reports(_: ScreenProps) {
 }
 
 /** The form: student, events (pasted or loaded), format. */
-function NewReport({ onCreated }: { onCreated: (id: string) => void }) {
+function NewReport({ onCreated }: { onCreated: (id: string, jobId?: string) => void }) {
   const [studentId, setStudentId] = useState("");
   const [namespace, setNamespace] = useState("");
   const [text, setText] = useState("");
@@ -121,7 +132,7 @@ function NewReport({ onCreated }: { onCreated: (id: string) => void }) {
     const pages = paginate(events);
     if (pages.length <= 1) {
       const r = await reports.createReport({ report: { studentId: student, namespace: ns, events, format } });
-      if (r.report) onCreated(r.report.id);
+      if (r.report) onCreated(r.report.id, r.job?.id);
       return;
     }
     // More than one request carries: a draft, its events page by page, then rendering.
@@ -138,8 +149,8 @@ function NewReport({ onCreated }: { onCreated: (id: string) => void }) {
       offset = Number(r.report?.eventCount ?? offset + page.length);
     }
     setSent(`Sent ${offset} events.`);
-    await reports.generateReport({ id });
-    onCreated(id);
+    const generated = await reports.generateReport({ id });
+    onCreated(id, generated.job?.id);
   });
 
   return (
@@ -439,10 +450,12 @@ function formatName(format: ReportFormat): string {
 /** One report: its job while it renders, then what it found and its file. */
 function ReportView({
   id,
+  jobId,
   onChange,
   onDeleted,
 }: {
   id: string;
+  jobId?: string;
   onChange: () => void;
   onDeleted: () => void;
 }) {
@@ -460,7 +473,7 @@ function ReportView({
   const rendering =
     report?.status === ReportStatus.PENDING || report?.status === ReportStatus.RUNNING;
   // Once seen rendering, its job is followed to the end (the bar stays, at 100%, when done).
-  const [watchId, setWatchId] = useState<string>();
+  const [watchId, setWatchId] = useState<string | undefined>(jobId);
   useEffect(() => {
     if (rendering && report?.jobId) setWatchId(report.jobId);
   }, [rendering, report?.jobId]);

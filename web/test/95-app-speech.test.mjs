@@ -1,0 +1,72 @@
+// The app's Speech screen in a real headless Chromium through the real edge: a sentence is
+// synthesised and played through its signed URL (the <audio> loads a duration), and the same
+// WAV, uploaded through the file input, is transcribed by a job watched live into a transcript.
+
+import { after } from "node:test";
+import assert from "node:assert/strict";
+import { appTest, closeBrowser, signUp, snapshot } from "../testlib/browser.mjs";
+
+after(closeBrowser);
+
+const TEXT = "The orchard behind the school has twelve apple trees.";
+
+appTest("speech: a sentence is synthesised and played, and its WAV uploaded is transcribed live", async ({ page }) => {
+  await signUp(page);
+  await page.getByRole("link", { name: "Speech" }).click();
+  await page.getByRole("heading", { name: "Speech", level: 1 }).waitFor();
+
+  // Synthesis: the audio element loads the stored WAV through a signed URL on this origin.
+  await page.getByLabel("Text to speak").fill(TEXT);
+  await page.getByRole("button", { name: "Synthesize", exact: true }).click();
+  const audio = page.getByLabel("Synthesized speech");
+  await audio.waitFor();
+  const src = await audio.getAttribute("src");
+  assert.match(src, /^\/api\/v1\/files\//);
+  await page.waitForFunction(() => {
+    const a = document.querySelector("audio");
+    return a && Number.isFinite(a.duration) && a.duration > 0;
+  });
+  const duration = await audio.evaluate((a) => a.duration);
+  assert.ok(duration > 1, `duration ${duration}`);
+  await page.getByRole("list", { name: "Synthesized audio" }).getByText(TEXT).waitFor();
+
+  // The WAV the page plays, uploaded back as a file to transcribe.
+  const wav = Buffer.from(
+    await audio.evaluate(async (a) => Array.from(new Uint8Array(await (await fetch(a.src)).arrayBuffer()))),
+  );
+  assert.equal(wav.subarray(0, 4).toString(), "RIFF");
+  await page.getByLabel(/Or choose an audio file/).setInputFiles({
+    name: "orchard.wav",
+    mimeType: "audio/wav",
+    buffer: wav,
+  });
+  await page.getByText(/Ready: orchard\.wav/).waitFor();
+  await page.getByLabel("Spoken language").selectOption("en");
+  await page.getByRole("button", { name: "Transcribe", exact: true }).click();
+  const bar = page.getByRole("progressbar", { name: "Transcription" });
+  await bar.waitFor();
+  await page.locator('.job[data-state="succeeded"]').waitFor({ timeout: 180_000 });
+  assert.equal(await bar.getAttribute("value"), "100");
+  const transcript = page.getByRole("region", { name: "Transcript" });
+  await transcript.waitFor();
+  assert.match(await transcript.textContent(), /orchard|apple/i);
+  assert.match(await page.getByTestId("transcript-language").textContent(), /en/);
+  await page.getByRole("list", { name: "Transcriptions" }).getByText("orchard.wav").waitFor();
+  await snapshot(page, "speech");
+});
+
+appTest("speech at phone width: the screen fits and past audio can be deleted", async ({ page }) => {
+  await signUp(page);
+  await page.getByRole("button", { name: "Menu" }).click();
+  await page.getByRole("link", { name: "Speech" }).click();
+  await page.getByLabel("Text to speak").fill("A short sentence to delete.");
+  await page.getByRole("button", { name: "Synthesize", exact: true }).click();
+  const list = page.getByRole("list", { name: "Synthesized audio" });
+  await list.getByText("A short sentence to delete.").waitFor();
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `the page is ${overflow}px wider than the screen`);
+  await snapshot(page, "speech-phone");
+  page.once("dialog", (dialog) => void dialog.accept());
+  await list.getByRole("button", { name: /^Delete/ }).click();
+  await list.getByText("No audio yet.").waitFor();
+}, { viewport: { width: 390, height: 844 } });
