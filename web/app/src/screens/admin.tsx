@@ -2,7 +2,7 @@
 // each job kind's queue, every user's jobs live (the admin service's WatchJobs) with retry and
 // cancel, and the audit log of what administrators did.
 
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { durationMs, type Duration } from "@bufbuild/protobuf/wkt";
 import {
   AdminService,
@@ -215,6 +215,8 @@ function Confirm({
 }) {
   const [reason, setReason] = useState("");
   const [typed, setTyped] = useState("");
+  const reasonInput = useRef<HTMLInputElement>(null);
+  useEffect(() => reasonInput.current?.focus(), []);
   const run = useAction(async () => {
     const request = { userId: user.id, reason: reason.trim() };
     if (action === "disable") {
@@ -249,6 +251,7 @@ function Confirm({
       <label>
         Reason (kept in the audit log)
         <input
+          ref={reasonInput}
           required
           maxLength={500}
           value={reason}
