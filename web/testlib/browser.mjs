@@ -30,6 +30,9 @@ async function launch() {
       "--disable-background-networking",
       "--disable-component-update",
       "--disable-sync",
+      // A synthetic microphone (a beep), allowed without asking: recording in the page.
+      "--use-fake-device-for-media-stream",
+      "--use-fake-ui-for-media-stream",
     ],
   });
   return browser;
