@@ -57,6 +57,7 @@ appTest("reports: pasted events become an HTML report, watched to the end and op
 
 appTest("reports: a CSV file becomes a PDF report with a download link", async ({ page }) => {
   await signUp(page);
+  await page.getByRole("button", { name: "Menu" }).click();
   await page.getByRole("link", { name: "Reports" }).click();
   const csv = [
     "student_id,unit,type,created_time",

@@ -46,7 +46,7 @@ appTest("speech: a sentence is synthesised and played, and its WAV uploaded is t
   await bar.waitFor();
   await page.locator('.job[data-state="succeeded"]').waitFor({ timeout: 180_000 });
   assert.equal(await bar.getAttribute("value"), "100");
-  const transcript = page.getByRole("region", { name: "Transcript" });
+  const transcript = page.getByRole("region", { name: "Transcript", exact: true });
   await transcript.waitFor();
   assert.match(await transcript.textContent(), /orchard|apple/i);
   // The language transcribed (the default model's, English).
@@ -84,6 +84,6 @@ appTest("speech: a recording made in the page is converted to WAV and transcribe
   assert.match(await ready.textContent(), /\d+\.\d s/);
   await page.getByRole("button", { name: "Transcribe", exact: true }).click();
   await page.locator('.job[data-state="succeeded"]').waitFor({ timeout: 180_000 });
-  await page.getByRole("region", { name: "Transcript" }).waitFor();
+  await page.getByRole("region", { name: "Transcript", exact: true }).waitFor();
   await page.getByRole("list", { name: "Transcriptions" }).getByText(/^recording-.*\.wav$/).waitFor();
 });
