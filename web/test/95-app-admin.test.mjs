@@ -58,6 +58,8 @@ appTest("admin: the administrator finds a user, disables and enables it, and see
   await page.getByLabel("Search users").fill(target.username);
   const row = users.locator(`tr[data-user="${target.username}"]`);
   await row.waitFor();
+  // Only the searched account remains (the search runs once typing pauses).
+  await users.locator("tbody tr").nth(1).waitFor({ state: "detached" });
   assert.equal(await users.locator("tbody tr").count(), 1);
 
   await row.getByRole("button", { name: `Disable ${target.username}` }).click();
