@@ -167,8 +167,8 @@ function NewReport({ onCreated }: { onCreated: (id: string, jobId?: string) => v
             <input maxLength={128} value={studentId} onInput={(e) => setStudentId(e.currentTarget.value)} />
           </label>
           <label>
-            Namespace (optional)
-            <input maxLength={128} value={namespace} onInput={(e) => setNamespace(e.currentTarget.value)} />
+            Namespace
+            <input maxLength={128} placeholder="optional" value={namespace} onInput={(e) => setNamespace(e.currentTarget.value)} />
           </label>
         </div>
         <label>
