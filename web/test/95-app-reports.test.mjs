@@ -32,6 +32,13 @@ appTest("reports: pasted events become an HTML report, watched to the end and op
   assert.match(alert, /Event 2 has no unit/);
   assert.match(alert, /Event 2's created_time “yesterday”/);
 
+  // What only the server knows is wrong (there is no 13th month) comes back field by field.
+  await page.getByLabel("Events (JSON)").fill('[{"unit": "Welcome", "created_time": "2025-13-01T09:00:00Z"}]');
+  await page.getByRole("button", { name: "Create report" }).click();
+  const refused = page.getByRole("list", { name: "Refused fields" });
+  await refused.waitFor();
+  assert.match(await refused.textContent(), /Event 1, created_time/);
+
   await page.getByLabel("Events (JSON)").fill(JSON.stringify(EVENTS, null, 2));
   await page.getByLabel("HTML page").check();
   await page.getByRole("button", { name: "Create report" }).click();
@@ -83,3 +90,28 @@ appTest("reports: a CSV file becomes a PDF report with a download link", async (
   }, href);
   assert.deepEqual(head, { type: "application/pdf", magic: "%PDF-" });
 }, { viewport: { width: 390, height: 844 } });
+
+appTest("reports: more events than one request carries go as a draft in pages", async ({ page }) => {
+  await signUp(page);
+  await page.getByRole("link", { name: "Reports" }).click();
+  const total = 12_000;
+  const rows = ["unit,type,created_time"];
+  for (let i = 0; i < total; i++) {
+    const time = new Date(Date.UTC(2025, 0, 1) + i * 60_000).toISOString();
+    rows.push(`Module ${Math.floor(i / 1000) + 1},${i % 2 ? "viewed" : "completed"},${time}`);
+  }
+  await page.getByLabel("Student id").fill("s-big");
+  await page.getByLabel(/Or load a JSON or CSV file/).setInputFiles({
+    name: "big.csv",
+    mimeType: "text/csv",
+    buffer: Buffer.from(rows.join("\r\n")),
+  });
+  await page.getByText(`big.csv: ${total} events loaded.`).waitFor();
+  await page.getByLabel("PDF document").check();
+  await page.getByRole("button", { name: "Create report" }).click();
+  await page.getByText(`Sent ${total} events.`).waitFor();
+  await page.getByTestId("report-status").getByText("done").waitFor({ timeout: 180_000 });
+  const facts = await page.getByRole("region", { name: "Report for s-big" }).textContent();
+  assert.match(facts, new RegExp(`Events${total}`));
+  assert.match(facts, /Units12/);
+});
