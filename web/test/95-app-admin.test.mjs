@@ -101,3 +101,14 @@ appTest("admin: other users have no Admin screen", async ({ page }) => {
   assert.equal(await page.getByRole("link", { name: "Admin" }).count(), 0);
   assert.notEqual(await page.getByRole("heading", { level: 1 }).textContent(), "Admin");
 });
+
+appTest("admin at phone width: the tables scroll inside their panels, the page fits", async ({ page }) => {
+  await signInAsAdmin(page);
+  await page.getByRole("button", { name: "Menu" }).click();
+  await page.getByRole("link", { name: "Admin" }).click();
+  await page.getByRole("table", { name: "Users" }).locator("tbody tr[data-user]").first().waitFor();
+  await page.getByRole("table", { name: "Queue statistics" }).waitFor();
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `the page is ${overflow}px wider than the screen`);
+  await snapshot(page, "admin-phone");
+}, { viewport: { width: 390, height: 844 }, allowConsole: [/status of 4\d\d|Failed to load resource/] });
