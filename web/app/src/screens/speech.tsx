@@ -3,6 +3,7 @@
 // URL, past audio.
 
 import { useEffect, useRef, useState } from "preact/hooks";
+import { ConnectError } from "@connectrpc/connect";
 import {
   AudioFormat,
   SpeechService,
@@ -18,6 +19,9 @@ import { needsConversion, toWav } from "../wav.js";
 import type { ScreenProps } from "./index.js";
 
 const speech = client(SpeechService);
+
+/** A WAV file larger than this is resampled to 16 kHz mono before it is sent. */
+const LARGE_WAV = 1024 * 1024;
 
 const LANGUAGES: [string, string][] = [
   ["", "Server default (English)"],
@@ -104,6 +108,21 @@ function Transcribe({ onCreated }: { onCreated: (id: string) => void }) {
     if (!file) return;
     const buffer = await file.arrayBuffer();
     const head = new Uint8Array(buffer.slice(0, 64));
+    const isWav = String.fromCharCode(...head.slice(0, 4)) === "RIFF";
+    if (isWav && buffer.byteLength > LARGE_WAV) {
+      // Uncompressed and large: 16 kHz mono is all transcription uses, and far smaller.
+      const wav = await toWav(buffer);
+      if (wav.data.length < buffer.byteLength) {
+        setPending({
+          name: file.name,
+          contentType: "audio/wav",
+          data: wav.data,
+          seconds: wav.seconds,
+          note: `Resampled to 16 kHz mono in the browser (from ${bytes(buffer.byteLength)}).`,
+        });
+        return;
+      }
+    }
     if (needsConversion(file, head)) {
       const wav = await toWav(buffer);
       setPending({
@@ -120,11 +139,22 @@ function Transcribe({ onCreated }: { onCreated: (id: string) => void }) {
 
   const start = useAction(async () => {
     if (!pending) return;
-    const r = await speech.createTranscription({
-      body: { contentType: pending.contentType, data: pending.data },
-      filename: safeName(pending.name),
-      language,
-    });
+    const r = await speech
+      .createTranscription({
+        body: { contentType: pending.contentType, data: pending.data },
+        filename: safeName(pending.name),
+        language,
+      })
+      .catch((e: unknown) => {
+        // The edge refuses a body over its limit before the service sees it.
+        if (e instanceof ConnectError && /\b413\b|too large/i.test(e.rawMessage)) {
+          throw new Error(
+            `The recording (${bytes(pending.data.length)}) is larger than the server accepts in one ` +
+              "request: record a shorter one, or choose a smaller file.",
+          );
+        }
+        throw e;
+      });
     const id = r.transcription?.id;
     setCreated(id);
     setJobId(r.job?.id);
