@@ -87,3 +87,41 @@ appTest("speech: a recording made in the page is converted to WAV and transcribe
   await page.getByRole("region", { name: "Transcript", exact: true }).waitFor();
   await page.getByRole("list", { name: "Transcriptions" }).getByText(/^recording-.*\.wav$/).waitFor();
 });
+
+/** A 16-bit PCM WAV of a tone: `seconds` long at `rate` Hz with `channels` channels. */
+function toneWav(seconds, rate, channels) {
+  const frames = Math.round(seconds * rate);
+  const data = Buffer.alloc(frames * channels * 2);
+  for (let i = 0; i < frames; i++) {
+    const sample = Math.round(Math.sin((2 * Math.PI * 440 * i) / rate) * 8000);
+    for (let c = 0; c < channels; c++) data.writeInt16LE(sample, (i * channels + c) * 2);
+  }
+  const header = Buffer.alloc(44);
+  header.write("RIFF", 0);
+  header.writeUInt32LE(36 + data.length, 4);
+  header.write("WAVEfmt ", 8);
+  header.writeUInt32LE(16, 16);
+  header.writeUInt16LE(1, 20);
+  header.writeUInt16LE(channels, 22);
+  header.writeUInt32LE(rate, 24);
+  header.writeUInt32LE(rate * channels * 2, 28);
+  header.writeUInt16LE(channels * 2, 32);
+  header.writeUInt16LE(16, 34);
+  header.write("data", 36);
+  header.writeUInt32LE(data.length, 40);
+  return Buffer.concat([header, data]);
+}
+
+appTest("speech: a WAV larger than the edge takes is resampled in the page and transcribed", async ({ page }) => {
+  await signUp(page);
+  await page.getByRole("link", { name: "Speech" }).click();
+  // 12 s of 48 kHz stereo: 2.2 MiB, over the test edge's 2 MiB body limit.
+  const wav = toneWav(12, 48_000, 2);
+  await page.getByLabel(/Or choose an audio file/).setInputFiles({ name: "tone.wav", mimeType: "audio/wav", buffer: wav });
+  const ready = page.getByText(/Ready: tone\.wav/);
+  await ready.waitFor();
+  assert.match(await ready.textContent(), /Resampled to 16 kHz mono/);
+  await page.getByRole("button", { name: "Transcribe", exact: true }).click();
+  await page.locator('.job[data-state="succeeded"]').waitFor({ timeout: 180_000 });
+  await page.getByRole("region", { name: "Transcript", exact: true }).waitFor();
+});
