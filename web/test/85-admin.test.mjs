@@ -5,27 +5,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
-import { env, eventually, http, signIn, uniqueWord } from "../testlib/edge.mjs";
-
-/** The administrator's address, as scripts/test-edge passes it to the mesh. */
-const ADMIN_EMAIL = process.env.EDGE_ADMIN_EMAIL ?? "operator@example.test";
-
-/** Registers and logs in the administrator (each edge run is a fresh mesh); returns its bearer
- * headers. */
-async function adminHeaders() {
-  const password = `Pw-${randomBytes(9).toString("base64url")}-9z`;
-  const username = uniqueWord("op");
-  const registered = await http("POST", "/auth/register", {
-    body: { username, email: ADMIN_EMAIL, password, password2: password },
-    anonymous: true,
-  });
-  assert.equal(registered.status, 200, registered.text);
-  const login = await http("POST", "/auth/login", { body: { username, password }, anonymous: true });
-  assert.equal(login.status, 200, login.text);
-  assert.ok(login.json.user.roles.includes("admin"), login.text);
-  return { authorization: `Bearer ${login.json.access}` };
-}
+import { adminHeaders, env, eventually, http, signIn } from "../testlib/edge.mjs";
 
 const user = await signIn();
 const admin = await adminHeaders();

@@ -4,9 +4,12 @@
 import type { FunctionComponent } from "preact";
 import type { User } from "../../../src/gen/aimesh/identity/v1/identity_pb.js";
 import { Documents } from "./documents.js";
+import { Admin } from "./admin.js";
 import { Jobs } from "./jobs.js";
 import { Notes } from "./notes.js";
 import { Profile } from "./profile.js";
+import { Reports } from "./reports.js";
+import { Speech } from "./speech.js";
 
 export interface ScreenProps {
   /** What follows `#/<path>/` in the URL, e.g. a note's id; "" when nothing does. */
@@ -26,5 +29,8 @@ export const screens: Screen[] = [
   { path: "notes", title: "Notes", component: Notes },
   { path: "documents", title: "Documents", component: Documents },
   { path: "jobs", title: "Jobs", component: Jobs },
+  { path: "speech", title: "Speech", component: Speech },
+  { path: "reports", title: "Reports", component: Reports },
+  { path: "admin", title: "Admin", component: Admin, admin: true },
   { path: "profile", title: "Profile", component: Profile },
 ];
