@@ -3,6 +3,8 @@
 
 import type { FunctionComponent } from "preact";
 import type { User } from "../../../src/gen/aimesh/identity/v1/identity_pb.js";
+import { Chat } from "./chat.js";
+import { Gallery } from "./gallery.js";
 import { Jobs } from "./jobs.js";
 import { Notes } from "./notes.js";
 import { Profile } from "./profile.js";
@@ -23,6 +25,8 @@ export interface Screen {
 
 export const screens: Screen[] = [
   { path: "notes", title: "Notes", component: Notes },
+  { path: "chat", title: "Chat", component: Chat },
+  { path: "gallery", title: "Gallery", component: Gallery },
   { path: "jobs", title: "Jobs", component: Jobs },
   { path: "profile", title: "Profile", component: Profile },
 ];
