@@ -1,0 +1,163 @@
+// The browser app's chat, in a real headless Chromium through the real edge. Where the mesh has
+// the engines replies need (the chat model and the embeddings engine: ListModels says), a
+// message's reply is seen streaming into the page before it is DONE, and is written again on
+// request. Where it has not, the reply job waits for a worker that never comes (the mesh queues
+// it and no process claims the kind): the page says why, from ListModels, shows the reply
+// waiting, and stopping, regenerating and editing still work. Either way sessions are created by
+// the first message, renamed and deleted.
+
+import { after } from "node:test";
+import assert from "node:assert/strict";
+import { http, signIn } from "../testlib/edge.mjs";
+import { appServed, appTest, closeBrowser, signUp, snapshot } from "../testlib/browser.mjs";
+
+after(closeBrowser);
+
+/** The chat and embeddings models as ListModels reports them (REST, a user of this file). */
+async function replyEngines() {
+  if (!appServed) return { ready: false, missing: [] };
+  await signIn();
+  const response = await http("GET", "/api/v1/models");
+  assert.equal(response.status, 200, response.text);
+  const wanted = response.json.models.filter((m) =>
+    ["CAPABILITY_CHAT", "CAPABILITY_EMBEDDINGS"].includes(m.capability),
+  );
+  assert.equal(wanted.length, 2, response.text);
+  const missing = wanted.filter((m) => m.state !== "MODEL_STATE_READY");
+  return { ready: missing.length === 0, missing };
+}
+
+const engines = await replyEngines();
+const REPLY_MS = 240_000;
+
+/** Records, while a reply is in progress, each text the page shows for it. */
+async function watchStreaming(page) {
+  await page.evaluate(() => {
+    window.__streamed = [];
+    const observer = new MutationObserver(() => {
+      const live = document.querySelector('li[data-status="processing"] [data-testid="reply-text"]');
+      const text = live?.textContent ?? "";
+      if (text && window.__streamed.at(-1) !== text) window.__streamed.push(text);
+    });
+    observer.observe(document.body, { subtree: true, childList: true, characterData: true });
+  });
+}
+
+async function sendFirst(page, text) {
+  await page.getByRole("link", { name: "Chat" }).click();
+  await page.getByRole("heading", { name: "Chat", level: 1 }).waitFor();
+  await page.getByRole("heading", { name: "New conversation", level: 2 }).waitFor();
+  await page.getByLabel("Message", { exact: true }).fill(text);
+  await page.getByRole("button", { name: "Send" }).click();
+  await page.waitForURL(/#\/chat\/[0-9a-f-]{36}$/);
+  const messages = page.getByRole("list", { name: "Messages" });
+  await messages.getByRole("article", { name: "Your message" }).filter({ hasText: text }).waitFor();
+  return messages;
+}
+
+appTest("a message's reply streams into the page and reaches DONE, or the page says why no reply comes", async ({ page }) => {
+  await signUp(page);
+  await page.getByRole("link", { name: "Chat" }).click();
+  await page.getByRole("heading", { name: "New conversation", level: 2 }).waitFor();
+  await watchStreaming(page);
+  const question = "Hello! What is the capital of France?";
+  const messages = await sendFirst(page, question);
+  // The first message names the session.
+  await page.getByRole("list", { name: "Conversations" }).getByText(question).waitFor();
+
+  if (engines.ready) {
+    const done = messages.locator('li[data-status="done"]').filter({ has: page.getByRole("article", { name: "Reply" }) });
+    await done.waitFor({ timeout: REPLY_MS });
+    const final = (await done.getByTestId("reply-text").textContent()) ?? "";
+    assert.ok(final.trim().length > 0, "the reply has text");
+    const streamed = await page.evaluate(() => window.__streamed);
+    assert.ok(streamed.length >= 1, "the reply's text showed while it was being written");
+    assert.ok(final.startsWith(streamed.at(-1).trimEnd().slice(0, 20)), `streamed ${JSON.stringify(streamed)} then ${final}`);
+    for (let i = 1; i < streamed.length; i++) {
+      assert.ok(streamed[i].length >= streamed[i - 1].length, `the reply grew: ${JSON.stringify(streamed)}`);
+    }
+    await snapshot(page, "chat-reply");
+
+    // Written again on request: the old reply goes, a new one streams to DONE.
+    await page.getByRole("button", { name: "Regenerate reply" }).click();
+    await messages.locator('li[data-status="processing"]').waitFor();
+    await messages.locator('li[data-status="done"]').filter({ has: page.getByRole("article", { name: "Reply" }) }).waitFor({ timeout: REPLY_MS });
+    assert.equal(await messages.getByRole("article", { name: "Reply" }).count(), 1);
+  } else {
+    // No worker can write replies here: the page says so in the server's words, the reply
+    // waits, and it can be stopped.
+    const notice = page.getByRole("status", { name: "Chat availability" });
+    await notice.waitFor();
+    for (const model of engines.missing) {
+      const detail = model.detail.trim().replace(/\.$/, "");
+      assert.ok((await notice.textContent()).includes(detail), `${await notice.textContent()} names ${detail}`);
+    }
+    assert.match(await notice.textContent(), /Replies cannot be written on this server/);
+    const waiting = messages.locator('li[data-status="processing"]');
+    await waiting.getByRole("status", { name: "Reply stage" }).filter({ hasText: "Waiting for a worker" }).waitFor();
+    await snapshot(page, "chat-waiting");
+    await waiting.getByRole("button", { name: "Stop" }).click();
+    const stopped = messages.locator('li[data-status="cancelled"]');
+    await stopped.getByText("Stopped before it was finished.").waitFor();
+
+    // Regenerate: a new reply replaces the stopped one (and waits too); stop it again.
+    await page.getByRole("button", { name: "Regenerate reply" }).click();
+    await stopped.waitFor({ state: "detached" });
+    await waiting.getByRole("button", { name: "Stop" }).click();
+    await stopped.waitFor();
+  }
+
+  // Edit the message: the replies after it are written again from the edit.
+  const edited = "What is the capital of Italy?";
+  await messages.getByRole("button", { name: "Edit" }).click();
+  await page.getByLabel("Edit your message (the replies after it are written again)").fill(edited);
+  await page.getByRole("button", { name: "Save and send" }).click();
+  await messages.getByRole("article", { name: "Your message" }).filter({ hasText: edited }).waitFor();
+  assert.equal(await messages.getByRole("article", { name: "Reply" }).count(), 1);
+  if (engines.ready) {
+    await messages.locator('li[data-status="done"]').filter({ has: page.getByRole("article", { name: "Reply" }) }).waitFor({ timeout: REPLY_MS });
+  } else {
+    await messages.locator('li[data-status="processing"]').getByRole("button", { name: "Stop" }).click();
+    await messages.locator('li[data-status="cancelled"]').waitFor();
+  }
+
+  // Rename, then delete the session.
+  await page.getByRole("button", { name: "Rename" }).click();
+  await page.getByLabel("Title", { exact: true }).fill("Capitals");
+  await page.getByRole("button", { name: "Save title" }).click();
+  await page.getByRole("heading", { name: "Capitals", level: 2 }).waitFor();
+  const sessions = page.getByRole("list", { name: "Conversations" });
+  await sessions.getByRole("link", { name: /Capitals/ }).waitFor();
+  await snapshot(page, "chat-renamed");
+  page.once("dialog", (dialog) => void dialog.accept());
+  await page.getByRole("button", { name: "Delete" }).click();
+  await page.waitForURL(/#\/chat$/);
+  await sessions.getByText("No conversations yet.").waitFor();
+});
+
+appTest("sessions are listed newest first and a new chat starts empty", async ({ page }) => {
+  await signUp(page);
+  await page.getByRole("link", { name: "Chat" }).click();
+  await page.getByRole("button", { name: "New chat" }).click();
+  await page.waitForURL(/#\/chat\/[0-9a-f-]{36}$/);
+  await page.getByText("No messages yet: write the first below.").waitFor();
+  await page.getByRole("button", { name: "Rename" }).click();
+  await page.getByLabel("Title", { exact: true }).fill("Older");
+  await page.getByRole("button", { name: "Save title" }).click();
+  await page.getByRole("heading", { name: "Older", level: 2 }).waitFor();
+  await page.getByRole("button", { name: "New chat" }).click();
+  await page.getByRole("button", { name: "Rename" }).click();
+  await page.getByLabel("Title", { exact: true }).fill("Newer");
+  await page.getByRole("button", { name: "Save title" }).click();
+  await page.getByRole("heading", { name: "Newer", level: 2 }).waitFor();
+  const sessions = page.getByRole("list", { name: "Conversations" }).getByRole("link");
+  await sessions.nth(1).waitFor();
+  const names = await sessions.allTextContents();
+  assert.match(names[0], /^Newer/, JSON.stringify(names));
+  assert.match(names[1], /^Older/, JSON.stringify(names));
+  // Phone width: nothing wider than the screen.
+  await page.setViewportSize({ width: 390, height: 844 });
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `the page is ${overflow}px wider than the screen`);
+  await snapshot(page, "chat-phone");
+});
