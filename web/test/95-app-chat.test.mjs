@@ -141,11 +141,15 @@ appTest("sessions are listed newest first and a new chat starts empty", async ({
   await page.getByRole("button", { name: "New chat" }).click();
   await page.waitForURL(/#\/chat\/[0-9a-f-]{36}$/);
   await page.getByText("No messages yet: write the first below.").waitFor();
+  await page.getByRole("heading", { name: "New conversation", level: 2 }).waitFor();
   await page.getByRole("button", { name: "Rename" }).click();
   await page.getByLabel("Title", { exact: true }).fill("Older");
   await page.getByRole("button", { name: "Save title" }).click();
   await page.getByRole("heading", { name: "Older", level: 2 }).waitFor();
+  const older = page.url();
   await page.getByRole("button", { name: "New chat" }).click();
+  await page.waitForURL((url) => url.href !== older && /#\/chat\/[0-9a-f-]{36}$/.test(url.href));
+  await page.getByRole("heading", { name: "New conversation", level: 2 }).waitFor();
   await page.getByRole("button", { name: "Rename" }).click();
   await page.getByLabel("Title", { exact: true }).fill("Newer");
   await page.getByRole("button", { name: "Save title" }).click();

@@ -58,6 +58,7 @@ function png(width, height, blue = 128) {
 /** Waits until the <img> `locator` names has loaded real pixels. */
 async function loaded(page, locator) {
   await locator.waitFor();
+  await locator.scrollIntoViewIfNeeded();
   const handle = await locator.elementHandle();
   await page.waitForFunction((img) => img.complete && img.naturalWidth > 0, handle, { timeout: 30_000 });
   return handle.evaluate((img) => img.naturalWidth);

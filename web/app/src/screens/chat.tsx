@@ -527,7 +527,7 @@ function LiveReply({ message, onEnd }: { message: Message; onEnd: (message: Mess
 
   return (
     <li class="message assistant" data-status="processing">
-      <article aria-label="Reply" aria-busy="true">
+      <article aria-label="Reply">
         <h3 class="who-said">Assistant</h3>
         <p class="stage" role="status" aria-label="Reply stage">
           {capitalised(doing.doing)}…{stage.detail && stage.stage !== Stage.QUEUED ? ` (${stage.detail})` : ""}
