@@ -8,6 +8,14 @@
 
 import { after } from "node:test";
 import assert from "node:assert/strict";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import {
+  MessageStatus,
+  Role,
+  Stage,
+  WatchMessageRequestSchema,
+  WatchMessageResponseSchema,
+} from "../src/gen/aimesh/conversation/v1/conversation_pb.js";
 import { http, signIn } from "../testlib/edge.mjs";
 import { appServed, appTest, closeBrowser, signUp, snapshot } from "../testlib/browser.mjs";
 
@@ -164,4 +172,71 @@ appTest("sessions are listed newest first and a new chat starts empty", async ({
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `the page is ${overflow}px wider than the screen`);
   await snapshot(page, "chat-phone");
+});
+
+/** grpc-web frames: each message, then the trailers saying OK. */
+function grpcWebBody(messages) {
+  const frame = (flag, bytes) => {
+    const head = Buffer.alloc(5);
+    head[0] = flag;
+    head.writeUInt32BE(bytes.length, 1);
+    return Buffer.concat([head, Buffer.from(bytes)]);
+  };
+  return Buffer.concat([
+    ...messages.map((m) => frame(0x00, toBinary(WatchMessageResponseSchema, m))),
+    frame(0x80, Buffer.from("grpc-status: 0\r\ngrpc-message: \r\n")),
+  ]);
+}
+
+appTest("a failed reply says at which stage and why, as a sentence", async ({ page }) => {
+  await signUp(page);
+  // The reply's stream, as the server sends it when the act stage fails (whatever engines
+  // this mesh has): a stage change, then the finished message, FAILED.
+  const reason = "no chat model is loaded here: the model is not installed";
+  await page.route("**/aimesh.conversation.v1.ConversationService/WatchMessage", (route) => {
+    const body = route.request().postDataBuffer();
+    const request = fromBinary(WatchMessageRequestSchema, body.subarray(5, 5 + body.readUInt32BE(1)));
+    const failed = create(WatchMessageResponseSchema, {
+      event: {
+        case: "message",
+        value: {
+          id: request.id,
+          sessionId: request.sessionId,
+          role: Role.ASSISTANT,
+          status: MessageStatus.FAILED,
+          stage: Stage.ACT,
+          failureReason: reason,
+          content: `Sorry, I could not do that (act stage failed): ${reason}`,
+        },
+      },
+    });
+    const stage = create(WatchMessageResponseSchema, {
+      event: { case: "stage", value: { stage: Stage.ACT, detail: "chat (0.91)", percent: 25 } },
+    });
+    return route.fulfill({
+      status: 200,
+      headers: { "content-type": "application/grpc-web+proto" },
+      body: grpcWebBody([stage, failed]),
+    });
+  });
+  const messages = await sendFirst(page, "Tell me a joke about owls.");
+  const failed = messages.locator('li[data-status="failed"]');
+  const alert = failed.getByRole("alert");
+  await alert.waitFor();
+  assert.equal(
+    await alert.textContent(),
+    `The reply failed at the act stage (writing the reply): ${reason}.`,
+  );
+  // The apology that repeats the reason is not shown twice.
+  assert.equal(await failed.getByTestId("reply-text").count(), 0);
+  await snapshot(page, "chat-failed");
+  await page.unroute("**/aimesh.conversation.v1.ConversationService/WatchMessage");
+  // Stop the real reply, which goes on (or waits) on the server.
+  await page.reload();
+  const reply = messages.locator("li.assistant");
+  await reply.waitFor();
+  if ((await reply.getAttribute("data-status")) === "processing") {
+    await reply.getByRole("button", { name: "Stop" }).click({ timeout: 5_000 }).catch(() => undefined);
+    await messages.locator('li[data-status="cancelled"], li[data-status="done"]').waitFor();
+  }
 });
