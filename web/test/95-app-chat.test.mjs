@@ -16,16 +16,49 @@ import {
   WatchMessageRequestSchema,
   WatchMessageResponseSchema,
 } from "../src/gen/aimesh/conversation/v1/conversation_pb.js";
-import { http, signIn } from "../testlib/edge.mjs";
-import { appServed, appTest, closeBrowser, signUp, snapshot } from "../testlib/browser.mjs";
+import { http } from "../testlib/edge.mjs";
+import { appTest, closeBrowser, newUser, snapshot } from "../testlib/browser.mjs";
 
 after(closeBrowser);
 
-/** The chat and embeddings models as ListModels reports them (REST, a user of this file). */
-async function replyEngines() {
-  if (!appServed) return { ready: false, missing: [] };
-  await signIn();
-  const response = await http("GET", "/api/v1/models");
+/**
+ * Chromium asks for /favicon.ico, which the edge does not serve (404, logged to the console as
+ * an error, which fails an app test): answer it here with no content.
+ */
+async function noFavicon(page) {
+  await page.route("**/favicon.ico", (route) => route.fulfill({ status: 204, body: "" }));
+}
+
+/**
+ * Signs up through the page as `signUp` does, waiting and trying again while the server refuses
+ * registrations from this address for a moment (every test file registers users at once).
+ */
+async function signUpPatiently(page) {
+  const user = newUser();
+  await page.goto("/");
+  await page.getByRole("tab", { name: "Create account" }).click();
+  await page.getByLabel("Username").fill(user.username);
+  await page.getByLabel("Email").fill(user.email);
+  await page.getByLabel("Password", { exact: true }).fill(user.password);
+  for (let attempt = 0; attempt < 20; attempt++) {
+    await page.getByRole("button", { name: "Create account" }).click();
+    const outcome = await Promise.race([
+      page.getByRole("button", { name: "Sign out" }).waitFor().then(() => "in", () => "timeout"),
+      page.getByRole("alert").filter({ hasText: /retry in/i }).waitFor().then(() => "wait", () => "timeout"),
+    ]);
+    if (outcome === "in") return user;
+    await page.waitForTimeout(2_000);
+  }
+  throw new Error("the server kept refusing the registration");
+}
+
+/**
+ * The chat and embeddings models as ListModels reports them, asked over REST with the token of
+ * the user signed in on `page`.
+ */
+async function replyEngines(page) {
+  const token = await page.evaluate(() => JSON.parse(localStorage.getItem("aimesh.session")).access);
+  const response = await http("GET", "/api/v1/models", { headers: { authorization: `Bearer ${token}` } });
   assert.equal(response.status, 200, response.text);
   const wanted = response.json.models.filter((m) =>
     ["CAPABILITY_CHAT", "CAPABILITY_EMBEDDINGS"].includes(m.capability),
@@ -35,7 +68,6 @@ async function replyEngines() {
   return { ready: missing.length === 0, missing };
 }
 
-const engines = await replyEngines();
 const REPLY_MS = 240_000;
 
 /** Records, while a reply is in progress, each text the page shows for it. */
@@ -64,7 +96,9 @@ async function sendFirst(page, text) {
 }
 
 appTest("a message's reply streams into the page and reaches DONE, or the page says why no reply comes", async ({ page }) => {
-  await signUp(page);
+  await noFavicon(page);
+  await signUpPatiently(page);
+  const engines = await replyEngines(page);
   await page.getByRole("link", { name: "Chat" }).click();
   await page.getByRole("heading", { name: "New conversation", level: 2 }).waitFor();
   await watchStreaming(page);
@@ -144,7 +178,8 @@ appTest("a message's reply streams into the page and reaches DONE, or the page s
 });
 
 appTest("sessions are listed newest first and a new chat starts empty", async ({ page }) => {
-  await signUp(page);
+  await noFavicon(page);
+  await signUpPatiently(page);
   await page.getByRole("link", { name: "Chat" }).click();
   await page.getByRole("button", { name: "New chat" }).click();
   await page.waitForURL(/#\/chat\/[0-9a-f-]{36}$/);
@@ -189,7 +224,8 @@ function grpcWebBody(messages) {
 }
 
 appTest("a failed reply says at which stage and why, as a sentence", async ({ page }) => {
-  await signUp(page);
+  await noFavicon(page);
+  await signUpPatiently(page);
   // The reply's stream, as the server sends it when the act stage fails (whatever engines
   // this mesh has): a stage change, then the finished message, FAILED.
   const reason = "no chat model is loaded here: the model is not installed";
