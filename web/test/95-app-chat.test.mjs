@@ -108,12 +108,17 @@ appTest("a message's reply streams into the page and reaches DONE, or the page s
   await page.getByRole("list", { name: "Conversations" }).getByText(question).waitFor();
 
   if (engines.ready) {
+    // While it is written: the stage, and the text so far.
+    const writing = messages.locator('li[data-status="processing"]');
+    await writing.getByRole("status", { name: "Reply stage" }).waitFor({ timeout: 30_000 }).catch(() => undefined);
+    await page.waitForFunction(() => window.__streamed.length > 0, null, { timeout: 60_000 }).catch(() => undefined);
+    if (await writing.count()) await snapshot(page, "chat-streaming");
     const done = messages.locator('li[data-status="done"]').filter({ has: page.getByRole("article", { name: "Reply" }) });
     await done.waitFor({ timeout: REPLY_MS });
     const final = (await done.getByTestId("reply-text").textContent()) ?? "";
     assert.ok(final.trim().length > 0, "the reply has text");
     const streamed = await page.evaluate(() => window.__streamed);
-    assert.ok(streamed.length >= 1, "the reply's text showed while it was being written");
+    assert.ok(streamed.length >= 2, `the reply's text grew while it was being written: ${JSON.stringify(streamed)}`);
     assert.ok(final.startsWith(streamed.at(-1).trimEnd().slice(0, 20)), `streamed ${JSON.stringify(streamed)} then ${final}`);
     for (let i = 1; i < streamed.length; i++) {
       assert.ok(streamed[i].length >= streamed[i - 1].length, `the reply grew: ${JSON.stringify(streamed)}`);
@@ -198,7 +203,8 @@ appTest("sessions are listed newest first and a new chat starts empty", async ({
   await page.getByRole("button", { name: "Save title" }).click();
   await page.getByRole("heading", { name: "Newer", level: 2 }).waitFor();
   const sessions = page.getByRole("list", { name: "Conversations" }).getByRole("link");
-  await sessions.nth(1).waitFor();
+  await sessions.filter({ hasText: "Newer" }).waitFor();
+  await sessions.filter({ hasText: "Older" }).waitFor();
   const names = await sessions.allTextContents();
   assert.match(names[0], /^Newer/, JSON.stringify(names));
   assert.match(names[1], /^Older/, JSON.stringify(names));
