@@ -10,12 +10,14 @@ import { after } from "node:test";
 import assert from "node:assert/strict";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import {
+  Intent,
   MessageStatus,
   Role,
   Stage,
   WatchMessageRequestSchema,
   WatchMessageResponseSchema,
 } from "../src/gen/aimesh/conversation/v1/conversation_pb.js";
+import { deflateSync } from "node:zlib";
 import { http } from "../testlib/edge.mjs";
 import { appTest, closeBrowser, newUser, snapshot } from "../testlib/browser.mjs";
 
@@ -280,5 +282,109 @@ appTest("a failed reply says at which stage and why, as a sentence", async ({ pa
   if ((await reply.getAttribute("data-status")) === "processing") {
     await reply.getByRole("button", { name: "Stop" }).click({ timeout: 5_000 }).catch(() => undefined);
     await messages.locator('li[data-status="cancelled"], li[data-status="done"]').waitFor();
+  }
+});
+
+/** A 32 × 32 RGB PNG of one colour. */
+function png() {
+  const table = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc32 = (bytes) => {
+    let crc = 0xffffffff;
+    for (const b of bytes) crc = table[(crc ^ b) & 0xff] ^ (crc >>> 8);
+    return (crc ^ 0xffffffff) >>> 0;
+  };
+  const chunk = (type, data) => {
+    const out = Buffer.alloc(12 + data.length);
+    out.writeUInt32BE(data.length, 0);
+    out.write(type, 4, "latin1");
+    data.copy(out, 8);
+    out.writeUInt32BE(crc32(out.subarray(4, 8 + data.length)), 8 + data.length);
+    return out;
+  };
+  const raw = Buffer.alloc((32 * 3 + 1) * 32);
+  for (let i = 0; i < raw.length; i++) raw[i] = i % (32 * 3 + 1) === 0 ? 0 : 90;
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(32, 0);
+  header.writeUInt32BE(32, 4);
+  header.set([8, 2, 0, 0, 0], 8);
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk("IHDR", header),
+    chunk("IDAT", deflateSync(raw)),
+    chunk("IEND", Buffer.alloc(0)),
+  ]);
+}
+
+appTest("a reply's cited passages show under it, and its gallery image loads inline", async ({ page }) => {
+  await noFavicon(page);
+  await signUpPatiently(page);
+  // An image of this user's gallery, as the pipeline would have made for the reply.
+  const token = await page.evaluate(() => JSON.parse(localStorage.getItem("aimesh.session")).access);
+  const uploaded = await http("POST", "/api/v1/gallery/images?title=Made%20for%20the%20reply", {
+    body: new Uint8Array(png()),
+    headers: { "content-type": "image/png", authorization: `Bearer ${token}` },
+  });
+  assert.equal(uploaded.status, 200, uploaded.text);
+  const imageId = uploaded.json.image.id;
+  // The reply's stream as the server sends it for a documents answer that also made an image
+  // (this mesh may have no document or image engines): text pieces, then the finished message.
+  await page.route("**/aimesh.conversation.v1.ConversationService/WatchMessage", (route) => {
+    const body = route.request().postDataBuffer();
+    const request = fromBinary(WatchMessageRequestSchema, body.subarray(5, 5 + body.readUInt32BE(1)));
+    const content = "Owls hunt at night [1]. Their feathers are soft [2].";
+    const events = [
+      { case: "stage", value: { stage: Stage.ACT, detail: "documents (0.88)", percent: 25 } },
+      { case: "delta", value: content.slice(0, 20) },
+      { case: "delta", value: content.slice(20) },
+      {
+        case: "message",
+        value: {
+          id: request.id,
+          sessionId: request.sessionId,
+          role: Role.ASSISTANT,
+          status: MessageStatus.DONE,
+          stage: Stage.FINALISE,
+          intent: Intent.DOCUMENTS,
+          content,
+          imageId,
+          refinedPrompt: "owls at night",
+          citations: [
+            { index: 1, documentId: "", filename: "owls.pdf", page: 3, text: "Owls are nocturnal hunters.", score: 0.71 },
+            { index: 2, documentId: "", filename: "birds.txt", page: 0, text: "Owl feathers muffle sound.", score: 0.52 },
+          ],
+        },
+      },
+    ].map((event) => create(WatchMessageResponseSchema, { event }));
+    return route.fulfill({
+      status: 200,
+      headers: { "content-type": "application/grpc-web+proto" },
+      body: grpcWebBody(events),
+    });
+  });
+  const messages = await sendFirst(page, "What do my documents say about owls?");
+  const reply = messages.locator('li[data-status="done"]');
+  await reply.getByText("Owls hunt at night [1]. Their feathers are soft [2].").waitFor();
+  const sources = reply.getByRole("list", { name: "Sources" });
+  await sources.getByText("[1] owls.pdf, page 3").waitFor();
+  await sources.getByText("[2] birds.txt").waitFor();
+  await sources.getByText("[1] owls.pdf, page 3").click();
+  await sources.getByText("Owls are nocturnal hunters.").waitFor();
+  const image = reply.getByRole("img", { name: "Image for: owls at night" });
+  await image.waitFor();
+  const handle = await image.elementHandle();
+  await page.waitForFunction((img) => img.complete && img.naturalWidth > 0, handle, { timeout: 30_000 });
+  assert.match(await image.getAttribute("src"), /^\/api\/v1\/files\//);
+  await snapshot(page, "chat-sources-image");
+  await page.unroute("**/aimesh.conversation.v1.ConversationService/WatchMessage");
+  await page.reload();
+  const real = messages.locator("li.assistant");
+  await real.waitFor();
+  if ((await real.getAttribute("data-status")) === "processing") {
+    await real.getByRole("button", { name: "Stop" }).click({ timeout: 5_000 }).catch(() => undefined);
+    await messages.locator('li[data-status="cancelled"], li[data-status="done"], li[data-status="failed"]').waitFor();
   }
 });

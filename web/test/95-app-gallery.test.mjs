@@ -142,6 +142,12 @@ appTest("an image is uploaded, shown as a thumbnail, styled by a live job, trash
   await page.getByRole("link", { name: "Open the new image" }).waitFor();
   await snapshot(page, "gallery-image");
 
+  // Title and tags edited.
+  await page.getByLabel("Tags (separated by commas)").fill("morning, sky");
+  await page.getByRole("button", { name: "Save", exact: true }).click();
+  await page.getByRole("status").filter({ hasText: "Saved." }).waitFor();
+  await page.getByRole("definition").filter({ hasText: "morning, sky" }).waitFor();
+
   // To the trash, and back.
   await page.getByRole("button", { name: "Move to trash" }).click();
   await page.getByRole("heading", { name: "Your images" }).waitFor();
