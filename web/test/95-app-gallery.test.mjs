@@ -186,8 +186,20 @@ appTest("at phone width the gallery's grid and image page fit the screen", async
   await signUpPatiently(page);
   await page.getByRole("button", { name: "Menu" }).click();
   await page.getByRole("link", { name: "Gallery" }).click();
+  // A file that is not an image: the server's refusal, as a sentence.
+  await page.getByLabel("Image file (PNG, JPEG, WebP or GIF)").setInputFiles({
+    name: "notes.png",
+    mimeType: "image/png",
+    buffer: Buffer.from("these are notes, not pixels"),
+  });
+  await page.getByRole("button", { name: "Upload", exact: true }).click();
+  const refusal = page.getByRole("alert");
+  await refusal.waitFor();
+  assert.match(await refusal.textContent(), /^[A-Z].*\S/);
+  await snapshot(page, "gallery-refused");
   const title = `Phone ${uniqueWord()}`;
   await upload(page, title, png(120, 80));
+  assert.equal(await page.getByRole("alert").count(), 0);
   const grid = page.getByRole("list", { name: "Images" });
   assert.ok((await loaded(page, grid.getByRole("img", { name: title }))) > 0);
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);

@@ -3,6 +3,8 @@
 // (WatchJob), and the trash (restore, delete for good, empty).
 
 import { useEffect, useRef, useState } from "preact/hooks";
+import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
+import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { anyUnpack } from "@bufbuild/protobuf/wkt";
 import {
   GalleryService,
@@ -13,13 +15,69 @@ import {
   type Image,
 } from "../../../src/gen/aimesh/gallery/v1/gallery_pb.js";
 import { JobState, type Job } from "../../../src/gen/aimesh/jobs/v1/jobs_pb.js";
-import { client, millis, sameOrigin } from "../api.js";
+import { client, millis, sameOrigin, session } from "../api.js";
 import { ErrorNote, JobProgress, Pager, Panel, bytes, finished, useAction, useJob, when } from "../ui.js";
 import type { ScreenProps } from "./index.js";
 
 export const gallery = client(GalleryService);
 
 const PAGE = 24;
+
+// --- uploads with progress ------------------------------------------------------------------
+
+/**
+ * `fetch` over XMLHttpRequest, whose upload events say how much of the request body has been
+ * sent (fetch cannot): the grpc-web transport of an upload uses it to fill the progress bar.
+ */
+function fetchWithProgress(onProgress: (sent: number, total: number) => void): typeof fetch {
+  return (input, init) =>
+    new Promise<Response>((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      const url = typeof input === "string" ? input : input instanceof URL ? input.href : input.url;
+      xhr.open(init?.method ?? "POST", url);
+      new Headers(init?.headers).forEach((value, name) => xhr.setRequestHeader(name, value));
+      xhr.responseType = "arraybuffer";
+      xhr.upload.onprogress = (e) => {
+        if (e.lengthComputable) onProgress(e.loaded, e.total);
+      };
+      xhr.onload = () => {
+        const headers = new Headers();
+        for (const line of xhr.getAllResponseHeaders().trim().split(/\r?\n/)) {
+          const at = line.indexOf(":");
+          if (at > 0) headers.append(line.slice(0, at).trim(), line.slice(at + 1).trim());
+        }
+        resolve(new Response(xhr.response as ArrayBuffer, { status: xhr.status, headers }));
+      };
+      xhr.onerror = () => reject(new TypeError("the upload could not reach the server"));
+      xhr.onabort = () => reject(new DOMException("the upload was stopped", "AbortError"));
+      init?.signal?.addEventListener("abort", () => xhr.abort());
+      xhr.send(init?.body as XMLHttpRequestBodyInit);
+    });
+}
+
+/** The signed-in user's token on an upload, as api.ts's clients send it. */
+const uploadAuth: Interceptor = (next) => async (request) => {
+  const token = await session.accessToken();
+  if (token) request.header.set("authorization", `Bearer ${token}`);
+  try {
+    return await next(request);
+  } catch (error) {
+    if (token && error instanceof ConnectError && error.code === Code.Unauthenticated) session.lapse();
+    throw error;
+  }
+};
+
+/** A gallery client whose calls report how much of their request has been sent. */
+function uploader(onProgress: (sent: number, total: number) => void) {
+  return createClient(
+    GalleryService,
+    createGrpcWebTransport({
+      baseUrl: window.location.origin,
+      interceptors: [uploadAuth],
+      fetch: fetchWithProgress(onProgress),
+    }),
+  );
+}
 
 // --- signed URLs --------------------------------------------------------------------------
 
@@ -129,27 +187,38 @@ export function Gallery({ arg }: ScreenProps) {
   );
 }
 
-/** Uploads a file with UploadImage (one call: the bar fills when the server has stored it). */
+/**
+ * Uploads a file with UploadImage (one call; the bar shows the bytes sent, then the server
+ * decodes and stores the image).
+ */
 function Upload({ onUploaded }: { onUploaded: (image: Image) => void }) {
   const fileRef = useRef<HTMLInputElement>(null);
   const [title, setTitle] = useState("");
   const [tags, setTags] = useState("");
   const [keep, setKeep] = useState(false);
-  const [state, setState] = useState<"idle" | "sending" | "done">("idle");
+  const [state, setState] = useState<"idle" | "sending" | "storing" | "done">("idle");
+  const [percent, setPercent] = useState(0);
   const [stored, setStored] = useState<Image>();
   const upload = useAction(async () => {
     const file = fileRef.current?.files?.[0];
     if (!file) throw new Error("Choose an image file first.");
     setState("sending");
+    setPercent(0);
     setStored(undefined);
     try {
       const data = new Uint8Array(await file.arrayBuffer());
-      const r = await gallery.uploadImage({
+      const sending = uploader((sent, total) => {
+        // The bar stops short of 100 until the server has stored the image.
+        setPercent(Math.min(99, Math.floor((sent / Math.max(total, 1)) * 100)));
+        if (sent >= total) setState("storing");
+      });
+      const r = await sending.uploadImage({
         body: { contentType: file.type, data },
         title: title.trim() || file.name.replace(/\.[^.]*$/, "").slice(0, 200),
         tags: parseTags(tags),
         keepMetadata: keep,
       });
+      setPercent(100);
       setState("done");
       if (r.image) {
         setStored(r.image);
@@ -162,6 +231,14 @@ function Upload({ onUploaded }: { onUploaded: (image: Image) => void }) {
       throw error;
     }
   });
+  const said =
+    state === "sending"
+      ? `Sending… ${percent}%`
+      : state === "storing"
+        ? "Sent; the server is checking and storing the image…"
+        : stored
+          ? `Stored “${imageName(stored)}”.`
+          : "Stored.";
   return (
     <Panel title="Upload an image">
       <form
@@ -194,14 +271,10 @@ function Upload({ onUploaded }: { onUploaded: (image: Image) => void }) {
         <div class="job" data-state={state}>
           <label>
             Upload
-            {state === "sending" ? (
-              <progress aria-label="Upload" />
-            ) : (
-              <progress aria-label="Upload" max={100} value={100} />
-            )}
+            <progress aria-label="Upload" max={100} value={percent} />
           </label>
           <span class="job-state" role="status">
-            {state === "sending" ? "Sending and storing…" : stored ? `Stored “${imageName(stored)}”.` : "Stored."}
+            {said}
           </span>
         </div>
       ) : null}
