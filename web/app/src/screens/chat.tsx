@@ -57,6 +57,27 @@ function sentence(text: string): string {
   return /[.!?]$/.test(trimmed) ? trimmed : `${trimmed}.`;
 }
 
+/** What the act stage does for each intent (the stage's detail is "<intent> (<confidence>)"). */
+const ACTING: Record<string, string> = {
+  chat: "writing the reply",
+  documents: "searching your documents and writing the answer",
+  generate_image: "making the image",
+  edit_image: "editing the image",
+};
+
+/** A running stage as a phrase, e.g. "Writing the reply… (chat, confidence 0.93)". */
+function stageSaid(stage: Stage, detail: string): string {
+  if (stage === Stage.ACT) {
+    const found = /^([a-z_]+)\s*(?:\(([\d.]+)\))?/.exec(detail.trim());
+    const acting = found ? ACTING[found[1]] : undefined;
+    if (found && acting) {
+      const sure = found[2] ? `, confidence ${found[2]}` : "";
+      return `${capitalised(acting)}… (${found[1].replace("_", " ")}${sure})`;
+    }
+  }
+  return `${capitalised((STAGES[stage] ?? STAGES[Stage.UNSPECIFIED]).doing)}…`;
+}
+
 /** Why a FAILED reply failed, as one sentence naming its stage. */
 export function failureSentence(message: Message): string {
   const stage = STAGES[message.stage] ?? STAGES[Stage.UNSPECIFIED];
@@ -523,14 +544,14 @@ function LiveReply({ message, onEnd }: { message: Message; onEnd: (message: Mess
     const r = await chat.cancelMessage({ sessionId: message.sessionId, id: message.id });
     if (r.message) onEnd(r.message);
   });
-  const doing = STAGES[stage.stage] ?? STAGES[Stage.UNSPECIFIED];
+  const said = stageSaid(stage.stage, stage.detail);
 
   return (
     <li class="message assistant" data-status="processing">
       <article aria-label="Reply">
         <h3 class="who-said">Assistant</h3>
         <p class="stage" role="status" aria-label="Reply stage">
-          {capitalised(doing.doing)}…{stage.detail && stage.stage !== Stage.QUEUED ? ` (${stage.detail})` : ""}
+          {said}
           {live ? "" : " · reconnecting"}
         </p>
         <progress
