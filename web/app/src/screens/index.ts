@@ -3,8 +3,10 @@
 
 import type { FunctionComponent } from "preact";
 import type { User } from "../../../src/gen/aimesh/identity/v1/identity_pb.js";
-import { Documents } from "./documents.js";
 import { Admin } from "./admin.js";
+import { Chat } from "./chat.js";
+import { Documents } from "./documents.js";
+import { Gallery } from "./gallery.js";
 import { Jobs } from "./jobs.js";
 import { Notes } from "./notes.js";
 import { Profile } from "./profile.js";
@@ -28,6 +30,8 @@ export interface Screen {
 export const screens: Screen[] = [
   { path: "notes", title: "Notes", component: Notes },
   { path: "documents", title: "Documents", component: Documents },
+  { path: "chat", title: "Chat", component: Chat },
+  { path: "gallery", title: "Gallery", component: Gallery },
   { path: "jobs", title: "Jobs", component: Jobs },
   { path: "speech", title: "Speech", component: Speech },
   { path: "reports", title: "Reports", component: Reports },
