@@ -144,3 +144,29 @@ appTest("an access token about to expire is refreshed before the next call", asy
   assert.ok(after.accessExpires > Date.now() + 60_000, "a fresh access token");
   assert.equal(await page.getByRole("dialog").count(), 0);
 });
+
+appTest("the profile exports the account's data as a ZIP archive to download", async ({ page }) => {
+  await signUp(page);
+  const title = `Export ${uniqueWord()}`;
+  await page.getByRole("link", { name: "New note" }).click();
+  await page.getByLabel("Title").fill(title);
+  await page.getByLabel("Language (BCP-47, e.g. en, es, pt-BR)").fill("en");
+  await page.getByLabel("Text").fill("Kept in the export.");
+  await page.getByRole("button", { name: "Save" }).click();
+  await page.getByRole("heading", { name: title }).waitFor();
+
+  await page.getByRole("link", { name: "Profile" }).click();
+  await page.getByRole("button", { name: "Export my data" }).click();
+  const link = page.getByRole("link", { name: "Download the archive" });
+  await link.waitFor({ timeout: 120_000 });
+  assert.equal(await page.getByRole("progressbar", { name: "Export" }).getAttribute("value"), "100");
+  await snapshot(page, "export");
+  const href = await link.getAttribute("href");
+  assert.match(href, /^\/api\/v1\/files\//, "a signed URL on this origin");
+  const archive = await page.request.get(href);
+  assert.equal(archive.status(), 200);
+  assert.equal(archive.headers()["content-type"], "application/zip");
+  const body = await archive.body();
+  assert.equal(body.subarray(0, 2).toString("latin1"), "PK", "a ZIP archive");
+  assert.ok(body.includes(Buffer.from("notes/notes.json")), "the notes are in it");
+});

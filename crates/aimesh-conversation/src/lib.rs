@@ -14,6 +14,7 @@ pub mod api;
 pub mod convert;
 pub mod domain;
 pub mod error;
+mod export;
 pub mod intent;
 pub mod pipeline;
 pub mod ports;

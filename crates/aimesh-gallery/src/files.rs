@@ -3,13 +3,19 @@
 //! with it.
 
 use aimesh_kit::{
+    export::ExportArchive,
     files::{FileReader, FileRef, StoredBytes, StoredFile},
     owned::OwnedData,
 };
 use futures::future::BoxFuture;
 use uuid::Uuid;
 
-use crate::{GalleryError, domain::Variant, service::Gallery, store::ImageStore};
+use crate::{
+    GalleryError,
+    domain::{ListQuery, Variant},
+    service::Gallery,
+    store::ImageStore,
+};
 
 /// The gallery's kind in signed URLs.
 pub const KIND: &str = "gallery";
@@ -91,6 +97,59 @@ impl OwnedData for Gallery {
             Gallery::delete_owner(self, owner)
                 .await
                 .map_err(|error| error.to_string())
+        })
+    }
+    /// `gallery/images.json` (`aimesh.gallery.v1.Image`, the trash's too) and each image's
+    /// original as `gallery/originals/<id>.<format>`.
+    fn export_owner<'a>(
+        &'a self,
+        owner: &'a str,
+        archive: &'a ExportArchive,
+    ) -> BoxFuture<'a, Result<u64, String>> {
+        Box::pin(async move {
+            let error = |e: GalleryError| e.to_string();
+            let mut images = Vec::new();
+            let mut query = ListQuery {
+                page_size: 100,
+                after: None,
+                tag: None,
+                origin: None,
+                created_after: None,
+                created_before: None,
+            };
+            loop {
+                let page = self.list(owner, &query).await.map_err(error)?;
+                images.extend(page.images);
+                match page.next_after {
+                    Some(after) => query.after = Some(after),
+                    None => break,
+                }
+            }
+            let mut after = None;
+            loop {
+                let page = self.list_deleted(owner, 100, after).await.map_err(error)?;
+                images.extend(page.images);
+                match page.next_after {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
+            let retention = self.config().trash_retention;
+            let records: Vec<_> = images.iter().map(|i| i.to_proto(retention)).collect();
+            archive.records("gallery/images.json", &records).await?;
+            for image in &images {
+                let (file, bytes) = match self.download(owner, image.id, Variant::Original).await {
+                    Ok(found) => found,
+                    // Deleted since it was listed.
+                    Err(GalleryError::NotFound(_))
+                    | Err(GalleryError::Blob(aimesh_kit::blob::BlobError::NotFound)) => continue,
+                    Err(e) => return Err(e.to_string()),
+                };
+                let extension = file.content_type.rsplit('/').next().unwrap_or("bin");
+                let name = format!("gallery/originals/{}.{extension}", image.id);
+                archive.file(&name, bytes, &file.content_type).await?;
+            }
+            Ok((images.len() * 2) as u64)
         })
     }
 }

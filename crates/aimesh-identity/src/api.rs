@@ -1,5 +1,7 @@
 //! The tonic adapter of `aimesh.identity.v1.IdentityService`.
 
+use std::sync::Arc;
+
 use aimesh_kit::{
     auth::{
         client_address, principal,
@@ -10,6 +12,7 @@ use aimesh_kit::{
 };
 use aimesh_proto::identity::v1::{self as pb, identity_service_server::IdentityService};
 use chrono::{TimeZone, Utc};
+use futures::future::BoxFuture;
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -23,16 +26,42 @@ const MAX_CREDENTIAL_LEN: usize = 1024;
 /// Longest token accepted.
 const MAX_TOKEN_LEN: usize = 4096;
 
+/// Longest idempotency key of an export.
+const MAX_IDEMPOTENCY_KEY_LEN: usize = 200;
+
+/// Starts an account's data export where the mesh runs its jobs; the identity service only
+/// asks for it (the export reads every service's data, which the identity service does not
+/// hold).
+pub trait AccountExports: Send + Sync + 'static {
+    /// Submits the export of `owner`'s data (deduplicated by `idempotency_key` when given)
+    /// and returns its job.
+    fn start<'a>(
+        &'a self,
+        owner: &'a str,
+        idempotency_key: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<aimesh_proto::jobs::v1::Job, Status>>;
+}
+
 /// The gRPC face of the identity service.
 #[derive(Clone)]
 pub struct IdentityApi {
     identity: Identity,
+    exports: Option<Arc<dyn AccountExports>>,
 }
 
 impl IdentityApi {
     /// Wraps the service.
     pub fn new(identity: Identity) -> Self {
-        Self { identity }
+        Self {
+            identity,
+            exports: None,
+        }
+    }
+
+    /// Serves ExportAccount through `exports` (without it the call is UNIMPLEMENTED).
+    pub fn with_exports(mut self, exports: Arc<dyn AccountExports>) -> Self {
+        self.exports = Some(exports);
+        self
     }
 
     /// Returns the tonic server for this API.
@@ -201,6 +230,32 @@ impl IdentityService for IdentityApi {
             .delete_account(&caller.user_id, &request.password)
             .await?;
         Ok(Response::new(pb::DeleteAccountResponse {}))
+    }
+
+    async fn export_account(
+        &self,
+        request: Request<pb::ExportAccountRequest>,
+    ) -> Result<Response<pb::ExportAccountResponse>, Status> {
+        let caller = principal(&request)?;
+        let key = request.into_inner().idempotency_key;
+        let mut violations = Violations::new();
+        if key.chars().count() > MAX_IDEMPOTENCY_KEY_LEN {
+            violations.add(
+                "idempotency_key",
+                format!("at most {MAX_IDEMPOTENCY_KEY_LEN} characters"),
+            );
+        }
+        invalid(violations)?;
+        let Some(exports) = &self.exports else {
+            return Err(Status::unimplemented(
+                "account exports are not served by this process: they run where the mesh's \
+                 services and jobs do (aimesh serve)",
+            ));
+        };
+        let job = exports
+            .start(&caller.user_id, (!key.is_empty()).then_some(key.as_str()))
+            .await?;
+        Ok(Response::new(pb::ExportAccountResponse { job: Some(job) }))
     }
 
     async fn validate_token(

@@ -17,7 +17,7 @@ pub mod service;
 pub mod store;
 
 pub use admin::AccountAdmin;
-pub use api::IdentityApi;
+pub use api::{AccountExports, IdentityApi};
 pub use config::IdentityConfig;
 pub use error::{IdentityError, IdentityResult};
 pub use service::Identity;

@@ -5,14 +5,14 @@
 
 use std::time::Duration;
 
-use aimesh_kit::owned::OwnedData;
+use aimesh_kit::{export::ExportArchive, owned::OwnedData};
 use aimesh_proto::jobs::v1::PurgeJobsResult;
 use futures::future::BoxFuture;
 
 use crate::{
     engine::Jobs,
     error::JobsResult,
-    model::{JobOutput, now},
+    model::{JobOutput, JobQuery, now},
     schedule::Cadence,
     worker::{JobContext, JobError, JobHandler},
 };
@@ -125,6 +125,33 @@ impl OwnedData for Jobs {
             Jobs::delete_owner(self, owner)
                 .await
                 .map_err(|error| error.to_string())
+        })
+    }
+    /// The account's jobs as `jobs/jobs.json` (`aimesh.jobs.v1.Job`: state, progress,
+    /// results, errors), newest first.
+    fn export_owner<'a>(
+        &'a self,
+        owner: &'a str,
+        archive: &'a ExportArchive,
+    ) -> BoxFuture<'a, Result<u64, String>> {
+        Box::pin(async move {
+            let mut all = Vec::new();
+            let mut query = JobQuery {
+                page_size: 100,
+                after: None,
+                state: None,
+                kind: None,
+            };
+            loop {
+                let page = self.list(owner, &query).await.map_err(|e| e.to_string())?;
+                all.extend(page.jobs.iter().map(crate::api::job_to_proto));
+                match page.next {
+                    Some(after) => query.after = Some(after),
+                    None => break,
+                }
+            }
+            archive.records("jobs/jobs.json", &all).await?;
+            Ok(all.len() as u64)
         })
     }
 }

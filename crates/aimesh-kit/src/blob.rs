@@ -36,6 +36,9 @@ pub enum BlobError {
     /// The store's location or settings are not usable.
     #[error("blob store settings: {0}")]
     Config(String),
+    /// A local file to store could not be read.
+    #[error("failed to read the file to store")]
+    ReadFile(#[source] std::io::Error),
 }
 
 impl From<object_store::Error> for BlobError {
@@ -205,6 +208,51 @@ impl BlobStore {
         Ok(())
     }
 
+    /// Stores the file at `file` for `owner` under its SHA-256, streamed in parts (never
+    /// whole in memory); returns the digest and the size in bytes.
+    pub async fn put_file(&self, owner: &str, file: &Path) -> BlobResult<(String, u64)> {
+        use tokio::io::AsyncReadExt;
+
+        const CHUNK: usize = 1 << 20;
+        let mut buffer = vec![0u8; CHUNK];
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut reader = tokio::fs::File::open(file)
+            .await
+            .map_err(BlobError::ReadFile)?;
+        loop {
+            let read = reader
+                .read(&mut buffer)
+                .await
+                .map_err(BlobError::ReadFile)?;
+            if read == 0 {
+                break;
+            }
+            hasher.update(&buffer[..read]);
+            size += read as u64;
+        }
+        let digest = format!("{:x}", hasher.finalize());
+        let location = location(owner, &digest)?;
+        let mut upload =
+            object_store::WriteMultipart::new(self.store.put_multipart(&location).await?);
+        let mut reader = tokio::fs::File::open(file)
+            .await
+            .map_err(BlobError::ReadFile)?;
+        loop {
+            let read = reader
+                .read(&mut buffer)
+                .await
+                .map_err(BlobError::ReadFile)?;
+            if read == 0 {
+                break;
+            }
+            upload.wait_for_capacity(4).await?;
+            upload.write(&buffer[..read]);
+        }
+        upload.finish().await?;
+        Ok((digest, size))
+    }
+
     /// Returns `owner`'s blob of this digest.
     pub async fn get(&self, owner: &str, digest: &str) -> BlobResult<Bytes> {
         let location = location(owner, digest)?;
@@ -271,6 +319,20 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[tokio::test]
+    async fn a_file_is_stored_in_parts_under_its_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("big.bin");
+        // Three parts and a bit.
+        let content: Vec<u8> = (0..(3 << 20) + 17).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&file, &content).unwrap();
+        let store = BlobStore::local(&dir.path().join("blobs")).unwrap();
+        let (digest, size) = store.put_file("owner-1", &file).await.unwrap();
+        assert_eq!(digest, sha256_hex(&content));
+        assert_eq!(size, content.len() as u64);
+        assert_eq!(store.get("owner-1", &digest).await.unwrap(), content);
+    }
 
     async fn round_trip(store: BlobStore) {
         let digest = store

@@ -8,6 +8,7 @@ pub mod blob;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod export;
 pub mod files;
 pub mod invalidation;
 pub mod metrics;

@@ -11,6 +11,7 @@ pub mod cache;
 pub mod convert;
 pub mod domain;
 pub mod error;
+mod export;
 pub mod service;
 pub mod store;
 pub mod translate;

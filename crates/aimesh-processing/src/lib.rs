@@ -18,6 +18,7 @@ pub mod chunk;
 pub mod convert;
 pub mod domain;
 pub mod error;
+mod export;
 pub mod extract;
 pub mod extract_error;
 pub mod files;

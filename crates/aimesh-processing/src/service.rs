@@ -551,4 +551,11 @@ impl aimesh_kit::owned::OwnedData for Processing {
                 .map_err(|error| error.to_string())
         })
     }
+    fn export_owner<'a>(
+        &'a self,
+        owner: &'a str,
+        archive: &'a aimesh_kit::export::ExportArchive,
+    ) -> futures::future::BoxFuture<'a, Result<u64, String>> {
+        Box::pin(crate::export::documents(self, owner, archive))
+    }
 }

@@ -2,13 +2,15 @@
 //! against the per-user storage quota, open through signed URLs, and go with an account.
 
 use aimesh_kit::{
+    export::ExportArchive,
     files::{FileReader, FileRef, StoredBytes, StoredFile},
     owned::OwnedData,
 };
+use aimesh_proto::reports::v1 as pb;
 use futures::future::BoxFuture;
 use uuid::Uuid;
 
-use crate::{ReportsServiceError, service::Reports, store::ReportStore};
+use crate::{ReportsServiceError, report::ListQuery, service::Reports, store::ReportStore};
 
 /// The service's kind in signed URLs.
 pub const KIND: &str = "reports";
@@ -66,6 +68,48 @@ impl OwnedData for Reports {
             Reports::delete_owner(self, owner)
                 .await
                 .map_err(|error| error.to_string())
+        })
+    }
+    /// `reports/reports.json` (`aimesh.reports.v1.Report`) and each rendered file as
+    /// `reports/files/<id>-<file name>`.
+    fn export_owner<'a>(
+        &'a self,
+        owner: &'a str,
+        archive: &'a ExportArchive,
+    ) -> BoxFuture<'a, Result<u64, String>> {
+        Box::pin(async move {
+            let mut reports = Vec::new();
+            let mut query = ListQuery {
+                page_size: 100,
+                after: None,
+                status: None,
+            };
+            loop {
+                let page = self.list(owner, &query).await.map_err(|e| e.to_string())?;
+                reports.extend(page.reports);
+                match page.next_after {
+                    Some(after) => query.after = Some(after),
+                    None => break,
+                }
+            }
+            let records: Vec<pb::Report> = reports.iter().map(Into::into).collect();
+            archive.records("reports/reports.json", &records).await?;
+            let mut items = records.len() as u64;
+            for report in &reports {
+                let (report, bytes) = match self.download(owner, report.id).await {
+                    Ok(read) => read,
+                    Err(
+                        ReportsServiceError::NotFound(_)
+                        | ReportsServiceError::NotReady { .. }
+                        | ReportsServiceError::Blob(aimesh_kit::blob::BlobError::NotFound),
+                    ) => continue,
+                    Err(e) => return Err(e.to_string()),
+                };
+                let name = format!("reports/files/{}-{}", report.id, report.filename());
+                archive.file(&name, bytes, report.content_type()).await?;
+                items += 1;
+            }
+            Ok(items)
         })
     }
 }

@@ -2,13 +2,15 @@
 //! against the per-user storage quota, open through signed URLs, and go with an account.
 
 use aimesh_kit::{
+    export::{ExportArchive, entry_name},
     files::{FileReader, FileRef, StoredBytes, StoredFile},
     owned::OwnedData,
 };
+use aimesh_proto::speech::v1 as pb;
 use futures::future::BoxFuture;
 use uuid::Uuid;
 
-use crate::{SpeechError, service::Speech, store::SpeechStore};
+use crate::{SpeechError, domain::ListQuery, service::Speech, store::SpeechStore};
 
 /// The service's kind in signed URLs.
 pub const KIND: &str = "speech";
@@ -86,6 +88,95 @@ impl OwnedData for Speech {
             Speech::delete_owner(self, owner)
                 .await
                 .map_err(|error| error.to_string())
+        })
+    }
+    /// `speech/transcriptions.json` (with their timed segments) and each recording still kept
+    /// as `speech/recordings/<id>-<file name>`; `speech/audio.json` and each synthesised file
+    /// as `speech/audio/<id>.<format>`.
+    fn export_owner<'a>(
+        &'a self,
+        owner: &'a str,
+        archive: &'a ExportArchive,
+    ) -> BoxFuture<'a, Result<u64, String>> {
+        Box::pin(async move {
+            let error = |e: SpeechError| e.to_string();
+            let mut transcriptions = Vec::new();
+            let mut query = ListQuery {
+                page_size: 100,
+                after: None,
+                status: None,
+            };
+            loop {
+                let page = self
+                    .list_transcriptions(owner, &query)
+                    .await
+                    .map_err(error)?;
+                for listed in page.items {
+                    // Read again with the segments.
+                    match self.get_transcription(owner, listed.id).await {
+                        Ok(full) => transcriptions.push(full),
+                        Err(SpeechError::TranscriptionNotFound(_)) => {}
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
+                match page.next_after {
+                    Some(after) => query.after = Some(after),
+                    None => break,
+                }
+            }
+            let records: Vec<pb::Transcription> = transcriptions.iter().map(Into::into).collect();
+            archive
+                .records("speech/transcriptions.json", &records)
+                .await?;
+            let mut items = records.len() as u64;
+            for transcription in &transcriptions {
+                let (found, bytes) = match self.download_recording(owner, transcription.id).await {
+                    Ok(read) => read,
+                    Err(
+                        SpeechError::RecordingGone(_)
+                        | SpeechError::TranscriptionNotFound(_)
+                        | SpeechError::Blob(aimesh_kit::blob::BlobError::NotFound),
+                    ) => continue,
+                    Err(e) => return Err(e.to_string()),
+                };
+                let name = format!(
+                    "speech/recordings/{}-{}",
+                    found.id,
+                    entry_name(&found.filename, "recording")
+                );
+                archive.file(&name, bytes, &found.content_type).await?;
+                items += 1;
+            }
+
+            let mut audio = Vec::new();
+            let mut after = None;
+            loop {
+                let page = self.list_audio(owner, 100, after).await.map_err(error)?;
+                audio.extend(page.items);
+                match page.next_after {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
+            let records: Vec<pb::Audio> = audio.iter().map(Into::into).collect();
+            archive.records("speech/audio.json", &records).await?;
+            items += records.len() as u64;
+            for clip in &audio {
+                let bytes = match self.download_audio(owner, clip.id).await {
+                    Ok((_, bytes)) => bytes,
+                    Err(
+                        SpeechError::AudioNotFound(_)
+                        | SpeechError::Blob(aimesh_kit::blob::BlobError::NotFound),
+                    ) => continue,
+                    Err(e) => return Err(e.to_string()),
+                };
+                let name = format!("speech/audio/{}.{}", clip.id, clip.format.as_str());
+                archive
+                    .file(&name, bytes, clip.format.content_type())
+                    .await?;
+                items += 1;
+            }
+            Ok(items)
         })
     }
 }

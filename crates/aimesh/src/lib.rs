@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod console;
+pub mod export;
 mod images;
 pub mod mesh;
 pub mod ops;

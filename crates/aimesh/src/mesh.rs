@@ -56,6 +56,7 @@ use crate::config::{
     ConversationSettings, FilesSettings, GallerySettings, MeshConfig, ProcessingSettings,
     ReportsSettings, ServiceKind, SpeechSettings, WorkerSettings,
 };
+use crate::export::{ExportHandler, Exports};
 
 /// The name of the recordings' retention schedule.
 const RETENTION_SCHEDULE: &str = "speech.retention";
@@ -140,6 +141,8 @@ pub struct Core {
     pub files: SharedFiles,
     /// Every file-owning service's reader, for signed URLs.
     pub file_readers: FileReaders,
+    /// Account exports.
+    pub exports: Exports,
 }
 
 /// The notes service as the source of tasks: a caller's note, read through the service (and
@@ -286,6 +289,7 @@ impl Core {
             .blob_store(&server.data_dir)
             .context("failed to open the blob store")?;
         tracing::info!(blobs = blobs.location(), "blob store opened");
+        let export_blobs = blobs.part("exports")?;
         // Report files apart from documents: each service counts the references to its own
         // blobs before deleting one.
         let report_blobs = blobs.part("reports")?;
@@ -414,11 +418,23 @@ impl Core {
         owned
             .register(Arc::new(jobs.clone()))
             .register(Arc::new(notes.clone()))
+            .register(Arc::new(tasks.clone()))
+            .register(Arc::new(quizzes.clone()))
             .register(Arc::new(processing.clone()))
             .register(Arc::new(gallery.clone()))
             .register(Arc::new(speech.clone()))
             .register(Arc::new(reports.clone()))
             .register(Arc::new(conversation.clone()));
+        // An account's export holds what every service above keeps; the archive itself is kept
+        // apart and goes with the account too.
+        let exports = Exports::new(
+            owned.clone(),
+            export_blobs,
+            files.signer.clone(),
+            jobs.clone(),
+        );
+        owned.register(Arc::new(exports.clone()));
+        file_readers.register(Arc::new(exports.clone()));
         Ok(Self {
             db,
             bus,
@@ -435,6 +451,7 @@ impl Core {
             owned,
             files,
             file_readers,
+            exports,
         })
     }
 
@@ -463,6 +480,7 @@ impl Core {
             handlers.push(Arc::new(handler));
         }
         handlers.push(Arc::new(TrashPurgeHandler::new(self.gallery.clone())));
+        handlers.push(Arc::new(ExportHandler(self.exports.clone())));
         if self.speech.can_transcribe() {
             handlers.push(Arc::new(TranscribeHandler::new(self.speech.clone())));
         }
@@ -559,9 +577,11 @@ impl Mesh {
 
         for service in services {
             builder = match (service, &identity, &engines) {
-                (ServiceKind::Identity, Some(identity), _) => {
-                    builder.add_service(IdentityApi::new(identity.clone()).into_server())
-                }
+                (ServiceKind::Identity, Some(identity), _) => builder.add_service(
+                    IdentityApi::new(identity.clone())
+                        .with_exports(crate::export::port(&core.exports))
+                        .into_server(),
+                ),
                 (ServiceKind::Jobs, _, _) => {
                     builder.add_service(JobsApi::new(core.jobs.clone()).into_server())
                 }

@@ -168,6 +168,38 @@ impl QuizStore {
         Ok(())
     }
 
+    /// Returns every quiz of an owner, newest first (an account's export).
+    pub async fn list_owner(&self, owner_id: &str) -> ProcessingResult<Vec<Quiz>> {
+        let rows: Vec<QuizRow> = with_db!(&self.db, SELECT "quizzes", |pool| {
+            let mut sql = QueryBuilder::new("SELECT ");
+            sql.push(QUIZ_COLUMNS)
+                .push(" FROM quizzes q WHERE q.owner_id = ")
+                .push_bind(owner_id)
+                .push(" ORDER BY q.id DESC");
+            sql.build_query_as().fetch_all(pool).await
+        })?;
+        rows.into_iter().map(QuizRow::into_quiz).collect()
+    }
+
+    /// Deletes every quiz and submission of an owner; returns how many went.
+    pub async fn delete_owner(&self, owner_id: &str) -> ProcessingResult<u64> {
+        let submissions = with_db!(&self.db, DELETE "quiz_submissions", |pool| {
+            sqlx::query("DELETE FROM quiz_submissions WHERE owner_id = $1")
+                .bind(owner_id)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected())
+        })?;
+        let quizzes = with_db!(&self.db, DELETE "quizzes", |pool| {
+            sqlx::query("DELETE FROM quizzes WHERE owner_id = $1")
+                .bind(owner_id)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected())
+        })?;
+        Ok(submissions + quizzes)
+    }
+
     /// Returns a quiz, whoever owns it (callers check ownership).
     pub async fn get(&self, id: Uuid) -> ProcessingResult<Option<Quiz>> {
         let row: Option<QuizRow> = with_db!(&self.db, SELECT "quizzes", |pool| {

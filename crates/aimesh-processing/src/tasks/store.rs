@@ -152,6 +152,18 @@ impl TaskStore {
         row.map(TaskRow::into_task).transpose()
     }
 
+    /// Deletes every task of an owner; returns how many went.
+    pub async fn delete_owner(&self, owner_id: &str) -> ProcessingResult<u64> {
+        let deleted = with_db!(&self.db, DELETE "tasks", |pool| {
+            sqlx::query("DELETE FROM tasks WHERE owner_id = $1")
+                .bind(owner_id)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected())
+        })?;
+        Ok(deleted)
+    }
+
     /// Lists an owner's tasks, newest first, one page at a time.
     pub async fn list(&self, owner_id: &str, query: &TaskQuery) -> ProcessingResult<TaskPage> {
         let limit = i64::from(query.page_size) + 1;

@@ -8,6 +8,7 @@ use aimesh_jobs::SubmitOptions;
 use aimesh_kit::testing::{Backend, eventually};
 use aimesh_proto::{
     admin::v1::{self as apb, admin_service_client::AdminServiceClient},
+    files::v1::{self as fpb, files_service_client::FilesServiceClient},
     google::api::HttpBody,
     identity::v1 as idpb,
     jobs::v1 as jpb,
@@ -726,6 +727,19 @@ async fn fill(app: &TestApp, session: &Session) {
         })
         .await
         .unwrap();
+    ppb::task_service_client::TaskServiceClient::with_interceptor(
+        app.channel.clone(),
+        Bearer::token(&session.access),
+    )
+    .submit_task(ppb::SubmitTaskRequest {
+        source: Some(ppb::TaskSource {
+            kind: Some(ppb::task_source::Kind::NoteId(note.id.clone())),
+        }),
+        r#type: ppb::TaskType::Keywords.into(),
+        translate: None,
+    })
+    .await
+    .unwrap();
     api_token(session, idpb::ApiTokenAccess::ReadOnly, &[]).await;
 }
 
@@ -735,6 +749,9 @@ async fn assert_nothing_left(app: &TestApp, user_id: &str) {
         ("jobs", "owner_id"),
         ("documents", "owner_id"),
         ("uploads", "owner_id"),
+        ("tasks", "owner_id"),
+        ("quizzes", "owner_id"),
+        ("quiz_submissions", "owner_id"),
         ("images", "owner_id"),
         ("transcriptions", "owner_id"),
         ("synthesized_audio", "owner_id"),
@@ -775,6 +792,133 @@ async fn assert_nothing_left(app: &TestApp, user_id: &str) {
     assert_eq!(files, 0, "stored files of the deleted account remain");
 }
 
+/// An account's export is one ZIP archive with every service's records in the REST API's JSON
+/// and the stored files, fetched without a token through its signed URL; another account's
+/// data is not in it, and the archive goes with the account.
+async fn an_account_exports_what_it_stores(backend: Backend) {
+    let (app, _root) = spawn(backend).await;
+    let bob = app.session("bob").await;
+    fill(&app, &app.alice).await;
+    fill(&app, &bob).await;
+
+    let mut identity = app.alice.identity.clone();
+    let status = identity
+        .export_account(idpb::ExportAccountRequest {
+            idempotency_key: "k".repeat(201),
+        })
+        .await
+        .unwrap_err();
+    assert_invalid(&status, "idempotency_key");
+    let job = identity
+        .export_account(idpb::ExportAccountRequest {
+            idempotency_key: "first".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .job
+        .unwrap();
+    assert_eq!(job.kind, "identity.export");
+    let again = identity
+        .export_account(idpb::ExportAccountRequest {
+            idempotency_key: "first".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .job
+        .unwrap();
+    assert_eq!(again.id, job.id, "the same key is the same export");
+    let seen = app
+        .watch_job_to_end(&app.alice.access, &job.id, Duration::from_secs(120))
+        .await;
+    let done = seen.last().unwrap();
+    assert_eq!(done.state(), jpb::JobState::Succeeded, "{}", done.error);
+    let result: idpb::ExportAccountResult =
+        prost::Message::decode(done.result.as_ref().unwrap().value.as_slice()).unwrap();
+    let count = |service: &str| {
+        result
+            .exported
+            .iter()
+            .find(|e| e.service == service)
+            .map(|e| e.count)
+    };
+    assert_eq!(count("notes"), Some(1));
+    assert_eq!(count("tasks"), Some(1));
+    assert_eq!(
+        count("processing"),
+        Some(2),
+        "the document and its original"
+    );
+
+    // The URL needs no token.
+    let token = result.url.rsplit('/').next().unwrap().to_owned();
+    let mut files = FilesServiceClient::new(app.channel.clone());
+    let archive = files
+        .get_signed_file(fpb::GetSignedFileRequest {
+            token: token.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(archive.content_type, "application/zip");
+    assert_eq!(archive.data.len() as i64, result.size_bytes);
+    assert_eq!(aimesh_kit::blob::sha256_hex(&archive.data), result.sha256);
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(archive.data)).unwrap();
+    let mut read = |name: &str| {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut zip.by_name(name).unwrap(), &mut text).unwrap();
+        text
+    };
+    let notes: serde_json::Value = serde_json::from_str(&read("notes/notes.json")).unwrap();
+    assert_eq!(notes.as_array().unwrap().len(), 1, "alice's note only");
+    assert_eq!(notes[0]["title"], "mine");
+    assert_eq!(notes[0]["translations"][0]["text"], "La casa es grande.");
+    let documents: serde_json::Value =
+        serde_json::from_str(&read("processing/documents.json")).unwrap();
+    assert_eq!(documents.as_array().unwrap().len(), 1);
+    let id = documents[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        read(&format!("processing/originals/{id}-garden.txt")),
+        "Notes on the garden."
+    );
+    let tasks: serde_json::Value = serde_json::from_str(&read("processing/tasks.json")).unwrap();
+    assert_eq!(tasks[0]["type"], "TASK_TYPE_KEYWORDS");
+    let jobs: serde_json::Value = serde_json::from_str(&read("jobs/jobs.json")).unwrap();
+    assert!(
+        jobs.as_array()
+            .unwrap()
+            .iter()
+            .any(|job| job["kind"] == "test.idle"),
+        "{jobs}"
+    );
+    for part in [
+        "gallery/images.json",
+        "speech/transcriptions.json",
+        "speech/audio.json",
+        "reports/reports.json",
+        "conversation/sessions.json",
+        "conversation/messages.json",
+        "processing/quizzes.json",
+        "processing/quiz_submissions.json",
+    ] {
+        assert_eq!(read(part).trim(), "[]", "{part}");
+    }
+
+    // Deleting the account deletes the archive: its URL finds nothing.
+    identity
+        .delete_account(idpb::DeleteAccountRequest {
+            password: PASSWORD.into(),
+        })
+        .await
+        .unwrap();
+    let status = files
+        .get_signed_file(fpb::GetSignedFileRequest { token })
+        .await
+        .unwrap_err();
+    assert_code(&status, tonic::Code::NotFound);
+}
+
 /// Deleting an account — by its owner, or by an administrator — deletes what it owns in
 /// every service: notes and translations, jobs and their results, documents, uploads and
 /// stored files, tokens. Other accounts' data stays.
@@ -810,11 +954,14 @@ async fn deleting_an_account_leaves_nothing_behind(backend: Backend) {
         vec![
             "jobs",
             "notes",
+            "tasks",
+            "quizzes",
             "processing",
             "gallery",
             "speech",
             "reports",
-            "conversation"
+            "conversation",
+            "exports",
         ]
     );
     // Bob kept jobs, notes and documents (his images, audio and reports are the files suite's).
@@ -879,6 +1026,7 @@ backend_tests!(
     administrators_see_and_manage_every_job,
     api_tokens_are_scoped_and_revocable,
     deleting_an_account_leaves_nothing_behind,
+    an_account_exports_what_it_stores,
     finished_jobs_are_purged_in_batches,
 );
 
