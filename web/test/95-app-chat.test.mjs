@@ -281,7 +281,7 @@ appTest("a failed reply says at which stage and why, as a sentence", async ({ pa
   await reply.waitFor();
   if ((await reply.getAttribute("data-status")) === "processing") {
     await reply.getByRole("button", { name: "Stop" }).click({ timeout: 5_000 }).catch(() => undefined);
-    await messages.locator('li[data-status="cancelled"], li[data-status="done"]').waitFor();
+    await messages.locator('li.assistant:not([data-status="processing"])').waitFor();
   }
 });
 
@@ -385,6 +385,6 @@ appTest("a reply's cited passages show under it, and its gallery image loads inl
   await real.waitFor();
   if ((await real.getAttribute("data-status")) === "processing") {
     await real.getByRole("button", { name: "Stop" }).click({ timeout: 5_000 }).catch(() => undefined);
-    await messages.locator('li[data-status="cancelled"], li[data-status="done"], li[data-status="failed"]').waitFor();
+    await messages.locator('li.assistant:not([data-status="processing"])').waitFor();
   }
 });
