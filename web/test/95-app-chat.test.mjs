@@ -17,42 +17,11 @@ import {
   WatchMessageRequestSchema,
   WatchMessageResponseSchema,
 } from "../src/gen/aimesh/conversation/v1/conversation_pb.js";
-import { deflateSync } from "node:zlib";
 import { http } from "../testlib/edge.mjs";
-import { appTest, closeBrowser, newUser, snapshot } from "../testlib/browser.mjs";
+import { png } from "../testlib/png.mjs";
+import { appTest, closeBrowser, signUp, snapshot } from "../testlib/browser.mjs";
 
 after(closeBrowser);
-
-/**
- * Chromium asks for /favicon.ico, which the edge does not serve (404, logged to the console as
- * an error, which fails an app test): answer it here with no content.
- */
-async function noFavicon(page) {
-  await page.route("**/favicon.ico", (route) => route.fulfill({ status: 204, body: "" }));
-}
-
-/**
- * Signs up through the page as `signUp` does, waiting and trying again while the server refuses
- * registrations from this address for a moment (every test file registers users at once).
- */
-async function signUpPatiently(page) {
-  const user = newUser();
-  await page.goto("/");
-  await page.getByRole("tab", { name: "Create account" }).click();
-  await page.getByLabel("Username").fill(user.username);
-  await page.getByLabel("Email").fill(user.email);
-  await page.getByLabel("Password", { exact: true }).fill(user.password);
-  for (let attempt = 0; attempt < 20; attempt++) {
-    await page.getByRole("button", { name: "Create account" }).click();
-    const outcome = await Promise.race([
-      page.getByRole("button", { name: "Sign out" }).waitFor().then(() => "in", () => "timeout"),
-      page.getByRole("alert").filter({ hasText: /retry in/i }).waitFor().then(() => "wait", () => "timeout"),
-    ]);
-    if (outcome === "in") return user;
-    await page.waitForTimeout(2_000);
-  }
-  throw new Error("the server kept refusing the registration");
-}
 
 /**
  * The chat and embeddings models as ListModels reports them, asked over REST with the token of
@@ -98,8 +67,7 @@ async function sendFirst(page, text) {
 }
 
 appTest("a message's reply streams into the page and reaches DONE, or the page says why no reply comes", async ({ page }) => {
-  await noFavicon(page);
-  await signUpPatiently(page);
+  await signUp(page);
   const engines = await replyEngines(page);
   await page.getByRole("link", { name: "Chat" }).click();
   await page.getByRole("heading", { name: "New conversation", level: 2 }).waitFor();
@@ -185,8 +153,7 @@ appTest("a message's reply streams into the page and reaches DONE, or the page s
 });
 
 appTest("sessions are listed newest first and a new chat starts empty", async ({ page }) => {
-  await noFavicon(page);
-  await signUpPatiently(page);
+  await signUp(page);
   await page.getByRole("link", { name: "Chat" }).click();
   await page.getByRole("button", { name: "New chat" }).click();
   await page.waitForURL(/#\/chat\/[0-9a-f-]{36}$/);
@@ -232,8 +199,7 @@ function grpcWebBody(messages) {
 }
 
 appTest("a failed reply says at which stage and why, as a sentence", async ({ page }) => {
-  await noFavicon(page);
-  await signUpPatiently(page);
+  await signUp(page);
   // The reply's stream, as the server sends it when the act stage fails (whatever engines
   // this mesh has): a stage change, then the finished message, FAILED.
   const reason = "no chat model is loaded here: the model is not installed";
@@ -285,47 +251,12 @@ appTest("a failed reply says at which stage and why, as a sentence", async ({ pa
   }
 });
 
-/** A 32 × 32 RGB PNG of one colour. */
-function png() {
-  const table = Array.from({ length: 256 }, (_, n) => {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    return c >>> 0;
-  });
-  const crc32 = (bytes) => {
-    let crc = 0xffffffff;
-    for (const b of bytes) crc = table[(crc ^ b) & 0xff] ^ (crc >>> 8);
-    return (crc ^ 0xffffffff) >>> 0;
-  };
-  const chunk = (type, data) => {
-    const out = Buffer.alloc(12 + data.length);
-    out.writeUInt32BE(data.length, 0);
-    out.write(type, 4, "latin1");
-    data.copy(out, 8);
-    out.writeUInt32BE(crc32(out.subarray(4, 8 + data.length)), 8 + data.length);
-    return out;
-  };
-  const raw = Buffer.alloc((32 * 3 + 1) * 32);
-  for (let i = 0; i < raw.length; i++) raw[i] = i % (32 * 3 + 1) === 0 ? 0 : 90;
-  const header = Buffer.alloc(13);
-  header.writeUInt32BE(32, 0);
-  header.writeUInt32BE(32, 4);
-  header.set([8, 2, 0, 0, 0], 8);
-  return Buffer.concat([
-    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    chunk("IHDR", header),
-    chunk("IDAT", deflateSync(raw)),
-    chunk("IEND", Buffer.alloc(0)),
-  ]);
-}
-
 appTest("a reply's cited passages show under it, and its gallery image loads inline", async ({ page }) => {
-  await noFavicon(page);
-  await signUpPatiently(page);
+  await signUp(page);
   // An image of this user's gallery, as the pipeline would have made for the reply.
   const token = await page.evaluate(() => JSON.parse(localStorage.getItem("aimesh.session")).access);
   const uploaded = await http("POST", "/api/v1/gallery/images?title=Made%20for%20the%20reply", {
-    body: new Uint8Array(png()),
+    body: new Uint8Array(png(32, 32)),
     headers: { "content-type": "image/png", authorization: `Bearer ${token}` },
   });
   assert.equal(uploaded.status, 200, uploaded.text);

@@ -5,86 +5,11 @@
 
 import { after } from "node:test";
 import assert from "node:assert/strict";
-import { deflateSync } from "node:zlib";
 import { uniqueWord } from "../testlib/edge.mjs";
-import { appTest, closeBrowser, newUser, snapshot } from "../testlib/browser.mjs";
+import { png } from "../testlib/png.mjs";
+import { appTest, closeBrowser, signUp, snapshot } from "../testlib/browser.mjs";
 
 after(closeBrowser);
-
-/**
- * Chromium asks for /favicon.ico, which the edge does not serve (404, logged to the console as
- * an error, which fails an app test): answer it here with no content.
- */
-async function noFavicon(page) {
-  await page.route("**/favicon.ico", (route) => route.fulfill({ status: 204, body: "" }));
-}
-
-/**
- * Signs up through the page as `signUp` does, waiting and trying again while the server refuses
- * registrations from this address for a moment (every test file registers users at once).
- */
-async function signUpPatiently(page) {
-  const user = newUser();
-  await page.goto("/");
-  await page.getByRole("tab", { name: "Create account" }).click();
-  await page.getByLabel("Username").fill(user.username);
-  await page.getByLabel("Email").fill(user.email);
-  await page.getByLabel("Password", { exact: true }).fill(user.password);
-  for (let attempt = 0; attempt < 20; attempt++) {
-    await page.getByRole("button", { name: "Create account" }).click();
-    const outcome = await Promise.race([
-      page.getByRole("button", { name: "Sign out" }).waitFor().then(() => "in", () => "timeout"),
-      page.getByRole("alert").filter({ hasText: /retry in/i }).waitFor().then(() => "wait", () => "timeout"),
-    ]);
-    if (outcome === "in") return user;
-    await page.waitForTimeout(2_000);
-  }
-  throw new Error("the server kept refusing the registration");
-}
-
-const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
-  let c = n;
-  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-  return c >>> 0;
-});
-
-function crc32(bytes) {
-  let crc = 0xffffffff;
-  for (const b of bytes) crc = CRC_TABLE[(crc ^ b) & 0xff] ^ (crc >>> 8);
-  return (crc ^ 0xffffffff) >>> 0;
-}
-
-function chunk(type, data) {
-  const out = Buffer.alloc(12 + data.length);
-  out.writeUInt32BE(data.length, 0);
-  out.write(type, 4, "latin1");
-  data.copy(out, 8);
-  out.writeUInt32BE(crc32(out.subarray(4, 8 + data.length)), 8 + data.length);
-  return out;
-}
-
-/** An RGB PNG of a colour gradient, `width` × `height`, tinted by `blue`. */
-function png(width, height, blue = 128) {
-  const raw = Buffer.alloc((width * 3 + 1) * height);
-  for (let y = 0; y < height; y++) {
-    const row = y * (width * 3 + 1);
-    for (let x = 0; x < width; x++) {
-      raw[row + 1 + x * 3] = (x * 255) / width;
-      raw[row + 2 + x * 3] = (y * 255) / height;
-      raw[row + 3 + x * 3] = blue;
-    }
-  }
-  const header = Buffer.alloc(13);
-  header.writeUInt32BE(width, 0);
-  header.writeUInt32BE(height, 4);
-  header.set([8, 2, 0, 0, 0], 8);
-  return Buffer.concat([
-    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    chunk("IHDR", header),
-    chunk("IDAT", deflateSync(raw)),
-    chunk("IEND", Buffer.alloc(0)),
-  ]);
-}
 
 /** Waits until the <img> `locator` names has loaded real pixels. */
 async function loaded(page, locator) {
@@ -113,8 +38,7 @@ async function upload(page, title, image) {
 
 appTest("an image is uploaded, shown as a thumbnail, styled by a live job, trashed and restored; another is deleted for good", async ({ page }) => {
   page.on("dialog", (dialog) => void dialog.accept());
-  await noFavicon(page);
-  await signUpPatiently(page);
+  await signUp(page);
   await page.getByRole("link", { name: "Gallery" }).click();
   await page.getByRole("heading", { name: "Gallery", level: 1 }).waitFor();
 
@@ -182,8 +106,7 @@ appTest("an image is uploaded, shown as a thumbnail, styled by a live job, trash
 });
 
 appTest("at phone width the gallery's grid and image page fit the screen", async ({ page }) => {
-  await noFavicon(page);
-  await signUpPatiently(page);
+  await signUp(page);
   await page.getByRole("button", { name: "Menu" }).click();
   await page.getByRole("link", { name: "Gallery" }).click();
   // A file that is not an image: the server's refusal, as a sentence.

@@ -53,9 +53,6 @@ export function appTest(name, fn, { viewport = { width: 1280, height: 860 }, all
   test(name, { skip: appServed ? false : "the browser app is tested with the local edge config", timeout: 240_000 }, async () => {
     const context = await (await launch()).newContext({ baseURL: env.edgeUrl, viewport });
     context.setDefaultTimeout(60_000);
-    // The app names no icon, so Chromium asks for /favicon.ico, which the edge answers 404 and
-    // Chromium logs as an error whenever the request lands within a test: answer it here.
-    await context.route("**/favicon.ico", (route) => route.fulfill({ status: 204, body: "" }));
     const page = await context.newPage();
     const problems = [];
     page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
