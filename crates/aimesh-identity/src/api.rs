@@ -26,7 +26,7 @@ const MAX_CREDENTIAL_LEN: usize = 1024;
 /// Longest token accepted.
 const MAX_TOKEN_LEN: usize = 4096;
 
-/// Longest idempotency key of an export.
+/// Longest idempotency key of an export, in bytes.
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 200;
 
 /// Starts an account's data export where the mesh runs its jobs; the identity service only
@@ -239,11 +239,13 @@ impl IdentityService for IdentityApi {
         let caller = principal(&request)?;
         let key = request.into_inner().idempotency_key;
         let mut violations = Violations::new();
-        if key.chars().count() > MAX_IDEMPOTENCY_KEY_LEN {
+        if key.len() > MAX_IDEMPOTENCY_KEY_LEN {
             violations.add(
                 "idempotency_key",
-                format!("at most {MAX_IDEMPOTENCY_KEY_LEN} characters"),
+                format!("must be at most {MAX_IDEMPOTENCY_KEY_LEN} bytes"),
             );
+        } else if key.chars().any(char::is_control) {
+            violations.add("idempotency_key", "must not contain control characters");
         }
         invalid(violations)?;
         let Some(exports) = &self.exports else {

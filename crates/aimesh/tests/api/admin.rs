@@ -809,6 +809,13 @@ async fn an_account_exports_what_it_stores(backend: Backend) {
         .await
         .unwrap_err();
     assert_invalid(&status, "idempotency_key");
+    let status = identity
+        .export_account(idpb::ExportAccountRequest {
+            idempotency_key: "a\u{0}b".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_invalid(&status, "idempotency_key");
     let job = identity
         .export_account(idpb::ExportAccountRequest {
             idempotency_key: "first".into(),
