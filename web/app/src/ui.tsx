@@ -183,3 +183,67 @@ export function useAction<A extends unknown[]>(
     },
   };
 }
+
+/** One page of a list RPC's answer: its rows and the next page's token ("" on the last). */
+export interface Page<T> {
+  items: T[];
+  next: string;
+}
+
+/**
+ * A paged list: `load` fetches the page at `pageToken` (aborted through `signal` when superseded
+ * or unmounted). It runs again when `deps` (the filters, a reload count from a parent), the page
+ * or `reload()` change, after `debounceMs` when given (typing in a search field). Going back to
+ * the first page when a filter changes is the caller's (`setTokens([""])`), as is keeping `items`
+ * current between loads (`setItems`, from live updates). `loaded` turns true with the first
+ * answer; `error` is the last load's failure, cleared by the next success.
+ */
+export function usePaged<T>(
+  load: (pageToken: string, signal: AbortSignal) => Promise<Page<T>>,
+  deps: unknown[],
+  debounceMs = 0,
+) {
+  const [tokens, setTokens] = useState<string[]>([""]);
+  const [items, setItems] = useState<T[]>([]);
+  const [loaded, setLoaded] = useState(false);
+  const [next, setNext] = useState("");
+  const [error, setError] = useState<unknown>(null);
+  const [count, setCount] = useState(0);
+  const loadRef = useRef(load);
+  loadRef.current = load;
+
+  useEffect(() => {
+    const abort = new AbortController();
+    const run = () =>
+      loadRef
+        .current(tokens[tokens.length - 1], abort.signal)
+        .then((page) => {
+          setItems(page.items);
+          setNext(page.next);
+          setError(null);
+          setLoaded(true);
+        })
+        .catch((e) => abort.signal.aborted || setError(e));
+    if (!debounceMs) {
+      void run();
+      return () => abort.abort();
+    }
+    const timer = setTimeout(run, debounceMs);
+    return () => {
+      clearTimeout(timer);
+      abort.abort();
+    };
+  }, [...deps, tokens, count]);
+
+  return {
+    items,
+    setItems,
+    loaded,
+    next,
+    error,
+    tokens,
+    setTokens,
+    /** Loads the current page again. */
+    reload: () => setCount((n) => n + 1),
+  };
+}

@@ -6,14 +6,13 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import { durationMs, type Duration } from "@bufbuild/protobuf/wkt";
 import {
   AdminService,
-  type AuditEntry,
   type DeletedData,
   type GetQueueStatsResponse,
   type UserSummary,
 } from "../../../src/gen/aimesh/admin/v1/admin_pb.js";
 import { JobState, type Job } from "../../../src/gen/aimesh/jobs/v1/jobs_pb.js";
 import { client } from "../api.js";
-import { ErrorNote, Pager, Panel, bytes, finished, stateName, useAction, when } from "../ui.js";
+import { ErrorNote, Pager, Panel, bytes, finished, stateName, useAction, usePaged, when } from "../ui.js";
 import type { ScreenProps } from "./index.js";
 
 const admin = client(AdminService);
@@ -45,34 +44,24 @@ type UserAction = "disable" | "enable" | "delete";
 /** Accounts: search, pages, and the actions that need a reason. */
 function Users({ self, onAction }: { self: string; onAction: () => void }) {
   const [search, setSearch] = useState("");
-  const [tokens, setTokens] = useState<string[]>([""]);
-  const [list, setList] = useState<UserSummary[]>([]);
-  const [next, setNext] = useState("");
-  const [error, setError] = useState<unknown>(null);
-  const [reload, setReload] = useState(0);
+  const {
+    items: list,
+    setItems: setList,
+    next,
+    error,
+    tokens,
+    setTokens,
+    reload,
+  } = usePaged(
+    (pageToken, signal) =>
+      admin
+        .listUsers({ pageSize: 20, pageToken, search: search.trim() }, { signal })
+        .then((r) => ({ items: r.users, next: r.nextPageToken })),
+    [search],
+    250,
+  );
   const [asking, setAsking] = useState<{ user: UserSummary; action: UserAction }>();
   const [done, setDone] = useState("");
-
-  useEffect(() => {
-    const abort = new AbortController();
-    const timer = setTimeout(() => {
-      admin
-        .listUsers(
-          { pageSize: 20, pageToken: tokens[tokens.length - 1], search: search.trim() },
-          { signal: abort.signal },
-        )
-        .then((r) => {
-          setList(r.users);
-          setNext(r.nextPageToken);
-          setError(null);
-        })
-        .catch((e) => abort.signal.aborted || setError(e));
-    }, 250);
-    return () => {
-      clearTimeout(timer);
-      abort.abort();
-    };
-  }, [search, tokens, reload]);
 
   const replace = (u: UserSummary) => setList((rows) => rows.map((r) => (r.id === u.id ? u : r)));
 
@@ -92,7 +81,7 @@ function Users({ self, onAction }: { self: string; onAction: () => void }) {
             }}
           />
         </label>
-        <button type="button" class="secondary" onClick={() => setReload((n) => n + 1)}>
+        <button type="button" class="secondary" onClick={reload}>
           Refresh
         </button>
       </div>
@@ -112,7 +101,7 @@ function Users({ self, onAction }: { self: string; onAction: () => void }) {
             setAsking(undefined);
             setDone(message);
             if (updated) replace(updated);
-            else setReload((n) => n + 1);
+            else reload();
             onAction();
           }}
         />
@@ -380,38 +369,18 @@ function LiveJobs({ onAction }: { onAction: () => void }) {
   const [state, setState] = useState<JobState>(JobState.UNSPECIFIED);
   const [kind, setKind] = useState("");
   const [owner, setOwner] = useState("");
-  const [tokens, setTokens] = useState<string[]>([""]);
-  const [list, setList] = useState<Job[]>([]);
-  const [next, setNext] = useState("");
-  const [error, setError] = useState<unknown>(null);
-  const [live, setLive] = useState(false);
-
-  useEffect(() => {
-    const abort = new AbortController();
-    const timer = setTimeout(() => {
+  const { items: list, setItems: setList, next, error, tokens, setTokens } = usePaged(
+    (pageToken, signal) =>
       admin
         .listJobs(
-          {
-            pageSize: 25,
-            pageToken: tokens[tokens.length - 1],
-            state,
-            kind: kind.trim(),
-            ownerId: owner.trim(),
-          },
-          { signal: abort.signal },
+          { pageSize: 25, pageToken, state, kind: kind.trim(), ownerId: owner.trim() },
+          { signal },
         )
-        .then((r) => {
-          setList(r.jobs);
-          setNext(r.nextPageToken);
-          setError(null);
-        })
-        .catch((e) => abort.signal.aborted || setError(e));
-    }, 250);
-    return () => {
-      clearTimeout(timer);
-      abort.abort();
-    };
-  }, [state, kind, owner, tokens]);
+        .then((r) => ({ items: r.jobs, next: r.nextPageToken })),
+    [state, kind, owner],
+    250,
+  );
+  const [live, setLive] = useState(false);
 
   useEffect(() => {
     const abort = new AbortController();
@@ -567,22 +536,13 @@ function AdminJobRow({ job, onChange }: { job: Job; onChange: (job: Job) => void
 
 /** What administrators did, newest first. */
 function AuditLog({ reload }: { reload: number }) {
-  const [tokens, setTokens] = useState<string[]>([""]);
-  const [entries, setEntries] = useState<AuditEntry[]>([]);
-  const [next, setNext] = useState("");
-  const [error, setError] = useState<unknown>(null);
-  useEffect(() => {
-    const abort = new AbortController();
-    admin
-      .listAuditLog({ pageSize: 20, pageToken: tokens[tokens.length - 1] }, { signal: abort.signal })
-      .then((r) => {
-        setEntries(r.entries);
-        setNext(r.nextPageToken);
-        setError(null);
-      })
-      .catch((e) => abort.signal.aborted || setError(e));
-    return () => abort.abort();
-  }, [tokens, reload]);
+  const { items: entries, next, error, tokens, setTokens } = usePaged(
+    (pageToken, signal) =>
+      admin
+        .listAuditLog({ pageSize: 20, pageToken }, { signal })
+        .then((r) => ({ items: r.entries, next: r.nextPageToken })),
+    [reload],
+  );
   return (
     <Panel title="Audit log">
       <ErrorNote error={error} />

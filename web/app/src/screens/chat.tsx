@@ -23,7 +23,7 @@ import {
   type Model,
 } from "../../../src/gen/aimesh/models/v1/models_pb.js";
 import { client } from "../api.js";
-import { ErrorNote, Pager, Panel, useAction, when } from "../ui.js";
+import { ErrorNote, Pager, Panel, useAction, usePaged, when } from "../ui.js";
 import { GalleryImage } from "./gallery.js";
 import type { ScreenProps } from "./index.js";
 
@@ -91,25 +91,21 @@ function withoutApology(content: string): string {
 }
 
 export function Chat({ arg }: ScreenProps) {
-  const [tokens, setTokens] = useState<string[]>([""]);
-  const [list, setList] = useState<Session[]>();
-  const [next, setNext] = useState("");
-  const [error, setError] = useState<unknown>(null);
-  const [reload, setReload] = useState(0);
-  const refresh = () => setReload((n) => n + 1);
-
-  useEffect(() => {
-    const abort = new AbortController();
-    chat
-      .listSessions({ pageSize: 20, pageToken: tokens[tokens.length - 1] }, { signal: abort.signal })
-      .then((r) => {
-        setList(r.sessions);
-        setNext(r.nextPageToken);
-        setError(null);
-      })
-      .catch((e) => abort.signal.aborted || setError(e));
-    return () => abort.abort();
-  }, [tokens, reload]);
+  const {
+    items: list,
+    loaded,
+    next,
+    error,
+    tokens,
+    setTokens,
+    reload: refresh,
+  } = usePaged(
+    (pageToken, signal) =>
+      chat
+        .listSessions({ pageSize: 20, pageToken }, { signal })
+        .then((r) => ({ items: r.sessions, next: r.nextPageToken })),
+    [],
+  );
 
   const create = useAction(async () => {
     const r = await chat.createSession({});
@@ -128,7 +124,7 @@ export function Chat({ arg }: ScreenProps) {
           <ErrorNote error={create.error} />
           <ErrorNote error={error} />
           <ul class="list sessions" aria-label="Conversations">
-            {(list ?? []).map((s) => (
+            {list.map((s) => (
               <li key={s.id}>
                 <a href={`#/chat/${s.id}`} aria-current={s.id === arg ? "true" : undefined}>
                   <strong>{s.title || "New conversation"}</strong>
@@ -138,7 +134,7 @@ export function Chat({ arg }: ScreenProps) {
                 </a>
               </li>
             ))}
-            {list?.length === 0 && !error ? <li class="empty">No conversations yet.</li> : null}
+            {loaded && list.length === 0 && !error ? <li class="empty">No conversations yet.</li> : null}
           </ul>
           <Pager tokens={tokens} next={next} onPage={setTokens} />
         </Panel>

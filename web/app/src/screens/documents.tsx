@@ -30,7 +30,7 @@ import {
 } from "../../../src/gen/aimesh/processing/v1/quizzes_pb.js";
 import { JobState, type Job } from "../../../src/gen/aimesh/jobs/v1/jobs_pb.js";
 import { client, millis, sameOrigin } from "../api.js";
-import { ErrorNote, JobProgress, Pager, Panel, bytes, useAction, useJob, when } from "../ui.js";
+import { ErrorNote, JobProgress, Pager, Panel, bytes, useAction, useJob, usePaged, when } from "../ui.js";
 import type { ScreenProps } from "./index.js";
 
 const processing = client(ProcessingService);
@@ -226,24 +226,13 @@ function UploadPanel({ onUploaded }: { onUploaded: (doc: Document) => void }) {
 /** The user's documents, newest first, a page at a time. */
 function DocumentList({ selected, reload }: { selected: string; reload: number }) {
   const [status, setStatus] = useState<DocumentStatus>(DocumentStatus.UNSPECIFIED);
-  const [tokens, setTokens] = useState<string[]>([""]);
-  const [list, setList] = useState<Document[]>([]);
-  const [next, setNext] = useState("");
-  const [error, setError] = useState<unknown>(null);
-  const [tick, setTick] = useState(0);
-
-  useEffect(() => {
-    const abort = new AbortController();
-    processing
-      .listDocuments({ pageSize: 10, pageToken: tokens[tokens.length - 1], status }, { signal: abort.signal })
-      .then((r) => {
-        setList(r.documents);
-        setNext(r.nextPageToken);
-        setError(null);
-      })
-      .catch((e) => abort.signal.aborted || setError(e));
-    return () => abort.abort();
-  }, [status, tokens, reload, tick]);
+  const { items: list, next, error, tokens, setTokens, reload: look } = usePaged(
+    (pageToken, signal) =>
+      processing
+        .listDocuments({ pageSize: 10, pageToken, status }, { signal })
+        .then((r) => ({ items: r.documents, next: r.nextPageToken })),
+    [status, reload],
+  );
 
   // While a listed document is still being processed, look again every few seconds.
   const busy = list.some(
@@ -251,7 +240,7 @@ function DocumentList({ selected, reload }: { selected: string; reload: number }
   );
   useEffect(() => {
     if (!busy) return;
-    const timer = setTimeout(() => setTick((t) => t + 1), 4_000);
+    const timer = setTimeout(look, 4_000);
     return () => clearTimeout(timer);
   }, [busy, list]);
 
@@ -562,23 +551,13 @@ function taskStatusName(status: TaskStatus): string {
 function TasksPanel({ doc }: { doc: Document }) {
   const [type, setType] = useState<TaskType>(TaskType.SUMMARIZE);
   const [target, setTarget] = useState("es");
-  const [tokens, setTokens] = useState<string[]>([""]);
-  const [list, setList] = useState<Task[]>([]);
-  const [next, setNext] = useState("");
-  const [error, setError] = useState<unknown>(null);
-
-  useEffect(() => {
-    const abort = new AbortController();
-    tasks
-      .listTasks({ documentId: doc.id, pageSize: 10, pageToken: tokens[tokens.length - 1] }, { signal: abort.signal })
-      .then((r) => {
-        setList(r.tasks);
-        setNext(r.nextPageToken);
-        setError(null);
-      })
-      .catch((e) => abort.signal.aborted || setError(e));
-    return () => abort.abort();
-  }, [doc.id, tokens]);
+  const { items: list, setItems: setList, next, error, tokens, setTokens } = usePaged(
+    (pageToken, signal) =>
+      tasks
+        .listTasks({ documentId: doc.id, pageSize: 10, pageToken }, { signal })
+        .then((r) => ({ items: r.tasks, next: r.nextPageToken })),
+    [doc.id],
+  );
 
   const submit = useAction(async () => {
     const r = await tasks.submitTask({

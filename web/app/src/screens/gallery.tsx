@@ -16,7 +16,7 @@ import {
 } from "../../../src/gen/aimesh/gallery/v1/gallery_pb.js";
 import { JobState, type Job } from "../../../src/gen/aimesh/jobs/v1/jobs_pb.js";
 import { client, millis, sameOrigin, session } from "../api.js";
-import { ErrorNote, JobProgress, Pager, Panel, bytes, finished, useAction, useJob, when } from "../ui.js";
+import { ErrorNote, JobProgress, Pager, Panel, bytes, finished, useAction, useJob, usePaged, when } from "../ui.js";
 import type { ScreenProps } from "./index.js";
 
 export const gallery = client(GalleryService);
@@ -332,30 +332,14 @@ function MadeImage({ job }: { job: Job | undefined }) {
 function Images({ reload }: { reload: number }) {
   const [tag, setTag] = useState("");
   const [origin, setOrigin] = useState<ImageOrigin>(ImageOrigin.UNSPECIFIED);
-  const [tokens, setTokens] = useState<string[]>([""]);
-  const [list, setList] = useState<Image[]>();
-  const [next, setNext] = useState("");
-  const [error, setError] = useState<unknown>(null);
-  useEffect(() => {
-    const abort = new AbortController();
-    const timer = setTimeout(() => {
+  const { items: list, loaded, next, error, tokens, setTokens } = usePaged(
+    (pageToken, signal) =>
       gallery
-        .listImages(
-          { pageSize: PAGE, pageToken: tokens[tokens.length - 1], tag: tag.trim(), origin },
-          { signal: abort.signal },
-        )
-        .then((r) => {
-          setList(r.images);
-          setNext(r.nextPageToken);
-          setError(null);
-        })
-        .catch((e) => abort.signal.aborted || setError(e));
-    }, 200);
-    return () => {
-      clearTimeout(timer);
-      abort.abort();
-    };
-  }, [tag, origin, tokens, reload]);
+        .listImages({ pageSize: PAGE, pageToken, tag: tag.trim(), origin }, { signal })
+        .then((r) => ({ items: r.images, next: r.nextPageToken })),
+    [tag, origin, reload],
+    200,
+  );
   return (
     <Panel title="Your images">
       <div class="filters">
@@ -389,9 +373,9 @@ function Images({ reload }: { reload: number }) {
         </label>
       </div>
       <ErrorNote error={error} />
-      {list === undefined && !error ? <p aria-busy="true">Loading…</p> : null}
+      {!loaded && !error ? <p aria-busy="true">Loading…</p> : null}
       <ul class="gallery-grid" aria-label="Images">
-        {(list ?? []).map((image) => (
+        {list.map((image) => (
           <li key={image.id}>
             <a href={`#/gallery/${image.id}`}>
               <GalleryImage id={image.id} variant={ImageVariant.THUMBNAIL_256} alt={imageName(image)} className="thumb" />
@@ -403,7 +387,7 @@ function Images({ reload }: { reload: number }) {
           </li>
         ))}
       </ul>
-      {list?.length === 0 && !error ? <p class="empty">No images yet.</p> : null}
+      {loaded && list.length === 0 && !error ? <p class="empty">No images yet.</p> : null}
       <Pager tokens={tokens} next={next} onPage={setTokens} />
     </Panel>
   );
@@ -674,25 +658,22 @@ function Operations({ image, onMade }: { image: Image; onMade: () => void }) {
 
 /** The trash: restore, delete for good, empty. */
 function Trash() {
-  const [tokens, setTokens] = useState<string[]>([""]);
-  const [list, setList] = useState<Image[]>();
-  const [next, setNext] = useState("");
-  const [error, setError] = useState<unknown>(null);
-  const [reload, setReload] = useState(0);
+  const {
+    items: list,
+    loaded,
+    next,
+    error,
+    tokens,
+    setTokens,
+    reload: refresh,
+  } = usePaged(
+    (pageToken, signal) =>
+      gallery
+        .listDeletedImages({ pageSize: PAGE, pageToken }, { signal })
+        .then((r) => ({ items: r.images, next: r.nextPageToken })),
+    [],
+  );
   const [said, setSaid] = useState("");
-  useEffect(() => {
-    const abort = new AbortController();
-    gallery
-      .listDeletedImages({ pageSize: PAGE, pageToken: tokens[tokens.length - 1] }, { signal: abort.signal })
-      .then((r) => {
-        setList(r.images);
-        setNext(r.nextPageToken);
-        setError(null);
-      })
-      .catch((e) => abort.signal.aborted || setError(e));
-    return () => abort.abort();
-  }, [tokens, reload]);
-  const refresh = () => setReload((n) => n + 1);
   const act = useAction(async (what: "restore" | "delete", image: Image) => {
     if (what === "restore") {
       await gallery.restoreImage({ id: image.id });
@@ -717,9 +698,9 @@ function Trash() {
       <p class="meta" role="status">
         {said}
       </p>
-      {list === undefined && !error ? <p aria-busy="true">Loading…</p> : null}
+      {!loaded && !error ? <p aria-busy="true">Loading…</p> : null}
       <ul class="trash-list" aria-label="Images in the trash">
-        {(list ?? []).map((image) => (
+        {list.map((image) => (
           <li key={image.id}>
             <GalleryImage id={image.id} variant={ImageVariant.THUMBNAIL_256} alt={imageName(image)} className="thumb" />
             <div class="trash-info">
@@ -754,9 +735,9 @@ function Trash() {
           </li>
         ))}
       </ul>
-      {list?.length === 0 && !error ? <p class="empty">The trash is empty.</p> : null}
+      {loaded && list.length === 0 && !error ? <p class="empty">The trash is empty.</p> : null}
       <Pager tokens={tokens} next={next} onPage={setTokens} />
-      {list && list.length > 0 ? (
+      {list.length > 0 ? (
         <button
           type="button"
           class="danger"

@@ -3,7 +3,7 @@
 
 import { useEffect, useState } from "preact/hooks";
 import { JobState, type Job } from "../../../src/gen/aimesh/jobs/v1/jobs_pb.js";
-import { ErrorNote, Pager, Panel, finished, jobs, stateName, useAction, when } from "../ui.js";
+import { ErrorNote, Pager, Panel, finished, jobs, stateName, useAction, usePaged, when } from "../ui.js";
 
 const STATES = [
   JobState.QUEUED,
@@ -15,24 +15,14 @@ const STATES = [
 
 export function Jobs() {
   const [state, setState] = useState<JobState>(JobState.UNSPECIFIED);
-  const [tokens, setTokens] = useState<string[]>([""]);
-  const [list, setList] = useState<Job[]>([]);
-  const [next, setNext] = useState("");
-  const [error, setError] = useState<unknown>(null);
+  const { items: list, setItems: setList, next, error, tokens, setTokens } = usePaged(
+    (pageToken, signal) =>
+      jobs
+        .listJobs({ pageSize: 25, pageToken, state }, { signal })
+        .then((r) => ({ items: r.jobs, next: r.nextPageToken })),
+    [state],
+  );
   const [live, setLive] = useState(false);
-
-  useEffect(() => {
-    const abort = new AbortController();
-    jobs
-      .listJobs({ pageSize: 25, pageToken: tokens[tokens.length - 1], state }, { signal: abort.signal })
-      .then((r) => {
-        setList(r.jobs);
-        setNext(r.nextPageToken);
-        setError(null);
-      })
-      .catch((e) => abort.signal.aborted || setError(e));
-    return () => abort.abort();
-  }, [state, tokens]);
 
   // Changes to any of the user's jobs: update the row, or add a new job on the first page.
   useEffect(() => {

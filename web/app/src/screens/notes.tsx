@@ -10,7 +10,7 @@ import {
 } from "../../../src/gen/aimesh/notes/v1/notes_pb.js";
 import { JobState, type Job } from "../../../src/gen/aimesh/jobs/v1/jobs_pb.js";
 import { client } from "../api.js";
-import { ErrorNote, JobProgress, Pager, Panel, useAction, useJob, when } from "../ui.js";
+import { ErrorNote, JobProgress, Pager, Panel, useAction, useJob, usePaged, when } from "../ui.js";
 import type { ScreenProps } from "./index.js";
 
 const notes = client(NotesService);
@@ -18,34 +18,18 @@ const notes = client(NotesService);
 export function Notes({ arg }: ScreenProps) {
   const [query, setQuery] = useState("");
   const [language, setLanguage] = useState("");
-  const [tokens, setTokens] = useState<string[]>([""]);
-  const [list, setList] = useState<Note[]>([]);
-  const [next, setNext] = useState("");
-  const [error, setError] = useState<unknown>(null);
+  // A count that also refreshes the statistics.
   const [reload, setReload] = useState(0);
-
-  useEffect(() => {
-    const abort = new AbortController();
-    const timer = setTimeout(() => {
-      notes
-        .listNotes(
-          { pageSize: 20, pageToken: tokens[tokens.length - 1], query: query.trim(), language },
-          { signal: abort.signal },
-        )
-        .then((r) => {
-          setList(r.notes);
-          setNext(r.nextPageToken);
-          setError(null);
-        })
-        .catch((e) => abort.signal.aborted || setError(e));
-    }, 200);
-    return () => {
-      clearTimeout(timer);
-      abort.abort();
-    };
-  }, [query, language, tokens, reload]);
-
   const refresh = () => setReload((n) => n + 1);
+  const { items: list, next, error, tokens, setTokens } = usePaged(
+    (pageToken, signal) =>
+      notes
+        .listNotes({ pageSize: 20, pageToken, query: query.trim(), language }, { signal })
+        .then((r) => ({ items: r.notes, next: r.nextPageToken })),
+    [query, language, reload],
+    200,
+  );
+
   const filter = (set: (v: string) => void) => (e: Event) => {
     set((e.currentTarget as HTMLInputElement).value);
     setTokens([""]);

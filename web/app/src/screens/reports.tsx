@@ -12,7 +12,7 @@ import {
 } from "../../../src/gen/aimesh/reports/v1/reports_pb.js";
 import { BadRequestSchema } from "../../../src/gen/google/rpc/error_details_pb.js";
 import { client, sameOrigin } from "../api.js";
-import { ErrorNote, JobProgress, Pager, Panel, bytes, useAction, useJob, when } from "../ui.js";
+import { ErrorNote, JobProgress, Pager, Panel, bytes, useAction, useJob, usePaged, when } from "../ui.js";
 import type { ScreenProps } from "./index.js";
 
 const reports = client(ReportsService);
@@ -614,22 +614,13 @@ function ReportList({
   onSelect: (id: string) => void;
 }) {
   const [status, setStatus] = useState<ReportStatus>(ReportStatus.UNSPECIFIED);
-  const [tokens, setTokens] = useState<string[]>([""]);
-  const [list, setList] = useState<Report[]>([]);
-  const [next, setNext] = useState("");
-  const [error, setError] = useState<unknown>(null);
-  useEffect(() => {
-    const abort = new AbortController();
-    reports
-      .listReports({ pageSize: 10, pageToken: tokens[tokens.length - 1], status }, { signal: abort.signal })
-      .then((r) => {
-        setList(r.reports);
-        setNext(r.nextPageToken);
-        setError(null);
-      })
-      .catch((e) => abort.signal.aborted || setError(e));
-    return () => abort.abort();
-  }, [tokens, reload, status]);
+  const { items: list, next, error, tokens, setTokens } = usePaged(
+    (pageToken, signal) =>
+      reports
+        .listReports({ pageSize: 10, pageToken, status }, { signal })
+        .then((r) => ({ items: r.reports, next: r.nextPageToken })),
+    [reload, status],
+  );
   return (
     <Panel title="Past reports">
       <div class="filters">

@@ -14,7 +14,7 @@ import {
 } from "../../../src/gen/aimesh/speech/v1/speech_pb.js";
 import { JobState } from "../../../src/gen/aimesh/jobs/v1/jobs_pb.js";
 import { client, sameOrigin } from "../api.js";
-import { ErrorNote, JobProgress, Pager, Panel, bytes, useAction, useJob, when } from "../ui.js";
+import { ErrorNote, JobProgress, Pager, Panel, bytes, useAction, useJob, usePaged, when } from "../ui.js";
 import { needsConversion, toWav } from "../wav.js";
 import type { ScreenProps } from "./index.js";
 
@@ -455,22 +455,13 @@ function Transcriptions({
   selected?: string;
   onSelect: (id: string) => void;
 }) {
-  const [tokens, setTokens] = useState<string[]>([""]);
-  const [list, setList] = useState<Transcription[]>([]);
-  const [next, setNext] = useState("");
-  const [error, setError] = useState<unknown>(null);
-  useEffect(() => {
-    const abort = new AbortController();
-    speech
-      .listTranscriptions({ pageSize: 10, pageToken: tokens[tokens.length - 1] }, { signal: abort.signal })
-      .then((r) => {
-        setList(r.transcriptions);
-        setNext(r.nextPageToken);
-        setError(null);
-      })
-      .catch((e) => abort.signal.aborted || setError(e));
-    return () => abort.abort();
-  }, [tokens, reload]);
+  const { items: list, next, error, tokens, setTokens } = usePaged(
+    (pageToken, signal) =>
+      speech
+        .listTranscriptions({ pageSize: 10, pageToken }, { signal })
+        .then((r) => ({ items: r.transcriptions, next: r.nextPageToken })),
+    [reload],
+  );
   return (
     <Panel title="Past transcriptions">
       <ErrorNote error={error} />
@@ -631,22 +622,13 @@ function AudioList({
   onPlay: (audio: Audio) => void;
   onDeleted: (id: string) => void;
 }) {
-  const [tokens, setTokens] = useState<string[]>([""]);
-  const [list, setList] = useState<Audio[]>([]);
-  const [next, setNext] = useState("");
-  const [error, setError] = useState<unknown>(null);
-  useEffect(() => {
-    const abort = new AbortController();
-    speech
-      .listAudio({ pageSize: 10, pageToken: tokens[tokens.length - 1] }, { signal: abort.signal })
-      .then((r) => {
-        setList(r.audio);
-        setNext(r.nextPageToken);
-        setError(null);
-      })
-      .catch((e) => abort.signal.aborted || setError(e));
-    return () => abort.abort();
-  }, [tokens, reload]);
+  const { items: list, next, error, tokens, setTokens } = usePaged(
+    (pageToken, signal) =>
+      speech
+        .listAudio({ pageSize: 10, pageToken }, { signal })
+        .then((r) => ({ items: r.audio, next: r.nextPageToken })),
+    [reload],
+  );
   const remove = useAction(async (audio: Audio) => {
     await speech.deleteAudio({ id: audio.id });
     onDeleted(audio.id);
