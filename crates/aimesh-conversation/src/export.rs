@@ -2,7 +2,7 @@
 //! (`aimesh.conversation.v1.Session`) and `conversation/messages.json`
 //! (`aimesh.conversation.v1.Message`, every session's, oldest first within a session).
 
-use aimesh_kit::export::ExportArchive;
+use aimesh_kit::{export::ExportArchive, paging::all_pages};
 use aimesh_proto::conversation::v1 as pb;
 
 use crate::{error::ConversationError, service::Conversation};
@@ -17,37 +17,26 @@ pub(crate) async fn export(
     archive: &ExportArchive,
 ) -> Result<u64, String> {
     let error = |e: ConversationError| e.to_string();
-    let mut sessions = Vec::new();
-    let mut after = None;
-    loop {
-        let page = conversation
-            .list_sessions(owner, PAGE, after)
-            .await
-            .map_err(error)?;
-        sessions.extend(page.sessions);
-        match page.next_after {
-            Some(next) => after = Some(next),
-            None => break,
-        }
-    }
+    let sessions = all_pages(|after| async move {
+        let page = conversation.list_sessions(owner, PAGE, after).await?;
+        Ok::<_, ConversationError>((page.sessions, page.next_after))
+    })
+    .await
+    .map_err(error)?;
     let mut messages = Vec::new();
     for session in &sessions {
-        let mut after = None;
-        loop {
-            let page = match conversation
+        let listed = all_pages(|after| async move {
+            let page = conversation
                 .list_messages(owner, session.id, PAGE, after)
-                .await
-            {
-                Ok(page) => page,
-                // Deleted since it was listed.
-                Err(ConversationError::SessionNotFound(_)) => break,
-                Err(e) => return Err(e.to_string()),
-            };
-            messages.extend(page.messages.iter().map(pb::Message::from));
-            match page.next_after {
-                Some(next) => after = Some(next),
-                None => break,
-            }
+                .await?;
+            Ok::<_, ConversationError>((page.messages, page.next_after))
+        })
+        .await;
+        match listed {
+            Ok(listed) => messages.extend(listed.iter().map(pb::Message::from)),
+            // Deleted since it was listed.
+            Err(ConversationError::SessionNotFound(_)) => {}
+            Err(e) => return Err(e.to_string()),
         }
     }
     let sessions: Vec<pb::Session> = sessions.iter().map(Into::into).collect();

@@ -6,6 +6,7 @@ use aimesh_kit::{
     export::ExportArchive,
     files::{FileReader, FileRef, StoredBytes, StoredFile},
     owned::OwnedData,
+    paging::all_pages,
 };
 use futures::future::BoxFuture;
 use uuid::Uuid;
@@ -108,32 +109,28 @@ impl OwnedData for Gallery {
     ) -> BoxFuture<'a, Result<u64, String>> {
         Box::pin(async move {
             let error = |e: GalleryError| e.to_string();
-            let mut images = Vec::new();
-            let mut query = ListQuery {
-                page_size: 100,
-                after: None,
-                tag: None,
-                origin: None,
-                created_after: None,
-                created_before: None,
-            };
-            loop {
-                let page = self.list(owner, &query).await.map_err(error)?;
-                images.extend(page.images);
-                match page.next_after {
-                    Some(after) => query.after = Some(after),
-                    None => break,
-                }
-            }
-            let mut after = None;
-            loop {
-                let page = self.list_deleted(owner, 100, after).await.map_err(error)?;
-                images.extend(page.images);
-                match page.next_after {
-                    Some(next) => after = Some(next),
-                    None => break,
-                }
-            }
+            let mut images = all_pages(|after| async move {
+                let query = ListQuery {
+                    page_size: 100,
+                    after,
+                    tag: None,
+                    origin: None,
+                    created_after: None,
+                    created_before: None,
+                };
+                let page = self.list(owner, &query).await?;
+                Ok::<_, GalleryError>((page.images, page.next_after))
+            })
+            .await
+            .map_err(error)?;
+            images.extend(
+                all_pages(|after| async move {
+                    let page = self.list_deleted(owner, 100, after).await?;
+                    Ok::<_, GalleryError>((page.images, page.next_after))
+                })
+                .await
+                .map_err(error)?,
+            );
             let retention = self.config().trash_retention;
             let records: Vec<_> = images.iter().map(|i| i.to_proto(retention)).collect();
             archive.records("gallery/images.json", &records).await?;

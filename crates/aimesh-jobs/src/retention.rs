@@ -135,21 +135,21 @@ impl OwnedData for Jobs {
         archive: &'a ExportArchive,
     ) -> BoxFuture<'a, Result<u64, String>> {
         Box::pin(async move {
-            let mut all = Vec::new();
-            let mut query = JobQuery {
-                page_size: 100,
-                after: None,
-                state: None,
-                kind: None,
-            };
-            loop {
-                let page = self.list(owner, &query).await.map_err(|e| e.to_string())?;
-                all.extend(page.jobs.iter().map(crate::api::job_to_proto));
-                match page.next {
-                    Some(after) => query.after = Some(after),
-                    None => break,
-                }
-            }
+            let all: Vec<_> = aimesh_kit::paging::all_pages(|after| async move {
+                let query = JobQuery {
+                    page_size: 100,
+                    after,
+                    state: None,
+                    kind: None,
+                };
+                let page = self.list(owner, &query).await?;
+                Ok::<_, crate::error::JobsError>((
+                    page.jobs.iter().map(crate::api::job_to_proto).collect(),
+                    page.next,
+                ))
+            })
+            .await
+            .map_err(|e| e.to_string())?;
             archive.records("jobs/jobs.json", &all).await?;
             Ok(all.len() as u64)
         })

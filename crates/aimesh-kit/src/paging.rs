@@ -92,9 +92,39 @@ fn fingerprint(filters: &str) -> u64 {
     })
 }
 
+/// Reads every page of a keyset-paged listing (an account's export): `page(cursor)` returns
+/// one page's items and the cursor of the next page, `None` after the last.
+pub async fn all_pages<T, C, E, F, Fut>(mut page: F) -> Result<Vec<T>, E>
+where
+    F: FnMut(Option<C>) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, Option<C>), E>>,
+{
+    let mut items = Vec::new();
+    let mut cursor = None;
+    loop {
+        let (batch, next) = page(cursor.take()).await?;
+        items.extend(batch);
+        match next {
+            Some(next) => cursor = Some(next),
+            None => return Ok(items),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn all_pages_follows_the_cursor_to_the_end() {
+        let items = all_pages(|cursor: Option<u32>| async move {
+            let start = cursor.unwrap_or(0);
+            let end = (start + 3).min(7);
+            Ok::<_, ()>(((start..end).collect::<Vec<_>>(), (end < 7).then_some(end)))
+        })
+        .await;
+        assert_eq!(items, Ok((0..7).collect::<Vec<_>>()));
+    }
 
     #[test]
     fn take_page_keeps_the_page_and_says_whether_more_follow() {

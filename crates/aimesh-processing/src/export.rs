@@ -4,6 +4,7 @@
 use aimesh_kit::{
     export::{ExportArchive, entry_name},
     owned::OwnedData,
+    paging::all_pages,
 };
 use aimesh_proto::processing::v1 as pb;
 use futures::future::BoxFuture;
@@ -26,23 +27,17 @@ pub(crate) async fn documents(
     owner: &str,
     archive: &ExportArchive,
 ) -> Result<u64, String> {
-    let mut documents = Vec::new();
-    let mut query = ListQuery {
-        page_size: PAGE,
-        after: None,
-        status: None,
-    };
-    loop {
-        let page = processing
-            .list(owner, &query)
-            .await
-            .map_err(|e| e.to_string())?;
-        documents.extend(page.documents);
-        match page.next_after {
-            Some(after) => query.after = Some(after),
-            None => break,
-        }
-    }
+    let documents = all_pages(|after| async move {
+        let query = ListQuery {
+            page_size: PAGE,
+            after,
+            status: None,
+        };
+        let page = processing.list(owner, &query).await?;
+        Ok::<_, ProcessingError>((page.documents, page.next_after))
+    })
+    .await
+    .map_err(|e| e.to_string())?;
     let records: Vec<pb::Document> = documents.iter().map(Into::into).collect();
     archive
         .records("processing/documents.json", &records)
@@ -89,22 +84,22 @@ impl OwnedData for Tasks {
         archive: &'a ExportArchive,
     ) -> BoxFuture<'a, Result<u64, String>> {
         Box::pin(async move {
-            let mut tasks = Vec::new();
-            let mut query = TaskQuery {
-                page_size: PAGE,
-                after: None,
-                document_id: None,
-                task_type: None,
-                status: None,
-            };
-            loop {
-                let page = self.list(owner, &query).await.map_err(|e| e.to_string())?;
-                tasks.extend(page.tasks.iter().map(pb::Task::from));
-                match page.next_after {
-                    Some(after) => query.after = Some(after),
-                    None => break,
-                }
-            }
+            let tasks: Vec<pb::Task> = all_pages(|after| async move {
+                let query = TaskQuery {
+                    page_size: PAGE,
+                    after,
+                    document_id: None,
+                    task_type: None,
+                    status: None,
+                };
+                let page = self.list(owner, &query).await?;
+                Ok::<_, ProcessingError>((
+                    page.tasks.iter().map(pb::Task::from).collect(),
+                    page.next_after,
+                ))
+            })
+            .await
+            .map_err(|e| e.to_string())?;
             archive.records("processing/tasks.json", &tasks).await?;
             Ok(tasks.len() as u64)
         })
@@ -143,20 +138,23 @@ impl OwnedData for Quizzes {
                 .map(|quiz| quiz_to_proto(quiz, true))
                 .collect();
             archive.records("processing/quizzes.json", &quizzes).await?;
-            let mut submissions = Vec::new();
-            let mut query = HistoryQuery {
-                page_size: PAGE,
-                after: None,
-                document_id: None,
-            };
-            loop {
-                let page = self.history(owner, &query).await.map_err(error)?;
-                submissions.extend(page.submissions.iter().map(pb::QuizSubmission::from));
-                match page.next_after {
-                    Some(after) => query.after = Some(after),
-                    None => break,
-                }
-            }
+            let submissions: Vec<pb::QuizSubmission> = all_pages(|after| async move {
+                let query = HistoryQuery {
+                    page_size: PAGE,
+                    after,
+                    document_id: None,
+                };
+                let page = self.history(owner, &query).await?;
+                Ok::<_, ProcessingError>((
+                    page.submissions
+                        .iter()
+                        .map(pb::QuizSubmission::from)
+                        .collect(),
+                    page.next_after,
+                ))
+            })
+            .await
+            .map_err(error)?;
             archive
                 .records("processing/quiz_submissions.json", &submissions)
                 .await?;

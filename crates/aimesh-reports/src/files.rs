@@ -5,6 +5,7 @@ use aimesh_kit::{
     export::ExportArchive,
     files::{FileReader, FileRef, StoredBytes, StoredFile},
     owned::OwnedData,
+    paging::all_pages,
 };
 use aimesh_proto::reports::v1 as pb;
 use futures::future::BoxFuture;
@@ -78,20 +79,17 @@ impl OwnedData for Reports {
         archive: &'a ExportArchive,
     ) -> BoxFuture<'a, Result<u64, String>> {
         Box::pin(async move {
-            let mut reports = Vec::new();
-            let mut query = ListQuery {
-                page_size: 100,
-                after: None,
-                status: None,
-            };
-            loop {
-                let page = self.list(owner, &query).await.map_err(|e| e.to_string())?;
-                reports.extend(page.reports);
-                match page.next_after {
-                    Some(after) => query.after = Some(after),
-                    None => break,
-                }
-            }
+            let reports = all_pages(|after| async move {
+                let query = ListQuery {
+                    page_size: 100,
+                    after,
+                    status: None,
+                };
+                let page = self.list(owner, &query).await?;
+                Ok::<_, ReportsServiceError>((page.reports, page.next_after))
+            })
+            .await
+            .map_err(|e| e.to_string())?;
             let records: Vec<pb::Report> = reports.iter().map(Into::into).collect();
             archive.records("reports/reports.json", &records).await?;
             let mut items = records.len() as u64;

@@ -5,6 +5,7 @@ use aimesh_kit::{
     export::{ExportArchive, entry_name},
     files::{FileReader, FileRef, StoredBytes, StoredFile},
     owned::OwnedData,
+    paging::all_pages,
 };
 use aimesh_proto::speech::v1 as pb;
 use futures::future::BoxFuture;
@@ -100,28 +101,24 @@ impl OwnedData for Speech {
     ) -> BoxFuture<'a, Result<u64, String>> {
         Box::pin(async move {
             let error = |e: SpeechError| e.to_string();
-            let mut transcriptions = Vec::new();
-            let mut query = ListQuery {
-                page_size: 100,
-                after: None,
-                status: None,
-            };
-            loop {
-                let page = self
-                    .list_transcriptions(owner, &query)
-                    .await
-                    .map_err(error)?;
-                for listed in page.items {
-                    // Read again with the segments.
-                    match self.get_transcription(owner, listed.id).await {
-                        Ok(full) => transcriptions.push(full),
-                        Err(SpeechError::TranscriptionNotFound(_)) => {}
-                        Err(e) => return Err(e.to_string()),
-                    }
-                }
-                match page.next_after {
-                    Some(after) => query.after = Some(after),
-                    None => break,
+            let listed = all_pages(|after| async move {
+                let query = ListQuery {
+                    page_size: 100,
+                    after,
+                    status: None,
+                };
+                let page = self.list_transcriptions(owner, &query).await?;
+                Ok::<_, SpeechError>((page.items, page.next_after))
+            })
+            .await
+            .map_err(error)?;
+            let mut transcriptions = Vec::with_capacity(listed.len());
+            for listed in listed {
+                // Read again with the segments.
+                match self.get_transcription(owner, listed.id).await {
+                    Ok(full) => transcriptions.push(full),
+                    Err(SpeechError::TranscriptionNotFound(_)) => {}
+                    Err(e) => return Err(e.to_string()),
                 }
             }
             let records: Vec<pb::Transcription> = transcriptions.iter().map(Into::into).collect();
@@ -148,16 +145,12 @@ impl OwnedData for Speech {
                 items += 1;
             }
 
-            let mut audio = Vec::new();
-            let mut after = None;
-            loop {
-                let page = self.list_audio(owner, 100, after).await.map_err(error)?;
-                audio.extend(page.items);
-                match page.next_after {
-                    Some(next) => after = Some(next),
-                    None => break,
-                }
-            }
+            let audio = all_pages(|after| async move {
+                let page = self.list_audio(owner, 100, after).await?;
+                Ok::<_, SpeechError>((page.items, page.next_after))
+            })
+            .await
+            .map_err(error)?;
             let records: Vec<pb::Audio> = audio.iter().map(Into::into).collect();
             archive.records("speech/audio.json", &records).await?;
             items += records.len() as u64;
