@@ -51,6 +51,9 @@ pub struct ConversationConfig {
     pub reply_max_tokens: u32,
     /// What a refused user is told to wait before retrying.
     pub busy_retry: Duration,
+    /// Longest a reply's job may wait for a worker before the reply fails saying that no
+    /// process runs replies (none has the chat and embeddings engines).
+    pub reply_queue_timeout: Duration,
 }
 
 impl Default for ConversationConfig {
@@ -60,6 +63,7 @@ impl Default for ConversationConfig {
             max_pipelines_per_user: 2,
             reply_max_tokens: 256,
             busy_retry: Duration::from_secs(2),
+            reply_queue_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -429,7 +433,7 @@ impl Conversation {
             Err(error) => return Err(error.into()),
         };
         if !job.state.is_terminal() {
-            return Ok(message);
+            return self.expire_unclaimed(owner, message, &job).await;
         }
         let (status, reason) = match job.state {
             JobState::Cancelled => (Status::Cancelled, "cancelled".to_owned()),
@@ -451,6 +455,50 @@ impl Conversation {
         self.store
             .finish(message.id, status, stage, Some(&reason), &outputs, now())
             .await?;
+        Ok(self.store.message(message.id).await?.unwrap_or(message))
+    }
+
+    /// Fails a reply whose job no worker has taken within the queue timeout: no process of the
+    /// mesh runs replies (they need the chat and embeddings engines), and the client is told so
+    /// instead of waiting for ever. The job is cancelled so that a worker started later does
+    /// not answer a reply already failed.
+    async fn expire_unclaimed(
+        &self,
+        owner: &str,
+        message: Message,
+        job: &aimesh_jobs::Job,
+    ) -> ConversationResult<Message> {
+        let waited = (now() - job.created_at).to_std().unwrap_or_default();
+        if job.state != JobState::Queued
+            || job.started_at.is_some()
+            || waited < self.config.reply_queue_timeout
+        {
+            return Ok(message);
+        }
+        let reason = format!(
+            "no worker took the reply within {} s: no process of the mesh runs replies \
+             (they need the chat and embeddings models; ListModels says which are missing)",
+            self.config.reply_queue_timeout.as_secs()
+        );
+        let outputs = Outputs {
+            content: message.content.clone(),
+            ..Outputs::default()
+        };
+        let finished = self
+            .store
+            .finish(
+                message.id,
+                Status::Failed,
+                Stage::Queued,
+                Some(&reason),
+                &outputs,
+                now(),
+            )
+            .await?;
+        if finished {
+            // The reply is failed either way; a job gone meanwhile needs no cancelling.
+            let _ = self.jobs.cancel(owner, job.id).await;
+        }
         Ok(self.store.message(message.id).await?.unwrap_or(message))
     }
 
@@ -606,7 +654,27 @@ impl Conversation {
                     if state.done {
                         return None;
                     }
-                    match state.jobs.next().await {
+                    // Nothing from the job for a while (it may wait for a worker that never
+                    // comes): look at the message, which fails a reply left unclaimed.
+                    let recheck = this
+                        .config
+                        .reply_queue_timeout
+                        .clamp(Duration::from_millis(200), Duration::from_secs(15));
+                    let Ok(next) = tokio::time::timeout(recheck, state.jobs.next()).await else {
+                        match this.message(&owner, session_id, id).await {
+                            Ok(message) if message.status != Status::Processing => {
+                                state.done = true;
+                                state.pending = vec![ReplyEvent::Final(Box::new(message))];
+                            }
+                            Ok(_) => {}
+                            Err(error) => {
+                                state.done = true;
+                                return Some((Err(error), state));
+                            }
+                        }
+                        continue;
+                    };
+                    match next {
                         Some(Ok(job)) => {
                             let terminal = job.state.is_terminal();
                             let mut events = Vec::new();

@@ -517,6 +517,15 @@ pub struct ConversationSettings {
     /// Most tokens of one reply (up to 2048).
     #[arg(long, env = "AIMESH_CHAT_REPLY_MAX_TOKENS", default_value_t = 256)]
     pub chat_reply_max_tokens: u32,
+
+    /// Seconds a reply may wait for a worker before it fails saying that no process runs
+    /// replies (none has the chat and embeddings models).
+    #[arg(
+        long,
+        env = "AIMESH_CHAT_REPLY_QUEUE_TIMEOUT_SECS",
+        default_value_t = 300
+    )]
+    pub chat_reply_queue_timeout_secs: u64,
 }
 
 impl ConversationSettings {
@@ -528,6 +537,7 @@ impl ConversationSettings {
             reply_max_tokens: self
                 .chat_reply_max_tokens
                 .clamp(1, aimesh_ai::chat::MAX_COMPLETION_TOKENS),
+            reply_queue_timeout: Duration::from_secs(self.chat_reply_queue_timeout_secs.max(1)),
             ..aimesh_conversation::ConversationConfig::default()
         }
     }
@@ -538,6 +548,7 @@ impl ConversationSettings {
             chat_max_message_chars: 8000,
             chat_max_pipelines_per_user: 2,
             chat_reply_max_tokens: 256,
+            chat_reply_queue_timeout_secs: 300,
         }
     }
 }

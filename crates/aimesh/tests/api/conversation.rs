@@ -696,9 +696,52 @@ async fn documents_are_cited_and_images_fail_with_the_fix(backend: Backend) {
     assert!(image.image_id.is_empty());
 }
 
+/// A reply that no worker takes (no process has the chat model) fails after the queue timeout
+/// with a reason that says so, on the stream and on GetMessage; its job is cancelled.
+async fn an_unclaimed_reply_fails_saying_why(backend: Backend) {
+    let app = TestApp::spawn_with(backend, ServiceKind::ALL, |config| {
+        config.conversation.chat_reply_queue_timeout_secs = 1;
+    })
+    .await;
+    let client = client(&app, &app.alice.access);
+    let session = create(&client, "unclaimed").await;
+    let sent = send(&client, &session.id, "Hello?").await;
+    let pending = sent.assistant_message.unwrap();
+    assert_eq!(pending.status(), pb::MessageStatus::Processing);
+
+    let events = watch(&client, &session.id, &pending.id).await;
+    let Some(Event::Message(last)) = events.last() else {
+        panic!("the stream ends with the message: {events:?}");
+    };
+    assert_eq!(last.status(), pb::MessageStatus::Failed);
+    assert_eq!(last.stage(), pb::Stage::Queued);
+    assert!(
+        last.failure_reason
+            .contains("no worker took the reply within 1 s"),
+        "{}",
+        last.failure_reason
+    );
+    assert_eq!(
+        get(&client, &session.id, &pending.id).await.status(),
+        pb::MessageStatus::Failed
+    );
+    let job = app
+        .jobs_with_token(&app.alice.access)
+        .get_job(aimesh_proto::jobs::v1::GetJobRequest {
+            id: sent.job.unwrap().id,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .job
+        .unwrap();
+    assert_eq!(job.state(), aimesh_proto::jobs::v1::JobState::Cancelled);
+}
+
 backend_tests!(
     sessions_are_per_user_and_paged_by_activity,
     messages_are_bounded_and_cancellable,
     a_chat_reply_streams_token_by_token,
     documents_are_cited_and_images_fail_with_the_fix,
+    an_unclaimed_reply_fails_saying_why,
 );
