@@ -135,11 +135,11 @@ impl OwnedData for Gallery {
             let records: Vec<_> = images.iter().map(|i| i.to_proto(retention)).collect();
             archive.records("gallery/images.json", &records).await?;
             for image in &images {
-                let (file, bytes) = match self.download(owner, image.id, Variant::Original).await {
-                    Ok(found) => found,
+                let file = &image.original;
+                let bytes = match self.file_bytes(owner, file).await {
+                    Ok(bytes) => bytes,
                     // Deleted since it was listed.
-                    Err(GalleryError::NotFound(_))
-                    | Err(GalleryError::Blob(aimesh_kit::blob::BlobError::NotFound)) => continue,
+                    Err(GalleryError::Blob(aimesh_kit::blob::BlobError::NotFound)) => continue,
                     Err(e) => return Err(e.to_string()),
                 };
                 let extension = file.content_type.rsplit('/').next().unwrap_or("bin");

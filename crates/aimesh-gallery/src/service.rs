@@ -320,8 +320,13 @@ impl Gallery {
     ) -> GalleryResult<(StoredFile, Bytes)> {
         let image = self.get(owner, id).await?;
         let file = image.file(variant).clone();
-        let bytes = self.blobs.get(owner, &file.sha256).await?;
+        let bytes = self.file_bytes(owner, &file).await?;
         Ok((file, bytes))
+    }
+
+    /// Returns the bytes of a file of an image of `owner` already read.
+    pub async fn file_bytes(&self, owner: &str, file: &StoredFile) -> GalleryResult<Bytes> {
+        Ok(self.blobs.get(owner, &file.sha256).await?)
     }
 
     /// Moves `owner`'s image to the trash.

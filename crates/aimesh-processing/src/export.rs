@@ -44,12 +44,10 @@ pub(crate) async fn documents(
         .await?;
     let mut items = records.len() as u64;
     for document in &documents {
-        let (document, bytes) = match processing.download(owner, document.id).await {
-            Ok(read) => read,
-            Err(
-                ProcessingError::DocumentNotFound(_)
-                | ProcessingError::Blob(aimesh_kit::blob::BlobError::NotFound),
-            ) => continue,
+        let bytes = match processing.original(owner, document).await {
+            Ok(bytes) => bytes,
+            // Deleted since it was listed.
+            Err(ProcessingError::Blob(aimesh_kit::blob::BlobError::NotFound)) => continue,
             Err(e) => return Err(e.to_string()),
         };
         let name = format!(

@@ -472,8 +472,13 @@ impl Processing {
     /// Returns `owner`'s document and its original bytes.
     pub async fn download(&self, owner: &str, id: Uuid) -> ProcessingResult<(Document, Bytes)> {
         let document = self.get(owner, id).await?;
-        let bytes = self.blobs.get(owner, &document.sha256).await?;
+        let bytes = self.original(owner, &document).await?;
         Ok((document, bytes))
+    }
+
+    /// Returns the original bytes of a document of `owner` already read.
+    pub async fn original(&self, owner: &str, document: &Document) -> ProcessingResult<Bytes> {
+        Ok(self.blobs.get(owner, &document.sha256).await?)
     }
 
     /// Ranks the chunks of `owner`'s READY documents by cosine similarity to the query.

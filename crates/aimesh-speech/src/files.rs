@@ -127,21 +127,24 @@ impl OwnedData for Speech {
                 .await?;
             let mut items = records.len() as u64;
             for transcription in &transcriptions {
-                let (found, bytes) = match self.download_recording(owner, transcription.id).await {
-                    Ok(read) => read,
+                // The transcription is already read: only its bytes are fetched.
+                let bytes = match self.recording(owner, transcription).await {
+                    Ok(bytes) => bytes,
+                    // Expired, or deleted since it was read.
                     Err(
                         SpeechError::RecordingGone(_)
-                        | SpeechError::TranscriptionNotFound(_)
                         | SpeechError::Blob(aimesh_kit::blob::BlobError::NotFound),
                     ) => continue,
                     Err(e) => return Err(e.to_string()),
                 };
                 let name = format!(
                     "speech/recordings/{}-{}",
-                    found.id,
-                    entry_name(&found.filename, "recording")
+                    transcription.id,
+                    entry_name(&transcription.filename, "recording")
                 );
-                archive.file(&name, bytes, &found.content_type).await?;
+                archive
+                    .file(&name, bytes, &transcription.content_type)
+                    .await?;
                 items += 1;
             }
 
@@ -155,12 +158,10 @@ impl OwnedData for Speech {
             archive.records("speech/audio.json", &records).await?;
             items += records.len() as u64;
             for clip in &audio {
-                let bytes = match self.download_audio(owner, clip.id).await {
-                    Ok((_, bytes)) => bytes,
-                    Err(
-                        SpeechError::AudioNotFound(_)
-                        | SpeechError::Blob(aimesh_kit::blob::BlobError::NotFound),
-                    ) => continue,
+                let bytes = match self.audio_bytes(owner, clip).await {
+                    Ok(bytes) => bytes,
+                    // Deleted since it was listed.
+                    Err(SpeechError::Blob(aimesh_kit::blob::BlobError::NotFound)) => continue,
                     Err(e) => return Err(e.to_string()),
                 };
                 let name = format!("speech/audio/{}.{}", clip.id, clip.format.as_str());

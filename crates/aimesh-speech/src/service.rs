@@ -164,11 +164,20 @@ impl Speech {
         id: Uuid,
     ) -> SpeechResult<(Transcription, Bytes)> {
         let transcription = self.get_transcription(owner, id).await?;
-        let Some(blob) = transcription.blob.clone() else {
-            return Err(SpeechError::RecordingGone(id));
-        };
-        let bytes = self.blobs.get(owner, &blob).await?;
+        let bytes = self.recording(owner, &transcription).await?;
         Ok((transcription, bytes))
+    }
+
+    /// Returns the bytes of a transcription of `owner` already read, while they are kept.
+    pub async fn recording(
+        &self,
+        owner: &str,
+        transcription: &Transcription,
+    ) -> SpeechResult<Bytes> {
+        let Some(blob) = &transcription.blob else {
+            return Err(SpeechError::RecordingGone(transcription.id));
+        };
+        Ok(self.blobs.get(owner, blob).await?)
     }
 
     /// Deletes every transcription and audio of `owner` and their files; returns how many
@@ -523,8 +532,13 @@ impl Speech {
     /// Returns `owner`'s audio and its bytes.
     pub async fn download_audio(&self, owner: &str, id: Uuid) -> SpeechResult<(Audio, Bytes)> {
         let audio = self.get_audio(owner, id).await?;
-        let bytes = self.blobs.get(owner, &audio.blob).await?;
+        let bytes = self.audio_bytes(owner, &audio).await?;
         Ok((audio, bytes))
+    }
+
+    /// Returns the bytes of an audio of `owner` already read.
+    pub async fn audio_bytes(&self, owner: &str, audio: &Audio) -> SpeechResult<Bytes> {
+        Ok(self.blobs.get(owner, &audio.blob).await?)
     }
 
     /// Admits `wanted` bytes under the storage quota shared by every service.
