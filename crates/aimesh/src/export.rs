@@ -4,8 +4,6 @@
 //! fetched through a signed URL. The identity service starts exports ([`AccountExports`]); an
 //! account's archive goes with the account.
 
-use std::sync::Arc;
-
 use aimesh_identity::AccountExports;
 use aimesh_jobs::{
     JobContext, JobError, JobHandler, JobOutput, Jobs, SubmitOptions, api::job_to_proto,
@@ -211,9 +209,4 @@ impl OwnedData for Exports {
     ) -> BoxFuture<'a, Result<u64, String>> {
         Box::pin(async { Ok(0) })
     }
-}
-
-/// The exports as the identity service's port.
-pub fn port(exports: &Exports) -> Arc<dyn AccountExports> {
-    Arc::new(exports.clone())
 }

@@ -579,7 +579,7 @@ impl Mesh {
             builder = match (service, &identity, &engines) {
                 (ServiceKind::Identity, Some(identity), _) => builder.add_service(
                     IdentityApi::new(identity.clone())
-                        .with_exports(crate::export::port(&core.exports))
+                        .with_exports(Arc::new(core.exports.clone()))
                         .into_server(),
                 ),
                 (ServiceKind::Jobs, _, _) => {
