@@ -18,6 +18,7 @@ const PROTOS: &[&str] = &[
     "aimesh/conversation/v1/conversation.proto",
     "aimesh/admin/v1/admin.proto",
     "aimesh/files/v1/files.proto",
+    "aimesh/events/v1/events.proto",
     "aimesh/bench/v1/echo.proto",
     // Error details, so Envoy can render `grpc-status-details-bin` as JSON.
     "google/rpc/status.proto",

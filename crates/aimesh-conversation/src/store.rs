@@ -1,6 +1,7 @@
 //! Persistence of sessions and messages, for SQLite and PostgreSQL alike: the SQL is written
 //! once, in the subset both understand, and [`with_db!`] runs it on the configured pool.
 
+use aimesh_events::{NewEvent, Outbox, pb};
 use aimesh_kit::{
     db::{Db, Migrations},
     traced, with_db,
@@ -101,6 +102,38 @@ impl TryFrom<MessageRow> for Message {
             updated_at: row.updated_at,
         })
     }
+}
+
+/// The `conversation.message.answered` event of a reply that ended DONE (`failure` is
+/// `None`) or FAILED (at the stage, for the reason, in `failure`).
+fn answered(
+    owner_id: &str,
+    id: Uuid,
+    session_id: Uuid,
+    failure: Option<(Stage, &str)>,
+    outputs: &Outputs,
+) -> NewEvent {
+    let (failure_stage, failure_reason) = failure
+        .map(|(stage, reason)| (stage.as_str().to_owned(), reason.to_owned()))
+        .unwrap_or_default();
+    NewEvent::new(
+        owner_id,
+        id,
+        pb::MessageAnswered {
+            session_id: session_id.to_string(),
+            succeeded: failure.is_none(),
+            intent: outputs
+                .intent
+                .map(|(intent, _)| intent.as_str().to_owned())
+                .unwrap_or_default(),
+            failure_stage,
+            failure_reason,
+            image_id: outputs
+                .image_id
+                .map(|image| image.to_string())
+                .unwrap_or_default(),
+        },
+    )
 }
 
 fn messages(rows: Vec<MessageRow>) -> ConversationResult<Vec<Message>> {
@@ -491,7 +524,8 @@ impl ConversationStore {
     }
 
     /// Ends a processing message with its outputs; returns whether it was still processing
-    /// (a message cancelled or deleted meanwhile is left as it is).
+    /// (a message cancelled or deleted meanwhile is left as it is). Ending it DONE or FAILED
+    /// records `conversation.message.answered` in the same transaction.
     pub async fn finish(
         &self,
         id: Uuid,
@@ -502,12 +536,14 @@ impl ConversationStore {
         now: DateTime<Utc>,
     ) -> ConversationResult<bool> {
         let citations = json(&outputs.citations)?;
-        let updated = with_db!(&self.db, UPDATE "chat_messages", |pool| {
-            sqlx::query(
+        let updated = with_db!(&self.db, |pool| {
+            let mut tx = pool.begin().await?;
+            let update = sqlx::query_as(
                 "UPDATE chat_messages SET status = $1, stage = $2, failure_reason = $3, \
                  content = $4, refined_prompt = $5, intent = $6, intent_confidence = $7, \
                  citations = $8, image_id = $9, model = $10, completion_tokens = $11, \
-                 updated_at = $12 WHERE id = $13 AND status = 'processing'",
+                 updated_at = $12 WHERE id = $13 AND status = 'processing' \
+                 RETURNING session_id, owner_id",
             )
             .bind(status.as_str())
             .bind(stage.as_str())
@@ -521,12 +557,21 @@ impl ConversationStore {
             .bind(&outputs.model)
             .bind(outputs.completion_tokens)
             .bind(now)
-            .bind(id)
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected())
+            .bind(id);
+            let row: Option<(Uuid, String)> =
+                traced!(&self.db, UPDATE "chat_messages", update.fetch_optional(&mut *tx)).await?;
+            if let Some((session_id, owner_id)) = &row
+                && matches!(status, Status::Done | Status::Failed)
+            {
+                let failure = (status == Status::Failed)
+                    .then_some((stage, failure_reason.unwrap_or_default()));
+                let event = answered(owner_id, id, *session_id, failure, outputs).at(now);
+                tx.record(&event).await?;
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(row.is_some())
         })?;
-        Ok(updated > 0)
+        Ok(updated)
     }
 
     /// Marks a processing message cancelled, keeping what it holds; returns whether it was

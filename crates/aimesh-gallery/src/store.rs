@@ -2,6 +2,7 @@
 //! written once, in the subset both understand, and [`with_db!`] runs it on whichever pool is
 //! configured.
 
+use aimesh_events::{NewEvent, Outbox, pb};
 use aimesh_kit::{
     db::{Db, Migrations},
     traced, with_db,
@@ -123,9 +124,25 @@ impl ImageStore {
         Self { db }
     }
 
-    /// Inserts an image and its tags in one transaction. Returns false (inserting nothing)
-    /// when an image made by the same job exists already.
+    /// Inserts an image and its tags in one transaction, recording `gallery.image.created`.
+    /// Returns false (inserting nothing) when an image made by the same job exists already.
     pub async fn insert(&self, image: &Image) -> GalleryResult<bool> {
+        let source = match image.origin {
+            Origin::Uploaded => "upload",
+            Origin::Generated => "generated",
+            Origin::Derived => "operation",
+        };
+        let event = NewEvent::new(
+            &image.owner_id,
+            image.id,
+            pb::ImageCreated {
+                source: source.to_owned(),
+                media_type: image.original.content_type.clone(),
+                width: image.width,
+                height: image.height,
+            },
+        )
+        .at(image.created_at);
         let inserted = with_db!(&self.db, |pool| {
             let mut tx = pool.begin().await?;
             let insert = sqlx::query(
@@ -174,6 +191,7 @@ impl ImageStore {
                             .bind(tag);
                     traced!(&self.db, INSERT "image_tags", insert.execute(&mut *tx)).await?;
                 }
+                tx.record(&event).await?;
             }
             tx.commit().await?;
             Ok::<_, sqlx::Error>(inserted)
@@ -309,8 +327,9 @@ impl ImageStore {
         Ok(updated == 1)
     }
 
-    /// Moves the owner's image into the trash (`Some(time)`) or out of it (`None`); returns
-    /// false when the owner has no such image in the other state.
+    /// Moves the owner's image into the trash (`Some(time)`) or out of it (`None`), recording
+    /// `gallery.image.trashed` or `gallery.image.restored`; returns false when the owner has
+    /// no such image in the other state.
     pub async fn set_deleted(
         &self,
         owner_id: &str,
@@ -318,12 +337,16 @@ impl ImageStore {
         deleted_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> GalleryResult<bool> {
-        let condition = if deleted_at.is_some() {
-            "deleted_at IS NULL"
+        let (condition, event) = if deleted_at.is_some() {
+            let event = NewEvent::new(owner_id, id, pb::ImageTrashed {});
+            ("deleted_at IS NULL", event)
         } else {
-            "deleted_at IS NOT NULL"
+            let event = NewEvent::new(owner_id, id, pb::ImageRestored {});
+            ("deleted_at IS NOT NULL", event)
         };
-        let updated = with_db!(&self.db, UPDATE "images", |pool| {
+        let event = event.at(now);
+        let updated = with_db!(&self.db, UPDATE "images", |pool| async {
+            let mut tx = pool.begin().await?;
             let mut sql = QueryBuilder::new("UPDATE images SET deleted_at = ");
             sql.push_bind(deleted_at)
                 .push(", updated_at = ")
@@ -334,25 +357,39 @@ impl ImageStore {
                 .push_bind(owner_id)
                 .push(" AND ")
                 .push(condition);
-            sql.build().execute(pool).await.map(|done| done.rows_affected())
-        })?;
+            let updated = sql.build().execute(&mut *tx).await?.rows_affected();
+            if updated == 1 {
+                tx.record(&event).await?;
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(updated)
+        }
+        .await)?;
         Ok(updated == 1)
     }
 
-    /// Deletes the owner's image row (its tags go with it); returns it, or `None` when the
-    /// owner has no such image.
+    /// Deletes the owner's image row (its tags go with it), recording
+    /// `gallery.image.deleted`; returns it, or `None` when the owner has no such image.
     pub async fn delete(&self, owner_id: &str, id: Uuid) -> GalleryResult<Option<Image>> {
         let Some(image) = self.get(owner_id, id).await? else {
             return Ok(None);
         };
-        let deleted = with_db!(&self.db, DELETE "images", |pool| {
-            sqlx::query("DELETE FROM images WHERE id = $1 AND owner_id = $2")
+        let event = NewEvent::new(owner_id, id, pb::ImageDeleted {});
+        let deleted = with_db!(&self.db, DELETE "images", |pool| async {
+            let mut tx = pool.begin().await?;
+            let deleted = sqlx::query("DELETE FROM images WHERE id = $1 AND owner_id = $2")
                 .bind(id)
                 .bind(owner_id)
-                .execute(pool)
-                .await
-                .map(|done| done.rows_affected())
-        })?;
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if deleted == 1 {
+                tx.record(&event).await?;
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(deleted)
+        }
+        .await)?;
         Ok((deleted == 1).then_some(image))
     }
 

@@ -1,5 +1,6 @@
 //! Persistence of accounts and refresh tokens, for SQLite and PostgreSQL alike.
 
+use aimesh_events::{NewEvent, Outbox, pb};
 use aimesh_kit::{
     db::{Db, Migrations},
     with_db,
@@ -74,7 +75,8 @@ impl IdentityStore {
         Self { db }
     }
 
-    /// Inserts an account; `AlreadyExists` names the field that is taken.
+    /// Inserts an account, recording `identity.account.created`; `AlreadyExists` names the
+    /// field that is taken.
     pub async fn create_user(&self, user: &User, password_hash: &str) -> IdentityResult<()> {
         let taken: Option<(String, String)> = with_db!(&self.db, SELECT "users", |pool| {
             sqlx::query_as(
@@ -92,7 +94,17 @@ impl IdentityStore {
                 "username"
             }));
         }
-        let inserted = with_db!(&self.db, INSERT "users", |pool| {
+        let owner_id = user.id.to_string();
+        let event = NewEvent::new(
+            &owner_id,
+            user.id,
+            pb::AccountCreated {
+                username: user.username.clone(),
+            },
+        )
+        .at(user.created_at);
+        let inserted = with_db!(&self.db, INSERT "users", |pool| async {
+            let mut tx = pool.begin().await?;
             sqlx::query(
                 "INSERT INTO users (id, username, username_key, email, password_hash, \
                  api_calls, created_at, is_admin) VALUES ($1, $2, $3, $4, $5, 0, $6, $7)",
@@ -104,10 +116,11 @@ impl IdentityStore {
             .bind(password_hash)
             .bind(user.created_at)
             .bind(user.admin)
-            .execute(pool)
-            .await
-            .map(drop)
-        });
+            .execute(&mut *tx)
+            .await?;
+            tx.record(&event).await?;
+            tx.commit().await
+        }.await);
         match inserted {
             Err(error) if aimesh_kit::db::error_code(&error) == aimesh_kit::Code::AlreadyExists => {
                 Err(IdentityError::AlreadyExists("email or username"))
@@ -169,15 +182,23 @@ impl IdentityStore {
         Ok(found.is_some())
     }
 
-    /// Deletes an account and (by cascade) its refresh tokens.
+    /// Deletes an account and (by cascade) its refresh tokens, recording
+    /// `identity.account.deleted` when there was one.
     pub async fn delete_user(&self, id: Uuid) -> IdentityResult<bool> {
-        let deleted = with_db!(&self.db, DELETE "users", |pool| {
-            sqlx::query("DELETE FROM users WHERE id = $1")
+        let event = NewEvent::new(&id.to_string(), id, pb::AccountDeleted {});
+        let deleted = with_db!(&self.db, DELETE "users", |pool| async {
+            let mut tx = pool.begin().await?;
+            let deleted = sqlx::query("DELETE FROM users WHERE id = $1")
                 .bind(id)
-                .execute(pool)
-                .await
-                .map(|done| done.rows_affected())
-        })?;
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if deleted > 0 {
+                tx.record(&event).await?;
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(deleted)
+        }.await)?;
         Ok(deleted > 0)
     }
 

@@ -5,10 +5,8 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use aimesh_kit::db::Db;
 use futures::{StreamExt, stream::BoxStream};
-use opentelemetry::propagation::Injector;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
 use crate::{
@@ -186,7 +184,7 @@ impl Jobs {
             result: None,
             error: None,
             idempotency_key: options.idempotency_key.filter(|key| !key.is_empty()),
-            trace_context: current_trace_context(),
+            trace_context: aimesh_kit::telemetry::current_traceparent(),
             cancel_requested: false,
             lease_owner: None,
             lease_expires_at: None,
@@ -567,20 +565,4 @@ async fn gauge_queue_depth(store: JobStore, shutdown: CancellationToken) {
             kinds = seen;
         }
     }
-}
-
-/// Serialises the current span's context as a W3C `traceparent` (and `tracestate`).
-fn current_trace_context() -> Option<String> {
-    struct Fields(HashMap<String, String>);
-    impl Injector for Fields {
-        fn set(&mut self, key: &str, value: String) {
-            self.0.insert(key.to_owned(), value);
-        }
-    }
-    let context = tracing::Span::current().context();
-    let mut fields = Fields(HashMap::new());
-    opentelemetry::global::get_text_map_propagator(|propagator| {
-        propagator.inject_context(&context, &mut fields)
-    });
-    fields.0.remove("traceparent")
 }

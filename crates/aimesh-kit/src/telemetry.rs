@@ -129,6 +129,27 @@ pub fn init_for_tests() {
     });
 }
 
+/// Returns the current span's context as a W3C `traceparent`, or `None` when the span is not
+/// traced: what a job or a domain event carries so that the work it leads to joins its trace.
+pub fn current_traceparent() -> Option<String> {
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+    struct Fields(Option<String>);
+    impl opentelemetry::propagation::Injector for Fields {
+        fn set(&mut self, key: &str, value: String) {
+            if key == "traceparent" {
+                self.0 = Some(value);
+            }
+        }
+    }
+    let context = tracing::Span::current().context();
+    let mut fields = Fields(None);
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.inject_context(&context, &mut fields)
+    });
+    fields.0
+}
+
 #[cfg(test)]
 mod tests {
     use opentelemetry::trace::TracerProvider as _;

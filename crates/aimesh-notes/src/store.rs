@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use aimesh_events::{NewEvent, Outbox, pb};
 use aimesh_kit::{
     db::{Db, Migrations},
     traced, with_db,
@@ -85,7 +86,7 @@ impl NotesStore {
         Self { db }
     }
 
-    /// Inserts a note for `owner_id`.
+    /// Inserts a note for `owner_id`, recording `notes.note.created`.
     pub async fn create(
         &self,
         owner_id: &str,
@@ -93,7 +94,17 @@ impl NotesStore {
         now: DateTime<Utc>,
     ) -> NotesResult<Note> {
         let id = Uuid::now_v7();
-        with_db!(&self.db, INSERT "notes", |pool| {
+        let event = NewEvent::new(
+            owner_id,
+            id,
+            pb::NoteCreated {
+                title: new.title.clone(),
+                language: new.original_language.clone(),
+            },
+        )
+        .at(now);
+        with_db!(&self.db, INSERT "notes", |pool| async {
+            let mut tx = pool.begin().await?;
             sqlx::query(
                 "INSERT INTO notes (id, owner_id, title, original_text, original_language, \
                  version, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 1, $6, $6)",
@@ -104,10 +115,11 @@ impl NotesStore {
             .bind(&new.original_text)
             .bind(&new.original_language)
             .bind(now)
-            .execute(pool)
-            .await
-            .map(drop)
-        })?;
+            .execute(&mut *tx)
+            .await?;
+            tx.record(&event).await?;
+            tx.commit().await
+        }.await)?;
         Ok(Note {
             id,
             owner_id: owner_id.to_owned(),
@@ -178,7 +190,8 @@ impl NotesStore {
         Ok(NotePage { notes, next_after })
     }
 
-    /// Applies a patch to an owner's note, bumping its version.
+    /// Applies a patch to an owner's note, bumping its version and recording
+    /// `notes.note.updated`.
     pub async fn update(
         &self,
         owner_id: &str,
@@ -186,8 +199,9 @@ impl NotesStore {
         patch: &NotePatch,
         now: DateTime<Utc>,
     ) -> NotesResult<Note> {
-        let row: Option<NoteRow> = with_db!(&self.db, UPDATE "notes", |pool| {
-            sqlx::query_as(
+        let row: Option<NoteRow> = with_db!(&self.db, UPDATE "notes", |pool| async {
+            let mut tx = pool.begin().await?;
+            let row: Option<NoteRow> = sqlx::query_as(
                 "UPDATE notes SET title = COALESCE($1, title), \
                  original_text = COALESCE($2, original_text), \
                  original_language = COALESCE($3, original_language), \
@@ -203,9 +217,18 @@ impl NotesStore {
             .bind(id)
             .bind(owner_id)
             .bind(patch.expected_version)
-            .fetch_optional(pool)
-            .await
-        })?;
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(row) = &row {
+                let updated = pb::NoteUpdated {
+                    version: row.version,
+                };
+                let event = NewEvent::new(owner_id, id, updated).at(now);
+                tx.record(&event).await?;
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(row)
+        }.await)?;
         match row {
             Some(row) => {
                 let mut translations = self.translations(&[id]).await?;
@@ -217,25 +240,32 @@ impl NotesStore {
         }
     }
 
-    /// Deletes an owner's note and its translations.
+    /// Deletes an owner's note and its translations, recording `notes.note.deleted`.
     pub async fn delete(
         &self,
         owner_id: &str,
         id: Uuid,
         expected_version: Option<i64>,
     ) -> NotesResult<()> {
-        let deleted = with_db!(&self.db, DELETE "notes", |pool| {
-            sqlx::query(
+        let event = NewEvent::new(owner_id, id, pb::NoteDeleted {});
+        let deleted = with_db!(&self.db, DELETE "notes", |pool| async {
+            let mut tx = pool.begin().await?;
+            let deleted = sqlx::query(
                 "DELETE FROM notes WHERE id = $1 AND owner_id = $2 \
                  AND ($3 IS NULL OR version = $3)",
             )
             .bind(id)
             .bind(owner_id)
             .bind(expected_version)
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected())
-        })?;
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if deleted > 0 {
+                tx.record(&event).await?;
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(deleted)
+        }.await)?;
         if deleted == 0 {
             return Err(self.explain_miss(owner_id, id, expected_version).await);
         }
@@ -255,13 +285,22 @@ impl NotesStore {
     }
 
     /// Stores (or replaces) the translation of an owner's note into one language, bumping the
-    /// note's version.
+    /// note's version and recording `notes.note.translated`.
     pub async fn put_translation(
         &self,
         owner_id: &str,
         id: Uuid,
         translation: &Translation,
     ) -> NotesResult<()> {
+        let event = NewEvent::new(
+            owner_id,
+            id,
+            pb::NoteTranslated {
+                target_language: translation.target_language.clone(),
+                engine: translation.engine.clone(),
+            },
+        )
+        .at(translation.created_at);
         let updated = with_db!(&self.db, |pool| {
             let mut tx = pool.begin().await?;
             let update = sqlx::query(
@@ -288,6 +327,7 @@ impl NotesStore {
                 .bind(&translation.engine)
                 .bind(translation.created_at);
                 traced!(&self.db, INSERT "note_translations", upsert.execute(&mut *tx)).await?;
+                tx.record(&event).await?;
             }
             tx.commit().await?;
             Ok::<_, sqlx::Error>(updated)

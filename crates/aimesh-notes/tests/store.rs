@@ -11,6 +11,9 @@ use aimesh_notes::{
 async fn store(backend: Backend) -> (NotesStore, TestDatabase) {
     let database = TestDatabase::create(backend).await;
     let db = database.connect().await;
+    db.migrate(&aimesh_events::MIGRATIONS)
+        .await
+        .expect("events migrations apply");
     db.migrate(&MIGRATIONS).await.expect("migrations apply");
     db.migrate(&MIGRATIONS)
         .await

@@ -3,6 +3,7 @@
 //! whichever pool is configured.
 
 use aimesh_ai::analysis::study::StudyNotes;
+use aimesh_events::{NewEvent, Outbox, pb};
 use aimesh_kit::{
     db::{Db, Migrations},
     traced, with_db,
@@ -135,10 +136,22 @@ impl DocumentStore {
     }
 
     /// Inserts a PENDING document unless the owner has one with the same SHA-256; returns
-    /// whether it was inserted.
+    /// whether it was inserted. An inserted document records `processing.document.uploaded`
+    /// in the same transaction.
     pub async fn insert(&self, document: &Document) -> ProcessingResult<bool> {
-        let inserted = with_db!(&self.db, INSERT "documents", |pool| {
-            sqlx::query(
+        let event = NewEvent::new(
+            &document.owner_id,
+            document.id,
+            pb::DocumentUploaded {
+                name: document.filename.clone(),
+                media_type: document.content_type.clone(),
+                size_bytes: document.size_bytes,
+            },
+        )
+        .at(document.created_at);
+        let inserted = with_db!(&self.db, INSERT "documents", |pool| async {
+            let mut tx = pool.begin().await?;
+            let inserted = sqlx::query(
                 "INSERT INTO documents (id, owner_id, filename, content_type, size_bytes, sha256, \
                  status, page_count, chunk_count, generate_notes, created_at, updated_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 0, $8, $9, $9) \
@@ -153,10 +166,16 @@ impl DocumentStore {
             .bind(document.status.as_str())
             .bind(document.generate_notes)
             .bind(document.created_at)
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected())
-        })?;
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 1 {
+                tx.record(&event).await?;
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(inserted)
+        }
+        .await)?;
         Ok(inserted == 1)
     }
 
@@ -294,7 +313,8 @@ impl DocumentStore {
         .transpose()
     }
 
-    /// Sets a document's status (and failure reason).
+    /// Sets a document's status (and failure reason). Ending its processing (READY or
+    /// FAILED) records `processing.document.processed` in the same transaction.
     pub async fn set_status(
         &self,
         id: Uuid,
@@ -302,26 +322,33 @@ impl DocumentStore {
         reason: Option<&str>,
         now: DateTime<Utc>,
     ) -> ProcessingResult<()> {
-        with_db!(&self.db, UPDATE "documents", |pool| {
-            sqlx::query(
+        let ended = matches!(status, Status::Ready | Status::Failed);
+        with_db!(&self.db, UPDATE "documents", |pool| async {
+            let mut tx = pool.begin().await?;
+            let updated: Option<(String, i32)> = sqlx::query_as(
                 "UPDATE documents SET status = $1, failure_reason = $2, updated_at = $3 \
-                 WHERE id = $4",
+                 WHERE id = $4 RETURNING owner_id, page_count",
             )
             .bind(status.as_str())
             .bind(reason)
             .bind(now)
             .bind(id)
-            .execute(pool)
-            .await
-            .map(drop)
-        })?;
+            .fetch_optional(&mut *tx)
+            .await?;
+            if ended && let Some((owner_id, page_count)) = &updated {
+                let event = processed_event(owner_id, id, status, *page_count, reason, now);
+                tx.record(&event).await?;
+            }
+            tx.commit().await
+        }
+        .await)?;
         Ok(())
     }
 
     /// Replaces a document's chunks and study notes and marks it READY with what processing
     /// found, in one transaction (a repeated attempt leaves exactly one set of chunks and of
-    /// notes; no notes removes earlier ones). Returns false when the document no longer
-    /// exists.
+    /// notes; no notes removes earlier ones) that also records
+    /// `processing.document.processed`. Returns false when the document no longer exists.
     pub async fn store_processed(
         &self,
         id: Uuid,
@@ -338,10 +365,10 @@ impl DocumentStore {
             })?;
         let updated = with_db!(&self.db, |pool| {
             let mut tx = pool.begin().await?;
-            let update = sqlx::query(
+            let update = sqlx::query_as::<_, (String,)>(
                 "UPDATE documents SET status = 'READY', failure_reason = NULL, format = $1, \
                  content_type = CASE WHEN content_type = '' THEN $2 ELSE content_type END, page_count = $3, chunk_count = $4, text = $5, \
-                 updated_at = $6 WHERE id = $7",
+                 updated_at = $6 WHERE id = $7 RETURNING owner_id",
             )
             .bind(&processed.format)
             .bind(&processed.content_type)
@@ -350,10 +377,9 @@ impl DocumentStore {
             .bind(&processed.text)
             .bind(now)
             .bind(id);
-            let updated = traced!(&self.db, UPDATE "documents", update.execute(&mut *tx))
-                .await?
-                .rows_affected();
-            if updated == 1 {
+            let updated =
+                traced!(&self.db, UPDATE "documents", update.fetch_optional(&mut *tx)).await?;
+            if let Some((owner_id,)) = &updated {
                 let delete =
                     sqlx::query("DELETE FROM document_chunks WHERE document_id = $1").bind(id);
                 traced!(&self.db, DELETE "document_chunks", delete.execute(&mut *tx)).await?;
@@ -384,25 +410,37 @@ impl DocumentStore {
                     .bind(now);
                     traced!(&self.db, INSERT "document_notes", insert.execute(&mut *tx)).await?;
                 }
+                let event =
+                    processed_event(owner_id, id, Status::Ready, processed.page_count, None, now);
+                tx.record(&event).await?;
             }
             tx.commit().await?;
-            Ok::<_, sqlx::Error>(updated)
+            Ok::<_, sqlx::Error>(updated.is_some())
         })?;
-        Ok(updated == 1)
+        Ok(updated)
     }
 
-    /// Deletes the owner's document and its chunks; returns its SHA-256, or `None` when the
-    /// owner has no such document.
+    /// Deletes the owner's document and its chunks, recording `processing.document.deleted`
+    /// in the same transaction; returns its SHA-256, or `None` when the owner has no such
+    /// document.
     pub async fn delete(&self, owner_id: &str, id: Uuid) -> ProcessingResult<Option<String>> {
-        let sha256: Option<(String,)> = with_db!(&self.db, DELETE "documents", |pool| {
-            sqlx::query_as(
+        let event = NewEvent::new(owner_id, id, pb::DocumentDeleted {});
+        let sha256: Option<(String,)> = with_db!(&self.db, DELETE "documents", |pool| async {
+            let mut tx = pool.begin().await?;
+            let deleted: Option<(String,)> = sqlx::query_as(
                 "DELETE FROM documents WHERE id = $1 AND owner_id = $2 RETURNING sha256",
             )
             .bind(id)
             .bind(owner_id)
-            .fetch_optional(pool)
-            .await
-        })?;
+            .fetch_optional(&mut *tx)
+            .await?;
+            if deleted.is_some() {
+                tx.record(&event).await?;
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(deleted)
+        }
+        .await)?;
         Ok(sha256.map(|(sha,)| sha))
     }
 
@@ -604,4 +642,31 @@ impl DocumentStore {
         })?;
         Ok(())
     }
+}
+
+/// The `processing.document.processed` event of `owner_id`'s document `id` ending its
+/// processing in `status` (READY or FAILED) at `now`.
+fn processed_event(
+    owner_id: &str,
+    id: Uuid,
+    status: Status,
+    page_count: i32,
+    reason: Option<&str>,
+    now: DateTime<Utc>,
+) -> NewEvent {
+    let ready = status == Status::Ready;
+    NewEvent::new(
+        owner_id,
+        id,
+        pb::DocumentProcessed {
+            ready,
+            page_count: if ready { page_count } else { 0 },
+            failure_reason: if ready {
+                String::new()
+            } else {
+                reason.unwrap_or_default().to_owned()
+            },
+        },
+    )
+    .at(now)
 }

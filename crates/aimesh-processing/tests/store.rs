@@ -21,6 +21,9 @@ use uuid::Uuid;
 async fn store(backend: Backend) -> (DocumentStore, TestDatabase) {
     let database = TestDatabase::create(backend).await;
     let db = database.connect().await;
+    db.migrate(&aimesh_events::MIGRATIONS)
+        .await
+        .expect("events migrations apply");
     db.migrate(&MIGRATIONS).await.expect("migrations apply");
     db.migrate(&MIGRATIONS)
         .await

@@ -48,6 +48,14 @@ pub mod conversation {
     }
 }
 
+/// `aimesh.events.v1`: domain events.
+pub mod events {
+    /// Version 1.
+    pub mod v1 {
+        tonic::include_proto!("aimesh.events.v1");
+    }
+}
+
 /// `aimesh.processing.v1`.
 pub use self::packages::processing;
 

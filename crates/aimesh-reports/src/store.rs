@@ -2,6 +2,7 @@
 //! alike: the SQL is written once, in the subset both understand, and [`with_db!`] runs it on
 //! whichever pool is configured.
 
+use aimesh_events::{NewEvent, Outbox, pb};
 use aimesh_kit::{
     db::{Db, Migrations},
     traced, with_db,
@@ -94,6 +95,23 @@ pub struct Expired {
     pub owner_id: String,
     /// Its file's blob, if it had one.
     pub sha256: Option<String>,
+}
+
+/// The `reports.report.finished` event of the owner's report `id`, stored in `format` (its
+/// stored name, `HTML` or `PDF`): ready, or failed for `failure_reason`.
+fn finished_event(
+    id: Uuid,
+    owner_id: &str,
+    format: &str,
+    failure_reason: Option<&str>,
+    now: DateTime<Utc>,
+) -> NewEvent {
+    let finished = pb::ReportFinished {
+        ready: failure_reason.is_none(),
+        format: format.to_ascii_lowercase(),
+        failure_reason: failure_reason.unwrap_or_default().to_owned(),
+    };
+    NewEvent::new(owner_id, id, finished).at(now)
 }
 
 /// Reports in a database.
@@ -324,20 +342,22 @@ impl ReportStore {
         Ok(updated == 1)
     }
 
-    /// Marks a RUNNING report DONE with its file and drops its events, in one transaction.
-    /// Returns false when it was not RUNNING (deleted or failed meanwhile).
+    /// Marks a RUNNING report DONE with its file and drops its events, recording
+    /// `reports.report.finished`, in one transaction. Returns false when it was not RUNNING
+    /// (deleted or failed meanwhile).
     pub async fn finish(
         &self,
         id: Uuid,
         file: &RenderedFile,
         now: DateTime<Utc>,
     ) -> ServiceResult<bool> {
-        let updated = with_db!(&self.db, |pool| {
+        let finished = with_db!(&self.db, |pool| {
             let mut tx = pool.begin().await?;
-            let update = sqlx::query(
+            let update = sqlx::query_as::<_, (String, String)>(
                 "UPDATE reports SET status = 'DONE', failure_reason = NULL, sha256 = $1, \
                  size_bytes = $2, unit_count = $3, first_event_at = $4, last_event_at = $5, \
-                 updated_at = $6 WHERE id = $7 AND status = 'RUNNING'",
+                 updated_at = $6 WHERE id = $7 AND status = 'RUNNING' \
+                 RETURNING owner_id, format",
             )
             .bind(&file.sha256)
             .bind(file.size_bytes)
@@ -346,34 +366,42 @@ impl ReportStore {
             .bind(file.last_event_at)
             .bind(now)
             .bind(id);
-            let updated = traced!(&self.db, UPDATE "reports", update.execute(&mut *tx))
-                .await?
-                .rows_affected();
-            if updated == 1 {
+            let updated =
+                traced!(&self.db, UPDATE "reports", update.fetch_optional(&mut *tx)).await?;
+            if let Some((owner_id, format)) = &updated {
                 let delete =
                     sqlx::query("DELETE FROM report_event_pages WHERE report_id = $1").bind(id);
                 traced!(&self.db, DELETE "report_event_pages", delete.execute(&mut *tx)).await?;
+                let event = finished_event(id, owner_id, format, None, now);
+                tx.record(&event).await?;
             }
             tx.commit().await?;
-            Ok::<_, sqlx::Error>(updated)
+            Ok::<_, sqlx::Error>(updated.is_some())
         })?;
-        Ok(updated == 1)
+        Ok(finished)
     }
 
-    /// Marks a PENDING or RUNNING report FAILED with a reason; its events are kept.
+    /// Marks a PENDING or RUNNING report FAILED with a reason, recording
+    /// `reports.report.finished`; its events are kept.
     pub async fn fail(&self, id: Uuid, reason: &str, now: DateTime<Utc>) -> ServiceResult<()> {
-        with_db!(&self.db, UPDATE "reports", |pool| {
-            sqlx::query(
+        with_db!(&self.db, UPDATE "reports", |pool| async {
+            let mut tx = pool.begin().await?;
+            let failed: Option<(String, String)> = sqlx::query_as(
                 "UPDATE reports SET status = 'FAILED', failure_reason = $1, updated_at = $2 \
-                 WHERE id = $3 AND status IN ('PENDING', 'RUNNING')",
+                 WHERE id = $3 AND status IN ('PENDING', 'RUNNING') \
+                 RETURNING owner_id, format",
             )
             .bind(reason)
             .bind(now)
             .bind(id)
-            .execute(pool)
-            .await
-            .map(drop)
-        })?;
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some((owner_id, format)) = &failed {
+                let event = finished_event(id, owner_id, format, Some(reason), now);
+                tx.record(&event).await?;
+            }
+            tx.commit().await
+        }.await)?;
         Ok(())
     }
 

@@ -2,9 +2,10 @@
 //! SQL is written once, in the subset both understand, and [`with_db!`] runs it on whichever
 //! pool is configured.
 
+use aimesh_events::{NewEvent, Outbox, pb};
 use aimesh_kit::{
     db::{Db, Migrations},
-    with_db,
+    traced, with_db,
 };
 use chrono::{DateTime, Utc};
 use sqlx::QueryBuilder;
@@ -229,6 +230,7 @@ impl SpeechStore {
     }
 
     /// Sets a transcription's status (and failure reason); returns false when it is gone.
+    /// Setting FAILED records `speech.transcription.finished` in the same transaction.
     pub async fn set_status(
         &self,
         id: Uuid,
@@ -236,23 +238,41 @@ impl SpeechStore {
         reason: Option<String>,
         at: DateTime<Utc>,
     ) -> SpeechResult<bool> {
-        let updated = with_db!(&self.db, UPDATE "transcriptions", |pool| {
-            sqlx::query(
+        let failure_reason = reason.clone().unwrap_or_default();
+        let updated = with_db!(&self.db, |pool| {
+            let mut tx = pool.begin().await?;
+            let update = sqlx::query_as(
                 "UPDATE transcriptions SET status = $1, failure_reason = $2, updated_at = $3 \
-                 WHERE id = $4",
+                 WHERE id = $4 RETURNING owner_id, duration_seconds",
             )
             .bind(status.as_str())
             .bind(reason)
             .bind(at)
-            .bind(id)
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected())
+            .bind(id);
+            let row: Option<(String, f64)> =
+                traced!(&self.db, UPDATE "transcriptions", update.fetch_optional(&mut *tx)).await?;
+            if let (Some((owner_id, duration_seconds)), Status::Failed) = (&row, status) {
+                let event = NewEvent::new(
+                    owner_id,
+                    id,
+                    pb::TranscriptionFinished {
+                        succeeded: false,
+                        language: String::new(),
+                        duration_seconds: *duration_seconds,
+                        failure_reason: failure_reason.clone(),
+                    },
+                )
+                .at(at);
+                tx.record(&event).await?;
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(row.is_some())
         })?;
-        Ok(updated == 1)
+        Ok(updated)
     }
 
-    /// Stores a transcript and marks the transcription READY; returns false when it is gone.
+    /// Stores a transcript and marks the transcription READY, recording
+    /// `speech.transcription.finished` in the same transaction; returns false when it is gone.
     pub async fn store_transcript(
         &self,
         id: Uuid,
@@ -261,11 +281,12 @@ impl SpeechStore {
     ) -> SpeechResult<bool> {
         let segments = serde_json::to_string(&done.segments)
             .map_err(|error| SpeechError::Internal(format!("encoding segments: {error}")))?;
-        let updated = with_db!(&self.db, UPDATE "transcriptions", |pool| {
-            sqlx::query(
+        let updated = with_db!(&self.db, |pool| {
+            let mut tx = pool.begin().await?;
+            let update = sqlx::query_as(
                 "UPDATE transcriptions SET status = $1, failure_reason = NULL, engine = $2, \
                  duration_seconds = $3, text = $4, segments = $5, updated_at = $6, \
-                 language = $7, language_probability = $8 WHERE id = $9",
+                 language = $7, language_probability = $8 WHERE id = $9 RETURNING owner_id",
             )
             .bind(Status::Ready.as_str())
             .bind(&done.engine)
@@ -275,12 +296,27 @@ impl SpeechStore {
             .bind(at)
             .bind(&done.language)
             .bind(done.language_probability)
-            .bind(id)
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected())
+            .bind(id);
+            let row: Option<(String,)> =
+                traced!(&self.db, UPDATE "transcriptions", update.fetch_optional(&mut *tx)).await?;
+            if let Some((owner_id,)) = &row {
+                let event = NewEvent::new(
+                    owner_id,
+                    id,
+                    pb::TranscriptionFinished {
+                        succeeded: true,
+                        language: done.language.clone(),
+                        duration_seconds: done.duration_seconds,
+                        failure_reason: String::new(),
+                    },
+                )
+                .at(at);
+                tx.record(&event).await?;
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(row.is_some())
         })?;
-        Ok(updated == 1)
+        Ok(updated)
     }
 
     /// Deletes the owner's transcription; returns its recording's blob name (if still
@@ -363,11 +399,21 @@ impl SpeechStore {
 
     // === synthesised audio ===
 
-    /// Inserts audio unless the owner has audio for the same request; returns whether it was
-    /// inserted.
+    /// Inserts audio unless the owner has audio for the same request, recording
+    /// `speech.audio.generated` in the same transaction; returns whether it was inserted.
     pub async fn insert_audio(&self, audio: &Audio) -> SpeechResult<bool> {
-        let inserted = with_db!(&self.db, INSERT "synthesized_audio", |pool| {
-            sqlx::query(
+        let event = NewEvent::new(
+            &audio.owner_id,
+            audio.id,
+            pb::AudioGenerated {
+                voice: audio.voice.clone(),
+                duration_seconds: audio.duration_seconds,
+            },
+        )
+        .at(audio.created_at);
+        let inserted = with_db!(&self.db, INSERT "synthesized_audio", |pool| async {
+            let mut tx = pool.begin().await?;
+            let inserted = sqlx::query(
                 "INSERT INTO synthesized_audio (id, owner_id, request_key, text, voice, format, \
                  words_per_minute, content_type, size_bytes, duration_seconds, engine, blob, \
                  created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
@@ -386,10 +432,16 @@ impl SpeechStore {
             .bind(&audio.engine)
             .bind(&audio.blob)
             .bind(audio.created_at)
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected())
-        })?;
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 1 {
+                tx.record(&event).await?;
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(inserted)
+        }
+        .await)?;
         Ok(inserted == 1)
     }
 

@@ -35,6 +35,8 @@ pub enum ServiceKind {
     /// `aimesh.conversation.v1.ConversationService`: chat sessions whose messages run an AI
     /// pipeline, with replies streamed live.
     Conversation,
+    /// `aimesh.events.v1.EventsService`: a user's domain events, live and resumable.
+    Events,
     /// `aimesh.admin.v1.AdminService`: accounts, audit log, every user's jobs (administrators
     /// only).
     Admin,
@@ -55,6 +57,7 @@ impl ServiceKind {
         ServiceKind::Gallery,
         ServiceKind::Speech,
         ServiceKind::Conversation,
+        ServiceKind::Events,
         ServiceKind::Admin,
         ServiceKind::Files,
     ];
@@ -72,6 +75,7 @@ impl fmt::Display for ServiceKind {
             ServiceKind::Gallery => "gallery",
             ServiceKind::Speech => "speech",
             ServiceKind::Conversation => "conversation",
+            ServiceKind::Events => "events",
             ServiceKind::Admin => "admin",
             ServiceKind::Files => "files",
         })
@@ -580,6 +584,8 @@ pub struct MeshConfig {
     pub files: FilesSettings,
     /// The conversation service.
     pub conversation: ConversationSettings,
+    /// Domain events and their relay.
+    pub events: EventsSettings,
 }
 
 impl MeshConfig {
@@ -598,6 +604,67 @@ impl MeshConfig {
             speech: SpeechSettings::for_tests(),
             files: FilesSettings::for_tests(),
             conversation: ConversationSettings::for_tests(),
+            events: EventsSettings::for_tests(),
+        }
+    }
+}
+
+/// Settings of the domain events: where the relay publishes them, and how long they are kept.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EventsSettings {
+    /// NATS server the relay publishes events to, on JetStream (`nats://host:4222`). Without
+    /// one, events stay in the database, on WatchEvents and ListEvents.
+    #[arg(long, env = "AIMESH_NATS_URL")]
+    pub nats_url: Option<String>,
+
+    /// JetStream stream of the events (created when missing).
+    #[arg(long, env = "AIMESH_NATS_STREAM", default_value = "AIMESH_EVENTS")]
+    pub nats_stream: String,
+
+    /// Prefix of the events' subjects: `<prefix>.<type>`, e.g.
+    /// `aimesh.events.notes.note.created`.
+    #[arg(
+        long,
+        env = "AIMESH_NATS_SUBJECT_PREFIX",
+        default_value = "aimesh.events"
+    )]
+    pub nats_subject_prefix: String,
+
+    /// Seconds within which JetStream drops a re-published event as a duplicate (the stream's
+    /// duplicate window, set when the relay creates it).
+    #[arg(
+        long,
+        env = "AIMESH_NATS_DUPLICATE_WINDOW_SECS",
+        default_value_t = 1200
+    )]
+    pub nats_duplicate_window_secs: u64,
+
+    /// Hours events are kept in the database (once published, when publishing) and in the
+    /// stream the relay creates.
+    #[arg(long, env = "AIMESH_EVENTS_RETENTION_HOURS", default_value_t = 168)]
+    pub events_retention_hours: u64,
+}
+
+impl EventsSettings {
+    /// Returns the relay's settings.
+    pub fn relay_config(&self) -> aimesh_events::RelayConfig {
+        aimesh_events::RelayConfig {
+            nats_url: self.nats_url.clone().filter(|url| !url.trim().is_empty()),
+            stream: self.nats_stream.clone(),
+            subject_prefix: self.nats_subject_prefix.clone(),
+            retention: Duration::from_secs(self.events_retention_hours.max(1) * 3600),
+            duplicate_window: Duration::from_secs(self.nats_duplicate_window_secs.max(1)),
+        }
+    }
+
+    /// Returns the defaults: no NATS.
+    pub fn for_tests() -> Self {
+        Self {
+            nats_url: None,
+            nats_stream: "AIMESH_EVENTS".to_owned(),
+            nats_subject_prefix: "aimesh.events".to_owned(),
+            nats_duplicate_window_secs: 1200,
+            events_retention_hours: 168,
         }
     }
 }

@@ -11,7 +11,7 @@ pub mod ops;
 pub mod tools;
 
 pub use config::{
-    ConversationSettings, FilesSettings, GallerySettings, JobsSettings, MeshConfig,
+    ConversationSettings, EventsSettings, FilesSettings, GallerySettings, JobsSettings, MeshConfig,
     ProcessingSettings, ReportsSettings, ServiceKind, SpeechSettings, WorkerMode, WorkerSettings,
 };
 pub use mesh::{Core, Mesh, ServiceSettings, connect, migrate, run_worker};

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use aimesh::{
-    ConversationSettings, FilesSettings, GallerySettings, JobsSettings, Mesh, MeshConfig,
-    ProcessingSettings, ReportsSettings, ServiceKind, SpeechSettings, WorkerSettings,
+    ConversationSettings, EventsSettings, FilesSettings, GallerySettings, JobsSettings, Mesh,
+    MeshConfig, ProcessingSettings, ReportsSettings, ServiceKind, SpeechSettings, WorkerSettings,
 };
 use aimesh_identity::IdentityConfig;
 use aimesh_kit::{
@@ -71,6 +71,9 @@ enum Command {
         #[command(flatten)]
         conversation: ConversationSettings,
 
+        #[command(flatten)]
+        events: EventsSettings,
+
         /// Services to run, comma-separated (default: all).
         #[arg(long, env = "AIMESH_SERVICES", value_delimiter = ',', value_enum)]
         services: Vec<ServiceKind>,
@@ -104,6 +107,9 @@ enum Command {
 
         #[command(flatten)]
         conversation: ConversationSettings,
+
+        #[command(flatten)]
+        events: EventsSettings,
     },
     /// Apply pending database migrations and exit.
     Migrate {
@@ -313,6 +319,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             speech,
             files,
             conversation,
+            events,
             services,
         } => {
             name_worker(&mut worker);
@@ -335,6 +342,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 speech,
                 files,
                 conversation,
+                events,
             };
             let mesh = Mesh::build(&config, &services).await?;
             let token = mesh.shutdown_token();
@@ -354,6 +362,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             speech,
             files,
             conversation,
+            events,
         } => {
             name_worker(&mut worker);
             let shutdown = tokio_util::sync::CancellationToken::new();
@@ -373,6 +382,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     speech: &speech,
                     files: &files,
                     conversation: &conversation,
+                    events: &events,
                 },
                 shutdown,
             )

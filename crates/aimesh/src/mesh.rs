@@ -10,6 +10,7 @@ use aimesh_conversation::{
     Conversation, ConversationApi, ConversationStore, DocumentSearch, ImageMaker, Passage,
     Pipeline, PortError, ReplyHandler,
 };
+use aimesh_events::{Events, EventsApi, Relay};
 use aimesh_gallery::{
     Gallery, GalleryApi, ImageStore,
     job::{OperationHandler, PurgeHandler as TrashPurgeHandler},
@@ -53,8 +54,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::config::{
-    ConversationSettings, FilesSettings, GallerySettings, MeshConfig, ProcessingSettings,
-    ReportsSettings, ServiceKind, SpeechSettings, WorkerSettings,
+    ConversationSettings, EventsSettings, FilesSettings, GallerySettings, MeshConfig,
+    ProcessingSettings, ReportsSettings, ServiceKind, SpeechSettings, WorkerSettings,
 };
 use crate::export::{ExportHandler, Exports};
 
@@ -63,6 +64,8 @@ const RETENTION_SCHEDULE: &str = "speech.retention";
 
 /// Applies every service's migrations.
 pub async fn migrate(db: &Db) -> anyhow::Result<()> {
+    // The outbox every service records its events in.
+    db.migrate(&aimesh_events::MIGRATIONS).await?;
     db.migrate(&aimesh_identity::MIGRATIONS).await?;
     db.migrate(&aimesh_jobs::MIGRATIONS).await?;
     db.migrate(&aimesh_notes::MIGRATIONS).await?;
@@ -143,6 +146,8 @@ pub struct Core {
     pub file_readers: FileReaders,
     /// Account exports.
     pub exports: Exports,
+    /// Domain events (every process runs their relay).
+    pub events: Events,
 }
 
 /// The notes service as the source of tasks: a caller's note, read through the service (and
@@ -213,6 +218,8 @@ pub struct ServiceSettings<'a> {
     pub files: &'a FilesSettings,
     /// Chat sessions.
     pub conversation: &'a ConversationSettings,
+    /// Domain events.
+    pub events: &'a EventsSettings,
 }
 
 impl<'a> ServiceSettings<'a> {
@@ -225,6 +232,7 @@ impl<'a> ServiceSettings<'a> {
             speech: &config.speech,
             files: &config.files,
             conversation: &config.conversation,
+            events: &config.events,
         }
     }
 }
@@ -248,6 +256,7 @@ impl Core {
             speech: speech_settings,
             files: files_settings,
             conversation: conversation_settings,
+            events: events_settings,
         } = settings;
         let db = connect(server).await?;
         if server.auto_migrate {
@@ -435,6 +444,15 @@ impl Core {
         );
         owned.register(Arc::new(exports.clone()));
         file_readers.register(Arc::new(exports.clone()));
+        // Events last: the deletions above record none (the account's deletion is one event).
+        let events = Events::start(db.clone(), shutdown.clone())
+            .await
+            .context("failed to listen for events")?;
+        owned.register(Arc::new(events.store().clone()));
+        let relay = Relay::new(events.clone(), events_settings.relay_config())
+            .await
+            .context("failed to start the events relay")?;
+        tokio::spawn(relay.run(shutdown.clone()));
         Ok(Self {
             db,
             bus,
@@ -452,6 +470,7 @@ impl Core {
             files,
             file_readers,
             exports,
+            events,
         })
     }
 
@@ -610,6 +629,9 @@ impl Mesh {
                 ),
                 (ServiceKind::Conversation, _, _) => builder
                     .add_service(ConversationApi::new(core.conversation.clone()).into_server()),
+                (ServiceKind::Events, _, _) => {
+                    builder.add_service(EventsApi::new(core.events.clone()).into_server())
+                }
                 (ServiceKind::Admin, _, _) => builder
                     .add_service(admin_api(&core, identity.as_ref(), &directory).into_server()),
                 _ => builder,

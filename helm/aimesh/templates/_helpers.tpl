@@ -205,6 +205,16 @@ minio.enabled, else empty (local files). */}}
 {{- end -}}
 
 {{/* The chart's MinIO S3 endpoint. */}}
+{{/* The NATS server the events relay publishes to: events.natsUrl, else the release's NATS
+when nats.enabled, else empty (no publishing). */}}
+{{- define "aimesh.natsUrl" -}}
+{{- if .Values.events.natsUrl -}}
+{{- .Values.events.natsUrl -}}
+{{- else if .Values.nats.enabled -}}
+{{- printf "nats://%s.%s.svc.%s:%v" (include "aimesh.componentName" (list . "nats")) .Release.Namespace .Values.clusterDomain .Values.nats.port -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "aimesh.minioEndpoint" -}}
 {{- printf "http://%s.%s.svc.%s:%v" (include "aimesh.componentName" (list . "minio")) .Release.Namespace .Values.clusterDomain .Values.minio.port -}}
 {{- end -}}
@@ -364,6 +374,16 @@ one (memoised in .Values so every template of one render agrees). */}}
       name: {{ . }}
       key: {{ $root.Values.signedUrls.existingSecretKey }}
 {{- end }}
+{{- with include "aimesh.natsUrl" $root }}
+- name: AIMESH_NATS_URL
+  value: {{ . | quote }}
+{{- end }}
+- name: AIMESH_NATS_STREAM
+  value: {{ $root.Values.events.stream | quote }}
+- name: AIMESH_NATS_SUBJECT_PREFIX
+  value: {{ $root.Values.events.subjectPrefix | quote }}
+- name: AIMESH_EVENTS_RETENTION_HOURS
+  value: {{ $root.Values.events.retentionHours | int64 | quote }}
 - name: AIMESH_UPLOAD_EXPIRY_SECS
   value: {{ $root.Values.config.uploadExpirySeconds | int64 | quote }}
 - name: AIMESH_UPLOAD_SWEEP_SECS

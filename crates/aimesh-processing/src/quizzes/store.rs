@@ -2,6 +2,7 @@
 //! and per-question results are JSON.
 
 use aimesh_ai::analysis::study::QuizQuestion;
+use aimesh_events::{NewEvent, Outbox, pb};
 use aimesh_kit::{db::Db, with_db};
 use chrono::{DateTime, Utc};
 use sqlx::QueryBuilder;
@@ -254,10 +255,22 @@ impl QuizStore {
         Ok(updated == 1)
     }
 
-    /// Stores a graded submission.
+    /// Stores a graded submission, recording `processing.quiz.submitted` (about the quiz) in
+    /// the same transaction.
     pub async fn insert_submission(&self, submission: &Submission) -> ProcessingResult<()> {
         let results = json(&submission.results)?;
-        with_db!(&self.db, INSERT "quiz_submissions", |pool| {
+        let event = NewEvent::new(
+            &submission.owner_id,
+            submission.quiz_id,
+            pb::QuizSubmitted {
+                submission_id: submission.id.to_string(),
+                score: submission.correct_count,
+                max_score: submission.total_questions,
+            },
+        )
+        .at(submission.submitted_at);
+        with_db!(&self.db, INSERT "quiz_submissions", |pool| async {
+            let mut tx = pool.begin().await?;
             sqlx::query(
                 "INSERT INTO quiz_submissions (id, quiz_id, owner_id, document_id, \
                  correct_count, total_questions, score, results, submitted_at) \
@@ -272,10 +285,12 @@ impl QuizStore {
             .bind(submission.score)
             .bind(&results)
             .bind(submission.submitted_at)
-            .execute(pool)
-            .await
-            .map(drop)
-        })?;
+            .execute(&mut *tx)
+            .await?;
+            tx.record(&event).await?;
+            tx.commit().await
+        }
+        .await)?;
         Ok(())
     }
 

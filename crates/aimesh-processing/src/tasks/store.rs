@@ -2,6 +2,7 @@
 //! JSON; status changes are conditional, so a late or repeated attempt cannot overwrite a
 //! task that already ended.
 
+use aimesh_events::{NewEvent, Outbox, pb};
 use aimesh_kit::{db::Db, with_db};
 use chrono::{DateTime, Utc};
 use sqlx::QueryBuilder;
@@ -197,6 +198,8 @@ impl TaskStore {
     }
 
     /// Moves a task that has not ended to `status` (with a reason); returns whether it moved.
+    /// Ending it (SUCCEEDED, FAILED or CANCELLED) records `processing.task.finished` in the
+    /// same transaction.
     pub async fn set_status(
         &self,
         id: Uuid,
@@ -204,24 +207,34 @@ impl TaskStore {
         reason: Option<&str>,
         now: DateTime<Utc>,
     ) -> ProcessingResult<bool> {
-        let updated = with_db!(&self.db, UPDATE "tasks", |pool| {
-            sqlx::query(
+        let ended = status.is_terminal();
+        let succeeded = status == TaskStatus::Succeeded;
+        let updated = with_db!(&self.db, UPDATE "tasks", |pool| async {
+            let mut tx = pool.begin().await?;
+            let updated: Option<(String, String)> = sqlx::query_as(
                 "UPDATE tasks SET status = $1, failure_reason = $2, updated_at = $3 \
-                 WHERE id = $4 AND status IN ('QUEUED', 'RUNNING')",
+                 WHERE id = $4 AND status IN ('QUEUED', 'RUNNING') \
+                 RETURNING owner_id, task_type",
             )
             .bind(status.as_str())
             .bind(reason)
             .bind(now)
             .bind(id)
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected())
-        })?;
-        Ok(updated == 1)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if ended && let Some((owner_id, task_type)) = &updated {
+                let event = finished_event(owner_id, id, task_type, succeeded, reason, now);
+                tx.record(&event).await?;
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(updated.is_some())
+        }
+        .await)?;
+        Ok(updated)
     }
 
-    /// Stores the result of a task that has not ended and marks it SUCCEEDED; returns whether
-    /// it did.
+    /// Stores the result of a task that has not ended and marks it SUCCEEDED, recording
+    /// `processing.task.finished` in the same transaction; returns whether it did.
     pub async fn succeed(
         &self,
         id: Uuid,
@@ -229,18 +242,53 @@ impl TaskStore {
         now: DateTime<Utc>,
     ) -> ProcessingResult<bool> {
         let result = json(result)?;
-        let updated = with_db!(&self.db, UPDATE "tasks", |pool| {
-            sqlx::query(
+        let updated = with_db!(&self.db, UPDATE "tasks", |pool| async {
+            let mut tx = pool.begin().await?;
+            let updated: Option<(String, String)> = sqlx::query_as(
                 "UPDATE tasks SET status = 'SUCCEEDED', failure_reason = NULL, result = $1, \
-                 updated_at = $2 WHERE id = $3 AND status IN ('QUEUED', 'RUNNING')",
+                 updated_at = $2 WHERE id = $3 AND status IN ('QUEUED', 'RUNNING') \
+                 RETURNING owner_id, task_type",
             )
             .bind(&result)
             .bind(now)
             .bind(id)
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected())
-        })?;
-        Ok(updated == 1)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some((owner_id, task_type)) = &updated {
+                let event = finished_event(owner_id, id, task_type, true, None, now);
+                tx.record(&event).await?;
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(updated.is_some())
+        }
+        .await)?;
+        Ok(updated)
     }
+}
+
+/// The `processing.task.finished` event of `owner_id`'s task `id` of the stored type
+/// `task_type` (`SUMMARIZE`, ...: the event names it in lower case), ended at `now`, with
+/// why it failed (or was cancelled) unless it `succeeded`.
+fn finished_event(
+    owner_id: &str,
+    id: Uuid,
+    task_type: &str,
+    succeeded: bool,
+    reason: Option<&str>,
+    now: DateTime<Utc>,
+) -> NewEvent {
+    NewEvent::new(
+        owner_id,
+        id,
+        pb::TaskFinished {
+            kind: task_type.to_lowercase(),
+            succeeded,
+            failure_reason: if succeeded {
+                String::new()
+            } else {
+                reason.unwrap_or_default().to_owned()
+            },
+        },
+    )
+    .at(now)
 }

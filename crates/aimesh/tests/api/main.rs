@@ -6,6 +6,7 @@
 mod admin;
 mod conversation;
 mod dynamic;
+mod events;
 mod files;
 mod gallery;
 mod helpers;
