@@ -210,7 +210,7 @@ async fn count(db: &Db, state: JobState) -> anyhow::Result<i64> {
 }
 
 /// Creates the benchmark database if the server lacks it.
-async fn ensure_database(url: &str) -> anyhow::Result<()> {
+pub(crate) async fn ensure_database(url: &str) -> anyhow::Result<()> {
     use sqlx::{ConnectOptions, Connection, postgres::PgConnectOptions};
     let options: PgConnectOptions = url.parse()?;
     let name = options.get_database().unwrap_or("aimesh_bench").to_owned();

@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release -p aimesh-bench -- notes --duration-secs 10 --concurrency 64
 //! cargo run --release -p aimesh-bench -- jobs --jobs 20000
+//! cargo run --release -p aimesh-bench -- events --events 20000 [--database-url sqlite]
 //! cargo run --release -p aimesh-bench -- watch --streams 10000
 //! cargo run --release -p aimesh-bench -- embed --models-dir DIR
 //! cargo run --release -p aimesh-bench -- chat --models-dir DIR --tokens 128
@@ -22,6 +23,7 @@
 mod chat;
 mod documents;
 mod embed;
+mod events;
 mod jobs;
 mod notes;
 mod reports;
@@ -44,6 +46,8 @@ enum Command {
     Notes(notes::Options),
     /// No-op job throughput and enqueue-to-start latency on PostgreSQL.
     Jobs(jobs::Options),
+    /// Domain events through the relay to a NATS JetStream consumer, beside the write rate.
+    Events(events::Options),
     /// Many concurrent WatchJob streams: server memory per stream and delivery latency.
     Watch(watch::Options),
     /// Sentence embeddings per second (all-MiniLM-L6-v2) at several client batch sizes.
@@ -70,6 +74,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Notes(options) => notes::run(options).await,
         Command::Jobs(options) => jobs::run(options).await,
         Command::Watch(options) => watch::run(options).await,
+        Command::Events(options) => events::run(options).await,
         Command::Embed(options) => embed::run(options).await,
         Command::Chat(options) => chat::run(options).await,
         Command::Transcribe(options) => transcribe::run(options).await,
