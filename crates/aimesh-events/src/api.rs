@@ -73,18 +73,24 @@ impl EventsService for EventsApi {
         let page_size = paging::validate_page_size(request.page_size)
             .map_err(|error| EventsError::invalid("page_size", error))?;
         let filter = Events::filter(&caller, request.all_accounts, request.types)?;
-        let key = format!("{:?}|{:?}", filter.owner_id, filter.types);
-        let after = if request.page_token.is_empty() {
-            0
+        let key = format!(
+            "{:?}|{:?}|{}",
+            filter.owner_id, filter.types, request.newest_first
+        );
+        let cursor = if request.page_token.is_empty() {
+            None
         } else {
             let cursor = paging::decode(&request.page_token, &key)
                 .map_err(|error| EventsError::invalid("page_token", error.to_string()))?;
             let bytes: [u8; 8] = cursor
                 .try_into()
                 .map_err(|_| EventsError::invalid("page_token", "is not a valid page token"))?;
-            i64::from_be_bytes(bytes)
+            Some(i64::from_be_bytes(bytes))
         };
-        let (events, next) = self.events.list(&filter, after, page_size).await?;
+        let (events, next) = self
+            .events
+            .list(&filter, cursor, page_size, request.newest_first)
+            .await?;
         Ok(Response::new(pb::ListEventsResponse {
             events: events.iter().map(|event| event.to_proto()).collect(),
             next_page_token: next

@@ -97,18 +97,22 @@ impl Events {
         })
     }
 
-    /// A page of events after number `after` (0: from the oldest), and the number the next
-    /// page starts after when more follow.
+    /// A page of events from `cursor` on: after that number, oldest first (`None`: from the
+    /// oldest), or before it, newest first (`None`: from the newest); and the cursor of the
+    /// next page when more follow.
     pub async fn list(
         &self,
         filter: &EventFilter,
-        after: i64,
+        cursor: Option<i64>,
         page_size: u32,
+        newest_first: bool,
     ) -> EventsResult<(Vec<StoredEvent>, Option<i64>)> {
-        let mut events = self
-            .store
-            .after(after, filter, i64::from(page_size) + 1)
-            .await?;
+        let limit = i64::from(page_size) + 1;
+        let mut events = if newest_first {
+            self.store.before(cursor, filter, limit).await?
+        } else {
+            self.store.after(cursor.unwrap_or(0), filter, limit).await?
+        };
         let next = aimesh_kit::paging::take_page(&mut events, page_size, |event| event.seq);
         Ok((events, next))
     }

@@ -231,6 +231,25 @@ impl EventStore {
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
+    /// Up to `limit` numbered events before `before` (`None`: the newest), newest first.
+    pub async fn before(
+        &self,
+        before: Option<i64>,
+        filter: &EventFilter,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, sqlx::Error> {
+        let rows: Vec<EventRow> = with_db!(&self.db, SELECT "events", |pool| {
+            let mut sql = QueryBuilder::new("SELECT ");
+            sql.push(COLUMNS)
+                .push(" FROM events WHERE seq < ")
+                .push_bind(before.unwrap_or(i64::MAX));
+            push_filter!(sql, filter);
+            sql.push(" ORDER BY seq DESC LIMIT ").push_bind(limit);
+            sql.build_query_as().fetch_all(pool).await
+        })?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
     /// Publishes numbered, unpublished events in order, `limit` at a time, through
     /// `publish` (which returns once the broker has them all), then marks them published —
     /// as one replica at a time (the others skip: returns `None`). Returns how many it

@@ -567,6 +567,9 @@ async fn a_chat_reply_streams_token_by_token(backend: Backend) {
         .messages;
     let ids: Vec<&str> = history.iter().map(|m| m.id.as_str()).collect();
     assert_eq!(ids, [user.id.as_str(), answer.id.as_str()]);
+    // Each change was told as a domain event.
+    app.assert_events(&app.alice.user_id, &["conversation.message.answered"])
+        .await;
 }
 
 const GARDEN: &str = "Growing tomatoes. Tomato plants need full sun, rich soil and deep \
@@ -736,6 +739,9 @@ async fn an_unclaimed_reply_fails_saying_why(backend: Backend) {
         .job
         .unwrap();
     assert_eq!(job.state(), aimesh_proto::jobs::v1::JobState::Cancelled);
+    // Each change was told as a domain event.
+    app.assert_events(&app.alice.user_id, &["conversation.message.answered"])
+        .await;
 }
 
 backend_tests!(

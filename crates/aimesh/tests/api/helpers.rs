@@ -180,6 +180,27 @@ impl TestApp {
         seen
     }
 
+    /// Asserts that `owner` has an event of each of `types` in the outbox (recorded with the
+    /// change, numbered or not yet).
+    pub(crate) async fn assert_events(&self, owner: &str, types: &[&str]) {
+        let recorded: Vec<String> = self
+            .core
+            .events
+            .store()
+            .of_owner(owner)
+            .await
+            .expect("the events of an owner")
+            .into_iter()
+            .map(|event| event.event_type)
+            .collect();
+        for wanted in types {
+            assert!(
+                recorded.iter().any(|recorded| recorded == wanted),
+                "an event {wanted} among {recorded:?}"
+            );
+        }
+    }
+
     /// Registers `username` (email `<username>@example.com`) and logs in.
     pub(crate) async fn session(&self, username: &str) -> Session {
         Self::session_on(&self.channel, username).await

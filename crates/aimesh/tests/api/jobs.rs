@@ -184,6 +184,12 @@ async fn notes_are_translated_by_jobs(backend: Backend) {
         .unwrap()
         .into_inner();
     assert_eq!(listed.jobs.len(), 1);
+    // Each change was told as a domain event.
+    app.assert_events(
+        &app.alice.user_id,
+        &["notes.note.created", "notes.note.translated"],
+    )
+    .await;
 }
 
 async fn translations_are_refused_at_submission(backend: Backend) {

@@ -425,6 +425,16 @@ async fn documents_end_to_end(backend: Backend) {
         .get(&app.alice.user_id, &earth.sha256)
         .await;
     assert!(blob.is_err(), "the file is deleted with its last document");
+    // Each change was told as a domain event.
+    app.assert_events(
+        &app.alice.user_id,
+        &[
+            "processing.document.uploaded",
+            "processing.document.processed",
+            "processing.document.deleted",
+        ],
+    )
+    .await;
 }
 
 async fn other_users_documents_are_not_found(backend: Backend) {

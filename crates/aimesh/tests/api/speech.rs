@@ -300,6 +300,12 @@ async fn speech_end_to_end(backend: Backend) {
         .await
         .unwrap_err();
     assert_code(&gone, Code::NotFound);
+    // Each change was told as a domain event.
+    app.assert_events(
+        &app.alice.user_id,
+        &["speech.audio.generated", "speech.transcription.finished"],
+    )
+    .await;
 }
 
 async fn other_users_speech_is_not_found(backend: Backend) {

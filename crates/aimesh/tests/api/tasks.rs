@@ -391,6 +391,9 @@ async fn tasks_end_to_end(backend: Backend) {
     let options = to_spanish.task.unwrap().translate.unwrap();
     assert_eq!(options.source_language, "en");
     assert_eq!(options.target_language, "es");
+    // Each change was told as a domain event.
+    app.assert_events(&app.alice.user_id, &["processing.task.finished"])
+        .await;
 }
 
 async fn tasks_refuse_bad_input_and_other_users(backend: Backend) {
@@ -795,6 +798,9 @@ async fn quizzes_are_generated_graded_and_kept(backend: Backend) {
         .into_inner();
     assert!(history.submissions.is_empty());
     assert_eq!(history.stats.unwrap().submissions, 0);
+    // Each change was told as a domain event.
+    app.assert_events(&app.alice.user_id, &["processing.quiz.submitted"])
+        .await;
 }
 
 backend_tests!(

@@ -3,6 +3,7 @@
 
 import type { FunctionComponent } from "preact";
 import type { User } from "../../../src/gen/aimesh/identity/v1/identity_pb.js";
+import { Activity } from "./activity.js";
 import { Admin } from "./admin.js";
 import { Chat } from "./chat.js";
 import { Documents } from "./documents.js";
@@ -33,6 +34,7 @@ export const screens: Screen[] = [
   { path: "chat", title: "Chat", component: Chat },
   { path: "gallery", title: "Gallery", component: Gallery },
   { path: "jobs", title: "Jobs", component: Jobs },
+  { path: "activity", title: "Activity", component: Activity },
   { path: "speech", title: "Speech", component: Speech },
   { path: "reports", title: "Reports", component: Reports },
   { path: "admin", title: "Admin", component: Admin, admin: true },
