@@ -146,6 +146,7 @@ impl Events {
                 let batch = match store.after(cursor, &filter, WATCH_BATCH).await {
                     Ok(batch) => batch,
                     Err(error) => {
+                        tracing::error!(%error, "reading events for a watch failed");
                         let _ = tx.send(Err(EventsError::Db(error))).await;
                         return;
                     }

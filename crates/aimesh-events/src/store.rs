@@ -117,7 +117,7 @@ macro_rules! push_filter {
                 $sql.push("type = ")
                     .push_bind(prefix.clone())
                     .push(" OR substr(type, 1, ")
-                    .push_bind(dotted.len() as i64)
+                    .push_bind(dotted.len() as i32)
                     .push(") = ")
                     .push_bind(dotted);
             }
