@@ -11,7 +11,7 @@ pub enum EventsError {
     /// The request is malformed.
     #[error("invalid argument: {}", display_violations(.0))]
     InvalidArgument(Vec<FieldViolation>),
-    /// The cursor names an event that is not (or no longer) retained.
+    /// The cursor names no retained event of the caller's (another user's is the same).
     #[error(
         "event {0} is not retained (it never was, or it is older than the retention); watch \
          again without after_event_id, or with from_oldest"
@@ -39,7 +39,7 @@ impl ServiceError for EventsError {
     fn code(&self) -> Code {
         match self {
             EventsError::InvalidArgument(_) => Code::InvalidArgument,
-            EventsError::NotRetained(_) => Code::OutOfRange,
+            EventsError::NotRetained(_) => Code::NotFound,
             EventsError::PermissionDenied => Code::PermissionDenied,
             EventsError::Db(error) => aimesh_kit::db::failure_code(error),
         }

@@ -126,18 +126,7 @@ impl Relay {
 
     /// Numbers every committed event that has no number yet; returns how many it numbered.
     pub async fn sequence(&self) -> Result<u64, sqlx::Error> {
-        let mut total = 0;
-        loop {
-            let numbered = self.events.store().sequence(BATCH).await?;
-            total += numbered;
-            if numbered < BATCH as u64 {
-                break;
-            }
-        }
-        if total > 0 {
-            self.events.announce();
-        }
-        Ok(total)
+        self.events.sequence_pending().await
     }
 
     /// Creates the stream when missing.

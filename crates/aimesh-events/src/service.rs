@@ -75,8 +75,26 @@ impl Events {
         &self.store
     }
 
+    /// Numbers every committed event that has no number yet (see
+    /// [`EventStore::sequence`]), waking the watches when it numbered any; returns how many.
+    pub async fn sequence_pending(&self) -> Result<u64, sqlx::Error> {
+        const BATCH: i64 = 500;
+        let mut total = 0;
+        loop {
+            let numbered = self.store.sequence(BATCH).await?;
+            total += numbered;
+            if numbered < BATCH as u64 {
+                break;
+            }
+        }
+        if total > 0 {
+            self.announce();
+        }
+        Ok(total)
+    }
+
     /// Wakes this process's watches: events were numbered.
-    pub(crate) fn announce(&self) {
+    fn announce(&self) {
         self.sequenced.send_modify(|n| *n = n.wrapping_add(1));
     }
 
@@ -124,7 +142,11 @@ impl Events {
         start: Start,
     ) -> EventsResult<BoxStream<'static, EventsResult<StoredEvent>>> {
         let mut cursor = match start {
-            Start::Now => self.store.last_seq().await?,
+            Start::Now => {
+                // Number what committed before the call, so that "from now on" means after it.
+                self.sequence_pending().await?;
+                self.store.last_seq().await?
+            }
             Start::Oldest => 0,
             Start::After(id) => match self.store.position(id).await? {
                 Some((seq, owner))

@@ -23,8 +23,6 @@ pub enum Code {
     Aborted,
     /// The system is not in the state the operation needs.
     FailedPrecondition,
-    /// A position past the valid range, such as a cursor no longer retained.
-    OutOfRange,
     /// A quota or limit was hit.
     ResourceExhausted,
     /// No valid credentials.
@@ -50,7 +48,6 @@ impl Code {
             Code::AlreadyExists => tonic::Code::AlreadyExists,
             Code::Aborted => tonic::Code::Aborted,
             Code::FailedPrecondition => tonic::Code::FailedPrecondition,
-            Code::OutOfRange => tonic::Code::OutOfRange,
             Code::ResourceExhausted => tonic::Code::ResourceExhausted,
             Code::Unauthenticated => tonic::Code::Unauthenticated,
             Code::PermissionDenied => tonic::Code::PermissionDenied,
@@ -67,7 +64,7 @@ impl Code {
             Code::InvalidArgument => 400,
             Code::NotFound => 404,
             Code::AlreadyExists | Code::Aborted => 409,
-            Code::FailedPrecondition | Code::OutOfRange => 400,
+            Code::FailedPrecondition => 400,
             Code::ResourceExhausted => 429,
             Code::Unauthenticated => 401,
             Code::PermissionDenied => 403,

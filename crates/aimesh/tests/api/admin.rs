@@ -768,6 +768,14 @@ async fn assert_nothing_left(app: &TestApp, user_id: &str) {
             "{table} keeps rows of the deleted account"
         );
     }
+    // Of its events, only its deletion's stays (for consumers to forget the account).
+    let events = app.core.events.store().of_owner(user_id).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .all(|event| event.event_type == "identity.account.deleted"),
+        "events of the deleted account kept: {events:?}"
+    );
     let orphans = match &app.core.db {
         aimesh_kit::db::Db::Sqlite(pool) => sqlx::query_as::<_, (i64,)>(
             "SELECT COUNT(*) FROM note_translations WHERE note_id NOT IN (SELECT id FROM notes)",
@@ -969,6 +977,7 @@ async fn deleting_an_account_leaves_nothing_behind(backend: Backend) {
             "reports",
             "conversation",
             "exports",
+            "events",
         ]
     );
     // Bob kept jobs, notes and documents (his images, audio and reports are the files suite's).

@@ -197,7 +197,23 @@ async fn resources(app: &TestApp) -> HashMap<(&'static str, &'static str), Strin
         .into_inner()
         .api_token
         .expect("a token");
+    // One of alice's events, numbered (a watch can resume after it).
+    app.core.events.sequence_pending().await.expect("numbering");
+    let event = app
+        .core
+        .events
+        .store()
+        .of_owner(&app.alice.user_id)
+        .await
+        .expect("alice's events")
+        .into_iter()
+        .next()
+        .expect("an event of alice's");
     HashMap::from([
+        (
+            ("aimesh.events.v1.EventsService", "after_event_id"),
+            event.id.to_string(),
+        ),
         (("aimesh.identity.v1.IdentityService", "id"), token.id),
         (("aimesh.gallery.v1.GalleryService", "id"), image.id),
         (("aimesh.notes.v1.NotesService", "id"), note.id),
