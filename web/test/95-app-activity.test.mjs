@@ -34,7 +34,7 @@ appTest("activity: the user's events, live, newest first, filtered by service", 
   await snapshot(page, "activity");
 
   // Only the identity service's events.
-  await page.getByLabel("Service").selectOption("identity");
+  await page.getByRole("combobox", { name: /^Service/ }).selectOption("identity");
   await table.locator('tbody tr[data-type="notes.note.created"]').waitFor({ state: "detached" });
   const types = await table.locator("tbody tr").evaluateAll((rows) => rows.map((r) => r.dataset.type));
   assert.deepEqual(types, ["identity.account.created"]);

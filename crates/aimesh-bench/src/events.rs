@@ -61,7 +61,7 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
         sqlx::query("TRUNCATE events").execute(pool).await?;
     }
     let shutdown = CancellationToken::new();
-    let events = Events::start(db.clone(), shutdown.clone()).await?;
+    let events = Events::new(db.clone());
     let tag = uuid::Uuid::new_v4().simple().to_string();
     let config = RelayConfig {
         nats_url: Some(options.nats_url.clone()),

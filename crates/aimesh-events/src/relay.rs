@@ -1,7 +1,7 @@
 //! The relay: numbers committed events in the order they became visible, publishes them to
 //! NATS JetStream when a server is configured, and prunes them after their retention.
 //!
-//! Every process runs one. Numbering is serialised across processes (an advisory lock on
+//! Processes that run a job worker or serve WatchEvents run one. Numbering is serialised across processes (an advisory lock on
 //! PostgreSQL), and so is publishing (the replica that holds the lock publishes, the others
 //! skip), so events reach JetStream in their order. An event is published with its id as the
 //! message id (`Nats-Msg-Id`) and marked published only once JetStream acknowledged it: a relay

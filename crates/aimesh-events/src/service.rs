@@ -53,21 +53,26 @@ impl std::fmt::Debug for Events {
 }
 
 impl Events {
-    /// The service on a migrated database; on PostgreSQL it listens until `shutdown` for
-    /// events numbered by other processes.
-    pub async fn start(db: Db, shutdown: CancellationToken) -> Result<Self, sqlx::Error> {
-        let events = Self {
-            store: EventStore::new(db.clone()),
+    /// The service on a migrated database.
+    pub fn new(db: Db) -> Self {
+        Self {
+            store: EventStore::new(db),
             sequenced: Arc::new(watch::Sender::new(0)),
-        };
-        if let Db::Postgres(pool) = &db {
-            let sequenced = events.sequenced.clone();
+        }
+    }
+
+    /// On PostgreSQL, listens until `shutdown` for events numbered by other processes, so this
+    /// process's watches hear of them at once (without, they look every few seconds). For a
+    /// process that serves WatchEvents.
+    pub async fn listen(&self, shutdown: CancellationToken) -> Result<(), sqlx::Error> {
+        if let Db::Postgres(pool) = self.store.db() {
+            let sequenced = self.sequenced.clone();
             aimesh_kit::db::listen(pool, SEQUENCED_CHANNEL, shutdown, move |_| {
                 sequenced.send_modify(|n| *n = n.wrapping_add(1));
             })
             .await?;
         }
-        Ok(events)
+        Ok(())
     }
 
     /// The store.

@@ -84,7 +84,7 @@ async fn committed_events_reach_jetstream_once_in_order(backend: Backend) {
         .unwrap();
     db.migrate(&aimesh_events::MIGRATIONS).await.unwrap();
     let shutdown = CancellationToken::new();
-    let events = Events::start(db.clone(), shutdown.clone()).await.unwrap();
+    let events = Events::new(db.clone());
     let tag = uuid::Uuid::new_v4().simple().to_string();
     let config = RelayConfig {
         nats_url: Some(nats_url()),
@@ -180,9 +180,7 @@ async fn without_nats_events_are_numbered_and_kept(backend: Backend) {
         .await
         .unwrap();
     db.migrate(&aimesh_events::MIGRATIONS).await.unwrap();
-    let events = Events::start(db.clone(), CancellationToken::new())
-        .await
-        .unwrap();
+    let events = Events::new(db.clone());
     let mut relay = Relay::new(events.clone(), RelayConfig::default())
         .await
         .unwrap();

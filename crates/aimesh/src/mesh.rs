@@ -146,8 +146,10 @@ pub struct Core {
     pub file_readers: FileReaders,
     /// Account exports.
     pub exports: Exports,
-    /// Domain events (every process runs their relay).
+    /// Domain events (recorded by every service).
     pub events: Events,
+    /// The events relay's settings (see [`Core::start_relay`]).
+    relay: aimesh_events::RelayConfig,
 }
 
 /// The notes service as the source of tasks: a caller's note, read through the service (and
@@ -445,14 +447,8 @@ impl Core {
         owned.register(Arc::new(exports.clone()));
         file_readers.register(Arc::new(exports.clone()));
         // Events last: the deletions above record none (the account's deletion is one event).
-        let events = Events::start(db.clone(), shutdown.clone())
-            .await
-            .context("failed to listen for events")?;
+        let events = Events::new(db.clone());
         owned.register(Arc::new(events.store().clone()));
-        let relay = Relay::new(events.clone(), events_settings.relay_config())
-            .await
-            .context("failed to start the events relay")?;
-        tokio::spawn(relay.run(shutdown.clone()));
         Ok(Self {
             db,
             bus,
@@ -471,7 +467,19 @@ impl Core {
             file_readers,
             exports,
             events,
+            relay: events_settings.relay_config(),
         })
+    }
+
+    /// Starts this process's events relay (numbering, publishing, pruning) until `shutdown`.
+    /// Processes that run a worker or serve WatchEvents run one: those of the single-process
+    /// default, the worker and the events service of a split deployment.
+    pub async fn start_relay(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        let relay = Relay::new(self.events.clone(), self.relay.clone())
+            .await
+            .context("failed to start the events relay")?;
+        tokio::spawn(relay.run(shutdown.clone()));
+        Ok(())
     }
 
     /// Returns a worker for the job kinds this process has the engines for: a kind whose
@@ -521,6 +529,7 @@ pub async fn run_worker(
 ) -> anyhow::Result<()> {
     let engines = Arc::new(Engines::load(models).await);
     let core = Core::start(server, settings, true, engines, services, &shutdown).await?;
+    core.start_relay(&shutdown).await?;
     core.worker(settings, server.shutdown_grace())
         .run(shutdown)
         .await;
@@ -567,6 +576,16 @@ impl Mesh {
         )
         .await?;
         core.jobs.set_watch_limits(config.jobs.watch_limits());
+        let serves_events = services.contains(&ServiceKind::Events);
+        if runs_worker || serves_events {
+            core.start_relay(&shutdown).await?;
+        }
+        if serves_events {
+            core.events
+                .listen(shutdown.clone())
+                .await
+                .context("failed to listen for events")?;
+        }
 
         let mut builder = server_builder(&config.server, &core.db, &shutdown)?;
         let identity = services

@@ -115,7 +115,7 @@ export function Activity() {
   }, [service, firstPage, loaded]);
 
   return (
-    <Panel title="Activity">
+    <Panel title="Your events">
       <div class="filters">
         <label>
           Service
