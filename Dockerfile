@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # aimesh: one image for every role of the mesh. The same binary serves a service
 # (`aimesh serve --services notes`), runs the job worker, applies migrations (`aimesh migrate`),
-# checks health (`aimesh health`) and writes Envoy's descriptor set (`aimesh descriptor-set`).
+# checks health (`aimesh health`) and writes Envoy's descriptor set and the REST API's
+# documentation (`aimesh descriptor-set --docs DIR`).
 #
 #   docker build -t aimesh .
 #   docker run --rm -p 127.0.0.1:50051:50051 aimesh serve
@@ -30,6 +31,21 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     && install -D -m 0755 target/release/aimesh /out/aimesh \
     && install -d -m 0755 /out/data
 
+# ---- docs ----------------------------------------------------------------------------------
+# The REST API's documentation the edge serves at /docs and /api/openapi.json: the committed
+# OpenAPI document, its page, and Swagger UI's files from the npm package web/package-lock.json
+# pins (what `scripts/openapi --assets DIR` writes). The edge's pods copy them out of the image
+# with `aimesh descriptor-set --docs DIR`.
+FROM node:22-bookworm-slim AS docs
+WORKDIR /src/web
+COPY web/package.json web/package-lock.json ./
+# Install scripts off: Swagger UI's pings its publisher's analytics.
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY docs/openapi.json web/docs/index.html /out/docs/
+RUN cp node_modules/swagger-ui-dist/swagger-ui-bundle.js node_modules/swagger-ui-dist/swagger-ui.css \
+       /out/docs/ \
+    && cp node_modules/swagger-ui-dist/LICENSE /out/docs/swagger-ui-LICENSE
+
 # ---- worker --------------------------------------------------------------------------------
 # The job worker with the engines its jobs run: Apertium with the English<->Spanish pair (note
 # translation). A worker claims only the job kinds whose engines it has, so a worker built from
@@ -42,6 +58,7 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=builder /out/aimesh /usr/local/bin/aimesh
 COPY --from=builder --chown=65532:65532 /out/data /var/lib/aimesh
+COPY --from=docs /out/docs /usr/share/aimesh/docs
 ENV AIMESH_DATA_DIR=/var/lib/aimesh \
     AIMESH_LOG_FORMAT=json
 USER 65532:65532
@@ -62,6 +79,8 @@ COPY --from=builder /out/aimesh /usr/local/bin/aimesh
 # The data directory (SQLite and local files when no PostgreSQL/object store is configured),
 # owned by the runtime user. Mount a volume here to keep it.
 COPY --from=builder --chown=65532:65532 /out/data /var/lib/aimesh
+# The REST API's documentation, for the edge (`aimesh descriptor-set --docs DIR`).
+COPY --from=docs /out/docs /usr/share/aimesh/docs
 
 # Listen on every interface inside the container; log JSON lines; keep local data in the volume.
 ENV AIMESH_GRPC_ADDR=0.0.0.0:50051 \

@@ -165,11 +165,20 @@ enum Command {
         #[command(flatten)]
         processing: ProcessingSettings,
     },
-    /// Write the encoded FileDescriptorSet of every aimesh API (for Envoy's transcoder).
+    /// Write the encoded FileDescriptorSet of every aimesh API (for Envoy's transcoder), and
+    /// with `--docs`, the REST API's documentation the image carries (for the edge's /docs).
     DescriptorSet {
         /// Output file.
         #[arg(long, short)]
         out: PathBuf,
+        /// Also copy the documentation's files (OpenAPI document, Swagger UI) into this
+        /// directory, from `--docs-source`.
+        #[arg(long)]
+        docs: Option<PathBuf>,
+        /// Where the documentation's files are: the container image carries them here
+        /// (`scripts/openapi --assets DIR` writes them elsewhere).
+        #[arg(long, env = "AIMESH_DOCS_SOURCE", default_value = aimesh::tools::DOCS_SOURCE)]
+        docs_source: PathBuf,
     },
 }
 
@@ -251,9 +260,17 @@ enum ModelsCommand {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Command::DescriptorSet { out } = &cli.command {
+    if let Command::DescriptorSet {
+        out,
+        docs,
+        docs_source,
+    } = &cli.command
+    {
         std::fs::write(out, aimesh_proto::FILE_DESCRIPTOR_SET)
             .with_context(|| format!("failed to write {}", out.display()))?;
+        if let Some(docs) = docs {
+            aimesh::tools::copy_docs(docs_source, docs)?;
+        }
         return Ok(());
     }
     if let Command::Models { action } = &cli.command {

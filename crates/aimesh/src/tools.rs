@@ -1,9 +1,41 @@
 //! Command-line helpers of the binary that need no running mesh: installing and listing the
 //! pinned models, and checking a server's health (container healthchecks use it).
 
-use std::time::Duration;
+use std::{path::Path, time::Duration};
 
 use anyhow::Context;
+
+/// Where the container image carries the REST API's documentation (the Dockerfile's `docs`
+/// stage puts it there).
+pub const DOCS_SOURCE: &str = "/usr/share/aimesh/docs";
+
+/// The files of the REST API's documentation the edge serves (`scripts/openapi --assets`
+/// writes them): the OpenAPI document, the page, and Swagger UI's script, style sheet and
+/// licence.
+pub const DOCS_FILES: &[&str] = &[
+    "openapi.json",
+    "index.html",
+    "swagger-ui-bundle.js",
+    "swagger-ui.css",
+    "swagger-ui-LICENSE",
+];
+
+/// Copies the documentation's files from `source` into `target` (created when missing), for
+/// an edge that serves them; fails naming the first file missing.
+pub fn copy_docs(source: &Path, target: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(target)
+        .with_context(|| format!("failed to create {}", target.display()))?;
+    for name in DOCS_FILES {
+        let from = source.join(name);
+        std::fs::copy(&from, target.join(name)).with_context(|| {
+            format!(
+                "failed to copy {} (the documentation: scripts/openapi --assets DIR)",
+                from.display()
+            )
+        })?;
+    }
+    Ok(())
+}
 
 /// Installs every pinned model missing from `models_dir` (or failing verification) and
 /// prepares the derived files (the Whisper conversion), printing what it did. Blocking.
@@ -107,4 +139,26 @@ pub async fn health_check(addr: &str, service: &str) -> anyhow::Result<()> {
     );
     println!("SERVING");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documentation_is_copied_whole_or_the_missing_file_named() {
+        let source = tempfile::tempdir().unwrap();
+        for name in DOCS_FILES {
+            std::fs::write(source.path().join(name), name.as_bytes()).unwrap();
+        }
+        let target = tempfile::tempdir().unwrap();
+        let docs = target.path().join("edge/docs");
+        copy_docs(source.path(), &docs).unwrap();
+        for name in DOCS_FILES {
+            assert_eq!(std::fs::read(docs.join(name)).unwrap(), name.as_bytes());
+        }
+        std::fs::remove_file(source.path().join("swagger-ui.css")).unwrap();
+        let error = copy_docs(source.path(), &docs).unwrap_err();
+        assert!(format!("{error:#}").contains("swagger-ui.css"), "{error:#}");
+    }
 }
