@@ -252,8 +252,8 @@ impl EventStore {
 
     /// Publishes numbered, unpublished events in order, `limit` at a time, through
     /// `publish` (which returns once the broker has them all), then marks them published —
-    /// as one replica at a time (the others skip: returns `None`). Returns how many it
-    /// published.
+    /// as one replica at a time on PostgreSQL (the others skip: returns `None`; SQLite has one
+    /// process). Returns how many it published.
     pub async fn publish_pending<F, Fut, E>(
         &self,
         limit: i64,
@@ -263,25 +263,17 @@ impl EventStore {
         F: FnOnce(Vec<StoredEvent>) -> Fut,
         Fut: Future<Output = Result<(), E>>,
     {
-        macro_rules! run {
-            ($pool:expr) => {{
-                let mut tx = $pool.begin().await?;
-                if self.db.backend() == "postgres" {
-                    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-                        .bind(PUBLISHER_LOCK)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    if !locked {
-                        return Ok(None);
-                    }
-                }
+        // Reads a batch, publishes it, marks it: `$conn` is the pool (SQLite) or the
+        // transaction holding the publisher's lock (PostgreSQL).
+        macro_rules! publish_batch {
+            ($conn:expr) => {{
                 let rows: Vec<EventRow> = sqlx::query_as(
                     "SELECT id, seq, type, owner_id, subject_id, payload, traceparent, \
                      created_at FROM events WHERE published_at IS NULL AND seq IS NOT NULL \
                      ORDER BY seq LIMIT $1",
                 )
                 .bind(limit)
-                .fetch_all(&mut *tx)
+                .fetch_all($conn)
                 .await?;
                 if rows.is_empty() {
                     return Ok(Some(0));
@@ -298,17 +290,30 @@ impl EventStore {
                 .bind(aimesh_kit::db::now())
                 .bind(first)
                 .bind(last)
-                .execute(&mut *tx)
+                .execute($conn)
                 .await?;
-                tx.commit().await?;
-                Ok(Some(count))
+                count
             }};
         }
         let span = aimesh_kit::db::query_span(&self.db, "UPDATE", "events", "UPDATE events");
         let work = async {
             match &self.db {
-                Db::Sqlite(pool) => run!(pool),
-                Db::Postgres(pool) => run!(pool),
+                // One process, one relay: no lock, and no read transaction held while
+                // JetStream answers (its snapshot would refuse the marking once writers moved on).
+                Db::Sqlite(pool) => Ok(Some(publish_batch!(pool))),
+                Db::Postgres(pool) => {
+                    let mut tx = pool.begin().await?;
+                    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+                        .bind(PUBLISHER_LOCK)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    if !locked {
+                        return Ok(None);
+                    }
+                    let count = publish_batch!(&mut *tx);
+                    tx.commit().await?;
+                    Ok(Some(count))
+                }
             }
         };
         tracing::Instrument::instrument(work, span).await
