@@ -39,3 +39,13 @@ appTest("activity: the user's events, live, newest first, filtered by service", 
   const types = await table.locator("tbody tr").evaluateAll((rows) => rows.map((r) => r.dataset.type));
   assert.deepEqual(types, ["identity.account.created"]);
 });
+
+appTest("activity at phone width: the table scrolls inside its panel, the page fits", async ({ page }) => {
+  const user = await signUp(page);
+  await page.getByRole("button", { name: "Menu" }).click();
+  await page.getByRole("link", { name: "Activity" }).click();
+  await page.getByRole("table", { name: "Activity" }).getByText(`Account ${user.username} created`).waitFor();
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `the page is ${overflow}px wider than the screen`);
+  await snapshot(page, "activity-phone");
+}, { viewport: { width: 390, height: 844 } });
