@@ -131,54 +131,6 @@ impl Outbox for PgConnection {
     }
 }
 
-/// The type of an event with this payload.
-pub fn event_type(payload: &Kind) -> &'static str {
-    match payload {
-        Kind::NoteCreated(_) => "notes.note.created",
-        Kind::NoteUpdated(_) => "notes.note.updated",
-        Kind::NoteDeleted(_) => "notes.note.deleted",
-        Kind::NoteTranslated(_) => "notes.note.translated",
-        Kind::DocumentUploaded(_) => "processing.document.uploaded",
-        Kind::DocumentProcessed(_) => "processing.document.processed",
-        Kind::DocumentDeleted(_) => "processing.document.deleted",
-        Kind::TaskFinished(_) => "processing.task.finished",
-        Kind::QuizSubmitted(_) => "processing.quiz.submitted",
-        Kind::MessageAnswered(_) => "conversation.message.answered",
-        Kind::ImageCreated(_) => "gallery.image.created",
-        Kind::ImageTrashed(_) => "gallery.image.trashed",
-        Kind::ImageRestored(_) => "gallery.image.restored",
-        Kind::ImageDeleted(_) => "gallery.image.deleted",
-        Kind::TranscriptionFinished(_) => "speech.transcription.finished",
-        Kind::AudioGenerated(_) => "speech.audio.generated",
-        Kind::ReportFinished(_) => "reports.report.finished",
-        Kind::AccountCreated(_) => "identity.account.created",
-        Kind::AccountDeleted(_) => "identity.account.deleted",
-    }
-}
-
-/// Every event type, for documentation and validation of type filters.
-pub const EVENT_TYPES: &[&str] = &[
-    "notes.note.created",
-    "notes.note.updated",
-    "notes.note.deleted",
-    "notes.note.translated",
-    "processing.document.uploaded",
-    "processing.document.processed",
-    "processing.document.deleted",
-    "processing.task.finished",
-    "processing.quiz.submitted",
-    "conversation.message.answered",
-    "gallery.image.created",
-    "gallery.image.trashed",
-    "gallery.image.restored",
-    "gallery.image.deleted",
-    "speech.transcription.finished",
-    "speech.audio.generated",
-    "reports.report.finished",
-    "identity.account.created",
-    "identity.account.deleted",
-];
-
 /// A payload message of an event (`pb::NoteCreated`, ...).
 pub trait Payload {
     /// The payload as the variant of `EventPayload.kind` it is.
@@ -191,8 +143,20 @@ impl Payload for Kind {
     }
 }
 
-macro_rules! payloads {
-    ($($message:ident),* $(,)?) => {
+/// The event types, one per payload message: [`event_type`], [`EVENT_TYPES`] and the
+/// [`Payload`] of each message, from one list.
+macro_rules! event_types {
+    ($($message:ident => $name:literal,)*) => {
+        /// The type of an event with this payload.
+        pub fn event_type(payload: &Kind) -> &'static str {
+            match payload {
+                $(Kind::$message(_) => $name,)*
+            }
+        }
+
+        /// Every event type, for documentation and validation of type filters.
+        pub const EVENT_TYPES: &[&str] = &[$($name,)*];
+
         $(
             impl Payload for pb::$message {
                 fn into_kind(self) -> Kind {
@@ -203,27 +167,27 @@ macro_rules! payloads {
     };
 }
 
-payloads!(
-    NoteCreated,
-    NoteUpdated,
-    NoteDeleted,
-    NoteTranslated,
-    DocumentUploaded,
-    DocumentProcessed,
-    DocumentDeleted,
-    TaskFinished,
-    QuizSubmitted,
-    MessageAnswered,
-    ImageCreated,
-    ImageTrashed,
-    ImageRestored,
-    ImageDeleted,
-    TranscriptionFinished,
-    AudioGenerated,
-    ReportFinished,
-    AccountCreated,
-    AccountDeleted,
-);
+event_types! {
+    NoteCreated => "notes.note.created",
+    NoteUpdated => "notes.note.updated",
+    NoteDeleted => "notes.note.deleted",
+    NoteTranslated => "notes.note.translated",
+    DocumentUploaded => "processing.document.uploaded",
+    DocumentProcessed => "processing.document.processed",
+    DocumentDeleted => "processing.document.deleted",
+    TaskFinished => "processing.task.finished",
+    QuizSubmitted => "processing.quiz.submitted",
+    MessageAnswered => "conversation.message.answered",
+    ImageCreated => "gallery.image.created",
+    ImageTrashed => "gallery.image.trashed",
+    ImageRestored => "gallery.image.restored",
+    ImageDeleted => "gallery.image.deleted",
+    TranscriptionFinished => "speech.transcription.finished",
+    AudioGenerated => "speech.audio.generated",
+    ReportFinished => "reports.report.finished",
+    AccountCreated => "identity.account.created",
+    AccountDeleted => "identity.account.deleted",
+}
 
 #[cfg(test)]
 mod tests {

@@ -20,11 +20,9 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     outbox::{PENDING, PENDING_CHANNEL},
     service::Events,
-    store::{PublishError, StoredEvent},
+    store::{BATCH, PublishError, StoredEvent},
 };
 
-/// Events numbered or published per statement.
-const BATCH: i64 = 500;
 /// How often the relay prunes events past their retention.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
@@ -124,11 +122,6 @@ impl Relay {
         format!("{}.{event_type}", self.config.subject_prefix)
     }
 
-    /// Numbers every committed event that has no number yet; returns how many it numbered.
-    pub async fn sequence(&self) -> Result<u64, sqlx::Error> {
-        self.events.sequence_pending().await
-    }
-
     /// Creates the stream when missing.
     async fn ensure_stream(&mut self) -> Result<(), RelayError> {
         let Some(jetstream) = &self.jetstream else {
@@ -210,7 +203,7 @@ impl Relay {
 
     /// One round: number what committed, publish what is numbered.
     pub async fn step(&mut self) -> Result<(), RelayError> {
-        self.sequence().await?;
+        self.events.sequence_pending().await?;
         self.ensure_stream().await?;
         self.publish_pending().await?;
         Ok(())

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::{
     error::{EventsError, EventsResult},
     outbox::EVENT_TYPES,
-    store::{EventFilter, EventStore, SEQUENCED_CHANNEL, StoredEvent},
+    store::{BATCH, EventFilter, EventStore, SEQUENCED_CHANNEL, StoredEvent},
 };
 
 /// Most type filters in one request.
@@ -83,7 +83,6 @@ impl Events {
     /// Numbers every committed event that has no number yet (see
     /// [`EventStore::sequence`]), waking the watches when it numbered any; returns how many.
     pub async fn sequence_pending(&self) -> Result<u64, sqlx::Error> {
-        const BATCH: i64 = 500;
         let mut total = 0;
         loop {
             let numbered = self.store.sequence(BATCH).await?;

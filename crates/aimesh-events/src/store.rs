@@ -14,6 +14,9 @@ use uuid::Uuid;
 /// The events' migrations (the outbox every service writes to: apply them before theirs).
 pub const MIGRATIONS: Migrations = aimesh_kit::migrations!("events");
 
+/// Events numbered or published per statement.
+pub(crate) const BATCH: i64 = 500;
+
 /// The advisory lock key of the sequencer (PostgreSQL): one numbers events at a time.
 const SEQUENCER_LOCK: i64 = 0x6169_6d65_7368_0001;
 /// The advisory lock key of the publisher (PostgreSQL): one replica publishes at a time, so
@@ -200,16 +203,6 @@ impl EventStore {
                 .fetch_optional(pool)
                 .await
         })
-    }
-
-    /// The smallest number of a retained event (0 when none is).
-    pub async fn first_seq(&self) -> Result<i64, sqlx::Error> {
-        let first: Option<i64> = with_db!(&self.db, SELECT "events", |pool| {
-            sqlx::query_scalar("SELECT MIN(seq) FROM events")
-                .fetch_one(pool)
-                .await
-        })?;
-        Ok(first.unwrap_or(0))
     }
 
     /// Up to `limit` numbered events after `after`, in order.

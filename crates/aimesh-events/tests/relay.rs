@@ -139,7 +139,7 @@ async fn committed_events_reach_jetstream_once_in_order(backend: Backend) {
     // next relay publishes them again, and the stream keeps one copy of each.
     let third = [note("u1", "e"), note("u3", "f")];
     record(&db, &third, true).await;
-    relay.sequence().await.unwrap();
+    events.sequence_pending().await.unwrap();
     let last = seen.last().unwrap().1.sequence;
     let pending = events
         .store()

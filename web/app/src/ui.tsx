@@ -247,3 +247,36 @@ export function usePaged<T>(
     reload: () => setCount((n) => n + 1),
   };
 }
+
+/**
+ * Keeps a server stream open while `deps` hold and `enabled` is true: `open(signal)` starts it,
+ * `onMessage` takes each message, and a stream that drops (a restart, the network) is opened
+ * again after 2 s. Returns whether it is open now (for a "live" indicator).
+ */
+export function useLiveStream<M>(
+  open: (signal: AbortSignal) => AsyncIterable<M>,
+  onMessage: (message: M) => void,
+  deps: unknown[],
+  enabled = true,
+): boolean {
+  const [live, setLive] = useState(false);
+  useEffect(() => {
+    if (!enabled) return;
+    const abort = new AbortController();
+    void (async () => {
+      while (!abort.signal.aborted) {
+        try {
+          setLive(true);
+          for await (const message of open(abort.signal)) onMessage(message);
+        } catch {
+          // Dropped, or ended by the server (ABORTED for falling behind): open it again shortly.
+        }
+        setLive(false);
+        if (abort.signal.aborted) return;
+        await new Promise((r) => setTimeout(r, 2_000));
+      }
+    })();
+    return () => abort.abort();
+  }, [...deps, enabled]);
+  return live;
+}

@@ -2,10 +2,10 @@
 // now on added at the top as it happens (WatchEvents, resumed after the newest event shown, so
 // a dropped stream misses nothing).
 
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { EventsService, type Event } from "../../../src/gen/aimesh/events/v1/events_pb.js";
 import { client } from "../api.js";
-import { ErrorNote, Pager, Panel, usePaged, when } from "../ui.js";
+import { ErrorNote, Pager, Panel, useLiveStream, usePaged, when } from "../ui.js";
 
 const events = client(EventsService);
 
@@ -79,40 +79,29 @@ export function Activity() {
         .then((r) => ({ items: r.events, next: r.nextPageToken })),
     [service],
   );
-  const [live, setLive] = useState(false);
   const firstPage = tokens.length === 1;
+  // The newest event seen: a stream opened again resumes after it (so a drop misses nothing).
+  const after = useRef("");
+  useEffect(() => {
+    after.current = list[0]?.id ?? "";
+  }, [service, firstPage, loaded]);
 
   // On the first page, new events go on top as they happen.
-  useEffect(() => {
-    if (!firstPage || !loaded) return;
-    const abort = new AbortController();
-    let after = list[0]?.id ?? "";
-    void (async () => {
-      while (!abort.signal.aborted) {
-        try {
-          setLive(true);
-          const stream = events.watchEvents(
-            { afterEventId: after, fromOldest: !after, types },
-            { signal: abort.signal },
-          );
-          for await (const change of stream) {
-            const event = change.event;
-            if (!event) continue;
-            after = event.id;
-            setList((rows) =>
-              rows.some((r) => r.id === event.id) ? rows : [event, ...rows].slice(0, 25),
-            );
-          }
-        } catch {
-          // Dropped (a restart, the network): resume after the newest shown, shortly.
-        }
-        setLive(false);
-        await new Promise((r) => setTimeout(r, 2_000));
-      }
-    })();
-    return () => abort.abort();
-    // Resubscribe when the filter or the page changes, or once the first page has loaded.
-  }, [service, firstPage, loaded]);
+  const live = useLiveStream(
+    (signal) =>
+      events.watchEvents(
+        { afterEventId: after.current, fromOldest: !after.current, types },
+        { signal },
+      ),
+    (change) => {
+      const event = change.event;
+      if (!event) return;
+      after.current = event.id;
+      setList((rows) => (rows.some((r) => r.id === event.id) ? rows : [event, ...rows].slice(0, 25)));
+    },
+    [service, firstPage, loaded],
+    firstPage && loaded,
+  );
 
   return (
     <Panel title="Your events">

@@ -12,7 +12,18 @@ import {
 } from "../../../src/gen/aimesh/admin/v1/admin_pb.js";
 import { JobState, type Job } from "../../../src/gen/aimesh/jobs/v1/jobs_pb.js";
 import { client } from "../api.js";
-import { ErrorNote, Pager, Panel, bytes, finished, stateName, useAction, usePaged, when } from "../ui.js";
+import {
+  ErrorNote,
+  Pager,
+  Panel,
+  bytes,
+  finished,
+  stateName,
+  useAction,
+  useLiveStream,
+  usePaged,
+  when,
+} from "../ui.js";
 import type { ScreenProps } from "./index.js";
 
 const admin = client(AdminService);
@@ -380,40 +391,26 @@ function LiveJobs({ onAction }: { onAction: () => void }) {
     [state, kind, owner],
     250,
   );
-  const [live, setLive] = useState(false);
-
-  useEffect(() => {
-    const abort = new AbortController();
-    void (async () => {
-      while (!abort.signal.aborted) {
-        try {
-          setLive(true);
-          for await (const change of admin.watchJobs({}, { signal: abort.signal })) {
-            const job = change.job;
-            if (!job) continue;
-            setList((rows) => {
-              const at = rows.findIndex((r) => r.id === job.id);
-              if (at >= 0) return rows.map((r, i) => (i === at ? job : r));
-              // New jobs join the first page when no owner filter hides them (jobs carry no
-              // owner, so an owner-filtered page only updates the rows it has).
-              const matches =
-                tokens.length === 1 &&
-                !owner.trim() &&
-                (state === JobState.UNSPECIFIED || job.state === state) &&
-                (!kind.trim() || job.kind === kind.trim());
-              return matches ? [job, ...rows].slice(0, 25) : rows;
-            });
-          }
-        } catch {
-          // Dropped, or ABORTED for falling behind: watch again shortly.
-        }
-        setLive(false);
-        if (abort.signal.aborted) return;
-        await new Promise((r) => setTimeout(r, 2_000));
-      }
-    })();
-    return () => abort.abort();
-  }, [state, kind, owner, tokens]);
+  const live = useLiveStream(
+    (signal) => admin.watchJobs({}, { signal }),
+    (change) => {
+      const job = change.job;
+      if (!job) return;
+      setList((rows) => {
+        const at = rows.findIndex((r) => r.id === job.id);
+        if (at >= 0) return rows.map((r, i) => (i === at ? job : r));
+        // New jobs join the first page when no owner filter hides them (jobs carry no
+        // owner, so an owner-filtered page only updates the rows it has).
+        const matches =
+          tokens.length === 1 &&
+          !owner.trim() &&
+          (state === JobState.UNSPECIFIED || job.state === state) &&
+          (!kind.trim() || job.kind === kind.trim());
+        return matches ? [job, ...rows].slice(0, 25) : rows;
+      });
+    },
+    [state, kind, owner, tokens],
+  );
 
   const filter = (set: (v: string) => void) => (e: Event) => {
     set((e.currentTarget as HTMLInputElement).value);

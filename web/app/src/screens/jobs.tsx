@@ -1,9 +1,20 @@
 // The user's jobs, live: the newest page from ListJobs, kept current by the WatchJobs stream;
 // cancel what runs, retry what failed.
 
-import { useEffect, useState } from "preact/hooks";
+import { useState } from "preact/hooks";
 import { JobState, type Job } from "../../../src/gen/aimesh/jobs/v1/jobs_pb.js";
-import { ErrorNote, Pager, Panel, finished, jobs, stateName, useAction, usePaged, when } from "../ui.js";
+import {
+  ErrorNote,
+  Pager,
+  Panel,
+  finished,
+  jobs,
+  stateName,
+  useAction,
+  useLiveStream,
+  usePaged,
+  when,
+} from "../ui.js";
 
 const STATES = [
   JobState.QUEUED,
@@ -22,35 +33,22 @@ export function Jobs() {
         .then((r) => ({ items: r.jobs, next: r.nextPageToken })),
     [state],
   );
-  const [live, setLive] = useState(false);
-
   // Changes to any of the user's jobs: update the row, or add a new job on the first page.
-  useEffect(() => {
-    const abort = new AbortController();
-    void (async () => {
-      while (!abort.signal.aborted) {
-        try {
-          setLive(true);
-          for await (const change of jobs.watchJobs({}, { signal: abort.signal })) {
-            const job = change.job;
-            if (!job) continue;
-            setList((rows) => {
-              const at = rows.findIndex((r) => r.id === job.id);
-              if (at >= 0) return rows.map((r, i) => (i === at ? job : r));
-              const firstPage = tokens.length === 1;
-              const matches = state === JobState.UNSPECIFIED || job.state === state;
-              return firstPage && matches ? [job, ...rows].slice(0, 25) : rows;
-            });
-          }
-        } catch {
-          // Dropped (a restart, the network): subscribe again shortly.
-        }
-        setLive(false);
-        await new Promise((r) => setTimeout(r, 2_000));
-      }
-    })();
-    return () => abort.abort();
-  }, [state, tokens]);
+  const live = useLiveStream(
+    (signal) => jobs.watchJobs({}, { signal }),
+    (change) => {
+      const job = change.job;
+      if (!job) return;
+      setList((rows) => {
+        const at = rows.findIndex((r) => r.id === job.id);
+        if (at >= 0) return rows.map((r, i) => (i === at ? job : r));
+        const firstPage = tokens.length === 1;
+        const matches = state === JobState.UNSPECIFIED || job.state === state;
+        return firstPage && matches ? [job, ...rows].slice(0, 25) : rows;
+      });
+    },
+    [state, tokens],
+  );
 
   return (
     <Panel title="Your jobs">
