@@ -25,6 +25,12 @@ COPY proto ./proto
 
 # Cache mounts keep the downloaded crates and the target directory between builds; the binary
 # is copied out of the cached target directory in the same step.
+# CMake and make build the libopus and LAME sources the audio crates carry (linked statically, so
+# the runtime images need no audio libraries).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends cmake=3.25.1-1 make=4.3-4.1 \
+    && rm -rf /var/lib/apt/lists/*
+
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
     cargo build --release --locked -p aimesh \

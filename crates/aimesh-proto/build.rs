@@ -44,6 +44,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // prost's codec, with undecodable requests INVALID_ARGUMENT (src/codec.rs).
+        .codec_path("crate::codec::AimeshCodec")
         .compile_fds_with_config(fds, {
             // `prost::Name` on every message: job results are typed `Any`s.
             let mut config = tonic_prost_build::Config::new();

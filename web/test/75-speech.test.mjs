@@ -1,5 +1,5 @@
 // Speech through the edge: text synthesised into stored audio over REST (a second identical
-// request is a cache hit), the WAV bytes downloaded with their content type, uploaded back
+// request is a cache hit; MP3 and Ogg Opus at a sample rate asked), the WAV bytes downloaded with their content type, uploaded back
 // as a raw body (google.api.HttpBody) to be transcribed by a job, and the transcript exported
 // as SRT with its content type.
 
@@ -37,6 +37,35 @@ test("the audio downloads as WAV bytes with its content type", async () => {
   wav = new Uint8Array(await response.arrayBuffer());
   assert.equal(new TextDecoder().decode(wav.slice(0, 4)), "RIFF");
   assert.equal(wav.length, Number(audio.size_bytes));
+});
+
+test("speech stores as MP3 or Ogg Opus at the sample rate asked, each with its content type", async () => {
+  for (const [format, contentType, magic] of [
+    ["AUDIO_FORMAT_MP3", "audio/mpeg", [0xff]],
+    ["AUDIO_FORMAT_OGG_OPUS", "audio/ogg", [0x4f, 0x67, 0x67, 0x53]],
+  ]) {
+    const made = await http("POST", "/api/v1/audio", {
+      body: { text: TEXT, voice: "en-us", format, sample_rate_hertz: 16000 },
+    });
+    assert.equal(made.status, 200, made.text);
+    const stored = made.json.audio;
+    assert.equal(stored.format, format);
+    assert.equal(stored.content_type, contentType);
+    assert.equal(stored.sample_rate_hertz, 16000);
+    const response = await fetch(`${env.edgeUrl}/api/v1/audio/${stored.id}/content`, {
+      headers: authHeaders(),
+    });
+    assert.equal(response.status, 200);
+    assert.equal(response.headers.get("content-type"), contentType);
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    assert.deepEqual([...bytes.slice(0, magic.length)], magic);
+    assert.ok(bytes.length < Number(audio.size_bytes) / 2, `${format}: ${bytes.length} bytes`);
+  }
+  const odd = await http("POST", "/api/v1/audio", {
+    body: { text: TEXT, format: "AUDIO_FORMAT_MP3", sample_rate_hertz: 11111 },
+  });
+  assert.equal(odd.status, 400, odd.text);
+  assert.match(odd.text, /sample_rate_hertz/);
 });
 
 test("a raw audio body uploads as a transcription and its job transcribes it", async () => {

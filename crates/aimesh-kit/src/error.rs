@@ -222,13 +222,25 @@ pub fn parse_uuid(value: &str) -> Result<uuid::Uuid, &'static str> {
     uuid::Uuid::try_parse(value).map_err(|_| "must be a UUID")
 }
 
-/// Formats violations as one line: `title: must not be empty; page_size: ...`.
+/// The most field violations one error reports: a request with thousands of bad items gets
+/// the first ones and a count of the rest, not an error larger than a client's header limit.
+pub const MAX_REPORTED_VIOLATIONS: usize = 20;
+
+/// Formats violations as one line: `title: must not be empty; page_size: ...`, at most
+/// [`MAX_REPORTED_VIOLATIONS`] of them and how many more there are.
 pub fn display_violations(violations: &[FieldViolation]) -> String {
-    violations
+    let mut line = violations
         .iter()
+        .take(MAX_REPORTED_VIOLATIONS)
         .map(ToString::to_string)
         .collect::<Vec<_>>()
-        .join("; ")
+        .join("; ");
+    if let Some(more) = violations.len().checked_sub(MAX_REPORTED_VIOLATIONS)
+        && more > 0
+    {
+        line.push_str(&format!("; and {more} more"));
+    }
+    line
 }
 
 /// An error a service returns to its clients.
@@ -258,12 +270,21 @@ pub fn into_status<E: ServiceError>(error: E) -> tonic::Status {
     if violations.is_empty() {
         tonic::Status::new(code.grpc(), message)
     } else {
-        let details = ErrorDetails::with_bad_request(
-            violations
-                .iter()
-                .map(|v| tonic_types::FieldViolation::new(&v.field, &v.description))
-                .collect::<Vec<_>>(),
-        );
+        let mut reported = violations
+            .iter()
+            .take(MAX_REPORTED_VIOLATIONS)
+            .map(|v| tonic_types::FieldViolation::new(&v.field, &v.description))
+            .collect::<Vec<_>>();
+        if violations.len() > MAX_REPORTED_VIOLATIONS {
+            reported.push(tonic_types::FieldViolation::new(
+                "request",
+                format!(
+                    "and {} more invalid fields",
+                    violations.len() - MAX_REPORTED_VIOLATIONS
+                ),
+            ));
+        }
+        let details = ErrorDetails::with_bad_request(reported);
         tonic::Status::with_error_details(code.grpc(), message, details)
     }
 }
@@ -328,6 +349,30 @@ mod tests {
                 TestError::Internal => &[],
             }
         }
+    }
+
+    #[test]
+    fn thousands_of_violations_are_reported_as_the_first_ones_and_a_count() {
+        let many: Vec<FieldViolation> = (0..10_000)
+            .map(|i| FieldViolation::new(format!("messages[{i}].content"), "must not be empty"))
+            .collect();
+        let status = into_status(TestError::Invalid(many));
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(status.message().len() < 2_000, "{}", status.message().len());
+        assert!(
+            status.message().ends_with("; and 9980 more"),
+            "{}",
+            status.message()
+        );
+        let bad = status
+            .get_details_bad_request()
+            .expect("a BadRequest detail");
+        assert_eq!(bad.field_violations.len(), MAX_REPORTED_VIOLATIONS + 1);
+        assert_eq!(bad.field_violations[0].field, "messages[0].content");
+        assert_eq!(
+            bad.field_violations[MAX_REPORTED_VIOLATIONS].field,
+            "request"
+        );
     }
 
     #[test]

@@ -5,11 +5,14 @@
 //! the tests do not say: Whisper tiny.en on English, Whisper base on English, Spanish and
 //! French with the language left to detect (how often it was detected right is printed too). `hour`: streams an hour-long recording through the window-by-window decoder (and
 //! transcribes its first windows) and reports the peak resident memory, against decoding the
-//! whole file at once.
+//! whole file at once. `synth`: synthesis in characters per second, eSpeak NG alone and with
+//! each stored format's encoding (WAV, MP3, Ogg Opus; sizes too), and the latency of a cache
+//! hit (the stored audio found by its request key and marked used) on SQLite.
 //!
 //! ```sh
 //! AIMESH_MODELS_DIR=... cargo run --release -p aimesh-speech --example speech_bench -- wer [whisper-base]
 //! AIMESH_MODELS_DIR=... cargo run --release -p aimesh-speech --example speech_bench -- hour [windows]
+//! cargo run --release -p aimesh-speech --example speech_bench -- synth [runs]
 //! ```
 
 use std::{path::PathBuf, time::Instant};
@@ -285,6 +288,138 @@ async fn main() {
     match args.first().map(String::as_str) {
         Some("wer") => wer(args.get(1).map(String::as_str)).await,
         Some("hour") => hour(args.get(1).and_then(|n| n.parse().ok()).unwrap_or(0)).await,
-        _ => eprintln!("usage: speech_bench wer [model] | hour [windows to transcribe]"),
+        Some("synth") => synth(args.get(1).and_then(|n| n.parse().ok()).unwrap_or(5)).await,
+        _ => eprintln!(
+            "usage: speech_bench wer [model] | hour [windows to transcribe] | synth [runs]"
+        ),
     }
+}
+
+/// The median of some durations, in seconds.
+fn median(mut seconds: Vec<f64>) -> f64 {
+    seconds.sort_by(f64::total_cmp);
+    seconds[seconds.len() / 2]
+}
+
+async fn synth(runs: usize) {
+    use aimesh_speech::{
+        MIGRATIONS, SpeechStore,
+        domain::{Audio, AudioFormat, now},
+        encode::encode,
+    };
+
+    let runs = runs.max(1);
+    let espeak = EspeakNg::detect().await.expect("espeak-ng");
+    // About 1,000 characters (a minute of speech).
+    let text = SENTENCES.join(" ").repeat(2);
+    let chars = text.chars().count() as f64;
+    let mut engine = Vec::new();
+    let mut wav = Vec::new();
+    for _ in 0..runs {
+        let start = Instant::now();
+        let speech = espeak
+            .synthesize(text.clone(), Some("gmw/en-US".into()), None)
+            .await
+            .expect("synthesis");
+        engine.push(start.elapsed().as_secs_f64());
+        wav = speech.wav;
+    }
+    let engine = median(engine);
+    println!(
+        "== synth: {chars} characters, median of {runs} runs ==\n{:<28} {:>10} {:>12} {:>10}",
+        "", "chars/s", "audio bytes", "encode ms"
+    );
+    println!(
+        "{:<28} {:>10.0} {:>12} {:>10}",
+        "eSpeak NG alone (WAV 22 kHz)",
+        chars / engine,
+        wav.len(),
+        "-"
+    );
+    for (format, rate) in [
+        (AudioFormat::Wav, 0),
+        (AudioFormat::Mp3, 0),
+        (AudioFormat::OggOpus, 0),
+        (AudioFormat::OggOpus, 16_000),
+    ] {
+        let mut times = Vec::new();
+        let mut size = 0;
+        for _ in 0..runs {
+            let start = Instant::now();
+            size = encode(&wav, format, rate).expect("encode").bytes.len();
+            times.push(start.elapsed().as_secs_f64());
+        }
+        let encoding = median(times);
+        println!(
+            "{:<28} {:>10.0} {:>12} {:>10.1}",
+            format!(
+                "+ {} at {}",
+                format.as_str(),
+                if rate == 0 { 22_050 } else { rate }
+            ),
+            chars / (engine + encoding),
+            size,
+            encoding * 1e3
+        );
+    }
+
+    // A cache hit: the request's audio found by its key and marked used.
+    let database =
+        aimesh_kit::testing::TestDatabase::create(aimesh_kit::testing::Backend::Sqlite).await;
+    let db = database.connect().await;
+    db.migrate(&aimesh_events::MIGRATIONS)
+        .await
+        .expect("migrations");
+    db.migrate(&MIGRATIONS).await.expect("migrations");
+    let store = SpeechStore::new(db);
+    let mut keys = Vec::new();
+    for n in 0..1_000 {
+        let id = uuid::Uuid::now_v7();
+        let key = format!("{n:064x}");
+        store
+            .insert_audio(&Audio {
+                id,
+                owner_id: "bench".into(),
+                request_key: key.clone(),
+                text: "text".into(),
+                voice: String::new(),
+                format: AudioFormat::Wav,
+                words_per_minute: 0,
+                sample_rate: 22_050,
+                size_bytes: 1,
+                duration_seconds: 1.0,
+                engine: "espeak-ng".into(),
+                blob: key.clone(),
+                created_at: now(),
+                last_used_at: now(),
+            })
+            .await
+            .expect("insert");
+        keys.push(key);
+    }
+    let mut hits = Vec::new();
+    for round in 0..5 {
+        for key in &keys {
+            let start = Instant::now();
+            let audio = store
+                .find_audio("bench", key)
+                .await
+                .expect("find")
+                .expect("hit");
+            store
+                .touch_audio("bench", audio.id, now())
+                .await
+                .expect("touch");
+            if round > 0 {
+                hits.push(start.elapsed().as_secs_f64());
+            }
+        }
+    }
+    hits.sort_by(f64::total_cmp);
+    println!(
+        "cache hit on SQLite (1,000 stored, {} lookups): p50 {:.0} µs, p99 {:.0} µs",
+        hits.len(),
+        hits[hits.len() / 2] * 1e6,
+        hits[hits.len() * 99 / 100] * 1e6
+    );
 }

@@ -2,12 +2,10 @@
 //! an hour of audio is transcribed holding the compressed file and one window, never the
 //! whole decoded signal (an hour at 16 kHz in f32 is 230 MB).
 //!
-//! Containers and codecs are symphonia's: WAV, FLAC, MP3, Ogg Vorbis, MP4/M4A with AAC, and
-//! Matroska/WebM. Opus (what browsers record into WebM and Ogg) has no decoder in symphonia
-//! 0.5; the pure-Rust Opus decoders on crates.io (opus-decoder 0.1, opus-rs 0.1, opus-pure
-//! 0.2) are young single-maintainer ports not wired in here, so such files are refused with a
-//! message that says so. Resampling is rubato's FFT resampler, fed packet by
-//! packet.
+//! Containers are symphonia's: WAV, FLAC, MP3, Ogg, MP4/M4A and Matroska/WebM; codecs are
+//! the transcriber's ([`aimesh_ai::speech::audio::codecs`]): symphonia's PCM, FLAC, MP3,
+//! Vorbis and AAC, and Opus (what browsers record into WebM and Ogg, and phones' voice
+//! notes) through libopus. Resampling is rubato's FFT resampler, fed packet by packet.
 
 use std::io::Cursor;
 
@@ -15,7 +13,7 @@ use bytes::Bytes;
 use rubato::{FftFixedInOut, Resampler};
 use symphonia::core::{
     audio::SampleBuffer,
-    codecs::{CODEC_TYPE_NULL, CODEC_TYPE_OPUS, Decoder, DecoderOptions},
+    codecs::{CODEC_TYPE_NULL, Decoder, DecoderOptions},
     errors::Error as SymphoniaError,
     formats::{FormatOptions, FormatReader},
     io::MediaSourceStream,
@@ -82,8 +80,8 @@ struct Stream {
 
 impl Windows {
     /// Opens a recording: probes its container and finds a decodable audio track. Refuses
-    /// bytes that are no supported audio, Opus tracks, and recordings whose declared length
-    /// exceeds `max_seconds`.
+    /// bytes that are no supported audio and recordings whose declared length exceeds
+    /// `max_seconds`.
     pub fn open(bytes: Bytes, max_seconds: f64) -> Result<Self, AudioError> {
         if bytes.is_empty() {
             return Err(AudioError("is empty".into()));
@@ -98,8 +96,8 @@ impl Windows {
             )
             .map_err(|error| {
                 AudioError(format!(
-                    "is not a supported audio file (WAV, FLAC, MP3, Ogg Vorbis, MP4/AAC, \
-                     WebM): {error}"
+                    "is not a supported audio file (WAV, FLAC, MP3, Ogg Vorbis or Opus, \
+                     WebM, MP4/AAC): {error}"
                 ))
             })?;
         let format = probed.format;
@@ -108,16 +106,9 @@ impl Windows {
             .iter()
             .find(|track| track.codec_params.codec != CODEC_TYPE_NULL)
             .ok_or_else(|| AudioError("has no audio track".into()))?;
-        if track.codec_params.codec == CODEC_TYPE_OPUS {
-            return Err(AudioError(
-                "is Opus audio, which this server cannot decode yet (its audio decoder, \
-                 symphonia 0.5, has no Opus codec); send WAV, FLAC, MP3, Ogg Vorbis or MP4/AAC"
-                    .into(),
-            ));
-        }
         let params = track.codec_params.clone();
         let track_id = track.id;
-        let decoder = symphonia::default::get_codecs()
+        let decoder = aimesh_ai::speech::audio::codecs()
             .make(&params, &DecoderOptions::default())
             .map_err(|error| AudioError(format!("uses an unsupported codec: {error}")))?;
         let declared = params.n_frames.zip(params.sample_rate);
@@ -384,6 +375,31 @@ mod tests {
         assert!(error.0.contains("longer than the limit"), "{error}");
         let mut empty = Windows::open(tone_wav(16_000, 1, 0.0), 2.0).unwrap();
         assert!(empty.next_window().is_err());
+    }
+
+    /// Decodes a recording of `tests/fixtures` whole; returns its length in seconds.
+    fn fixture_seconds(name: &str) -> f64 {
+        let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        let bytes = Bytes::from(std::fs::read(&path).unwrap());
+        let mut windows = Windows::open(bytes, 60.0).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut samples = 0;
+        let mut energy = 0.0f64;
+        while let Some(window) = windows.next_window().unwrap() {
+            samples += window.len();
+            energy += window.iter().map(|&s| f64::from(s * s)).sum::<f64>();
+        }
+        let rms = (energy / samples.max(1) as f64).sqrt();
+        assert!(rms > 0.01, "{name} decodes to silence (rms {rms})");
+        samples as f64 / f64::from(SAMPLE_RATE)
+    }
+
+    #[test]
+    fn browser_and_phone_recordings_decode() {
+        // WebM/Opus (MediaRecorder), Ogg Opus and MP4/AAC: 7.26 s each.
+        for name in ["voice-note.webm", "voice-note.opus", "voice-note.m4a"] {
+            let seconds = fixture_seconds(name);
+            assert!((seconds - 7.26).abs() < 0.1, "{name}: {seconds} s");
+        }
     }
 
     #[test]

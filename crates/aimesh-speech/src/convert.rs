@@ -16,8 +16,8 @@ use uuid::Uuid;
 
 use crate::{
     domain::{
-        self, Audio, AudioFormat, ExportFormat, ListQuery, NewAudio, NewTranscription, Segment,
-        Status, Transcription,
+        self, Audio, AudioFormat, ExportFormat, ListQuery, NewAudio, NewTranscription,
+        SAMPLE_RATES, Segment, Status, Transcription,
     },
     error::SpeechError,
 };
@@ -164,7 +164,23 @@ impl TryFrom<pb::SynthesizeAudioRequest> for NewAudio {
             "format",
             match pb::AudioFormat::try_from(request.format) {
                 Ok(pb::AudioFormat::Unspecified | pb::AudioFormat::Wav) => Ok(AudioFormat::Wav),
-                Err(_) => Err("is not a known format (AUDIO_FORMAT_WAV)"),
+                Ok(pb::AudioFormat::Mp3) => Ok(AudioFormat::Mp3),
+                Ok(pb::AudioFormat::OggOpus) => Ok(AudioFormat::OggOpus),
+                Err(_) => Err(
+                    "is not a known format (AUDIO_FORMAT_WAV, AUDIO_FORMAT_MP3, \
+                     AUDIO_FORMAT_OGG_OPUS)",
+                ),
+            },
+        );
+        let sample_rate = violations.check(
+            "sample_rate_hertz",
+            match u32::try_from(request.sample_rate_hertz) {
+                Ok(rate) if rate == 0 || SAMPLE_RATES.contains(&rate) => Ok(rate),
+                _ => Err(format!(
+                    "{} is not one of {} (0: the engine's own)",
+                    request.sample_rate_hertz,
+                    SAMPLE_RATES.map(|r| r.to_string()).join(", ")
+                )),
             },
         );
         let rate = violations.check(
@@ -179,12 +195,14 @@ impl TryFrom<pb::SynthesizeAudioRequest> for NewAudio {
                 )),
             },
         );
-        let (format, words_per_minute) = finish(violations, (format, rate))?;
+        let (format, words_per_minute, sample_rate) =
+            finish(violations, (format, rate, sample_rate))?;
         Ok(NewAudio {
             text: request.text,
             voice: request.voice.trim().to_owned(),
             format,
             words_per_minute,
+            sample_rate,
         })
     }
 }
@@ -242,14 +260,19 @@ impl From<&Audio> for pb::Audio {
             text: audio.text.clone(),
             voice: audio.voice.clone(),
             format: match audio.format {
-                AudioFormat::Wav => pb::AudioFormat::Wav.into(),
-            },
+                AudioFormat::Wav => pb::AudioFormat::Wav,
+                AudioFormat::Mp3 => pb::AudioFormat::Mp3,
+                AudioFormat::OggOpus => pb::AudioFormat::OggOpus,
+            }
+            .into(),
             words_per_minute: i32::try_from(audio.words_per_minute).unwrap_or(i32::MAX),
             content_type: audio.format.content_type().to_owned(),
             size_bytes: audio.size_bytes,
             duration_seconds: audio.duration_seconds,
             engine: audio.engine.clone(),
             create_time: Some(timestamp(audio.created_at)),
+            sample_rate_hertz: i32::try_from(audio.sample_rate).unwrap_or(i32::MAX),
+            last_used_time: Some(timestamp(audio.last_used_at)),
         }
     }
 }

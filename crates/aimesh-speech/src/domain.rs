@@ -224,13 +224,19 @@ impl ExportFormat {
 pub enum AudioFormat {
     /// 16-bit PCM WAV.
     Wav,
+    /// MP3 (LAME).
+    Mp3,
+    /// Opus in Ogg (libopus).
+    OggOpus,
 }
 
 impl AudioFormat {
-    /// The stored name.
+    /// The stored name (also part of the cache key).
     pub fn as_str(self) -> &'static str {
         match self {
             AudioFormat::Wav => "wav",
+            AudioFormat::Mp3 => "mp3",
+            AudioFormat::OggOpus => "ogg-opus",
         }
     }
 
@@ -238,6 +244,8 @@ impl AudioFormat {
     pub fn parse(value: &str) -> Option<Self> {
         match value {
             "wav" => Some(AudioFormat::Wav),
+            "mp3" => Some(AudioFormat::Mp3),
+            "ogg-opus" => Some(AudioFormat::OggOpus),
             _ => None,
         }
     }
@@ -246,9 +254,23 @@ impl AudioFormat {
     pub fn content_type(self) -> &'static str {
         match self {
             AudioFormat::Wav => "audio/wav",
+            AudioFormat::Mp3 => "audio/mpeg",
+            AudioFormat::OggOpus => "audio/ogg",
+        }
+    }
+
+    /// The usual file extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            AudioFormat::Wav => "wav",
+            AudioFormat::Mp3 => "mp3",
+            AudioFormat::OggOpus => "ogg",
         }
     }
 }
+
+/// Sample rates synthesised audio may be stored at (0 in a request: the engine's own).
+pub const SAMPLE_RATES: [u32; 7] = [8_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000];
 
 /// Stored synthesised speech.
 #[derive(Debug, Clone, PartialEq)]
@@ -267,6 +289,8 @@ pub struct Audio {
     pub format: AudioFormat,
     /// Rate (0: the default).
     pub words_per_minute: u32,
+    /// Samples per second of the stored file.
+    pub sample_rate: u32,
     /// Size of the file.
     pub size_bytes: i64,
     /// Length, in seconds.
@@ -277,6 +301,8 @@ pub struct Audio {
     pub blob: String,
     /// Created.
     pub created_at: DateTime<Utc>,
+    /// Last synthesised, served from the cache or downloaded.
+    pub last_used_at: DateTime<Utc>,
 }
 
 /// A validated SynthesizeAudio.
@@ -290,6 +316,8 @@ pub struct NewAudio {
     pub format: AudioFormat,
     /// Rate (0: the default).
     pub words_per_minute: u32,
+    /// Samples per second asked for (0: the engine's own).
+    pub sample_rate: u32,
 }
 
 /// Checks a filename.

@@ -50,7 +50,7 @@ impl FileReader for Speech {
                         .map(|(audio, bytes)| StoredFile {
                             bytes,
                             content_type: audio.format.content_type().to_owned(),
-                            file_name: format!("{id}.{}", audio.format.as_str()),
+                            file_name: format!("{id}.{}", audio.format.extension()),
                         }),
                     RECORDING => self.download_recording(&file.owner, id).await.map(
                         |(transcription, bytes)| StoredFile {
@@ -164,7 +164,7 @@ impl OwnedData for Speech {
                     Err(SpeechError::Blob(aimesh_kit::blob::BlobError::NotFound)) => continue,
                     Err(e) => return Err(e.to_string()),
                 };
-                let name = format!("speech/audio/{}.{}", clip.id, clip.format.as_str());
+                let name = format!("speech/audio/{}.{}", clip.id, clip.format.extension());
                 archive
                     .file(&name, bytes, clip.format.content_type())
                     .await?;

@@ -40,6 +40,9 @@ pub struct SpeechConfig {
     pub storage_quota_bytes: u64,
     /// How long recordings are kept after upload (transcripts are kept); `None`: forever.
     pub audio_retention: Option<Duration>,
+    /// Most bytes of synthesised audio one owner keeps: beyond it the least recently used
+    /// audio is evicted (synthesis is deterministic, so an evicted request is made again).
+    pub audio_cache_bytes: u64,
 }
 
 impl Default for SpeechConfig {
@@ -49,6 +52,7 @@ impl Default for SpeechConfig {
             max_duration: Duration::from_secs(3 * 3600),
             storage_quota_bytes: 1 << 30,
             audio_retention: Some(Duration::from_secs(30 * 24 * 3600)),
+            audio_cache_bytes: 256 << 20,
         }
     }
 }
@@ -80,14 +84,22 @@ fn audio_blob(id: Uuid) -> String {
     sha256_hex(format!("aimesh.speech/audio/{id}").as_bytes())
 }
 
-/// The cache key of a synthesis request: SHA-256 of its text, voice, format and rate.
-pub fn request_key(text: &str, voice: &str, format: &str, words_per_minute: u32) -> String {
-    let mut material = Vec::with_capacity(text.len() + voice.len() + 32);
+/// The cache key of a synthesis request: SHA-256 of its text, voice, format, speaking rate
+/// and sample rate.
+pub fn request_key(
+    text: &str,
+    voice: &str,
+    format: &str,
+    words_per_minute: u32,
+    sample_rate: u32,
+) -> String {
+    let mut material = Vec::with_capacity(text.len() + voice.len() + 40);
     for part in [text.as_bytes(), voice.as_bytes(), format.as_bytes()] {
         material.extend_from_slice(&(part.len() as u64).to_le_bytes());
         material.extend_from_slice(part);
     }
     material.extend_from_slice(&words_per_minute.to_le_bytes());
+    material.extend_from_slice(&sample_rate.to_le_bytes());
     sha256_hex(&material)
 }
 
@@ -447,8 +459,18 @@ impl Speech {
                     )
                 })?
         };
-        let key = request_key(&new.text, &voice, new.format.as_str(), new.words_per_minute);
-        if let Some(audio) = self.store.find_audio(owner, &key).await? {
+        let key = request_key(
+            &new.text,
+            &voice,
+            new.format.as_str(),
+            new.words_per_minute,
+            new.sample_rate,
+        );
+        if let Some(mut audio) = self.store.find_audio(owner, &key).await? {
+            audio.last_used_at = now();
+            self.store
+                .touch_audio(owner, audio.id, audio.last_used_at)
+                .await?;
             return Ok((audio, true));
         }
         let speech = synthesizer
@@ -465,14 +487,23 @@ impl Speech {
                 aimesh_ai::engine::EngineError::Busy { .. } => SpeechError::Busy(error.to_string()),
                 other => SpeechError::Internal(other.to_string()),
             })?;
-        let size = speech.wav.len() as i64;
+        // Encoding minutes of speech is CPU work: off the async threads.
+        let (format, sample_rate) = (new.format, new.sample_rate);
+        let encoded = tokio::task::spawn_blocking(move || {
+            crate::encode::encode(&speech.wav, format, sample_rate)
+        })
+        .await
+        .map_err(|error| SpeechError::Internal(format!("the encoder stopped: {error}")))?
+        .map_err(|error| SpeechError::Internal(error.to_string()))?;
+        let size = encoded.bytes.len() as i64;
         // Held until the audio's row counts it.
         let _permit = self.check_quota(owner, size).await?;
         let id = Uuid::now_v7();
         let blob = audio_blob(id);
         self.blobs
-            .put_named(owner, &blob, Bytes::from(speech.wav))
+            .put_named(owner, &blob, Bytes::from(encoded.bytes))
             .await?;
+        let created_at = now();
         let audio = Audio {
             id,
             owner_id: owner.to_owned(),
@@ -481,13 +512,16 @@ impl Speech {
             voice,
             format: new.format,
             words_per_minute: new.words_per_minute,
+            sample_rate: encoded.sample_rate,
             size_bytes: size,
-            duration_seconds: speech.duration,
+            duration_seconds: encoded.duration,
             engine: synthesizer.name().to_owned(),
             blob,
-            created_at: now(),
+            created_at,
+            last_used_at: created_at,
         };
         if self.store.insert_audio(&audio).await? {
+            self.evict_audio(owner, audio.id).await;
             return Ok((audio, false));
         }
         // An identical request won the race: keep its audio, drop this one's file.
@@ -529,16 +563,42 @@ impl Speech {
         Ok(())
     }
 
-    /// Returns `owner`'s audio and its bytes.
+    /// Returns `owner`'s audio and its bytes, marking it used (the cache keeps what is
+    /// played longest).
     pub async fn download_audio(&self, owner: &str, id: Uuid) -> SpeechResult<(Audio, Bytes)> {
-        let audio = self.get_audio(owner, id).await?;
+        let mut audio = self.get_audio(owner, id).await?;
         let bytes = self.audio_bytes(owner, &audio).await?;
+        audio.last_used_at = now();
+        self.store
+            .touch_audio(owner, audio.id, audio.last_used_at)
+            .await?;
         Ok((audio, bytes))
     }
 
     /// Returns the bytes of an audio of `owner` already read.
     pub async fn audio_bytes(&self, owner: &str, audio: &Audio) -> SpeechResult<Bytes> {
         Ok(self.blobs.get(owner, &audio.blob).await?)
+    }
+
+    /// Evicts `owner`'s least recently used audio beyond the cache's size, never `keep`. A
+    /// failure is logged, not returned: the audio just made is stored either way.
+    async fn evict_audio(&self, owner: &str, keep: Uuid) {
+        let budget = i64::try_from(self.config.audio_cache_bytes).unwrap_or(i64::MAX);
+        let evicted = match self.store.evict_audio(owner, budget, keep).await {
+            Ok(evicted) => evicted,
+            Err(error) => {
+                tracing::warn!(%error, "evicting synthesised audio failed");
+                return;
+            }
+        };
+        for blob in &evicted {
+            if let Err(error) = self.blobs.delete(owner, blob).await {
+                tracing::warn!(%error, blob, "deleting an evicted audio's file failed");
+            }
+        }
+        if !evicted.is_empty() {
+            tracing::debug!(count = evicted.len(), "evicted synthesised audio");
+        }
     }
 
     /// Admits `wanted` bytes under the storage quota shared by every service.
@@ -564,12 +624,14 @@ mod tests {
 
     #[test]
     fn request_keys_separate_their_parts() {
-        let key = request_key("hello", "gmw/en", "wav", 0);
-        assert_eq!(key, request_key("hello", "gmw/en", "wav", 0));
-        assert_ne!(key, request_key("hello", "gmw/en", "wav", 150));
+        let key = request_key("hello", "gmw/en", "wav", 0, 0);
+        assert_eq!(key, request_key("hello", "gmw/en", "wav", 0, 0));
+        assert_ne!(key, request_key("hello", "gmw/en", "wav", 150, 0));
+        assert_ne!(key, request_key("hello", "gmw/en", "mp3", 0, 0));
+        assert_ne!(key, request_key("hello", "gmw/en", "wav", 0, 16_000));
         assert_ne!(
-            request_key("ab", "c", "wav", 0),
-            request_key("a", "bc", "wav", 0)
+            request_key("ab", "c", "wav", 0, 0),
+            request_key("a", "bc", "wav", 0, 0)
         );
     }
 }

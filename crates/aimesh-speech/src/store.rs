@@ -30,7 +30,8 @@ const FULL_COLUMNS: &str = "id, owner_id, filename, content_type, size_bytes, bl
      job_id, created_at, updated_at";
 
 const AUDIO_COLUMNS: &str = "id, owner_id, request_key, text, voice, format, words_per_minute, \
-     size_bytes, duration_seconds, engine, blob, created_at";
+     sample_rate, size_bytes, duration_seconds, engine, blob, created_at, \
+     COALESCE(last_used_at, created_at) AS last_used_at";
 
 #[derive(sqlx::FromRow)]
 struct TranscriptionRow {
@@ -95,11 +96,13 @@ struct AudioRow {
     voice: String,
     format: String,
     words_per_minute: i64,
+    sample_rate: i64,
     size_bytes: i64,
     duration_seconds: f64,
     engine: String,
     blob: String,
     created_at: DateTime<Utc>,
+    last_used_at: DateTime<Utc>,
 }
 
 impl AudioRow {
@@ -115,11 +118,13 @@ impl AudioRow {
             voice: self.voice,
             format,
             words_per_minute: u32::try_from(self.words_per_minute).unwrap_or(0),
+            sample_rate: u32::try_from(self.sample_rate).unwrap_or(0),
             size_bytes: self.size_bytes,
             duration_seconds: self.duration_seconds,
             engine: self.engine,
             blob: self.blob,
             created_at: self.created_at,
+            last_used_at: self.last_used_at,
         })
     }
 }
@@ -415,8 +420,9 @@ impl SpeechStore {
             let mut tx = pool.begin().await?;
             let inserted = sqlx::query(
                 "INSERT INTO synthesized_audio (id, owner_id, request_key, text, voice, format, \
-                 words_per_minute, content_type, size_bytes, duration_seconds, engine, blob, \
-                 created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+                 words_per_minute, sample_rate, content_type, size_bytes, duration_seconds, \
+                 engine, blob, created_at, last_used_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
                  ON CONFLICT (owner_id, request_key) DO NOTHING",
             )
             .bind(audio.id)
@@ -426,12 +432,14 @@ impl SpeechStore {
             .bind(&audio.voice)
             .bind(audio.format.as_str())
             .bind(i64::from(audio.words_per_minute))
+            .bind(i64::from(audio.sample_rate))
             .bind(audio.format.content_type())
             .bind(audio.size_bytes)
             .bind(audio.duration_seconds)
             .bind(&audio.engine)
             .bind(&audio.blob)
             .bind(audio.created_at)
+            .bind(audio.last_used_at)
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -536,5 +544,52 @@ impl SpeechStore {
             .await
         })?;
         Ok(row.map(|(blob,)| blob))
+    }
+
+    /// Marks the owner's audio as used at `at` (a cache hit or a download): the cache evicts
+    /// the least recently used audio first.
+    pub async fn touch_audio(
+        &self,
+        owner_id: &str,
+        id: Uuid,
+        at: DateTime<Utc>,
+    ) -> SpeechResult<()> {
+        with_db!(&self.db, UPDATE "synthesized_audio", |pool| {
+            sqlx::query("UPDATE synthesized_audio SET last_used_at = $1 WHERE id = $2 AND owner_id = $3")
+                .bind(at)
+                .bind(id)
+                .bind(owner_id)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected())
+        })?;
+        Ok(())
+    }
+
+    /// Evicts the owner's least recently used audio until the rest fits in `budget` bytes,
+    /// never `keep` (the audio just made); returns the evicted audio's blob names.
+    pub async fn evict_audio(
+        &self,
+        owner_id: &str,
+        budget: i64,
+        keep: Uuid,
+    ) -> SpeechResult<Vec<String>> {
+        let rows: Vec<(String,)> = with_db!(&self.db, DELETE "synthesized_audio", |pool| {
+            sqlx::query_as(
+                "DELETE FROM synthesized_audio WHERE id IN (\
+                   SELECT id FROM (\
+                     SELECT id, SUM(size_bytes) OVER (\
+                       ORDER BY COALESCE(last_used_at, created_at) DESC, id DESC) AS used \
+                     FROM synthesized_audio WHERE owner_id = $1\
+                   ) AS ranked WHERE used > $2 AND id <> $3\
+                 ) RETURNING blob",
+            )
+            .bind(owner_id)
+            .bind(budget)
+            .bind(keep)
+            .fetch_all(pool)
+            .await
+        })?;
+        Ok(rows.into_iter().map(|(blob,)| blob).collect())
     }
 }

@@ -56,11 +56,13 @@ fn audio(owner: &str, key: &str, size: i64) -> Audio {
         voice: "gmw/en-US".into(),
         format: AudioFormat::Wav,
         words_per_minute: 0,
+        sample_rate: 22_050,
         size_bytes: size,
         duration_seconds: 1.5,
         engine: "espeak-ng".into(),
         blob: format!("{:064x}", id.as_u128()),
         created_at: now(),
+        last_used_at: now(),
     }
 }
 
@@ -229,8 +231,55 @@ async fn audio_is_cached_per_owner_and_request(backend: Backend) {
     assert_eq!(store.delete_audio("alice", first.id).await.unwrap(), None);
 }
 
+async fn the_least_recently_used_audio_is_evicted_first(backend: Backend) {
+    let (store, _db) = store(backend).await;
+    let start = now() - chrono::Duration::minutes(10);
+    let used_at = |seconds| start + chrono::Duration::seconds(seconds);
+    let mut made = Vec::new();
+    for (index, key) in ["a", "b", "c"].into_iter().enumerate() {
+        let mut audio = audio("alice", key, 1000);
+        audio.last_used_at = used_at(index as i64);
+        assert!(store.insert_audio(&audio).await.unwrap());
+        made.push(audio);
+    }
+    let (a, b, c) = (&made[0], &made[1], &made[2]);
+    let bobs = audio("bob", "a", 5000);
+    store.insert_audio(&bobs).await.unwrap();
+    // `a` used again: `b` is now the least recently used.
+    store.touch_audio("alice", a.id, used_at(3)).await.unwrap();
+    assert_eq!(
+        store
+            .get_audio("alice", a.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_used_at,
+        used_at(3)
+    );
+    assert_eq!(
+        store.evict_audio("alice", 3000, c.id).await.unwrap(),
+        Vec::<String>::new(),
+        "everything fits"
+    );
+    assert_eq!(
+        store.evict_audio("alice", 1000, c.id).await.unwrap(),
+        vec![b.blob.clone()],
+        "the least recently used goes; the one just made stays whatever its rank"
+    );
+    assert_eq!(
+        store.evict_audio("alice", 500, c.id).await.unwrap(),
+        vec![a.blob.clone()]
+    );
+    assert!(store.get_audio("alice", c.id).await.unwrap().is_some());
+    assert!(
+        store.get_audio("bob", bobs.id).await.unwrap().is_some(),
+        "another owner's audio is not touched"
+    );
+}
+
 aimesh_kit::backend_tests!(
     transcripts_are_stored_listed_and_deleted,
     finished_recordings_expire,
     audio_is_cached_per_owner_and_request,
+    the_least_recently_used_audio_is_evicted_first,
 );

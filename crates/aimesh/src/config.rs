@@ -424,6 +424,11 @@ pub struct SpeechSettings {
         default_value_t = 3600
     )]
     pub audio_retention_sweep_secs: u64,
+
+    /// Most bytes of synthesised audio one user keeps; beyond it the least recently used
+    /// audio (last synthesised, served from the cache or downloaded) is evicted.
+    #[arg(long, env = "AIMESH_AUDIO_CACHE_BYTES", default_value_t = 256 << 20)]
+    pub audio_cache_bytes: u64,
 }
 
 impl SpeechSettings {
@@ -435,6 +440,7 @@ impl SpeechSettings {
             storage_quota_bytes,
             audio_retention: (self.audio_retention_secs > 0)
                 .then(|| Duration::from_secs(self.audio_retention_secs)),
+            audio_cache_bytes: self.audio_cache_bytes,
         }
     }
 
@@ -450,6 +456,7 @@ impl SpeechSettings {
             speech_max_duration_secs: 3 * 3600,
             audio_retention_secs: 30 * 24 * 3600,
             audio_retention_sweep_secs: 3600,
+            audio_cache_bytes: 256 << 20,
         }
     }
 }

@@ -1,12 +1,15 @@
-//! Audio decoding for speech-to-text: a WAV, FLAC, MP3 or Ogg Vorbis file held in memory is
-//! decoded with symphonia, downmixed to mono and resampled to 16 kHz with rubato.
+//! Audio decoding for speech-to-text: a WAV, FLAC, MP3, Ogg (Vorbis or Opus), WebM/Matroska
+//! (Opus or Vorbis) or MP4 (AAC) file held in memory is decoded with symphonia, downmixed to
+//! mono and resampled to 16 kHz with rubato. Opus, what browsers record and symphonia 0.5 has
+//! no codec for, is decoded by libopus (statically linked, through
+//! `symphonia-adapter-libopus`) registered beside symphonia's own codecs in [`codecs`].
 
-use std::{io::Cursor, time::Duration};
+use std::{io::Cursor, sync::LazyLock, time::Duration};
 
 use rubato::{FftFixedInOut, Resampler};
 use symphonia::core::{
     audio::SampleBuffer,
-    codecs::{CODEC_TYPE_NULL, DecoderOptions},
+    codecs::{CODEC_TYPE_NULL, CodecRegistry, DecoderOptions},
     errors::Error as SymphoniaError,
     formats::FormatOptions,
     io::MediaSourceStream,
@@ -15,6 +18,17 @@ use symphonia::core::{
 };
 
 use crate::engine::EngineError;
+
+/// The audio codecs recordings are decoded with: symphonia's, and Opus through libopus.
+pub fn codecs() -> &'static CodecRegistry {
+    static CODECS: LazyLock<CodecRegistry> = LazyLock::new(|| {
+        let mut registry = CodecRegistry::new();
+        symphonia::default::register_enabled_codecs(&mut registry);
+        registry.register_all::<symphonia_adapter_libopus::OpusDecoder>();
+        registry
+    });
+    &CODECS
+}
 
 /// The request field audio arrives in.
 const FIELD: &str = "audio";
@@ -61,7 +75,7 @@ fn decode_to_mono(bytes: Vec<u8>, max_duration: Duration) -> Result<(Vec<f32>, u
         .find(|track| track.codec_params.codec != CODEC_TYPE_NULL)
         .ok_or_else(|| EngineError::invalid(FIELD, "has no audio track"))?;
     let track_id = track.id;
-    let mut decoder = symphonia::default::get_codecs()
+    let mut decoder = codecs()
         .make(&track.codec_params, &DecoderOptions::default())
         .map_err(undecodable)?;
 

@@ -367,6 +367,7 @@ async fn signed_urls_open_each_services_files(backend: Backend) {
             voice: "en-us".into(),
             format: spb::AudioFormat::Wav.into(),
             words_per_minute: 0,
+            sample_rate_hertz: 0,
         })
         .await
         .expect("synthesize_audio failed (is espeak-ng installed?)")

@@ -119,6 +119,7 @@ async fn synthesize(client: &Client, text: &str, rate: i32) -> pb::SynthesizeAud
             voice: "en-us".into(),
             format: pb::AudioFormat::Wav.into(),
             words_per_minute: rate,
+            sample_rate_hertz: 0,
         })
         .await
         .expect("synthesize_audio failed")
@@ -491,12 +492,15 @@ async fn bad_input_is_named(backend: Backend) {
             voice: String::new(),
             format: 42,
             words_per_minute: 10,
+            sample_rate_hertz: 12_345,
         })
         .await
         .unwrap_err();
     assert_invalid(&status, "text");
     assert_invalid(&status, "format");
     assert_invalid(&status, "words_per_minute");
+    assert_invalid(&status, "sample_rate_hertz");
+    assert!(status.message().contains("44100"), "{}", status.message());
     let status = speech
         .synthesize_audio(pb::SynthesizeAudioRequest {
             text: "Hello".into(),
@@ -754,7 +758,195 @@ async fn a_transcript_is_summarised(backend: Backend) {
     assert_code(&status, Code::NotFound);
 }
 
+/// Transcribes `data` and returns the transcript, lowercased.
+async fn transcribe(
+    app: &TestApp,
+    speech: &Client,
+    filename: &str,
+    content_type: &str,
+    data: Vec<u8>,
+) -> String {
+    let mut request = create_request(filename, data, "en");
+    request.body.as_mut().unwrap().content_type = content_type.into();
+    let created = speech
+        .clone()
+        .create_transcription(request)
+        .await
+        .unwrap_or_else(|status| panic!("{filename}: {status:?}"))
+        .into_inner();
+    let job = created.job.unwrap();
+    let seen = app
+        .watch_job_to_end(&app.alice.access, &job.id, JOB_LIMIT)
+        .await;
+    assert_eq!(
+        seen.last().unwrap().state(),
+        jpb::JobState::Succeeded,
+        "{filename}: {seen:?}"
+    );
+    get(speech, &created.transcription.unwrap().id)
+        .await
+        .text
+        .to_lowercase()
+}
+
+async fn audio_formats_and_recorded_formats(backend: Backend) {
+    let app = spawn_with(backend, |_| {}).await;
+    let speech = client(&app, &app.alice.access);
+    let text = "The library opens at nine in the morning and closes at six in the evening.";
+    let mut stored = Vec::new();
+    for (format, rate, content_type, magic) in [
+        (pb::AudioFormat::Wav, 16_000, "audio/wav", &b"RIFF"[..]),
+        (pb::AudioFormat::Mp3, 16_000, "audio/mpeg", &[0xff][..]),
+        (pb::AudioFormat::OggOpus, 24_000, "audio/ogg", &b"OggS"[..]),
+    ] {
+        let made = speech
+            .clone()
+            .synthesize_audio(pb::SynthesizeAudioRequest {
+                text: text.into(),
+                voice: "en-us".into(),
+                format: format.into(),
+                words_per_minute: 0,
+                sample_rate_hertz: rate,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!made.cached);
+        let audio = made.audio.unwrap();
+        assert_eq!(audio.format(), format);
+        assert_eq!(audio.content_type, content_type);
+        assert_eq!(audio.sample_rate_hertz, rate);
+        assert!(audio.duration_seconds > 3.0, "{}", audio.duration_seconds);
+        let body = speech
+            .clone()
+            .download_audio(pb::DownloadAudioRequest {
+                id: audio.id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(body.content_type, content_type);
+        assert!(
+            body.data.starts_with(magic),
+            "{format:?}: {:?}",
+            &body.data[..8]
+        );
+        assert_eq!(body.data.len() as i64, audio.size_bytes);
+        stored.push((audio, body.data));
+    }
+    let wav_size = stored[0].0.size_bytes;
+    assert!(
+        stored[1].0.size_bytes * 2 < wav_size,
+        "MP3 at 64 kbit/s is under half of 16-bit WAV"
+    );
+    assert!(
+        stored[2].0.size_bytes * 4 < wav_size,
+        "Opus at 32 kbit/s is under a quarter"
+    );
+    // Another format or sample rate is another request; the same one is a cache hit.
+    let again = speech
+        .clone()
+        .synthesize_audio(pb::SynthesizeAudioRequest {
+            text: text.into(),
+            voice: "en-us".into(),
+            format: pb::AudioFormat::OggOpus.into(),
+            words_per_minute: 0,
+            sample_rate_hertz: 24_000,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(again.cached);
+    assert_eq!(again.audio.unwrap().id, stored[2].0.id);
+
+    // The Opus and MP3 files transcribe back to the words spoken.
+    for (audio, data) in &stored[1..] {
+        let heard = transcribe(
+            &app,
+            &speech,
+            "synthesised",
+            &audio.content_type,
+            data.clone(),
+        )
+        .await;
+        for word in ["library", "morning", "evening"] {
+            assert!(
+                heard.contains(word),
+                "{:?}: {word:?} missing from {heard:?}",
+                audio.format()
+            );
+        }
+    }
+    // What browsers (WebM/Opus) and phones (MP4/AAC) record.
+    let fixtures = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../aimesh-speech/tests/fixtures"
+    );
+    for (name, content_type) in [
+        ("voice-note.webm", "audio/webm"),
+        ("voice-note.m4a", "audio/mp4"),
+    ] {
+        let data = std::fs::read(format!("{fixtures}/{name}")).unwrap();
+        let heard = transcribe(&app, &speech, name, content_type, data).await;
+        for word in ["quarterly", "report", "friday", "meeting", "floor"] {
+            assert!(
+                heard.contains(word),
+                "{name}: {word:?} missing from {heard:?}"
+            );
+        }
+    }
+}
+
+async fn the_audio_cache_evicts_the_least_recently_used(backend: Backend) {
+    // Room for two of these sentences (each some 140 KB of WAV), not three.
+    let app = spawn_with(backend, |config| config.speech.audio_cache_bytes = 300_000).await;
+    let speech = client(&app, &app.alice.access);
+    let first = synthesize(&speech, "The first sentence, spoken slowly and clearly.", 0).await;
+    let first = first.audio.unwrap();
+    assert!(
+        first.size_bytes > 110_000 && first.size_bytes < 150_000,
+        "{}",
+        first.size_bytes
+    );
+    let second = synthesize(
+        &speech,
+        "The second sentence, spoken slowly and clearly.",
+        0,
+    )
+    .await;
+    let second = second.audio.unwrap();
+    // The first is used again (downloaded): the second becomes the least recently used.
+    speech
+        .clone()
+        .download_audio(pb::DownloadAudioRequest {
+            id: first.id.clone(),
+        })
+        .await
+        .unwrap();
+    let third = synthesize(&speech, "The third sentence, spoken slowly and clearly.", 0).await;
+    let third = third.audio.unwrap();
+    let get = |id: &str| {
+        let mut speech = speech.clone();
+        let id = id.to_owned();
+        async move { speech.get_audio(pb::GetAudioRequest { id }).await }
+    };
+    assert_code(&get(&second.id).await.unwrap_err(), Code::NotFound);
+    get(&first.id).await.expect("the recently used audio stays");
+    get(&third.id).await.expect("the new audio stays");
+    // Asked for again, the evicted audio is synthesised anew.
+    let again = synthesize(
+        &speech,
+        "The second sentence, spoken slowly and clearly.",
+        0,
+    )
+    .await;
+    assert!(!again.cached);
+    assert_ne!(again.audio.unwrap().id, second.id);
+}
+
 backend_tests!(
+    audio_formats_and_recorded_formats,
+    the_audio_cache_evicts_the_least_recently_used,
     a_transcript_is_summarised,
     languages_are_detected,
     speech_end_to_end,

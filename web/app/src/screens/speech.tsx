@@ -497,6 +497,7 @@ function Synthesize({ onCreated }: { onCreated: (audio: Audio) => void }) {
   const [engine, setEngine] = useState("");
   const [voice, setVoice] = useState("");
   const [rate, setRate] = useState("");
+  const [format, setFormat] = useState<AudioFormat>(AudioFormat.OGG_OPUS);
   const [cached, setCached] = useState(false);
   useEffect(() => {
     speech
@@ -515,8 +516,9 @@ function Synthesize({ onCreated }: { onCreated: (audio: Audio) => void }) {
     const r = await speech.synthesizeAudio({
       text,
       voice,
-      format: AudioFormat.WAV,
+      format,
       wordsPerMinute: wpm,
+      sampleRateHertz: 0,
     });
     setCached(r.cached);
     if (r.audio) onCreated(r.audio);
@@ -564,6 +566,16 @@ function Synthesize({ onCreated }: { onCreated: (audio: Audio) => void }) {
               onInput={(e) => setRate(e.currentTarget.value)}
             />
           </label>
+          <label>
+            Format
+            <select value={format} onChange={(e) => setFormat(Number(e.currentTarget.value) as AudioFormat)}>
+              {FORMATS.map(([value, name]) => (
+                <option key={value} value={value}>
+                  {name}
+                </option>
+              ))}
+            </select>
+          </label>
           <button type="submit" disabled={run.busy || !text.trim()}>
             Synthesize
           </button>
@@ -579,6 +591,13 @@ function Synthesize({ onCreated }: { onCreated: (audio: Audio) => void }) {
   );
 }
 
+/** The stored formats, as the form offers them, with their file extensions. */
+const FORMATS: [AudioFormat, string, string][] = [
+  [AudioFormat.OGG_OPUS, "Ogg Opus", "ogg"],
+  [AudioFormat.MP3, "MP3", "mp3"],
+  [AudioFormat.WAV, "WAV", "wav"],
+];
+
 /** Plays synthesised audio through a signed URL. */
 function Player({ audio }: { audio: Audio }) {
   const [url, setUrl] = useState("");
@@ -593,21 +612,30 @@ function Player({ audio }: { audio: Audio }) {
     <Panel title="Listen">
       <p class="text">{audio.text}</p>
       <p class="meta">
-        {audio.voice || "default voice"} · {audio.durationSeconds.toFixed(1)} s · {bytes(audio.sizeBytes)}
+        {audio.voice || "default voice"} · {audio.durationSeconds.toFixed(1)} s · {bytes(audio.sizeBytes)} ·{" "}
+        {formatName(audio.format)}
       </p>
       <ErrorNote error={error} />
       {url ? (
         <>
           <audio controls preload="metadata" src={url} aria-label="Synthesized speech" />
           <p>
-            <a href={url} download={`speech-${audio.id.slice(0, 8)}.wav`}>
-              Download WAV
+            <a href={url} download={`speech-${audio.id.slice(0, 8)}.${formatExtension(audio.format)}`}>
+              Download {formatName(audio.format)}
             </a>
           </p>
         </>
       ) : null}
     </Panel>
   );
+}
+
+function formatName(format: AudioFormat): string {
+  return FORMATS.find(([value]) => value === format)?.[1] ?? "WAV";
+}
+
+function formatExtension(format: AudioFormat): string {
+  return FORMATS.find(([value]) => value === format)?.[2] ?? "wav";
 }
 
 /** The caller's synthesised audio, newest first. */
