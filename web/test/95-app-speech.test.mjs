@@ -1,6 +1,7 @@
 // The app's Speech screen in a real headless Chromium through the real edge: a sentence is
-// synthesised and played through its signed URL (the <audio> loads a duration), and the same
-// WAV, uploaded through the file input, is transcribed by a job watched live into a transcript.
+// synthesised as MP3 and played through its signed URL (the <audio> loads a duration), and the
+// same file, uploaded through the file input, is transcribed by a job watched live into a
+// transcript.
 
 import { after } from "node:test";
 import assert from "node:assert/strict";
@@ -10,12 +11,13 @@ after(closeBrowser);
 
 const TEXT = "The orchard behind the school has twelve apple trees.";
 
-appTest("speech: a sentence is synthesised and played, and its WAV uploaded is transcribed live", async ({ page }) => {
+appTest("speech: a sentence is synthesised as MP3 and played, and the file uploaded is transcribed live", async ({ page }) => {
   await signUp(page);
   await page.getByRole("link", { name: "Speech" }).click();
   await page.getByRole("heading", { name: "Speech", level: 1 }).waitFor();
 
-  // Synthesis: the audio element loads the stored WAV through a signed URL on this origin.
+  // Synthesis in the form's default format, MP3 (every browser plays it): the audio element
+  // loads the stored file through a signed URL on this origin and reads its duration.
   await page.getByLabel("Text to speak").fill(TEXT);
   await page.getByRole("button", { name: "Synthesize", exact: true }).click();
   const audio = page.getByLabel("Synthesized speech");
@@ -30,17 +32,19 @@ appTest("speech: a sentence is synthesised and played, and its WAV uploaded is t
   assert.ok(duration > 1, `duration ${duration}`);
   await page.getByRole("list", { name: "Synthesized audio" }).getByText(TEXT).waitFor();
 
-  // The WAV the page plays, uploaded back as a file to transcribe.
-  const wav = Buffer.from(
+  assert.match(await page.getByRole("link", { name: "Download MP3" }).getAttribute("download"), /\.mp3$/);
+
+  // The file the page plays, uploaded back to transcribe.
+  const mp3 = Buffer.from(
     await audio.evaluate(async (a) => Array.from(new Uint8Array(await (await fetch(a.src)).arrayBuffer()))),
   );
-  assert.equal(wav.subarray(0, 4).toString(), "RIFF");
+  assert.equal(mp3[0], 0xff, "an MPEG frame");
   await page.getByLabel(/Or choose an audio file/).setInputFiles({
-    name: "orchard.wav",
-    mimeType: "audio/wav",
-    buffer: wav,
+    name: "orchard.mp3",
+    mimeType: "audio/mpeg",
+    buffer: mp3,
   });
-  await page.getByText(/Ready: orchard\.wav/).waitFor();
+  await page.getByText(/Ready: orchard\.mp3/).waitFor();
   await page.getByRole("button", { name: "Transcribe", exact: true }).click();
   const bar = page.getByRole("progressbar", { name: "Transcription" });
   await bar.waitFor();
@@ -51,7 +55,7 @@ appTest("speech: a sentence is synthesised and played, and its WAV uploaded is t
   assert.match(await transcript.textContent(), /orchard|apple/i);
   // The language transcribed (the default model's, English).
   assert.match(await page.getByTestId("transcript-language").textContent(), /Language: en/);
-  await page.getByRole("list", { name: "Transcriptions" }).getByText("orchard.wav").waitFor();
+  await page.getByRole("list", { name: "Transcriptions" }).getByText("orchard.mp3").waitFor();
   await snapshot(page, "speech");
 });
 
@@ -71,21 +75,21 @@ appTest("speech at phone width: the screen fits and past audio can be deleted", 
   await list.getByText("No audio yet.").waitFor();
 }, { viewport: { width: 390, height: 844 } });
 
-appTest("speech: a recording made in the page is converted to WAV and transcribed", async ({ page, context }) => {
+appTest("speech: a recording made in the page is sent as recorded (WebM/Opus) and transcribed", async ({ page, context }) => {
   await context.grantPermissions(["microphone"]);
   await signUp(page);
   await page.getByRole("link", { name: "Speech" }).click();
   await page.getByRole("button", { name: "Record" }).click();
   await page.getByText(/Recording… [2-9] s/).waitFor();
   await page.getByRole("button", { name: "Stop recording" }).click();
-  // Chromium records WebM/Opus, which the server cannot decode: the page sends 16 kHz WAV.
-  const ready = page.getByText(/Ready: recording-.*\.wav/);
+  // Chromium records WebM/Opus (streamed, without sizes or cues): the server decodes it as is.
+  const ready = page.getByText(/Ready: recording-.*\.webm/);
   await ready.waitFor();
   assert.match(await ready.textContent(), /\d+\.\d s/);
   await page.getByRole("button", { name: "Transcribe", exact: true }).click();
   await page.locator('.job[data-state="succeeded"]').waitFor({ timeout: 180_000 });
   await page.getByRole("region", { name: "Transcript", exact: true }).waitFor();
-  await page.getByRole("list", { name: "Transcriptions" }).getByText(/^recording-.*\.wav$/).waitFor();
+  await page.getByRole("list", { name: "Transcriptions" }).getByText(/^recording-.*\.webm$/).waitFor();
 });
 
 /** A 16-bit PCM WAV of a tone: `seconds` long at `rate` Hz with `channels` channels. */

@@ -1,7 +1,6 @@
-// Audio the speech service can read, made in the browser: what a browser records (WebM or Ogg
-// with Opus, which the server has no decoder for) is decoded by an AudioContext, mixed down to
-// mono, resampled to 16 kHz (what Whisper listens at, and small enough for the edge's body
-// limit) and encoded as 16-bit PCM WAV.
+// Large uncompressed recordings made small in the browser: a WAV over the size the page sends
+// as is is decoded by an AudioContext, mixed down to mono, resampled to 16 kHz (what Whisper
+// listens at, and small enough for the edge's body limit) and encoded as 16-bit PCM WAV.
 
 /** The rate transcription works at; recordings are resampled to it. */
 export const SPEECH_RATE = 16_000;
@@ -60,14 +59,3 @@ export function encodeWav(samples: Float32Array, rate: number): Uint8Array {
   return bytes;
 }
 
-/**
- * Whether the speech service can decode `file` as it is (WAV, FLAC, MP3, Ogg Vorbis, MP4/AAC);
- * WebM and Opus are converted first.
- */
-export function needsConversion(file: File, head: Uint8Array): boolean {
-  const ascii = String.fromCharCode(...head.slice(0, 64));
-  if (ascii.includes("OpusHead")) return true;
-  // Matroska/WebM's EBML magic.
-  if (head[0] === 0x1a && head[1] === 0x45 && head[2] === 0xdf && head[3] === 0xa3) return true;
-  return /webm|opus/i.test(file.type) || /\.(webm|opus|weba)$/i.test(file.name);
-}

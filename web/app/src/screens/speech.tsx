@@ -15,7 +15,7 @@ import {
 import { JobState } from "../../../src/gen/aimesh/jobs/v1/jobs_pb.js";
 import { client, sameOrigin } from "../api.js";
 import { ErrorNote, JobProgress, Pager, Panel, bytes, useAction, useJob, usePaged, when } from "../ui.js";
-import { needsConversion, toWav } from "../wav.js";
+import { toWav } from "../wav.js";
 import type { ScreenProps } from "./index.js";
 
 const speech = client(SpeechService);
@@ -107,8 +107,8 @@ function Transcribe({ onCreated }: { onCreated: (id: string) => void }) {
     setPending(undefined);
     if (!file) return;
     const buffer = await file.arrayBuffer();
-    const head = new Uint8Array(buffer.slice(0, 64));
-    const isWav = String.fromCharCode(...head.slice(0, 4)) === "RIFF";
+    const head = new Uint8Array(buffer.slice(0, 4));
+    const isWav = String.fromCharCode(...head) === "RIFF";
     if (isWav && buffer.byteLength > LARGE_WAV) {
       // Uncompressed and large: 16 kHz mono is all transcription uses, and far smaller.
       const wav = await toWav(buffer);
@@ -123,18 +123,7 @@ function Transcribe({ onCreated }: { onCreated: (id: string) => void }) {
         return;
       }
     }
-    if (needsConversion(file, head)) {
-      const wav = await toWav(buffer);
-      setPending({
-        name: file.name.replace(/\.[^.]*$/, "") + ".wav",
-        contentType: "audio/wav",
-        data: wav.data,
-        seconds: wav.seconds,
-        note: "Converted to WAV in the browser (the server cannot decode Opus).",
-      });
-    } else {
-      setPending({ name: file.name, contentType: file.type, data: new Uint8Array(buffer) });
-    }
+    setPending({ name: file.name, contentType: file.type, data: new Uint8Array(buffer) });
   });
 
   const start = useAction(async () => {
@@ -171,11 +160,11 @@ function Transcribe({ onCreated }: { onCreated: (id: string) => void }) {
         }}
       />
       <label>
-        Or choose an audio file (WAV, FLAC, MP3, Ogg, M4A; WebM is converted)
+        Or choose an audio file (WAV, FLAC, MP3, Ogg, Opus, WebM, M4A)
         <input
           key={fileKey}
           type="file"
-          accept="audio/*,.wav,.flac,.mp3,.ogg,.m4a,.webm"
+          accept="audio/*,.wav,.flac,.mp3,.ogg,.opus,.m4a,.webm"
           onChange={(e) => void choose.run(e.currentTarget.files?.[0])}
         />
       </label>
@@ -225,7 +214,8 @@ function safeName(name: string): string {
   return clean || "recording.wav";
 }
 
-/** Records from the microphone (MediaRecorder), then converts the recording to WAV. */
+/** Records from the microphone (MediaRecorder) and hands the recording on as the browser made it
+ * (WebM or Ogg with Opus, or MP4 with AAC), which the server decodes. */
 function Recorder({ onRecorded }: { onRecorded: (p: Pending) => void }) {
   const [recording, setRecording] = useState(false);
   const [seconds, setSeconds] = useState(0);
@@ -254,6 +244,7 @@ function Recorder({ onRecorded }: { onRecorded: (p: Pending) => void }) {
       const media = await navigator.mediaDevices.getUserMedia({ audio: true });
       stream.current = media;
       const chunks: Blob[] = [];
+      const started = Date.now();
       const rec = new MediaRecorder(media);
       rec.ondataavailable = (e) => e.data.size && chunks.push(e.data);
       rec.onstop = async () => {
@@ -261,13 +252,12 @@ function Recorder({ onRecorded }: { onRecorded: (p: Pending) => void }) {
         setRecording(false);
         try {
           const blob = new Blob(chunks, { type: rec.mimeType });
-          const wav = await toWav(await blob.arrayBuffer());
           const stamp = new Date().toISOString().replace(/[:.]/g, "-");
           onRecorded({
-            name: `recording-${stamp}.wav`,
-            contentType: "audio/wav",
-            data: wav.data,
-            seconds: wav.seconds,
+            name: `recording-${stamp}.${recordingExtension(rec.mimeType)}`,
+            contentType: rec.mimeType || "application/octet-stream",
+            data: new Uint8Array(await blob.arrayBuffer()),
+            seconds: (Date.now() - started) / 1000,
           });
         } catch (e) {
           setError(e);
@@ -275,7 +265,6 @@ function Recorder({ onRecorded }: { onRecorded: (p: Pending) => void }) {
       };
       recorder.current = rec;
       rec.start();
-      const started = Date.now();
       setSeconds(0);
       timer.current = window.setInterval(() => setSeconds((Date.now() - started) / 1000), 250);
       setRecording(true);
@@ -497,7 +486,7 @@ function Synthesize({ onCreated }: { onCreated: (audio: Audio) => void }) {
   const [engine, setEngine] = useState("");
   const [voice, setVoice] = useState("");
   const [rate, setRate] = useState("");
-  const [format, setFormat] = useState<AudioFormat>(AudioFormat.OGG_OPUS);
+  const [format, setFormat] = useState<AudioFormat>(AudioFormat.MP3);
   const [cached, setCached] = useState(false);
   useEffect(() => {
     speech
@@ -591,10 +580,17 @@ function Synthesize({ onCreated }: { onCreated: (audio: Audio) => void }) {
   );
 }
 
+/** The file extension of a recording the browser made, from its media type. */
+function recordingExtension(mimeType: string): string {
+  if (/ogg/i.test(mimeType)) return "ogg";
+  if (/mp4|aac/i.test(mimeType)) return "m4a";
+  return "webm";
+}
+
 /** The stored formats, as the form offers them, with their file extensions. */
 const FORMATS: [AudioFormat, string, string][] = [
-  [AudioFormat.OGG_OPUS, "Ogg Opus", "ogg"],
   [AudioFormat.MP3, "MP3", "mp3"],
+  [AudioFormat.OGG_OPUS, "Ogg Opus", "ogg"],
   [AudioFormat.WAV, "WAV", "wav"],
 ];
 
