@@ -13,12 +13,14 @@
 //! cargo run --release -p aimesh-bench -- upload --size-mib 50 [--edge http://127.0.0.1:8080]
 //! cargo run --release -p aimesh-bench -- searchable --models-dir DIR --pages 100
 //! cargo run --release -p aimesh-bench -- search --models-dir DIR --chunks 10000,100000
+//! cargo run --release -p aimesh-bench -- soak --addr 127.0.0.1:50051 --server-pid PID
 //! ```
 //! `scripts/bench-jobs` runs the jobs benchmark beside the same workload on Celery;
 //! `scripts/bench-embed` the embeddings benchmark beside sentence-transformers;
 //! `scripts/bench-chat` the chat benchmark beside llama.cpp on the same model file;
 //! `scripts/bench-transcribe` the transcribe benchmark beside faster-whisper;
-//! `scripts/bench-upload` the document benchmarks with Envoy in front and curl as the REST peer.
+//! `scripts/bench-upload` the document benchmarks with Envoy in front and curl as the REST peer;
+//! `scripts/chaos` the soak, after the fault suite.
 
 mod chat;
 mod documents;
@@ -27,6 +29,7 @@ mod events;
 mod jobs;
 mod notes;
 mod reports;
+mod soak;
 mod transcribe;
 mod upscale;
 mod watch;
@@ -66,6 +69,9 @@ enum Command {
     Searchable(documents::SearchableOptions),
     /// SearchDocuments latency (p50/p95) at growing numbers of stored chunks.
     Search(documents::SearchOptions),
+    /// A running mesh under a steady notes load (a share of its measured capacity) for a long
+    /// while: errors, and the server's resident memory at the start and the end.
+    Soak(soak::Options),
 }
 
 #[tokio::main]
@@ -83,5 +89,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Upload(options) => documents::upload(options).await,
         Command::Searchable(options) => documents::searchable(options).await,
         Command::Search(options) => documents::search(options).await,
+        Command::Soak(options) => soak::run(options).await,
     }
 }

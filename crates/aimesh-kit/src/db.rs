@@ -478,6 +478,13 @@ pub fn error_code(error: &sqlx::Error) -> Code {
                 Some("40001") | Some("40P01") => Code::Aborted,
                 // PostgreSQL statement cancelled (statement_timeout).
                 Some("57014") => Code::DeadlineExceeded,
+                // PostgreSQL shutting down, crashed or not accepting connections yet (57P01 to
+                // 57P03), and connection exceptions (class 08): the database is away; retry.
+                Some(code)
+                    if code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03") =>
+                {
+                    Code::Unavailable
+                }
                 _ => Code::Internal,
             },
         },

@@ -7,6 +7,7 @@ mod admin;
 mod conversation;
 mod dynamic;
 mod events;
+mod faults;
 mod files;
 mod gallery;
 mod helpers;
