@@ -184,7 +184,7 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
             .context("created note")?;
         ids.push(note.id);
     }
-    let rss = |pid: Option<u32>| pid.and_then(|pid| rss_kib(pid).ok());
+    let rss = |pid: Option<u32>| pid.and_then(|pid| crate::watch::rss_kib(pid).ok());
     let baseline = rss(options.server_pid);
 
     // Capacity: calls back to back.
@@ -343,16 +343,6 @@ fn note_request(n: u64) -> pb::CreateNoteRequest {
             ..Default::default()
         }),
     }
-}
-
-/// A process's resident memory, from `/proc/<pid>/status`.
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.split_whitespace().next()?.parse().ok())
-        .context("no VmRSS")
 }
 
 fn show_kib(kib: Option<u64>) -> String {

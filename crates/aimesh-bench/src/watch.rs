@@ -34,7 +34,8 @@ pub(crate) struct Options {
     aimesh: Option<PathBuf>,
 }
 
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+/// A process's resident memory, from `/proc/<pid>/status`.
+pub(crate) fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()

@@ -312,21 +312,8 @@ impl Stream {
 
 /// Encodes 16 kHz mono samples as a 16-bit PCM WAV file (what the transcriber takes).
 pub fn wav_16k(samples: &[f32]) -> Result<Vec<u8>, AudioError> {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: SAMPLE_RATE,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut bytes = Cursor::new(Vec::with_capacity(44 + samples.len() * 2));
-    let failed = |error: hound::Error| AudioError(format!("re-encoding a window: {error}"));
-    let mut writer = hound::WavWriter::new(&mut bytes, spec).map_err(failed)?;
-    for &sample in samples {
-        let value = (sample.clamp(-1.0, 1.0) * f32::from(i16::MAX)) as i16;
-        writer.write_sample(value).map_err(failed)?;
-    }
-    writer.finalize().map_err(failed)?;
-    Ok(bytes.into_inner())
+    crate::encode::wav_bytes(samples, SAMPLE_RATE)
+        .map_err(|error| AudioError(format!("re-encoding a window: {error}")))
 }
 
 #[cfg(test)]

@@ -109,7 +109,8 @@ fn to_i16(sample: f32) -> i16 {
     (sample.clamp(-1.0, 1.0) * f32::from(i16::MAX)).round() as i16
 }
 
-fn wav_bytes(samples: &[f32], rate: u32) -> Result<Vec<u8>, EncodeError> {
+/// Mono samples in `[-1, 1]` as a 16-bit PCM WAV file.
+pub(crate) fn wav_bytes(samples: &[f32], rate: u32) -> Result<Vec<u8>, EncodeError> {
     let spec = hound::WavSpec {
         channels: 1,
         sample_rate: rate,

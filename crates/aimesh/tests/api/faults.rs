@@ -21,7 +21,7 @@ use std::{
 
 use aimesh_kit::testing::{Backend, TestDatabase};
 use aimesh_proto::{
-    identity::v1::{LoginRequest, RegisterRequest, identity_service_client::IdentityServiceClient},
+    identity::v1::{LoginRequest, identity_service_client::IdentityServiceClient},
     jobs::v1::{self as jpb, jobs_service_client::JobsServiceClient},
     notes::v1::{self as pb, notes_service_client::NotesServiceClient},
 };
@@ -34,7 +34,7 @@ use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
-use crate::helpers::{Bearer, JobsClient, NotesClient, PASSWORD, create_note, get_note};
+use crate::helpers::{Bearer, JobsClient, NotesClient, PASSWORD, TestApp, create_note, get_note};
 
 /// How long a debug build of the mesh may take to start (migrations included) on a loaded
 /// machine. A hang guard, not a speed check.
@@ -389,28 +389,9 @@ struct User(Bearer);
 impl User {
     /// Registers `username` and logs in over `channel`.
     async fn login(channel: &Channel, username: &str) -> Self {
-        let mut identity = IdentityServiceClient::new(channel.clone());
-        let email = format!("{username}@example.com");
-        identity
-            .register(RegisterRequest {
-                username: username.into(),
-                email: email.clone(),
-                password: PASSWORD.into(),
-                password2: PASSWORD.into(),
-            })
-            .await
-            .expect("register failed");
-        let access = identity
-            .login(LoginRequest {
-                email,
-                username: String::new(),
-                password: PASSWORD.into(),
-            })
-            .await
-            .expect("login failed")
-            .into_inner()
-            .access;
-        Self(Bearer::token(&access))
+        Self(Bearer::token(
+            &TestApp::session_on(channel, username).await.access,
+        ))
     }
 
     fn notes(&self, channel: &Channel) -> NotesClient {

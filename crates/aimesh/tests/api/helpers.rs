@@ -206,7 +206,8 @@ impl TestApp {
         Self::session_on(&self.channel, username).await
     }
 
-    async fn session_on(channel: &Channel, username: &str) -> Session {
+    /// Registers `username` and logs in over `channel` (a server of this test or another).
+    pub(crate) async fn session_on(channel: &Channel, username: &str) -> Session {
         let mut identity = IdentityServiceClient::new(channel.clone());
         let email = format!("{username}@example.com");
         identity
