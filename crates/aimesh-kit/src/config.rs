@@ -51,6 +51,10 @@ pub struct ServerConfig {
     /// How long in-flight requests may take to finish after SIGTERM, in seconds.
     #[arg(long, env = "AIMESH_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
+
+    /// TLS on the gRPC listener (and mutual TLS), and for calls to other services.
+    #[command(flatten)]
+    pub tls: crate::tls::TlsConfig,
 }
 
 impl ServerConfig {
@@ -90,6 +94,7 @@ impl ServerConfig {
             auto_migrate: true,
             metrics_addr: "127.0.0.1:0".into(),
             shutdown_grace_secs: 1,
+            tls: crate::tls::TlsConfig::default(),
         }
     }
 

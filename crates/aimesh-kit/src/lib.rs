@@ -7,6 +7,7 @@ pub mod auth;
 pub mod blob;
 pub mod config;
 pub mod db;
+pub mod drain;
 pub mod error;
 pub mod export;
 pub mod files;
@@ -19,5 +20,6 @@ pub mod server;
 pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod tls;
 
 pub use error::{Code, FieldViolation, ServiceError};

@@ -4,7 +4,8 @@
 //! (port 0 works: [`Server::local_addr`] tells the real one) and [`Server::run_until_stopped`]
 //! serves until the shutdown token is cancelled. Every server gets grpc-web (HTTP/1.1 too), gRPC
 //! reflection (v1 and v1alpha), `grpc.health.v1` driven by readiness checks, a tracing span per
-//! request joined to the caller's W3C trace context, and a graceful drain on shutdown.
+//! request joined to the caller's W3C trace context, and a graceful drain on shutdown that lets
+//! unary calls finish and ends open server streams with `UNAVAILABLE` (see [`crate::drain`]).
 
 use std::{
     convert::Infallible, future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration,
@@ -17,13 +18,13 @@ use tonic::{
     body::Body,
     server::NamedService,
     service::{Routes, RoutesBuilder},
-    transport::server::TcpIncoming,
+    transport::{ServerTlsConfig, server::TcpIncoming},
 };
 use tonic_health::{ServingStatus, server::HealthReporter};
 use tower::Service;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::{auth::AuthLayer, metrics::MetricsLayer};
+use crate::{auth::AuthLayer, drain::DrainLayer, metrics::MetricsLayer, tls::TlsConfig};
 
 /// A readiness check: resolves to `Ok` when the dependency it checks is usable.
 pub type ReadinessCheck =
@@ -42,6 +43,8 @@ pub struct ServerBuilder {
     grace: Duration,
     auth: Option<AuthLayer>,
     metrics_addr: Option<SocketAddr>,
+    /// The listener's TLS settings and how they are described in the log.
+    tls: Option<(ServerTlsConfig, &'static str)>,
 }
 
 impl ServerBuilder {
@@ -59,6 +62,7 @@ impl ServerBuilder {
             grace: Duration::from_secs(30),
             auth: None,
             metrics_addr: None,
+            tls: None,
         }
     }
 
@@ -124,6 +128,15 @@ impl ServerBuilder {
         self
     }
 
+    /// Serves TLS (mutual TLS when `config` names a client CA) instead of plain HTTP/2 when
+    /// `config` has a certificate; see [`crate::tls`]. Fails when the files do not load.
+    pub fn tls(mut self, config: &TlsConfig) -> anyhow::Result<Self> {
+        self.tls = config
+            .server()?
+            .map(|tls| (tls, if config.mutual() { "mutual" } else { "on" }));
+        Ok(self)
+    }
+
     /// Binds the listener.
     pub async fn build(self) -> std::io::Result<Server> {
         let listener = TcpListener::bind(self.addr).await?;
@@ -179,6 +192,7 @@ impl Server {
             shutdown,
             grace,
             auth,
+            tls,
             ..
         } = builder;
 
@@ -232,22 +246,33 @@ impl Server {
             }
         });
 
-        tracing::info!(addr = %local_addr, "grpc server listening");
+        let tls_mode = tls.as_ref().map_or("off", |(_, mode)| *mode);
+        tracing::info!(addr = %local_addr, tls = tls_mode, "grpc server listening");
+        // Cancelled once health says NOT_SERVING (so health watchers hear it first): open server
+        // streams then end with UNAVAILABLE instead of holding the drain (see `drain`).
+        let draining = CancellationToken::new();
         let signal = {
             let shutdown = shutdown.clone();
             let readiness = readiness.clone();
+            let draining = draining.clone();
             async move {
                 shutdown.cancelled().await;
                 readiness.set_all(ServingStatus::NotServing).await;
-                tracing::info!("shutting down: draining in-flight calls");
+                tracing::info!("shutting down: draining in-flight calls, ending open streams");
+                draining.cancel();
             }
         };
-        let serve = tonic::transport::Server::builder()
+        let mut server = tonic::transport::Server::builder();
+        if let Some((tls, _)) = tls {
+            server = server.tls_config(tls)?;
+        }
+        let serve = server
             .accept_http1(true)
             .trace_fn(request_span)
             .layer(tonic_web::GrpcWebLayer::new())
             .layer(metrics)
             .layer(tower::util::option_layer(auth))
+            .layer(DrainLayer::new(draining))
             .add_routes(routes)
             .serve_with_incoming_shutdown(
                 TcpIncoming::from(listener)

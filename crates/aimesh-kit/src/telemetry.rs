@@ -5,10 +5,7 @@
 use opentelemetry::{propagation::TextMapCompositePropagator, trace::TracerProvider as _};
 use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
 use tracing_subscriber::{
-    EnvFilter, Layer,
-    filter::{FilterExt, filter_fn},
-    layer::SubscriberExt,
-    util::SubscriberInitExt,
+    EnvFilter, Layer, filter::filter_fn, layer::SubscriberExt, util::SubscriberInitExt,
 };
 
 use crate::config::{LogFormat, TelemetryConfig};
@@ -70,48 +67,64 @@ pub fn init(cfg: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
     let tracer = provider
         .as_ref()
         .map(|provider| provider.tracer(cfg.service_name.clone()));
-    subscriber(filter, cfg.log_format, tracer).try_init()?;
+    subscriber(filter, cfg.log_format, tracer, std::io::stdout).try_init()?;
     Ok(TelemetryGuard { provider })
 }
 
-/// The layers, each filtered by `filter`: logs in `format`, and spans to `tracer` when
-/// exporting.
+/// The layers: logs in `format` to `writer`, and spans to `tracer` when exporting, behind one
+/// global `filter`.
 ///
-/// Database client spans ([`crate::db::query_span`], target [`DB_SPAN_TARGET`]) are for traces
-/// only: the log layer ignores them, so without a tracer nothing wants them and each costs
-/// one cached interest check.
-fn subscriber(
+/// The level filter is global (a layer of its own), not attached to each layer: a per-layer
+/// filter remembers a "no" in the thread's filter state until the next event, and when the "no"
+/// answers a bare question (`log::log_enabled!` through the `log` bridge, as sqlx asks before
+/// logging each statement) that next event is dropped. The one per-layer filter left is static
+/// (decided per callsite, never per call): database client spans
+/// ([`crate::db::query_span`], target [`DB_SPAN_TARGET`]) are for traces only, so the log layer
+/// ignores them; without a tracer the global filter turns them off, and each costs one cached
+/// interest check.
+fn subscriber<W>(
     filter: EnvFilter,
     format: LogFormat,
     tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
-) -> Box<dyn tracing::Subscriber + Send + Sync> {
+    writer: W,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
     let fmt = match format {
-        LogFormat::Plain => tracing_subscriber::fmt::layer().boxed(),
+        LogFormat::Plain => tracing_subscriber::fmt::layer().with_writer(writer).boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
+            .with_writer(writer)
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .boxed(),
     };
-    let logs = fmt.with_filter(filter.clone().and(filter_fn(|metadata| {
+    let logs = fmt.with_filter(filter_fn(|metadata| {
         !(metadata.is_span() && metadata.target() == DB_SPAN_TARGET)
-    })));
-    let logged = tracing_subscriber::registry().with(logs);
-    // Without the layer rather than with a `None` one, which would want every span.
+    }));
     match tracer {
         Some(tracer) => Box::new(
-            logged.with(
-                tracing_opentelemetry::layer()
-                    .with_tracer(tracer)
-                    .with_filter(filter),
-            ),
+            tracing_subscriber::registry()
+                .with(filter)
+                .with(logs)
+                .with(tracing_opentelemetry::layer().with_tracer(tracer)),
         ),
-        None => Box::new(logged),
+        // Nothing wants database spans then: the global filter turns their callsites off (and
+        // there is no tracer layer rather than a `None` one, which would want every span).
+        None => Box::new(
+            tracing_subscriber::registry()
+                .with(filter.add_directive(DB_SPANS_OFF.parse().expect("a valid directive")))
+                .with(logs),
+        ),
     }
 }
 
 /// The target of database client spans.
 pub const DB_SPAN_TARGET: &str = "aimesh::db";
+
+/// The filter directive that turns [`DB_SPAN_TARGET`] off.
+const DB_SPANS_OFF: &str = "aimesh::db=off";
 
 /// Installs a test subscriber once per process; output only when `TEST_LOG` is set.
 pub fn init_for_tests() {
@@ -164,7 +177,12 @@ mod tests {
         let url = SecretString::from("sqlite::memory:".to_owned());
         let db = Db::connect(&url, &DbOptions::default()).await.unwrap();
         let span = |filter: &str, tracer| {
-            let subscriber = subscriber(EnvFilter::new(filter), LogFormat::Json, tracer);
+            let subscriber = subscriber(
+                EnvFilter::new(filter),
+                LogFormat::Json,
+                tracer,
+                std::io::sink,
+            );
             tracing::subscriber::with_default(subscriber, || {
                 let request = tracing::info_span!("grpc.request");
                 let query = query_span(&db, "SELECT", "notes", "SELECT notes");
@@ -178,5 +196,67 @@ mod tests {
         assert_eq!(span("info", Some(provider.tracer("test"))), (false, false));
         // A level filter turns both off.
         assert_eq!(span("warn", Some(provider.tracer("test"))), (true, true));
+    }
+
+    /// A writer that keeps what is logged.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+        type Writer = Self;
+
+        fn make_writer(&'a self) -> Self {
+            self.clone()
+        }
+    }
+
+    /// A library asking whether a level is enabled (sqlx does, through `log`, before logging
+    /// a statement) and being told no must not cost the next event its line: with a per-layer level filter
+    /// the "no" stayed in the thread's filter state and the next event was dropped.
+    #[test]
+    fn a_disabled_probe_does_not_swallow_the_next_event() {
+        for tracer in [
+            None,
+            Some(SdkTracerProvider::builder().build().tracer("test")),
+        ] {
+            let captured = Captured::default();
+            let subscriber = subscriber(
+                EnvFilter::new("info"),
+                LogFormat::Json,
+                tracer,
+                captured.clone(),
+            );
+            tracing::subscriber::with_default(subscriber, || {
+                // As `log::log_enabled!` does through the `log` bridge: the dispatcher asked
+                // directly, with no callsite interest in between.
+                let probe = tracing::callsite!(
+                    name: "probe",
+                    kind: tracing::metadata::Kind::EVENT,
+                    target: "sqlx::query",
+                    level: tracing::Level::DEBUG,
+                    fields: []
+                );
+                for i in 0..3 {
+                    let asked = tracing::dispatcher::get_default(|d| {
+                        d.enabled(tracing::callsite::Callsite::metadata(probe))
+                    });
+                    assert!(!asked, "a debug statement log is not wanted at info");
+                    tracing::info!(i, "after a probe");
+                }
+            });
+            let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+            assert_eq!(text.matches("after a probe").count(), 3, "{text}");
+        }
     }
 }

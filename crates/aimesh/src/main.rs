@@ -125,6 +125,13 @@ enum Command {
         /// The service to check (empty: the whole server).
         #[arg(long, default_value = "")]
         service: String,
+        /// The name the server's certificate is verified for when it serves TLS
+        /// (AIMESH_TLS_CERT set: the probe then speaks TLS, trusting AIMESH_TLS_CA and
+        /// presenting the process's certificate, as mutual TLS requires).
+        #[arg(long, default_value = "localhost")]
+        tls_server_name: String,
+        #[command(flatten)]
+        tls: aimesh_kit::tls::TlsConfig,
     },
     /// Install, verify and list the pinned models the inference engines run.
     Models {
@@ -289,8 +296,14 @@ async fn main() -> anyhow::Result<()> {
             ModelsCommand::List { models_dir } => aimesh::tools::list_models(models_dir),
         };
     }
-    if let Command::Health { addr, service } = &cli.command {
-        return aimesh::tools::health_check(addr, service).await;
+    if let Command::Health {
+        addr,
+        service,
+        tls_server_name,
+        tls,
+    } = &cli.command
+    {
+        return aimesh::tools::health_check(addr, service, tls, tls_server_name).await;
     }
     // The operator consoles own the terminal: no log lines in their screens.
     match &cli.command {

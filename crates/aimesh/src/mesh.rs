@@ -474,12 +474,30 @@ impl Core {
     /// Starts this process's events relay (numbering, publishing, pruning) until `shutdown`.
     /// Processes that run a worker or serve WatchEvents run one: those of the single-process
     /// default, the worker and the events service of a split deployment.
-    pub async fn start_relay(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    /// The returned task ends after `shutdown`, once its current step is done: await it (see
+    /// [`Core::close`]) before closing the database, which it may still be using.
+    pub async fn start_relay(
+        &self,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
         let relay = Relay::new(self.events.clone(), self.relay.clone())
             .await
             .context("failed to start the events relay")?;
-        tokio::spawn(relay.run(shutdown.clone()));
-        Ok(())
+        Ok(tokio::spawn(relay.run(shutdown.clone())))
+    }
+
+    /// Closes the job engine and the database after shutdown, first letting the events relay
+    /// (if this process runs one) finish its step, for at most 5 s.
+    pub async fn close(&self, relay: Option<tokio::task::JoinHandle<()>>) {
+        if let Some(relay) = relay
+            && tokio::time::timeout(Duration::from_secs(5), relay)
+                .await
+                .is_err()
+        {
+            tracing::warn!("the events relay did not stop within 5 s; closing the database");
+        }
+        self.jobs.close().await;
+        self.db.close().await;
     }
 
     /// Returns a worker for the job kinds this process has the engines for: a kind whose
@@ -529,12 +547,11 @@ pub async fn run_worker(
 ) -> anyhow::Result<()> {
     let engines = Arc::new(Engines::load(models).await);
     let core = Core::start(server, settings, true, engines, services, &shutdown).await?;
-    core.start_relay(&shutdown).await?;
+    let relay = core.start_relay(&shutdown).await?;
     core.worker(settings, server.shutdown_grace())
         .run(shutdown)
         .await;
-    core.jobs.close().await;
-    core.db.close().await;
+    core.close(Some(relay)).await;
     Ok(())
 }
 
@@ -543,6 +560,7 @@ pub struct Mesh {
     server: Server,
     core: Core,
     worker: Option<Worker>,
+    relay: Option<tokio::task::JoinHandle<()>>,
     shutdown: CancellationToken,
 }
 
@@ -577,9 +595,11 @@ impl Mesh {
         .await?;
         core.jobs.set_watch_limits(config.jobs.watch_limits());
         let serves_events = services.contains(&ServiceKind::Events);
-        if runs_worker || serves_events {
-            core.start_relay(&shutdown).await?;
-        }
+        let relay = if runs_worker || serves_events {
+            Some(core.start_relay(&shutdown).await?)
+        } else {
+            None
+        };
         if serves_events {
             core.events
                 .listen(shutdown.clone())
@@ -670,6 +690,7 @@ impl Mesh {
             server,
             core,
             worker,
+            relay,
             shutdown,
         })
     }
@@ -703,8 +724,7 @@ impl Mesh {
         if let Some(worker) = worker {
             let _ = worker.await;
         }
-        self.core.jobs.close().await;
-        self.core.db.close().await;
+        self.core.close(self.relay).await;
         result
     }
 }
@@ -720,7 +740,7 @@ fn server_builder(
         let db = db.clone();
         Box::pin(async move { db.ping().await.map_err(|e| e.to_string()) })
     });
-    Ok(ServerBuilder::new(config.grpc_addr)
+    ServerBuilder::new(config.grpc_addr)
         .metrics(
             config
                 .metrics_addr()
@@ -729,7 +749,8 @@ fn server_builder(
         .shutdown_token(shutdown.clone())
         .grace_period(config.shutdown_grace())
         .check_interval(Duration::from_secs(5))
-        .readiness_check("database", db_ready))
+        .readiness_check("database", db_ready)
+        .tls(&config.tls)
 }
 
 /// The identity service, with its signing key (created in the data directory on first start)
@@ -777,14 +798,19 @@ async fn authenticator(
             (Some(identity), _) => (identity.verifier(), None),
             (None, Some(url)) => {
                 let verifier = Arc::new(JwtVerifier::new(config.auth.jwt_issuer.clone()));
-                if let Err(error) = remote::fetch_keys(url, &verifier).await {
+                let published = config
+                    .server
+                    .tls
+                    .endpoint(url)
+                    .context("AIMESH_IDENTITY_URL")?;
+                if let Err(error) = remote::fetch_keys(&published, &verifier).await {
                     tracing::warn!(
                         error = format!("{error:#}"),
                         "token keys not available yet; retrying in the background"
                     );
                 }
                 remote::spawn_refresh(
-                    url.clone(),
+                    published,
                     verifier.clone(),
                     Duration::from_secs(60),
                     shutdown.clone(),

@@ -115,13 +115,23 @@ pub fn list_models(models_dir: &std::path::Path) -> anyhow::Result<()> {
 }
 
 /// Asks the server at `addr` for the health of `service` (empty: the whole server), failing
-/// unless it is SERVING.
-pub async fn health_check(addr: &str, service: &str) -> anyhow::Result<()> {
+/// unless it is SERVING. With a certificate in `tls` the server is taken to serve TLS: the
+/// check speaks TLS, verifies the server as `server_name` and presents that certificate.
+pub async fn health_check(
+    addr: &str,
+    service: &str,
+    tls: &aimesh_kit::tls::TlsConfig,
+    server_name: &str,
+) -> anyhow::Result<()> {
     use tonic_health::pb::{
         HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
     };
 
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+    let endpoint = match &tls.tls_cert {
+        Some(_) => tls.endpoint_named(&format!("https://{addr}"), Some(server_name))?,
+        None => tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?,
+    };
+    let endpoint = endpoint
         .connect_timeout(Duration::from_secs(3))
         .timeout(Duration::from_secs(3));
     let mut client = HealthClient::new(endpoint.connect().await?);

@@ -134,6 +134,28 @@ any origin for "*". */}}
 {{- end -}}
 {{- end -}}
 
+{{/* A probe of a service's grpc.health.v1 status: the kubelet's own gRPC probe, or, with mutual
+TLS (which the kubelet's probe cannot speak), `aimesh health` run in the pod with its
+certificate. Takes (list $root $svc). */}}
+{{- define "aimesh.grpcProbe" -}}
+{{- $root := index . 0 -}}
+{{- $svc := index . 1 -}}
+{{- if $root.Values.mtls.secretName -}}
+exec:
+  command:
+    - /usr/local/bin/aimesh
+    - health
+    - --addr
+    - {{ printf "127.0.0.1:%v" $root.Values.grpcPort | quote }}
+    - --service
+    - {{ $svc.grpcService | quote }}
+{{- else -}}
+grpc:
+  port: {{ $root.Values.grpcPort }}
+  service: {{ $svc.grpcService | quote }}
+{{- end -}}
+{{- end -}}
+
 {{- define "aimesh.identityGrpcService" -}}aimesh.identity.v1.IdentityService{{- end -}}
 
 {{/* The URL the other services fetch the token keys from: auth.identityUrl, else this release's
@@ -144,7 +166,7 @@ identity service (when enabled), else empty. */}}
 {{- else -}}
 {{- range $name, $svc := (include "aimesh.enabledServices" . | fromYaml) -}}
 {{- if eq $svc.grpcService (include "aimesh.identityGrpcService" $) -}}
-{{- printf "http://%s:%v" (include "aimesh.componentName" (list $ $name)) $.Values.grpcPort -}}
+{{- printf "%s://%s:%v" (ternary "https" "http" (not (empty $.Values.mtls.secretName))) (include "aimesh.componentName" (list $ $name)) $.Values.grpcPort -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
@@ -428,6 +450,16 @@ one (memoised in .Values so every template of one render agrees). */}}
 {{- if ne .svc.grpcService (include "aimesh.identityGrpcService" $root) }}
 - name: AIMESH_IDENTITY_URL
   value: {{ include "aimesh.identityUrl" $root | quote }}
+{{- end }}
+{{- if $root.Values.mtls.secretName }}
+- name: AIMESH_TLS_CERT
+  value: /etc/aimesh/mtls/tls.crt
+- name: AIMESH_TLS_KEY
+  value: /etc/aimesh/mtls/tls.key
+- name: AIMESH_TLS_CLIENT_CA
+  value: /etc/aimesh/mtls/ca.crt
+- name: AIMESH_TLS_CA
+  value: /etc/aimesh/mtls/ca.crt
 {{- end }}
 {{- end }}
 {{- end }}

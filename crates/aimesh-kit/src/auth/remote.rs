@@ -6,12 +6,15 @@ use std::{sync::Arc, time::Duration};
 
 use aimesh_proto::identity::v1::{GetJwksRequest, identity_service_client::IdentityServiceClient};
 use tokio_util::sync::CancellationToken;
+use tonic::transport::Endpoint;
 
 use super::jwt::{JwtVerifier, PublicJwk};
 
-/// Fetches the identity service's keys once into `verifier`.
-pub async fn fetch_keys(identity_url: &str, verifier: &JwtVerifier) -> anyhow::Result<usize> {
-    let endpoint = tonic::transport::Endpoint::from_shared(identity_url.to_owned())?
+/// Fetches the identity service's keys once into `verifier`, from `identity` (an endpoint made
+/// by [`crate::tls::TlsConfig::endpoint`], so `https://` works).
+pub async fn fetch_keys(identity: &Endpoint, verifier: &JwtVerifier) -> anyhow::Result<usize> {
+    let endpoint = identity
+        .clone()
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(5));
     let mut client = IdentityServiceClient::new(endpoint.connect().await?);
@@ -42,7 +45,7 @@ pub async fn fetch_keys(identity_url: &str, verifier: &JwtVerifier) -> anyhow::R
 /// Refreshes the keys every `interval` (every 2 s while none could be fetched yet) until
 /// `shutdown`, logging failures and keeping the last good set.
 pub fn spawn_refresh(
-    identity_url: String,
+    identity: Endpoint,
     verifier: Arc<JwtVerifier>,
     interval: Duration,
     shutdown: CancellationToken,
@@ -57,7 +60,7 @@ pub fn spawn_refresh(
             };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {
-                    if let Err(error) = fetch_keys(&identity_url, &verifier).await {
+                    if let Err(error) = fetch_keys(&identity, &verifier).await {
                         tracing::warn!(error = format!("{error:#}"), "refreshing token keys failed");
                     }
                 }

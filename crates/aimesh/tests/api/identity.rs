@@ -8,7 +8,14 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{Duration, Utc};
 use tonic_types::StatusExt;
 
-use crate::helpers::{PASSWORD, TestApp, assert_code, assert_invalid, backend_tests, create_note};
+use aimesh_proto::{
+    identity::v1::identity_service_client::IdentityServiceClient,
+    notes::v1::notes_service_client::NotesServiceClient,
+};
+
+use crate::helpers::{
+    Bearer, PASSWORD, TestApp, assert_code, assert_invalid, backend_tests, create_note,
+};
 
 fn register(username: &str, email: &str, password: &str) -> idpb::RegisterRequest {
     idpb::RegisterRequest {
@@ -689,6 +696,151 @@ async fn services_apart_verify_with_published_keys(backend: Backend) {
     assert_code(&forged, tonic::Code::Unauthenticated);
 }
 
+/// A mesh CA and one certificate it signs for `localhost`, usable by servers and clients alike
+/// (as the Helm chart's mtls Secret is), written as PEM files into `dir`.
+fn mesh_pki(dir: &std::path::Path) -> aimesh_kit::tls::TlsConfig {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa,
+        KeyPair,
+    };
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let issuer = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    leaf.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let cert = leaf.signed_by(&key, &issuer).unwrap();
+    let write = |name: &str, pem: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).unwrap();
+        Some(path)
+    };
+    aimesh_kit::tls::TlsConfig {
+        tls_cert: write("tls.crt", cert.pem()),
+        tls_key: write("tls.key", key.serialize_pem()),
+        tls_client_ca: write("ca.crt", issuer.pem()),
+        tls_ca: Some(dir.join("ca.crt")),
+    }
+}
+
+/// Starts `services` on `database_url` serving mutual TLS with `tls`; returns the address.
+async fn spawn_mutual_tls(
+    database_url: &str,
+    data_dir: std::path::PathBuf,
+    services: &[ServiceKind],
+    tls: &aimesh_kit::tls::TlsConfig,
+    configure: impl FnOnce(&mut aimesh::MeshConfig),
+) -> (std::net::SocketAddr, tokio_util::sync::CancellationToken) {
+    let mut config = aimesh::MeshConfig::for_tests(data_dir, Some(database_url.to_owned()));
+    config.server.tls = tls.clone();
+    configure(&mut config);
+    let mesh = aimesh::Mesh::build(&config, services)
+        .await
+        .expect("failed to build the mesh");
+    let addr = mesh.local_addr();
+    let stop = mesh.shutdown_token();
+    tokio::spawn(mesh.run_until_stopped());
+    (addr, stop)
+}
+
+/// Mutual TLS between services: an identity server that requires client certificates from the
+/// mesh's CA refuses callers without one (and plain HTTP/2), and a notes process whose
+/// AIMESH_IDENTITY_URL is `https://` fetches the token keys from it with its certificate.
+async fn token_keys_over_mutual_tls(backend: Backend) {
+    aimesh_kit::telemetry::init_for_tests();
+    let db = aimesh_kit::testing::TestDatabase::create(backend).await;
+    let pki_dir = tempfile::tempdir().unwrap();
+    let tls = mesh_pki(pki_dir.path());
+    let (identity_addr, identity_stop) = spawn_mutual_tls(
+        &db.url,
+        db.data_dir(),
+        &[ServiceKind::Identity],
+        &tls,
+        |_| {},
+    )
+    .await;
+    let identity_url = format!("https://localhost:{}", identity_addr.port());
+
+    // With the certificate: served.
+    let channel = tls
+        .endpoint(&identity_url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let alice = TestApp::session_on(&channel, "alice").await;
+    // Without one: refused at the handshake, the call never served.
+    let anonymous = aimesh_kit::tls::TlsConfig {
+        tls_ca: tls.tls_ca.clone(),
+        ..Default::default()
+    };
+    let refused = async {
+        let channel = anonymous.endpoint(&identity_url)?.connect().await?;
+        IdentityServiceClient::new(channel)
+            .get_jwks(idpb::GetJwksRequest {})
+            .await?;
+        anyhow::Ok(())
+    }
+    .await;
+    assert!(
+        refused.is_err(),
+        "a caller without a client certificate was served"
+    );
+    // Plain HTTP/2 on the TLS port: no answer either.
+    let plain = async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{identity_addr}"))?
+            .connect()
+            .await?;
+        IdentityServiceClient::new(channel)
+            .get_jwks(idpb::GetJwksRequest {})
+            .await?;
+        anyhow::Ok(())
+    }
+    .await;
+    assert!(
+        plain.is_err(),
+        "plain HTTP/2 was served on the mutual TLS port"
+    );
+
+    // A notes process apart: the keys come over https with its certificate, so alice's token
+    // verifies there; a forged one does not.
+    let notes_dir = tempfile::tempdir().unwrap();
+    let (notes_addr, notes_stop) = spawn_mutual_tls(
+        &db.url,
+        notes_dir.path().to_owned(),
+        &[ServiceKind::Notes],
+        &tls,
+        |config| config.auth.identity_url = Some(identity_url.clone()),
+    )
+    .await;
+    let notes_channel = tls
+        .endpoint(&format!("https://localhost:{}", notes_addr.port()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let notes =
+        NotesServiceClient::with_interceptor(notes_channel.clone(), Bearer::token(&alice.access));
+    let created = create_note(
+        &notes,
+        "over mTLS",
+        "verified by keys fetched over TLS",
+        "en",
+    )
+    .await;
+    assert_eq!(list_notes(&notes).await.unwrap()[0].id, created.id);
+    let forged = NotesServiceClient::with_interceptor(notes_channel, Bearer::token("e30.e30.e30"));
+    assert_code(
+        &list_notes(&forged).await.unwrap_err(),
+        tonic::Code::Unauthenticated,
+    );
+    notes_stop.cancel();
+    identity_stop.cancel();
+}
+
 backend_tests!(
     accounts_and_profiles,
     bad_registrations_are_refused,
@@ -703,4 +855,5 @@ backend_tests!(
     tenants_are_isolated,
     per_user_rate_limit,
     services_apart_verify_with_published_keys,
+    token_keys_over_mutual_tls,
 );
