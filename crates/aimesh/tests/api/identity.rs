@@ -746,6 +746,15 @@ async fn spawn_mutual_tls(
     (addr, stop)
 }
 
+/// Calls GetJwks on `endpoint`: any failure, from the URL to the handshake to the call.
+async fn get_jwks(endpoint: anyhow::Result<tonic::transport::Endpoint>) -> anyhow::Result<()> {
+    let channel = endpoint?.connect().await?;
+    IdentityServiceClient::new(channel)
+        .get_jwks(idpb::GetJwksRequest {})
+        .await?;
+    Ok(())
+}
+
 /// Mutual TLS between services: an identity server that requires client certificates from the
 /// mesh's CA refuses callers without one (and plain HTTP/2), and a notes process whose
 /// AIMESH_IDENTITY_URL is `https://` fetches the token keys from it with its certificate.
@@ -777,28 +786,16 @@ async fn token_keys_over_mutual_tls(backend: Backend) {
         tls_ca: tls.tls_ca.clone(),
         ..Default::default()
     };
-    let refused = async {
-        let channel = anonymous.endpoint(&identity_url)?.connect().await?;
-        IdentityServiceClient::new(channel)
-            .get_jwks(idpb::GetJwksRequest {})
-            .await?;
-        anyhow::Ok(())
-    }
-    .await;
+    let refused = get_jwks(anonymous.endpoint(&identity_url)).await;
     assert!(
         refused.is_err(),
         "a caller without a client certificate was served"
     );
     // Plain HTTP/2 on the TLS port: no answer either.
-    let plain = async {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{identity_addr}"))?
-            .connect()
-            .await?;
-        IdentityServiceClient::new(channel)
-            .get_jwks(idpb::GetJwksRequest {})
-            .await?;
-        anyhow::Ok(())
-    }
+    let plain = get_jwks(
+        tonic::transport::Endpoint::from_shared(format!("http://{identity_addr}"))
+            .map_err(Into::into),
+    )
     .await;
     assert!(
         plain.is_err(),
