@@ -11,6 +11,15 @@ _aimesh_tools_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/tools.d"
 
 aimesh_tools_log() { printf 'tools: %s\n' "$*" >&2; }
 
+# Installs Debian packages (as root, or through sudo otherwise), quietly.
+aimesh_apt_install() {
+  aimesh_tools_log "installing $*"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq >/dev/null && \
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
 aimesh_tools() {
   mkdir -p "$AIMESH_TOOLS"
   local tool

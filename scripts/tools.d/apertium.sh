@@ -6,9 +6,6 @@ aimesh_install_apertium() {
   if command -v apertium >/dev/null && apertium -l 2>/dev/null | grep -w eng-spa >/dev/null; then
     return 0
   fi
-  aimesh_tools_log "installing $APERTIUM_PACKAGES"
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq >/dev/null && \
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $APERTIUM_PACKAGES >/dev/null
+  # shellcheck disable=SC2086
+  aimesh_apt_install $APERTIUM_PACKAGES
 }

@@ -7,9 +7,6 @@ aimesh_install_cmake() {
   if command -v cmake >/dev/null && command -v make >/dev/null; then
     return 0
   fi
-  aimesh_tools_log "installing $CMAKE_PACKAGES"
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq >/dev/null && \
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $CMAKE_PACKAGES >/dev/null
+  # shellcheck disable=SC2086
+  aimesh_apt_install $CMAKE_PACKAGES
 }

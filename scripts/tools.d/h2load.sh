@@ -6,9 +6,6 @@ aimesh_install_h2load() {
   if command -v h2load >/dev/null; then
     return 0
   fi
-  aimesh_tools_log "installing $H2LOAD_PACKAGES"
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq >/dev/null && \
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $H2LOAD_PACKAGES >/dev/null
+  # shellcheck disable=SC2086
+  aimesh_apt_install $H2LOAD_PACKAGES
 }

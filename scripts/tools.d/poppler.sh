@@ -7,9 +7,6 @@ aimesh_install_poppler() {
   if command -v pdftoppm >/dev/null && command -v pdftotext >/dev/null; then
     return 0
   fi
-  aimesh_tools_log "installing $POPPLER_PACKAGES"
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq >/dev/null && \
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $POPPLER_PACKAGES >/dev/null
+  # shellcheck disable=SC2086
+  aimesh_apt_install $POPPLER_PACKAGES
 }
