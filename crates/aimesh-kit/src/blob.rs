@@ -5,10 +5,19 @@
 //! configured by the standard `AWS_*` settings); any other `object_store` backend plugs in
 //! through [`BlobStore::new`]. A service keeps its blobs in a part of its own
 //! ([`BlobStore::part`]).
+//!
+//! Resumable uploads stage their parts in the same store, under `.uploads/<owner>/<upload>/`
+//! (no owner or part name starts with a dot, so staging never meets a blob): each part is
+//! stored as it arrives ([`BlobStore::put_part`]), the finished upload is streamed into one
+//! blob ([`BlobStore::assemble`], [`BlobStore::keep_assembled`]) and the parts are deleted
+//! ([`BlobStore::delete_upload`]); what a crash leaves behind goes with the sweep of stale
+//! uploads ([`BlobStore::delete_staged_before`]).
 
 use std::{fmt, path::Path, sync::Arc};
 
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
 use object_store::{
     ObjectStore, ObjectStoreExt, PutPayload,
     aws::{AmazonS3Builder, AmazonS3ConfigKey},
@@ -52,6 +61,23 @@ impl From<object_store::Error> for BlobError {
 
 /// The result of a blob operation.
 pub type BlobResult<T> = Result<T, BlobError>;
+
+/// The top-level segment under which uploads stage their parts.
+const STAGING: &str = ".uploads";
+
+/// Parts written to a multipart upload ahead of the store's acknowledgement.
+const PARTS_IN_FLIGHT: usize = 4;
+
+/// A staged upload assembled into one object, not yet kept as a blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assembled {
+    /// SHA-256 of the bytes, lowercase hex: the blob's name once kept.
+    pub digest: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// The staged object holding them.
+    name: String,
+}
 
 /// Returns the SHA-256 of `bytes`, lowercase hex: the name of their blob.
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -175,7 +201,8 @@ impl BlobStore {
     /// Stores blobs as files under `dir`, creating it when missing.
     pub fn local(dir: &Path) -> BlobResult<Self> {
         std::fs::create_dir_all(dir).map_err(BlobError::CreateDir)?;
-        let store = LocalFileSystem::new_with_prefix(dir)?;
+        // Directories a deletion empties (an owner's, an upload's staging) go with it.
+        let store = LocalFileSystem::new_with_prefix(dir)?.with_automatic_cleanup(true);
         Ok(Self {
             store: Arc::new(store),
             location: dir.display().to_string(),
@@ -246,7 +273,7 @@ impl BlobStore {
             if read == 0 {
                 break;
             }
-            upload.wait_for_capacity(4).await?;
+            upload.wait_for_capacity(PARTS_IN_FLIGHT).await?;
             upload.write(&buffer[..read]);
         }
         upload.finish().await?;
@@ -268,22 +295,156 @@ impl BlobStore {
         }
     }
 
-    /// Deletes every blob of `owner`; returns how many there were.
+    /// Deletes every blob of `owner`, and what their unfinished uploads staged; returns how
+    /// many blobs there were.
     pub async fn delete_owner(&self, owner: &str) -> BlobResult<u64> {
-        use futures::TryStreamExt;
-
         // Checks the owner's name as a blob's would be.
         location(owner, &"0".repeat(64))?;
-        let prefix = path::Path::from_iter([owner]);
-        let blobs: Vec<path::Path> = self
+        self.delete_under(&path::Path::from_iter([STAGING, owner]), None)
+            .await?;
+        self.delete_under(&path::Path::from_iter([owner]), None)
+            .await
+    }
+
+    /// Stages `bytes` as the part named `part` of `owner`'s upload `upload`. Parts are named
+    /// by the caller, who records which ones make the upload and in what order.
+    pub async fn put_part(
+        &self,
+        owner: &str,
+        upload: &str,
+        part: &str,
+        bytes: Bytes,
+    ) -> BlobResult<()> {
+        let location = staged(owner, upload, part)?;
+        self.store
+            .put(&location, PutPayload::from_bytes(bytes))
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes one staged part; deleting a missing part succeeds.
+    pub async fn delete_part(&self, owner: &str, upload: &str, part: &str) -> BlobResult<()> {
+        let location = staged(owner, upload, part)?;
+        match self.store.delete(&location).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(error) => Err(BlobError::Store(error)),
+        }
+    }
+
+    /// Streams the staged `parts` of `owner`'s upload, in this order, into one staged object
+    /// while hashing them: one part in memory at a time. The parts stay until
+    /// [`BlobStore::delete_upload`]; the result becomes `owner`'s blob with
+    /// [`BlobStore::keep_assembled`]. A missing part is [`BlobError::NotFound`].
+    pub async fn assemble(
+        &self,
+        owner: &str,
+        upload: &str,
+        parts: &[String],
+    ) -> BlobResult<Assembled> {
+        // Unique per call: two finishing calls never write the same object.
+        let name = format!("assembled-{}", uuid::Uuid::now_v7().simple());
+        let target = staged(owner, upload, &name)?;
+        let read = |part: &String| {
+            let location = staged(owner, upload, part);
+            async move { Ok::<_, BlobError>(self.store.get(&location?).await?.bytes().await?) }
+        };
+        // The first part is read before anything is written: an upload whose parts are gone
+        // leaves nothing behind.
+        let Some((first, rest)) = parts.split_first() else {
+            self.store.put(&target, PutPayload::default()).await?;
+            return Ok(Assembled {
+                digest: sha256_hex(&[]),
+                size: 0,
+                name,
+            });
+        };
+        let mut bytes = read(first).await?;
+        let mut writer =
+            object_store::WriteMultipart::new(self.store.put_multipart(&target).await?);
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        for next in rest.iter().map(Some).chain([None]) {
+            hasher.update(&bytes);
+            size += bytes.len() as u64;
+            writer.wait_for_capacity(PARTS_IN_FLIGHT).await?;
+            writer.put(bytes);
+            let Some(part) = next else { break };
+            bytes = match read(part).await {
+                Ok(bytes) => bytes,
+                Err(error) => {
+                    // Leaves no half-written object behind (best effort: the sweep of stale
+                    // uploads removes what an abort cannot).
+                    let _ = writer.abort().await;
+                    return Err(error);
+                }
+            };
+        }
+        writer.finish().await?;
+        Ok(Assembled {
+            digest: format!("{:x}", hasher.finalize()),
+            size,
+            name,
+        })
+    }
+
+    /// Makes an assembled upload `owner`'s blob under its digest: a rename where the store
+    /// has one (local files), else a copy inside the store.
+    pub async fn keep_assembled(
+        &self,
+        owner: &str,
+        upload: &str,
+        assembled: &Assembled,
+    ) -> BlobResult<()> {
+        let from = staged(owner, upload, &assembled.name)?;
+        let to = location(owner, &assembled.digest)?;
+        self.store.rename(&from, &to).await?;
+        Ok(())
+    }
+
+    /// Deletes an assembled upload not to be kept; deleting it twice succeeds.
+    pub async fn discard_assembled(
+        &self,
+        owner: &str,
+        upload: &str,
+        assembled: &Assembled,
+    ) -> BlobResult<()> {
+        self.delete_part(owner, upload, &assembled.name).await
+    }
+
+    /// Deletes everything `owner`'s upload `upload` staged; returns how many objects went.
+    pub async fn delete_upload(&self, owner: &str, upload: &str) -> BlobResult<u64> {
+        // Checks both names as a part's would be.
+        staged(owner, upload, "part")?;
+        self.delete_under(&path::Path::from_iter([STAGING, owner, upload]), None)
+            .await
+    }
+
+    /// Deletes every staged object last written before `before` (parts of uploads that
+    /// expired, or that a crash left without a record); returns how many went.
+    pub async fn delete_staged_before(&self, before: DateTime<Utc>) -> BlobResult<u64> {
+        self.delete_under(&path::Path::from_iter([STAGING]), Some(before))
+            .await
+    }
+
+    /// Deletes the objects under `prefix` (written before `before`, when given); returns how
+    /// many went.
+    async fn delete_under(
+        &self,
+        prefix: &path::Path,
+        before: Option<DateTime<Utc>>,
+    ) -> BlobResult<u64> {
+        let objects: Vec<path::Path> = self
             .store
-            .list(Some(&prefix))
+            .list(Some(prefix))
+            .try_filter(|meta| {
+                std::future::ready(before.is_none_or(|before| meta.last_modified < before))
+            })
             .map_ok(|meta| meta.location)
             .try_collect()
             .await?;
         let mut deleted = 0;
-        for blob in blobs {
-            match self.store.delete(&blob).await {
+        for object in objects {
+            match self.store.delete(&object).await {
                 Ok(()) => deleted += 1,
                 Err(object_store::Error::NotFound { .. }) => {}
                 Err(error) => return Err(BlobError::Store(error)),
@@ -291,6 +452,17 @@ impl BlobStore {
         }
         Ok(deleted)
     }
+}
+
+/// The path of a staged object: `.uploads/<owner>/<upload>/<name>`, each a single safe path
+/// segment.
+fn staged(owner: &str, upload: &str, name: &str) -> BlobResult<path::Path> {
+    for (what, segment) in [("owner", owner), ("upload", upload), ("part", name)] {
+        if !safe_segment(segment) {
+            return Err(BlobError::InvalidName(format!("{what} {segment:?}")));
+        }
+    }
+    Ok(path::Path::from_iter([STAGING, owner, upload, name]))
 }
 
 /// Whether `part` is a single path segment that cannot escape: 1 to 128 ASCII letters,
@@ -382,6 +554,99 @@ mod tests {
         round_trip(BlobStore::local(&dir.path().join("blobs")).unwrap()).await;
     }
 
+    /// Parts staged, assembled in the order given into the owner's blob, then deleted; a
+    /// missing part fails the assembly; stale staging is swept by age.
+    async fn staging(store: BlobStore) {
+        // Parts of several store requests each, staged out of order.
+        let first: Vec<u8> = (0..(6 << 20) + 5).map(|i| (i % 251) as u8).collect();
+        let second = b"and the rest".to_vec();
+        store
+            .put_part("owner-1", "upload-1", "b", Bytes::from(second.clone()))
+            .await
+            .unwrap();
+        store
+            .put_part("owner-1", "upload-1", "a", Bytes::from(first.clone()))
+            .await
+            .unwrap();
+        let whole = [first, second].concat();
+        let parts = ["a".to_owned(), "b".to_owned()];
+        let assembled = store.assemble("owner-1", "upload-1", &parts).await.unwrap();
+        assert_eq!(assembled.digest, sha256_hex(&whole));
+        assert_eq!(assembled.size, whole.len() as u64);
+        assert!(matches!(
+            store.get("owner-1", &assembled.digest).await,
+            Err(BlobError::NotFound)
+        ));
+        store
+            .keep_assembled("owner-1", "upload-1", &assembled)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get("owner-1", &assembled.digest).await.unwrap(),
+            whole
+        );
+        let missing = ["a".to_owned(), "gone".to_owned()];
+        assert!(matches!(
+            store.assemble("owner-1", "upload-1", &missing).await,
+            Err(BlobError::NotFound)
+        ));
+        // The two parts (the assembled object was renamed away).
+        assert_eq!(store.delete_upload("owner-1", "upload-1").await.unwrap(), 2);
+        assert!(matches!(
+            store.assemble("owner-1", "upload-1", &parts).await,
+            Err(BlobError::NotFound)
+        ));
+        assert_eq!(
+            store.get("owner-1", &assembled.digest).await.unwrap(),
+            whole
+        );
+
+        // The sweep deletes what was written before its limit, nothing newer.
+        store
+            .put_part("owner-1", "upload-2", "a", Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        let past = Utc::now() - chrono::Duration::hours(1);
+        assert_eq!(store.delete_staged_before(past).await.unwrap(), 0);
+        let future = Utc::now() + chrono::Duration::hours(1);
+        assert_eq!(store.delete_staged_before(future).await.unwrap(), 1);
+        // Deleting an owner deletes its staged parts too, and the blob count says blobs.
+        store
+            .put_part("owner-1", "upload-3", "a", Bytes::from_static(b"y"))
+            .await
+            .unwrap();
+        assert_eq!(store.delete_owner("owner-1").await.unwrap(), 1);
+        assert_eq!(store.delete_staged_before(future).await.unwrap(), 0);
+        for (owner, upload, part) in [("..", "u", "p"), ("o", "a/b", "p"), ("o", "u", "")] {
+            assert!(matches!(
+                store.put_part(owner, upload, part, Bytes::new()).await,
+                Err(BlobError::InvalidName(_))
+            ));
+        }
+    }
+
+    fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            found.push(entry.path());
+            if entry.path().is_dir() {
+                found.extend(walkdir(&entry.path()));
+            }
+        }
+        found
+    }
+
+    #[tokio::test]
+    async fn uploads_stage_in_memory_and_on_disk() {
+        staging(BlobStore::in_memory()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("blobs");
+        staging(BlobStore::local(&root).unwrap()).await;
+        // On disk nothing is left: not even the emptied directories.
+        let left: Vec<_> = walkdir(&root);
+        assert!(left.is_empty(), "{left:?}");
+    }
+
     #[tokio::test]
     async fn parts_keep_their_blobs_apart() {
         let dir = tempfile::tempdir().unwrap();
@@ -444,6 +709,7 @@ mod tests {
         let store = BlobStore::open(&format!("{url}/{prefix}"), &settings).unwrap();
         round_trip(store.clone()).await;
         round_trip(store.part("reports").unwrap()).await;
+        staging(store.part("staging").unwrap()).await;
         // A blob larger than one request part of the client.
         let big = Bytes::from(vec![7u8; 12 << 20]);
         let digest = store.put("owner-9", big.clone()).await.unwrap();

@@ -244,8 +244,6 @@ pub struct StoredChunk {
     pub char_end: i32,
     /// The passage.
     pub text: String,
-    /// Its embedding.
-    pub embedding: Vec<f32>,
 }
 
 /// A search hit.
@@ -288,6 +286,87 @@ pub fn decode_vector(bytes: &[u8]) -> Vec<f32> {
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect()
+}
+
+/// The dot product of `query` with a vector stored as little-endian f32s ([`encode_vector`]),
+/// read in place; `None` when their dimensions differ (a vector of another model).
+pub fn dot_encoded(query: &[f32], bytes: &[u8]) -> Option<f32> {
+    if bytes.len() != query.len() * 4 {
+        return None;
+    }
+    Some(
+        bytes
+            .chunks_exact(4)
+            .zip(query)
+            .map(|(b, q)| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) * q)
+            .sum(),
+    )
+}
+
+/// The `k` highest-scored items of a stream, kept as it goes by: memory for `k` items however
+/// long the stream, `O(log k)` an item.
+#[derive(Debug)]
+pub struct TopK<T> {
+    k: usize,
+    /// The kept items, the lowest score on top.
+    heap: std::collections::BinaryHeap<Ranked<T>>,
+}
+
+/// An item and its score, ordered lowest score first (a min-heap in [`BinaryHeap`]).
+///
+/// [`BinaryHeap`]: std::collections::BinaryHeap
+#[derive(Debug)]
+struct Ranked<T>(f32, T);
+
+impl<T> PartialEq for Ranked<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.total_cmp(&other.0).is_eq()
+    }
+}
+
+impl<T> Eq for Ranked<T> {}
+
+impl<T> PartialOrd for Ranked<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<T> Ord for Ranked<T> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other.0.total_cmp(&self.0)
+    }
+}
+
+impl<T> TopK<T> {
+    /// Keeps the best `k`.
+    pub fn new(k: usize) -> Self {
+        Self {
+            k,
+            heap: std::collections::BinaryHeap::with_capacity(k + 1),
+        }
+    }
+
+    /// Offers an item with its score.
+    pub fn push(&mut self, score: f32, item: T) {
+        if self.heap.len() < self.k {
+            self.heap.push(Ranked(score, item));
+        } else if let Some(mut lowest) = self.heap.peek_mut()
+            && score > lowest.0
+        {
+            *lowest = Ranked(score, item);
+        }
+    }
+
+    /// The kept items with their scores, best first.
+    pub fn into_sorted(self) -> Vec<(f32, T)> {
+        // The heap's order is reversed: its ascending order is best first.
+        self.heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|Ranked(score, item)| (score, item))
+            .collect()
+    }
 }
 
 /// Checks a filename: 1 to 255 characters, no path separators or control characters.
@@ -367,11 +446,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn top_k_keeps_the_best_scores_in_order() {
+        let mut top = TopK::new(3);
+        for (score, item) in [(0.1, "a"), (0.9, "b"), (-1.0, "c"), (0.5, "d"), (0.7, "e")] {
+            top.push(score, item);
+        }
+        assert_eq!(top.into_sorted(), vec![(0.9, "b"), (0.7, "e"), (0.5, "d")]);
+        let mut few = TopK::new(5);
+        few.push(0.2, 1);
+        few.push(0.4, 2);
+        assert_eq!(few.into_sorted(), vec![(0.4, 2), (0.2, 1)]);
+        let mut none = TopK::new(0);
+        none.push(1.0, ());
+        assert!(none.into_sorted().is_empty());
+    }
+
+    #[test]
     fn vectors_round_trip_little_endian() {
         let vector = vec![1.0f32, -0.5, 0.25];
         let bytes = encode_vector(&vector);
         assert_eq!(&bytes[..4], &1.0f32.to_le_bytes());
         assert_eq!(decode_vector(&bytes), vector);
+        assert_eq!(
+            dot_encoded(&vector, &bytes),
+            Some(vector.iter().map(|x| x * x).sum())
+        );
+        assert_eq!(dot_encoded(&vector[1..], &bytes), None);
     }
 
     #[test]

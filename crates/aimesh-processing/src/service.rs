@@ -4,13 +4,10 @@
 
 use std::{sync::Arc, time::Duration};
 
-use aimesh_ai::{
-    analysis::study::StudyNotes,
-    embed::{Embedder, dot},
-};
+use aimesh_ai::{analysis::study::StudyNotes, embed::Embedder};
 use aimesh_jobs::{Cadence, Job, Jobs, SubmitOptions};
 use aimesh_kit::{
-    blob::{BlobStore, sha256_hex},
+    blob::{Assembled, BlobStore, sha256_hex},
     files::{FileRef, QuotaError, QuotaPermit, SharedFiles, SignedUrl, StorageQuota, UrlSigner},
 };
 use bytes::Bytes;
@@ -19,7 +16,7 @@ use uuid::Uuid;
 use crate::{
     domain::{
         Append, Document, DocumentPage, Hit, ListQuery, NewDocument, NewUpload, ProcessJob,
-        SearchQuery, Status, Upload, Uploaded, now,
+        SearchQuery, Status, Upload, Uploaded, dot_encoded, now,
     },
     error::{ProcessingError, ProcessingResult},
     extract::Extractor,
@@ -58,6 +55,15 @@ impl Default for ProcessingConfig {
             upload_sweep: Duration::from_secs(3600),
         }
     }
+}
+
+/// A document's file, stored as the owner's blob and not yet recorded.
+struct StoredFile {
+    filename: String,
+    content_type: String,
+    sha256: String,
+    size: i64,
+    generate_notes: bool,
 }
 
 /// The processing service.
@@ -222,11 +228,25 @@ impl Processing {
                 ),
             ));
         }
-        match self
+        // The bytes go to the blob store first, under a name of their own: the database then
+        // records the part only if the offset is still the stored one, and a refused part is
+        // deleted (or swept with stale uploads, should this process stop first).
+        let len = append.data.len() as i64;
+        let key = format!("{:020}-{}", append.offset, Uuid::now_v7().simple());
+        let staging = upload.id.simple().to_string();
+        self.blobs
+            .put_part(owner, &staging, &key, append.data)
+            .await?;
+        let appended = self
             .store
-            .append(owner, upload.id, append.offset, &append.data)
-            .await?
+            .append(owner, upload.id, append.offset, len, &key)
+            .await;
+        if !matches!(appended, Ok(Appended::Stored(_)))
+            && let Err(error) = self.blobs.delete_part(owner, &staging, &key).await
         {
+            tracing::warn!(%error, upload = %upload.id, "failed to delete a refused part");
+        }
+        match appended? {
             Appended::Stored(received) => Ok(Upload {
                 received_bytes: received,
                 ..upload
@@ -274,12 +294,21 @@ impl Processing {
                 .await?;
             deleted += batch;
             if batch < UPLOAD_SWEEP_BATCH as u64 {
-                return Ok(deleted);
+                break;
             }
         }
+        // Every part of an upload is written after the upload was created: the staged objects
+        // older than `before` belong to the uploads just deleted, or to none (a part refused
+        // or an upload finished while this process stopped).
+        let parts = self.blobs.delete_staged_before(before).await?;
+        if parts > 0 {
+            tracing::info!(uploads = deleted, parts, "stale uploads expired");
+        }
+        Ok(deleted)
     }
 
-    /// Completes `owner`'s upload: creates the document from its bytes and starts processing.
+    /// Completes `owner`'s upload: assembles its staged parts into the document's blob (one
+    /// part in memory at a time) and starts processing.
     pub async fn finish_upload(&self, owner: &str, id: Uuid) -> ProcessingResult<Uploaded> {
         let upload = self.get_upload(owner, id).await?;
         if upload.received_bytes != upload.size_bytes {
@@ -289,27 +318,80 @@ impl Processing {
                 size: upload.size_bytes,
             });
         }
-        let data = self.store.upload_bytes(id).await?;
-        if data.len() as i64 != upload.size_bytes {
+        let parts = self.store.upload_parts(id).await?;
+        let mut end = 0;
+        for part in &parts {
+            if part.offset != end {
+                return Err(ProcessingError::Internal(format!(
+                    "upload {id} has no part at byte {end}"
+                )));
+            }
+            end += part.size;
+        }
+        if end != upload.size_bytes {
             return Err(ProcessingError::Internal(format!(
-                "upload {id} holds {} bytes, not {}",
-                data.len(),
+                "upload {id} holds {end} bytes, not {}",
                 upload.size_bytes
             )));
         }
-        // The upload's declared size is already counted in the owner's usage.
-        let uploaded = self
-            .create_document(
-                owner,
-                upload.filename,
-                upload.content_type,
-                Bytes::from(data),
-                upload.generate_notes,
-                upload.size_bytes,
-            )
-            .await?;
+        let staging = id.simple().to_string();
+        let keys: Vec<String> = parts.into_iter().map(|part| part.key).collect();
+        let assembled = self.blobs.assemble(owner, &staging, &keys).await?;
+        let existing = match self.store.find_by_sha256(owner, &assembled.digest).await {
+            Ok(existing) => existing,
+            Err(error) => {
+                self.discard(owner, &staging, &assembled).await;
+                return Err(error);
+            }
+        };
+        let uploaded = match existing {
+            Some(existing) => self.duplicate(owner, existing).await?,
+            None => {
+                // The upload's declared size is already counted in the owner's usage.
+                let kept = async {
+                    let permit = self
+                        .check_quota(owner, assembled.size as i64, upload.size_bytes)
+                        .await?;
+                    self.blobs
+                        .keep_assembled(owner, &staging, &assembled)
+                        .await?;
+                    Ok::<_, ProcessingError>(permit)
+                };
+                let permit = match kept.await {
+                    Ok(permit) => permit,
+                    Err(error) => {
+                        self.discard(owner, &staging, &assembled).await;
+                        return Err(error);
+                    }
+                };
+                let stored = StoredFile {
+                    filename: upload.filename,
+                    content_type: upload.content_type,
+                    sha256: assembled.digest,
+                    size: assembled.size as i64,
+                    generate_notes: upload.generate_notes,
+                };
+                self.record_document(owner, stored, permit).await?
+            }
+        };
         self.store.delete_upload(id).await?;
+        if let Err(error) = self.blobs.delete_upload(owner, &staging).await {
+            // The sweep of stale uploads deletes what is left.
+            tracing::warn!(%error, upload = %id, "failed to delete a finished upload's parts");
+        }
         Ok(uploaded)
+    }
+
+    /// Deletes an assembled upload a failed finish leaves staged: the upload stays, and a
+    /// later finish assembles it again.
+    async fn discard(&self, owner: &str, staging: &str, assembled: &Assembled) {
+        if let Err(error) = self
+            .blobs
+            .discard_assembled(owner, staging, assembled)
+            .await
+        {
+            tracing::warn!(%error, upload = staging, "failed to delete an assembled upload");
+        }
     }
 
     /// Stores `data` as a document (or recognises the owner's identical one) and submits its
@@ -331,21 +413,39 @@ impl Processing {
         // Held until the document's row counts its bytes.
         let permit = self.check_quota(owner, size, reserved).await?;
         self.blobs.put_named(owner, &sha256, data).await?;
+        let stored = StoredFile {
+            filename,
+            content_type,
+            sha256,
+            size,
+            generate_notes,
+        };
+        self.record_document(owner, stored, permit).await
+    }
+
+    /// Records the document of a blob just stored and submits its processing; `permit`
+    /// admitted its bytes under the quota and is released once the row counts them.
+    async fn record_document(
+        &self,
+        owner: &str,
+        stored: StoredFile,
+        permit: QuotaPermit,
+    ) -> ProcessingResult<Uploaded> {
         let at = now();
         let mut document = Document {
             id: Uuid::now_v7(),
             owner_id: owner.to_owned(),
-            filename,
-            content_type,
-            size_bytes: size,
-            sha256,
+            filename: stored.filename,
+            content_type: stored.content_type,
+            size_bytes: stored.size,
+            sha256: stored.sha256,
             status: Status::Pending,
             failure_reason: None,
             format: None,
             page_count: 0,
             chunk_count: 0,
             text: None,
-            generate_notes,
+            generate_notes: stored.generate_notes,
             job_id: None,
             created_at: at,
             updated_at: at,
@@ -498,17 +598,15 @@ impl Processing {
         let vector = vectors
             .pop()
             .ok_or_else(|| ProcessingError::Internal("the engine returned no vector".into()))?;
-        let chunks = self.store.chunks(owner, &query.document_ids).await?;
-        let mut hits: Vec<Hit> = chunks
-            .into_iter()
-            .filter(|chunk| chunk.embedding.len() == vector.len())
-            .map(|chunk| {
-                let score = dot(&vector, &chunk.embedding);
-                Hit { chunk, score }
+        let hits = self
+            .store
+            .top_chunks(owner, &query.document_ids, query.k as usize, |stored| {
+                dot_encoded(&vector, stored)
             })
+            .await?
+            .into_iter()
+            .map(|(chunk, score)| Hit { chunk, score })
             .collect();
-        hits.sort_by(|a, b| b.score.total_cmp(&a.score));
-        hits.truncate(query.k as usize);
         Ok((hits, embedder.name()))
     }
 

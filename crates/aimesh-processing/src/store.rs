@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use crate::{
     domain::{
-        Document, DocumentPage, ListQuery, NewChunk, Processed, Status, StoredChunk, Upload,
-        decode_vector, encode_vector,
+        Document, DocumentPage, ListQuery, NewChunk, Processed, Status, StoredChunk, TopK, Upload,
+        encode_vector,
     },
     error::{ProcessingError, ProcessingResult},
 };
@@ -104,12 +104,12 @@ impl From<UploadRow> for Upload {
 #[derive(sqlx::FromRow)]
 struct ChunkRow {
     document_id: Uuid,
+    seq: i32,
     filename: String,
     page: i32,
     char_start: i32,
     char_end: i32,
     text: String,
-    embedding: Vec<u8>,
 }
 
 /// What an append did.
@@ -121,6 +121,17 @@ pub enum Appended {
     WrongOffset(i64),
     /// No such upload for this owner.
     NotFound,
+}
+
+/// A recorded part of a resumable upload, its bytes staged in the blob store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadPart {
+    /// Where the part starts in the upload.
+    pub offset: i64,
+    /// Its size in bytes.
+    pub size: i64,
+    /// Its name in the upload's staging.
+    pub key: String,
 }
 
 /// Documents in a database.
@@ -476,17 +487,25 @@ impl DocumentStore {
         Ok(count)
     }
 
-    /// Returns the chunks of the owner's READY documents (only `document_ids`, when given).
-    pub async fn chunks(
+    /// Scores the embedded chunks of `owner_id`'s READY documents (of `document_ids`, when
+    /// not empty) with `score` as their vectors stream from the database, and returns the `k`
+    /// best with their passages, best first. Only vectors are read for every chunk (one at a
+    /// time, never all in memory); passages only for the `k` kept. A vector `score` answers
+    /// `None` for is skipped.
+    pub async fn top_chunks(
         &self,
         owner_id: &str,
         document_ids: &[Uuid],
-    ) -> ProcessingResult<Vec<StoredChunk>> {
-        let rows: Vec<ChunkRow> = with_db!(&self.db, SELECT "document_chunks", |pool| {
+        k: usize,
+        mut score: impl FnMut(&[u8]) -> Option<f32>,
+    ) -> ProcessingResult<Vec<(StoredChunk, f32)>> {
+        use futures::TryStreamExt;
+
+        let mut top = TopK::new(k);
+        with_db!(&self.db, SELECT "document_chunks", |pool| {
             let mut sql = QueryBuilder::new(
-                "SELECT c.document_id, d.filename, c.page, c.char_start, c.char_end, c.text, \
-                 c.embedding FROM document_chunks c JOIN documents d ON d.id = c.document_id \
-                 WHERE d.owner_id = ",
+                "SELECT c.document_id, c.seq, c.embedding FROM document_chunks c \
+                 JOIN documents d ON d.id = c.document_id WHERE d.owner_id = ",
             );
             sql.push_bind(owner_id).push(" AND d.status = 'READY'");
             if !document_ids.is_empty() {
@@ -497,18 +516,51 @@ impl DocumentStore {
                 }
                 sql.push(")");
             }
+            let mut rows = sql.build_query_as::<(Uuid, i32, Vec<u8>)>().fetch(pool);
+            while let Some((document_id, seq, embedding)) = rows.try_next().await? {
+                if let Some(value) = score(&embedding) {
+                    top.push(value, (document_id, seq));
+                }
+            }
+            Ok::<_, sqlx::Error>(())
+        })?;
+        let kept = top.into_sorted();
+        if kept.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<ChunkRow> = with_db!(&self.db, SELECT "document_chunks", |pool| {
+            let mut sql = QueryBuilder::new(
+                "SELECT c.document_id, c.seq, d.filename, c.page, c.char_start, c.char_end, \
+                 c.text FROM document_chunks c JOIN documents d ON d.id = c.document_id WHERE ",
+            );
+            let mut keys = sql.separated(" OR ");
+            for (_, (document_id, seq)) in &kept {
+                keys.push("(c.document_id = ")
+                    .push_bind_unseparated(*document_id)
+                    .push_unseparated(" AND c.seq = ")
+                    .push_bind_unseparated(*seq)
+                    .push_unseparated(")");
+            }
             sql.build_query_as().fetch_all(pool).await
         })?;
-        Ok(rows
+        let mut passages: std::collections::HashMap<(Uuid, i32), ChunkRow> = rows
             .into_iter()
-            .map(|row| StoredChunk {
-                document_id: row.document_id,
-                filename: row.filename,
-                page: row.page,
-                char_start: row.char_start,
-                char_end: row.char_end,
-                text: row.text,
-                embedding: decode_vector(&row.embedding),
+            .map(|row| ((row.document_id, row.seq), row))
+            .collect();
+        // A chunk deleted between the two reads (its document deleted) is left out.
+        Ok(kept
+            .into_iter()
+            .filter_map(|(value, key)| {
+                let row = passages.remove(&key)?;
+                let chunk = StoredChunk {
+                    document_id: row.document_id,
+                    filename: row.filename,
+                    page: row.page,
+                    char_start: row.char_start,
+                    char_end: row.char_end,
+                    text: row.text,
+                };
+                Some((chunk, value))
             })
             .collect())
     }
@@ -549,16 +601,17 @@ impl DocumentStore {
         Ok(row.map(Into::into))
     }
 
-    /// Stores bytes at exactly the upload's stored offset, in one transaction: the offset
-    /// moves only if it was `offset`, so two racing appends cannot both land.
+    /// Records the part `part_key` (`len` bytes already staged in the blob store) at exactly
+    /// the upload's stored offset, in one transaction: the offset moves only if it was
+    /// `offset`, so two racing appends cannot both land.
     pub async fn append(
         &self,
         owner_id: &str,
         id: Uuid,
         offset: i64,
-        data: &[u8],
+        len: i64,
+        part_key: &str,
     ) -> ProcessingResult<Appended> {
-        let len = data.len() as i64;
         let stored = with_db!(&self.db, |pool| {
             let mut tx = pool.begin().await?;
             let update = sqlx::query_as::<_, (i64,)>(
@@ -574,11 +627,13 @@ impl DocumentStore {
                 traced!(&self.db, UPDATE "uploads", update.fetch_optional(&mut *tx)).await?;
             if stored.is_some() {
                 let insert = sqlx::query(
-                    "INSERT INTO upload_parts (upload_id, start_offset, data) VALUES ($1, $2, $3)",
+                    "INSERT INTO upload_parts (upload_id, start_offset, size_bytes, part_key) \
+                     VALUES ($1, $2, $3, $4)",
                 )
                 .bind(id)
                 .bind(offset)
-                .bind(data);
+                .bind(len)
+                .bind(part_key);
                 traced!(&self.db, INSERT "upload_parts", insert.execute(&mut *tx)).await?;
             }
             tx.commit().await?;
@@ -593,11 +648,13 @@ impl DocumentStore {
         })
     }
 
-    /// Returns an upload's bytes, in order.
-    pub async fn upload_bytes(&self, id: Uuid) -> ProcessingResult<Vec<u8>> {
-        let parts: Vec<(Vec<u8>,)> = with_db!(&self.db, SELECT "upload_parts", |pool| {
+    /// Returns an upload's parts in order: where each starts, its size and its name in the
+    /// blob store's staging.
+    pub async fn upload_parts(&self, id: Uuid) -> ProcessingResult<Vec<UploadPart>> {
+        let parts: Vec<(i64, i64, String)> = with_db!(&self.db, SELECT "upload_parts", |pool| {
             sqlx::query_as(
-                "SELECT data FROM upload_parts WHERE upload_id = $1 ORDER BY start_offset",
+                "SELECT start_offset, size_bytes, part_key FROM upload_parts \
+                 WHERE upload_id = $1 ORDER BY start_offset",
             )
             .bind(id)
             .fetch_all(pool)
@@ -605,9 +662,8 @@ impl DocumentStore {
         })?;
         Ok(parts
             .into_iter()
-            .map(|(data,)| data)
-            .collect::<Vec<_>>()
-            .concat())
+            .map(|(offset, size, key)| UploadPart { offset, size, key })
+            .collect())
     }
 
     /// Deletes up to `limit` uploads (with their parts) created before `before`; returns how

@@ -6,11 +6,13 @@ use aimesh_ai::analysis::study::{NotesSection, QuestionKind, QuizQuestion, Study
 use aimesh_kit::testing::{Backend, TestDatabase};
 use aimesh_processing::{
     DocumentStore, MIGRATIONS, QuizStore, TaskStore,
-    domain::{Document, ListQuery, NewChunk, Processed, Status, Upload, now},
+    domain::{
+        Document, ListQuery, NewChunk, Processed, Status, StoredChunk, Upload, dot_encoded, now,
+    },
     quizzes::domain::{
         Difficulty, HistoryQuery, Quiz, QuizKind, QuizStats, QuizStatus, Submission,
     },
-    store::Appended,
+    store::{Appended, UploadPart},
     tasks::domain::{
         SourceKind, Task, TaskOutput, TaskQuery, TaskResult, TaskSource, TaskStatus, TaskType,
         TranslateSpec,
@@ -106,27 +108,42 @@ async fn appends_land_only_at_the_stored_offset(backend: Backend) {
     let pending = upload("alice", 6);
     store.create_upload(&pending).await.unwrap();
     assert_eq!(
-        store.append("alice", pending.id, 0, b"abc").await.unwrap(),
+        store.append("alice", pending.id, 0, 3, "p0").await.unwrap(),
         Appended::Stored(3)
     );
     assert_eq!(
-        store.append("alice", pending.id, 0, b"abc").await.unwrap(),
+        store.append("alice", pending.id, 0, 3, "p0").await.unwrap(),
         Appended::WrongOffset(3)
     );
     assert_eq!(
-        store.append("alice", pending.id, 3, b"defg").await.unwrap(),
+        store
+            .append("alice", pending.id, 3, 4, "p3-long")
+            .await
+            .unwrap(),
         Appended::WrongOffset(3),
         "nothing past the declared size"
     );
     assert_eq!(
-        store.append("bob", pending.id, 3, b"def").await.unwrap(),
+        store
+            .append("bob", pending.id, 3, 3, "p3-bob")
+            .await
+            .unwrap(),
         Appended::NotFound
     );
     assert_eq!(
-        store.append("alice", pending.id, 3, b"def").await.unwrap(),
+        store.append("alice", pending.id, 3, 3, "p3").await.unwrap(),
         Appended::Stored(6)
     );
-    assert_eq!(store.upload_bytes(pending.id).await.unwrap(), b"abcdef");
+    // The parts that landed, in order: the refused ones are not recorded.
+    let part = |offset, size, key: &str| UploadPart {
+        offset,
+        size,
+        key: key.into(),
+    };
+    assert_eq!(
+        store.upload_parts(pending.id).await.unwrap(),
+        vec![part(0, 3, "p0"), part(3, 3, "p3")]
+    );
     store.delete_upload(pending.id).await.unwrap();
     assert!(
         store
@@ -135,7 +152,7 @@ async fn appends_land_only_at_the_stored_offset(backend: Backend) {
             .unwrap()
             .is_none()
     );
-    assert!(store.upload_bytes(pending.id).await.unwrap().is_empty());
+    assert!(store.upload_parts(pending.id).await.unwrap().is_empty());
 }
 
 async fn processed_chunks_are_replaced_and_searchable(backend: Backend) {
@@ -144,13 +161,13 @@ async fn processed_chunks_are_replaced_and_searchable(backend: Backend) {
     store.insert(&doc).await.unwrap();
     let other = document("bob", "cc", 5);
     store.insert(&other).await.unwrap();
-    let chunk = |seq: i32, page: i32, text: &str| NewChunk {
+    let chunk = |seq: i32, page: i32, text: &str, embedding: Vec<f32>| NewChunk {
         seq,
         page,
         char_start: 0,
         char_end: text.chars().count() as i32,
         text: text.into(),
-        embedding: vec![0.6, 0.8, -0.0],
+        embedding,
     };
     let processed = Processed {
         format: "pdf".into(),
@@ -159,7 +176,7 @@ async fn processed_chunks_are_replaced_and_searchable(backend: Backend) {
         text: "one\n\ntwo".into(),
     };
     // Not READY yet: nothing to search.
-    assert!(store.chunks("alice", &[]).await.unwrap().is_empty());
+    assert!(top(&store, "alice", &[], 10).await.is_empty());
     // A repeated attempt replaces the chunks.
     for _ in 0..2 {
         assert!(
@@ -167,7 +184,12 @@ async fn processed_chunks_are_replaced_and_searchable(backend: Backend) {
                 .store_processed(
                     doc.id,
                     &processed,
-                    &[chunk(0, 1, "one"), chunk(1, 2, "two")],
+                    &[
+                        chunk(0, 1, "one", vec![0.6, 0.8, 0.0]),
+                        chunk(1, 2, "two", vec![0.8, 0.6, 0.0]),
+                        // Another model's vector: never scored against this query.
+                        chunk(2, 2, "other model", vec![1.0, 0.0]),
+                    ],
                     None,
                     now()
                 )
@@ -176,24 +198,36 @@ async fn processed_chunks_are_replaced_and_searchable(backend: Backend) {
         );
     }
     store
-        .store_processed(other.id, &processed, &[chunk(0, 1, "bob's")], None, now())
+        .store_processed(
+            other.id,
+            &processed,
+            &[chunk(0, 1, "bob's", vec![1.0, 0.0, 0.0])],
+            None,
+            now(),
+        )
         .await
         .unwrap();
     let ready = store.get(doc.id).await.unwrap().unwrap();
     assert_eq!(ready.status, Status::Ready);
-    assert_eq!(ready.chunk_count, 2);
+    assert_eq!(ready.chunk_count, 3);
     assert_eq!(
         ready.content_type, "application/pdf",
         "sniffed when none given"
     );
     assert_eq!(ready.text.as_deref(), Some("one\n\ntwo"));
-    let mut chunks = store.chunks("alice", &[]).await.unwrap();
-    chunks.sort_by_key(|c| c.page);
-    assert_eq!(chunks.len(), 2, "only the owner's chunks, once each");
-    assert_eq!(chunks[1].page, 2);
-    assert_eq!(chunks[1].text, "two");
-    assert_eq!(chunks[1].embedding, vec![0.6, 0.8, -0.0]);
-    assert!(store.chunks("alice", &[other.id]).await.unwrap().is_empty());
+    // Ranked by the score of their stored vectors, best first; only the owner's, once each.
+    let hits = top(&store, "alice", &[], 10).await;
+    let found: Vec<(&str, i32, f32)> = hits
+        .iter()
+        .map(|(chunk, score)| (chunk.text.as_str(), chunk.page, *score))
+        .collect();
+    assert_eq!(found, vec![("two", 2, 0.8), ("one", 1, 0.6)]);
+    assert_eq!(hits[0].0.document_id, doc.id);
+    assert_eq!(hits[0].0.filename, doc.filename);
+    let best = top(&store, "alice", &[doc.id], 1).await;
+    assert_eq!(best.len(), 1);
+    assert_eq!(best[0].0.text, "two");
+    assert!(top(&store, "alice", &[other.id], 10).await.is_empty());
 
     // Listing: newest first, filtered by status.
     let page = store
@@ -217,8 +251,23 @@ async fn processed_chunks_are_replaced_and_searchable(backend: Backend) {
     assert_eq!(failed.failure_reason.as_deref(), Some("broken"));
     // Deleting one owner's document leaves another's chunks alone.
     store.delete("alice", doc.id).await.unwrap();
-    assert!(store.chunks("alice", &[]).await.unwrap().is_empty());
-    assert_eq!(store.chunks("bob", &[]).await.unwrap().len(), 1);
+    assert!(top(&store, "alice", &[], 10).await.is_empty());
+    assert_eq!(top(&store, "bob", &[], 10).await.len(), 1);
+}
+
+/// The `k` chunks of `owner` (of `documents`, when given) nearest to the query (1, 0, 0).
+async fn top(
+    store: &DocumentStore,
+    owner: &str,
+    documents: &[Uuid],
+    k: usize,
+) -> Vec<(StoredChunk, f32)> {
+    store
+        .top_chunks(owner, documents, k, |stored| {
+            dot_encoded(&[1.0, 0.0, 0.0], stored)
+        })
+        .await
+        .unwrap()
 }
 
 async fn a_fast_worker_is_not_overwritten_by_the_submission(backend: Backend) {

@@ -2,7 +2,10 @@
 //! processing followed over WatchJob, search, download, duplicates, deletion, ownership, bad
 //! input, the size limit and the storage quota.
 
-use std::time::Duration;
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use aimesh::ServiceKind;
 use aimesh_kit::testing::{Backend, eventually};
@@ -698,7 +701,10 @@ async fn raw_chunks_make_an_upload(backend: Backend) {
         .upload
         .unwrap();
     assert_eq!(first.offset, third as i64);
-    // A resent chunk is refused with the stored offset, as AppendUpload's.
+    // The chunk is staged in the blob store, beside the blobs.
+    assert_eq!(staged_files(&app).len(), 1);
+    // A resent chunk is refused with the stored offset, as AppendUpload's, and its bytes are
+    // not kept.
     let wrong = docs
         .clone()
         .append_upload_content(raw_chunk(&upload.id, 0, &bytes[..third]))
@@ -710,6 +716,7 @@ async fn raw_chunks_make_an_upload(backend: Backend) {
         "{}",
         wrong.message()
     );
+    assert_eq!(staged_files(&app).len(), 1);
     // Raw and protobuf chunks mix: they are the same upload.
     docs.clone()
         .append_upload(pb::AppendUploadRequest {
@@ -743,6 +750,9 @@ async fn raw_chunks_make_an_upload(backend: Backend) {
         .unwrap()
         .into_inner();
     let document = finished.document.unwrap();
+    // The chunks were staged in the blob store, not the database; finishing made them the
+    // document's blob and deleted them.
+    assert_eq!(staged_files(&app), Vec::<PathBuf>::new());
     let seen = app
         .watch_job_to_end(&token, &finished.job.unwrap().id, JOB_LIMIT)
         .await;
@@ -795,6 +805,29 @@ async fn raw_chunks_make_an_upload(backend: Backend) {
     assert_code(&status, Code::NotFound);
 }
 
+/// The files the local blob store stages for unfinished uploads.
+fn staged_files(app: &TestApp) -> Vec<PathBuf> {
+    fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, found);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(
+        &app.db.data_dir().join("blobs").join(".uploads"),
+        &mut found,
+    );
+    found
+}
+
 /// An upload left unfinished past AIMESH_UPLOAD_EXPIRY_SECS is deleted by the scheduled
 /// sweep, with its stored bytes, and its share of the quota comes back.
 async fn stale_uploads_expire(backend: Backend) {
@@ -835,6 +868,11 @@ async fn stale_uploads_expire(backend: Backend) {
     })
     .await;
     // Its parts went with it, and the quota is free again.
+    eventually(Duration::from_secs(30), "its staged chunk is swept", || {
+        let left = staged_files(&app);
+        async move { left.is_empty().then_some(()) }
+    })
+    .await;
     assert_eq!(
         app.core.processing.usage(&app.alice.user_id).await.unwrap(),
         0
@@ -903,6 +941,36 @@ async fn documents_on_s3(backend: Backend) {
             .await
             .is_err(),
         "deleting the document deletes its object"
+    );
+
+    // A resumable upload stages its chunks in the bucket and assembles them there.
+    let text = GARDEN.repeat(2);
+    let upload = create_upload(&docs, "resumed.md", text.len()).await;
+    let half = text.len() / 2;
+    for (offset, chunk) in [
+        (0, &text.as_bytes()[..half]),
+        (half, &text.as_bytes()[half..]),
+    ] {
+        docs.clone()
+            .append_upload_content(raw_chunk(&upload.id, offset, chunk))
+            .await
+            .unwrap();
+    }
+    let finished = docs
+        .clone()
+        .finish_upload(pb::FinishUploadRequest {
+            upload_id: upload.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let resumed = finished.document.unwrap();
+    assert_eq!(
+        &blobs
+            .get(&app.alice.user_id, &resumed.sha256)
+            .await
+            .expect("the assembled file is in the bucket")[..],
+        text.as_bytes()
     );
 }
 
