@@ -83,7 +83,7 @@ pub(crate) struct SearchOptions {
 // === the mesh and its clients ===
 
 #[derive(Clone)]
-struct Bearer(MetadataValue<Ascii>);
+pub(crate) struct Bearer(pub(crate) MetadataValue<Ascii>);
 
 impl tonic::service::Interceptor for Bearer {
     fn call(
@@ -99,10 +99,10 @@ impl tonic::service::Interceptor for Bearer {
 
 type Client = ProcessingServiceClient<InterceptedService<Channel, Bearer>>;
 
-/// A mesh serving identity, jobs and processing in this process.
-struct Running {
-    addr: std::net::SocketAddr,
-    core: aimesh::Core,
+/// A mesh serving identity, jobs and processing (or the services given) in this process.
+pub(crate) struct Running {
+    pub(crate) addr: std::net::SocketAddr,
+    pub(crate) core: aimesh::Core,
     shutdown: tokio_util::sync::CancellationToken,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
     _data: tempfile::TempDir,
@@ -115,6 +115,25 @@ impl Running {
         worker: bool,
         database_url: Option<String>,
     ) -> anyhow::Result<Self> {
+        let services = [
+            ServiceKind::Identity,
+            ServiceKind::Jobs,
+            ServiceKind::Processing,
+        ];
+        let engines = models_dir.map(|dir| (dir, vec![EngineKind::Embeddings]));
+        Self::start_with(listen, engines, worker, database_url, &services, |_| {}).await
+    }
+
+    /// Starts `services`, with `engines` loaded from their models directory when given, and
+    /// the settings `configure` changes.
+    pub(crate) async fn start_with(
+        listen: std::net::SocketAddr,
+        engines: Option<(&Path, Vec<EngineKind>)>,
+        worker: bool,
+        database_url: Option<String>,
+        services: &[ServiceKind],
+        configure: impl FnOnce(&mut MeshConfig),
+    ) -> anyhow::Result<Self> {
         let data = tempfile::tempdir()?;
         let mut config = MeshConfig::for_tests(data.path().to_path_buf(), database_url);
         config.server.grpc_addr = listen;
@@ -126,17 +145,13 @@ impl Running {
         } else {
             WorkerMode::Off
         };
-        if let Some(dir) = models_dir {
+        if let Some((dir, engines)) = engines {
             let mut models = ModelsConfig::new(dir.to_path_buf());
-            models.engines = vec![EngineKind::Embeddings];
+            models.engines = engines;
             config.models = models;
         }
-        let services = [
-            ServiceKind::Identity,
-            ServiceKind::Jobs,
-            ServiceKind::Processing,
-        ];
-        let mesh = Mesh::build(&config, &services).await?;
+        configure(&mut config);
+        let mesh = Mesh::build(&config, services).await?;
         let addr = mesh.local_addr();
         let core = mesh.core().clone();
         let shutdown = mesh.shutdown_token();
@@ -150,14 +165,14 @@ impl Running {
         })
     }
 
-    async fn stop(self) -> anyhow::Result<()> {
+    pub(crate) async fn stop(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
         self.server.await??;
         Ok(())
     }
 }
 
-async fn channel(url: &str) -> anyhow::Result<Channel> {
+pub(crate) async fn channel(url: &str) -> anyhow::Result<Channel> {
     Ok(Endpoint::from_shared(url.to_owned())?.connect().await?)
 }
 
@@ -168,7 +183,7 @@ fn client(channel: &Channel, bearer: &MetadataValue<Ascii>) -> Client {
 }
 
 /// Registers the benchmark's user and logs in: its bearer header value and user id.
-async fn login(channel: Channel) -> anyhow::Result<(MetadataValue<Ascii>, String)> {
+pub(crate) async fn login(channel: Channel) -> anyhow::Result<(MetadataValue<Ascii>, String)> {
     let mut identity = IdentityServiceClient::new(channel);
     identity
         .register(RegisterRequest {
@@ -190,7 +205,7 @@ async fn login(channel: Channel) -> anyhow::Result<(MetadataValue<Ascii>, String
     Ok((format!("Bearer {}", login.access).parse()?, user))
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+pub(crate) fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }

@@ -7,6 +7,7 @@
 //! cargo run --release -p aimesh-bench -- watch --streams 10000
 //! cargo run --release -p aimesh-bench -- embed --models-dir DIR
 //! cargo run --release -p aimesh-bench -- chat --models-dir DIR --tokens 128
+//! cargo run --release -p aimesh-bench -- conversation --models-dir DIR --tokens 128
 //! cargo run --release -p aimesh-bench -- transcribe --audio clip.wav
 //! cargo run --release -p aimesh-bench -- reports --events 100000
 //! cargo run --release -p aimesh-bench -- upscale --models-dir DIR
@@ -23,6 +24,7 @@
 //! `scripts/chaos` the soak, after the fault suite.
 
 mod chat;
+mod conversation;
 mod documents;
 mod embed;
 mod events;
@@ -57,6 +59,9 @@ enum Command {
     Embed(embed::Options),
     /// Chat model prompt processing and generation speed (SmolLM2, greedy).
     Chat(chat::Options),
+    /// A chat reply through the conversation pipeline against ModelsService.Chat: time to
+    /// first token and tokens/s.
+    Conversation(conversation::Options),
     /// Whisper speech-to-text on a fixed clip: real-time factor and time per stage.
     Transcribe(transcribe::Options),
     /// Reports of 100,000 events end to end through the API: create, render, download.
@@ -83,6 +88,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Events(options) => events::run(options).await,
         Command::Embed(options) => embed::run(options).await,
         Command::Chat(options) => chat::run(options).await,
+        Command::Conversation(options) => conversation::run(options).await,
         Command::Transcribe(options) => transcribe::run(options).await,
         Command::Reports(options) => reports::run(options).await,
         Command::Upscale(options) => upscale::run(options).await,
