@@ -24,8 +24,8 @@ use anyhow::Context;
 use crate::documents::{Bearer, Running, channel, login, median};
 
 /// What each run asks: a plain chat question (the pipeline's intent is "chat").
-const QUESTION: &str = "Explain in a few sentences why a team would put a proxy in front of \
-its services, and what can go wrong with it.";
+const QUESTION: &str = "Explain how photosynthesis works, in a few sentences for a curious \
+child.";
 
 /// Options of the conversation benchmark.
 #[derive(Debug, clap::Args)]
@@ -204,6 +204,14 @@ async fn pipeline_chat(
         "the reply ended {:?}: {}",
         message.status(),
         message.failure_reason
+    );
+    // Another intent would time another path (a search, an image) than the chat reply.
+    anyhow::ensure!(
+        message.intent() == cpb::Intent::Chat,
+        "the message was taken as {:?} ({:.2}), not chat: {:?}",
+        message.intent(),
+        message.intent_confidence,
+        message.content
     );
     Ok(Timing {
         first_ms: first.context("the reply had no text")?.as_secs_f64() * 1e3,
