@@ -272,14 +272,7 @@ async fn documents_end_to_end(backend: Backend) {
         })
         .await
         .unwrap();
-    let finished = docs
-        .clone()
-        .finish_upload(pb::FinishUploadRequest {
-            upload_id: resumable.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let finished = finish(&docs, &resumable.id).await;
     assert!(!finished.duplicate);
     let earth = finished.document.unwrap();
     assert!(!earth.generate_notes, "the upload switched notes off");
@@ -666,6 +659,18 @@ fn raw_chunk(upload_id: &str, offset: usize, data: &[u8]) -> pb::AppendUploadCon
     }
 }
 
+/// Finishes an upload whose bytes are all stored.
+async fn finish(client: &Client, upload_id: &str) -> pb::FinishUploadResponse {
+    client
+        .clone()
+        .finish_upload(pb::FinishUploadRequest {
+            upload_id: upload_id.into(),
+        })
+        .await
+        .expect("finish_upload failed")
+        .into_inner()
+}
+
 async fn create_upload(client: &Client, filename: &str, size: usize) -> pb::Upload {
     client
         .clone()
@@ -741,14 +746,7 @@ async fn raw_chunks_make_an_upload(backend: Backend) {
         .upload
         .unwrap();
     assert_eq!(last.offset, bytes.len() as i64);
-    let finished = docs
-        .clone()
-        .finish_upload(pb::FinishUploadRequest {
-            upload_id: upload.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let finished = finish(&docs, &upload.id).await;
     let document = finished.document.unwrap();
     // The chunks were staged in the blob store, not the database; finishing made them the
     // document's blob and deleted them.
@@ -956,14 +954,7 @@ async fn documents_on_s3(backend: Backend) {
             .await
             .unwrap();
     }
-    let finished = docs
-        .clone()
-        .finish_upload(pb::FinishUploadRequest {
-            upload_id: upload.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let finished = finish(&docs, &upload.id).await;
     let resumed = finished.document.unwrap();
     assert_eq!(
         &blobs
