@@ -66,6 +66,11 @@ struct StoredFile {
     generate_notes: bool,
 }
 
+/// The name of an upload's staging in the blob store.
+fn staging_name(upload: Uuid) -> String {
+    upload.simple().to_string()
+}
+
 /// The processing service.
 #[derive(Clone)]
 pub struct Processing {
@@ -233,7 +238,7 @@ impl Processing {
         // deleted (or swept with stale uploads, should this process stop first).
         let len = append.data.len() as i64;
         let key = format!("{:020}-{}", append.offset, Uuid::now_v7().simple());
-        let staging = upload.id.simple().to_string();
+        let staging = staging_name(upload.id);
         self.blobs
             .put_part(owner, &staging, &key, append.data)
             .await?;
@@ -334,36 +339,26 @@ impl Processing {
                 upload.size_bytes
             )));
         }
-        let staging = id.simple().to_string();
+        let staging = staging_name(id);
         let keys: Vec<String> = parts.into_iter().map(|part| part.key).collect();
         let assembled = self.blobs.assemble(owner, &staging, &keys).await?;
-        let existing = match self.store.find_by_sha256(owner, &assembled.digest).await {
-            Ok(existing) => existing,
-            Err(error) => {
-                self.discard(owner, &staging, &assembled).await;
-                return Err(error);
+        // The owner's identical document, or the assembled file kept as a new blob under the
+        // quota; a failure discards the assembled file and leaves the upload to finish again.
+        let kept = async {
+            if let Some(existing) = self.store.find_by_sha256(owner, &assembled.digest).await? {
+                return Ok(Err(existing));
             }
+            // The upload's declared size is already counted in the owner's usage.
+            let permit = self
+                .check_quota(owner, assembled.size as i64, upload.size_bytes)
+                .await?;
+            self.blobs
+                .keep_assembled(owner, &staging, &assembled)
+                .await?;
+            Ok::<_, ProcessingError>(Ok(permit))
         };
-        let uploaded = match existing {
-            Some(existing) => self.duplicate(owner, existing).await?,
-            None => {
-                // The upload's declared size is already counted in the owner's usage.
-                let kept = async {
-                    let permit = self
-                        .check_quota(owner, assembled.size as i64, upload.size_bytes)
-                        .await?;
-                    self.blobs
-                        .keep_assembled(owner, &staging, &assembled)
-                        .await?;
-                    Ok::<_, ProcessingError>(permit)
-                };
-                let permit = match kept.await {
-                    Ok(permit) => permit,
-                    Err(error) => {
-                        self.discard(owner, &staging, &assembled).await;
-                        return Err(error);
-                    }
-                };
+        let uploaded = match kept.await {
+            Ok(Ok(permit)) => {
                 let stored = StoredFile {
                     filename: upload.filename,
                     content_type: upload.content_type,
@@ -372,6 +367,11 @@ impl Processing {
                     generate_notes: upload.generate_notes,
                 };
                 self.record_document(owner, stored, permit).await?
+            }
+            Ok(Err(existing)) => self.duplicate(owner, existing).await?,
+            Err(error) => {
+                self.discard(owner, &staging, &assembled).await;
+                return Err(error);
             }
         };
         self.store.delete_upload(id).await?;
