@@ -63,7 +63,17 @@ struct WeightEntry {
     shape: Vec<usize>,
     dtype: String,
     #[serde(default)]
-    quantization: Option<serde_json::Value>,
+    quantization: Option<Quantization>,
+}
+
+/// How TF.js stored a float32 weight in fewer bits: affine integers, `min + scale × q`.
+#[derive(Debug, serde::Deserialize)]
+struct Quantization {
+    dtype: String,
+    #[serde(default)]
+    min: f32,
+    #[serde(default)]
+    scale: f32,
 }
 
 /// One layer, ready to run.
@@ -369,7 +379,8 @@ impl Graph {
 }
 
 /// Reads every weight of the manifest: each group's shards concatenated, its weights laid
-/// end to end in manifest order, little-endian float32.
+/// end to end in manifest order, little-endian float32, or quantized by TF.js to uint8 or
+/// uint16 (`min + scale × q`).
 fn read_weights(
     model_json: &Path,
     manifest: &[WeightGroup],
@@ -392,24 +403,45 @@ fn read_weights(
         }
         let mut offset = 0usize;
         for entry in &group.weights {
-            if entry.dtype != "float32" || entry.quantization.is_some() {
-                return Err(ModelError::invalid(
-                    model_json,
-                    format!(
-                        "{}: {} weights are not supported, only float32",
-                        entry.name, entry.dtype
-                    ),
-                ));
-            }
+            let stored = entry
+                .quantization
+                .as_ref()
+                .map_or(entry.dtype.as_str(), |q| q.dtype.as_str());
+            let width = match (entry.dtype.as_str(), stored) {
+                ("float32", "float32") => 4,
+                ("float32", "uint16") => 2,
+                ("float32", "uint8") => 1,
+                _ => {
+                    return Err(ModelError::invalid(
+                        model_json,
+                        format!(
+                            "{}: {} weights stored as {stored} are not supported (float32, or \
+                             float32 quantized to uint8 or uint16)",
+                            entry.name, entry.dtype
+                        ),
+                    ));
+                }
+            };
             let count: usize = entry.shape.iter().product();
-            let end = offset + count * 4;
+            let end = offset + count * width;
             let raw = bytes.get(offset..end).ok_or_else(|| {
                 ModelError::invalid(model_json, format!("{}: the shards end early", entry.name))
             })?;
-            let values: Vec<f32> = raw
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
+            let affine = |q: f32| {
+                let quantization = entry.quantization.as_ref();
+                quantization.map_or(q, |affine| affine.min + affine.scale * q)
+            };
+            let values: Vec<f32> = match width {
+                4 => raw
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect(),
+                2 => raw
+                    .chunks_exact(2)
+                    .map(|b| affine(f32::from(u16::from_le_bytes([b[0], b[1]]))))
+                    .collect(),
+                _ => raw.iter().map(|&q| affine(f32::from(q))).collect(),
+            };
             let tensor = Tensor::from_vec(values, entry.shape.clone(), device)
                 .map_err(|e| ModelError::invalid(model_json, e))?;
             weights.insert(entry.name.clone(), tensor);

@@ -3,7 +3,9 @@
 //! surrounding pixels at least as wide as the network's receptive radius, and only the core of
 //! each result is kept. Every output pixel is then computed from the same input neighbourhood
 //! as in one pass over the whole image, so the seams are exact (up to float rounding), not
-//! merely blended; memory depends on the tile size alone.
+//! merely blended; memory depends on the tile size alone. At the image's edges the margin is
+//! the image mirrored (as SR inference usually pads), not the zeros a convolution pads with,
+//! which the networks were not trained on and which leave a bright or dark frame.
 
 use candle_core::{Device, Tensor};
 use image::RgbImage;
@@ -59,22 +61,21 @@ pub(crate) fn run(
             if control.is_cancelled() || abandoned() {
                 return Err(TileError::Cancelled);
             }
-            // The core, and the region run: the core plus the margin, inside the image.
+            // The core, and the region run: the core plus the margin on every side, mirrored
+            // where it falls outside the image.
             let (x0, y0) = (column * tile, row * tile);
             let (x1, y1) = ((x0 + tile).min(width), (y0 + tile).min(height));
             let (ex0, ey0) = (
-                x0.saturating_sub(tiling.margin),
-                y0.saturating_sub(tiling.margin),
+                i64::from(x0) - i64::from(tiling.margin),
+                i64::from(y0) - i64::from(tiling.margin),
             );
-            let (ex1, ey1) = (
-                (x1 + tiling.margin).min(width),
-                (y1 + tiling.margin).min(height),
-            );
-            let (w, h) = ((ex1 - ex0) as usize, (ey1 - ey0) as usize);
+            let w = (x1 - x0 + 2 * tiling.margin) as usize;
+            let h = (y1 - y0 + 2 * tiling.margin) as usize;
             let mut planes = vec![0f32; 3 * w * h];
             for y in 0..h {
+                let source_y = mirror(ey0 + y as i64, height);
                 for x in 0..w {
-                    let pixel = image.get_pixel(ex0 + x as u32, ey0 + y as u32);
+                    let pixel = image.get_pixel(mirror(ex0 + x as i64, width), source_y);
                     for c in 0..3 {
                         planes[c * w * h + y * w + x] = f32::from(pixel[c]) * tiling.input_scale;
                     }
@@ -90,7 +91,7 @@ pub(crate) fn run(
             }
             let values = result.flatten_all()?.to_vec1::<f32>()?;
             let plane = out_w * out_h;
-            let (ox, oy) = ((x0 - ex0) * scale, (y0 - ey0) * scale);
+            let (ox, oy) = (tiling.margin * scale, tiling.margin * scale);
             for y in 0..(y1 - y0) * scale {
                 for x in 0..(x1 - x0) * scale {
                     let at = ((oy + y) as usize) * out_w + (ox + x) as usize;
@@ -107,4 +108,29 @@ pub(crate) fn run(
         }
     }
     Ok(output)
+}
+
+/// The coordinate `i` of an axis of `n` pixels mirrored into it (the edge pixel not repeated:
+/// -1 is 1, n is n - 2), for margins wider than the image too.
+fn mirror(i: i64, n: u32) -> u32 {
+    let n = i64::from(n);
+    if n <= 1 {
+        return 0;
+    }
+    let period = 2 * (n - 1);
+    let i = i.rem_euclid(period);
+    (if i < n { i } else { period - i }) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mirror;
+
+    #[test]
+    fn coordinates_mirror_at_both_edges() {
+        let row: Vec<u32> = (-4..9).map(|i| mirror(i, 5)).collect();
+        assert_eq!(row, [4, 3, 2, 1, 0, 1, 2, 3, 4, 3, 2, 1, 0]);
+        assert_eq!(mirror(-3, 1), 0);
+        assert_eq!(mirror(7, 2), 1);
+    }
 }
