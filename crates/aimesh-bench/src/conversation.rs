@@ -176,6 +176,7 @@ async fn pipeline_chat(
             session_id: session.id.clone(),
             content: QUESTION.into(),
             document_context: None,
+            image_id: String::new(),
         })
         .await?
         .into_inner();

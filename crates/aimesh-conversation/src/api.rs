@@ -115,9 +115,16 @@ impl ConversationService for ConversationApi {
         let request = request.into_inner();
         let session = convert::id("session_id", &request.session_id)?;
         let context = convert::context(request.document_context)?;
+        let image = convert::optional_id("image_id", &request.image_id)?;
         let sent = self
             .conversation
-            .send(&caller.user_id, Some(session), request.content, context)
+            .send(
+                &caller.user_id,
+                Some(session),
+                request.content,
+                context,
+                image,
+            )
             .await?;
         Ok(Response::new(pb::SendMessageResponse {
             user_message: Some((&sent.user_message).into()),
@@ -134,9 +141,10 @@ impl ConversationService for ConversationApi {
         let request = request.into_inner();
         let session = convert::optional_id("session_id", &request.session_id)?;
         let context = convert::context(request.document_context)?;
+        let image = convert::optional_id("image_id", &request.image_id)?;
         let sent = self
             .conversation
-            .send(&caller.user_id, session, request.message, context)
+            .send(&caller.user_id, session, request.message, context, image)
             .await
             .map_err(|error| match error {
                 // The field is called `message` here.

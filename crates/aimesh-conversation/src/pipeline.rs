@@ -243,7 +243,13 @@ impl Run {
             (Intent::Documents, 1.0)
         } else {
             let found = self.intents()?.classify(&user.content).await?;
-            (found.intent, found.confidence)
+            match found.intent {
+                // A picture asked for about a given image is that image, edited.
+                Intent::GenerateImage if user.image_id.is_some() => {
+                    (Intent::EditImage, found.confidence)
+                }
+                intent => (intent, found.confidence),
+            }
         };
         self.outputs.intent = Some(detected);
 
@@ -270,7 +276,7 @@ impl Run {
                     .await?
             }
             Intent::GenerateImage => self.generate_image().await?,
-            Intent::EditImage => self.edit_image(&earlier).await?,
+            Intent::EditImage => self.edit_image(&user, &earlier).await?,
         }
 
         // 4. finalise
@@ -514,15 +520,23 @@ impl Run {
         self.image_made(made, &format!("Here is the image I made for: {prompt}"))
     }
 
-    async fn edit_image(&mut self, earlier: &[Message]) -> Result<(), Stop> {
+    /// Edits the image the user's message is about, else the session's latest.
+    async fn edit_image(&mut self, user: &Message, earlier: &[Message]) -> Result<(), Stop> {
         let images = self.images()?;
-        let Some(source) = earlier.iter().rev().find_map(|m| m.image_id) else {
+        let Some(source) = user
+            .image_id
+            .or_else(|| earlier.iter().rev().find_map(|m| m.image_id))
+        else {
             return Err(Stop::Failed(
-                "there is no earlier image in this session to edit; ask for an image first".into(),
+                "there is no image to edit: send the message with a gallery image (image_id), \
+                 or ask for an image first"
+                    .into(),
             ));
         };
         let owner = self.message.owner_id.clone();
-        let instruction = self.outputs.refined_prompt.clone();
+        // The user's own words name the edit: the refined request may carry words of the
+        // history ("the sketch") that name another.
+        let instruction = user.content.clone();
         let made = tokio::select! {
             _ = self.ctx.cancel.cancelled() => return Err(Stop::Cancelled),
             made = images.edit(&owner, source, &instruction) => made,

@@ -300,14 +300,15 @@ impl Conversation {
         Ok(())
     }
 
-    /// Sends `owner`'s message to a session (a new one when `session_id` is `None`) and
-    /// starts its reply.
+    /// Sends `owner`'s message to a session (a new one when `session_id` is `None`), about
+    /// the gallery image `image` when given, and starts its reply.
     pub async fn send(
         &self,
         owner: &str,
         session_id: Option<Uuid>,
         content: String,
         context: Option<DocumentContext>,
+        image: Option<Uuid>,
     ) -> ConversationResult<Sent> {
         self.check_content("content", &content)?;
         self.check_context(&context)?;
@@ -322,7 +323,8 @@ impl Conversation {
         };
         self.check_capacity(owner).await?;
         let at = now();
-        let user = Message::new(&session, Role::User, content, at);
+        let mut user = Message::new(&session, Role::User, content, at);
+        user.image_id = image;
         let mut assistant = Message::new(&session, Role::Assistant, String::new(), at);
         assistant.reply_to = Some(user.id);
         assistant.document_context = context;

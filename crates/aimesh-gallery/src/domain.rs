@@ -297,6 +297,94 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// The edit a request in words asks for ("make it black and white", "upscale this 4x",
+    /// "remove the background"), by the words it uses; enhancement when it names none.
+    pub fn from_instruction(instruction: &str) -> Self {
+        let text = instruction.to_lowercase();
+        let words: Vec<&str> = text
+            .split(|c: char| !(c.is_alphanumeric() || c == '&' || c == '×'))
+            .filter(|word| !word.is_empty())
+            .collect();
+        let has = |wanted: &[&str]| words.iter().any(|word| wanted.contains(word));
+        let says = |phrases: &[&str]| phrases.iter().any(|phrase| text.contains(phrase));
+        if has(&["background", "backdrop"])
+            && has(&[
+                "remove",
+                "delete",
+                "erase",
+                "without",
+                "cut",
+                "transparent",
+                "no",
+            ])
+        {
+            return Operation::RemoveBackground;
+        }
+        if has(&[
+            "upscale",
+            "enlarge",
+            "bigger",
+            "larger",
+            "upsize",
+            "resolution",
+            "superres",
+        ]) || says(&["super-resolution", "super resolution"])
+        {
+            let four = has(&["4x", "4×", "x4", "four", "quadruple"]);
+            return Operation::Upscale {
+                factor: if four { 4 } else { 2 },
+            };
+        }
+        let styles: [(&[&str], Style); 7] = [
+            (
+                &[
+                    "grayscale",
+                    "greyscale",
+                    "monochrome",
+                    "b&w",
+                    "gray",
+                    "grey",
+                ],
+                Style::Grayscale,
+            ),
+            (&["sepia", "vintage", "antique"], Style::Sepia),
+            (
+                &["posterize", "posterise", "poster", "posterized"],
+                Style::Posterize,
+            ),
+            (
+                &["sketch", "pencil", "drawing", "drawn"],
+                Style::PencilSketch,
+            ),
+            (&["cartoon", "comic", "cartoonish", "toon"], Style::Cartoon),
+            (&["emboss", "embossed", "relief"], Style::Emboss),
+            (
+                &[
+                    "painting",
+                    "paint",
+                    "painted",
+                    "oil",
+                    "watercolor",
+                    "watercolour",
+                ],
+                Style::Painting,
+            ),
+        ];
+        if says(&["black and white", "black-and-white"]) {
+            return Operation::Style {
+                style: Style::Grayscale,
+            };
+        }
+        for (names, style) in styles {
+            if has(names) {
+                return Operation::Style { style };
+            }
+        }
+        Operation::Enhance {
+            sharpen_amount: 1.0,
+        }
+    }
+
     /// The operation's name on the images it makes.
     pub fn name(&self) -> String {
         match self {
@@ -417,6 +505,46 @@ pub fn now() -> DateTime<Utc> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_edit_in_words_names_its_operation() {
+        let style = |style| Operation::Style { style };
+        for (words, expected) in [
+            ("Make it black and white", style(Style::Grayscale)),
+            ("turn this photo grayscale please", style(Style::Grayscale)),
+            ("give it a vintage sepia look", style(Style::Sepia)),
+            (
+                "Make this photo look like a pencil sketch",
+                style(Style::PencilSketch),
+            ),
+            ("can you cartoon-ify my picture", style(Style::Cartoon)),
+            ("emboss it", style(Style::Emboss)),
+            ("make it look like an oil painting", style(Style::Painting)),
+            ("posterise the colours", style(Style::Posterize)),
+            ("Upscale this image", Operation::Upscale { factor: 2 }),
+            ("make it 4x bigger", Operation::Upscale { factor: 4 }),
+            (
+                "increase the resolution four times",
+                Operation::Upscale { factor: 4 },
+            ),
+            ("remove the background", Operation::RemoveBackground),
+            ("I want it without background", Operation::RemoveBackground),
+            (
+                "enhance my last photo",
+                Operation::Enhance {
+                    sharpen_amount: 1.0,
+                },
+            ),
+            (
+                "make it look better",
+                Operation::Enhance {
+                    sharpen_amount: 1.0,
+                },
+            ),
+        ] {
+            assert_eq!(Operation::from_instruction(words), expected, "{words}");
+        }
+    }
 
     #[test]
     fn tags_are_normalised_and_checked() {

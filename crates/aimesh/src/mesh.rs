@@ -962,14 +962,24 @@ impl GalleryPort {
         source: Option<Uuid>,
         operation: aimesh_gallery::domain::Operation,
     ) -> Result<Uuid, PortError> {
+        let generating = matches!(
+            operation,
+            aimesh_gallery::domain::Operation::Generate { .. }
+        );
         let job = match self.gallery.submit(owner, source, operation).await {
             Ok(job) => job,
-            Err(aimesh_gallery::GalleryError::CapabilityNotServing(reason)) => {
+            Err(aimesh_gallery::GalleryError::CapabilityNotServing(reason)) if generating => {
                 return Err(PortError::NotServing {
                     reason: format!("no image model is configured: {reason}"),
                     fix: "configure an image generation engine for the gallery (Stable \
                           Diffusion weights, AIMESH_IMAGE_MODEL_DIR) and ask again"
                         .into(),
+                });
+            }
+            Err(aimesh_gallery::GalleryError::CapabilityNotServing(reason)) => {
+                return Err(PortError::NotServing {
+                    reason: format!("this edit is not available: {reason}"),
+                    fix: "ask for another edit (enhance, a style, upscale)".into(),
                 });
             }
             Err(aimesh_gallery::GalleryError::NotFound(id)) => {
@@ -1028,14 +1038,12 @@ impl ImageMaker for GalleryPort {
         &'a self,
         owner: &'a str,
         source: Uuid,
-        _instruction: &'a str,
+        instruction: &'a str,
     ) -> BoxFuture<'a, Result<Uuid, PortError>> {
         Box::pin(self.run(
             owner,
             Some(source),
-            aimesh_gallery::domain::Operation::Enhance {
-                sharpen_amount: 1.0,
-            },
+            aimesh_gallery::domain::Operation::from_instruction(instruction),
         ))
     }
 }

@@ -72,6 +72,7 @@ async fn send(client: &Client, session: &str, content: &str) -> pb::SendMessageR
             session_id: session.into(),
             content: content.into(),
             document_context: None,
+            image_id: String::new(),
         })
         .await
         .expect("send_message")
@@ -139,6 +140,7 @@ async fn ask(client: &Client, message: &str, context: Option<pb::DocumentContext
             session_id: String::new(),
             message: message.into(),
             document_context: context,
+            image_id: String::new(),
         })
         .await
         .expect("chat")
@@ -253,6 +255,7 @@ async fn sessions_are_per_user_and_paged_by_activity(backend: Backend) {
             session_id: first.id.clone(),
             content: "hi".into(),
             document_context: None,
+            image_id: String::new(),
         })
         .await
         .unwrap_err();
@@ -300,6 +303,7 @@ async fn messages_are_bounded_and_cancellable(backend: Backend) {
                 session_id: session.id.clone(),
                 content: content.into(),
                 document_context: None,
+                image_id: String::new(),
             })
             .await
             .unwrap_err();
@@ -311,6 +315,7 @@ async fn messages_are_bounded_and_cancellable(backend: Backend) {
             session_id: "not-an-id".into(),
             content: "hi".into(),
             document_context: None,
+            image_id: String::new(),
         })
         .await
         .unwrap_err();
@@ -335,6 +340,7 @@ async fn messages_are_bounded_and_cancellable(backend: Backend) {
             session_id: session.id.clone(),
             content: "again".into(),
             document_context: None,
+            image_id: String::new(),
         })
         .await
         .unwrap_err();
@@ -389,6 +395,7 @@ async fn messages_are_bounded_and_cancellable(backend: Backend) {
             session_id: String::new(),
             message: "What is a good name for a cat?".into(),
             document_context: None,
+            image_id: String::new(),
         })
         .await
         .unwrap()
@@ -406,6 +413,7 @@ async fn messages_are_bounded_and_cancellable(backend: Backend) {
             session_id: String::new(),
             message: String::new(),
             document_context: None,
+            image_id: String::new(),
         })
         .await
         .unwrap_err();
@@ -609,6 +617,7 @@ async fn documents_are_cited_and_images_fail_with_the_fix(backend: Backend) {
                 document_id: document.id.clone(),
                 relevant_text: String::new(),
             }),
+            image_id: String::new(),
         })
         .await
         .unwrap()
@@ -699,6 +708,133 @@ async fn documents_are_cited_and_images_fail_with_the_fix(backend: Backend) {
     assert!(image.image_id.is_empty());
 }
 
+/// A message about a gallery image edits it as the words ask: the gallery's operation runs as
+/// its job and the new image, linked to its source, is the reply's image. Without an image,
+/// or with one the caller does not own, the message fails saying so; a malformed id is refused.
+async fn a_gallery_image_is_edited_as_the_message_asks(backend: Backend) {
+    use aimesh_gallery::samples;
+    use aimesh_proto::gallery::v1::{self as gpb, gallery_service_client::GalleryServiceClient};
+
+    let app = spawn_with_models(backend).await;
+    let alice = client(&app, &app.alice.access);
+    let gallery = GalleryServiceClient::with_interceptor(
+        app.channel.clone(),
+        Bearer::token(&app.alice.access),
+    )
+    .max_decoding_message_size(16 << 20);
+    let photo = image::DynamicImage::ImageRgb8(samples::landscape(96, 64, 3));
+    let source = gallery
+        .clone()
+        .upload_image(gpb::UploadImageRequest {
+            body: Some(HttpBody {
+                content_type: String::new(),
+                data: samples::encode(&photo, image::ImageFormat::Png),
+                extensions: Vec::new(),
+            }),
+            title: "hills".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("upload_image")
+        .into_inner()
+        .image
+        .unwrap();
+
+    let session = create(&alice, "studio").await;
+    let message = |content: &str, image_id: &str| pb::SendMessageRequest {
+        session_id: session.id.clone(),
+        content: content.into(),
+        document_context: None,
+        image_id: image_id.into(),
+    };
+    let sent = alice
+        .clone()
+        .send_message(message(
+            "Make this photo look like a pencil sketch",
+            &source.id,
+        ))
+        .await
+        .expect("send_message")
+        .into_inner();
+    assert_eq!(sent.user_message.as_ref().unwrap().image_id, source.id);
+    let reply = poll(&alice, &session.id, &sent.assistant_message.unwrap().id).await;
+    assert_eq!(reply.status(), pb::MessageStatus::Done, "{reply:?}");
+    assert_eq!(reply.intent(), pb::Intent::EditImage, "{reply:?}");
+    assert!(!reply.image_id.is_empty() && reply.image_id != source.id);
+    // Alice's image of that id.
+    let image = async |id: &str| {
+        gallery
+            .clone()
+            .get_image(gpb::GetImageRequest { id: id.into() })
+            .await
+            .expect("the image is alice's")
+            .into_inner()
+            .image
+            .unwrap()
+    };
+    let made = image(&reply.image_id).await;
+    assert_eq!(made.source_id, source.id);
+    assert_eq!(made.operation, "style:pencil_sketch");
+    assert_eq!(made.origin(), gpb::ImageOrigin::Derived);
+    assert_eq!((made.width, made.height), (96, 64));
+
+    // No image named: the session's latest (the sketch) is the one edited.
+    let sent = send(
+        &alice,
+        &session.id,
+        "Now enhance the image, make it sharper",
+    )
+    .await;
+    let again = poll(&alice, &session.id, &sent.assistant_message.unwrap().id).await;
+    assert_eq!(again.status(), pb::MessageStatus::Done, "{again:?}");
+    assert_eq!(again.intent(), pb::Intent::EditImage, "{again:?}");
+    let enhanced = image(&again.image_id).await;
+    assert_eq!(enhanced.source_id, reply.image_id);
+    assert_eq!(enhanced.operation, "enhance");
+
+    // A new session has no image to edit.
+    let empty = ask(&alice, "Enhance the image, make it sharper", None).await;
+    assert_eq!(empty.status(), pb::MessageStatus::Failed, "{empty:?}");
+    assert_eq!(empty.stage(), pb::Stage::Act);
+    assert!(
+        empty.failure_reason.contains("image_id"),
+        "{}",
+        empty.failure_reason
+    );
+
+    // Bob cannot edit alice's image by naming it.
+    let bob = app.session("bob").await;
+    let bob = client(&app, &bob.access);
+    let bobs = create(&bob, "mine").await;
+    let sent = bob
+        .clone()
+        .send_message(pb::SendMessageRequest {
+            session_id: bobs.id.clone(),
+            content: "Make this photo look like a pencil sketch".into(),
+            document_context: None,
+            image_id: source.id.clone(),
+        })
+        .await
+        .expect("send_message")
+        .into_inner();
+    let refused = poll(&bob, &bobs.id, &sent.assistant_message.unwrap().id).await;
+    assert_eq!(refused.status(), pb::MessageStatus::Failed, "{refused:?}");
+    assert!(
+        refused.failure_reason.contains("not found"),
+        "{}",
+        refused.failure_reason
+    );
+    assert!(refused.image_id.is_empty());
+
+    // A malformed id is refused at once, naming the field.
+    let error = alice
+        .clone()
+        .send_message(message("Make it sepia", "not-an-id"))
+        .await
+        .expect_err("refused");
+    assert_invalid(&error, "image_id");
+}
+
 /// A reply that no worker takes (no process has the chat model) fails after the queue timeout
 /// with a reason that says so, on the stream and on GetMessage; its job is cancelled.
 async fn an_unclaimed_reply_fails_saying_why(backend: Backend) {
@@ -749,5 +885,6 @@ backend_tests!(
     messages_are_bounded_and_cancellable,
     a_chat_reply_streams_token_by_token,
     documents_are_cited_and_images_fail_with_the_fix,
+    a_gallery_image_is_edited_as_the_message_asks,
     an_unclaimed_reply_fails_saying_why,
 );
