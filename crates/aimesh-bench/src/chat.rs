@@ -11,7 +11,7 @@
 use std::{path::PathBuf, time::Instant};
 
 use aimesh_ai::chat::{
-    ChatEvent, ChatMessage, ChatModel, GenerationParams, SmolLm, SmolLmOptions, WeightFormat,
+    ChatEvent, ChatMessage, ChatModel, GenerationParams, GgufChat, GgufChatOptions, WeightFormat,
 };
 use anyhow::{Context, bail};
 
@@ -71,11 +71,11 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
         let models_dir = options.models_dir.clone();
         let loaded = Instant::now();
         let model = tokio::task::spawn_blocking(move || {
-            SmolLm::load(
+            GgufChat::load(
                 &models_dir,
-                SmolLmOptions {
+                GgufChatOptions {
                     weights,
-                    ..SmolLmOptions::default()
+                    ..GgufChatOptions::default()
                 },
             )
         })
@@ -100,7 +100,7 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn one_run(model: &SmolLm, tokens: u32) -> anyhow::Result<Run> {
+async fn one_run(model: &GgufChat, tokens: u32) -> anyhow::Result<Run> {
     let params = GenerationParams {
         max_tokens: tokens,
         ignore_eos: true,

@@ -165,7 +165,33 @@ impl ModelsService for ModelsApi {
                     source: source.to_owned(),
                     ..Default::default()
                 };
-                let mut model = match (catalog_model(kind), kind) {
+                let chat_file = self
+                    .engines
+                    .chat_choice
+                    .as_deref()
+                    .filter(|choice| aimesh_ai::models::spec(choice).is_none());
+                let spec = match (kind, self.engines.chat_choice.as_deref()) {
+                    (EngineKind::Chat, Some(choice)) => aimesh_ai::models::spec(choice),
+                    _ => catalog_model(kind),
+                };
+                let mut model = match (spec, kind) {
+                    (None, EngineKind::Chat) => {
+                        let engine = self.engines.chat.as_ref().ok();
+                        let file = chat_file.map(std::path::Path::new);
+                        let stem = file
+                            .and_then(|file| file.file_stem())
+                            .map(|stem| stem.to_string_lossy().into_owned())
+                            .unwrap_or_default();
+                        describe(
+                            engine.map_or(stem.as_str(), |engine| engine.name()),
+                            &engine.map_or_else(
+                                || "A GGUF chat model the operator provides".to_owned(),
+                                |engine| engine.summary(),
+                            ),
+                            "the provided model's",
+                            "AIMESH_CHAT_MODEL",
+                        )
+                    }
                     (Some(spec), _) => {
                         describe(spec.id, spec.description, spec.license, &spec.source())
                     }
@@ -274,7 +300,7 @@ impl ModelsService for ModelsApi {
     ) -> Result<Response<Self::ChatStream>, Status> {
         let (messages, params) = chat_request(request.into_inner())?;
         let model = ready(&self.engines.chat, EngineKind::Chat)?;
-        let name = models_id(EngineKind::Chat);
+        let name = model.name().to_owned();
         let events = model.chat(messages, params).map_err(ModelsError::from)?;
         let stream =
             tokio_stream::wrappers::ReceiverStream::new(events).map(move |event| match event {
@@ -625,8 +651,11 @@ mod tests {
         for spec in aimesh_ai::models::CATALOG {
             // The transcription engine runs every Whisper model (ListModels lists each).
             let whisper = aimesh_ai::speech::convert::MODEL_IDS.contains(&spec.id);
+            // The optional chat models run on the chat engine when AIMESH_CHAT_MODEL names them.
+            let chat = spec.optional && spec.capability == aimesh_ai::models::Capability::Chat;
             assert!(
                 whisper
+                    || chat
                     || EngineKind::ALL
                         .iter()
                         .any(|&kind| catalog_model(kind).is_some_and(|s| s.id == spec.id)),

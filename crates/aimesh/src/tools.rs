@@ -37,15 +37,35 @@ pub fn copy_docs(source: &Path, target: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Installs every pinned model missing from `models_dir` (or failing verification) and
-/// prepares the derived files (the Whisper conversion), printing what it did. Blocking.
+/// Installs every pinned model missing from `models_dir` (or failing verification), the
+/// optional ones only when named in `optional`, and prepares the derived files (the Whisper
+/// conversion), printing what it did. Blocking.
 pub fn fetch_models(
     models_dir: &std::path::Path,
+    optional: &[String],
     clients: &aimesh_ai::models::Clients,
 ) -> anyhow::Result<()> {
     use aimesh_ai::models::{self, Fetched};
 
-    for spec in models::CATALOG {
+    for id in optional {
+        match models::spec(id) {
+            Some(spec) if spec.optional => {}
+            Some(_) => anyhow::bail!("{id} is not optional: it is always fetched"),
+            None => anyhow::bail!(
+                "{id} is not in the catalog; optional models: {}",
+                models::CATALOG
+                    .iter()
+                    .filter(|spec| spec.optional)
+                    .map(|spec| spec.id)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+    let wanted = models::CATALOG
+        .iter()
+        .filter(|spec| !spec.optional || optional.iter().any(|id| id == spec.id));
+    for spec in wanted {
         let started = std::time::Instant::now();
         let fetched = models::fetch(models_dir, spec, clients)
             .with_context(|| format!("failed to install {}", spec.id))?;
@@ -87,6 +107,8 @@ pub fn list_models(models_dir: &std::path::Path) -> anyhow::Result<()> {
         let bytes: u64 = spec.files.iter().map(|file| file.bytes).sum();
         let state = match spec.verify(models_dir) {
             Ok(_) => "ok".to_owned(),
+            // Optional models are fetched when named: not having one is no fault.
+            Err(ModelError::Missing { .. }) if spec.optional => "optional".to_owned(),
             Err(ModelError::Missing { .. }) => {
                 broken += 1;
                 "missing".to_owned()

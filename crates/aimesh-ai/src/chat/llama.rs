@@ -226,11 +226,6 @@ impl Llama {
         })
     }
 
-    /// The model's sizes.
-    pub(super) fn shape(&self) -> Shape {
-        self.shape
-    }
-
     /// An empty cache for one generation.
     pub(super) fn cache(&self) -> Cache {
         Cache {

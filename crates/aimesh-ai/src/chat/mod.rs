@@ -1,6 +1,7 @@
 //! Chat completion: the [`ChatModel`] trait, the messages and sampling parameters a request
 //! carries, the events a reply streams, and the engine that implements it on a quantized
-//! llama model read from a GGUF file ([`SmolLm`], serving SmolLM2-135M-Instruct).
+//! model read from a GGUF file ([`GgufChat`]: SmolLM2-135M-Instruct by default, or a llama,
+//! qwen2 or gemma3 model the operator provides).
 //!
 //! A request is validated and its prompt rendered and tokenized on the caller's thread, so a
 //! bad request fails at once with [`EngineError::InvalidInput`] naming the field. Generation
@@ -9,15 +10,20 @@
 //! [`ChatEvent`]s: text deltas, then one [`ChatEvent::Done`]. Dropping the receiver stops the
 //! generation before the next token.
 
+mod decoder;
+mod gguf;
 mod llama;
-mod smollm;
+mod spm;
 mod stop;
 mod template;
 mod tokenizer;
 
 use std::fmt;
 
-pub use self::smollm::{MAX_CONTEXT, MODEL_ID, PREFILL_CHUNK, SmolLm, SmolLmOptions, WeightFormat};
+pub use self::decoder::ARCHITECTURES;
+pub use self::gguf::{
+    GgufChat, GgufChatOptions, MAX_CONTEXT, MODEL_ID, PREFILL_CHUNK, WeightFormat,
+};
 pub use self::template::ChatTemplate;
 pub use self::tokenizer::GgufTokenizer;
 use crate::engine::EngineError;
@@ -187,8 +193,13 @@ pub trait ChatModel: Send + Sync + 'static {
         true
     }
 
-    /// The model's name.
-    fn name(&self) -> &'static str;
+    /// The model's id: its catalog id, or the name of the file it was loaded from.
+    fn name(&self) -> &str;
+
+    /// What the model is, in a line (name, architecture, context), for model listings.
+    fn summary(&self) -> String {
+        String::new()
+    }
 
     /// How many tokens the prompt and the reply may hold together.
     fn context_length(&self) -> usize;

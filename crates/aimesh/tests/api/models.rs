@@ -350,3 +350,96 @@ async fn a_missing_model_is_reported_and_its_calls_say_how_to_fix_it() {
         ServingStatus::Serving
     );
 }
+
+/// AIMESH_CHAT_MODEL picks the chat model: the catalog's optional gemma3-270m is listed under
+/// its id and answers Chat; a file that cannot be served leaves chat NOT_SERVING, the reason
+/// in ListModels, and the other engines serving.
+#[tokio::test]
+async fn the_chat_model_is_the_one_configured() {
+    let spawn = |choice: String| {
+        TestApp::spawn_with(
+            Backend::Sqlite,
+            &[ServiceKind::Identity, ServiceKind::Models],
+            move |config| {
+                config.models = ModelsConfig {
+                    engines: vec![EngineKind::Chat],
+                    chat_model: Some(choice),
+                    ..ModelsConfig::new(aimesh_ai::models::dir_for_tests())
+                }
+            },
+        )
+    };
+    let chat_entry = |models: Vec<pb::Model>| {
+        models
+            .into_iter()
+            .find(|m| m.capability() == pb::Capability::Chat)
+            .expect("a chat entry")
+    };
+
+    let app = spawn("gemma3-270m".into()).await;
+    let mut models = client(&app);
+    let listed = models
+        .list_models(pb::ListModelsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .models;
+    let chat = chat_entry(listed);
+    assert_eq!(chat.id, "gemma3-270m");
+    assert_eq!(chat.state(), pb::ModelState::Ready, "{chat:?}");
+    assert!(chat.description.contains("Gemma 3"), "{chat:?}");
+    let mut stream = models
+        .chat(pb::ChatRequest {
+            messages: vec![pb::ChatMessage {
+                role: pb::Role::User.into(),
+                content: "Name a colour.".into(),
+            }],
+            max_tokens: Some(4),
+            ..Default::default()
+        })
+        .await
+        .expect("chat")
+        .into_inner();
+    let mut named = Vec::new();
+    while let Some(response) = stream.message().await.expect("the stream") {
+        named.push(response.model);
+    }
+    assert!(!named.is_empty());
+    assert!(
+        named.iter().all(|model| model == "gemma3-270m"),
+        "{named:?}"
+    );
+    // Gemma's markup in a message is refused as ChatML's is.
+    let refused = models
+        .chat(pb::ChatRequest {
+            messages: vec![pb::ChatMessage {
+                role: pb::Role::User.into(),
+                content: "hi<end_of_turn>".into(),
+            }],
+            ..Default::default()
+        })
+        .await
+        .expect_err("refused");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("not-a-model.gguf");
+    std::fs::write(&path, b"GGUF but not really").unwrap();
+    let app = spawn(path.display().to_string()).await;
+    let listed = client(&app)
+        .list_models(pb::ListModelsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .models;
+    let chat = chat_entry(listed);
+    assert_eq!(chat.id, "not-a-model");
+    assert_eq!(chat.source, "AIMESH_CHAT_MODEL");
+    assert_eq!(chat.state(), pb::ModelState::Invalid, "{chat:?}");
+    assert!(chat.detail.contains("not-a-model.gguf"), "{chat:?}");
+    assert_eq!(
+        health(&app, &EngineKind::Chat.health_name()).await,
+        ServingStatus::NotServing
+    );
+    assert_eq!(health(&app, "").await, ServingStatus::Serving);
+}

@@ -1,11 +1,14 @@
-//! [`SmolLm`]: SmolLM2-135M-Instruct (catalog id `smollm2-135m-instruct`), a quantized llama
-//! model in a GGUF file, run by aimesh's llama decoder on candle's quantized CPU kernels.
+//! [`GgufChat`]: a quantized chat model in a GGUF file, by default the catalog's
+//! SmolLM2-135M-Instruct (`smollm2-135m-instruct`), or any llama, qwen2 or gemma3 model an
+//! operator points at (see [`ARCHITECTURES`]).
 //!
-//! Loading verifies the pinned file, builds the tokenizer and compiles the chat template from
-//! the file's metadata, and loads the weights (see [`WeightFormat`]). Generation runs on one
-//! dedicated thread: each request starts from an empty KV cache, its prompt is processed in
-//! chunks of [`PREFILL_CHUNK`] tokens, then one token is sampled and fed back at a time until
-//! the end-of-turn token, a stop sequence, `max_tokens` or the end of the context.
+//! Loading reads the file's metadata, builds the tokenizer and compiles the chat template from
+//! it (or from a template the operator gives, for files without one), loads the weights on
+//! the decoder of the file's architecture (see [`WeightFormat`]) and runs the model once.
+//! Generation runs on one dedicated thread: each request starts from an empty KV cache, its
+//! prompt is processed in chunks of [`PREFILL_CHUNK`] tokens, then one token is sampled and
+//! fed back at a time until an end-of-turn token, a stop sequence, `max_tokens` or the end of
+//! the context.
 
 use std::{
     fs::File,
@@ -28,7 +31,7 @@ use tokio::sync::mpsc;
 use super::{
     ChatEvent, ChatMessage, ChatModel, ChatStream, ChatTemplate, FinishReason, GenerationParams,
     GgufTokenizer,
-    llama::{Cache, Llama},
+    decoder::{ARCHITECTURES, Decoder, State},
     stop::{Scan, StopScanner},
     validate_messages, validate_params,
 };
@@ -37,16 +40,21 @@ use crate::{
     models::{self, ModelError},
 };
 
-/// The catalog id of the model.
+/// The catalog id of the default model.
 pub const MODEL_ID: &str = "smollm2-135m-instruct";
 /// The engine's name.
-const ENGINE: &str = "smollm2";
+const ENGINE: &str = "chat";
 /// The most prompt tokens processed in one forward pass (bounds the attention matrices).
 pub const PREFILL_CHUNK: usize = 512;
 /// The longest context served, in tokens (the model's own limit when lower).
 pub const MAX_CONTEXT: usize = 4096;
-/// The token ending an assistant turn in ChatML templates.
-const END_OF_TURN: &str = "<|im_end|>";
+/// Tokens ending an assistant turn in the chat templates of the architectures served
+/// (ChatML, Gemma, Llama 3), besides the file's end-of-sequence and end-of-turn ids.
+const END_OF_TURN: &[&str] = &["<|im_end|>", "<end_of_turn>", "<|eot_id|>"];
+
+/// Chat templates of the catalog's models whose files carry none (base models): their
+/// family's turn format.
+const CATALOG_TEMPLATES: &[(&str, &str)] = &[("gemma3-270m", include_str!("gemma.jinja"))];
 
 /// How the weights are held in memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -67,34 +75,41 @@ pub enum WeightFormat {
     Q4K,
 }
 
-/// How [`SmolLm`] is loaded and served.
+/// How [`GgufChat`] is loaded and served.
 #[derive(Debug, Clone)]
-pub struct SmolLmOptions {
+pub struct GgufChatOptions {
     /// Requests that may wait while one is generated; more fail with [`EngineError::Busy`].
     /// At least 1.
     pub queue_capacity: usize,
-    /// How the weights are held in memory.
+    /// How the weights of a llama model are held in memory (the other architectures keep
+    /// the file's).
     pub weights: WeightFormat,
+    /// A Jinja chat template used instead of the file's `tokenizer.chat_template` (needed
+    /// for files without one, such as base models).
+    pub template: Option<String>,
 }
 
-impl Default for SmolLmOptions {
+impl Default for GgufChatOptions {
     fn default() -> Self {
         Self {
             queue_capacity: 16,
             weights: WeightFormat::default(),
+            template: None,
         }
     }
 }
 
-/// SmolLM2-135M-Instruct on candle: a [`ChatModel`] whose requests are generated one at a
-/// time on a dedicated thread. The thread ends when this is dropped (after the request it
-/// is generating).
+/// A GGUF chat model on candle: a [`ChatModel`] whose requests are generated one at a time
+/// on a dedicated thread. The thread ends when this is dropped (after the request it is
+/// generating).
 #[derive(Debug)]
-pub struct SmolLm {
+pub struct GgufChat {
     queue: EngineQueue<Job>,
     tokenizer: Arc<GgufTokenizer>,
     template: ChatTemplate,
     context_length: usize,
+    id: String,
+    summary: String,
 }
 
 /// A generation request for the inference thread.
@@ -105,25 +120,48 @@ struct Job {
     events: mpsc::Sender<Result<ChatEvent, EngineError>>,
 }
 
-impl SmolLm {
-    /// Verifies the model's file in `models_dir` (the catalog's `smollm2-135m-instruct`
-    /// directory), loads it and starts the inference thread. Blocking: hashes and reads the
-    /// whole file and runs the model once.
-    pub fn load(models_dir: &Path, options: SmolLmOptions) -> Result<Self, ModelError> {
-        let spec = models::spec(MODEL_ID).ok_or_else(|| {
-            ModelError::invalid(models_dir, format!("{MODEL_ID} is not in the catalog"))
-        })?;
+impl GgufChat {
+    /// Verifies the default model's file in `models_dir` (the catalog's
+    /// `smollm2-135m-instruct` directory), loads it and starts the inference thread.
+    /// Blocking: hashes and reads the whole file and runs the model once.
+    pub fn load(models_dir: &Path, options: GgufChatOptions) -> Result<Self, ModelError> {
+        Self::load_catalog(models_dir, MODEL_ID, options)
+    }
+
+    /// Verifies the file of the catalog's chat model `id` in `models_dir`, then loads it as
+    /// [`GgufChat::load_file`] does.
+    pub fn load_catalog(
+        models_dir: &Path,
+        id: &str,
+        mut options: GgufChatOptions,
+    ) -> Result<Self, ModelError> {
+        if options.template.is_none()
+            && let Some((_, template)) = CATALOG_TEMPLATES.iter().find(|(model, _)| *model == id)
+        {
+            options.template = Some((*template).to_owned());
+        }
+        let spec = models::spec(id)
+            .filter(|spec| spec.capability == models::Capability::Chat)
+            .ok_or_else(|| {
+                ModelError::invalid(
+                    models_dir,
+                    format!("{id} is not a chat model of the catalog"),
+                )
+            })?;
         let dir = spec.verify(models_dir)?;
         let file = spec
             .files
             .first()
             .ok_or_else(|| ModelError::invalid(&dir, "the catalog lists no file"))?;
-        Self::load_file(&dir.join(file.name), options)
+        let mut model = Self::load_file(&dir.join(file.name), options)?;
+        model.id = spec.id.to_owned();
+        Ok(model)
     }
 
-    /// Loads a GGUF file of a llama-architecture chat model with a byte-level BPE tokenizer
-    /// and a chat template in its metadata, without verifying it against the catalog.
-    pub fn load_file(path: &Path, options: SmolLmOptions) -> Result<Self, ModelError> {
+    /// Loads a GGUF chat model of one of the [`ARCHITECTURES`], with its tokenizer (byte-level
+    /// or SentencePiece BPE) and chat template in its metadata, without verifying it against
+    /// the catalog. Its id is the file's name without the extension.
+    pub fn load_file(path: &Path, options: GgufChatOptions) -> Result<Self, ModelError> {
         let started = Instant::now();
         let invalid = |reason: String| ModelError::invalid(path, reason);
         let mut reader = File::open(path).map_err(|source| ModelError::Io {
@@ -138,17 +176,37 @@ impl SmolLm {
             .and_then(|value| value.to_string().ok())
             .map(String::as_str)
             .unwrap_or_default();
-        if architecture != "llama" {
+        if !ARCHITECTURES.contains(&architecture) {
             return Err(invalid(format!(
-                "architecture {architecture:?}: only llama models are supported"
+                "architecture {architecture:?} is not served: supported are {}",
+                ARCHITECTURES.join(", ")
             )));
         }
+        let architecture = architecture.to_owned();
+        let text = |key: &str| {
+            metadata
+                .get(key)
+                .and_then(|value| value.to_string().ok())
+                .cloned()
+        };
+        let count = |key: &str| {
+            metadata
+                .get(&format!("{architecture}.{key}"))
+                .and_then(|value| value.to_u32().ok())
+        };
         let tokenizer = GgufTokenizer::from_metadata(metadata)
             .map_err(|reason| invalid(format!("bad tokenizer: {reason}")))?;
-        let source = metadata
-            .get("tokenizer.chat_template")
-            .and_then(|value| value.to_string().ok())
-            .ok_or_else(|| invalid("no tokenizer.chat_template in the metadata".into()))?;
+        let source = options
+            .template
+            .clone()
+            .or_else(|| text("tokenizer.chat_template"))
+            .ok_or_else(|| {
+                invalid(
+                    "no tokenizer.chat_template in the metadata (a base model?): give a chat \
+                     template (AIMESH_CHAT_TEMPLATE)"
+                        .into(),
+                )
+            })?;
         let token_text = |id: Option<u32>| {
             id.and_then(|id| tokenizer.token(id))
                 .unwrap_or_default()
@@ -166,21 +224,59 @@ impl SmolLm {
         if trial.is_empty() {
             return Err(invalid("the chat template renders nothing".into()));
         }
-        let context_length = metadata
-            .get("llama.context_length")
-            .and_then(|value| value.to_u32().ok())
+        let mut context_length = count("context_length")
             .map_or(MAX_CONTEXT, |length| (length as usize).min(MAX_CONTEXT));
+        if architecture == "gemma3"
+            && let Some(window) = count("attention.sliding_window")
+        {
+            // See the decoder: served exactly within the sliding window.
+            context_length = context_length.min(window as usize);
+        }
+        if context_length < 2 {
+            return Err(invalid(format!("a context of {context_length} tokens")));
+        }
 
         let mut end_ids = vec![tokenizer.eos_token_id()];
-        end_ids.extend(tokenizer.token_id(END_OF_TURN));
+        if let Some(id) = metadata
+            .get("tokenizer.ggml.eot_token_id")
+            .and_then(|value| value.to_u32().ok())
+        {
+            end_ids.push(id);
+        }
+        end_ids.extend(
+            END_OF_TURN
+                .iter()
+                .filter_map(|token| tokenizer.token_id(token)),
+        );
+        end_ids.sort_unstable();
+        end_ids.dedup();
         let device = Device::Cpu;
         let requantize = match options.weights {
             WeightFormat::AsStored => None,
             WeightFormat::Q8_0 => Some(GgmlDType::Q8_0),
             WeightFormat::Q4K => Some(GgmlDType::Q4K),
         };
-        let model = Llama::load(&content, &mut reader, requantize, context_length)
-            .map_err(|error| invalid(format!("bad weights: {error}")))?;
+        let name = text("general.name");
+        let layers = count("block_count").unwrap_or_default();
+        let model = Decoder::load(
+            &architecture,
+            content,
+            &mut reader,
+            requantize,
+            context_length,
+        )
+        .map_err(|error| invalid(format!("bad weights: {error}")))?;
+        let id = path
+            .file_stem()
+            .map(|stem| stem.to_string_lossy().into_owned())
+            .unwrap_or_else(|| architecture.clone());
+        let summary = format!(
+            "{} ({architecture}, {layers} layers, context {context_length} tokens) from {}",
+            name.as_deref().unwrap_or("a GGUF chat model"),
+            path.file_name()
+                .map(|name| name.to_string_lossy())
+                .unwrap_or_default(),
+        );
         let tokenizer = Arc::new(tokenizer);
         let mut worker = Worker {
             model,
@@ -195,6 +291,7 @@ impl SmolLm {
         tracing::info!(
             engine = ENGINE,
             path = %path.display(),
+            %architecture,
             weights = ?options.weights,
             context_length,
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -215,6 +312,8 @@ impl SmolLm {
             tokenizer,
             template,
             context_length,
+            id,
+            summary,
         })
     }
 
@@ -231,9 +330,13 @@ impl SmolLm {
     }
 }
 
-impl ChatModel for SmolLm {
-    fn name(&self) -> &'static str {
-        MODEL_ID
+impl ChatModel for GgufChat {
+    fn name(&self) -> &str {
+        &self.id
+    }
+
+    fn summary(&self) -> String {
+        self.summary.clone()
     }
 
     fn is_alive(&self) -> bool {
@@ -269,7 +372,9 @@ impl ChatModel for SmolLm {
                 ));
             }
         }
-        let prompt = self.tokenizer.encode(&self.render_prompt(&messages)?)?;
+        let prompt = self
+            .tokenizer
+            .encode_prompt(&self.render_prompt(&messages)?)?;
         if prompt.len() >= self.context_length {
             return Err(EngineError::invalid(
                 "messages",
@@ -293,8 +398,8 @@ impl ChatModel for SmolLm {
 
 /// The model on its inference thread.
 struct Worker {
-    /// The model; each request has a KV cache of its own.
-    model: Llama,
+    /// The model; each request has a state of its own.
+    model: Decoder,
     tokenizer: Arc<GgufTokenizer>,
     /// Tokens ending the reply: end of sequence, end of turn.
     end_ids: Vec<u32>,
@@ -311,19 +416,21 @@ struct Outcome {
 impl Worker {
     /// One forward pass of one token, to catch a model that loads but cannot run.
     fn trial(&mut self) -> candle_core::Result<()> {
+        let mut state = self.model.state();
         let logits = self
             .model
-            .forward(&[self.tokenizer.eos_token_id()], &mut self.model.cache())?;
+            .forward(&[self.tokenizer.eos_token_id()], &mut state)?;
         if logits.iter().any(|l| !l.is_finite()) {
             return Err(candle_core::Error::Msg("the logits are not finite".into()));
         }
         Ok(())
     }
 
-    /// Runs `tokens` after those in `cache` and returns the next token's logits, to sample.
-    fn step(&self, tokens: &[u32], cache: &mut Cache) -> candle_core::Result<Tensor> {
-        let logits = self.model.forward(tokens, cache)?;
-        Tensor::from_vec(logits, self.model.shape().vocab, &self.device)
+    /// Runs `tokens` after those in `state` and returns the next token's logits, to sample.
+    fn step(&mut self, tokens: &[u32], state: &mut State) -> candle_core::Result<Tensor> {
+        let logits = self.model.forward(tokens, state)?;
+        let vocab = logits.len();
+        Tensor::from_vec(logits, vocab, &self.device)
     }
 
     /// Generates the requests of `jobs` until every sender is gone.
@@ -375,9 +482,9 @@ impl Worker {
                     .blocking_send(Ok(ChatEvent::Token { text }))
                     .is_ok()
         };
-        let mut cache = self.model.cache();
+        let mut cache = self.model.state();
         let mut logits = None;
-        for chunk in job.prompt.chunks(PREFILL_CHUNK) {
+        for chunk in job.prompt.chunks(self.model.prefill_chunk(PREFILL_CHUNK)) {
             if job.events.is_closed() {
                 return Ok(None);
             }
