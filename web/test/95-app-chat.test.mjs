@@ -184,6 +184,46 @@ appTest("sessions are listed newest first and a new chat starts empty", async ({
   await snapshot(page, "chat-phone");
 });
 
+appTest("a gallery image's page starts a chat about it, and the message shows the image", async ({ page }) => {
+  await signUp(page);
+  const token = await page.evaluate(() => JSON.parse(localStorage.getItem("aimesh.session")).access);
+  const uploaded = await http("POST", "/api/v1/gallery/images?title=Garden%20wall", {
+    body: new Uint8Array(png(48, 32)),
+    headers: { "content-type": "image/png", authorization: `Bearer ${token}` },
+  });
+  assert.equal(uploaded.status, 200, uploaded.text);
+  const imageId = uploaded.json.image.id;
+  await page.goto(page.url().replace(/#.*$/, `#/gallery/${imageId}`));
+  await page.getByRole("link", { name: "Ask about it in chat" }).click();
+  await page.waitForURL(new RegExp(`#/chat/about/${imageId}$`));
+  const about = page.getByRole("figure", { name: "The image this message is about" });
+  await about.getByRole("img", { name: "The image this message is about" }).waitFor();
+  const text = "Make it black and white";
+  await page.getByLabel("Message", { exact: true }).fill(text);
+  await page.getByRole("button", { name: "Send" }).click();
+  await page.waitForURL(/#\/chat\/[0-9a-f-]{36}$/);
+  const mine = page
+    .getByRole("list", { name: "Messages" })
+    .getByRole("article", { name: "Your message" })
+    .filter({ hasText: text });
+  await mine.getByRole("img", { name: "The image this message is about" }).waitFor();
+  // The message as stored names the image.
+  const session = page.url().split("/").at(-1);
+  const listed = await http("GET", `/api/v1/chat/sessions/${session}/messages`, {
+    headers: { authorization: `Bearer ${token}` },
+  });
+  assert.equal(listed.status, 200, listed.text);
+  const user = listed.json.messages.find((m) => m.role === "ROLE_USER");
+  assert.equal(user.imageId, imageId, listed.text);
+  await snapshot(page, "chat-about-image");
+  // Dropping the image from a new conversation leaves a plain one.
+  await page.goto(page.url().replace(/#.*$/, `#/chat/about/${imageId}`));
+  await about.waitFor();
+  await page.getByRole("button", { name: "Remove image" }).click();
+  await page.waitForURL(/#\/chat$/);
+  assert.equal(await about.count(), 0);
+});
+
 /** grpc-web frames: each message, then the trailers saying OK. */
 function grpcWebBody(messages) {
   const frame = (flag, bytes) => {

@@ -2,7 +2,8 @@
 // oldest first, and a composer. A reply streams live (WatchMessage: the pipeline's stage, then
 // the text piece by piece, then the finished message), with the document passages it cites and
 // the image it made; a reply in progress can be stopped, the last one written again, a message
-// of the user's edited.
+// of the user's edited. A new conversation may be about a gallery image (`#/chat/about/<id>`,
+// from the image's page): the first message carries it, for an edit the words ask for.
 
 import { useEffect, useRef, useState } from "preact/hooks";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -91,6 +92,9 @@ function withoutApology(content: string): string {
 }
 
 export function Chat({ arg }: ScreenProps) {
+  // `about/<image id>`: a new conversation about that gallery image; else a session's id.
+  const about = arg.startsWith("about/") ? arg.slice("about/".length) : "";
+  const sessionId = about ? "" : arg;
   const {
     items: list,
     loaded,
@@ -126,7 +130,7 @@ export function Chat({ arg }: ScreenProps) {
           <ul class="list sessions" aria-label="Conversations">
             {list.map((s) => (
               <li key={s.id}>
-                <a href={`#/chat/${s.id}`} aria-current={s.id === arg ? "true" : undefined}>
+                <a href={`#/chat/${s.id}`} aria-current={s.id === sessionId ? "true" : undefined}>
                   <strong>{s.title || "New conversation"}</strong>
                   <span class="meta">
                     {s.messageCount.toString()} messages · {when(s.lastActivityTime)}
@@ -141,10 +145,10 @@ export function Chat({ arg }: ScreenProps) {
       </div>
       <div>
         <ModelsNotice />
-        {arg ? (
+        {sessionId ? (
           <Conversation
-            key={arg}
-            id={arg}
+            key={sessionId}
+            id={sessionId}
             onChange={refresh}
             onDeleted={() => {
               refresh();
@@ -154,8 +158,12 @@ export function Chat({ arg }: ScreenProps) {
         ) : (
           <Panel title="New conversation">
             <Composer
+              image={about}
+              onDropImage={() => {
+                window.location.hash = "#/chat";
+              }}
               onSend={async (text) => {
-                const r = await chat.chat({ sessionId: "", message: text });
+                const r = await chat.chat({ sessionId: "", message: text, imageId: about });
                 refresh();
                 if (r.session) window.location.hash = `#/chat/${r.session.id}`;
               }}
@@ -361,8 +369,19 @@ function Conversation({
   );
 }
 
-/** The message box; Enter sends, Shift+Enter starts a new line. */
-function Composer({ onSend }: { onSend: (text: string) => Promise<void> }) {
+/**
+ * The message box; Enter sends, Shift+Enter starts a new line. With an `image`, the message is
+ * about that gallery image, shown above the box with a button to drop it.
+ */
+function Composer({
+  onSend,
+  image = "",
+  onDropImage,
+}: {
+  onSend: (text: string) => Promise<void>;
+  image?: string;
+  onDropImage?: () => void;
+}) {
   const [text, setText] = useState("");
   const send = useAction(async () => {
     const content = text.trim();
@@ -378,6 +397,19 @@ function Composer({ onSend }: { onSend: (text: string) => Promise<void> }) {
         void send.run();
       }}
     >
+      {image ? (
+        <figure class="message-image" aria-label="The image this message is about">
+          <GalleryImage id={image} variant={ImageVariant.THUMBNAIL_256} alt="The image this message is about" />
+          <figcaption class="row">
+            <span class="meta">About this image: ask for an edit, e.g. “make it black and white”.</span>
+            {onDropImage ? (
+              <button type="button" class="secondary small" onClick={onDropImage}>
+                Remove image
+              </button>
+            ) : null}
+          </figcaption>
+        </figure>
+      ) : null}
       <label>
         Message
         <textarea
@@ -454,6 +486,17 @@ function UserMessage({ message, onEdited }: { message: Message; onEdited: () => 
         ) : (
           <>
             <div class="text">{message.content}</div>
+            {message.imageId ? (
+              <figure class="message-image">
+                <a href={`#/gallery/${message.imageId}`}>
+                  <GalleryImage
+                    id={message.imageId}
+                    variant={ImageVariant.THUMBNAIL_256}
+                    alt="The image this message is about"
+                  />
+                </a>
+              </figure>
+            ) : null}
             <div class="row message-actions">
               <span class="meta">{when(message.createTime)}</span>
               <button

@@ -469,6 +469,11 @@ function ImageView({ id, onChange }: { id: string; onChange: () => void }) {
                 </a>
               ) : null}
               {!image.deleteTime ? (
+                <a class="button secondary-link" href={`#/chat/about/${image.id}`}>
+                  Ask about it in chat
+                </a>
+              ) : null}
+              {!image.deleteTime ? (
                 <button
                   type="button"
                   class="danger"
