@@ -6,7 +6,8 @@
 //! prompt is processed when the first token arrives (the first token is sampled from the
 //! prompt's logits), and every later token costs one forward pass. The end-of-turn token is
 //! ignored so that every run generates exactly `--tokens` tokens. `bench/chat_peer.py` does
-//! the same with llama.cpp (llama-cpp-python) on the same file.
+//! the same with llama.cpp (llama-cpp-python) on the same file. `--model` measures another
+//! chat model instead (a GGUF file, or the catalog's optional gemma3-270m).
 
 use std::{path::PathBuf, time::Instant};
 
@@ -41,6 +42,10 @@ pub(crate) struct Options {
     /// Weight formats to measure: q4_k (the default), q8_0, as-stored (Q4_1), or all.
     #[arg(long, default_value = "all")]
     weights: String,
+    /// Another chat model to measure instead of SmolLM2: a GGUF file of a llama, qwen2 or
+    /// gemma3 model, or a chat model of the catalog (gemma3-270m); its weights as stored.
+    #[arg(long)]
+    model: Option<String>,
 }
 
 /// One timed run.
@@ -63,6 +68,35 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
         other => bail!("--weights {other}: expected q8_0, q4_k, as-stored or all"),
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if let Some(choice) = options.model.clone() {
+        let models_dir = options.models_dir.clone();
+        let loaded = Instant::now();
+        let model = tokio::task::spawn_blocking(move || {
+            let options = GgufChatOptions {
+                weights: WeightFormat::AsStored,
+                ..GgufChatOptions::default()
+            };
+            match aimesh_ai::models::spec(&choice) {
+                Some(_) => GgufChat::load_catalog(&models_dir, &choice, options),
+                None => GgufChat::load_file(std::path::Path::new(&choice), options),
+            }
+        })
+        .await?
+        .context("loading the chat model")?;
+        println!(
+            "chat: {}, greedy, {} generated tokens, median of {} runs, {threads} threads",
+            model.summary(),
+            options.tokens,
+            options.runs
+        );
+        return measure(
+            &model,
+            &options,
+            "as stored",
+            loaded.elapsed().as_secs_f64(),
+        )
+        .await;
+    }
     println!(
         "chat: SmolLM2-135M-Instruct, greedy, {} generated tokens, median of {} runs, {threads} threads",
         options.tokens, options.runs
@@ -81,22 +115,32 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
         })
         .await?
         .context("loading the chat model")?;
-        let load_secs = loaded.elapsed().as_secs_f64();
-        let mut runs = Vec::with_capacity(options.runs);
-        for i in 0..=options.runs {
-            let run = one_run(&model, options.tokens).await?;
-            if i > 0 {
-                runs.push(run);
-            }
-        }
-        let prompt_tokens = runs.first().map_or(0, |run| run.prompt_tokens);
-        let pp = median(runs.iter().map(|run| run.prompt_per_sec).collect());
-        let tg = median(runs.iter().map(|run| run.generation_per_sec).collect());
-        println!(
-            "  aimesh (candle, {label}): load {load_secs:.2} s, prompt {prompt_tokens} tokens \
-             {pp:.1} tok/s, generation {tg:.1} tok/s"
-        );
+        measure(&model, &options, label, loaded.elapsed().as_secs_f64()).await?;
     }
+    Ok(())
+}
+
+/// Times `options.runs` replies of `model` after a warm-up and prints the medians.
+async fn measure(
+    model: &GgufChat,
+    options: &Options,
+    label: &str,
+    load_secs: f64,
+) -> anyhow::Result<()> {
+    let mut runs = Vec::with_capacity(options.runs);
+    for i in 0..=options.runs {
+        let run = one_run(model, options.tokens).await?;
+        if i > 0 {
+            runs.push(run);
+        }
+    }
+    let prompt_tokens = runs.first().map_or(0, |run| run.prompt_tokens);
+    let pp = median(runs.iter().map(|run| run.prompt_per_sec).collect());
+    let tg = median(runs.iter().map(|run| run.generation_per_sec).collect());
+    println!(
+        "  aimesh (candle, {label}): load {load_secs:.2} s, prompt {prompt_tokens} tokens \
+         {pp:.1} tok/s, generation {tg:.1} tok/s"
+    );
     Ok(())
 }
 
