@@ -193,7 +193,8 @@ appTest("a gallery image's page starts a chat about it, and the message shows th
   });
   assert.equal(uploaded.status, 200, uploaded.text);
   const imageId = uploaded.json.image.id;
-  await page.goto(page.url().replace(/#.*$/, `#/gallery/${imageId}`));
+  const open = (hash) => page.evaluate((to) => (window.location.hash = to), hash);
+  await open(`#/gallery/${imageId}`);
   await page.getByRole("link", { name: "Ask about it in chat" }).click();
   await page.waitForURL(new RegExp(`#/chat/about/${imageId}$`));
   const about = page.getByRole("figure", { name: "The image this message is about" });
@@ -217,7 +218,7 @@ appTest("a gallery image's page starts a chat about it, and the message shows th
   assert.equal(user.imageId, imageId, listed.text);
   await snapshot(page, "chat-about-image");
   // Dropping the image from a new conversation leaves a plain one.
-  await page.goto(page.url().replace(/#.*$/, `#/chat/about/${imageId}`));
+  await open(`#/chat/about/${imageId}`);
   await about.waitFor();
   await page.getByRole("button", { name: "Remove image" }).click();
   await page.waitForURL(/#\/chat$/);

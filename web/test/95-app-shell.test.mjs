@@ -139,6 +139,12 @@ appTest("an access token about to expire is refreshed before the next call", asy
   await page.reload();
   await refreshed;
   await page.getByRole("list", { name: "Notes" }).getByText("No notes yet.").waitFor();
+  // The notes may load with the old token, still valid, before the refresh's answer is stored:
+  // wait for the rotated session rather than read it once.
+  await page.waitForFunction(
+    (old) => JSON.parse(localStorage.getItem("aimesh.session")).refresh !== old,
+    before.refresh,
+  );
   const after = await page.evaluate(() => JSON.parse(localStorage.getItem("aimesh.session")));
   assert.notEqual(after.refresh, before.refresh, "the refresh token was rotated");
   assert.ok(after.accessExpires > Date.now() + 60_000, "a fresh access token");
