@@ -215,7 +215,7 @@ appTest("a gallery image's page starts a chat about it, and the message shows th
   });
   assert.equal(listed.status, 200, listed.text);
   const user = listed.json.messages.find((m) => m.role === "ROLE_USER");
-  assert.equal(user.imageId, imageId, listed.text);
+  assert.equal(user.image_id, imageId, listed.text);
   await snapshot(page, "chat-about-image");
   // Dropping the image from a new conversation leaves a plain one.
   await open(`#/chat/about/${imageId}`);
