@@ -165,21 +165,19 @@ impl ModelsService for ModelsApi {
                     source: source.to_owned(),
                     ..Default::default()
                 };
-                let chat_file = self
-                    .engines
-                    .chat_choice
-                    .as_deref()
-                    .filter(|choice| aimesh_ai::models::spec(choice).is_none());
                 let spec = match (kind, self.engines.chat_choice.as_deref()) {
                     (EngineKind::Chat, Some(choice)) => aimesh_ai::models::spec(choice),
                     _ => catalog_model(kind),
                 };
                 let mut model = match (spec, kind) {
+                    // A file named by AIMESH_CHAT_MODEL (a catalog id has its spec).
                     (None, EngineKind::Chat) => {
                         let engine = self.engines.chat.as_ref().ok();
-                        let file = chat_file.map(std::path::Path::new);
-                        let stem = file
-                            .and_then(|file| file.file_stem())
+                        let stem = self
+                            .engines
+                            .chat_choice
+                            .as_deref()
+                            .and_then(|file| std::path::Path::new(file).file_stem())
                             .map(|stem| stem.to_string_lossy().into_owned())
                             .unwrap_or_default();
                         describe(

@@ -93,18 +93,25 @@ impl Decoder {
         match (self, state) {
             (Self::Llama(model), State::Llama(cache)) => model.forward(tokens, cache),
             (Self::Qwen2(model), State::Position(position)) => {
-                let input = Tensor::new(tokens, &Device::Cpu)?.unsqueeze(0)?;
-                let logits = model.forward(&input, *position)?;
-                *position += tokens.len();
-                logits.flatten_all()?.to_vec1()
+                candle_step(tokens, position, |input, at| model.forward(input, at))
             }
             (Self::Gemma3(model), State::Position(position)) => {
-                let input = Tensor::new(tokens, &Device::Cpu)?.unsqueeze(0)?;
-                let logits = model.forward(&input, *position)?;
-                *position += tokens.len();
-                logits.flatten_all()?.to_vec1()
+                candle_step(tokens, position, |input, at| model.forward(input, at))
             }
             _ => candle_core::bail!("a state of another model"),
         }
     }
+}
+
+/// One pass of a candle-transformers model, `forward(tokens, first position)`, over `tokens`
+/// at `position`, which it advances; the logits of the last token.
+fn candle_step(
+    tokens: &[u32],
+    position: &mut usize,
+    forward: impl FnOnce(&Tensor, usize) -> Result<Tensor>,
+) -> Result<Vec<f32>> {
+    let input = Tensor::new(tokens, &Device::Cpu)?.unsqueeze(0)?;
+    let logits = forward(&input, *position)?;
+    *position += tokens.len();
+    logits.flatten_all()?.to_vec1()
 }
