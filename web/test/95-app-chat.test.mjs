@@ -222,7 +222,7 @@ appTest("a gallery image's page starts a chat about it, and the message shows th
   await about.waitFor();
   await page.getByRole("button", { name: "Remove image" }).click();
   await page.waitForURL(/#\/chat$/);
-  assert.equal(await about.count(), 0);
+  await about.waitFor({ state: "detached" });
 });
 
 /** grpc-web frames: each message, then the trailers saying OK. */
