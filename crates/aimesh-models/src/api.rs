@@ -167,6 +167,9 @@ impl ModelsService for ModelsApi {
                 };
                 let spec = match (kind, self.engines.chat_choice.as_deref()) {
                     (EngineKind::Chat, Some(choice)) => aimesh_ai::models::spec(choice),
+                    (EngineKind::ImageUpscale, _) => {
+                        aimesh_ai::models::spec(&self.engines.upscale_choice)
+                    }
                     _ => catalog_model(kind),
                 };
                 let mut model = match (spec, kind) {
@@ -649,8 +652,14 @@ mod tests {
         for spec in aimesh_ai::models::CATALOG {
             // The transcription engine runs every Whisper model (ListModels lists each).
             let whisper = aimesh_ai::speech::convert::MODEL_IDS.contains(&spec.id);
-            // The optional chat models run on the chat engine when AIMESH_CHAT_MODEL names them.
-            let chat = spec.optional && spec.capability == aimesh_ai::models::Capability::Chat;
+            // The optional chat and upscaling models run on their engine when AIMESH_CHAT_MODEL
+            // or AIMESH_UPSCALE_MODEL names them.
+            let chat = spec.optional
+                && matches!(
+                    spec.capability,
+                    aimesh_ai::models::Capability::Chat
+                        | aimesh_ai::models::Capability::ImageUpscale
+                );
             assert!(
                 whisper
                     || chat

@@ -20,7 +20,7 @@ use aimesh_ai::{
     embed::{EmbedOptions, Embedder, MiniLm},
     image::{
         BackgroundRemover, DiffusionLoadError, DiffusionOptions, Esrgan, EsrganOptions,
-        ImageGenerator, StableDiffusion, Upscaler, matting,
+        ImageGenerator, StableDiffusion, Upscaler, esrgan, matting,
     },
     models::{self, Capability, ModelError},
     speech::{EspeakNg, Synthesizer, Transcriber, Whisper, WhisperOptions, convert as whisper},
@@ -124,6 +124,17 @@ pub struct ModelsConfig {
     #[arg(long, env = "AIMESH_CHAT_MODEL")]
     pub chat_model: Option<String>,
 
+    /// The upscaling model of the catalog: esrgan-psnr-small (closer to the original than
+    /// Lanczos resizing at ×2) or esrgan-slim (optional: fetch it by name; faster, sharper
+    /// texture, less faithful).
+    #[arg(
+        long,
+        env = "AIMESH_UPSCALE_MODEL",
+        value_parser = clap::builder::PossibleValuesParser::new(esrgan::MODEL_IDS),
+        default_value = esrgan::MODEL_ID
+    )]
+    pub upscale_model: String,
+
     /// A Jinja chat template file for a chat model whose file has none (base models), or to
     /// replace the file's.
     #[arg(long, env = "AIMESH_CHAT_TEMPLATE")]
@@ -156,6 +167,7 @@ impl ModelsConfig {
                 .collect(),
             chat_model: None,
             chat_template: None,
+            upscale_model: esrgan::MODEL_ID.to_owned(),
             espeak_bin: "espeak-ng".into(),
             image_model_dir: None,
             matting_model: None,
@@ -237,6 +249,8 @@ pub struct Engines {
     pub synthesizer: Slot<Arc<dyn Synthesizer>>,
     /// Image super-resolution.
     pub upscaler: Slot<Arc<dyn Upscaler>>,
+    /// The catalog id of the upscaling model configured (AIMESH_UPSCALE_MODEL).
+    pub upscale_choice: String,
     /// Text-to-image.
     pub image_generator: Slot<Arc<dyn ImageGenerator>>,
     /// Background removal.
@@ -299,8 +313,10 @@ impl Engines {
             }
         };
         let upscaler = load_model(config, EngineKind::ImageUpscale, {
-            let dir = dir.clone();
-            move || Esrgan::load(&dir, EsrganOptions::default()).map(|m| Arc::new(m) as _)
+            let (dir, id) = (dir.clone(), config.upscale_model.clone());
+            move || {
+                Esrgan::load_catalog(&dir, &id, EsrganOptions::default()).map(|m| Arc::new(m) as _)
+            }
         });
         let image_generator = load_image_generator(config);
         let background_remover = async {
@@ -363,6 +379,7 @@ impl Engines {
             transcription_models,
             synthesizer,
             upscaler,
+            upscale_choice: config.upscale_model.clone(),
             image_generator,
             background_remover,
         }

@@ -1,6 +1,9 @@
 //! ESRGAN super-resolution on candle: the idealo ISR "RDN" networks (residual dense blocks:
-//! convolutions, concatenations, additions, then upsampling) trained on DIV2K, as the npm
-//! package `@upscalerjs/esrgan-slim` ships them (TF.js layers models, float32), ×2 and ×4.
+//! convolutions, concatenations, additions, then upsampling) trained on DIV2K, as UpscalerJS
+//! ships them (TF.js layers models). The default is the PSNR-trained `psnr-small` ×2 network
+//! of `@upscalerjs/esrgan-legacy` (×4 runs it twice), the one that beats Lanczos resizing on
+//! photographs; `esrgan-slim` (`@upscalerjs/esrgan-slim`, native ×2 and ×4, faster, but not
+//! closer to the original than Lanczos) is the optional other.
 //!
 //! The network is fully convolutional; images of any size are run tile by tile (see
 //! [`super::tiles`]) with a margin of the network's receptive radius, so memory stays bounded
@@ -9,7 +12,7 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::mpsc::Receiver,
+    sync::{Arc, mpsc::Receiver},
 };
 
 use candle_core::Device;
@@ -17,17 +20,18 @@ use futures::future::BoxFuture;
 use image::RgbImage;
 use tokio::sync::oneshot;
 
-use super::{RunControl, Upscaler, tfjs::Graph, tiles};
+use super::{Progress, ProgressFn, RunControl, Upscaler, tfjs::Graph, tiles};
 use crate::{
     engine::{EngineError, EngineQueue},
     models::{self, ModelError},
 };
 
-/// The catalog id of the model this engine runs.
-pub const MODEL_ID: &str = "esrgan-slim";
-/// The engine's name.
-const ENGINE: &str = "esrgan-slim";
-/// The scales the pinned model offers, and the directory of each inside the model's.
+/// The catalog id of the model [`Esrgan::load`] runs: the PSNR-trained RDN, which comes closer
+/// to the original than Lanczos resizing does (see the tests).
+pub const MODEL_ID: &str = "esrgan-psnr-small";
+/// The catalog's upscaling models, the default first.
+pub const MODEL_IDS: [&str; 2] = [MODEL_ID, "esrgan-slim"];
+/// The scales the engine offers.
 const SCALES: [u32; 2] = [2, 4];
 /// The RDN models take and give pixel values on the 0-255 scale.
 const INPUT_SCALE: f32 = 1.0;
@@ -57,6 +61,7 @@ impl Default for EsrganOptions {
 /// The ESRGAN engine: one inference thread serving both scales.
 #[derive(Debug)]
 pub struct Esrgan {
+    name: &'static str,
     queue: EngineQueue<Request>,
     max_input_pixels: u64,
 }
@@ -69,22 +74,55 @@ struct Request {
     reply: oneshot::Sender<Result<RgbImage, EngineError>>,
 }
 
+/// How one scale is reached: the networks (indices into the loaded ones) run in turn.
+#[derive(Debug)]
+struct Route {
+    scale: u32,
+    steps: Vec<usize>,
+}
+
 impl Esrgan {
-    /// Verifies the pinned `esrgan-slim` files in `models_dir`, loads both scales and starts
-    /// the inference thread. Blocking.
+    /// Verifies the pinned [`MODEL_ID`] files in `models_dir`, loads them and starts the
+    /// inference thread. Blocking.
     pub fn load(models_dir: &Path, options: EsrganOptions) -> Result<Self, ModelError> {
-        let spec = models::spec(MODEL_ID).expect("esrgan-slim is in the catalog");
-        let dir = spec.verify(models_dir)?;
-        Self::load_dir(&dir, options)
+        Self::load_catalog(models_dir, MODEL_ID, options)
     }
 
-    /// Loads the `x2/` and `x4/` TF.js models of `dir` without checking them against the
-    /// catalog (for other RDN weights of the same layout, e.g. `esrgan-medium`). Blocking.
+    /// Verifies the files of the catalog's upscaling model `id` (e.g. `esrgan-slim`) in
+    /// `models_dir` and loads them as [`Esrgan::load_dir`] does. Blocking.
+    pub fn load_catalog(
+        models_dir: &Path,
+        id: &str,
+        options: EsrganOptions,
+    ) -> Result<Self, ModelError> {
+        let spec = models::spec(id)
+            .filter(|spec| spec.capability == models::Capability::ImageUpscale)
+            .ok_or_else(|| {
+                ModelError::invalid(models_dir, format!("{id} is not an upscaling model"))
+            })?;
+        let dir = spec.verify(models_dir)?;
+        Self::load_named(&dir, spec.id, options)
+    }
+
+    /// Loads the TF.js models of `dir` without checking them against the catalog: `x2/` (a
+    /// ×2 network) and, when present, `x4/` (a ×4 network). Without `x4/`, ×4 runs the ×2
+    /// network twice. For other RDN weights of this layout, e.g. `esrgan-medium`. Blocking.
     pub fn load_dir(dir: &Path, options: EsrganOptions) -> Result<Self, ModelError> {
+        Self::load_named(dir, "esrgan", options)
+    }
+
+    fn load_named(
+        dir: &Path,
+        name: &'static str,
+        options: EsrganOptions,
+    ) -> Result<Self, ModelError> {
         let device = Device::Cpu;
         let mut graphs = Vec::new();
         for scale in SCALES {
             let path: PathBuf = dir.join(format!("x{scale}")).join("model.json");
+            if scale != 2 && !path.exists() {
+                continue;
+            }
             let graph = Graph::load(&path, &device)?;
             if graph.scale != scale as usize {
                 return Err(ModelError::invalid(
@@ -92,11 +130,20 @@ impl Esrgan {
                     format!("the network upscales ×{}, expected ×{scale}", graph.scale),
                 ));
             }
-            graphs.push((scale, graph));
+            graphs.push(graph);
         }
+        let routes: Vec<Route> = SCALES
+            .iter()
+            .map(|&scale| {
+                let native = graphs.iter().position(|g| g.scale == scale as usize);
+                // Only ×2 is required: ×4 is then ×2 twice.
+                let steps = native.map_or_else(|| vec![0, 0], |at| vec![at]);
+                Route { scale, steps }
+            })
+            .collect();
         let tile = options.tile.max(16);
         let queue = EngineQueue::spawn(
-            ENGINE,
+            name,
             "esrgan",
             options.queue_capacity,
             move |requests: &Receiver<Request>| {
@@ -110,27 +157,16 @@ impl Esrgan {
                     if reply.is_closed() {
                         continue;
                     }
-                    let Some((_, graph)) = graphs.iter().find(|(s, _)| *s == scale) else {
+                    let Some(route) = routes.iter().find(|r| r.scale == scale) else {
                         let _ = reply.send(Err(EngineError::invalid("scale", "unsupported")));
                         continue;
                     };
-                    let tiling = tiles::Tiling {
-                        tile,
-                        margin: graph.radius as u32,
-                        scale,
-                        input_scale: INPUT_SCALE,
-                    };
-                    let result = tiles::run(
-                        &image,
-                        tiling,
-                        &device,
-                        &control,
-                        &|| reply.is_closed(),
-                        &|input| graph.forward(input),
-                    )
+                    let result = run_route(&graphs, route, image, tile, &device, &control, &|| {
+                        reply.is_closed()
+                    })
                     .map_err(|error| match error {
-                        tiles::TileError::Cancelled => EngineError::Cancelled { engine: ENGINE },
-                        tiles::TileError::Model(error) => EngineError::failed(ENGINE, error),
+                        tiles::TileError::Cancelled => EngineError::Cancelled { engine: name },
+                        tiles::TileError::Model(error) => EngineError::failed(name, error),
                     });
                     let _ = reply.send(result);
                 }
@@ -140,10 +176,59 @@ impl Esrgan {
             ModelError::invalid(dir, format!("cannot start the inference thread: {error}"))
         })?;
         Ok(Self {
+            name,
             queue,
             max_input_pixels: options.max_input_pixels,
         })
     }
+}
+
+/// Runs the networks of `route` in turn, tile by tile, reporting the tiles of all of them as
+/// one count.
+fn run_route(
+    graphs: &[Graph],
+    route: &Route,
+    mut image: RgbImage,
+    tile: u32,
+    device: &Device,
+    control: &RunControl,
+    abandoned: &dyn Fn() -> bool,
+) -> Result<RgbImage, tiles::TileError> {
+    // Tiles of each step, from the size of the image that step receives.
+    let (mut width, mut height) = image.dimensions();
+    let mut counts = Vec::with_capacity(route.steps.len());
+    for &step in &route.steps {
+        counts.push(width.div_ceil(tile) * height.div_ceil(tile));
+        let scale = graphs[step].scale as u32;
+        (width, height) = (width * scale, height * scale);
+    }
+    let total: u32 = counts.iter().sum();
+    let mut before = 0;
+    for (&step, count) in route.steps.iter().zip(counts) {
+        let graph = &graphs[step];
+        let step_control = RunControl {
+            progress: control.progress.clone().map(|progress| {
+                Arc::new(move |p: Progress| {
+                    progress(Progress {
+                        done: before + p.done,
+                        total,
+                    })
+                }) as ProgressFn
+            }),
+            cancel: control.cancel.clone(),
+        };
+        let tiling = tiles::Tiling {
+            tile,
+            margin: graph.radius as u32,
+            scale: graph.scale as u32,
+            input_scale: INPUT_SCALE,
+        };
+        image = tiles::run(&image, tiling, device, &step_control, abandoned, &|input| {
+            graph.forward(input)
+        })?;
+        before += count;
+    }
+    Ok(image)
 }
 
 impl Upscaler for Esrgan {
@@ -152,7 +237,7 @@ impl Upscaler for Esrgan {
     }
 
     fn name(&self) -> &'static str {
-        ENGINE
+        self.name
     }
 
     fn scales(&self) -> &[u32] {
@@ -200,10 +285,11 @@ impl Upscaler for Esrgan {
             })?;
             Ok(answer)
         })();
+        let name = self.name;
         Box::pin(async move {
             checked?
                 .await
-                .map_err(|_| EngineError::Stopped { engine: ENGINE })?
+                .map_err(|_| EngineError::Stopped { engine: name })?
         })
     }
 }

@@ -1,8 +1,9 @@
 //! Image engines behind small traits, so the gallery depends on capabilities, not on an
 //! implementation:
 //!
-//! - [`Upscaler`]: super-resolution. [`Esrgan`] runs the pinned ESRGAN (idealo RDN) weights
-//!   of the npm package `@upscalerjs/esrgan-slim` on candle, tile by tile.
+//! - [`Upscaler`]: super-resolution. [`Esrgan`] runs pinned ESRGAN (idealo RDN) weights of
+//!   UpscalerJS's npm packages on candle, tile by tile: `psnr-small` of
+//!   `@upscalerjs/esrgan-legacy` by default, `@upscalerjs/esrgan-slim` as the option.
 //! - [`ImageGenerator`]: text-to-image. [`StableDiffusion`] runs Stable Diffusion 1.5 / 2.1 /
 //!   Turbo weights a user provides (`AIMESH_IMAGE_MODEL_DIR`), with a progress report per
 //!   denoising step and cancellation between steps.
@@ -104,7 +105,7 @@ pub trait Upscaler: Send + Sync + 'static {
     fn is_alive(&self) -> bool {
         true
     }
-    /// The engine's name, e.g. `esrgan-slim`.
+    /// The engine's name, e.g. `esrgan-psnr-small`.
     fn name(&self) -> &'static str;
     /// The scale factors it offers, e.g. `[2, 4]`.
     fn scales(&self) -> &[u32];

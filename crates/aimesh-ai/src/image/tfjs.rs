@@ -2,8 +2,10 @@
 //! in binary shards) run on candle, for the small set of layers convolutional image networks
 //! such as idealo's RDN use: `InputLayer`, `Conv2D` (stride 1, dilation 1, `same` or `valid`
 //! padding, linear or ReLU activation), `Activation` (linear, ReLU), `Concatenate` and `Add`
-//! on the channel axis, and `UpSampling2D` (nearest). Anything else is refused when loading,
-//! naming the layer, so an unsupported model never runs half-understood.
+//! on the channel axis, `UpSampling2D` (nearest), and the two custom layers of idealo's RRDN
+//! as UpscalerJS registers them: `MultiplyBeta` (the residual scaled by its `beta`) and
+//! `PixelShuffle<n>x` (TF's `depth_to_space` with block `n`). Anything else is refused when
+//! loading, naming the layer, so an unsupported model never runs half-understood.
 //!
 //! Keras works channels-last; the graph runs channels-first (NCHW) as candle's convolutions
 //! want, converting kernels from `[kh, kw, in, out]` to `[out, in, kh, kw]` once at load.
@@ -91,6 +93,10 @@ enum Op {
     Concat,
     Add,
     Upsample(usize),
+    /// Multiplies by a constant (`MultiplyBeta`).
+    Scale(f64),
+    /// `depth_to_space` with this block size (`PixelShuffle<n>x`).
+    PixelShuffle(usize),
 }
 
 #[derive(Debug)]
@@ -108,7 +114,7 @@ pub(crate) struct Graph {
     nodes: Vec<Node>,
     input: usize,
     output: usize,
-    /// Total scale of the `UpSampling2D` layers on the path to the output.
+    /// Total scale of the `UpSampling2D` and `PixelShuffle` layers on the path to the output.
     pub(crate) scale: usize,
     /// The widest receptive-field radius, in input pixels (sum of kernel radii), bounding
     /// how far a tile's edge effects reach.
@@ -281,6 +287,20 @@ impl Graph {
                         }
                     }
                 }
+                "MultiplyBeta" => match config.get("beta").and_then(|v| v.as_f64()) {
+                    Some(beta) if beta.is_finite() => Op::Scale(beta),
+                    other => return Err(unsupported(format!("beta {other:?}"))),
+                },
+                other if other.starts_with("PixelShuffle") => {
+                    let size = config.get("scale").and_then(|v| v.as_u64());
+                    match size {
+                        Some(size @ 2..=8) if other == format!("PixelShuffle{size}x") => {
+                            scale *= size as usize;
+                            Op::PixelShuffle(size as usize)
+                        }
+                        _ => return Err(unsupported(format!("{other} with scale {size:?}"))),
+                    }
+                }
                 other => return Err(unsupported(format!("layer type {other} is not supported"))),
             };
             let expected_inputs = match op {
@@ -363,6 +383,8 @@ impl Graph {
                     let (_, _, h, w) = x.dims4()?;
                     x.upsample_nearest2d(h * size, w * size)?
                 }
+                Op::Scale(factor) => arg(0)?.affine(*factor, 0.0)?,
+                Op::PixelShuffle(size) => depth_to_space(arg(0)?, *size)?,
             };
             values[at] = Some(value);
             // Free what no later layer reads.
@@ -376,6 +398,19 @@ impl Graph {
             .take()
             .ok_or_else(|| candle_core::Error::Msg("the output was never computed".into()))
     }
+}
+
+/// TF's `depth_to_space` (NHWC, channel `(i * n + j) * C + c` goes to row offset `i`, column
+/// offset `j`, channel `c`) on an NCHW tensor: `(B, C·n², H, W)` to `(B, C, H·n, W·n)`.
+fn depth_to_space(x: &Tensor, n: usize) -> candle_core::Result<Tensor> {
+    let (batch, channels, height, width) = x.dims4()?;
+    if channels % (n * n) != 0 {
+        candle_core::bail!("depth_to_space: {channels} channels is not a multiple of {n}²");
+    }
+    let out = channels / (n * n);
+    x.reshape((batch, n, n, out, height, width))?
+        .permute((0, 3, 4, 1, 5, 2))?
+        .reshape((batch, out, height * n, width * n))
 }
 
 /// Reads every weight of the manifest: each group's shards concatenated, its weights laid
@@ -458,4 +493,25 @@ fn read_weights(
         }
     }
     Ok(weights)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth_to_space_is_tensorflows() {
+        // Two output channels, block 2: TF's channel (i * 2 + j) * 2 + c lands at row offset
+        // i, column offset j, channel c.
+        let input: Vec<f32> = (0..8).map(|v| v as f32).collect();
+        let x = Tensor::from_vec(input, (1, 8, 1, 1), &Device::Cpu).unwrap();
+        let y = depth_to_space(&x, 2).unwrap();
+        assert_eq!(y.dims(), [1, 2, 2, 2]);
+        let planes: Vec<Vec<Vec<f32>>> = y.squeeze(0).unwrap().to_vec3().unwrap();
+        assert_eq!(planes[0], [[0.0, 2.0], [4.0, 6.0]]);
+        assert_eq!(planes[1], [[1.0, 3.0], [5.0, 7.0]]);
+        let odd = Tensor::zeros((1, 6, 2, 2), candle_core::DType::F32, &Device::Cpu).unwrap();
+        assert!(depth_to_space(&odd, 2).is_err());
+    }
 }

@@ -869,7 +869,7 @@ async fn upscaling_runs_the_loaded_engine(backend: Backend) {
             .unwrap();
         assert_eq!(job.kind, "gallery.upscale");
         let result = operation_result(&finish(&app, &job).await);
-        assert_eq!(result.engine, "esrgan-slim", "{result:?}");
+        assert_eq!(result.engine, "esrgan-psnr-small", "{result:?}");
         let upscaled = get(&gallery, &result.image_id).await.unwrap();
         assert_eq!((upscaled.width, upscaled.height), size);
         let (original, _) = download(&gallery, &result.image_id, pb::ImageVariant::Original).await;

@@ -101,7 +101,8 @@ async fn every_engine_answers_on_the_real_models() {
         .iter()
         .find(|m| m.capability() == pb::Capability::ImageUpscale)
         .unwrap();
-    assert_eq!(upscale.source, "npm @upscalerjs/esrgan-slim@1.0.0");
+    assert_eq!(upscale.source, "npm @upscalerjs/esrgan-legacy@1.0.0");
+    assert_eq!(upscale.id, "esrgan-psnr-small");
     for kind in EngineKind::ALL {
         let expected = if user_provided.iter().any(|(_, k, _)| k == kind) {
             ServingStatus::NotServing
