@@ -355,6 +355,45 @@ async fn a_missing_model_is_reported_and_its_calls_say_how_to_fix_it() {
 /// AIMESH_CHAT_MODEL picks the chat model: the catalog's optional gemma3-270m is listed under
 /// its id and answers Chat; a file that cannot be served leaves chat NOT_SERVING, the reason
 /// in ListModels, and the other engines serving.
+/// `AIMESH_UPSCALE_MODEL` picks the catalog's upscaler; ListModels describes the one loaded.
+#[tokio::test]
+async fn the_upscaling_model_is_the_one_configured() {
+    for (choice, source) in [
+        ("esrgan-slim", "npm @upscalerjs/esrgan-slim@1.0.0"),
+        ("esrgan-psnr-small", "npm @upscalerjs/esrgan-legacy@1.0.0"),
+    ] {
+        let app = TestApp::spawn_with(
+            Backend::Sqlite,
+            &[ServiceKind::Identity, ServiceKind::Models],
+            move |config| {
+                config.models = ModelsConfig {
+                    engines: vec![EngineKind::ImageUpscale],
+                    upscale_model: choice.to_owned(),
+                    ..ModelsConfig::new(aimesh_ai::models::dir_for_tests())
+                }
+            },
+        )
+        .await;
+        let listed = client(&app)
+            .list_models(pb::ListModelsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .models;
+        let upscale = listed
+            .iter()
+            .find(|m| m.capability() == pb::Capability::ImageUpscale)
+            .expect("an upscaling entry");
+        assert_eq!(upscale.id, choice);
+        assert_eq!(upscale.source, source);
+        assert_eq!(upscale.state(), pb::ModelState::Ready, "{upscale:?}");
+        assert_eq!(
+            health(&app, &EngineKind::ImageUpscale.health_name()).await,
+            ServingStatus::Serving
+        );
+    }
+}
+
 #[tokio::test]
 async fn the_chat_model_is_the_one_configured() {
     let spawn = |choice: String| {
