@@ -340,8 +340,8 @@ pub const CATALOG: &[ModelSpec] = &[
         optional: false,
         id: "esrgan-psnr-small",
         capability: Capability::ImageUpscale,
-        description: "ESRGAN psnr-small super-resolution ×2, ×4 as ×2 twice (idealo RDN trained \
-                      for fidelity, UpscalerJS TF.js weights)",
+        description: "ESRGAN psnr-small super-resolution ×2, ×4 as ×2 then Lanczos3 (idealo RDN \
+                      trained for fidelity, UpscalerJS TF.js weights)",
         license: "MIT",
         registry: Registry::Npm,
         package: "@upscalerjs/esrgan-legacy",

@@ -125,7 +125,7 @@ pub struct ModelsConfig {
     pub chat_model: Option<String>,
 
     /// The upscaling model of the catalog: esrgan-psnr-small (closer to the original than
-    /// Lanczos resizing at ×2) or esrgan-slim (optional: fetch it by name; faster, sharper
+    /// Lanczos resizing) or esrgan-slim (optional: fetch it by name; faster, sharper
     /// texture, less faithful).
     #[arg(
         long,
