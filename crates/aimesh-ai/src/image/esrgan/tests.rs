@@ -92,6 +92,19 @@ fn conv(
     })
 }
 
+/// A control that records every progress report.
+fn recorded() -> (RunControl, Arc<Mutex<Vec<Progress>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let control = RunControl {
+        progress: Some(Arc::new({
+            let seen = seen.clone();
+            move |p: Progress| seen.lock().expect("lock").push(p)
+        })),
+        cancel: None,
+    };
+    (control, seen)
+}
+
 #[tokio::test]
 async fn tiles_give_the_same_image_as_one_pass_and_progress_counts_them() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -119,14 +132,7 @@ async fn tiles_give_the_same_image_as_one_pass_and_progress_counts_them() {
             .upscale(image.clone(), scale, RunControl::default())
             .await
             .expect("whole");
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let control = RunControl {
-            progress: Some(Arc::new({
-                let seen = seen.clone();
-                move |p: Progress| seen.lock().expect("lock").push(p)
-            })),
-            cancel: None,
-        };
+        let (control, seen) = recorded();
         let b = tiled
             .upscale(image.clone(), scale, control)
             .await
@@ -170,14 +176,7 @@ async fn without_a_x4_network_four_times_is_the_network_then_lanczos() {
         .await
         .expect("×2");
     let twice = image::imageops::resize(&twice, 80, 48, FilterType::Lanczos3);
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let control = RunControl {
-        progress: Some(Arc::new({
-            let seen = seen.clone();
-            move |p: Progress| seen.lock().expect("lock").push(p)
-        })),
-        cancel: None,
-    };
+    let (control, seen) = recorded();
     let four = engine.upscale(image, 4, control).await.expect("×4");
     assert_eq!(four.dimensions(), (80, 48));
     assert!(four == twice, "×4 differs from ×2 then Lanczos3");
