@@ -134,7 +134,7 @@ pub enum EngineError {
 
 /// An engine serving one gallery capability.
 pub trait ImageEngine: Send + Sync + 'static {
-    /// The engine's name, reported on the images it makes (e.g. "realesrgan-x4").
+    /// The engine's name, reported on the images it makes (e.g. "esrgan-psnr-small").
     fn name(&self) -> &str;
     /// The capability it serves.
     fn capability(&self) -> Capability;
