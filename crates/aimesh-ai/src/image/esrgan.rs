@@ -1,9 +1,9 @@
 //! ESRGAN super-resolution on candle: the idealo ISR "RDN" networks (residual dense blocks:
 //! convolutions, concatenations, additions, then upsampling) trained on DIV2K, as UpscalerJS
 //! ships them (TF.js layers models). The default is the PSNR-trained `psnr-small` ×2 network
-//! of `@upscalerjs/esrgan-legacy` (×4 is its ×2 enlarged twice more by Lanczos3), the one that
-//! beats Lanczos resizing on photographs; `esrgan-slim` (`@upscalerjs/esrgan-slim`, native ×2 and ×4, faster, but not
-//! closer to the original than Lanczos) is the optional other.
+//! of `@upscalerjs/esrgan-legacy` (×4 is its ×2 enlarged 2× more by Lanczos3), the one that
+//! beats Lanczos resizing on photographs; `esrgan-slim` (`@upscalerjs/esrgan-slim`, native ×2
+//! and ×4, faster, but not closer to the original than Lanczos) is the optional other.
 //!
 //! The network is fully convolutional; images of any size are run tile by tile (see
 //! [`super::tiles`]) with a margin of the network's receptive radius, so memory stays bounded
@@ -12,7 +12,7 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::{Arc, mpsc::Receiver},
+    sync::mpsc::Receiver,
 };
 
 use candle_core::Device;
@@ -20,7 +20,7 @@ use futures::future::BoxFuture;
 use image::RgbImage;
 use tokio::sync::oneshot;
 
-use super::{Progress, ProgressFn, RunControl, Upscaler, tfjs::Graph, tiles};
+use super::{RunControl, Upscaler, tfjs::Graph, tiles};
 use crate::{
     engine::{EngineError, EngineQueue},
     models::{self, ModelError},
@@ -74,12 +74,12 @@ struct Request {
     reply: oneshot::Sender<Result<RgbImage, EngineError>>,
 }
 
-/// How one scale is reached: the networks (indices into the loaded ones) run in turn, then
-/// the result is enlarged by `resize` with Lanczos3 (1: not at all).
+/// How one scale is reached: a network (an index into the loaded ones), then its result
+/// enlarged by `resize` with Lanczos3 (1: not at all).
 #[derive(Debug)]
 struct Route {
     scale: u32,
-    steps: Vec<usize>,
+    graph: usize,
     resize: u32,
 }
 
@@ -108,7 +108,7 @@ impl Esrgan {
 
     /// Loads the TF.js models of `dir` without checking them against the catalog: `x2/` (a
     /// ×2 network) and, when present, `x4/` (a ×4 network). Without `x4/`, ×4 is the ×2
-    /// network's result enlarged twice more with Lanczos3: on photographs that comes closer to
+    /// network's result enlarged 2× more with Lanczos3: on photographs that comes closer to
     /// the original than running the network twice (whose second pass sees an input unlike
     /// its training's) or Lanczos3 alone. For other RDN weights of this layout, e.g.
     /// `esrgan-medium`. Blocking.
@@ -143,14 +143,14 @@ impl Esrgan {
                 let native = graphs.iter().position(|g| g.scale == scale as usize);
                 // Only ×2 is required: ×4 is then the ×2 network, and Lanczos3 for the rest.
                 match native {
-                    Some(at) => Route {
+                    Some(graph) => Route {
                         scale,
-                        steps: vec![at],
+                        graph,
                         resize: 1,
                     },
                     None => Route {
                         scale,
-                        steps: vec![0],
+                        graph: 0,
                         resize: scale / 2,
                     },
                 }
@@ -176,13 +176,14 @@ impl Esrgan {
                         let _ = reply.send(Err(EngineError::invalid("scale", "unsupported")));
                         continue;
                     };
-                    let result = run_route(&graphs, route, image, tile, &device, &control, &|| {
-                        reply.is_closed()
-                    })
-                    .map_err(|error| match error {
-                        tiles::TileError::Cancelled => EngineError::Cancelled { engine: name },
-                        tiles::TileError::Model(error) => EngineError::failed(name, error),
-                    });
+                    let result =
+                        run_route(&graphs, route, &image, tile, &device, &control, &|| {
+                            reply.is_closed()
+                        })
+                        .map_err(|error| match error {
+                            tiles::TileError::Cancelled => EngineError::Cancelled { engine: name },
+                            tiles::TileError::Model(error) => EngineError::failed(name, error),
+                        });
                     let _ = reply.send(result);
                 }
             },
@@ -198,61 +199,36 @@ impl Esrgan {
     }
 }
 
-/// Runs the networks of `route` in turn, tile by tile, reporting the tiles of all of them as
-/// one count, then resizes the result as the route says.
+/// Runs the network of `route` tile by tile, then resizes the result as the route says.
 fn run_route(
     graphs: &[Graph],
     route: &Route,
-    mut image: RgbImage,
+    image: &RgbImage,
     tile: u32,
     device: &Device,
     control: &RunControl,
     abandoned: &dyn Fn() -> bool,
 ) -> Result<RgbImage, tiles::TileError> {
-    // Tiles of each step, from the size of the image that step receives.
-    let (mut width, mut height) = image.dimensions();
-    let mut counts = Vec::with_capacity(route.steps.len());
-    for &step in &route.steps {
-        counts.push(width.div_ceil(tile) * height.div_ceil(tile));
-        let scale = graphs[step].scale as u32;
-        (width, height) = (width * scale, height * scale);
+    let graph = &graphs[route.graph];
+    let tiling = tiles::Tiling {
+        tile,
+        margin: graph.radius as u32,
+        scale: graph.scale as u32,
+        input_scale: INPUT_SCALE,
+    };
+    let image = tiles::run(image, tiling, device, control, abandoned, &|input| {
+        graph.forward(input)
+    })?;
+    if route.resize == 1 {
+        return Ok(image);
     }
-    let total: u32 = counts.iter().sum();
-    let mut before = 0;
-    for (&step, count) in route.steps.iter().zip(counts) {
-        let graph = &graphs[step];
-        let step_control = RunControl {
-            progress: control.progress.clone().map(|progress| {
-                Arc::new(move |p: Progress| {
-                    progress(Progress {
-                        done: before + p.done,
-                        total,
-                    })
-                }) as ProgressFn
-            }),
-            cancel: control.cancel.clone(),
-        };
-        let tiling = tiles::Tiling {
-            tile,
-            margin: graph.radius as u32,
-            scale: graph.scale as u32,
-            input_scale: INPUT_SCALE,
-        };
-        image = tiles::run(&image, tiling, device, &step_control, abandoned, &|input| {
-            graph.forward(input)
-        })?;
-        before += count;
-    }
-    if route.resize > 1 {
-        let (width, height) = image.dimensions();
-        image = image::imageops::resize(
-            &image,
-            width * route.resize,
-            height * route.resize,
-            image::imageops::FilterType::Lanczos3,
-        );
-    }
-    Ok(image)
+    let (width, height) = image.dimensions();
+    Ok(image::imageops::resize(
+        &image,
+        width * route.resize,
+        height * route.resize,
+        image::imageops::FilterType::Lanczos3,
+    ))
 }
 
 impl Upscaler for Esrgan {
