@@ -11,6 +11,7 @@
 //! cargo run --release -p aimesh-bench -- transcribe --audio clip.wav
 //! cargo run --release -p aimesh-bench -- reports --events 100000
 //! cargo run --release -p aimesh-bench -- upscale --models-dir DIR
+//! cargo run --release -p aimesh-bench -- matting --model isnet.onnx --photos DIR --out DIR
 //! cargo run --release -p aimesh-bench -- upload --size-mib 50 [--edge http://127.0.0.1:8080]
 //! cargo run --release -p aimesh-bench -- searchable --models-dir DIR --pages 100
 //! cargo run --release -p aimesh-bench -- search --models-dir DIR --chunks 10000,100000
@@ -20,6 +21,7 @@
 //! `scripts/bench-embed` the embeddings benchmark beside sentence-transformers;
 //! `scripts/bench-chat` the chat benchmark beside llama.cpp on the same model file;
 //! `scripts/bench-transcribe` the transcribe benchmark beside faster-whisper;
+//! `scripts/bench-matting` the matting benchmark beside onnxruntime on the same inputs;
 //! `scripts/bench-upload` the document benchmarks with Envoy in front and curl as the REST peer;
 //! `scripts/chaos` the soak, after the fault suite.
 
@@ -29,6 +31,7 @@ mod documents;
 mod embed;
 mod events;
 mod jobs;
+mod matting;
 mod notes;
 mod reports;
 mod soak;
@@ -68,6 +71,8 @@ enum Command {
     Reports(reports::Options),
     /// ESRGAN super-resolution: seconds per megapixel, PSNR/SSIM against Lanczos3.
     Upscale(upscale::Options),
+    /// Background removal with a user's ONNX segmentation model, masks written for comparison.
+    Matting(matting::Options),
     /// Document upload throughput over gRPC, directly and through Envoy, and REST with curl.
     Upload(documents::UploadOptions),
     /// Time from uploading a generated PDF until a search finds it.
@@ -92,6 +97,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Transcribe(options) => transcribe::run(options).await,
         Command::Reports(options) => reports::run(options).await,
         Command::Upscale(options) => upscale::run(options).await,
+        Command::Matting(options) => matting::run(options).await,
         Command::Upload(options) => documents::upload(options).await,
         Command::Searchable(options) => documents::searchable(options).await,
         Command::Search(options) => documents::search(options).await,

@@ -124,6 +124,18 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
 
 /// The PNG and JPEG images of `dir`, in name order, as RGB.
 fn photos(dir: &std::path::Path) -> anyhow::Result<Vec<image::RgbImage>> {
+    photo_paths(dir)?
+        .iter()
+        .map(|path| {
+            Ok(image::open(path)
+                .with_context(|| format!("decoding {}", path.display()))?
+                .to_rgb8())
+        })
+        .collect()
+}
+
+/// The paths of the PNG and JPEG images of `dir`, in name order; an error when there are none.
+pub(crate) fn photo_paths(dir: &std::path::Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
         .map(|entry| entry.map(|e| e.path()))
@@ -139,14 +151,7 @@ fn photos(dir: &std::path::Path) -> anyhow::Result<Vec<image::RgbImage>> {
         "no PNG or JPEG images in {}",
         dir.display()
     );
-    paths
-        .iter()
-        .map(|path| {
-            Ok(image::open(path)
-                .with_context(|| format!("decoding {}", path.display()))?
-                .to_rgb8())
-        })
-        .collect()
+    Ok(paths)
 }
 
 /// Mean gradient magnitude of the luma (central differences): how much fine detail an image

@@ -211,7 +211,7 @@ impl ModelsService for ModelsApi {
                     }
                     (None, EngineKind::BackgroundRemoval) => describe(
                         "background-removal",
-                        "Background removal with a segmentation model the operator provides",
+                        "Background removal with an ONNX segmentation model (IS-Net, U²-Net) the operator provides",
                         "the provided model's",
                         "AIMESH_MATTING_MODEL",
                     ),

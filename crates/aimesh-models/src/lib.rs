@@ -20,7 +20,8 @@ use aimesh_ai::{
     embed::{EmbedOptions, Embedder, MiniLm},
     image::{
         BackgroundRemover, DiffusionLoadError, DiffusionOptions, Esrgan, EsrganOptions,
-        ImageGenerator, StableDiffusion, Upscaler, esrgan, matting,
+        ImageGenerator, Matting, MattingOptions, Normalization, StableDiffusion, Upscaler, esrgan,
+        matting,
     },
     models::{self, Capability, ModelError},
     speech::{EspeakNg, Synthesizer, Transcriber, Whisper, WhisperOptions, convert as whisper},
@@ -149,10 +150,21 @@ pub struct ModelsConfig {
     #[arg(long, env = "AIMESH_IMAGE_MODEL_DIR")]
     pub image_model_dir: Option<PathBuf>,
 
-    /// A background-removal (salient-object segmentation) model. None ships, and this build
-    /// has no engine to run one yet: background removal is not served.
+    /// A background-removal model: an ONNX file of a salient-object segmentation network
+    /// (IS-Net, U²-Net) taking one 1×3×H×W image and giving an H×W mask first. None ships
+    /// (the available weights are AGPL-licensed); unset, background removal is not served.
     #[arg(long, env = "AIMESH_MATTING_MODEL")]
     pub matting_model: Option<PathBuf>,
+
+    /// How the background-removal model expects its pixels: isnet (mean 0.5, deviation 1:
+    /// IS-Net) or imagenet (ImageNet's mean and deviation: U²-Net).
+    #[arg(
+        long,
+        env = "AIMESH_MATTING_NORMALIZATION",
+        value_parser = clap::builder::PossibleValuesParser::new(matting::NORMALIZATIONS),
+        default_value = matting::NORMALIZATIONS[0]
+    )]
+    pub matting_normalization: String,
 }
 
 impl ModelsConfig {
@@ -171,6 +183,7 @@ impl ModelsConfig {
             espeak_bin: "espeak-ng".into(),
             image_model_dir: None,
             matting_model: None,
+            matting_normalization: matting::NORMALIZATIONS[0].to_owned(),
         }
     }
 
@@ -319,16 +332,7 @@ impl Engines {
             }
         });
         let image_generator = load_image_generator(config);
-        let background_remover = async {
-            if !config.enabled(EngineKind::BackgroundRemoval) {
-                return Err(Unavailable::disabled(EngineKind::BackgroundRemoval));
-            }
-            let reason = matting::unavailable_reason(config.matting_model.as_deref());
-            Err(match config.matting_model {
-                None => Unavailable::Missing(reason),
-                Some(_) => Unavailable::Invalid(reason),
-            })
-        };
+        let background_remover = load_background_remover(config);
         let (
             embedder,
             chat,
@@ -473,6 +477,32 @@ async fn load_image_generator(config: &ModelsConfig) -> Slot<Arc<dyn ImageGenera
             Err(Unavailable::Invalid(format!("loading failed: {error}")))
         }
     }
+}
+
+/// Loads the background-removal model the operator configured, if any.
+async fn load_background_remover(config: &ModelsConfig) -> Slot<Arc<dyn BackgroundRemover>> {
+    let Some(path) = config.matting_model.clone() else {
+        return Err(if config.enabled(EngineKind::BackgroundRemoval) {
+            Unavailable::Missing(matting::unavailable_reason())
+        } else {
+            Unavailable::disabled(EngineKind::BackgroundRemoval)
+        });
+    };
+    let options = MattingOptions {
+        normalization: Normalization::from_name(&config.matting_normalization).unwrap_or_default(),
+        ..MattingOptions::default()
+    };
+    load_model(config, EngineKind::BackgroundRemoval, move || {
+        Matting::load(&path, options).map(|engine| Arc::new(engine) as _)
+    })
+    .await
+    .map_err(|unavailable| match unavailable {
+        Unavailable::Invalid(detail) => Unavailable::Invalid(format!(
+            "{detail}; fix the model or {}",
+            matting::MODEL_SETTING
+        )),
+        other => other,
+    })
 }
 
 /// Loads the chat model `choice` names (a catalog id or a GGUF file; the default model

@@ -7,8 +7,8 @@
 //! - [`ImageGenerator`]: text-to-image. [`StableDiffusion`] runs Stable Diffusion 1.5 / 2.1 /
 //!   Turbo weights a user provides (`AIMESH_IMAGE_MODEL_DIR`), with a progress report per
 //!   denoising step and cancellation between steps.
-//! - [`BackgroundRemover`]: foreground matting with a segmentation model a user provides
-//!   (`AIMESH_MATTING_MODEL`). No engine ships: see [`matting`].
+//! - [`BackgroundRemover`]: foreground matting. [`Matting`] runs a segmentation network
+//!   (IS-Net, U²-Net) in ONNX that a user provides (`AIMESH_MATTING_MODEL`); none ships.
 //!
 //! Every engine runs on a dedicated inference thread fed by a bounded queue (see
 //! [`crate::engine`]); a call is a future that resolves when the thread has answered.
@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use self::diffusion::{DiffusionLoadError, DiffusionOptions, StableDiffusion};
 pub use self::esrgan::{Esrgan, EsrganOptions};
+pub use self::matting::{Matting, MattingOptions, Normalization};
 use crate::engine::EngineError;
 
 /// How far a long call has come: `done` of `total` units (denoising steps, tiles).

@@ -900,6 +900,64 @@ async fn upscaling_runs_the_loaded_engine(backend: Backend) {
     );
 }
 
+/// With a segmentation model configured (here a small hand-set network that takes red for
+/// foreground), RemoveBackground is a job whose result is a new PNG image linked to its
+/// source, the foreground opaque and the background transparent.
+async fn background_removal_runs_the_configured_model(backend: Backend) {
+    let models = tempfile::tempdir().unwrap();
+    let model = models.path().join("red-foreground.onnx");
+    aimesh_ai::image::matting::testing::write_red_foreground_model(&model, Some(64)).unwrap();
+    let app = spawn(backend, |config| {
+        config.models = aimesh_models::ModelsConfig {
+            engines: vec![aimesh_models::EngineKind::BackgroundRemoval],
+            matting_model: Some(model),
+            ..aimesh_models::ModelsConfig::new(aimesh_ai::models::dir_for_tests())
+        };
+    })
+    .await;
+    let gallery = client(&app, &app.alice.access);
+    let picture = image::RgbImage::from_fn(120, 90, |x, y| {
+        if (40..80).contains(&x) && (20..60).contains(&y) {
+            image::Rgb([220, 30, 40])
+        } else {
+            image::Rgb([120 + (x % 7) as u8, 125, 118 + (y % 5) as u8])
+        }
+    });
+    let source = upload(
+        &gallery,
+        samples::encode(&DynamicImage::ImageRgb8(picture.clone()), ImageFormat::Jpeg),
+        "Red square",
+        &[],
+    )
+    .await;
+    let job = gallery
+        .clone()
+        .remove_background(pb::RemoveBackgroundRequest {
+            id: source.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .job
+        .unwrap();
+    assert_eq!(job.kind, "gallery.remove_background");
+    let result = operation_result(&finish(&app, &job).await);
+    assert_eq!(result.engine, "onnx-matting", "{result:?}");
+    let cut = get(&gallery, &result.image_id).await.unwrap();
+    assert_eq!(cut.source_id, source.id);
+    assert_eq!(cut.origin(), pb::ImageOrigin::Derived);
+    assert_eq!((cut.width, cut.height), (120, 90));
+    let (original, _) = download(&gallery, &result.image_id, pb::ImageVariant::Original).await;
+    assert_eq!(original.content_type, "image/png");
+    let rgba = decoded(&original.data).to_rgba8();
+    for (x, y) in [(50, 30), (70, 50), (60, 40)] {
+        assert!(rgba.get_pixel(x, y)[3] > 240, "foreground at {x},{y}");
+    }
+    for (x, y) in [(5, 5), (110, 80), (20, 70), (100, 10)] {
+        assert!(rgba.get_pixel(x, y)[3] < 10, "background at {x},{y}");
+    }
+}
+
 backend_tests!(
     uploads_of_every_format_are_decoded_and_stored,
     bad_uploads_are_refused_naming_the_field,
@@ -909,6 +967,7 @@ backend_tests!(
     edits_make_linked_images_that_outlive_their_source,
     engine_operations_say_their_capability_is_not_serving,
     upscaling_runs_the_loaded_engine,
+    background_removal_runs_the_configured_model,
     another_users_images_are_not_found,
     the_storage_quota_counts_images_and_thumbnails,
 );

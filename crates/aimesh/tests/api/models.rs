@@ -352,9 +352,6 @@ async fn a_missing_model_is_reported_and_its_calls_say_how_to_fix_it() {
     );
 }
 
-/// AIMESH_CHAT_MODEL picks the chat model: the catalog's optional gemma3-270m is listed under
-/// its id and answers Chat; a file that cannot be served leaves chat NOT_SERVING, the reason
-/// in ListModels, and the other engines serving.
 /// `AIMESH_UPSCALE_MODEL` picks the catalog's upscaler; ListModels describes the one loaded.
 #[tokio::test]
 async fn the_upscaling_model_is_the_one_configured() {
@@ -394,6 +391,60 @@ async fn the_upscaling_model_is_the_one_configured() {
     }
 }
 
+/// AIMESH_MATTING_MODEL names the background-removal model: a file that is not a usable
+/// ONNX segmentation model is INVALID, named, with the setting to fix, and background removal
+/// NOT_SERVING; a usable one is READY and served.
+#[tokio::test]
+async fn the_background_removal_model_is_the_one_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.onnx");
+    std::fs::write(&broken, b"not an ONNX model").unwrap();
+    let usable = dir.path().join("red-foreground.onnx");
+    aimesh_ai::image::matting::testing::write_red_foreground_model(&usable, Some(32)).unwrap();
+    for (path, state, serving) in [
+        (broken, pb::ModelState::Invalid, ServingStatus::NotServing),
+        (usable, pb::ModelState::Ready, ServingStatus::Serving),
+    ] {
+        let app = TestApp::spawn_with(
+            Backend::Sqlite,
+            &[ServiceKind::Identity, ServiceKind::Models],
+            |config| {
+                config.models = ModelsConfig {
+                    engines: vec![EngineKind::BackgroundRemoval],
+                    matting_model: Some(path.clone()),
+                    ..ModelsConfig::new(aimesh_ai::models::dir_for_tests())
+                }
+            },
+        )
+        .await;
+        let listed = client(&app)
+            .list_models(pb::ListModelsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .models;
+        let matting = listed
+            .iter()
+            .find(|m| m.capability() == pb::Capability::BackgroundRemoval)
+            .expect("a background-removal entry");
+        assert_eq!(matting.state(), state, "{matting:?}");
+        if state == pb::ModelState::Invalid {
+            assert!(
+                matting.detail.contains("broken.onnx")
+                    && matting.detail.contains("AIMESH_MATTING_MODEL"),
+                "{matting:?}"
+            );
+        }
+        assert_eq!(
+            health(&app, &EngineKind::BackgroundRemoval.health_name()).await,
+            serving
+        );
+    }
+}
+
+/// AIMESH_CHAT_MODEL picks the chat model: the catalog's optional gemma3-270m is listed under
+/// its id and answers Chat; a file that cannot be served leaves chat NOT_SERVING, the reason
+/// in ListModels, and the other engines serving.
 #[tokio::test]
 async fn the_chat_model_is_the_one_configured() {
     let spawn = |choice: String| {
