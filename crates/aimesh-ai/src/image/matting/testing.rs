@@ -30,7 +30,8 @@ pub fn write_red_foreground_model(path: &Path, size: Option<u32>) -> std::io::Re
     std::fs::write(path, red_foreground_model(size).encode_to_vec())
 }
 
-fn red_foreground_model(size: Option<u32>) -> ModelProto {
+/// The network's model, to be written or altered by a test.
+pub(crate) fn red_foreground_model(size: Option<u32>) -> ModelProto {
     let side = |name: &str| match size {
         Some(size) => DimValue::DimValue(i64::from(size)),
         None => DimValue::DimParam(name.to_owned()),

@@ -125,6 +125,24 @@ fn files_that_are_not_segmentation_models_are_refused_naming_the_file() {
 }
 
 #[test]
+fn a_model_whose_first_output_is_not_a_mask_is_refused() {
+    use prost::Message;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pooled-first.onnx");
+    let mut model = super::testing::red_foreground_model(Some(32));
+    // The half-size pooled map first: 16×16 values for a 32×32 input.
+    model.graph.as_mut().unwrap().output.reverse();
+    std::fs::write(&path, model.encode_to_vec()).unwrap();
+    let error = Matting::load(&path, MattingOptions::default()).unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("pooled-first.onnx") && message.contains("32×32 mask"),
+        "{message}"
+    );
+}
+
+#[test]
 fn a_mask_becomes_the_alpha_channel_at_the_image_size() {
     let image = RgbImage::from_pixel(8, 4, image::Rgb([10, 20, 30]));
     let mask = GrayImage::from_fn(4, 2, |x, _| image::Luma([if x < 2 { 0 } else { 255 }]));
