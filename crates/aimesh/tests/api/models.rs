@@ -41,6 +41,29 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
+/// The identity and models services with `models` as the models' configuration.
+async fn spawn_models(models: ModelsConfig) -> TestApp {
+    TestApp::spawn_with(
+        Backend::Sqlite,
+        &[ServiceKind::Identity, ServiceKind::Models],
+        move |config| config.models = models,
+    )
+    .await
+}
+
+/// The ListModels entry of `capability`.
+async fn entry(app: &TestApp, capability: pb::Capability) -> pb::Model {
+    client(app)
+        .list_models(pb::ListModelsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .models
+        .into_iter()
+        .find(|m| m.capability() == capability)
+        .unwrap_or_else(|| panic!("an entry for {capability:?}"))
+}
+
 #[tokio::test]
 async fn every_engine_answers_on_the_real_models() {
     let app = TestApp::spawn_with(
@@ -359,28 +382,13 @@ async fn the_upscaling_model_is_the_one_configured() {
         ("esrgan-slim", "npm @upscalerjs/esrgan-slim@1.0.0"),
         ("esrgan-psnr-small", "npm @upscalerjs/esrgan-legacy@1.0.0"),
     ] {
-        let app = TestApp::spawn_with(
-            Backend::Sqlite,
-            &[ServiceKind::Identity, ServiceKind::Models],
-            move |config| {
-                config.models = ModelsConfig {
-                    engines: vec![EngineKind::ImageUpscale],
-                    upscale_model: choice.to_owned(),
-                    ..ModelsConfig::new(aimesh_ai::models::dir_for_tests())
-                }
-            },
-        )
+        let app = spawn_models(ModelsConfig {
+            engines: vec![EngineKind::ImageUpscale],
+            upscale_model: choice.to_owned(),
+            ..ModelsConfig::new(aimesh_ai::models::dir_for_tests())
+        })
         .await;
-        let listed = client(&app)
-            .list_models(pb::ListModelsRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .models;
-        let upscale = listed
-            .iter()
-            .find(|m| m.capability() == pb::Capability::ImageUpscale)
-            .expect("an upscaling entry");
+        let upscale = entry(&app, pb::Capability::ImageUpscale).await;
         assert_eq!(upscale.id, choice);
         assert_eq!(upscale.source, source);
         assert_eq!(upscale.state(), pb::ModelState::Ready, "{upscale:?}");
@@ -405,28 +413,13 @@ async fn the_background_removal_model_is_the_one_configured() {
         (broken, pb::ModelState::Invalid, ServingStatus::NotServing),
         (usable, pb::ModelState::Ready, ServingStatus::Serving),
     ] {
-        let app = TestApp::spawn_with(
-            Backend::Sqlite,
-            &[ServiceKind::Identity, ServiceKind::Models],
-            |config| {
-                config.models = ModelsConfig {
-                    engines: vec![EngineKind::BackgroundRemoval],
-                    matting_model: Some(path.clone()),
-                    ..ModelsConfig::new(aimesh_ai::models::dir_for_tests())
-                }
-            },
-        )
+        let app = spawn_models(ModelsConfig {
+            engines: vec![EngineKind::BackgroundRemoval],
+            matting_model: Some(path),
+            ..ModelsConfig::new(aimesh_ai::models::dir_for_tests())
+        })
         .await;
-        let listed = client(&app)
-            .list_models(pb::ListModelsRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .models;
-        let matting = listed
-            .iter()
-            .find(|m| m.capability() == pb::Capability::BackgroundRemoval)
-            .expect("a background-removal entry");
+        let matting = entry(&app, pb::Capability::BackgroundRemoval).await;
         assert_eq!(matting.state(), state, "{matting:?}");
         if state == pb::ModelState::Invalid {
             assert!(
@@ -448,34 +441,16 @@ async fn the_background_removal_model_is_the_one_configured() {
 #[tokio::test]
 async fn the_chat_model_is_the_one_configured() {
     let spawn = |choice: String| {
-        TestApp::spawn_with(
-            Backend::Sqlite,
-            &[ServiceKind::Identity, ServiceKind::Models],
-            move |config| {
-                config.models = ModelsConfig {
-                    engines: vec![EngineKind::Chat],
-                    chat_model: Some(choice),
-                    ..ModelsConfig::new(aimesh_ai::models::dir_for_tests())
-                }
-            },
-        )
-    };
-    let chat_entry = |models: Vec<pb::Model>| {
-        models
-            .into_iter()
-            .find(|m| m.capability() == pb::Capability::Chat)
-            .expect("a chat entry")
+        spawn_models(ModelsConfig {
+            engines: vec![EngineKind::Chat],
+            chat_model: Some(choice),
+            ..ModelsConfig::new(aimesh_ai::models::dir_for_tests())
+        })
     };
 
     let app = spawn("gemma3-270m".into()).await;
     let mut models = client(&app);
-    let listed = models
-        .list_models(pb::ListModelsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .models;
-    let chat = chat_entry(listed);
+    let chat = entry(&app, pb::Capability::Chat).await;
     assert_eq!(chat.id, "gemma3-270m");
     assert_eq!(chat.state(), pb::ModelState::Ready, "{chat:?}");
     assert!(chat.description.contains("Gemma 3"), "{chat:?}");
@@ -517,13 +492,7 @@ async fn the_chat_model_is_the_one_configured() {
     let path = dir.path().join("not-a-model.gguf");
     std::fs::write(&path, b"GGUF but not really").unwrap();
     let app = spawn(path.display().to_string()).await;
-    let listed = client(&app)
-        .list_models(pb::ListModelsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .models;
-    let chat = chat_entry(listed);
+    let chat = entry(&app, pb::Capability::Chat).await;
     assert_eq!(chat.id, "not-a-model");
     assert_eq!(chat.source, "AIMESH_CHAT_MODEL");
     assert_eq!(chat.state(), pb::ModelState::Invalid, "{chat:?}");
