@@ -36,7 +36,7 @@ pub(crate) struct Options {
     #[arg(long)]
     photos: Option<PathBuf>,
     /// Tile side in input pixels.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = EsrganOptions::default().tile)]
     tile: u32,
 }
 

@@ -39,7 +39,10 @@ const INPUT_SCALE: f32 = 1.0;
 /// How [`Esrgan`] bounds its work.
 #[derive(Debug, Clone)]
 pub struct EsrganOptions {
-    /// Tile core side, in input pixels. Memory of a run grows with its square.
+    /// Tile core side, in input pixels. Memory of a run grows with the square of the tile
+    /// plus its margins, and so does the work: the margins are recomputed by every tile.
+    /// At 256 (the default), psnr-small peaks at about 600 MB and runs 28 % faster than at
+    /// 128 (400 MB); see the README's gallery figures.
     pub tile: u32,
     /// Requests that may wait for the inference thread; more are refused with
     /// [`EngineError::Busy`]. At least 1.
@@ -51,7 +54,7 @@ pub struct EsrganOptions {
 impl Default for EsrganOptions {
     fn default() -> Self {
         Self {
-            tile: 128,
+            tile: 256,
             queue_capacity: 8,
             max_input_pixels: 1 << 20,
         }
