@@ -6,9 +6,7 @@
 
 use std::{path::PathBuf, time::Instant};
 
-use aimesh_ai::image::{
-    BackgroundRemover, Matting, MattingOptions, Normalization, RunControl, matting,
-};
+use aimesh_ai::image::{BackgroundRemover, Matting, MattingOptions, Normalization, RunControl};
 use anyhow::Context;
 use image::imageops::{self, FilterType};
 
@@ -19,9 +17,9 @@ pub(crate) struct Options {
     #[arg(long, env = "AIMESH_MATTING_MODEL")]
     model: PathBuf,
     /// How the model expects its pixels.
-    #[arg(long, default_value = matting::NORMALIZATIONS[0],
-          value_parser = clap::builder::PossibleValuesParser::new(matting::NORMALIZATIONS))]
-    normalization: String,
+    #[arg(long, default_value = Normalization::default().name(),
+          value_parser = aimesh_models::normalization_parser())]
+    normalization: Normalization,
     /// A directory of photographs (PNG or JPEG).
     #[arg(long)]
     photos: PathBuf,
@@ -35,7 +33,7 @@ pub(crate) struct Options {
 
 pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
     let mut engine_options = MattingOptions {
-        normalization: Normalization::from_name(&options.normalization).unwrap_or_default(),
+        normalization: options.normalization,
         ..MattingOptions::default()
     };
     if let Some(threads) = options.threads {

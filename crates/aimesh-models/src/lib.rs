@@ -161,10 +161,17 @@ pub struct ModelsConfig {
     #[arg(
         long,
         env = "AIMESH_MATTING_NORMALIZATION",
-        value_parser = clap::builder::PossibleValuesParser::new(matting::NORMALIZATIONS),
-        default_value = matting::NORMALIZATIONS[0]
+        value_parser = normalization_parser(),
+        default_value = Normalization::default().name()
     )]
-    pub matting_normalization: String,
+    pub matting_normalization: Normalization,
+}
+
+/// Parses a [`Normalization`] by name, listing the names in help and errors.
+pub fn normalization_parser() -> impl clap::builder::TypedValueParser<Value = Normalization> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(Normalization::ALL.map(Normalization::name))
+        .map(|name| Normalization::from_name(&name).unwrap_or_default())
 }
 
 impl ModelsConfig {
@@ -183,7 +190,7 @@ impl ModelsConfig {
             espeak_bin: "espeak-ng".into(),
             image_model_dir: None,
             matting_model: None,
-            matting_normalization: matting::NORMALIZATIONS[0].to_owned(),
+            matting_normalization: Normalization::default(),
         }
     }
 
@@ -489,7 +496,7 @@ async fn load_background_remover(config: &ModelsConfig) -> Slot<Arc<dyn Backgrou
         });
     };
     let options = MattingOptions {
-        normalization: Normalization::from_name(&config.matting_normalization).unwrap_or_default(),
+        normalization: config.matting_normalization,
         ..MattingOptions::default()
     };
     load_model(config, EngineKind::BackgroundRemoval, move || {

@@ -43,8 +43,6 @@ pub const MODEL_SETTING: &str = "AIMESH_MATTING_MODEL";
 pub const ENGINE_NAME: &str = "onnx-matting";
 /// The input side used when a model does not declare its own.
 pub const DEFAULT_SIZE: u32 = 1024;
-/// The normalisations [`Normalization::from_name`] knows, the default first.
-pub const NORMALIZATIONS: [&str; 2] = ["isnet", "imagenet"];
 
 /// Why background removal is not serving when no model is configured, with what would fix it.
 pub fn unavailable_reason() -> String {
@@ -67,13 +65,20 @@ pub enum Normalization {
 }
 
 impl Normalization {
-    /// The normalisation named `name` (one of [`NORMALIZATIONS`]).
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "isnet" => Some(Self::Isnet),
-            "imagenet" => Some(Self::Imagenet),
-            _ => None,
+    /// Every normalisation, the default first.
+    pub const ALL: [Self; 2] = [Self::Isnet, Self::Imagenet];
+
+    /// Its name in settings: `isnet`, `imagenet`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Isnet => "isnet",
+            Self::Imagenet => "imagenet",
         }
+    }
+
+    /// The normalisation named `name` (see [`Normalization::name`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|n| n.name() == name)
     }
 
     fn mean_std(self) -> ([f32; 3], [f32; 3]) {

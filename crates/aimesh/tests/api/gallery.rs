@@ -925,7 +925,7 @@ async fn background_removal_runs_the_configured_model(backend: Backend) {
     });
     let source = upload(
         &gallery,
-        samples::encode(&DynamicImage::ImageRgb8(picture.clone()), ImageFormat::Jpeg),
+        samples::encode(&DynamicImage::ImageRgb8(picture), ImageFormat::Jpeg),
         "Red square",
         &[],
     )

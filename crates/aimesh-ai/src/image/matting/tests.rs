@@ -152,7 +152,7 @@ fn a_mask_becomes_the_alpha_channel_at_the_image_size() {
     assert_eq!(cut.get_pixel(7, 3).0, [10, 20, 30, 255]);
     assert!(unavailable_reason().contains(MODEL_SETTING));
     assert_eq!(
-        Normalization::from_name(NORMALIZATIONS[0]),
+        Normalization::from_name(Normalization::ALL[0].name()),
         Some(Normalization::default())
     );
     assert_eq!(
