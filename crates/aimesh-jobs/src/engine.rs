@@ -13,6 +13,7 @@ use crate::{
     batch::{Batch, Batcher},
     error::{JobsError, JobsResult},
     model::{EventKind, Job, JobEvent, JobPage, JobQuery, JobState, KindStats, SubmitOptions, now},
+    notify::JobWatch,
     schedule::{Cadence, Scheduler},
     store::JobStore,
     worker::{JobHandler, Worker, WorkerConfig},
@@ -252,12 +253,12 @@ impl Jobs {
     /// owner has no such job.
     pub async fn watch(&self, owner_id: &str, id: Uuid) -> JobsResult<JobStream> {
         let slot = self.watches.take(owner_id)?;
-        // Subscribe before the first read so no change between the two is missed.
-        let events = self.store.subscribe();
+        // Watch before the first read so no change between the two is missed.
+        let changes = self.store.watch_job(id);
         let first = self.get(owner_id, id).await?;
         let watch = (!first.state.is_terminal()).then(|| Watch {
             store: self.store.clone(),
-            events,
+            changes,
             id,
             last: first.clone(),
         });
@@ -408,7 +409,11 @@ impl Jobs {
 
     /// Returns how many watch streams are open.
     pub fn open_watches(&self) -> usize {
-        self.store.subscriber_count()
+        self.watches
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
     }
 
     /// Registers a recurring job, `name` unique across the deployment: at each tick of
@@ -448,7 +453,8 @@ fn already_finished(job: &Job) -> JobsError {
 /// The state of a [`Jobs::watch`] stream.
 struct Watch {
     store: JobStore,
-    events: broadcast::Receiver<JobEvent>,
+    /// The events about the job.
+    changes: JobWatch,
     id: Uuid,
     /// The snapshot yielded last.
     last: Job,
@@ -456,18 +462,11 @@ struct Watch {
 
 impl Watch {
     /// Waits for the job's next change; the stream ends after a terminal state, an error, or
-    /// the job's disappearance.
+    /// the job's disappearance. Each event about the job is read once for all its watchers.
     async fn next_change(mut self) -> Option<(JobsResult<Job>, Option<Self>)> {
         loop {
-            let reload = match self.events.recv().await {
-                Ok(event) => event.job_id == self.id || event.kind == EventKind::Resync,
-                Err(RecvError::Lagged(_)) => true,
-                Err(RecvError::Closed) => return None,
-            };
-            if !reload {
-                continue;
-            }
-            let job = match self.store.get(self.id).await {
+            self.changes.changed().await;
+            let job = match self.changes.read(|| self.store.get(self.id)).await {
                 Ok(Some(job)) => job,
                 Ok(None) => return None,
                 Err(error) => return Some((Err(error), None)),

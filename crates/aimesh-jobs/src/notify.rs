@@ -11,16 +11,20 @@
 
 use std::{
     collections::HashMap,
+    future::Future,
     str::FromStr,
     sync::{Arc, Mutex},
 };
 
 use aimesh_kit::db::Db;
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::{Notify, broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::model::{EventKind, JobEvent};
+use crate::{
+    error::JobsResult,
+    model::{EventKind, Job, JobEvent},
+};
 
 /// The PostgreSQL channel job events travel on (named in each notifying statement).
 pub(crate) const CHANNEL: &str = "aimesh_jobs";
@@ -82,14 +86,83 @@ impl JobEvent {
     }
 }
 
-/// Hands events to those who wait for them: every event to the watch streams' broadcast,
-/// and to workers only what they act on — a wake-up for their kind when a job is queued, and
-/// cancellation requests — so that the stream of progress events does not wake every worker.
+/// Hands events to those who wait for them: every event to the broadcast that streams of
+/// many jobs follow, an event about one job to that job's own watchers only, and to workers
+/// only what they act on — a wake-up for their kind when a job is queued, and cancellation
+/// requests — so that the stream of progress events does not wake every worker, and a change
+/// to one job does not wake the watchers of every other.
 #[derive(Debug)]
 pub(crate) struct Fanout {
     all: broadcast::Sender<JobEvent>,
     cancellations: broadcast::Sender<JobEvent>,
     queued: Mutex<HashMap<String, Arc<Notify>>>,
+    /// The jobs watched one by one, with how many watch each.
+    watched: Mutex<HashMap<Uuid, (usize, Arc<JobWatchers>)>>,
+}
+
+/// What the watchers of one job share.
+#[derive(Debug)]
+struct JobWatchers {
+    /// Counts the events about the job (resyncs included) since it was first watched.
+    changes: watch::Sender<u64>,
+    /// The job as last read, with the count of events before that read began: one read after
+    /// an event serves every watcher of the job. `None` inside: the job was gone.
+    latest: tokio::sync::Mutex<Option<(u64, Option<Job>)>>,
+}
+
+/// One watcher's hold on a job (see [`Fanout::watch_job`]); the job is forgotten when its
+/// last watcher goes.
+pub(crate) struct JobWatch {
+    fanout: Arc<Fanout>,
+    id: Uuid,
+    watchers: Arc<JobWatchers>,
+    changes: watch::Receiver<u64>,
+}
+
+impl JobWatch {
+    /// Waits until an event about the job arrives that this watcher has not read past.
+    pub(crate) async fn changed(&mut self) {
+        // The sender lives as long as `self.watchers`: this cannot fail.
+        let _ = self.changes.changed().await;
+    }
+
+    /// Returns the job as it is after every event this watcher has seen, reading it with
+    /// `read` unless another watcher of the job already did so since those events.
+    pub(crate) async fn read<F, Fut>(&mut self, read: F) -> JobsResult<Option<Job>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = JobsResult<Option<Job>>>,
+    {
+        let seen = *self.changes.borrow_and_update();
+        let mut latest = self.watchers.latest.lock().await;
+        if let Some((read_after, job)) = &*latest
+            && *read_after >= seen
+        {
+            return Ok(job.clone());
+        }
+        // Events are dispatched once their change is visible, so a read that begins after the
+        // n-th event sees the n-th change.
+        let read_after = *self.watchers.changes.borrow();
+        let job = read().await?;
+        *latest = Some((read_after, job.clone()));
+        Ok(job)
+    }
+}
+
+impl Drop for JobWatch {
+    fn drop(&mut self) {
+        let mut watched = self
+            .fanout
+            .watched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some((count, _)) = watched.get_mut(&self.id) {
+            *count -= 1;
+            if *count == 0 {
+                watched.remove(&self.id);
+            }
+        }
+    }
 }
 
 impl Fanout {
@@ -103,6 +176,7 @@ impl Fanout {
             all: broadcast::channel(4096).0,
             cancellations: broadcast::channel(256).0,
             queued: Mutex::new(HashMap::new()),
+            watched: Mutex::new(HashMap::new()),
         });
         if let Db::Postgres(pool) = db {
             let fanout = fanout.clone();
@@ -133,18 +207,49 @@ impl Fanout {
         self.all.subscribe()
     }
 
+    /// Watches the events about job `id` (and resyncs) from now on.
+    pub(crate) fn watch_job(self: &Arc<Self>, id: Uuid) -> JobWatch {
+        let mut watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
+        let (count, watchers) = watched.entry(id).or_insert_with(|| {
+            let watchers = JobWatchers {
+                changes: watch::Sender::new(0),
+                latest: tokio::sync::Mutex::new(None),
+            };
+            (0, Arc::new(watchers))
+        });
+        *count += 1;
+        JobWatch {
+            fanout: self.clone(),
+            id,
+            changes: watchers.changes.subscribe(),
+            watchers: watchers.clone(),
+        }
+    }
+
+    /// Returns how many jobs are watched one by one.
+    #[cfg(test)]
+    fn watched_jobs(&self) -> usize {
+        self.watched.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     /// Subscribes to cancellation requests (and [`EventKind::Resync`]) only.
     pub(crate) fn subscribe_cancellations(&self) -> broadcast::Receiver<JobEvent> {
         self.cancellations.subscribe()
     }
 
-    /// Returns how many subscriptions to every event are open (each watch stream holds one).
-    pub(crate) fn subscriber_count(&self) -> usize {
-        self.all.receiver_count()
-    }
-
     /// Hands an event to those who wait for it.
     pub(crate) fn dispatch(&self, event: JobEvent) {
+        {
+            let watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
+            let bump = |(_, watchers): &(usize, Arc<JobWatchers>)| {
+                watchers.changes.send_modify(|count| *count += 1);
+            };
+            if event.kind == EventKind::Resync {
+                watched.values().for_each(bump);
+            } else if let Some(watchers) = watched.get(&event.job_id) {
+                bump(watchers);
+            }
+        }
         match event.kind {
             EventKind::Queued => {
                 let notify = self
@@ -206,5 +311,80 @@ mod tests {
             .collect();
         let payload = format!("{}\nnonsense\n{}", events[0].encode(), events[1].encode());
         assert_eq!(JobEvent::decode_all(&payload).collect::<Vec<_>>(), events);
+    }
+
+    fn event(kind: EventKind, job_id: Uuid) -> JobEvent {
+        JobEvent {
+            kind,
+            job_id,
+            owner_id: "owner".into(),
+            job_kind: "test.count".into(),
+        }
+    }
+
+    fn fanout() -> Arc<Fanout> {
+        Arc::new(Fanout {
+            all: broadcast::channel(16).0,
+            cancellations: broadcast::channel(16).0,
+            queued: Mutex::new(HashMap::new()),
+            watched: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Whether `watch` has an event it has not read past, without waiting.
+    fn woken(watch: &mut JobWatch) -> bool {
+        watch.changes.has_changed().expect("sender alive")
+    }
+
+    #[tokio::test]
+    async fn an_event_wakes_the_watchers_of_its_job_only() {
+        let fanout = fanout();
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let mut watch_a = fanout.watch_job(a);
+        let mut watch_b = fanout.watch_job(b);
+        fanout.dispatch(event(EventKind::Changed, a));
+        assert!(woken(&mut watch_a));
+        assert!(!woken(&mut watch_b));
+        // A resync wakes everyone: events may have been lost.
+        fanout.dispatch(JobEvent::resync());
+        assert!(woken(&mut watch_b));
+    }
+
+    #[tokio::test]
+    async fn one_read_serves_every_watcher_of_a_job_after_an_event() {
+        let fanout = fanout();
+        let id = Uuid::now_v7();
+        let mut watches: Vec<JobWatch> = (0..3).map(|_| fanout.watch_job(id)).collect();
+        let reads = std::sync::atomic::AtomicUsize::new(0);
+        let read = || async {
+            reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(None)
+        };
+        fanout.dispatch(event(EventKind::Changed, id));
+        for watch in &mut watches {
+            watch.changed().await;
+            assert_eq!(watch.read(read).await.expect("read"), None);
+        }
+        assert_eq!(reads.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // The next event needs a new read.
+        fanout.dispatch(event(EventKind::Changed, id));
+        for watch in &mut watches {
+            watch.changed().await;
+            watch.read(read).await.expect("read");
+        }
+        assert_eq!(reads.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_job_is_forgotten_when_its_last_watcher_goes() {
+        let fanout = fanout();
+        let id = Uuid::now_v7();
+        let first = fanout.watch_job(id);
+        let second = fanout.watch_job(id);
+        assert_eq!(fanout.watched_jobs(), 1);
+        drop(first);
+        assert_eq!(fanout.watched_jobs(), 1);
+        drop(second);
+        assert_eq!(fanout.watched_jobs(), 0);
     }
 }

@@ -23,7 +23,7 @@ use uuid::Uuid;
 use crate::{
     error::{JobsError, JobsResult},
     model::{EventKind, Job, JobEvent, JobQuery, JobState, Outcome},
-    notify::Fanout,
+    notify::{Fanout, JobWatch},
     queries::Statements,
 };
 
@@ -219,9 +219,9 @@ impl JobStore {
         self.events.queued(kind)
     }
 
-    /// Returns how many subscriptions to every event are open.
-    pub(crate) fn subscriber_count(&self) -> usize {
-        self.events.subscriber_count()
+    /// Watches the events about job `id` from now on.
+    pub(crate) fn watch_job(&self, id: Uuid) -> JobWatch {
+        self.events.watch_job(id)
     }
 
     /// Inserts a job; with an idempotency key already used by the owner, returns that job

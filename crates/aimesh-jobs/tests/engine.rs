@@ -395,6 +395,57 @@ async fn a_watch_follows_a_job_to_its_end(backend: Backend) {
     assert!(engine.jobs.watch("someone-else", job.id).await.is_err());
 }
 
+/// Many watchers of one job each get its change, and watchers of another job hear nothing of
+/// it; the streams count as open until they end.
+async fn every_watcher_of_a_job_sees_its_change_and_only_its_own(backend: Backend) {
+    let engine = engine(backend).await;
+    let (watched, other) = (
+        submit(&engine, "test.none").await,
+        submit(&engine, "test.none").await,
+    );
+    let before = engine.jobs.open_watches();
+    let mut watches = Vec::new();
+    for _ in 0..20 {
+        let mut watch = engine.jobs.watch(OWNER, watched.id).await.unwrap();
+        assert_eq!(watch.next().await.unwrap().unwrap().state, JobState::Queued);
+        watches.push(watch);
+    }
+    let mut bystander = engine.jobs.watch(OWNER, other.id).await.unwrap();
+    assert_eq!(bystander.next().await.unwrap().unwrap().id, other.id);
+    assert_eq!(engine.jobs.open_watches(), before + 21);
+
+    engine.jobs.cancel(OWNER, watched.id).await.unwrap();
+    for watch in &mut watches {
+        let snapshot = tokio::time::timeout(Duration::from_secs(15), watch.next())
+            .await
+            .expect("the change arrives")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (snapshot.id, snapshot.state),
+            (watched.id, JobState::Cancelled)
+        );
+        assert!(
+            watch.next().await.is_none(),
+            "the stream ends after the end"
+        );
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), bystander.next())
+            .await
+            .is_err(),
+        "another job's change reached a watcher of this one"
+    );
+    engine.jobs.cancel(OWNER, other.id).await.unwrap();
+    let snapshot = bystander.next().await.unwrap().unwrap();
+    assert_eq!(
+        (snapshot.id, snapshot.state),
+        (other.id, JobState::Cancelled)
+    );
+    drop((watches, bystander));
+    assert_eq!(engine.jobs.open_watches(), before);
+}
+
 /// Two engines on one database register the same schedule: every tick submits exactly one
 /// job, owned by the system owner, which a worker runs.
 async fn two_engines_fire_each_tick_of_a_schedule_once(backend: Backend) {
@@ -528,6 +579,7 @@ aimesh_kit::backend_tests!(
     cancel_reaches_the_running_handler,
     queued_jobs_cancel_at_once_and_keys_deduplicate,
     a_watch_follows_a_job_to_its_end,
+    every_watcher_of_a_job_sees_its_change_and_only_its_own,
     shutdown_finishes_running_jobs_or_releases_them,
     many_jobs_over_four_workers_run_once_each,
     two_engines_fire_each_tick_of_a_schedule_once,
