@@ -12,7 +12,7 @@
 //! | `aimesh_inference_duration_seconds` | `engine`, `task` | one engine call |
 
 use std::{
-    collections::HashSet,
+    collections::HashMap,
     net::SocketAddr,
     sync::{Arc, OnceLock},
     task::{Context, Poll},
@@ -74,19 +74,116 @@ pub async fn serve(addr: SocketAddr, shutdown: CancellationToken) -> std::io::Re
     Ok(local)
 }
 
-/// Counts and times every RPC to a known service.
+/// Counts and times every RPC to a method the server serves. Each method's metric handles are
+/// registered once, at its first call, and calls to paths the server does not serve share the
+/// `unknown` label: a client cannot grow the registry by calling methods that do not exist.
 #[derive(Debug, Clone)]
 pub struct MetricsLayer {
-    services: Arc<HashSet<String>>,
+    methods: Arc<Methods>,
+}
+
+/// The handles of every method served, and of the rest together.
+#[derive(Debug)]
+struct Methods {
+    known: HashMap<String, MethodMetrics>,
+    unknown: MethodMetrics,
+}
+
+impl Methods {
+    fn of(&self, path: &str) -> &MethodMetrics {
+        self.known.get(path).unwrap_or(&self.unknown)
+    }
+}
+
+/// gRPC status codes run from 0 (OK) to 16 (UNAUTHENTICATED).
+const GRPC_CODES: usize = 17;
+
+/// One method's metric handles, each registered on first use.
+#[derive(Debug)]
+struct MethodMetrics {
+    /// The `method` label: the RPC's path, or `unknown`.
+    label: String,
+    in_flight: OnceLock<metrics::Gauge>,
+    duration: OnceLock<metrics::Histogram>,
+    /// Calls by gRPC status code.
+    calls: [OnceLock<metrics::Counter>; GRPC_CODES],
+}
+
+impl MethodMetrics {
+    fn new(label: String) -> Self {
+        Self {
+            label,
+            in_flight: OnceLock::new(),
+            duration: OnceLock::new(),
+            calls: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+
+    fn in_flight(&self) -> &metrics::Gauge {
+        self.in_flight.get_or_init(
+            || metrics::gauge!("aimesh_grpc_requests_in_flight", "method" => self.label.clone()),
+        )
+    }
+
+    fn duration(&self) -> &metrics::Histogram {
+        self.duration.get_or_init(|| {
+            metrics::histogram!("aimesh_grpc_request_duration_seconds", "method" => self.label.clone())
+        })
+    }
+
+    /// Counts a call that ended with `code` (a grpc-status value, or `transport`).
+    fn count(&self, code: &str) {
+        let register = || {
+            metrics::counter!(
+                "aimesh_grpc_requests_total",
+                "method" => self.label.clone(),
+                "code" => code.to_owned()
+            )
+        };
+        match code.parse::<usize>() {
+            Ok(index) if index < GRPC_CODES => self.calls[index].get_or_init(register).increment(1),
+            _ => register().increment(1),
+        }
+    }
 }
 
 impl MetricsLayer {
-    /// Creates the layer; calls to other paths are labelled `unknown` (bounded cardinality).
-    pub fn new(services: impl IntoIterator<Item = String>) -> Self {
+    /// Creates the layer for the methods at `paths` (`/package.Service/Method`).
+    pub fn new(paths: impl IntoIterator<Item = String>) -> Self {
         recorder();
+        let known = paths
+            .into_iter()
+            .map(|path| (path.clone(), MethodMetrics::new(path)))
+            .collect();
         Self {
-            services: Arc::new(services.into_iter().collect()),
+            methods: Arc::new(Methods {
+                known,
+                unknown: MethodMetrics::new("unknown".to_owned()),
+            }),
         }
+    }
+
+    /// The paths of the methods of `services` (full names) that `descriptor_sets` describe.
+    pub fn method_paths(
+        descriptor_sets: &[&[u8]],
+        services: &[&str],
+    ) -> Result<Vec<String>, prost_reflect::DescriptorError> {
+        let mut paths = Vec::new();
+        for set in descriptor_sets {
+            let pool = prost_reflect::DescriptorPool::decode(*set)?;
+            for service in pool.services() {
+                if services.contains(&service.full_name()) {
+                    paths.extend(
+                        service
+                            .methods()
+                            .map(|method| format!("/{}/{}", service.full_name(), method.name())),
+                    );
+                }
+            }
+        }
+        paths.sort();
+        paths.dedup();
+        Ok(paths)
     }
 }
 
@@ -96,7 +193,7 @@ impl<S> Layer<S> for MetricsLayer {
     fn layer(&self, inner: S) -> Self::Service {
         MetricsService {
             inner,
-            services: self.services.clone(),
+            methods: self.methods.clone(),
         }
     }
 }
@@ -105,7 +202,7 @@ impl<S> Layer<S> for MetricsLayer {
 #[derive(Debug, Clone)]
 pub struct MetricsService<S> {
     inner: S,
-    services: Arc<HashSet<String>>,
+    methods: Arc<Methods>,
 }
 
 impl<S, B, R> Service<http::Request<B>> for MetricsService<S>
@@ -125,37 +222,69 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let path = request.uri().path();
-        let known = path
-            .trim_start_matches('/')
-            .split_once('/')
-            .is_some_and(|(service, _)| self.services.contains(service));
-        let method = if known {
-            path.to_owned()
-        } else {
-            "unknown".to_owned()
-        };
+        let methods = self.methods.clone();
         Box::pin(async move {
             let started = Instant::now();
-            let in_flight =
-                metrics::gauge!("aimesh_grpc_requests_in_flight", "method" => method.clone());
+            let method = methods.of(request.uri().path());
+            let in_flight = method.in_flight();
             in_flight.increment(1.0);
             let response = inner.call(request).await;
             in_flight.decrement(1.0);
-            let code = match &response {
-                Ok(response) => response
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("0")
-                    .to_owned(),
-                Err(_) => "transport".to_owned(),
-            };
-            metrics::histogram!("aimesh_grpc_request_duration_seconds", "method" => method.clone())
-                .record(started.elapsed().as_secs_f64());
-            metrics::counter!("aimesh_grpc_requests_total", "method" => method, "code" => code)
-                .increment(1);
+            method.duration().record(started.elapsed().as_secs_f64());
+            match &response {
+                Ok(response) => method.count(
+                    response
+                        .headers()
+                        .get("grpc-status")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("0"),
+                ),
+                Err(_) => method.count("transport"),
+            }
             response
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_paths_come_from_the_descriptors_of_the_services_served() {
+        let paths = MetricsLayer::method_paths(
+            &[
+                aimesh_proto::FILE_DESCRIPTOR_SET,
+                tonic_health::pb::FILE_DESCRIPTOR_SET,
+            ],
+            &["aimesh.notes.v1.NotesService", "grpc.health.v1.Health"],
+        )
+        .expect("descriptor sets decode");
+        for path in [
+            "/aimesh.notes.v1.NotesService/GetNote",
+            "/grpc.health.v1.Health/Check",
+            "/grpc.health.v1.Health/Watch",
+        ] {
+            assert!(paths.iter().any(|p| p == path), "{path} missing: {paths:?}");
+        }
+        assert!(
+            !paths.iter().any(|p| p.starts_with("/aimesh.jobs.v1.")),
+            "only the services served: {paths:?}"
+        );
+        let layer = MetricsLayer::new(paths);
+        assert_eq!(
+            layer
+                .methods
+                .of("/aimesh.notes.v1.NotesService/GetNote")
+                .label,
+            "/aimesh.notes.v1.NotesService/GetNote"
+        );
+        assert_eq!(
+            layer
+                .methods
+                .of("/aimesh.notes.v1.NotesService/NoSuchMethod")
+                .label,
+            "unknown"
+        );
     }
 }

@@ -217,12 +217,12 @@ impl Server {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
         let routes: Routes = routes.routes();
-        let metrics = MetricsLayer::new(
-            service_names
-                .iter()
-                .map(|name| name.to_string())
-                .chain(["grpc.health.v1.Health".to_owned()]),
-        );
+        // Every method of the services served, health's included: the metric labels.
+        let mut served = service_names.clone();
+        served.push("grpc.health.v1.Health");
+        let mut sets = descriptor_sets.clone();
+        sets.push(tonic_health::pb::FILE_DESCRIPTOR_SET);
+        let metrics = MetricsLayer::new(MetricsLayer::method_paths(&sets, &served)?);
 
         let readiness = Readiness {
             reporter: health_reporter,
