@@ -418,33 +418,62 @@ pub fn now() -> chrono::DateTime<chrono::Utc> {
 }
 
 /// Listens on a PostgreSQL notification channel until `shutdown`, calling `on_message` with
-/// each payload, and with `None` when notifications may have been lost (the connection dropped
-/// and was re-established, or receiving failed).
+/// each payload, and with `None` when notifications may have been lost: when the connection
+/// drops or receiving fails, and again once a new connection listens, since whatever was
+/// notified in between is gone. Listeners re-read what they follow on `None`.
 pub async fn listen(
     pool: &PgPool,
     channel: &'static str,
     shutdown: tokio_util::sync::CancellationToken,
     on_message: impl Fn(Option<&str>) + Send + 'static,
 ) -> Result<(), sqlx::Error> {
-    let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
-    listener.listen(channel).await?;
+    let mut listener = connect_listener(pool, channel).await?;
+    let pool = pool.clone();
     tokio::spawn(async move {
         loop {
-            tokio::select! {
+            let received = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                received = listener.try_recv() => match received {
-                    Ok(Some(notification)) => on_message(Some(notification.payload())),
-                    Ok(None) => on_message(None),
-                    Err(error) => {
-                        tracing::warn!(%error, channel, "notification listener failed; retrying");
-                        on_message(None);
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                },
+                received = listener.try_recv() => received,
+            };
+            match received {
+                Ok(Some(notification)) => {
+                    on_message(Some(notification.payload()));
+                    continue;
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(%error, channel, "notification listener failed; reconnecting");
+                }
             }
+            on_message(None);
+            // Listen on a new connection, then tell again: notifications sent before it
+            // listened were lost.
+            listener = loop {
+                match connect_listener(&pool, channel).await {
+                    Ok(listener) => break listener,
+                    Err(error) => {
+                        tracing::debug!(%error, channel, "notification listener: reconnecting");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
+                    }
+                }
+            };
+            on_message(None);
         }
     });
     Ok(())
+}
+
+/// A connection listening on `channel`.
+async fn connect_listener(
+    pool: &PgPool,
+    channel: &'static str,
+) -> Result<sqlx::postgres::PgListener, sqlx::Error> {
+    let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+    listener.listen(channel).await?;
+    Ok(listener)
 }
 
 /// The code a client sees for a database failure its service did not handle: a lost
