@@ -75,6 +75,11 @@ struct WatchSlot {
 }
 
 impl WatchSlots {
+    /// How many streams are open.
+    fn open(&self) -> usize {
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).0
+    }
+
     fn take(self: &Arc<Self>, owner_id: &str) -> JobsResult<WatchSlot> {
         let limits = *self.limits.read().unwrap_or_else(|e| e.into_inner());
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
@@ -409,11 +414,7 @@ impl Jobs {
 
     /// Returns how many watch streams are open.
     pub fn open_watches(&self) -> usize {
-        self.watches
-            .open
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .0
+        self.watches.open()
     }
 
     /// Registers a recurring job, `name` unique across the deployment: at each tick of

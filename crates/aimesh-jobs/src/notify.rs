@@ -166,18 +166,23 @@ impl Drop for JobWatch {
 }
 
 impl Fanout {
+    /// A fanout with nobody waiting yet.
+    fn new() -> Self {
+        Fanout {
+            all: broadcast::channel(4096).0,
+            cancellations: broadcast::channel(256).0,
+            queued: Mutex::new(HashMap::new()),
+            watched: Mutex::new(HashMap::new()),
+        }
+    }
+
     /// Creates a fanout; on PostgreSQL it also starts the listener that dispatches what the
     /// channel carries (stopped by `shutdown`).
     pub(crate) async fn start(
         db: &Db,
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, sqlx::Error> {
-        let fanout = Arc::new(Fanout {
-            all: broadcast::channel(4096).0,
-            cancellations: broadcast::channel(256).0,
-            queued: Mutex::new(HashMap::new()),
-            watched: Mutex::new(HashMap::new()),
-        });
+        let fanout = Arc::new(Fanout::new());
         if let Db::Postgres(pool) = db {
             let fanout = fanout.clone();
             aimesh_kit::db::listen(pool, CHANNEL, shutdown, move |payload| {
@@ -323,12 +328,7 @@ mod tests {
     }
 
     fn fanout() -> Arc<Fanout> {
-        Arc::new(Fanout {
-            all: broadcast::channel(16).0,
-            cancellations: broadcast::channel(16).0,
-            queued: Mutex::new(HashMap::new()),
-            watched: Mutex::new(HashMap::new()),
-        })
+        Arc::new(Fanout::new())
     }
 
     /// Whether `watch` has an event it has not read past, without waiting.

@@ -181,8 +181,6 @@ impl MetricsLayer {
                 }
             }
         }
-        paths.sort();
-        paths.dedup();
         Ok(paths)
     }
 }
