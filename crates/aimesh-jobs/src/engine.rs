@@ -155,8 +155,9 @@ impl Jobs {
         &self.store
     }
 
-    /// Closes the connections the engine opened itself (its PostgreSQL pool). The database
-    /// given to [`Jobs::start`] stays open: it is its owner's to close.
+    /// Sends the job events still waiting and closes the connections the engine opened itself
+    /// (its PostgreSQL pool). The database given to [`Jobs::start`] stays open: it is its
+    /// owner's to close.
     pub async fn close(&self) {
         self.store.close().await;
     }

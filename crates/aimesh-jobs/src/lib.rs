@@ -2,9 +2,9 @@
 //! returns at once; [`Worker`]s claim jobs under a lease they keep alive with heartbeats, run
 //! them through a [`JobHandler`], report progress, retry failures with exponential backoff and
 //! jitter, and honour cancellation. Recurring jobs are [scheduled](Jobs::schedule) by cron
-//! expression or interval, each tick run once across replicas. Every change is announced by
-//! the write that commits it — in-process on SQLite, through PostgreSQL LISTEN/NOTIFY across
-//! replicas — which drives wake-ups, cancellation and the [watch streams](Jobs::watch) behind
+//! expression or interval, each tick run once across replicas. Every change is announced once
+//! it commits — in-process on SQLite, through PostgreSQL LISTEN/NOTIFY across replicas — which
+//! drives wake-ups, cancellation and the [watch streams](Jobs::watch) behind
 //! `aimesh.jobs.v1.JobsService` ([`JobsApi`]).
 
 pub mod api;

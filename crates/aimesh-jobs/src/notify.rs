@@ -1,13 +1,24 @@
 //! The in-process side of job change notifications.
 //!
 //! Every change to a job is announced as a [`JobEvent`] on a [`Fanout`]. On SQLite (one
-//! process) the store dispatches the events of a write once it committed. On PostgreSQL each
-//! writing statement notifies its own changes with `pg_notify` on the [`CHANNEL`] (the
-//! `notified` CTE written out in each of `queries/postgres/*.sql`), so a change and its events
-//! are one round trip and one commit and an event is delivered exactly when its change becomes
-//! visible; every replica's listener dispatches what it hears, its own events included, so a
+//! process) the store dispatches the events of a write once it committed. On PostgreSQL every
+//! replica's listener dispatches what the [`CHANNEL`] carries, its own events included, so a
 //! watch served by one replica sees progress made on another, and idle workers everywhere wake
-//! up when a job is queued.
+//! up when a job is queued. Events reach the channel in one of two ways:
+//!
+//! - The statements that end, cancel, retry or release jobs notify their own changes with
+//!   `pg_notify` (the `notified` CTE written out in each of those `queries/postgres/*.sql`):
+//!   the change and its events are one commit, so a watcher waiting for a job's end cannot
+//!   miss it, even if the writing process dies right after the commit.
+//! - Submissions, claims and progress — the bulk of the writes — commit without notifying, and
+//!   a [`Notifier`] sends their events right after, in transactions of their own. PostgreSQL
+//!   serialises the commits of notifying transactions, WAL flush included, across the whole
+//!   database: were these writes to notify, their commits would queue one behind another
+//!   instead of sharing flushes. A notifying transaction that writes nothing else waits for no
+//!   flush, so it holds that lock only briefly. Should a process die between such a write's
+//!   commit and its notification, the event is lost, and what it stood for comes later another
+//!   way: a queued job is claimed at the workers' next poll, a started job's watchers see it
+//!   at its next change, and a job's end is always notified with its commit.
 
 use std::{
     collections::HashMap,
@@ -17,7 +28,7 @@ use std::{
 };
 
 use aimesh_kit::db::Db;
-use tokio::sync::{Notify, broadcast, watch};
+use tokio::sync::{Notify, broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -31,7 +42,6 @@ pub(crate) const CHANNEL: &str = "aimesh_jobs";
 
 impl EventKind {
     /// The name of the kind in a notification (and in the statements' `notified` CTEs).
-    #[cfg(test)]
     fn as_str(self) -> &'static str {
         match self {
             EventKind::Queued => "queued",
@@ -58,7 +68,6 @@ impl FromStr for EventKind {
 
 impl JobEvent {
     /// Encodes the event as a notification line: `<event> <id> <kind> <owner>`.
-    #[cfg(test)]
     fn encode(&self) -> String {
         format!(
             "{} {} {} {}",
@@ -287,6 +296,128 @@ impl Fanout {
     }
 }
 
+/// Sends the events of writes that did not notify them themselves (see the module's
+/// documentation), on PostgreSQL, from a task of its own: all the events waiting at once go in
+/// one statement, as few notifications as fit them.
+#[derive(Debug)]
+pub(crate) struct Notifier {
+    queue: mpsc::Sender<JobEvent>,
+    closing: CancellationToken,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// The statement that sends notifications.
+const NOTIFY: &str = include_str!("../queries/postgres/notify.sql");
+/// The most bytes of events in one notification (PostgreSQL takes up to 8,000).
+const PAYLOAD_BYTES: usize = 4000;
+/// Events waiting for the notifier before writers wait for room.
+const QUEUE: usize = 16_384;
+/// The most events one statement sends.
+const BATCH: usize = 1024;
+/// How often sending is tried before the events are given up.
+const SEND_ATTEMPTS: u32 = 20;
+/// The pause between tries.
+const SEND_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
+
+impl Notifier {
+    /// Starts the notifier on `pool`.
+    pub(crate) fn start(pool: sqlx::PgPool) -> Self {
+        let (queue, events) = mpsc::channel(QUEUE);
+        let closing = CancellationToken::new();
+        let task = tokio::spawn(Self::run(pool, events, closing.clone()));
+        Self {
+            queue,
+            closing,
+            task: Mutex::new(Some(task)),
+        }
+    }
+
+    /// Sends `events` (soon, with those of other writes). Waits only when the notifier is far
+    /// behind; events sent after [`close`](Self::close) are dropped.
+    pub(crate) async fn send(&self, events: Vec<JobEvent>) {
+        for event in events {
+            if self.queue.send(event).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Sends what is waiting, then stops.
+    pub(crate) async fn close(&self) {
+        self.closing.cancel();
+        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+
+    async fn run(
+        pool: sqlx::PgPool,
+        mut queue: mpsc::Receiver<JobEvent>,
+        closing: CancellationToken,
+    ) {
+        let mut events = Vec::with_capacity(BATCH);
+        let mut open = true;
+        loop {
+            let received = tokio::select! {
+                received = queue.recv_many(&mut events, BATCH) => received,
+                _ = closing.cancelled(), if open => {
+                    // Take no more, and send what came before.
+                    queue.close();
+                    open = false;
+                    continue;
+                }
+            };
+            if received == 0 {
+                break;
+            }
+            send(&pool, &payloads(&events)).await;
+            events.clear();
+        }
+    }
+}
+
+/// Joins events into notification payloads: one event a line, at most [`PAYLOAD_BYTES`] a
+/// payload.
+fn payloads(events: &[JobEvent]) -> Vec<String> {
+    let mut payloads: Vec<String> = Vec::new();
+    for line in events.iter().map(JobEvent::encode) {
+        match payloads.last_mut() {
+            Some(payload) if payload.len() + 1 + line.len() <= PAYLOAD_BYTES => {
+                payload.push('\n');
+                payload.push_str(&line);
+            }
+            _ => payloads.push(line),
+        }
+    }
+    payloads
+}
+
+/// Sends `payloads` on the [`CHANNEL`], trying again while the database cannot be reached.
+async fn send(pool: &sqlx::PgPool, payloads: &[String]) {
+    for attempt in 1..=SEND_ATTEMPTS {
+        match sqlx::query(NOTIFY)
+            .bind(CHANNEL)
+            .bind(payloads)
+            .execute(pool)
+            .await
+        {
+            Ok(_) => return,
+            Err(error) if attempt < SEND_ATTEMPTS => {
+                tracing::debug!(%error, attempt, "sending job events failed; trying again");
+                tokio::time::sleep(SEND_RETRY).await;
+            }
+            Err(error) => {
+                tracing::warn!(
+                    %error,
+                    notifications = payloads.len(),
+                    "job events could not be sent: other replicas learn of these changes later"
+                );
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,6 +447,22 @@ mod tests {
             .collect();
         let payload = format!("{}\nnonsense\n{}", events[0].encode(), events[1].encode());
         assert_eq!(JobEvent::decode_all(&payload).collect::<Vec<_>>(), events);
+    }
+
+    #[test]
+    fn payloads_hold_whole_events_within_the_limit() {
+        let events: Vec<JobEvent> = (0..200)
+            .map(|_| event(EventKind::Changed, Uuid::now_v7()))
+            .collect();
+        let payloads = payloads(&events);
+        assert!(payloads.len() > 1, "{} payloads", payloads.len());
+        assert!(payloads.iter().all(|p| p.len() <= PAYLOAD_BYTES));
+        let decoded: Vec<JobEvent> = payloads
+            .iter()
+            .flat_map(|p| JobEvent::decode_all(p))
+            .collect();
+        assert_eq!(decoded, events);
+        assert!(super::payloads(&[]).is_empty());
     }
 
     fn event(kind: EventKind, job_id: Uuid) -> JobEvent {

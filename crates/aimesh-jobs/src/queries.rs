@@ -1,7 +1,8 @@
 //! The engine's SQL: every statement whole in a file of `queries/`, one set per backend.
 //! Statements the backends share are in `queries/` itself; those that differ are in
 //! `queries/sqlite/` and `queries/postgres/`. Each file's header says what its parameters are.
-//! The PostgreSQL statements that change jobs notify their changes themselves (see
+//! The PostgreSQL statements that end, cancel, retry or release jobs notify their changes
+//! themselves; the store has those of the others sent after they commit (see
 //! [`crate::notify`]).
 
 use aimesh_kit::db::Db;
@@ -118,15 +119,21 @@ mod tests {
     use super::*;
     use crate::notify::CHANNEL;
 
-    /// Every PostgreSQL statement that changes jobs notifies its changes on the engine's
-    /// channel, and sends every notification (reads its `notified` CTE to the end).
+    /// The PostgreSQL statements that end a job's attempt, cancel, retry or release jobs
+    /// notify their changes on the engine's channel, and send every notification (read their
+    /// `notified` CTE to the end); those whose events the store sends after the commit do not
+    /// notify.
     #[test]
     fn postgres_writes_notify_on_the_channel() {
-        let writes = [
+        for (name, sql) in [
             ("insert", POSTGRES.insert),
             ("claim_due", POSTGRES.claim_due),
             ("claim_lapsed", POSTGRES.claim_lapsed),
             ("progress", POSTGRES.progress),
+        ] {
+            assert!(!sql.contains("pg_notify"), "{name} notifies");
+        }
+        let writes = [
             ("finish", POSTGRES.finish),
             ("cancel", POSTGRES.cancel),
             ("retry", POSTGRES.retry),

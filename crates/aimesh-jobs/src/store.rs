@@ -6,7 +6,8 @@
 //!
 //! Every write announces the changes it committed: the store owns the engine's [`Fanout`] and
 //! dispatches a write's events once it committed on SQLite, while on PostgreSQL the statement
-//! itself notified them (see [`crate::notify`]). No caller has to remember to.
+//! itself notified them, or the store's [`Notifier`] sends them right after the commit (see
+//! [`crate::notify`] for which and why). No caller has to remember to.
 
 use std::sync::Arc;
 
@@ -23,7 +24,7 @@ use uuid::Uuid;
 use crate::{
     error::{JobsError, JobsResult},
     model::{EventKind, Job, JobEvent, JobQuery, JobState, Outcome},
-    notify::{Fanout, JobWatch},
+    notify::{Fanout, JobWatch, Notifier},
     queries::Statements,
 };
 
@@ -163,6 +164,8 @@ pub(crate) struct JobStore {
     db: Db,
     sql: &'static Statements,
     events: Arc<Fanout>,
+    /// Sends the events of the writes that do not notify them themselves (PostgreSQL).
+    notifier: Option<Arc<Notifier>>,
 }
 
 impl JobStore {
@@ -173,10 +176,15 @@ impl JobStore {
     pub(crate) async fn open(db: Db, shutdown: CancellationToken) -> JobsResult<Self> {
         let events = Fanout::start(&db, shutdown).await?;
         let db = db.with_postgres_settings(POSTGRES_SETTINGS);
+        let notifier = match &db {
+            Db::Postgres(pool) => Some(Arc::new(Notifier::start(pool.clone()))),
+            Db::Sqlite(_) => None,
+        };
         Ok(Self {
             sql: Statements::of(&db),
             db,
             events,
+            notifier,
         })
     }
 
@@ -186,9 +194,12 @@ impl JobStore {
         &self.db
     }
 
-    /// Closes the store's own PostgreSQL pool. On SQLite the store uses the pool it was opened
-    /// with, which its owner closes.
+    /// Sends the events still waiting and closes the store's own PostgreSQL pool. On SQLite
+    /// the store uses the pool it was opened with, which its owner closes.
     pub(crate) async fn close(&self) {
+        if let Some(notifier) = &self.notifier {
+            notifier.close().await;
+        }
         if let Db::Postgres(pool) = &self.db {
             pool.close().await;
         }
@@ -201,6 +212,21 @@ impl JobStore {
             for event in events {
                 self.events.dispatch(event);
             }
+        }
+    }
+
+    /// Announces the events of a committed write whose statement did not notify them: in this
+    /// process on SQLite, through the [`Notifier`] on PostgreSQL (whose listener dispatches
+    /// them as they arrive).
+    ///
+    /// Takes the events collected: a lazy iterator borrowing the write's rows would be held
+    /// across the wait for room in the notifier's queue.
+    async fn announce_committed(&self, events: Vec<JobEvent>) {
+        match &self.notifier {
+            Some(notifier) => notifier.send(events).await,
+            None => events
+                .into_iter()
+                .for_each(|event| self.events.dispatch(event)),
         }
     }
 
@@ -269,11 +295,13 @@ impl JobStore {
                 aimesh_kit::db::traced(span, insert_postgres(self.sql.insert, jobs, pool)).await?
             }
         };
-        self.announce(
+        self.announce_committed(
             jobs.iter()
                 .filter(|job| inserted.contains(&job.id))
-                .map(|job| JobEvent::of(EventKind::Queued, job)),
-        );
+                .map(|job| JobEvent::of(EventKind::Queued, job))
+                .collect(),
+        )
+        .await;
         let mut results = Vec::with_capacity(jobs.len());
         for job in jobs {
             if inserted.contains(&job.id) {
@@ -456,11 +484,13 @@ impl JobStore {
         })?;
         let claimed = jobs(rows)?;
         // They started.
-        self.announce(
+        self.announce_committed(
             claimed
                 .iter()
-                .map(|job| JobEvent::of(EventKind::Changed, job)),
-        );
+                .map(|job| JobEvent::of(EventKind::Changed, job))
+                .collect(),
+        )
+        .await;
         Ok(claimed)
     }
 
@@ -506,7 +536,13 @@ impl JobStore {
                 .await
         })?;
         let held = updated.is_some();
-        self.announce(updated.map(|row| row.event(EventKind::Changed)));
+        self.announce_committed(
+            updated
+                .map(|row| row.event(EventKind::Changed))
+                .into_iter()
+                .collect(),
+        )
+        .await;
         Ok(held)
     }
 
@@ -805,7 +841,13 @@ impl JobStore {
                 (!inserted.is_empty()).then_some(job)
             }
         };
-        self.announce(fired.iter().map(|job| JobEvent::of(EventKind::Queued, job)));
+        self.announce_committed(
+            fired
+                .iter()
+                .map(|job| JobEvent::of(EventKind::Queued, job))
+                .collect(),
+        )
+        .await;
         Ok(fired)
     }
 }

@@ -571,6 +571,49 @@ async fn a_lagging_watch_of_all_jobs_ends_with_a_status(backend: Backend) {
     assert!(all.next().await.is_none(), "nothing follows the status");
 }
 
+/// On PostgreSQL what one engine writes reaches the others (as between replicas of the mesh):
+/// a submission to the first wakes the idle worker of the second at once (its poll interval is
+/// far longer than the test may take), and the job's start, progress and end, written by the
+/// second, reach a watch on the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_changes_reach_the_other_engines() {
+    let first = engine(Backend::Postgres).await;
+    let db = first.database.connect().await;
+    let second = Jobs::start(db, first.shutdown.child_token()).await.unwrap();
+    let worker = second.worker(
+        vec![Arc::new(FakeSlow {
+            duration: Duration::from_millis(100),
+            saw_cancel: Arc::new(AtomicBool::new(false)),
+        })],
+        WorkerConfig {
+            poll_interval: Duration::from_secs(600),
+            ..fast_config()
+        },
+    );
+    let stop = first.shutdown.child_token();
+    let worker = tokio::spawn(worker.run(stop.clone()));
+    // Let the worker find the queue empty and wait.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let job = submit(&first, "test.slow").await;
+    let mut watch = first.jobs.watch(OWNER, job.id).await.unwrap();
+    let mut seen = Vec::new();
+    while let Some(snapshot) = tokio::time::timeout(Duration::from_secs(15), watch.next())
+        .await
+        .expect("the job's changes reach the first engine")
+    {
+        seen.push(snapshot.unwrap());
+    }
+    assert_eq!(seen.last().unwrap().state, JobState::Succeeded, "{seen:#?}");
+    assert!(
+        seen.iter()
+            .any(|j| j.state == JobState::Running && j.progress_percent == 10),
+        "the start and progress were streamed: {seen:#?}"
+    );
+    stop.cancel();
+    worker.await.unwrap();
+    second.close().await;
+}
+
 aimesh_kit::backend_tests!(
     watches_are_bounded,
     a_lagging_watch_of_all_jobs_ends_with_a_status,
