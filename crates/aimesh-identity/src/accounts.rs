@@ -32,10 +32,10 @@ pub const API_TOKENS_TOPIC: &str = "api-tokens";
 #[derive(Clone)]
 pub struct AccountDirectory {
     store: IdentityStore,
-    states: moka::future::Cache<Uuid, AccountState>,
+    states: moka::sync::Cache<Uuid, AccountState, foldhash::fast::RandomState>,
     /// API tokens by the hash of their secret, with their expiry (`None`: no live token has
     /// it).
-    tokens: moka::future::Cache<Vec<u8>, Option<CachedToken>>,
+    tokens: moka::sync::Cache<Vec<u8>, Option<CachedToken>, foldhash::fast::RandomState>,
     pending: Arc<Mutex<Pending>>,
 }
 
@@ -59,22 +59,22 @@ impl AccountDirectory {
     pub fn new(store: IdentityStore) -> Self {
         Self {
             store,
-            states: moka::future::Cache::builder()
+            states: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(60))
-                .build(),
-            tokens: moka::future::Cache::builder()
+                .build_with_hasher(foldhash::fast::RandomState::default()),
+            tokens: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(60))
-                .build(),
+                .build_with_hasher(foldhash::fast::RandomState::default()),
             pending: Arc::new(Mutex::new(Pending::default())),
         }
     }
 
     /// Forgets what is known of an account (after it is deleted, disabled or its roles
     /// changed).
-    pub async fn forget(&self, id: Uuid) {
-        self.states.invalidate(&id).await;
+    pub fn forget(&self, id: Uuid) {
+        self.states.invalidate(&id);
         // Its tokens' grants name it: let them be read again. Its counted calls stay (a
         // deleted account's are written to no row).
         self.tokens.invalidate_all();
@@ -100,7 +100,7 @@ impl AccountDirectory {
                 match event {
                     Ok(event) if event.topic == ACCOUNTS_TOPIC => {
                         if let Ok(id) = Uuid::try_parse(&event.key) {
-                            directory.states.invalidate(&id).await;
+                            directory.states.invalidate(&id);
                         }
                         directory.tokens.invalidate_all();
                     }
@@ -158,7 +158,7 @@ impl AccountDirectory {
     }
 
     async fn load_state(&self, id: Uuid) -> Result<AccountState, String> {
-        if let Some(known) = self.states.get(&id).await {
+        if let Some(known) = self.states.get(&id) {
             return Ok(known);
         }
         let state = match self
@@ -177,7 +177,7 @@ impl AccountDirectory {
                 },
             },
         };
-        self.states.insert(id, state.clone()).await;
+        self.states.insert(id, state.clone());
         Ok(state)
     }
 }
@@ -201,7 +201,7 @@ impl AccountHooks for AccountDirectory {
                 return Ok(None);
             }
             let hash = api_token_hash(token);
-            let grant = match self.tokens.get(&hash).await {
+            let grant = match self.tokens.get(&hash) {
                 Some(known) => known,
                 None => {
                     let found = self
@@ -220,7 +220,7 @@ impl AccountHooks for AccountDirectory {
                             (grant, token.expires_at)
                         },
                     );
-                    self.tokens.insert(hash, grant.clone()).await;
+                    self.tokens.insert(hash, grant.clone());
                     grant
                 }
             };

@@ -125,7 +125,7 @@ impl AccountAdmin {
 
     /// Makes every process forget what it knew of the account.
     async fn changed(&self, id: Uuid) {
-        self.directory.forget(id).await;
+        self.directory.forget(id);
         self.bus.publish(ACCOUNTS_TOPIC, id.to_string()).await;
     }
 }

@@ -27,7 +27,7 @@ const STRIPES: usize = 64;
 /// An in-process cache of notes by id.
 #[derive(Clone)]
 pub struct NoteCache {
-    entries: moka::future::Cache<Uuid, Arc<Note>>,
+    entries: moka::sync::Cache<Uuid, Arc<Note>, foldhash::fast::RandomState>,
     generations: Arc<[AtomicU64; STRIPES]>,
 }
 
@@ -35,17 +35,17 @@ impl NoteCache {
     /// Creates a cache holding up to `capacity` notes, each for at most `ttl`.
     pub fn new(capacity: u64, ttl: Duration) -> Self {
         Self {
-            entries: moka::future::Cache::builder()
+            entries: moka::sync::Cache::builder()
                 .max_capacity(capacity)
                 .time_to_live(ttl)
-                .build(),
+                .build_with_hasher(foldhash::fast::RandomState::default()),
             generations: Arc::new(std::array::from_fn(|_| AtomicU64::new(0))),
         }
     }
 
     /// Returns the cached note.
-    pub async fn get(&self, id: &Uuid) -> Option<Arc<Note>> {
-        self.entries.get(id).await
+    pub fn get(&self, id: &Uuid) -> Option<Arc<Note>> {
+        self.entries.get(id)
     }
 
     /// Returns the generation to pass to [`insert`](Self::insert) after reading `id`.
@@ -54,21 +54,21 @@ impl NoteCache {
     }
 
     /// Caches a note read at `generation`, unless it was invalidated since.
-    pub async fn insert(&self, note: Arc<Note>, generation: u64) {
+    pub fn insert(&self, note: Arc<Note>, generation: u64) {
         let id = note.id;
         if self.generation(&id) != generation {
             return;
         }
-        self.entries.insert(id, note).await;
+        self.entries.insert(id, note);
         if self.generation(&id) != generation {
-            self.entries.invalidate(&id).await;
+            self.entries.invalidate(&id);
         }
     }
 
     /// Evicts a note; reads in flight will not re-insert their older copy.
-    pub async fn invalidate(&self, id: &Uuid) {
+    pub fn invalidate(&self, id: &Uuid) {
         self.stripe(id).fetch_add(1, Ordering::AcqRel);
-        self.entries.invalidate(id).await;
+        self.entries.invalidate(id);
     }
 
     /// Evicts everything.
@@ -92,7 +92,7 @@ impl NoteCache {
                 match events.recv().await {
                     Ok(event) if event.topic == TOPIC => {
                         if let Ok(id) = Uuid::try_parse(&event.key) {
-                            cache.invalidate(&id).await;
+                            cache.invalidate(&id);
                         }
                     }
                     Ok(event) if event.topic == "*" => cache.invalidate_all(),
@@ -132,18 +132,18 @@ mod tests {
         })
     }
 
-    #[tokio::test]
-    async fn a_read_that_raced_an_invalidation_is_not_cached() {
+    #[test]
+    fn a_read_that_raced_an_invalidation_is_not_cached() {
         let cache = NoteCache::new(100, Duration::from_secs(60));
         let note = note();
         let generation = cache.generation(&note.id);
-        cache.invalidate(&note.id).await; // a write lands while the read is in flight
-        cache.insert(note.clone(), generation).await;
-        assert!(cache.get(&note.id).await.is_none());
+        cache.invalidate(&note.id); // a write lands while the read is in flight
+        cache.insert(note.clone(), generation);
+        assert!(cache.get(&note.id).is_none());
 
         let generation = cache.generation(&note.id);
-        cache.insert(note.clone(), generation).await;
-        assert!(cache.get(&note.id).await.is_some());
+        cache.insert(note.clone(), generation);
+        assert!(cache.get(&note.id).is_some());
     }
 
     #[tokio::test]
@@ -152,15 +152,15 @@ mod tests {
         let bus = InvalidationBus::new(16);
         let listener = cache.spawn_invalidation_listener(&bus);
         let note = note();
-        cache.insert(note.clone(), cache.generation(&note.id)).await;
+        cache.insert(note.clone(), cache.generation(&note.id));
         bus.publish(TOPIC, note.id.to_string()).await;
         for _ in 0..100 {
-            if cache.get(&note.id).await.is_none() {
+            if cache.get(&note.id).is_none() {
                 break;
             }
             tokio::task::yield_now().await;
         }
-        assert!(cache.get(&note.id).await.is_none());
+        assert!(cache.get(&note.id).is_none());
         listener.abort();
     }
 }

@@ -82,12 +82,12 @@ impl Notes {
 
     /// Returns `owner`'s note, from the cache when possible.
     pub async fn get(&self, owner: &str, id: Uuid) -> NotesResult<Arc<Note>> {
-        let note = match self.cache.get(&id).await {
+        let note = match self.cache.get(&id) {
             Some(note) => note,
             None => {
                 let generation = self.cache.generation(&id);
                 let note = Arc::new(self.store.get(id).await?.ok_or(NotesError::NotFound(id))?);
-                self.cache.insert(note.clone(), generation).await;
+                self.cache.insert(note.clone(), generation);
                 note
             }
         };
@@ -203,7 +203,7 @@ impl Notes {
     }
 
     async fn invalidate(&self, id: Uuid) {
-        self.cache.invalidate(&id).await;
+        self.cache.invalidate(&id);
         self.bus.publish(TOPIC, id.to_string()).await;
     }
 }

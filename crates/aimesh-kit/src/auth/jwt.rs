@@ -96,7 +96,7 @@ pub enum TokenError {
 pub struct JwtVerifier {
     issuer: String,
     keys: RwLock<HashMap<String, DecodingKey>>,
-    verified: moka::sync::Cache<String, Arc<Claims>>,
+    verified: moka::sync::Cache<String, Arc<Claims>, foldhash::fast::RandomState>,
 }
 
 impl std::fmt::Debug for JwtVerifier {
@@ -117,7 +117,7 @@ impl JwtVerifier {
             verified: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(300))
-                .build(),
+                .build_with_hasher(foldhash::fast::RandomState::default()),
         }
     }
 
