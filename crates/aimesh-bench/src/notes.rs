@@ -1,6 +1,7 @@
-//! `aimesh-bench notes`: drives the notes API and, in the same run, a minimal tonic echo server
-//! (the ceiling any tonic service can reach on this machine) with the same client, concurrency
-//! and duration, then prints throughput and latency side by side.
+//! `aimesh-bench notes`: drives the notes API and, in the same run, the same server's
+//! `grpc.health.v1` Check — a no-op behind the same server builder and layers, GetNote's
+//! ceiling — with the same client, concurrency and duration, then prints throughput and
+//! latency side by side.
 
 use std::{
     future::Future,
@@ -10,18 +11,13 @@ use std::{
 
 use aimesh::{Mesh, MeshConfig, ServiceKind};
 use aimesh_proto::{
-    bench::v1::{
-        EchoRequest, EchoResponse,
-        echo_service_client::EchoServiceClient,
-        echo_service_server::{EchoService, EchoServiceServer},
-    },
     identity::v1::{LoginRequest, RegisterRequest, identity_service_client::IdentityServiceClient},
     notes::v1::{self as pb, notes_service_client::NotesServiceClient},
 };
 use anyhow::Context;
 use hdrhistogram::Histogram;
-use tokio::net::TcpListener;
-use tonic::transport::{Channel, Endpoint, server::TcpIncoming};
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 /// Options of the notes benchmark.
 #[derive(Debug, clap::Args)]
@@ -38,21 +34,6 @@ pub(crate) struct Options {
     /// Database for the notes server (default: SQLite in a temporary directory).
     #[arg(long, env = "AIMESH_BENCH_DATABASE_URL")]
     database_url: Option<String>,
-}
-
-/// The ceiling: a tonic service that does nothing but answer.
-struct Echo;
-
-#[tonic::async_trait]
-impl EchoService for Echo {
-    async fn echo(
-        &self,
-        request: tonic::Request<EchoRequest>,
-    ) -> Result<tonic::Response<EchoResponse>, tonic::Status> {
-        Ok(tonic::Response::new(EchoResponse {
-            payload: request.into_inner().payload,
-        }))
-    }
 }
 
 /// What one scenario measured.
@@ -78,7 +59,6 @@ impl Outcome {
 pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
     let duration = Duration::from_secs(options.duration_secs);
 
-    let echo_addr = spawn_echo().await?;
     let data = tempfile::tempdir()?;
     let mut config = MeshConfig::for_tests(data.path().to_path_buf(), options.database_url.clone());
     config.server.db_max_connections = 16;
@@ -89,7 +69,6 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
     let shutdown = mesh.shutdown_token();
     let server = tokio::spawn(mesh.run_until_stopped());
 
-    let echo_channels = channels(echo_addr, options.connections).await?;
     let notes_channels = channels(notes_addr, options.connections).await?;
 
     let bearer = login(notes_channels[0].clone()).await?;
@@ -132,14 +111,18 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
             "SQLite"
         }
     );
-    let payload = vec![b'x'; 256];
-    let echo = scenario("echo (tonic ceiling)", &options, duration, |worker| {
-        let client = EchoServiceClient::new(echo_channels[worker % echo_channels.len()].clone());
-        let payload = payload.clone();
+    let check = scenario("health Check (ceiling)", &options, duration, |worker| {
+        let client = HealthClient::new(notes_channels[worker % notes_channels.len()].clone());
         move || {
             let mut client = client.clone();
-            let payload = payload.clone();
-            async move { client.echo(EchoRequest { payload }).await.map(drop) }
+            async move {
+                client
+                    .check(HealthCheckRequest {
+                        service: String::new(),
+                    })
+                    .await
+                    .map(drop)
+            }
         }
     })
     .await;
@@ -167,7 +150,7 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
         "{:<24} {:>10} {:>8} {:>12} {:>10} {:>10}",
         "scenario", "requests", "errors", "req/s", "p50 µs", "p99 µs"
     );
-    for outcome in [&echo, &get, &create] {
+    for outcome in [&check, &get, &create] {
         println!(
             "{:<24} {:>10} {:>8} {:>12.0} {:>10.0} {:>10.0}",
             outcome.name,
@@ -180,9 +163,9 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
     }
     println!();
     println!(
-        "GetNote / echo throughput: {:.1}%   CreateNote / echo: {:.1}%",
-        100.0 * get.rate() / echo.rate(),
-        100.0 * create.rate() / echo.rate()
+        "GetNote / Check throughput: {:.2}x   CreateNote / Check: {:.2}x",
+        get.rate() / check.rate(),
+        create.rate() / check.rate()
     );
 
     shutdown.cancel();
@@ -224,17 +207,6 @@ fn note_request(i: usize) -> pb::CreateNoteRequest {
             ..Default::default()
         }),
     }
-}
-
-async fn spawn_echo() -> anyhow::Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(EchoServiceServer::new(Echo))
-            .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true))),
-    );
-    Ok(addr)
 }
 
 async fn channels(addr: SocketAddr, count: usize) -> anyhow::Result<Vec<Channel>> {
