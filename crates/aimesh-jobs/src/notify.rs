@@ -371,7 +371,7 @@ impl Notifier {
             if received == 0 {
                 break;
             }
-            send(&pool, &payloads(&events)).await;
+            publish(&pool, &payloads(&events)).await;
             events.clear();
         }
     }
@@ -394,7 +394,7 @@ fn payloads(events: &[JobEvent]) -> Vec<String> {
 }
 
 /// Sends `payloads` on the [`CHANNEL`], trying again while the database cannot be reached.
-async fn send(pool: &sqlx::PgPool, payloads: &[String]) {
+async fn publish(pool: &sqlx::PgPool, payloads: &[String]) {
     for attempt in 1..=SEND_ATTEMPTS {
         match sqlx::query(NOTIFY)
             .bind(CHANNEL)
@@ -454,15 +454,15 @@ mod tests {
         let events: Vec<JobEvent> = (0..200)
             .map(|_| event(EventKind::Changed, Uuid::now_v7()))
             .collect();
-        let payloads = payloads(&events);
-        assert!(payloads.len() > 1, "{} payloads", payloads.len());
-        assert!(payloads.iter().all(|p| p.len() <= PAYLOAD_BYTES));
-        let decoded: Vec<JobEvent> = payloads
+        let joined = payloads(&events);
+        assert!(joined.len() > 1, "{} payloads", joined.len());
+        assert!(joined.iter().all(|p| p.len() <= PAYLOAD_BYTES));
+        let decoded: Vec<JobEvent> = joined
             .iter()
             .flat_map(|p| JobEvent::decode_all(p))
             .collect();
         assert_eq!(decoded, events);
-        assert!(super::payloads(&[]).is_empty());
+        assert!(payloads(&[]).is_empty());
     }
 
     fn event(kind: EventKind, job_id: Uuid) -> JobEvent {

@@ -536,12 +536,9 @@ impl JobStore {
                 .await
         })?;
         let held = updated.is_some();
-        self.announce_committed(
-            updated
-                .map(|row| row.event(EventKind::Changed))
-                .into_iter()
-                .collect(),
-        )
+        self.announce_committed(Vec::from_iter(
+            updated.map(|row| row.event(EventKind::Changed)),
+        ))
         .await;
         Ok(held)
     }
