@@ -9,5 +9,5 @@ FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::int
     $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[])
     AS j(id, owner_id, kind, state, payload, max_attempts, idempotency_key, trace_context,
         run_after, created_at)
-ON CONFLICT (owner_id, idempotency_key) DO NOTHING
+ON CONFLICT (owner_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id
