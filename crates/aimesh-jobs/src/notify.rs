@@ -9,12 +9,13 @@
 //! - The statements that end, cancel, retry or release jobs notify their own changes with
 //!   `pg_notify` (the `notified` CTE written out in each of those `queries/postgres/*.sql`):
 //!   the change and its events are one commit, so a watcher waiting for a job's end cannot
-//!   miss it, even if the writing process dies right after the commit.
-//! - Submissions, claims and progress — the bulk of the writes — commit without notifying, and
-//!   a [`Notifier`] sends their events right after, in transactions of their own. PostgreSQL
-//!   serialises the commits of notifying transactions, WAL flush included, across the whole
-//!   database: were these writes to notify, their commits would queue one behind another
-//!   instead of sharing flushes. A notifying transaction that writes nothing else waits for no
+//!   miss it, even if the writing process dies right after the commit. The statement that
+//!   ends jobs also claims the next ones for their slots, and notifies those claims with it.
+//! - Submissions, claim loops' claims and progress — the bulk of the other writes — commit
+//!   without notifying, and a [`Notifier`] sends their events right after, in transactions of
+//!   their own. PostgreSQL serialises the commits of notifying transactions, WAL flush
+//!   included, across the whole database: were these writes to notify, their commits would
+//!   queue one behind another instead of sharing flushes. A notifying transaction that writes nothing else waits for no
 //!   flush, so it holds that lock only briefly. Should a process die between such a write's
 //!   commit and its notification, the event is lost, and what it stood for comes later another
 //!   way: a queued job is claimed at the workers' next poll, a started job's watchers see it

@@ -1,9 +1,9 @@
 //! The engine's SQL: every statement whole in a file of `queries/`, one set per backend.
 //! Statements the backends share are in `queries/` itself; those that differ are in
 //! `queries/sqlite/` and `queries/postgres/`. Each file's header says what its parameters are.
-//! The PostgreSQL statements that end, cancel, retry or release jobs notify their changes
-//! themselves; the store has those of the others sent after they commit (see
-//! [`crate::notify`]).
+//! The PostgreSQL statements that end (claiming the next jobs with it), cancel, retry or
+//! release jobs notify their changes themselves; the store has those of the others sent after
+//! they commit (see [`crate::notify`]).
 
 use aimesh_kit::db::Db;
 
@@ -36,7 +36,9 @@ pub(crate) struct Statements {
     pub(crate) heartbeat: &'static str,
     /// Records progress.
     pub(crate) progress: &'static str,
-    /// Ends attempts: one a statement on SQLite, arrays of them on PostgreSQL.
+    /// Ends attempts: one a statement on SQLite, arrays of them on PostgreSQL, where the same
+    /// statement claims the jobs the ended attempts' slots run next (SQLite runs `claim_due`
+    /// for them in the same transaction).
     pub(crate) finish: &'static str,
     /// Cancels a job.
     pub(crate) cancel: &'static str,

@@ -141,6 +141,24 @@ struct FinishedRow {
     state: String,
 }
 
+/// A row of PostgreSQL's statement that ends attempts and claims the next jobs: a job ended,
+/// or one claimed.
+#[derive(sqlx::FromRow)]
+struct EndedOrClaimed {
+    claimed: bool,
+    #[sqlx(flatten)]
+    job: JobRow,
+}
+
+/// What [`JobStore::finish_many`] did.
+#[derive(Debug)]
+pub(crate) struct Finished {
+    /// The jobs whose outcome applied (the worker still held their lease).
+    pub(crate) applied: Vec<Uuid>,
+    /// The jobs claimed for the slots that ended.
+    pub(crate) claimed: Vec<Job>,
+}
+
 /// A job that finished lately, for statistics.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct FinishedJob {
@@ -543,9 +561,15 @@ impl JobStore {
         Ok(held)
     }
 
-    /// Finishes several of `worker`'s attempts (see [`Outcome`]) in one transaction — one
-    /// statement on PostgreSQL — and announces each job as changed (or queued, for a retry).
-    /// Outcomes for jobs whose lease `worker` lost are skipped; returns the ids that applied.
+    /// Finishes several of `worker`'s attempts (see [`Outcome`]) and claims the jobs their
+    /// slots run next, in one transaction — one statement on PostgreSQL: `successors` says how
+    /// many queued jobs of each kind to claim for `worker`, as [`JobStore::claim`] would,
+    /// leased until `lease_until`. Announces each job ended as changed (or queued, for a
+    /// retry) and each job claimed as changed (it started). Outcomes for jobs whose lease
+    /// `worker` lost are skipped.
+    ///
+    /// Ending a batch of jobs and starting the next ones in one commit halves the commits a
+    /// busy worker makes, and its claims come in batches as large as its outcomes'.
     ///
     /// The database span is a child of the current span; `links` are the span contexts of
     /// the other traces the batch serves (OpenTelemetry's model of batch operations).
@@ -553,14 +577,16 @@ impl JobStore {
         &self,
         worker: &str,
         outcomes: &[Outcome],
+        successors: &[(&str, i64)],
         now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
         links: &[opentelemetry::trace::SpanContext],
-    ) -> JobsResult<Vec<Uuid>> {
+    ) -> JobsResult<Finished> {
         let span = aimesh_kit::db::query_span(&self.db, "UPDATE", "jobs", "UPDATE jobs");
         for link in links {
             span.add_link(link.clone());
         }
-        let finished: Vec<FinishedRow> = match &self.db {
+        let (finished, claimed): (Vec<FinishedRow>, Vec<JobRow>) = match &self.db {
             Db::Sqlite(pool) => {
                 aimesh_kit::db::traced(span, async {
                     let mut tx = pool.begin().await?;
@@ -585,8 +611,20 @@ impl JobStore {
                             .await?;
                         finished.extend(row);
                     }
+                    let mut claimed = Vec::new();
+                    for &(kind, count) in successors {
+                        let rows: Vec<JobRow> = sqlx::query_as(self.sql.claim_due)
+                            .bind(worker)
+                            .bind(lease_until)
+                            .bind(now)
+                            .bind(kind)
+                            .bind(count)
+                            .fetch_all(&mut *tx)
+                            .await?;
+                        claimed.extend(rows);
+                    }
                     tx.commit().await?;
-                    Ok(finished)
+                    Ok((finished, claimed))
                 })
                 .await?
             }
@@ -605,7 +643,8 @@ impl JobStore {
                     errors.push(outcome.error.as_deref());
                     retry_ats.push(outcome.retry_at);
                 }
-                aimesh_kit::db::traced(
+                let (kinds, counts): (Vec<&str>, Vec<i64>) = successors.iter().copied().unzip();
+                let rows: Vec<EndedOrClaimed> = aimesh_kit::db::traced(
                     span,
                     sqlx::query_as(self.sql.finish)
                         .bind(&ids)
@@ -616,13 +655,31 @@ impl JobStore {
                         .bind(&retry_ats)
                         .bind(now)
                         .bind(worker)
+                        .bind(&kinds)
+                        .bind(&counts)
+                        .bind(lease_until)
                         .fetch_all(pool),
                 )
-                .await?
+                .await?;
+                let (claimed, finished): (Vec<_>, Vec<_>) =
+                    rows.into_iter().partition(|row| row.claimed);
+                (
+                    finished
+                        .into_iter()
+                        .map(|row| FinishedRow {
+                            id: row.job.id,
+                            kind: row.job.kind,
+                            owner_id: row.job.owner_id,
+                            state: row.job.state,
+                        })
+                        .collect(),
+                    claimed.into_iter().map(|row| row.job).collect(),
+                )
             }
         };
         let applied = finished.iter().map(|row| row.id).collect();
-        let mut events = Vec::with_capacity(finished.len());
+        let claimed = jobs(claimed)?;
+        let mut events = Vec::with_capacity(finished.len() + claimed.len());
         for row in finished {
             // A retry makes the job claimable again.
             let kind = match parse_state(&row.state)? {
@@ -636,8 +693,13 @@ impl JobStore {
                 job_kind: row.kind,
             });
         }
+        events.extend(
+            claimed
+                .iter()
+                .map(|job| JobEvent::of(EventKind::Changed, job)),
+        );
         self.announce(events);
-        Ok(applied)
+        Ok(Finished { applied, claimed })
     }
 
     /// Cancels an owner's queued or running job: a queued one at once, a running one by

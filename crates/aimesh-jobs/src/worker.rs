@@ -149,8 +149,23 @@ pub struct Worker {
     id: Arc<str>,
 }
 
-/// The result of recording an outcome: whether it applied (the worker still held the lease).
-type Recorded = Result<bool, Arc<JobsError>>;
+/// An attempt's outcome on its way to the database, with the kind of job its slot runs next
+/// when it wants one (claimed in the same commit).
+struct Ending {
+    outcome: Outcome,
+    successor: Option<&'static str>,
+}
+
+/// What recording an outcome gave its slot.
+struct Recorded {
+    /// Whether the outcome applied (the worker still held the lease).
+    applied: bool,
+    /// The job the slot runs next, if one of its kind was queued.
+    next: Option<Job>,
+}
+
+/// The result of recording an outcome.
+type RecordResult = Result<Recorded, Arc<JobsError>>;
 
 /// A running worker's state, shared by its tasks.
 struct Runner {
@@ -159,7 +174,7 @@ struct Runner {
     id: Arc<str>,
     running: Mutex<HashMap<Uuid, CancellationToken>>,
     /// Records outcomes, those that finish together in one transaction.
-    outcomes: Batcher<Outcome, Recorded>,
+    outcomes: Batcher<Ending, RecordResult>,
 }
 
 impl Worker {
@@ -201,7 +216,8 @@ impl Worker {
         let outcomes = Batcher::start(capacity, MAX_OUTCOMES_PER_COMMIT, {
             let store = store.clone();
             let id = id.clone();
-            move |batch| record(store.clone(), id.clone(), batch)
+            let lease = lease(&config);
+            move |batch| record(store.clone(), id.clone(), lease, batch)
         });
         let this = Arc::new(Runner {
             store,
@@ -246,22 +262,53 @@ impl Worker {
     }
 }
 
-/// Records a batch of `worker`'s outcomes in one transaction: when many jobs finish at once
-/// (short jobs under load) the commits, not the jobs, are what cost.
-async fn record(store: JobStore, worker: Arc<str>, batch: Batch<Outcome>) -> Vec<Recorded> {
+/// Records a batch of `worker`'s outcomes in one transaction, and claims in it the jobs their
+/// slots run next (leased for `lease`): when many jobs finish at once (short jobs under load)
+/// the commits, not the jobs, are what cost.
+async fn record(
+    store: JobStore,
+    worker: Arc<str>,
+    lease: chrono::Duration,
+    batch: Batch<Ending>,
+) -> Vec<RecordResult> {
     let links = batch.links();
+    let (outcomes, wanted): (Vec<Outcome>, Vec<Option<&'static str>>) = batch
+        .items
+        .into_iter()
+        .map(|ending| (ending.outcome, ending.successor))
+        .unzip();
+    let mut successors: Vec<(&str, i64)> = Vec::new();
+    for kind in wanted.iter().flatten() {
+        match successors.iter_mut().find(|(k, _)| k == kind) {
+            Some((_, count)) => *count += 1,
+            None => successors.push((kind, 1)),
+        }
+    }
+    let now = now();
     match store
-        .finish_many(&worker, &batch.items, now(), &links)
+        .finish_many(&worker, &outcomes, &successors, now, now + lease, &links)
         .await
     {
-        Ok(applied) => batch
-            .items
-            .iter()
-            .map(|outcome| Ok(applied.contains(&outcome.id)))
-            .collect(),
+        Ok(finished) => {
+            let mut claimed = finished.claimed;
+            outcomes
+                .iter()
+                .zip(wanted)
+                .map(|(outcome, kind)| {
+                    let next = kind.and_then(|kind| {
+                        let at = claimed.iter().position(|job| job.kind == kind)?;
+                        Some(claimed.swap_remove(at))
+                    });
+                    Ok(Recorded {
+                        applied: finished.applied.contains(&outcome.id),
+                        next,
+                    })
+                })
+                .collect()
+        }
         Err(error) => {
             let error = Arc::new(error);
-            batch.items.iter().map(|_| Err(error.clone())).collect()
+            outcomes.iter().map(|_| Err(error.clone())).collect()
         }
     }
 }
@@ -350,9 +397,10 @@ impl Runner {
                 };
                 let this = self.clone();
                 let handler = handler.clone();
+                let shutdown = shutdown.clone();
                 let abort = abort.clone();
                 running.spawn(async move {
-                    this.execute(handler, job, abort).await;
+                    this.run_slot(handler, job, shutdown, abort).await;
                     drop(permit);
                 });
             }
@@ -377,7 +425,38 @@ impl Runner {
         while running.join_next().await.is_some() {}
     }
 
-    async fn execute(&self, handler: Arc<dyn JobHandler>, job: Job, abort: CancellationToken) {
+    /// Runs `job` in a slot of its kind, then, as each job ends, the one claimed for the slot
+    /// with its outcome, until none was queued or the worker stops.
+    async fn run_slot(
+        &self,
+        handler: Arc<dyn JobHandler>,
+        mut job: Job,
+        shutdown: CancellationToken,
+        abort: CancellationToken,
+    ) {
+        loop {
+            let successor = (!shutdown.is_cancelled()).then(|| handler.kind());
+            match self
+                .execute(handler.clone(), job, abort.clone(), successor)
+                .await
+            {
+                // A job claimed as the worker began to stop is left to the release that
+                // ends `Worker::run`.
+                Some(next) if !shutdown.is_cancelled() => job = next,
+                _ => break,
+            }
+        }
+    }
+
+    /// Runs one attempt of `job` and records its outcome; returns the job claimed with it for
+    /// the slot, of kind `successor` if one is wanted.
+    async fn execute(
+        &self,
+        handler: Arc<dyn JobHandler>,
+        job: Job,
+        abort: CancellationToken,
+        successor: Option<&'static str>,
+    ) -> Option<Job> {
         let span = tracing::info_span!(
             "job.run",
             otel.name = %format!("job {}", job.kind),
@@ -391,7 +470,7 @@ impl Runner {
             });
             let _ = span.set_parent(context);
         }
-        self.execute_in_span(handler, job, abort)
+        self.execute_in_span(handler, job, abort, successor)
             .instrument(span)
             .await
     }
@@ -401,24 +480,33 @@ impl Runner {
         handler: Arc<dyn JobHandler>,
         job: Job,
         abort: CancellationToken,
-    ) {
+        successor: Option<&'static str>,
+    ) -> Option<Job> {
         let store = &self.store;
         if job.cancel_requested {
-            self.finish(&job, JobState::Cancelled, None, Some("cancelled"), None)
+            return self
+                .finish(
+                    &job,
+                    JobState::Cancelled,
+                    None,
+                    Some("cancelled"),
+                    None,
+                    successor,
+                )
                 .await;
-            return;
         }
         if job.attempts > job.max_attempts {
             // Claimed again after its lease lapsed on the last attempt.
-            self.finish(
-                &job,
-                JobState::Failed,
-                None,
-                Some("the worker running the last attempt stopped responding"),
-                None,
-            )
-            .await;
-            return;
+            return self
+                .finish(
+                    &job,
+                    JobState::Failed,
+                    None,
+                    Some("the worker running the last attempt stopped responding"),
+                    None,
+                    successor,
+                )
+                .await;
         }
         tracing::info!(attempt = job.attempts, "job started");
 
@@ -477,7 +565,7 @@ impl Runner {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&job.id);
         if lost.is_cancelled() {
-            return; // another worker owns the job now
+            return None; // another worker owns the job now
         }
         let outcome = outcome
             .unwrap_or_else(|panic| Err(JobError::Retryable(format!("handler panicked: {panic}"))));
@@ -496,30 +584,52 @@ impl Runner {
         match outcome {
             Ok(output) => {
                 tracing::info!("job succeeded");
-                self.finish(&job, JobState::Succeeded, Some(output), None, None)
-                    .await;
+                self.finish(
+                    &job,
+                    JobState::Succeeded,
+                    Some(output),
+                    None,
+                    None,
+                    successor,
+                )
+                .await
             }
             Err(JobError::Cancelled)
                 if abort.is_cancelled() && !self.cancel_requested(&job).await =>
             {
                 // Shutdown, not the user: leave it RUNNING for release at the end of `run`.
+                None
             }
             Err(JobError::Cancelled) => {
                 tracing::info!("job cancelled");
-                self.finish(&job, JobState::Cancelled, None, Some("cancelled"), None)
-                    .await;
+                self.finish(
+                    &job,
+                    JobState::Cancelled,
+                    None,
+                    Some("cancelled"),
+                    None,
+                    successor,
+                )
+                .await
             }
             Err(JobError::Retryable(error)) if job.attempts < job.max_attempts => {
                 let delay = backoff(&self.config, job.attempts);
                 tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "job attempt failed");
                 let retry_at = now() + chrono::Duration::from_std(delay).unwrap_or_default();
-                self.finish(&job, JobState::Queued, None, Some(&error), Some(retry_at))
-                    .await;
+                self.finish(
+                    &job,
+                    JobState::Queued,
+                    None,
+                    Some(&error),
+                    Some(retry_at),
+                    successor,
+                )
+                .await
             }
             Err(JobError::Retryable(error) | JobError::Permanent(error)) => {
                 tracing::warn!(%error, "job failed");
-                self.finish(&job, JobState::Failed, None, Some(&error), None)
-                    .await;
+                self.finish(&job, JobState::Failed, None, Some(&error), None, successor)
+                    .await
             }
         }
     }
@@ -528,8 +638,9 @@ impl Runner {
         matches!(self.store.get(job.id).await, Ok(Some(job)) if job.cancel_requested)
     }
 
-    /// Records how an attempt ended, with the outcomes that finish at the same time; returns
-    /// once it is recorded (or failed to be).
+    /// Records how an attempt ended, with the outcomes that finish at the same time, and
+    /// claims with it a queued job of kind `successor` for the slot, when one is wanted;
+    /// returns once it is recorded (or failed to be), with the job claimed.
     async fn finish(
         &self,
         job: &Job,
@@ -537,7 +648,8 @@ impl Runner {
         result: Option<JobOutput>,
         error: Option<&str>,
         retry_at: Option<DateTime<Utc>>,
-    ) {
+        successor: Option<&'static str>,
+    ) -> Option<Job> {
         let outcome = Outcome {
             id: job.id,
             state,
@@ -546,15 +658,21 @@ impl Runner {
             retry_at,
         };
         let job_id = job.id;
-        match self.outcomes.submit(outcome).await {
-            Some(Ok(true)) => {}
-            Some(Ok(false)) => {
-                tracing::warn!(%job_id, "lease lost before the outcome was recorded")
+        match self.outcomes.submit(Ending { outcome, successor }).await {
+            Some(Ok(Recorded { applied, next })) => {
+                if !applied {
+                    tracing::warn!(%job_id, "lease lost before the outcome was recorded");
+                }
+                next
             }
             Some(Err(error)) => {
-                tracing::error!(%error, %job_id, "failed to record the job's outcome")
+                tracing::error!(%error, %job_id, "failed to record the job's outcome");
+                None
             }
-            None => tracing::error!(%job_id, "failed to record the job's outcome: worker stopped"),
+            None => {
+                tracing::error!(%job_id, "failed to record the job's outcome: worker stopped");
+                None
+            }
         }
     }
 }

@@ -182,6 +182,55 @@ impl JobHandler for FakeCounter {
     }
 }
 
+/// Each run waits for a permit of its gate.
+struct FakeGated {
+    gate: Arc<tokio::sync::Semaphore>,
+}
+
+impl JobHandler for FakeGated {
+    fn kind(&self) -> &'static str {
+        "test.gated"
+    }
+    fn run(&self, _ctx: JobContext) -> BoxFuture<'static, Result<JobOutput, JobError>> {
+        let gate = self.gate.clone();
+        Box::pin(async move {
+            gate.acquire().await.unwrap().forget();
+            Ok(ok())
+        })
+    }
+}
+
+/// A busy slot that ends a job starts the next queued one in the same commit: with one slot
+/// and a poll interval far beyond the test, the job queued while the first runs starts at the
+/// very time the first ends.
+async fn a_slot_starts_the_next_queued_job_as_it_ends_one(backend: Backend) {
+    let engine = engine(backend).await;
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let (stop, worker) = spawn_worker(
+        &engine,
+        vec![Arc::new(FakeGated { gate: gate.clone() })],
+        WorkerConfig {
+            concurrency: 1,
+            poll_interval: Duration::from_secs(600),
+            ..fast_config()
+        },
+    );
+    let first = submit(&engine, "test.gated").await;
+    wait_for(&engine, first.id, |j| j.state == JobState::Running).await;
+    let second = submit(&engine, "test.gated").await;
+    gate.add_permits(2);
+    let first = wait_terminal(&engine, first.id).await;
+    let second = wait_terminal(&engine, second.id).await;
+    assert_eq!(
+        (first.state, second.state, second.attempts),
+        (JobState::Succeeded, JobState::Succeeded, 1)
+    );
+    assert!(first.finished_at.is_some());
+    assert_eq!(second.started_at, first.finished_at);
+    stop.cancel();
+    worker.await.unwrap();
+}
+
 async fn retries_until_success(backend: Backend) {
     let engine = engine(backend).await;
     let (_stop, _worker) = spawn_worker(
@@ -625,5 +674,6 @@ aimesh_kit::backend_tests!(
     every_watcher_of_a_job_sees_its_change_and_only_its_own,
     shutdown_finishes_running_jobs_or_releases_them,
     many_jobs_over_four_workers_run_once_each,
+    a_slot_starts_the_next_queued_job_as_it_ends_one,
     two_engines_fire_each_tick_of_a_schedule_once,
 );

@@ -1,12 +1,18 @@
--- Ends attempts in one statement: $1-$6 arrays of the outcomes' columns (job, state, result
--- type and value, error, retry time), $7 now, $8 the worker whose lease must still hold. Each
--- job is notified as changed, or as queued for a retry.
+-- Ends attempts and claims the jobs their slots run next, in one statement: $1-$6 arrays of
+-- the outcomes' columns (job, state, result type and value, error, retry time), $7 now, $8
+-- the worker whose lease must still hold; $9 and $10 how many queued jobs of each kind to
+-- claim for $8, leased until $11. Rows come back whole, `claimed` telling the jobs started
+-- from those ended. Each job ended is notified as changed, or as queued for a retry, and each
+-- job claimed as changed (it started).
 --
 -- Only the lease owner is checked: a job has one only while RUNNING (claims set it; finishing
 -- and releasing clear it). With `state = 'RUNNING'` too, the planner would walk the partial
 -- index of running jobs (dead entries and all, under churn) instead of fetching the rows by
 -- primary key. The ids are also a condition of their own, so that whatever the join, the rows
 -- are looked up by primary key.
+--
+-- The claims see the table as it was before the statement, so a job ended here (RUNNING
+-- then) is never claimed again by it, even when it is queued for a retry.
 WITH outcome AS (
     SELECT *
     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::text[],
@@ -26,7 +32,41 @@ finished AS (
         lease_expires_at = NULL
     FROM outcome o
     WHERE jobs.id = ANY($1) AND jobs.id = o.id AND jobs.lease_owner = $8
-    RETURNING jobs.id, jobs.kind, jobs.owner_id, jobs.state
+    RETURNING jobs.id, jobs.owner_id, jobs.kind, jobs.state, jobs.payload, jobs.attempts,
+        jobs.max_attempts, jobs.progress_percent, jobs.progress_message, jobs.partial_output,
+        jobs.result_type, jobs.result, jobs.error, jobs.idempotency_key, jobs.trace_context,
+        jobs.cancel_requested, jobs.lease_owner, jobs.lease_expires_at, jobs.run_after,
+        jobs.created_at, jobs.updated_at, jobs.started_at, jobs.finished_at
+),
+-- The oldest queued jobs of each kind asked for, locked, skipping those others are claiming.
+picked AS (
+    SELECT next.id
+    FROM unnest($9::text[], $10::int8[]) AS wanted(kind, count)
+    CROSS JOIN LATERAL (
+        SELECT id
+        FROM jobs
+        WHERE kind = wanted.kind AND state = 'QUEUED' AND run_after <= $7
+        ORDER BY run_after
+        LIMIT wanted.count
+        FOR UPDATE SKIP LOCKED
+    ) next
+),
+claimed AS (
+    UPDATE jobs
+    SET state = 'RUNNING',
+        attempts = attempts + 1,
+        lease_owner = $8,
+        lease_expires_at = $11,
+        started_at = COALESCE(started_at, $7),
+        updated_at = $7,
+        progress_percent = 0,
+        progress_message = '',
+        partial_output = ''
+    WHERE id = ANY(ARRAY(SELECT id FROM picked))
+    RETURNING id, owner_id, kind, state, payload, attempts, max_attempts, progress_percent,
+        progress_message, partial_output, result_type, result, error, idempotency_key,
+        trace_context, cancel_requested, lease_owner, lease_expires_at, run_after, created_at,
+        updated_at, started_at, finished_at
 ),
 -- An event per row ("<event> <id> <kind> <owner>", one a line), several to a notification
 -- with payloads well under PostgreSQL's 8,000-byte limit. PostgreSQL evaluates a CTE only as
@@ -39,14 +79,16 @@ notified AS (
             event,
             sum(octet_length(event) + 1) OVER (ROWS UNBOUNDED PRECEDING) / 4000 AS chunk
         FROM (
-            SELECT CASE WHEN finished.state = 'QUEUED' THEN 'queued' ELSE 'changed' END
-                || ' ' || finished.id::text || ' ' || finished.kind || ' ' || finished.owner_id
-                AS event
+            SELECT CASE WHEN state = 'QUEUED' THEN 'queued' ELSE 'changed' END
+                || ' ' || id::text || ' ' || kind || ' ' || owner_id AS event
             FROM finished
+            UNION ALL
+            SELECT 'changed ' || id::text || ' ' || kind || ' ' || owner_id
+            FROM claimed
         ) events
     ) lines
     GROUP BY chunk
 )
-SELECT finished.id, finished.kind, finished.owner_id, finished.state
-FROM finished
-WHERE (SELECT count(*) FROM notified) > 0
+SELECT false AS claimed, * FROM finished WHERE (SELECT count(*) FROM notified) > 0
+UNION ALL
+SELECT true, * FROM claimed WHERE (SELECT count(*) FROM notified) > 0

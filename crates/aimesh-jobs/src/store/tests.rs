@@ -140,12 +140,14 @@ async fn a_dead_workers_job_runs_again_after_its_lease(backend: Backend) {
                 error: Some("late".into()),
                 retry_at: None,
             }],
+            &[],
+            crate::model::now(),
             crate::model::now(),
             &[],
         )
         .await
         .expect("finish");
-    assert!(late.is_empty());
+    assert!(late.applied.is_empty() && late.claimed.is_empty());
     stop.cancel();
     running.await.expect("worker");
 }
@@ -179,7 +181,8 @@ async fn outcomes_recorded_together_apply_under_the_lease_and_announce_each(back
     let engine = Engine::start(backend).await;
     let store = engine.store();
     let mut events = store.subscribe();
-    let (a1, a2, b1) = (
+    let (a1, a2, b1, c1) = (
+        engine.submit().await,
         engine.submit().await,
         engine.submit().await,
         engine.submit().await,
@@ -207,7 +210,10 @@ async fn outcomes_recorded_together_apply_under_the_lease_and_announce_each(back
         error: error.map(str::to_owned),
         retry_at,
     };
-    let mut applied = store
+    // With the outcomes, the slots ask for two more jobs of their kind and one of another:
+    // only c1 is queued and due (a2's retry is not, and b1 is b's), so only c1 is claimed.
+    let next_lease = now + chrono::Duration::seconds(90);
+    let finished = store
         .finish_many(
             "a",
             &[
@@ -216,13 +222,29 @@ async fn outcomes_recorded_together_apply_under_the_lease_and_announce_each(back
                 // Not a's job: skipped.
                 outcome(b1.id, JobState::Failed, Some("not mine"), None),
             ],
+            &[("test.count", 2), ("test.other", 1)],
             crate::model::now(),
+            next_lease,
             &[],
         )
         .await
         .expect("finish");
+    let mut applied = finished.applied;
     applied.sort();
     assert_eq!(applied, vec![a1.id, a2.id]);
+    let [claimed] = finished.claimed.as_slice() else {
+        panic!("claimed {:?}", finished.claimed);
+    };
+    assert_eq!(
+        (
+            claimed.id,
+            claimed.state,
+            claimed.attempts,
+            claimed.lease_owner.as_deref(),
+            claimed.lease_expires_at
+        ),
+        (c1.id, JobState::Running, 1, Some("a"), Some(next_lease))
+    );
 
     let a1 = engine.jobs.get(OWNER, a1.id).await.expect("get");
     assert_eq!(
@@ -242,19 +264,22 @@ async fn outcomes_recorded_together_apply_under_the_lease_and_announce_each(back
     );
 
     // Each write announced its changes: the submissions (queued), the claims (started), one
-    // event per recorded outcome (a retry is queued again), and none for b's job. On
-    // PostgreSQL the events of submissions and claims are sent after their commit, and those
-    // of outcomes with it, so only the set of events is certain, not their order.
-    let mut received = receive(&mut events, 8, |_| false).await;
+    // event per recorded outcome (a retry is queued again) and none for b's job, and the
+    // claim made with the outcomes (started). On PostgreSQL the events of submissions and
+    // claims are sent after their commit, and those of outcomes (and the claims made with
+    // them) with it, so only the set of events is certain, not their order.
+    let mut received = receive(&mut events, 10, |_| false).await;
     let mut expected = vec![
         (a1.id, EventKind::Queued),
         (a2.id, EventKind::Queued),
         (b1.id, EventKind::Queued),
+        (c1.id, EventKind::Queued),
         (a1.id, EventKind::Changed),
         (a2.id, EventKind::Changed),
         (b1.id, EventKind::Changed),
         (a1.id, EventKind::Changed),
         (a2.id, EventKind::Queued),
+        (c1.id, EventKind::Changed),
     ];
     for events in [&mut received, &mut expected] {
         events.sort_by_key(|(id, kind)| (*id, format!("{kind:?}")));
@@ -364,8 +389,9 @@ async fn plans_made_on_an_empty_table_never_scan_it() {
         (
             "finish_many",
             POSTGRES.finish,
-            "(uuid[], text[], text[], bytea[], text[], timestamptz[], timestamptz, text)",
-            "('{}', '{}', '{}', '{}', '{}', '{}', now(), 'w')",
+            "(uuid[], text[], text[], bytea[], text[], timestamptz[], timestamptz, text, \
+             text[], int8[], timestamptz)",
+            "('{}', '{}', '{}', '{}', '{}', '{}', now(), 'w', '{k}', '{4}', now())",
         ),
         (
             "list",
