@@ -346,7 +346,10 @@ impl Runner {
         let claim_batch = slots_total.div_ceil(4);
         let mut last_claim = Instant::now();
         // Lapsed leases are looked for at start and then once per poll interval.
-        let mut last_lapsed_check: Option<Instant> = None;
+        let lapsed = Arc::new(LapsedCheck {
+            interval: self.config.poll_interval,
+            last: Mutex::new(None),
+        });
         let queued = self.store.queued(kind);
         let mut running = JoinSet::new();
         loop {
@@ -369,8 +372,8 @@ impl Runner {
                 let now = now();
                 let lease_until = now + lease(&self.config);
                 let store = &self.store;
-                if last_lapsed_check.is_none_or(|at| at.elapsed() >= self.config.poll_interval) {
-                    last_lapsed_check = Some(Instant::now());
+                if lapsed.due() {
+                    lapsed.made();
                     match store
                         .claim_lapsed(kind, &self.id, free as i64, now, lease_until)
                         .await
@@ -399,8 +402,9 @@ impl Runner {
                 let handler = handler.clone();
                 let shutdown = shutdown.clone();
                 let abort = abort.clone();
+                let lapsed = lapsed.clone();
                 running.spawn(async move {
-                    this.run_slot(handler, job, shutdown, abort).await;
+                    this.run_slot(handler, job, &lapsed, shutdown, abort).await;
                     drop(permit);
                 });
             }
@@ -426,16 +430,18 @@ impl Runner {
     }
 
     /// Runs `job` in a slot of its kind, then, as each job ends, the one claimed for the slot
-    /// with its outcome, until none was queued or the worker stops.
+    /// with its outcome, until none was queued, the claim loop's look for lapsed leases is due
+    /// (`lapsed`), or the worker stops.
     async fn run_slot(
         &self,
         handler: Arc<dyn JobHandler>,
         mut job: Job,
+        lapsed: &LapsedCheck,
         shutdown: CancellationToken,
         abort: CancellationToken,
     ) {
         loop {
-            let successor = (!shutdown.is_cancelled()).then(|| handler.kind());
+            let successor = (!shutdown.is_cancelled() && !lapsed.due()).then(|| handler.kind());
             match self
                 .execute(handler.clone(), job, abort.clone(), successor)
                 .await
@@ -674,6 +680,33 @@ impl Runner {
                 None
             }
         }
+    }
+}
+
+/// When a kind's claim loop last looked for jobs whose lease lapsed (their worker died).
+///
+/// Slots that end jobs claim their successors themselves, so a busy worker's slots might never
+/// come back to the claim loop, the only one to look: once a look is due, slots stop asking
+/// for successors, the claim loop gets them back within its cooldown, and it looks as it
+/// claims for them. Jobs of a dead worker thus wait at most about a poll interval for a busy
+/// worker, not for the queue to drain.
+struct LapsedCheck {
+    interval: Duration,
+    last: Mutex<Option<Instant>>,
+}
+
+impl LapsedCheck {
+    /// Whether the next look is due.
+    fn due(&self) -> bool {
+        self.last
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none_or(|at| at.elapsed() >= self.interval)
+    }
+
+    /// Notes a look made now.
+    fn made(&self) {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
     }
 }
 

@@ -152,6 +152,83 @@ async fn a_dead_workers_job_runs_again_after_its_lease(backend: Backend) {
     running.await.expect("worker");
 }
 
+/// Takes 10 ms a job and records the order in which jobs ran.
+#[derive(Default, Clone)]
+struct FakeTimed {
+    order: Arc<Mutex<Vec<Uuid>>>,
+}
+
+impl JobHandler for FakeTimed {
+    fn kind(&self) -> &'static str {
+        "test.count"
+    }
+    fn run(&self, ctx: JobContext) -> BoxFuture<'static, Result<JobOutput, JobError>> {
+        let order = self.order.clone();
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            order
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(ctx.job.id);
+            Ok(ok())
+        })
+    }
+}
+
+/// A worker whose slots claim their own successors still looks for lapsed leases once per poll
+/// interval: a dead worker's job runs well before a backlog of about two seconds drains.
+async fn a_busy_worker_runs_a_dead_workers_job_within_a_poll_interval(backend: Backend) {
+    let engine = Engine::start(backend).await;
+    let orphan = engine.submit().await;
+    let now = now();
+    let claimed = engine
+        .store()
+        .claim(
+            "test.count",
+            "dead-worker",
+            1,
+            now,
+            now + chrono::Duration::milliseconds(300),
+        )
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    for _ in 0..400 {
+        engine.submit().await;
+    }
+    let handler = FakeTimed::default();
+    let stop = engine.shutdown.child_token();
+    let worker = engine.jobs.worker(
+        vec![Arc::new(handler.clone())],
+        WorkerConfig {
+            concurrency: 2,
+            lease: Duration::from_secs(5),
+            poll_interval: Duration::from_millis(200),
+            ..WorkerConfig::default()
+        },
+    );
+    let running = tokio::spawn(worker.run(stop.clone()));
+    aimesh_kit::testing::eventually(Duration::from_secs(20), "the orphan runs", || async {
+        let ran = handler.order.lock().unwrap_or_else(|e| e.into_inner());
+        ran.contains(&orphan.id).then_some(())
+    })
+    .await;
+    let position = handler
+        .order
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .position(|id| *id == orphan.id);
+    stop.cancel();
+    running.await.expect("worker");
+    // At 2 slots of 10 ms, the lease lapses after about 60 jobs and the next look comes
+    // within 200 ms more (about 40 jobs); draining the backlog first would make it the 401st.
+    assert!(
+        position.is_some_and(|at| at < 250),
+        "the orphan ran at {position:?}"
+    );
+}
+
 /// Receives events until `count` are in (skipping what `skip` rejects), failing after five
 /// seconds without one.
 async fn receive(
@@ -342,6 +419,7 @@ async fn a_claim_of_many_jobs_announces_each(backend: Backend) {
 
 aimesh_kit::backend_tests!(
     a_dead_workers_job_runs_again_after_its_lease,
+    a_busy_worker_runs_a_dead_workers_job_within_a_poll_interval,
     outcomes_recorded_together_apply_under_the_lease_and_announce_each,
     a_claim_of_many_jobs_announces_each,
 );
