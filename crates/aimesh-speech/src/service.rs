@@ -278,7 +278,16 @@ impl Speech {
         let max_seconds = self.config.max_duration.as_secs_f64();
         tokio::task::spawn_blocking(move || Windows::open(probe, max_seconds).map(drop))
             .await
-            .map_err(|error| SpeechError::Internal(format!("probing the recording: {error}")))?
+            .map_err(|error| {
+                if error.is_panic() {
+                    // A demuxer that panics on bytes it cannot make sense of (random data can
+                    // look like a frame header): the recording is malformed, not the server.
+                    tracing::warn!(%error, "probing a recording panicked");
+                    SpeechError::invalid("body.data", "the recording could not be decoded")
+                } else {
+                    SpeechError::Internal(format!("probing the recording: {error}"))
+                }
+            })?
             .map_err(|error| SpeechError::invalid("body.data", format!("the recording {error}")))?;
         // Held until the transcription's row counts the recording.
         let permit = self.check_quota(owner, size as i64).await?;
