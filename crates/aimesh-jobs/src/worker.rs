@@ -372,8 +372,7 @@ impl Runner {
                 let now = now();
                 let lease_until = now + lease(&self.config);
                 let store = &self.store;
-                if lapsed.due() {
-                    lapsed.made();
+                if lapsed.take() {
                     match store
                         .claim_lapsed(kind, &self.id, free as i64, now, lease_until)
                         .await
@@ -704,9 +703,14 @@ impl LapsedCheck {
             .is_none_or(|at| at.elapsed() >= self.interval)
     }
 
-    /// Notes a look made now.
-    fn made(&self) {
-        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    /// Whether the next look is due, noting it as made now if so (one lock for both).
+    fn take(&self) -> bool {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let due = last.is_none_or(|at| at.elapsed() >= self.interval);
+        if due {
+            *last = Some(Instant::now());
+        }
+        due
     }
 }
 
