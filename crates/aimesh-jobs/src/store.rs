@@ -9,7 +9,7 @@
 //! itself notified them, or the store's [`Notifier`] sends them right after the commit (see
 //! [`crate::notify`] for which and why). No caller has to remember to.
 
-use std::sync::Arc;
+use std::{collections::HashSet, sync::Arc};
 
 use aimesh_kit::{
     db::{Db, Migrations},
@@ -293,11 +293,11 @@ impl JobStore {
         for link in links {
             span.add_link(link.clone());
         }
-        let inserted: Vec<Uuid> = match &self.db {
+        let inserted: HashSet<Uuid> = match &self.db {
             Db::Sqlite(pool) => {
                 aimesh_kit::db::traced(span, async {
                     let mut tx = pool.begin().await?;
-                    let mut inserted = Vec::with_capacity(jobs.len());
+                    let mut inserted = HashSet::with_capacity(jobs.len());
                     for job in jobs {
                         let id: Option<(Uuid,)> = bind_job(sqlx::query_as(self.sql.insert), job)
                             .fetch_optional(&mut *tx)
@@ -310,7 +310,10 @@ impl JobStore {
                 .await?
             }
             Db::Postgres(pool) => {
-                aimesh_kit::db::traced(span, insert_postgres(self.sql.insert, jobs, pool)).await?
+                aimesh_kit::db::traced(span, insert_postgres(self.sql.insert, jobs, pool))
+                    .await?
+                    .into_iter()
+                    .collect()
             }
         };
         self.announce_committed(

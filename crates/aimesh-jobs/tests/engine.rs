@@ -327,6 +327,58 @@ async fn queued_jobs_cancel_at_once_and_keys_deduplicate(backend: Backend) {
     assert!(cancelled.finished_at.is_some());
 }
 
+async fn racing_submissions_with_one_key_make_one_job(backend: Backend) {
+    // Racing submissions share commits, a key used several times within one batch or across
+    // batches still makes one job, and every submitter gets that job back.
+    let engine = engine(backend).await;
+    const OWNER_RACE: &str = "owner-race";
+    let mut tasks = tokio::task::JoinSet::new();
+    for round in 0u8..4 {
+        for i in 0u8..12 {
+            let jobs = engine.jobs.clone();
+            let key = (i % 3 == 0).then(|| "same".to_owned());
+            tasks.spawn(async move {
+                let options = SubmitOptions {
+                    idempotency_key: key.clone(),
+                    ..SubmitOptions::default()
+                };
+                let job = jobs
+                    .submit(OWNER_RACE, "test.none", vec![round, i], options)
+                    .await
+                    .unwrap();
+                (key.is_some(), job)
+            });
+        }
+        tokio::task::yield_now().await;
+    }
+    let submitted = tasks.join_all().await;
+    let keyed: Vec<&Job> = submitted
+        .iter()
+        .filter(|(keyed, _)| *keyed)
+        .map(|(_, job)| job)
+        .collect();
+    assert_eq!(keyed.len(), 16);
+    assert!(
+        keyed.iter().all(|job| job.id == keyed[0].id),
+        "every submission with the key got the same job"
+    );
+    assert_eq!(keyed[0].payload[1] % 3, 0, "the job is one of those keyed");
+    let page = engine
+        .jobs
+        .list(
+            OWNER_RACE,
+            &JobQuery {
+                page_size: 100,
+                after: None,
+                state: None,
+                kind: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.jobs.len(), 32 + 1, "32 without a key, 1 with it");
+}
+
 async fn shutdown_finishes_running_jobs_or_releases_them(backend: Backend) {
     let engine = engine(backend).await;
     // Finishes within the grace period.
@@ -670,6 +722,7 @@ aimesh_kit::backend_tests!(
     permanent_failures_stop_and_can_be_retried,
     cancel_reaches_the_running_handler,
     queued_jobs_cancel_at_once_and_keys_deduplicate,
+    racing_submissions_with_one_key_make_one_job,
     a_watch_follows_a_job_to_its_end,
     every_watcher_of_a_job_sees_its_change_and_only_its_own,
     shutdown_finishes_running_jobs_or_releases_them,
