@@ -54,6 +54,18 @@ impl Engine {
             .await
             .expect("submit")
     }
+
+    /// Claims the one queued job as a worker that then dies (no heartbeat, no outcome): its
+    /// lease lapses `lease` from now.
+    async fn claim_as_dead_worker(&self, lease: chrono::Duration) {
+        let now = now();
+        let claimed = self
+            .store()
+            .claim("test.count", "dead-worker", 1, now, now + lease)
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 1);
+    }
 }
 
 fn ok() -> JobOutput {
@@ -87,20 +99,9 @@ impl JobHandler for FakeCounter {
 async fn a_dead_workers_job_runs_again_after_its_lease(backend: Backend) {
     let engine = Engine::start(backend).await;
     let job = engine.submit().await;
-    // A worker claims the job and dies: no heartbeat, no outcome.
-    let now = now();
-    let claimed = engine
-        .store()
-        .claim(
-            "test.count",
-            "dead-worker",
-            1,
-            now,
-            now + chrono::Duration::milliseconds(500),
-        )
-        .await
-        .expect("claim");
-    assert_eq!(claimed.len(), 1);
+    engine
+        .claim_as_dead_worker(chrono::Duration::milliseconds(500))
+        .await;
     let counter = FakeCounter::default();
     let stop = engine.shutdown.child_token();
     let worker = engine.jobs.worker(
@@ -180,19 +181,9 @@ impl JobHandler for FakeTimed {
 async fn a_busy_worker_runs_a_dead_workers_job_within_a_poll_interval(backend: Backend) {
     let engine = Engine::start(backend).await;
     let orphan = engine.submit().await;
-    let now = now();
-    let claimed = engine
-        .store()
-        .claim(
-            "test.count",
-            "dead-worker",
-            1,
-            now,
-            now + chrono::Duration::milliseconds(300),
-        )
-        .await
-        .expect("claim");
-    assert_eq!(claimed.len(), 1);
+    engine
+        .claim_as_dead_worker(chrono::Duration::milliseconds(300))
+        .await;
     for _ in 0..400 {
         engine.submit().await;
     }
