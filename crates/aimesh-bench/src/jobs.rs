@@ -11,7 +11,8 @@ use std::{
 };
 
 use aimesh_jobs::{
-    JobContext, JobError, JobHandler, JobOutput, JobState, Jobs, SubmitOptions, WorkerConfig,
+    JobContext, JobError, JobHandler, JobOutput, JobState, Jobs, SubmitOptions, WorkerCommits,
+    WorkerConfig,
 };
 use aimesh_kit::db::{Db, DbOptions};
 use futures::future::BoxFuture;
@@ -37,6 +38,10 @@ pub(crate) struct Options {
     /// Concurrent submitters.
     #[arg(long, default_value_t = 16)]
     submitters: usize,
+    /// Workers' writes commit without waiting for their WAL flush (`AIMESH_JOB_WORKER_COMMITS=
+    /// async`); submissions stay durable.
+    #[arg(long)]
+    async_worker_commits: bool,
     /// An empty PostgreSQL database to use (its jobs table is created and emptied).
     #[arg(
         long,
@@ -92,7 +97,12 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
         sqlx::query("TRUNCATE jobs").execute(pool).await?;
     }
     let shutdown = CancellationToken::new();
-    let jobs = Jobs::start(db.clone(), shutdown.clone()).await?;
+    let worker_commits = if options.async_worker_commits {
+        WorkerCommits::Asynchronous
+    } else {
+        WorkerCommits::Durable
+    };
+    let jobs = Jobs::start(db.clone(), worker_commits, shutdown.clone()).await?;
     let started = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
         1,
         600_000_000,
@@ -173,8 +183,9 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
         let _ = worker.await;
     }
     println!(
-        "aimesh jobs (PostgreSQL, {} workers x {} slots, {} submitters): {} no-op jobs",
-        options.workers, options.concurrency, options.submitters, options.jobs
+        "aimesh jobs (PostgreSQL, {} workers x {} slots, {} submitters, {:?} worker commits): \
+         {} no-op jobs",
+        options.workers, options.concurrency, options.submitters, worker_commits, options.jobs
     );
     println!(
         "  submitted in {:.2}s, all completed in {:.2}s",

@@ -2,10 +2,11 @@
 //! deployment shares the database): where an account stands (active with its roles, disabled,
 //! gone) and which personal API token a secret is — both cached briefly and evicted through
 //! the invalidation bus the moment an administrator or owner changes them, in every process —
-//! and counting authenticated calls and API token uses (in memory, written in batches).
+//! and counting authenticated calls and API token uses (in memory, a tally per thread, written
+//! in batches).
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, hash_map::Entry},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -17,6 +18,7 @@ use aimesh_kit::{
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use sha2::{Digest, Sha256};
+use thread_local::ThreadLocal;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -36,7 +38,10 @@ pub struct AccountDirectory {
     /// API tokens by the hash of their secret, with their expiry (`None`: no live token has
     /// it).
     tokens: moka::sync::Cache<Vec<u8>, Option<CachedToken>, foldhash::fast::RandomState>,
-    pending: Arc<Mutex<Pending>>,
+    /// What was counted since the last flush, a tally for each thread that counted: every
+    /// authenticated call counts, and one shared lock would be taken by every serving thread
+    /// on every call. Each thread locks only its own tally, which the flusher alone shares.
+    pending: Arc<ThreadLocal<Mutex<Pending>>>,
 }
 
 /// A live API token's grant and expiry.
@@ -46,6 +51,27 @@ type CachedToken = (ApiTokenGrant, Option<DateTime<Utc>>);
 struct Pending {
     calls: HashMap<Uuid, i64>,
     token_uses: HashMap<Uuid, DateTime<Utc>>,
+}
+
+impl Pending {
+    /// Adds `other`'s counts to these, keeping each token's latest use.
+    fn absorb(&mut self, other: Pending) {
+        for (id, count) in other.calls {
+            *self.calls.entry(id).or_default() += count;
+        }
+        for (token, at) in other.token_uses {
+            match self.token_uses.entry(token) {
+                Entry::Occupied(mut known) => {
+                    if at > *known.get() {
+                        known.insert(at);
+                    }
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(at);
+                }
+            }
+        }
+    }
 }
 
 /// Returns the hash an API token's secret is stored under.
@@ -67,7 +93,7 @@ impl AccountDirectory {
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(60))
                 .build_with_hasher(foldhash::fast::RandomState::default()),
-            pending: Arc::new(Mutex::new(Pending::default())),
+            pending: Arc::new(ThreadLocal::new()),
         }
     }
 
@@ -123,20 +149,23 @@ impl AccountDirectory {
 
     /// Writes the counted calls and token uses to the database.
     pub async fn flush(&self) {
-        let (calls, uses) = {
-            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            let calls: Vec<(Uuid, i64)> = pending.calls.drain().collect();
-            let uses: Vec<(Uuid, DateTime<Utc>)> = pending.token_uses.drain().collect();
-            (calls, uses)
-        };
+        let mut taken = Pending::default();
+        for tally in self.pending.iter() {
+            taken.absorb(std::mem::take(
+                &mut *tally.lock().unwrap_or_else(|e| e.into_inner()),
+            ));
+        }
+        let calls: Vec<(Uuid, i64)> = taken.calls.into_iter().collect();
+        let uses: Vec<(Uuid, DateTime<Utc>)> = taken.token_uses.into_iter().collect();
         if !calls.is_empty()
             && let Err(error) = self.store.add_api_calls(&calls).await
         {
             tracing::warn!(error = %error, "failed to store api call counts; keeping them");
-            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            for (id, count) in calls {
-                *pending.calls.entry(id).or_default() += count;
-            }
+            let kept = Pending {
+                calls: calls.into_iter().collect(),
+                token_uses: HashMap::new(),
+            };
+            self.tally().absorb(kept);
         }
         if !uses.is_empty()
             && let Err(error) = self.store.touch_api_tokens(&uses).await
@@ -155,6 +184,14 @@ impl AccountDirectory {
                 directory.flush().await;
             }
         })
+    }
+
+    /// Locks the calling thread's tally.
+    fn tally(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending
+            .get_or_default()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     async fn load_state(&self, id: Uuid) -> Result<AccountState, String> {
@@ -235,10 +272,76 @@ impl AccountHooks for AccountDirectory {
         let Ok(id) = Uuid::try_parse(user_id) else {
             return;
         };
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pending = self.tally();
         *pending.calls.entry(id).or_default() += 1;
         if let Some(token) = api_token_id.and_then(|t| Uuid::try_parse(t).ok()) {
             pending.token_uses.insert(token, now());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aimesh_kit::testing::{Backend, TestDatabase};
+
+    use super::*;
+    use crate::{MIGRATIONS, domain::User};
+
+    #[tokio::test]
+    async fn calls_counted_on_many_threads_are_all_flushed() {
+        let database = TestDatabase::create(Backend::Sqlite).await;
+        let db = database.connect().await;
+        db.migrate(&MIGRATIONS).await.unwrap();
+        let store = IdentityStore::new(db);
+        let user = User {
+            id: Uuid::now_v7(),
+            username: "counted".into(),
+            email: "counted@example.com".into(),
+            created_at: now(),
+            api_calls: 0,
+            admin: false,
+            disabled_at: None,
+        };
+        store.create_user(&user, "not a real hash").await.unwrap();
+        let directory = AccountDirectory::new(store.clone());
+        let user_id = user.id.to_string();
+
+        // Each thread counts into its own tally; one flush gathers them all.
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for _ in 0..250 {
+                        directory.record_call(&user_id, None);
+                    }
+                });
+            }
+        });
+        directory.record_call("not a uuid", None);
+        directory.flush().await;
+        let (stored, _) = store.get_user(user.id).await.unwrap().unwrap();
+        assert_eq!(stored.api_calls, 1000);
+
+        // What was flushed is not counted again, and later calls add to it.
+        directory.record_call(&user_id, None);
+        directory.flush().await;
+        directory.flush().await;
+        let (stored, _) = store.get_user(user.id).await.unwrap().unwrap();
+        assert_eq!(stored.api_calls, 1001);
+    }
+
+    #[test]
+    fn absorbing_sums_calls_and_keeps_the_latest_token_use() {
+        let (user, token) = (Uuid::now_v7(), Uuid::now_v7());
+        let earlier = now() - chrono::Duration::seconds(5);
+        let later = now();
+        let mut mine = Pending::default();
+        mine.calls.insert(user, 2);
+        mine.token_uses.insert(token, later);
+        let mut theirs = Pending::default();
+        theirs.calls.insert(user, 3);
+        theirs.token_uses.insert(token, earlier);
+        mine.absorb(theirs);
+        assert_eq!(mine.calls[&user], 5);
+        assert_eq!(mine.token_uses[&token], later);
     }
 }

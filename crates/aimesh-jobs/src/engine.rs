@@ -43,6 +43,26 @@ pub struct Jobs {
     watches: Arc<WatchSlots>,
 }
 
+/// How the writes of workers — claims, heartbeats, progress and outcomes — commit on
+/// PostgreSQL. Submissions, cancellations and retries, which a client is told have happened,
+/// always commit durably; so does everything on SQLite.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WorkerCommits {
+    /// A commit returns once its WAL record is flushed: what a worker did survives a crash
+    /// of the database server.
+    #[default]
+    Durable,
+    /// A commit returns before its WAL record is flushed (`synchronous_commit = off` on the
+    /// workers' connections), which spares each one a wait for the disk and lets one flush
+    /// serve many. A crash of the database server — not of a process of the mesh — can lose
+    /// the workers' last writes (up to three times `wal_writer_delay`, 0.6 s by default):
+    /// a claim lost puts its job back in the queue, an outcome lost leaves its job running
+    /// until its lease lapses, when it is claimed again. No job is lost and none corrupted,
+    /// and jobs run at least once either way; but a job may run again after a watcher saw it
+    /// end.
+    Asynchronous,
+}
+
 /// Bounds on open watch streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WatchLimits {
@@ -122,9 +142,14 @@ impl Jobs {
     /// Starts the engine on a migrated database (see [`MIGRATIONS`](crate::MIGRATIONS)): opens
     /// its store (on PostgreSQL a pool of its own, and the listener that brings job events from
     /// every replica), and starts the submission inserter, the scheduler and the
-    /// `aimesh_jobs_queued{kind}` gauge. Background work stops with `shutdown`.
-    pub async fn start(db: Db, shutdown: CancellationToken) -> JobsResult<Self> {
-        let store = JobStore::open(db, shutdown.clone()).await?;
+    /// `aimesh_jobs_queued{kind}` gauge. Background work stops with `shutdown`. Workers' writes
+    /// commit as `worker_commits` says.
+    pub async fn start(
+        db: Db,
+        worker_commits: WorkerCommits,
+        shutdown: CancellationToken,
+    ) -> JobsResult<Self> {
+        let store = JobStore::open(db, worker_commits, shutdown.clone()).await?;
         let submissions = Batcher::start(MAX_SUBMISSIONS_PER_COMMIT, MAX_SUBMISSIONS_PER_COMMIT, {
             let store = store.clone();
             move |batch| insert(store.clone(), batch)

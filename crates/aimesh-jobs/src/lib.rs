@@ -20,7 +20,7 @@ mod store;
 pub mod worker;
 
 pub use api::JobsApi;
-pub use engine::{JobStream, Jobs, WatchLimits};
+pub use engine::{JobStream, Jobs, WatchLimits, WorkerCommits};
 pub use error::{JobsError, JobsResult};
 pub use model::{Job, JobOutput, JobPage, JobQuery, JobState, KindStats, SubmitOptions};
 pub use retention::{PURGE_KIND, PurgeHandler, Retention};

@@ -16,12 +16,14 @@ use aimesh_kit::{
     with_db,
 };
 use chrono::{DateTime, Utc};
+use sqlx::{FromRow, Row, postgres::PgRow};
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
 use crate::{
+    engine::WorkerCommits,
     error::{JobsError, JobsResult},
     model::{EventKind, Job, JobEvent, JobQuery, JobState, Outcome},
     notify::{Fanout, JobWatch, Notifier},
@@ -41,6 +43,11 @@ pub const MIGRATIONS: Migrations = aimesh_kit::migrations!("jobs");
 /// through an index (a primary key lookup, or a walk of a partial index in order), so on these
 /// connections sequential scans are ruled out and the plans stay index plans at any size.
 const POSTGRES_SETTINGS: &[(&str, &str)] = &[("enable_seqscan", "off")];
+
+/// [`POSTGRES_SETTINGS`], and commits that do not wait for their WAL flush: the connections of
+/// workers' writes under [`WorkerCommits::Asynchronous`].
+const POSTGRES_ASYNC_SETTINGS: &[(&str, &str)] =
+    &[("enable_seqscan", "off"), ("synchronous_commit", "off")];
 
 #[derive(sqlx::FromRow)]
 struct JobRow {
@@ -141,15 +148,6 @@ struct FinishedRow {
     state: String,
 }
 
-/// A row of PostgreSQL's statement that ends attempts and claims the next jobs: a job ended,
-/// or one claimed.
-#[derive(sqlx::FromRow)]
-struct EndedOrClaimed {
-    claimed: bool,
-    #[sqlx(flatten)]
-    job: JobRow,
-}
-
 /// What [`JobStore::finish_many`] did.
 #[derive(Debug)]
 pub(crate) struct Finished {
@@ -180,6 +178,10 @@ struct ScheduleRow {
 #[derive(Debug, Clone)]
 pub(crate) struct JobStore {
     db: Db,
+    /// Where workers' writes go — claims, heartbeats, progress and outcomes: `db`, or on
+    /// PostgreSQL under [`WorkerCommits::Asynchronous`] a pool whose commits do not wait for
+    /// their WAL flush.
+    worker_db: Db,
     sql: &'static Statements,
     events: Arc<Fanout>,
     /// Sends the events of the writes that do not notify them themselves (PostgreSQL).
@@ -190,9 +192,22 @@ impl JobStore {
     /// Opens the store on a migrated database and starts listening for job events (until
     /// `shutdown`). On PostgreSQL the store has a pool of its own, as large as `db`'s, whose
     /// connections plan with [`POSTGRES_SETTINGS`]; the job engine's traffic then also never
-    /// waits for a connection the rest of the process holds.
-    pub(crate) async fn open(db: Db, shutdown: CancellationToken) -> JobsResult<Self> {
+    /// waits for a connection the rest of the process holds. Under
+    /// [`WorkerCommits::Asynchronous`] workers' writes have a second such pool, whose commits
+    /// do not wait for their WAL flush (its connections are opened as they are needed).
+    pub(crate) async fn open(
+        db: Db,
+        worker_commits: WorkerCommits,
+        shutdown: CancellationToken,
+    ) -> JobsResult<Self> {
         let events = Fanout::start(&db, shutdown).await?;
+        let worker_db = match worker_commits {
+            WorkerCommits::Durable => None,
+            WorkerCommits::Asynchronous => match &db {
+                Db::Postgres(_) => Some(db.with_postgres_settings(POSTGRES_ASYNC_SETTINGS)),
+                Db::Sqlite(_) => None,
+            },
+        };
         let db = db.with_postgres_settings(POSTGRES_SETTINGS);
         let notifier = match &db {
             Db::Postgres(pool) => Some(Arc::new(Notifier::start(pool.clone()))),
@@ -200,6 +215,7 @@ impl JobStore {
         };
         Ok(Self {
             sql: Statements::of(&db),
+            worker_db: worker_db.unwrap_or_else(|| db.clone()),
             db,
             events,
             notifier,
@@ -212,13 +228,22 @@ impl JobStore {
         &self.db
     }
 
-    /// Sends the events still waiting and closes the store's own PostgreSQL pool. On SQLite
+    /// Returns the database workers' writes go to.
+    #[cfg(test)]
+    pub(crate) fn worker_db(&self) -> &Db {
+        &self.worker_db
+    }
+
+    /// Sends the events still waiting and closes the store's own PostgreSQL pools. On SQLite
     /// the store uses the pool it was opened with, which its owner closes.
     pub(crate) async fn close(&self) {
         if let Some(notifier) = &self.notifier {
             notifier.close().await;
         }
         if let Db::Postgres(pool) = &self.db {
+            pool.close().await;
+        }
+        if let Db::Postgres(pool) = &self.worker_db {
             pool.close().await;
         }
     }
@@ -493,7 +518,7 @@ impl JobStore {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> JobsResult<Vec<Job>> {
-        let rows: Vec<JobRow> = with_db!(&self.db, |pool| {
+        let rows: Vec<JobRow> = with_db!(&self.worker_db, |pool| {
             sqlx::query_as(sql)
                 .bind(worker)
                 .bind(lease_until)
@@ -523,7 +548,7 @@ impl JobStore {
         worker: &str,
         lease_until: DateTime<Utc>,
     ) -> JobsResult<Option<bool>> {
-        let row: Option<(bool,)> = with_db!(&self.db, UPDATE "jobs", |pool| {
+        let row: Option<(bool,)> = with_db!(&self.worker_db, UPDATE "jobs", |pool| {
             sqlx::query_as(self.sql.heartbeat)
                 .bind(lease_until)
                 .bind(id)
@@ -545,7 +570,7 @@ impl JobStore {
         partial_output: &str,
         now: DateTime<Utc>,
     ) -> JobsResult<bool> {
-        let updated: Option<ChangedRow> = with_db!(&self.db, UPDATE "jobs", |pool| {
+        let updated: Option<ChangedRow> = with_db!(&self.worker_db, UPDATE "jobs", |pool| {
             sqlx::query_as(self.sql.progress)
                 .bind(percent)
                 .bind(message)
@@ -585,11 +610,11 @@ impl JobStore {
         lease_until: DateTime<Utc>,
         links: &[opentelemetry::trace::SpanContext],
     ) -> JobsResult<Finished> {
-        let span = aimesh_kit::db::query_span(&self.db, "UPDATE", "jobs", "UPDATE jobs");
+        let span = aimesh_kit::db::query_span(&self.worker_db, "UPDATE", "jobs", "UPDATE jobs");
         for link in links {
             span.add_link(link.clone());
         }
-        let (finished, claimed): (Vec<FinishedRow>, Vec<JobRow>) = match &self.db {
+        let (finished, claimed): (Vec<FinishedRow>, Vec<JobRow>) = match &self.worker_db {
             Db::Sqlite(pool) => {
                 aimesh_kit::db::traced(span, async {
                     let mut tx = pool.begin().await?;
@@ -647,9 +672,11 @@ impl JobStore {
                     retry_ats.push(outcome.retry_at);
                 }
                 let (kinds, counts): (Vec<&str>, Vec<i64>) = successors.iter().copied().unzip();
-                let rows: Vec<EndedOrClaimed> = aimesh_kit::db::traced(
+                // A row is a job claimed, whole, or a job ended, of which only the columns
+                // of a `FinishedRow` are given.
+                let rows: Vec<PgRow> = aimesh_kit::db::traced(
                     span,
-                    sqlx::query_as(self.sql.finish)
+                    sqlx::query(self.sql.finish)
                         .bind(&ids)
                         .bind(&states)
                         .bind(&result_types)
@@ -664,20 +691,16 @@ impl JobStore {
                         .fetch_all(pool),
                 )
                 .await?;
-                let (claimed, finished): (Vec<_>, Vec<_>) =
-                    rows.into_iter().partition(|row| row.claimed);
-                (
-                    finished
-                        .into_iter()
-                        .map(|row| FinishedRow {
-                            id: row.job.id,
-                            kind: row.job.kind,
-                            owner_id: row.job.owner_id,
-                            state: row.job.state,
-                        })
-                        .collect(),
-                    claimed.into_iter().map(|row| row.job).collect(),
-                )
+                let mut finished = Vec::with_capacity(outcomes.len());
+                let mut claimed = Vec::with_capacity(rows.len().saturating_sub(outcomes.len()));
+                for row in &rows {
+                    if row.try_get("claimed")? {
+                        claimed.push(JobRow::from_row(row)?);
+                    } else {
+                        finished.push(FinishedRow::from_row(row)?);
+                    }
+                }
+                (finished, claimed)
             }
         };
         let applied = finished.iter().map(|row| row.id).collect();

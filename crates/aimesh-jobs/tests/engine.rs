@@ -15,7 +15,7 @@ use std::{
 
 use aimesh_jobs::{
     Cadence, Job, JobContext, JobError, JobHandler, JobOutput, JobQuery, JobState, Jobs, JobsError,
-    MIGRATIONS, SYSTEM_OWNER, SubmitOptions, WatchLimits, WorkerConfig,
+    MIGRATIONS, SYSTEM_OWNER, SubmitOptions, WatchLimits, WorkerCommits, WorkerConfig,
 };
 use aimesh_kit::testing::{Backend, TestDatabase};
 use futures::{StreamExt, future::BoxFuture};
@@ -42,7 +42,9 @@ async fn engine(backend: Backend) -> Engine {
     db.migrate(&MIGRATIONS).await.unwrap();
     let shutdown = CancellationToken::new();
     Engine {
-        jobs: Jobs::start(db, shutdown.clone()).await.unwrap(),
+        jobs: Jobs::start(db, WorkerCommits::Durable, shutdown.clone())
+            .await
+            .unwrap(),
         shutdown,
         database,
     }
@@ -552,7 +554,9 @@ async fn every_watcher_of_a_job_sees_its_change_and_only_its_own(backend: Backen
 async fn two_engines_fire_each_tick_of_a_schedule_once(backend: Backend) {
     let first = engine(backend).await;
     let db = first.database.connect().await;
-    let second = Jobs::start(db, first.shutdown.child_token()).await.unwrap();
+    let second = Jobs::start(db, WorkerCommits::Durable, first.shutdown.child_token())
+        .await
+        .unwrap();
     let interval = Duration::from_millis(200);
     for jobs in [&first.jobs, &second] {
         jobs.schedule(
@@ -680,7 +684,9 @@ async fn a_lagging_watch_of_all_jobs_ends_with_a_status(backend: Backend) {
 async fn postgres_changes_reach_the_other_engines() {
     let first = engine(Backend::Postgres).await;
     let db = first.database.connect().await;
-    let second = Jobs::start(db, first.shutdown.child_token()).await.unwrap();
+    let second = Jobs::start(db, WorkerCommits::Durable, first.shutdown.child_token())
+        .await
+        .unwrap();
     let worker = second.worker(
         vec![Arc::new(FakeSlow {
             duration: Duration::from_millis(100),

@@ -11,7 +11,7 @@ use std::{
 
 use aimesh_jobs::{
     JobContext, JobError, JobHandler, JobOutput, JobState, Jobs, MIGRATIONS, SubmitOptions,
-    WorkerConfig,
+    WorkerCommits, WorkerConfig,
 };
 use aimesh_kit::testing::{Backend, TestDatabase};
 use futures::future::BoxFuture;
@@ -119,7 +119,9 @@ async fn job_joins_the_submitting_trace(backend: Backend) {
     db.migrate(&MIGRATIONS).await.unwrap();
     let system = db.system_name();
     let shutdown = CancellationToken::new();
-    let jobs = Jobs::start(db.clone(), shutdown.clone()).await.unwrap();
+    let jobs = Jobs::start(db.clone(), WorkerCommits::Durable, shutdown.clone())
+        .await
+        .unwrap();
     let worker = jobs.worker(
         vec![Arc::new(FakeProgress)],
         WorkerConfig {

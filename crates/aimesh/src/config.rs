@@ -94,6 +94,16 @@ pub enum WorkerMode {
     Off,
 }
 
+/// How workers' writes commit on PostgreSQL (see [`aimesh_jobs::WorkerCommits`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum JobCommits {
+    /// Each waits for its WAL flush.
+    Durable,
+    /// None waits for its WAL flush: a crash of the database server can undo the last of
+    /// them, and those jobs run again.
+    Async,
+}
+
 /// Job worker settings.
 #[derive(Debug, Clone, clap::Args)]
 pub struct WorkerSettings {
@@ -119,6 +129,18 @@ pub struct WorkerSettings {
     /// Name of this worker in job leases (with the process id); defaults to the host name.
     #[arg(long, env = "AIMESH_WORKER_NAME")]
     pub worker_name: Option<String>,
+
+    /// How workers' writes (claims, heartbeats, progress, outcomes) commit on PostgreSQL:
+    /// `durable`, each waiting for its WAL flush, or `async`, none waiting (more jobs per
+    /// second; a crash of the database server can undo the last 0.6 s of them, and those
+    /// jobs run again). Submissions, cancellations and retries always commit durably.
+    #[arg(
+        long,
+        env = "AIMESH_JOB_WORKER_COMMITS",
+        value_enum,
+        default_value_t = JobCommits::Durable
+    )]
+    pub job_worker_commits: JobCommits,
 
     /// The Apertium executable (rule-based translation); translation pairs come from its
     /// installed modes.
@@ -156,6 +178,14 @@ impl WorkerSettings {
         }
     }
 
+    /// Returns how the job engine commits workers' writes.
+    pub fn worker_commits(&self) -> aimesh_jobs::WorkerCommits {
+        match self.job_worker_commits {
+            JobCommits::Durable => aimesh_jobs::WorkerCommits::Durable,
+            JobCommits::Async => aimesh_jobs::WorkerCommits::Asynchronous,
+        }
+    }
+
     /// Returns the job retention, unless finished jobs are kept forever.
     pub fn retention(&self) -> Option<aimesh_jobs::Retention> {
         (self.job_retention_days > 0).then(|| aimesh_jobs::Retention {
@@ -181,6 +211,7 @@ impl WorkerSettings {
             worker_concurrency: 4,
             job_lease_secs: 5,
             worker_name: Some("test".into()),
+            job_worker_commits: JobCommits::Durable,
             apertium_bin: "apertium".into(),
             marian_models_dir: None,
             job_retention_days: 30,

@@ -271,7 +271,7 @@ impl Core {
                 .context("failed to listen for cache invalidations")?,
             Db::Sqlite(_) => InvalidationBus::default(),
         };
-        let jobs = Jobs::start(db.clone(), shutdown.clone())
+        let jobs = Jobs::start(db.clone(), worker.worker_commits(), shutdown.clone())
             .await
             .context("failed to start the job engine")?;
         let translators = if translation {

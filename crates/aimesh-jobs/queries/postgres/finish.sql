@@ -1,9 +1,11 @@
 -- Ends attempts and claims the jobs their slots run next, in one statement: $1-$6 arrays of
 -- the outcomes' columns (job, state, result type and value, error, retry time), $7 now, $8
 -- the worker whose lease must still hold; $9 and $10 how many queued jobs of each kind to
--- claim for $8, leased until $11. Rows come back whole, `claimed` telling the jobs started
--- from those ended. Each job ended is notified as changed, or as queued for a retry, and each
--- job claimed as changed (it started).
+-- claim for $8, leased until $11. Jobs claimed come back whole, with `claimed` true; jobs
+-- ended come back as their id, owner, kind and state, the rest of their columns null (the
+-- worker knows what it just sent, and a large result is not sent back to it). Each job ended
+-- is notified as changed, or as queued for a retry, and each job claimed as changed (it
+-- started).
 --
 -- Only the lease owner is checked: a job has one only while RUNNING (claims set it; finishing
 -- and releasing clear it). With `state = 'RUNNING'` too, the planner would walk the partial
@@ -32,11 +34,7 @@ finished AS (
         lease_expires_at = NULL
     FROM outcome o
     WHERE jobs.id = ANY($1) AND jobs.id = o.id AND jobs.lease_owner = $8
-    RETURNING jobs.id, jobs.owner_id, jobs.kind, jobs.state, jobs.payload, jobs.attempts,
-        jobs.max_attempts, jobs.progress_percent, jobs.progress_message, jobs.partial_output,
-        jobs.result_type, jobs.result, jobs.error, jobs.idempotency_key, jobs.trace_context,
-        jobs.cancel_requested, jobs.lease_owner, jobs.lease_expires_at, jobs.run_after,
-        jobs.created_at, jobs.updated_at, jobs.started_at, jobs.finished_at
+    RETURNING jobs.id, jobs.owner_id, jobs.kind, jobs.state
 ),
 -- The oldest queued jobs of each kind asked for, locked, skipping those others are claiming.
 picked AS (
@@ -89,6 +87,8 @@ notified AS (
     ) lines
     GROUP BY chunk
 )
-SELECT false AS claimed, * FROM finished WHERE (SELECT count(*) FROM notified) > 0
+SELECT true AS claimed, * FROM claimed WHERE (SELECT count(*) FROM notified) > 0
 UNION ALL
-SELECT true, * FROM claimed WHERE (SELECT count(*) FROM notified) > 0
+SELECT false, id, owner_id, kind, state, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+FROM finished WHERE (SELECT count(*) FROM notified) > 0

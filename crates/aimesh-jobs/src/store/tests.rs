@@ -1,11 +1,11 @@
 //! The store against SQLite and PostgreSQL where the tests need what the engine keeps to
 //! itself: claiming as a worker that then dies, recording outcomes under a lease, the events
-//! each write announces, and the plans of the hot statements.
+//! each write announces, the plans of the hot statements, and asynchronous worker commits.
 
 use std::{collections::HashMap, sync::Arc, sync::Mutex, time::Duration};
 
 use aimesh_kit::testing::{Backend, TestDatabase};
-use futures::future::BoxFuture;
+use futures::{StreamExt, future::BoxFuture};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -33,12 +33,18 @@ impl Drop for Engine {
 
 impl Engine {
     async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, WorkerCommits::Durable).await
+    }
+
+    async fn start_with(backend: Backend, worker_commits: WorkerCommits) -> Self {
         let database = TestDatabase::create(backend).await;
         let db = database.connect().await;
         db.migrate(&MIGRATIONS).await.expect("migrate");
         let shutdown = CancellationToken::new();
         Engine {
-            jobs: Jobs::start(db, shutdown.clone()).await.expect("start"),
+            jobs: Jobs::start(db, worker_commits, shutdown.clone())
+                .await
+                .expect("start"),
             shutdown,
             _db: database,
         }
@@ -408,6 +414,71 @@ async fn a_claim_of_many_jobs_announces_each(backend: Backend) {
     assert!(started.is_empty(), "events for jobs not claimed");
 }
 
+/// Under asynchronous worker commits only the workers' connections skip the wait for the WAL
+/// flush; jobs run once each and their ends reach watchers as before.
+#[tokio::test]
+async fn asynchronous_worker_commits_apply_to_workers_writes_only() {
+    let engine = Engine::start_with(Backend::Postgres, WorkerCommits::Asynchronous).await;
+    for (db, expected) in [
+        (engine.store().db(), "on"),
+        (engine.store().worker_db(), "off"),
+    ] {
+        let Db::Postgres(pool) = db else {
+            unreachable!("a PostgreSQL test database");
+        };
+        let (setting,): (String,) = sqlx::query_as("SHOW synchronous_commit")
+            .fetch_one(pool)
+            .await
+            .expect("show");
+        assert_eq!(setting, expected);
+    }
+
+    let mut submitted = Vec::new();
+    for _ in 0..20 {
+        submitted.push(engine.submit().await.id);
+    }
+    let mut watch = engine
+        .jobs
+        .watch(OWNER, submitted[19])
+        .await
+        .expect("watch");
+    let counter = FakeCounter::default();
+    let stop = engine.shutdown.child_token();
+    let worker = engine.jobs.worker(
+        vec![Arc::new(counter.clone())],
+        WorkerConfig {
+            poll_interval: Duration::from_millis(50),
+            ..WorkerConfig::default()
+        },
+    );
+    let running = tokio::spawn(worker.run(stop.clone()));
+    let last = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            let job = watch.next().await.expect("an update").expect("a job");
+            if job.state.is_terminal() {
+                return job;
+            }
+        }
+    })
+    .await
+    .expect("the last job's end is watched");
+    assert_eq!(last.state, JobState::Succeeded);
+    for id in &submitted {
+        let job = engine.jobs.get(OWNER, *id).await.expect("get");
+        assert_eq!(job.state, JobState::Succeeded, "{id}");
+        assert_eq!(job.attempts, 1, "{id}");
+    }
+    let runs = counter
+        .runs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    assert_eq!(runs.len(), 20);
+    assert!(runs.values().all(|&n| n == 1), "{runs:?}");
+    stop.cancel();
+    running.await.expect("worker");
+}
+
 aimesh_kit::backend_tests!(
     a_dead_workers_job_runs_again_after_its_lease,
     a_busy_worker_runs_a_dead_workers_job_within_a_poll_interval,
@@ -423,7 +494,7 @@ async fn plans_made_on_an_empty_table_never_scan_it() {
     let database = TestDatabase::create(Backend::Postgres).await;
     let db = database.connect().await;
     db.migrate(&MIGRATIONS).await.expect("migrate");
-    let store = JobStore::open(db, CancellationToken::new())
+    let store = JobStore::open(db, WorkerCommits::Durable, CancellationToken::new())
         .await
         .expect("store");
     let Db::Postgres(pool) = store.db() else {
