@@ -291,6 +291,8 @@ mod tests {
     async fn calls_counted_on_many_threads_are_all_flushed() {
         let database = TestDatabase::create(Backend::Sqlite).await;
         let db = database.connect().await;
+        // Creating an account records an event in the events service's table.
+        db.migrate(&aimesh_events::MIGRATIONS).await.unwrap();
         db.migrate(&MIGRATIONS).await.unwrap();
         let store = IdentityStore::new(db);
         let user = User {
