@@ -6,7 +6,7 @@
 //! in batches).
 
 use std::{
-    collections::{HashMap, hash_map::Entry},
+    collections::HashMap,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -60,16 +60,10 @@ impl Pending {
             *self.calls.entry(id).or_default() += count;
         }
         for (token, at) in other.token_uses {
-            match self.token_uses.entry(token) {
-                Entry::Occupied(mut known) => {
-                    if at > *known.get() {
-                        known.insert(at);
-                    }
-                }
-                Entry::Vacant(slot) => {
-                    slot.insert(at);
-                }
-            }
+            self.token_uses
+                .entry(token)
+                .and_modify(|known| *known = (*known).max(at))
+                .or_insert(at);
         }
     }
 }
@@ -161,11 +155,10 @@ impl AccountDirectory {
             && let Err(error) = self.store.add_api_calls(&calls).await
         {
             tracing::warn!(error = %error, "failed to store api call counts; keeping them");
-            let kept = Pending {
-                calls: calls.into_iter().collect(),
-                token_uses: HashMap::new(),
-            };
-            self.tally().absorb(kept);
+            let mut pending = self.tally();
+            for (id, count) in calls {
+                *pending.calls.entry(id).or_default() += count;
+            }
         }
         if !uses.is_empty()
             && let Err(error) = self.store.touch_api_tokens(&uses).await

@@ -44,10 +44,9 @@ pub const MIGRATIONS: Migrations = aimesh_kit::migrations!("jobs");
 /// connections sequential scans are ruled out and the plans stay index plans at any size.
 const POSTGRES_SETTINGS: &[(&str, &str)] = &[("enable_seqscan", "off")];
 
-/// [`POSTGRES_SETTINGS`], and commits that do not wait for their WAL flush: the connections of
-/// workers' writes under [`WorkerCommits::Asynchronous`].
-const POSTGRES_ASYNC_SETTINGS: &[(&str, &str)] =
-    &[("enable_seqscan", "off"), ("synchronous_commit", "off")];
+/// What the connections of workers' writes add to [`POSTGRES_SETTINGS`] under
+/// [`WorkerCommits::Asynchronous`]: commits that do not wait for their WAL flush.
+const POSTGRES_ASYNC_COMMITS: &[(&str, &str)] = &[("synchronous_commit", "off")];
 
 #[derive(sqlx::FromRow)]
 struct JobRow {
@@ -201,21 +200,19 @@ impl JobStore {
         shutdown: CancellationToken,
     ) -> JobsResult<Self> {
         let events = Fanout::start(&db, shutdown).await?;
-        let worker_db = match worker_commits {
-            WorkerCommits::Durable => None,
-            WorkerCommits::Asynchronous => match &db {
-                Db::Postgres(_) => Some(db.with_postgres_settings(POSTGRES_ASYNC_SETTINGS)),
-                Db::Sqlite(_) => None,
-            },
-        };
         let db = db.with_postgres_settings(POSTGRES_SETTINGS);
+        // A pool made from the store's keeps its settings; on SQLite it is the same pool.
+        let worker_db = match worker_commits {
+            WorkerCommits::Durable => db.clone(),
+            WorkerCommits::Asynchronous => db.with_postgres_settings(POSTGRES_ASYNC_COMMITS),
+        };
         let notifier = match &db {
             Db::Postgres(pool) => Some(Arc::new(Notifier::start(pool.clone()))),
             Db::Sqlite(_) => None,
         };
         Ok(Self {
             sql: Statements::of(&db),
-            worker_db: worker_db.unwrap_or_else(|| db.clone()),
+            worker_db,
             db,
             events,
             notifier,

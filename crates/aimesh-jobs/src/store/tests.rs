@@ -431,6 +431,11 @@ async fn asynchronous_worker_commits_apply_to_workers_writes_only() {
             .await
             .expect("show");
         assert_eq!(setting, expected);
+        let (seqscan,): (String,) = sqlx::query_as("SHOW enable_seqscan")
+            .fetch_one(pool)
+            .await
+            .expect("show");
+        assert_eq!(seqscan, "off", "both pools keep the store's plan settings");
     }
 
     let mut submitted = Vec::new();
