@@ -6,28 +6,47 @@
 //! dot product per row, several times slower. The models' matrices are often narrower
 //! (SmolLM2's 576 wide, Whisper tiny's 384) or oddly tall (Whisper's 51,864-token output
 //! projection): padded with zero columns and rows they compute the same product, with a
-//! third more multiplications done several times faster.
+//! third more multiplications done several times faster. Matrices kept as stored are padded
+//! the same way, exactly: zero bytes are zero blocks in every GGUF type. Matrices of GGUF's
+//! 32-value block types go to aimesh's own tiled kernels where this CPU has them
+//! ([`aimesh_kernels::Tiles`]): Q4_0 and Q4_1, which candle has no tiled kernel for, and Q8_0,
+//! which they take unpadded.
 
 use candle_core::{
-    D, Module, Result, Tensor,
-    quantized::{GgmlDType, QMatMul, QTensor},
+    D, Device, Module, Result, Tensor,
+    quantized::{GgmlDType, QMatMul, QTensor, ggml_file::qtensor_from_ggml},
 };
+use std::sync::Arc;
+
+use aimesh_kernels::Tiles;
 
 /// A quantized `outputs × inputs` matrix, stored padded where that brings a faster kernel.
 #[derive(Debug, Clone)]
 pub(crate) struct QMatrix {
-    weight: QMatMul,
+    weight: Weight,
     inputs: usize,
     outputs: usize,
     /// The stored matrix's width and height (at least `inputs` and `outputs`).
     padded: (usize, usize),
 }
 
+/// Whose kernels multiply a matrix.
+#[derive(Debug, Clone)]
+enum Weight {
+    Candle(QMatMul),
+    Tiles(Arc<Tiles>),
+}
+
 impl QMatrix {
-    /// Quantizes the f32 `weight` (`outputs × inputs`) to `dtype`, padded with zeros to the
-    /// shape candle's tiled kernels take when this CPU has them for `dtype`.
+    /// Quantizes the f32 `weight` (`outputs × inputs`) to `dtype`, on aimesh's tiled kernels or
+    /// padded with zeros to the shape candle's take, when this CPU has them for `dtype`.
     pub(crate) fn quantize(weight: &Tensor, dtype: GgmlDType) -> Result<Self> {
         let (outputs, inputs) = weight.dims2()?;
+        if inputs.is_multiple_of(dtype.block_size()) {
+            // Whole blocks: padding the quantized matrix with zero blocks, where that brings a
+            // faster kernel, gives the blocks quantizing a padded one would.
+            return Self::new(QTensor::quantize(weight, dtype)?);
+        }
         let padded = if tiled(dtype) {
             (inputs.next_multiple_of(256), outputs.next_multiple_of(16))
         } else {
@@ -37,22 +56,56 @@ impl QMatrix {
             .pad_with_zeros(1, 0, padded.0 - inputs)?
             .pad_with_zeros(0, 0, padded.1 - outputs)?;
         Ok(Self {
-            weight: QMatMul::from_qtensor(QTensor::quantize(&weight, dtype)?)?,
+            weight: Weight::Candle(QMatMul::from_qtensor(QTensor::quantize(&weight, dtype)?)?),
             inputs,
             outputs,
             padded,
         })
     }
 
-    /// A matrix kept as it is.
+    /// A matrix kept as it is: its values unchanged, repacked for aimesh's tiled kernels or
+    /// padded with zero blocks to the shape of candle's tiled ones where this CPU has them.
     pub(crate) fn new(tensor: QTensor) -> Result<Self> {
         let (outputs, inputs) = tensor.shape().dims2()?;
+        if let Some(tiles) = Tiles::pack(&tensor)? {
+            return Ok(Self {
+                weight: Weight::Tiles(Arc::new(tiles)),
+                inputs,
+                outputs,
+                padded: (inputs, outputs),
+            });
+        }
+        let dtype = tensor.dtype();
+        let padded = if tiled(dtype) {
+            (inputs.next_multiple_of(256), outputs.next_multiple_of(16))
+        } else {
+            (inputs, outputs)
+        };
+        let tensor = if padded == (inputs, outputs) {
+            tensor
+        } else {
+            pad_blocks(&tensor, padded)?
+        };
         Ok(Self {
-            weight: QMatMul::from_qtensor(tensor)?,
+            weight: Weight::Candle(QMatMul::from_qtensor(tensor)?),
             inputs,
             outputs,
-            padded: (inputs, outputs),
+            padded,
         })
+    }
+
+    /// `x · weightᵀ` for the `rows` rows of `x` (each `inputs` wide), row after row.
+    pub(crate) fn multiply(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
+        match &self.weight {
+            Weight::Tiles(tiles) => tiles.multiply(x, rows),
+            Weight::Candle(_) => {
+                if rows == 0 || !x.len().is_multiple_of(rows) {
+                    candle_core::bail!("{} values in {rows} rows", x.len());
+                }
+                let x = Tensor::from_slice(x, (rows, x.len() / rows), &Device::Cpu)?;
+                self.forward(&x)?.flatten_all()?.to_vec1()
+            }
+        }
     }
 
     /// `x · weightᵀ` over the last dimension of `x` (`inputs` wide).
@@ -66,13 +119,45 @@ impl QMatrix {
         } else {
             x.clone()
         };
-        let y = self.weight.forward(&x)?;
+        let y = match &self.weight {
+            Weight::Candle(weight) => weight.forward(&x)?,
+            Weight::Tiles(tiles) => {
+                let dims = x.dims().to_vec();
+                let rows = dims[..dims.len() - 1].iter().product();
+                let y = tiles.multiply(&x.flatten_all()?.to_vec1()?, rows)?;
+                let mut shape = dims;
+                *shape.last_mut().expect("a matrix's input has dimensions") = self.outputs;
+                Tensor::from_vec(y, shape, x.device())?
+            }
+        };
         if self.padded.1 > self.outputs {
             y.narrow(D::Minus1, 0, self.outputs)
         } else {
             Ok(y)
         }
     }
+}
+
+/// `tensor` padded with zero bytes to `inputs × outputs`: zero blocks, whose scales are zero,
+/// in every GGUF type. Both widths must be whole blocks.
+fn pad_blocks(tensor: &QTensor, (inputs, outputs): (usize, usize)) -> Result<QTensor> {
+    let dtype = tensor.dtype();
+    let (rows, width) = tensor.shape().dims2()?;
+    let (block, bytes) = (dtype.block_size(), dtype.type_size());
+    if !width.is_multiple_of(block) || !inputs.is_multiple_of(block) {
+        candle_core::bail!("{width} and {inputs} wide: not whole blocks of {block}");
+    }
+    let (row_bytes, padded_row_bytes) = (width / block * bytes, inputs / block * bytes);
+    let data = tensor.data()?;
+    let mut padded = vec![0u8; outputs * padded_row_bytes];
+    for (from, to) in data
+        .chunks_exact(row_bytes)
+        .zip(padded.chunks_exact_mut(padded_row_bytes))
+        .take(rows)
+    {
+        to[..row_bytes].copy_from_slice(from);
+    }
+    qtensor_from_ggml(dtype, &padded, vec![outputs, inputs], &Device::Cpu)
 }
 
 /// Whether candle has tiled kernels for `dtype` on this CPU: Q4_K on any AVX2 CPU, Q8_0 where

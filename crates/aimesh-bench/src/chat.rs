@@ -39,8 +39,9 @@ pub(crate) struct Options {
     /// Tokens generated per run.
     #[arg(long, default_value_t = 128)]
     tokens: u32,
-    /// Weight formats to measure: q4_k (the default), q8_0, as-stored (Q4_1), or all.
-    #[arg(long, default_value = "all")]
+    /// Weight formats to measure, comma-separated: q4_k (the engine's default), q8_0,
+    /// as-stored (Q4_1 matrices, Q8_0 embeddings, as the file has them).
+    #[arg(long, default_value = "q4_k,q8_0,as-stored")]
     weights: String,
     /// Another chat model to measure instead of SmolLM2: a GGUF file of a llama, qwen2 or
     /// gemma3 model, or a chat model of the catalog (gemma3-270m); its weights as stored.
@@ -56,17 +57,16 @@ struct Run {
 }
 
 pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
-    let formats: &[(WeightFormat, &str)] = match options.weights.as_str() {
-        "q8_0" => &[(WeightFormat::Q8_0, "Q4_1 converted to Q8_0")],
-        "q4_k" => &[(WeightFormat::Q4K, "Q4_1 converted to Q4_K")],
-        "as-stored" => &[(WeightFormat::AsStored, "Q4_1 as stored")],
-        "all" => &[
-            (WeightFormat::Q4K, "Q4_1 converted to Q4_K"),
-            (WeightFormat::Q8_0, "Q4_1 converted to Q8_0"),
-            (WeightFormat::AsStored, "Q4_1 as stored"),
-        ],
-        other => bail!("--weights {other}: expected q8_0, q4_k, as-stored or all"),
-    };
+    let formats = options
+        .weights
+        .split(',')
+        .map(|name| match name {
+            "q4_k" => Ok((WeightFormat::Q4K, "q4_k", "Q4_1 converted to Q4_K")),
+            "q8_0" => Ok((WeightFormat::Q8_0, "q8_0", "Q4_1 converted to Q8_0")),
+            "as-stored" => Ok((WeightFormat::AsStored, "as-stored", "Q4_1 as stored")),
+            other => bail!("--weights {other}: expected q4_k, q8_0 or as-stored"),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if let Some(choice) = options.model.clone() {
         let models_dir = options.models_dir.clone();
@@ -92,7 +92,7 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
         return measure(
             &model,
             &options,
-            "as stored",
+            ("as-stored", "as stored"),
             loaded.elapsed().as_secs_f64(),
         )
         .await;
@@ -101,7 +101,7 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
         "chat: SmolLM2-135M-Instruct, greedy, {} generated tokens, median of {} runs, {threads} threads",
         options.tokens, options.runs
     );
-    for &(weights, label) in formats {
+    for (weights, key, label) in formats {
         let models_dir = options.models_dir.clone();
         let loaded = Instant::now();
         let model = tokio::task::spawn_blocking(move || {
@@ -115,16 +115,23 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
         })
         .await?
         .context("loading the chat model")?;
-        measure(&model, &options, label, loaded.elapsed().as_secs_f64()).await?;
+        measure(
+            &model,
+            &options,
+            (key, label),
+            loaded.elapsed().as_secs_f64(),
+        )
+        .await?;
     }
     Ok(())
 }
 
-/// Times `options.runs` replies of `model` after a warm-up and prints the medians.
+/// Times `options.runs` replies of `model` after a warm-up and prints the medians, on a line
+/// that names the format by its key (`scripts/bench-chat` pairs the lines by it).
 async fn measure(
     model: &GgufChat,
     options: &Options,
-    label: &str,
+    (key, label): (&str, &str),
     load_secs: f64,
 ) -> anyhow::Result<()> {
     let mut runs = Vec::with_capacity(options.runs);
@@ -138,7 +145,7 @@ async fn measure(
     let pp = median(runs.iter().map(|run| run.prompt_per_sec).collect());
     let tg = median(runs.iter().map(|run| run.generation_per_sec).collect());
     println!(
-        "  aimesh (candle, {label}): load {load_secs:.2} s, prompt {prompt_tokens} tokens \
+        "  aimesh [{key}] (candle, {label}): load {load_secs:.2} s, prompt {prompt_tokens} tokens \
          {pp:.1} tok/s, generation {tg:.1} tok/s"
     );
     Ok(())

@@ -1,0 +1,606 @@
+//! SIMD kernels of aimesh's inference engines: products with matrices of GGUF's 32-value
+//! block types (Q4_0, Q4_1, Q8_0) on tiled kernels.
+//!
+//! This is the one crate of the workspace that allows unsafe code: SIMD loads and stores,
+//! and the disjoint writes of a product's threads into one output. Every unsafe block says
+//! why it is sound.
+//!
+//! candle multiplies Q4_0 and Q4_1 matrices one output row at a time with a generic dot
+//! product, and Q8_0 ones with tiled kernels only when they are a multiple of 256 wide
+//! (narrower ones are padded, a third more weights to read for SmolLM2's 576-wide rows).
+//! Here each 32-value block of 16 rows becomes one tile: the rows' values interleaved four
+//! at a time, then the rows' scales (and Q4_1's minimums). One `vpdpbusd` (AVX-512 VNNI), or
+//! a `vpmaddubsw` (AVX2, 4-bit only), then multiplies four values of all 16 rows by the same
+//! four activations, and the weights are read once for up to [`ROWS`] rows of activations.
+//! Repacking is lossless: each weight keeps its value and its block's f16 scale, and a tile
+//! is as large as the blocks it holds (Q8_0 values are stored plus 128, Q4_0's plus 8, so
+//! both are unsigned with an offset of −128 or −8 scales per value).
+//!
+//! The activations are quantized to 8 bits per 32-value block with their scaled sum (GGML's
+//! Q8_1, with f32 scales), so a product is the one GGML's dot products give, up to the
+//! rounding of the activations' scales and the order of the float sums. The work is split by
+//! tiles of 16 rows across candle's persistent worker threads, so it shares them with
+//! candle's own kernels instead of adding threads.
+
+use std::fmt;
+
+use candle_core::{
+    Result, bail,
+    quantized::{GgmlDType, QTensor},
+};
+
+/// Values per block of GGUF's Q4_0, Q4_1 and Q8_0.
+const BLOCK: usize = 32;
+/// Rows of the matrix per tile.
+const TILE: usize = 16;
+/// Rows of activations multiplied in one pass over the weights.
+const ROWS: usize = 4;
+
+/// One block of 16 rows of 4-bit values.
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+struct Tile4 {
+    /// `[group of 8 values (4)][row (16)][4 bytes]`: byte `j` of a row's four holds value
+    /// `8g + j` in its low nibble and value `8g + 4 + j` in its high nibble.
+    nibbles: [u8; 256],
+    /// Each row's scale (f16 bits).
+    scales: [u16; TILE],
+    /// Each row's offset, added to every value of the block (f16 bits): Q4_1's minimum, or
+    /// −8 × the scale for Q4_0.
+    offsets: [u16; TILE],
+}
+
+/// One block of 16 rows of 8-bit values.
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+struct Tile8 {
+    /// `[group of 4 values (8)][row (16)][4 bytes]`, each value plus 128.
+    values: [u8; 512],
+    /// Each row's scale (f16 bits); every value is offset by −128 scales.
+    scales: [u16; TILE],
+}
+
+/// The tiles of a matrix, `[tile of 16 rows][block]`.
+enum Packed {
+    Four(Vec<Tile4>),
+    Eight(Vec<Tile8>),
+}
+
+/// One block of activations, quantized to 8 bits.
+#[derive(Clone, Copy)]
+struct Activation {
+    values: [i8; BLOCK],
+    scale: f32,
+    /// `scale × Σ values`, which multiplies the weights' offsets.
+    sum: f32,
+}
+
+/// The instruction set a kernel needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kernel {
+    Avx512Vnni,
+    Avx2,
+}
+
+impl Kernel {
+    fn detect() -> Option<Self> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            let base = has!("avx2") && has!("fma") && has!("f16c");
+            if base && has!("avx512f") && has!("avx512bw") && has!("avx512vnni") {
+                return Some(Self::Avx512Vnni);
+            }
+            if base {
+                return Some(Self::Avx2);
+            }
+        }
+        None
+    }
+}
+
+/// A Q4_0, Q4_1 or Q8_0 matrix repacked into tiles of 16 rows, multiplied on every core.
+pub struct Tiles {
+    packed: Packed,
+    blocks: usize,
+    outputs: usize,
+    kernel: Kernel,
+}
+
+impl fmt::Debug for Tiles {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tiles")
+            .field("outputs", &self.outputs)
+            .field("inputs", &self.inputs())
+            .field(
+                "bits",
+                &match self.packed {
+                    Packed::Four(_) => 4,
+                    Packed::Eight(_) => 8,
+                },
+            )
+            .field("kernel", &self.kernel)
+            .finish()
+    }
+}
+
+/// A block's f16 scale (or minimum) at `at` of its bytes.
+fn f16_at(raw: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([raw[at], raw[at + 1]])
+}
+
+impl Tiles {
+    /// Repacks `tensor` (`outputs × inputs`), or `None` when this CPU has no kernel for its
+    /// type: Q4_0 and Q4_1 need AVX2, Q8_0 AVX-512 VNNI.
+    pub fn pack(tensor: &QTensor) -> Result<Option<Self>> {
+        let Some(kernel) = Kernel::detect() else {
+            return Ok(None);
+        };
+        Self::pack_for(tensor, kernel)
+    }
+
+    fn pack_for(tensor: &QTensor, kernel: Kernel) -> Result<Option<Self>> {
+        // GGUF's layouts: an f16 scale, for Q4_1 an f16 minimum, then the values: for the
+        // 4-bit types 16 bytes, value j in the low nibble of byte j and value j + 16 in its
+        // high nibble; for Q8_0 32 signed bytes.
+        let block_bytes = match tensor.dtype() {
+            GgmlDType::Q4_0 => 18,
+            GgmlDType::Q4_1 => 20,
+            GgmlDType::Q8_0 if kernel == Kernel::Avx512Vnni => 34,
+            _ => return Ok(None),
+        };
+        let (outputs, inputs) = tensor.shape().dims2()?;
+        if !inputs.is_multiple_of(BLOCK) {
+            bail!("a matrix {inputs} wide: not whole blocks of {BLOCK}");
+        }
+        let blocks = inputs / BLOCK;
+        let data = tensor.data()?;
+        if data.len() != outputs * blocks * block_bytes {
+            bail!(
+                "a {outputs}x{inputs} matrix of {} bytes, expected {}",
+                data.len(),
+                outputs * blocks * block_bytes
+            );
+        }
+        let count = outputs.div_ceil(TILE) * blocks;
+        let rows = data.chunks_exact(blocks * block_bytes).enumerate();
+        let packed = match tensor.dtype() {
+            GgmlDType::Q8_0 => {
+                let empty = Tile8 {
+                    values: [128; 512],
+                    scales: [0; TILE],
+                };
+                let mut tiles = vec![empty; count];
+                for (row, raw_row) in rows {
+                    let lane = row % TILE;
+                    let row_tiles = &mut tiles[row / TILE * blocks..][..blocks];
+                    for (tile, raw) in row_tiles.iter_mut().zip(raw_row.chunks_exact(block_bytes)) {
+                        tile.scales[lane] = f16_at(raw, 0);
+                        for (i, &q) in raw[2..].iter().enumerate() {
+                            tile.values[i / 4 * 64 + lane * 4 + i % 4] = q ^ 0x80;
+                        }
+                    }
+                }
+                Packed::Eight(tiles)
+            }
+            dtype => {
+                let minimum = dtype == GgmlDType::Q4_1;
+                let empty = Tile4 {
+                    nibbles: [0; 256],
+                    scales: [0; TILE],
+                    offsets: [0; TILE],
+                };
+                let mut tiles = vec![empty; count];
+                for (row, raw_row) in rows {
+                    let lane = row % TILE;
+                    let row_tiles = &mut tiles[row / TILE * blocks..][..blocks];
+                    for (tile, raw) in row_tiles.iter_mut().zip(raw_row.chunks_exact(block_bytes)) {
+                        let scale = f16_at(raw, 0);
+                        let (offset, packed) = if minimum {
+                            (f16_at(raw, 2), &raw[4..])
+                        } else {
+                            // Q4_0's values are stored plus 8: w = scale × (q − 8).
+                            let scale = half::f16::from_bits(scale).to_f32();
+                            (half::f16::from_f32(-8.0 * scale).to_bits(), &raw[2..])
+                        };
+                        tile.scales[lane] = scale;
+                        tile.offsets[lane] = offset;
+                        let value = |j: usize| {
+                            if j < 16 {
+                                packed[j] & 0x0F
+                            } else {
+                                packed[j - 16] >> 4
+                            }
+                        };
+                        for group in 0..4 {
+                            for j in 0..4 {
+                                tile.nibbles[group * 64 + lane * 4 + j] =
+                                    value(8 * group + j) | (value(8 * group + 4 + j) << 4);
+                            }
+                        }
+                    }
+                }
+                Packed::Four(tiles)
+            }
+        };
+        Ok(Some(Self {
+            packed,
+            blocks,
+            outputs,
+            kernel,
+        }))
+    }
+
+    /// The matrix's width.
+    pub fn inputs(&self) -> usize {
+        self.blocks * BLOCK
+    }
+
+    /// `x · weightᵀ` for the `rows` rows of `x`, row after row.
+    pub fn multiply(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
+        let inputs = self.inputs();
+        if inputs == 0 || x.len() != rows * inputs {
+            bail!(
+                "{} values for {rows} rows of a matrix {inputs} wide",
+                x.len()
+            );
+        }
+        let activations: Vec<Activation> = x.chunks_exact(BLOCK).map(quantize).collect();
+        let row_tiles = self.outputs.div_ceil(TILE);
+        let width = row_tiles * TILE;
+        let mut out = vec![0f32; rows * width];
+        let chunks = rows.div_ceil(ROWS);
+        // Units run tile by tile, so that each thread streams through neighbouring weights.
+        let target = out.as_mut_ptr() as usize;
+        candle_core::utils::barrier_pool().execute_chunked(row_tiles * chunks, |units| {
+            for unit in units {
+                let (tile, chunk) = (unit / chunks, unit % chunks);
+                let first = chunk * ROWS;
+                let count = ROWS.min(rows - first);
+                let mut acts: [&[Activation]; ROWS] = [&[]; ROWS];
+                for (r, act) in acts.iter_mut().take(count).enumerate() {
+                    *act = &activations[(first + r) * self.blocks..][..self.blocks];
+                }
+                let mut sums = [[0f32; TILE]; ROWS];
+                self.tile_product(tile, &acts[..count], &mut sums);
+                for (r, sums) in sums.iter().take(count).enumerate() {
+                    // SAFETY: each unit writes only its own tile's 16 columns of its own
+                    // rows, inside `out`, which outlives the pool's call.
+                    unsafe {
+                        let at = (target as *mut f32).add((first + r) * width + tile * TILE);
+                        std::ptr::copy_nonoverlapping(sums.as_ptr(), at, TILE);
+                    }
+                }
+            }
+        });
+        if width != self.outputs {
+            let outputs = self.outputs;
+            for row in 1..rows {
+                out.copy_within(row * width..row * width + outputs, row * outputs);
+            }
+            out.truncate(rows * outputs);
+        }
+        Ok(out)
+    }
+
+    /// Tile `tile`'s 16 rows times each row of `acts`, into `sums`.
+    fn tile_product(&self, tile: usize, acts: &[&[Activation]], sums: &mut [[f32; TILE]; ROWS]) {
+        let at = tile * self.blocks..(tile + 1) * self.blocks;
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `kernel` was chosen by detecting the instructions each kernel enables, and
+        // 8-bit tiles are made only for the AVX-512 VNNI one.
+        unsafe {
+            match (&self.packed, self.kernel) {
+                (Packed::Four(tiles), Kernel::Avx512Vnni) => {
+                    x86::four_bit_512(&tiles[at], acts, sums)
+                }
+                (Packed::Four(tiles), Kernel::Avx2) => x86::four_bit_256(&tiles[at], acts, sums),
+                (Packed::Eight(tiles), _) => x86::eight_bit_512(&tiles[at], acts, sums),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (at, acts, sums);
+            unreachable!("no tiles without a kernel");
+        }
+    }
+}
+
+/// One block of activations as GGML's Q8_1 quantizes it: a scale mapping the largest
+/// magnitude to 127, values rounded to nearest.
+fn quantize(x: &[f32]) -> Activation {
+    let largest = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let scale = largest / 127.0;
+    let inverse = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+    let mut values = [0i8; BLOCK];
+    let mut total = 0i32;
+    for (q, &v) in values.iter_mut().zip(x) {
+        *q = (v * inverse).round() as i8;
+        total += i32::from(*q);
+    }
+    Activation {
+        values,
+        scale,
+        sum: scale * total as f32,
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{Activation, ROWS, TILE, Tile4, Tile8};
+
+    /// Activations `at..at + 4` of `values` as one 32-bit lane.
+    #[inline(always)]
+    fn four(values: &[i8; 32], at: usize) -> i32 {
+        i32::from_le_bytes([
+            values[at] as u8,
+            values[at + 1] as u8,
+            values[at + 2] as u8,
+            values[at + 3] as u8,
+        ])
+    }
+
+    /// The 16 rows of 4-bit `tiles` times each row of `acts`, into `sums`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+    pub(super) fn four_bit_512(
+        tiles: &[Tile4],
+        acts: &[&[Activation]],
+        sums: &mut [[f32; TILE]; ROWS],
+    ) {
+        let low = _mm512_set1_epi8(0x0F);
+        let mut scaled = [_mm512_setzero_ps(); ROWS];
+        let mut offset = [_mm512_setzero_ps(); ROWS];
+        for (b, tile) in tiles.iter().enumerate() {
+            // SAFETY: the loads read inside `tile` (64-byte aligned).
+            let (nibbles, scales, offsets) = unsafe {
+                let p = tile.nibbles.as_ptr();
+                let mut n = [(_mm512_setzero_si512(), _mm512_setzero_si512()); 4];
+                for (g, n) in n.iter_mut().enumerate() {
+                    let w = _mm512_load_si512(p.add(64 * g).cast());
+                    *n = (
+                        _mm512_and_si512(w, low),
+                        _mm512_and_si512(_mm512_srli_epi16::<4>(w), low),
+                    );
+                }
+                (
+                    n,
+                    _mm512_cvtph_ps(_mm256_loadu_si256(tile.scales.as_ptr().cast())),
+                    _mm512_cvtph_ps(_mm256_loadu_si256(tile.offsets.as_ptr().cast())),
+                )
+            };
+            for ((scaled, offset), act) in scaled.iter_mut().zip(&mut offset).zip(acts) {
+                let a = &act[b];
+                let mut dots = [_mm512_setzero_si512(); 2];
+                for (g, &(lo, hi)) in nibbles.iter().enumerate() {
+                    let d = &mut dots[g & 1];
+                    *d = _mm512_dpbusd_epi32(*d, lo, _mm512_set1_epi32(four(&a.values, 8 * g)));
+                    *d = _mm512_dpbusd_epi32(*d, hi, _mm512_set1_epi32(four(&a.values, 8 * g + 4)));
+                }
+                let dot = _mm512_cvtepi32_ps(_mm512_add_epi32(dots[0], dots[1]));
+                let factor = _mm512_mul_ps(scales, _mm512_set1_ps(a.scale));
+                *scaled = _mm512_fmadd_ps(dot, factor, *scaled);
+                *offset = _mm512_fmadd_ps(offsets, _mm512_set1_ps(a.sum), *offset);
+            }
+        }
+        for ((sums, scaled), offset) in sums.iter_mut().zip(scaled).zip(offset).take(acts.len()) {
+            // SAFETY: `sums` holds 16 floats.
+            unsafe { _mm512_storeu_ps(sums.as_mut_ptr(), _mm512_add_ps(scaled, offset)) };
+        }
+    }
+
+    /// The 16 rows of 8-bit `tiles` times each row of `acts`, into `sums`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+    pub(super) fn eight_bit_512(
+        tiles: &[Tile8],
+        acts: &[&[Activation]],
+        sums: &mut [[f32; TILE]; ROWS],
+    ) {
+        let mut scaled = [_mm512_setzero_ps(); ROWS];
+        let mut offset = [_mm512_setzero_ps(); ROWS];
+        for (b, tile) in tiles.iter().enumerate() {
+            // SAFETY: the loads read inside `tile` (64-byte aligned).
+            let (values, scales) = unsafe {
+                let p = tile.values.as_ptr();
+                let mut v = [_mm512_setzero_si512(); 8];
+                for (g, v) in v.iter_mut().enumerate() {
+                    *v = _mm512_load_si512(p.add(64 * g).cast());
+                }
+                (
+                    v,
+                    _mm512_cvtph_ps(_mm256_loadu_si256(tile.scales.as_ptr().cast())),
+                )
+            };
+            for ((scaled, offset), act) in scaled.iter_mut().zip(&mut offset).zip(acts) {
+                let a = &act[b];
+                let mut dots = [_mm512_setzero_si512(); 2];
+                for (g, &v) in values.iter().enumerate() {
+                    let d = &mut dots[g & 1];
+                    *d = _mm512_dpbusd_epi32(*d, v, _mm512_set1_epi32(four(&a.values, 4 * g)));
+                }
+                let dot = _mm512_cvtepi32_ps(_mm512_add_epi32(dots[0], dots[1]));
+                let factor = _mm512_mul_ps(scales, _mm512_set1_ps(a.scale));
+                *scaled = _mm512_fmadd_ps(dot, factor, *scaled);
+                // The values are stored plus 128: take 128 × scale × Σ activations off.
+                *offset = _mm512_fmadd_ps(scales, _mm512_set1_ps(-128.0 * a.sum), *offset);
+            }
+        }
+        for ((sums, scaled), offset) in sums.iter_mut().zip(scaled).zip(offset).take(acts.len()) {
+            // SAFETY: `sums` holds 16 floats.
+            unsafe { _mm512_storeu_ps(sums.as_mut_ptr(), _mm512_add_ps(scaled, offset)) };
+        }
+    }
+
+    /// The 16 rows of 4-bit `tiles` times each row of `acts`, into `sums`, in two halves of
+    /// 8 rows. Each `vpmaddubsw` lane adds two products of at most 15 × 127, so the eight
+    /// of a block (at most 30,480) still fit its 16 bits.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) fn four_bit_256(
+        tiles: &[Tile4],
+        acts: &[&[Activation]],
+        sums: &mut [[f32; TILE]; ROWS],
+    ) {
+        let low = _mm256_set1_epi8(0x0F);
+        let ones = _mm256_set1_epi16(1);
+        let mut scaled = [[_mm256_setzero_ps(); 2]; ROWS];
+        let mut offset = [[_mm256_setzero_ps(); 2]; ROWS];
+        for (b, tile) in tiles.iter().enumerate() {
+            for half in 0..2 {
+                // SAFETY: the loads read inside `tile` (64-byte aligned).
+                let (nibbles, scales, offsets) = unsafe {
+                    let p = tile.nibbles.as_ptr();
+                    let mut n = [(_mm256_setzero_si256(), _mm256_setzero_si256()); 4];
+                    for (g, n) in n.iter_mut().enumerate() {
+                        let w = _mm256_load_si256(p.add(64 * g + 32 * half).cast());
+                        *n = (
+                            _mm256_and_si256(w, low),
+                            _mm256_and_si256(_mm256_srli_epi16::<4>(w), low),
+                        );
+                    }
+                    (
+                        n,
+                        _mm256_cvtph_ps(_mm_loadu_si128(tile.scales.as_ptr().add(8 * half).cast())),
+                        _mm256_cvtph_ps(_mm_loadu_si128(
+                            tile.offsets.as_ptr().add(8 * half).cast(),
+                        )),
+                    )
+                };
+                for ((scaled, offset), act) in scaled.iter_mut().zip(&mut offset).zip(acts) {
+                    let a = &act[b];
+                    let mut pairs = _mm256_setzero_si256();
+                    for (g, &(lo, hi)) in nibbles.iter().enumerate() {
+                        let lo_a = _mm256_set1_epi32(four(&a.values, 8 * g));
+                        let hi_a = _mm256_set1_epi32(four(&a.values, 8 * g + 4));
+                        pairs = _mm256_add_epi16(pairs, _mm256_maddubs_epi16(lo, lo_a));
+                        pairs = _mm256_add_epi16(pairs, _mm256_maddubs_epi16(hi, hi_a));
+                    }
+                    let dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
+                    let factor = _mm256_mul_ps(scales, _mm256_set1_ps(a.scale));
+                    scaled[half] = _mm256_fmadd_ps(dot, factor, scaled[half]);
+                    offset[half] = _mm256_fmadd_ps(offsets, _mm256_set1_ps(a.sum), offset[half]);
+                }
+            }
+        }
+        for ((sums, scaled), offset) in sums.iter_mut().zip(scaled).zip(offset).take(acts.len()) {
+            for half in 0..2 {
+                // SAFETY: `sums` holds 16 floats.
+                unsafe {
+                    _mm256_storeu_ps(
+                        sums.as_mut_ptr().add(8 * half),
+                        _mm256_add_ps(scaled[half], offset[half]),
+                    )
+                };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Tensor};
+
+    use super::*;
+
+    /// An `outputs × inputs` matrix of varied weights (rows of different magnitudes),
+    /// quantized to `dtype`, and its dequantized values.
+    fn matrix(outputs: usize, inputs: usize, dtype: GgmlDType) -> (Vec<f32>, QTensor) {
+        let weights: Vec<f32> = (0..outputs * inputs)
+            .map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * (1.0 + (i / inputs % 5) as f32))
+            .collect();
+        let tensor = Tensor::from_slice(&weights, (outputs, inputs), &Device::Cpu).expect("w");
+        let q = QTensor::quantize(&tensor, dtype).expect("quantize");
+        let dequantized = q
+            .dequantize(&Device::Cpu)
+            .and_then(|t| t.flatten_all()?.to_vec1())
+            .expect("dequantize");
+        (dequantized, q)
+    }
+
+    /// The kernels this CPU has, best first.
+    fn kernels() -> &'static [Kernel] {
+        match Kernel::detect() {
+            Some(Kernel::Avx512Vnni) => &[Kernel::Avx512Vnni, Kernel::Avx2],
+            Some(Kernel::Avx2) => &[Kernel::Avx2],
+            None => &[],
+        }
+    }
+
+    /// The tiles compute, on every kernel this CPU has, the product of the dequantized
+    /// matrix to within the activations' 8-bit rounding, for one row and for several (a pass
+    /// of four and a remainder), with a last tile of rows only partly filled.
+    #[test]
+    fn tiles_multiply_like_the_dequantized_matrix() {
+        let (outputs, inputs) = (40, 96);
+        for dtype in [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0] {
+            let (weights, q) = matrix(outputs, inputs, dtype);
+            for &kernel in kernels() {
+                let Some(tiles) = Tiles::pack_for(&q, kernel).expect("pack") else {
+                    assert_eq!((dtype, kernel), (GgmlDType::Q8_0, Kernel::Avx2));
+                    continue;
+                };
+                assert_eq!(tiles.inputs(), inputs);
+                for rows in [1, 6] {
+                    let x: Vec<f32> = (0..rows * inputs)
+                        .map(|i| (i * 104_729 % 1000) as f32 / 500.0 - 1.0)
+                        .collect();
+                    let product = tiles.multiply(&x, rows).expect("multiply");
+                    assert_eq!(product.len(), rows * outputs);
+                    for (row, x) in x.chunks_exact(inputs).enumerate() {
+                        for (column, w) in weights.chunks_exact(inputs).enumerate() {
+                            let exact: f32 = w.iter().zip(x).map(|(a, b)| a * b).sum();
+                            let scale: f32 = w.iter().zip(x).map(|(a, b)| (a * b).abs()).sum();
+                            let got = product[row * outputs + column];
+                            assert!(
+                                (got - exact).abs() <= 0.01 * scale,
+                                "{dtype:?} {kernel:?}, row {row} column {column}: {got} vs {exact}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The offsets are applied (Q4_0's −8, Q4_1's stored minimum, Q8_0's −128 of the
+    /// stored values): a matrix of constant rows multiplies to the row's value times the
+    /// activations' sum.
+    #[test]
+    fn offsets_are_applied() {
+        let inputs = 64;
+        let constants = [-3.0f32, 0.5, 2.0];
+        let rows: Vec<f32> = constants
+            .iter()
+            .flat_map(|&v| std::iter::repeat_n(v, inputs))
+            .collect();
+        let tensor = Tensor::from_slice(&rows, (3, inputs), &Device::Cpu).expect("w");
+        for dtype in [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0] {
+            let q = QTensor::quantize(&tensor, dtype).expect("quantize");
+            for &kernel in kernels() {
+                let Some(tiles) = Tiles::pack_for(&q, kernel).expect("pack") else {
+                    continue;
+                };
+                let product = tiles.multiply(&[1.0; 64], 1).expect("multiply");
+                for (got, constant) in product.iter().zip(constants) {
+                    let want = constant * inputs as f32;
+                    assert!(
+                        (got - want).abs() <= 0.01 * want.abs(),
+                        "{dtype:?} {kernel:?}: {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Other types are left to candle; a wrong input length is an error, not a panic.
+    #[test]
+    fn other_types_and_wrong_lengths() {
+        let (_, q4k) = matrix(16, 256, GgmlDType::Q4K);
+        assert!(Tiles::pack(&q4k).expect("pack").is_none());
+        let (_, q4) = matrix(16, 64, GgmlDType::Q4_1);
+        if let Some(tiles) = Tiles::pack(&q4).expect("pack") {
+            assert!(tiles.multiply(&[0.0; 63], 1).is_err());
+            assert!(tiles.multiply(&[0.0; 64], 2).is_err());
+        }
+    }
+}
