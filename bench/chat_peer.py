@@ -11,10 +11,11 @@ The formats, each the counterpart of the aimesh side's:
   as-stored  the file as it is (Q4_1 matrices, Q8_0 token embeddings);
   q8_0       every matrix requantised to Q8_0, as aimesh's --weights q8_0 does (the same
              weights: both quantise the same values with GGML's Q8_0 rounding);
-  q4_k       every matrix requantised to Q4_K. llama.cpp cannot store a row that is not a
-             multiple of 256 values as Q4_K and falls back to Q5_0 for those (SmolLM2's 576-wide
-             rows); aimesh pads such rows with zeros instead. So this pair compares kernels on
-             similar, not equal, weights.
+  q4_k       requantised to Q4_K. llama.cpp cannot store a row that is not a multiple of 256
+             values as Q4_K and falls back to Q5_0 for those (SmolLM2's 576-wide rows: all but
+             the feed-forward down projections) and keeps the output matrix at Q8_0; aimesh pads
+             such rows with zeros instead and converts every matrix. So this pair compares
+             kernels on similar, not equal, weights.
 
 Run by scripts/bench-chat, which installs a pinned llama-cpp-python into a cache venv.
 """
@@ -33,7 +34,7 @@ from llama_cpp import Llama
 FORMATS = {
     "as-stored": (None, "Q4_1 as stored"),
     "q8_0": (llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0, "requantised to Q8_0"),
-    "q4_k": (llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_S, "requantised to Q4_K, Q5_0 where rows are 576 wide"),
+    "q4_k": (llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_S, "requantised to Q4_K_S: Q5_0 where rows are 576 wide"),
 }
 
 # The same user message as crates/aimesh-bench/src/chat.rs.
@@ -69,7 +70,12 @@ def one_run(llm, prompt_tokens, tokens):
 
 
 def requantised(model, name, ftype, work_dir):
-    """llama.cpp's requantisation of `model` to `ftype`, every matrix alike (pure)."""
+    """llama.cpp's requantisation of `model` to `ftype` (its log, one line per tensor, silenced).
+
+    Q8_0 is asked for pure: every matrix, the token embeddings too, as aimesh converts them.
+    Q4_K is not: llama.cpp's pure mode aborts on rows it cannot store as Q4_K, and its mix
+    falls back to Q5_0 for those and keeps the tied output matrix at Q8_0.
+    """
     os.makedirs(work_dir, exist_ok=True)
     stem = os.path.splitext(os.path.basename(model))[0]
     out = os.path.join(work_dir, f"{stem}.requantised-{name}.gguf")
@@ -77,10 +83,20 @@ def requantised(model, name, ftype, work_dir):
         params = llama_cpp.llama_model_quantize_default_params()
         params.ftype = ftype
         params.allow_requantize = True
-        params.pure = True
+        params.pure = name == "q8_0"
         params.nthread = os.cpu_count()
         partial = out + ".partial"
-        if llama_cpp.llama_model_quantize(model.encode(), partial.encode(), ctypes.byref(params)):
+        stderr = os.dup(2)
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            try:
+                failed = llama_cpp.llama_model_quantize(
+                    model.encode(), partial.encode(), ctypes.byref(params)
+                )
+            finally:
+                os.dup2(stderr, 2)
+                os.close(stderr)
+        if failed:
             sys.exit(f"llama.cpp could not requantise {model} to {name}")
         os.replace(partial, out)
     return out

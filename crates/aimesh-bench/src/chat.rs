@@ -1,12 +1,13 @@
 //! `aimesh-bench chat`: prompt processing and generation speed of the chat engine
-//! (SmolLM2-135M-Instruct, GGUF Q4_1, on aimesh's llama decoder over candle's quantized
-//! kernels), greedy, on a fixed prompt.
+//! (SmolLM2-135M-Instruct, GGUF Q4_1, on aimesh's llama decoder over aimesh's and candle's
+//! quantized kernels), greedy, on a fixed prompt, for each weight format.
 //!
 //! Each run sends the same request through [`ChatModel::chat`] and times the stream: the
 //! prompt is processed when the first token arrives (the first token is sampled from the
 //! prompt's logits), and every later token costs one forward pass. The end-of-turn token is
 //! ignored so that every run generates exactly `--tokens` tokens. `bench/chat_peer.py` does
-//! the same with llama.cpp (llama-cpp-python) on the same file. `--model` measures another
+//! the same with llama.cpp (llama-cpp-python) on the same file and its own requantisations
+//! of it; `scripts/bench-chat` runs both in paired rounds. `--model` measures another
 //! chat model instead (a GGUF file, or the catalog's optional gemma3-270m).
 
 use std::{path::PathBuf, time::Instant};
@@ -39,9 +40,9 @@ pub(crate) struct Options {
     /// Tokens generated per run.
     #[arg(long, default_value_t = 128)]
     tokens: u32,
-    /// Weight formats to measure, comma-separated: q4_k (the engine's default), q8_0,
-    /// as-stored (Q4_1 matrices, Q8_0 embeddings, as the file has them).
-    #[arg(long, default_value = "q4_k,q8_0,as-stored")]
+    /// Weight formats to measure, comma-separated: as-stored (the engine's default: Q4_1
+    /// matrices, Q8_0 embeddings, as the file has them), q8_0, q4_k.
+    #[arg(long, default_value = "as-stored,q8_0,q4_k")]
     weights: String,
     /// Another chat model to measure instead of SmolLM2: a GGUF file of a llama, qwen2 or
     /// gemma3 model, or a chat model of the catalog (gemma3-270m); its weights as stored.
@@ -145,7 +146,7 @@ async fn measure(
     let pp = median(runs.iter().map(|run| run.prompt_per_sec).collect());
     let tg = median(runs.iter().map(|run| run.generation_per_sec).collect());
     println!(
-        "  aimesh [{key}] (candle, {label}): load {load_secs:.2} s, prompt {prompt_tokens} tokens \
+        "  aimesh [{key}] ({label}): load {load_secs:.2} s, prompt {prompt_tokens} tokens \
          {pp:.1} tok/s, generation {tg:.1} tok/s"
     );
     Ok(())

@@ -306,6 +306,35 @@ impl Tiles {
     }
 }
 
+/// Runs `f(index, chunk)` on each `len`-long chunk of `out` (the last may be shorter), the
+/// chunks spread over candle's persistent worker threads: the threads the matrix products
+/// use, already awake between them, where a second pool (rayon's) would have to be woken
+/// and would compete with them for the cores.
+pub fn for_each_chunk(out: &mut [f32], len: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    if len == 0 || out.is_empty() {
+        return;
+    }
+    let (total, chunks) = (out.len(), out.len().div_ceil(len));
+    if chunks == 1 {
+        f(0, out);
+        return;
+    }
+    let base = out.as_mut_ptr() as usize;
+    candle_core::utils::barrier_pool().execute_chunked(chunks, |indices| {
+        for index in indices {
+            let start = index * len;
+            let end = total.min(start + len);
+            // SAFETY: chunk `index` is `out[start..end]`, inside `out`; each index is handed
+            // to exactly one call, so no two live slices overlap, and `out` is borrowed
+            // mutably for the whole pool call, which returns only when every chunk is done.
+            let chunk = unsafe {
+                std::slice::from_raw_parts_mut((base as *mut f32).add(start), end - start)
+            };
+            f(index, chunk);
+        }
+    });
+}
+
 /// One block of activations as GGML's Q8_1 quantizes it: a scale mapping the largest
 /// magnitude to 127, values rounded to nearest.
 fn quantize(x: &[f32]) -> Activation {
@@ -590,6 +619,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Every chunk is visited once, with its index, the last one shorter.
+    #[test]
+    fn every_chunk_is_visited_once() {
+        let mut out = vec![0f32; 1003];
+        for_each_chunk(&mut out, 10, |index, chunk| {
+            assert_eq!(chunk.len(), if index == 100 { 3 } else { 10 });
+            for v in chunk {
+                *v += index as f32 + 1.0;
+            }
+        });
+        for (i, v) in out.iter().enumerate() {
+            assert_eq!(*v, (i / 10) as f32 + 1.0);
+        }
+        let mut one = [0f32; 4];
+        for_each_chunk(&mut one, 8, |index, chunk| chunk.fill(index as f32 + 2.0));
+        assert_eq!(one, [2.0; 4]);
     }
 
     /// Other types are left to candle; a wrong input length is an error, not a panic.

@@ -59,19 +59,22 @@ const CATALOG_TEMPLATES: &[(&str, &str)] = &[("gemma3-270m", include_str!("gemma
 /// How the weights are held in memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WeightFormat {
-    /// As stored in the file (Q4_1 matrices, Q8_0 embeddings): loads fastest, but candle's
-    /// CPU backend has no SIMD kernel for Q4_1, so generation is the slowest.
-    AsStored,
-    /// The Q4_1 matrices converted to Q8_0 at load: Q8_0 holds every Q4_1 value to within
-    /// 1/16 of the Q4_1 step, so this is the faithful choice; about 1.7 times the memory of
-    /// the Q4_1 weights (more where they are padded for the VNNI kernels). candle multiplies
-    /// it with tiled VNNI kernels where the CPU has VNNI, with plain AVX2 ones elsewhere.
-    Q8_0,
-    /// The Q4_1 matrices converted to Q4_K at load: about the memory of the file, and candle
-    /// multiplies it with its tiled kernels on any AVX2 CPU (AMX for long prompts), the
-    /// fastest. Q4_K's block scales are themselves quantized, so the weights move slightly
-    /// off the file's (the tests check the greedy replies stay the same).
+    /// As stored in the file (SmolLM2's: Q4_1 matrices, Q8_0 embeddings, which are also its
+    /// output matrix): the file's exact weights, the fastest to load and, on x86-64, the
+    /// fastest to run. Q4_0 and Q4_1 matrices are repacked, losslessly, for aimesh's tiled
+    /// kernels (AVX-512 VNNI, or AVX2), Q8_0 ones too where the CPU has AVX-512 VNNI; other
+    /// types go to candle's kernels.
     #[default]
+    AsStored,
+    /// The matrices converted to Q8_0 at load: Q8_0 holds every Q4_1 value to within 1/16 of
+    /// the Q4_1 step; about 1.7 times the memory of the Q4_1 weights. Multiplied by aimesh's
+    /// tiled kernels where the CPU has AVX-512 VNNI, by candle's elsewhere.
+    Q8_0,
+    /// The matrices converted to Q4_K at load: about the memory of the file, multiplied by
+    /// candle's tiled kernels on any AVX2 CPU (AMX for long prompts). Rows that are not a
+    /// multiple of 256 values are padded with zeros, and Q4_K's block scales are themselves
+    /// quantized, so the weights move slightly off the file's (the tests check the greedy
+    /// replies stay the same).
     Q4K,
 }
 

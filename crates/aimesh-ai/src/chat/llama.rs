@@ -18,7 +18,6 @@ use candle_core::{
     Device, Result, Tensor, bail,
     quantized::{GgmlDType, QTensor, ggml_file::qtensor_from_ggml, gguf_file},
 };
-use rayon::prelude::*;
 
 use crate::quant::QMatrix;
 
@@ -363,15 +362,7 @@ impl Llama {
                     .for_each(|(o, &v)| *o += weight * v);
             }
         };
-        if queries.len() / self.shape.dim > 1 {
-            out.par_chunks_mut(head_dim)
-                .enumerate()
-                .for_each(|(index, out)| attend(index, out));
-        } else {
-            out.chunks_mut(head_dim)
-                .enumerate()
-                .for_each(|(index, out)| attend(index, out));
-        }
+        aimesh_kernels::for_each_chunk(&mut out, head_dim, attend);
         out
     }
 }
@@ -385,15 +376,9 @@ fn for_rows(
     out_width: usize,
     f: impl Fn(&[f32], &mut [f32]) + Sync,
 ) {
-    if x.len() > width {
-        out.par_chunks_mut(out_width)
-            .zip(x.par_chunks(width))
-            .for_each(|(out, x)| f(x, out));
-    } else {
-        out.chunks_mut(out_width)
-            .zip(x.chunks(width))
-            .for_each(|(out, x)| f(x, out));
-    }
+    aimesh_kernels::for_each_chunk(out, out_width, |row, out| {
+        f(&x[row * width..(row + 1) * width], out)
+    });
 }
 
 /// `x / rms(x) · weight`.
@@ -566,20 +551,23 @@ mod tests {
         assert_eq!(cache.len(), position);
     }
 
-    /// As stored (Q4_1 matrices on aimesh's 4-bit tiles, the Q8_0 output projection padded
-    /// for candle's tiled kernel), our decoder gives candle's `quantized_llama` logits on the
-    /// same file to within the activations' 8-bit rounding, which both quantize alike: the
-    /// same next token at every step, and no logit further off than a small fraction of the
-    /// largest.
+    /// As stored (Q4_1 matrices and the Q8_0 output matrix on aimesh's tiled kernels), our
+    /// decoder is about as close to the exact logits (the same weights dequantized to F32, on
+    /// candle's `quantized_llama`) as candle's own quantized products are. Both quantize the
+    /// activations to 8 bits, each with its own rounding, which moves the logits by 1-6% of
+    /// their norm here: summed over the steps, ours may be at most a quarter further off than
+    /// candle's, and at no step twice as far. The next token is the exact one at every step.
     #[test]
-    fn weights_as_stored_match_candle_quantized_llama() {
+    fn weights_as_stored_are_as_accurate_as_candles_quantized_products() {
         let spec = models::spec(super::super::MODEL_ID).expect("pinned");
         let path = spec.dir(&models::dir_for_tests()).join(spec.files[0].name);
         let mut reader = File::open(&path).expect("the model (run `aimesh models fetch`)");
         let content = gguf_file::Content::read(&mut reader).expect("gguf");
         let ours = Llama::load(&content, &mut reader, None, 64).expect("ours");
-        let mut theirs =
-            ModelWeights::from_gguf(content, &mut reader, &Device::Cpu).expect("theirs");
+        let mut candle =
+            ModelWeights::from_gguf(content, &mut reader, &Device::Cpu).expect("candle");
+        let (content, mut reader) = dequantized_gguf();
+        let mut exact = ModelWeights::from_gguf(content, &mut reader, &Device::Cpu).expect("f32");
         let argmax = |logits: &[f32]| {
             logits
                 .iter()
@@ -587,31 +575,46 @@ mod tests {
                 .max_by(|a, b| a.1.total_cmp(b.1))
                 .map(|(i, _)| i)
         };
+        let distance = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| (x - y) * (x - y))
+                .sum::<f32>()
+                .sqrt()
+        };
         let prompt = [1u32, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 30, 2];
         let mut cache = ours.cache();
         let mut position = 0;
+        // How far ours and candle's are from the exact logits, over every step.
+        let mut off = (0f32, 0f32);
         for tokens in [&prompt[..], &[28], &[1542], &[30]] {
             let mine = ours.forward(tokens, &mut cache).expect("ours");
             let input = Tensor::new(tokens, &Device::Cpu)
                 .and_then(|t| t.unsqueeze(0))
                 .expect("input");
-            let reference: Vec<f32> = theirs
-                .forward(&input, position)
-                .and_then(|t| t.flatten_all()?.to_vec1())
-                .expect("theirs");
+            let mut logits = |model: &mut ModelWeights| -> Vec<f32> {
+                model
+                    .forward(&input, position)
+                    .and_then(|t| t.flatten_all()?.to_vec1())
+                    .expect("logits")
+            };
+            let (theirs, reference) = (logits(&mut candle), logits(&mut exact));
             position += tokens.len();
             assert_eq!(mine.len(), reference.len());
             assert_eq!(argmax(&mine), argmax(&reference), "at position {position}");
-            let largest = reference.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let diff = mine
-                .iter()
-                .zip(&reference)
-                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            let (ours_off, theirs_off) =
+                (distance(&mine, &reference), distance(&theirs, &reference));
             assert!(
-                diff <= 0.02 * largest.max(1.0),
-                "at position {position}: logits differ by {diff} (largest {largest})"
+                ours_off <= 2.0 * theirs_off,
+                "at position {position}: {ours_off} from the exact logits, candle {theirs_off}"
             );
+            off.0 += ours_off;
+            off.1 += theirs_off;
         }
+        assert!(
+            off.0 <= 1.25 * off.1,
+            "in all {off:?} from the exact logits"
+        );
     }
 
     #[test]
