@@ -592,7 +592,7 @@ mod tests {
             let input = Tensor::new(tokens, &Device::Cpu)
                 .and_then(|t| t.unsqueeze(0))
                 .expect("input");
-            let mut logits = |model: &mut ModelWeights| -> Vec<f32> {
+            let logits = |model: &mut ModelWeights| -> Vec<f32> {
                 model
                     .forward(&input, position)
                     .and_then(|t| t.flatten_all()?.to_vec1())
