@@ -12,13 +12,13 @@
 //! ([`aimesh_kernels::Tiles`]): Q4_0 and Q4_1, which candle has no tiled kernel for, and Q8_0,
 //! which they take unpadded.
 
+use std::sync::Arc;
+
+use aimesh_kernels::Tiles;
 use candle_core::{
     D, Device, Module, Result, Tensor,
     quantized::{GgmlDType, QMatMul, QTensor, ggml_file::qtensor_from_ggml},
 };
-use std::sync::Arc;
-
-use aimesh_kernels::Tiles;
 
 /// A quantized `outputs × inputs` matrix, stored padded where that brings a faster kernel.
 #[derive(Debug, Clone)]
@@ -47,11 +47,7 @@ impl QMatrix {
             // faster kernel, gives the blocks quantizing a padded one would.
             return Self::new(QTensor::quantize(weight, dtype)?);
         }
-        let padded = if tiled(dtype) {
-            (inputs.next_multiple_of(256), outputs.next_multiple_of(16))
-        } else {
-            (inputs, outputs)
-        };
+        let padded = padded_shape(dtype, inputs, outputs);
         let weight = weight
             .pad_with_zeros(1, 0, padded.0 - inputs)?
             .pad_with_zeros(0, 0, padded.1 - outputs)?;
@@ -75,12 +71,7 @@ impl QMatrix {
                 padded: (inputs, outputs),
             });
         }
-        let dtype = tensor.dtype();
-        let padded = if tiled(dtype) {
-            (inputs.next_multiple_of(256), outputs.next_multiple_of(16))
-        } else {
-            (inputs, outputs)
-        };
+        let padded = padded_shape(tensor.dtype(), inputs, outputs);
         let tensor = if padded == (inputs, outputs) {
             tensor
         } else {
@@ -135,6 +126,16 @@ impl QMatrix {
         } else {
             Ok(y)
         }
+    }
+}
+
+/// The width and height a matrix of `dtype` is stored at: a multiple of 256 by a multiple of
+/// 16 where candle has tiled kernels for `dtype` on this CPU, else its own.
+fn padded_shape(dtype: GgmlDType, inputs: usize, outputs: usize) -> (usize, usize) {
+    if tiled(dtype) {
+        (inputs.next_multiple_of(256), outputs.next_multiple_of(16))
+    } else {
+        (inputs, outputs)
     }
 }
 

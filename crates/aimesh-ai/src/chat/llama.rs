@@ -268,7 +268,7 @@ impl Llama {
         let last = &x[(tokens.len() - 1) * dim..];
         let mut normed = vec![0f32; dim];
         rms_norm(last, &self.norm, self.eps, &mut normed);
-        product(&self.output, &normed, 1)
+        self.output.multiply(&normed, 1)
     }
 
     /// One decoder block over the hidden states `x` of the positions from `start` on.
@@ -287,7 +287,7 @@ impl Llama {
         for_rows(x, &mut normed, dim, dim, |x, out| {
             rms_norm(x, &block.attention_norm, self.eps, out)
         });
-        let qkv = product(&block.qkv, &normed, rows)?;
+        let qkv = block.qkv.multiply(&normed, rows)?;
         let width = dim + 2 * kv_dim;
         let mut queries = Vec::with_capacity(rows * dim);
         for (row, qkv) in qkv.chunks_exact(width).enumerate() {
@@ -303,13 +303,13 @@ impl Llama {
             values.extend_from_slice(v);
         }
         let attended = self.attention(&queries, keys, values, start);
-        let output = product(&block.output, &attended, rows)?;
+        let output = block.output.multiply(&attended, rows)?;
         x.iter_mut().zip(&output).for_each(|(x, o)| *x += o);
 
         for_rows(x, &mut normed, dim, dim, |x, out| {
             rms_norm(x, &block.ffn_norm, self.eps, out)
         });
-        let gate_up = product(&block.gate_up, &normed, rows)?;
+        let gate_up = block.gate_up.multiply(&normed, rows)?;
         let mut activated = vec![0f32; rows * hidden];
         for_rows(
             &gate_up,
@@ -323,7 +323,7 @@ impl Llama {
                 }
             },
         );
-        let down = product(&block.down, &activated, rows)?;
+        let down = block.down.multiply(&activated, rows)?;
         x.iter_mut().zip(&down).for_each(|(x, d)| *x += d);
         Ok(())
     }
@@ -406,11 +406,6 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     lanes.iter().sum::<f32>() + tail
-}
-
-/// `x · weightᵀ` for `rows` rows of `x`.
-fn product(weight: &QMatrix, x: &[f32], rows: usize) -> Result<Vec<f32>> {
-    weight.multiply(x, rows)
 }
 
 /// A norm's weights.
