@@ -21,8 +21,15 @@
 //! rounding of the activations' scales and the order of the float sums. The work is split by
 //! tiles of 16 rows across candle's persistent worker threads, so it shares them with
 //! candle's own kernels instead of adding threads.
+//!
+//! Where the CPU has AMX-INT8 (and Linux grants the process its tile state), 16 rows of
+//! activations or more (a prompt) go through AMX instead: the same tiles, unpacked to bytes
+//! once per 16 rows of the matrix, are exactly the layout of `tdpbsud`'s second operand, so
+//! one instruction multiplies a 32-value block of 16 rows of activations by the 16 rows of
+//! the matrix, and AVX-512 applies the blocks' scales to the 16 × 16 integer sums.
+//! `AIMESH_AMX=off` keeps such CPUs on AVX-512 VNNI.
 
-use std::fmt;
+use std::{fmt, sync::OnceLock};
 
 use candle_core::{
     Result, bail,
@@ -66,7 +73,9 @@ enum Packed {
     Eight(Vec<Tile8>),
 }
 
-/// One block of activations, quantized to 8 bits.
+/// One block of activations, quantized to 8 bits. The values come first: AMX loads the
+/// values of 16 rows' blocks with the stride between rows.
+#[repr(C)]
 #[derive(Clone, Copy)]
 struct Activation {
     values: [i8; BLOCK],
@@ -75,9 +84,20 @@ struct Activation {
     sum: f32,
 }
 
+impl Activation {
+    /// The missing rows of AMX's last pass.
+    const ZERO: Self = Self {
+        values: [0; BLOCK],
+        scale: 0.0,
+        sum: 0.0,
+    };
+}
+
 /// The instruction set a kernel needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kernel {
+    /// AMX-INT8 for 16 rows of activations or more, AVX-512 VNNI for fewer.
+    Amx,
     Avx512Vnni,
     Avx2,
 }
@@ -89,7 +109,11 @@ impl Kernel {
             use std::arch::is_x86_feature_detected as has;
             let base = has!("avx2") && has!("fma") && has!("f16c");
             if base && has!("avx512f") && has!("avx512bw") && has!("avx512vnni") {
-                return Some(Self::Avx512Vnni);
+                return Some(if amx_enabled() {
+                    Self::Amx
+                } else {
+                    Self::Avx512Vnni
+                });
             }
             if base {
                 return Some(Self::Avx2);
@@ -97,6 +121,48 @@ impl Kernel {
         }
         None
     }
+}
+
+/// Whether this CPU has AMX-INT8 and the process may use its tile state (Linux hands out the
+/// 8 KiB of tile data only to processes that ask), unless `AIMESH_AMX=off`.
+fn amx_enabled() -> bool {
+    static ENABLED: OnceLock<bool> = OnceLock::new();
+    *ENABLED.get_or_init(|| {
+        let off = std::env::var("AIMESH_AMX").is_ok_and(|v| {
+            matches!(
+                v.to_ascii_lowercase().as_str(),
+                "off" | "0" | "false" | "no"
+            )
+        });
+        !off && amx_granted()
+    })
+}
+
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+fn amx_granted() -> bool {
+    // CPUID leaf 7 (the caller saw AVX-512, so the CPU has it): EDX bit 24 is AMX-TILE and
+    // bit 25 AMX-INT8.
+    let amx = 0b11 << 24;
+    if std::arch::x86_64::__cpuid_count(7, 0).edx & amx != amx {
+        return false;
+    }
+    // Linux's arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA).
+    const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
+    const XFEATURE_XTILEDATA: libc::c_long = 18;
+    // SAFETY: this request only asks the kernel to let the process's threads use the tile
+    // state; it reads and writes no memory of ours.
+    unsafe {
+        libc::syscall(
+            libc::SYS_arch_prctl,
+            ARCH_REQ_XCOMP_PERM,
+            XFEATURE_XTILEDATA,
+        ) == 0
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+fn amx_granted() -> bool {
+    false
 }
 
 /// A Q4_0, Q4_1 or Q8_0 matrix repacked into tiles of 16 rows, multiplied on every core.
@@ -146,7 +212,7 @@ impl Tiles {
         let block_bytes = match tensor.dtype() {
             GgmlDType::Q4_0 => 18,
             GgmlDType::Q4_1 => 20,
-            GgmlDType::Q8_0 if kernel == Kernel::Avx512Vnni => 34,
+            GgmlDType::Q8_0 if kernel != Kernel::Avx2 => 34,
             _ => return Ok(None),
         };
         let (outputs, inputs) = tensor.shape().dims2()?;
@@ -245,10 +311,31 @@ impl Tiles {
                 x.len()
             );
         }
-        let activations: Vec<Activation> = x.chunks_exact(BLOCK).map(quantize).collect();
+        let mut activations: Vec<Activation> = x.chunks_exact(BLOCK).map(quantize_block).collect();
         let row_tiles = self.outputs.div_ceil(TILE);
         let width = row_tiles * TILE;
         let mut out = vec![0f32; rows * width];
+        if self.kernel == Kernel::Amx && rows >= TILE {
+            // AMX multiplies 16 rows at a time: the last pass's missing rows are zeros.
+            activations.resize(rows.next_multiple_of(TILE) * self.blocks, Activation::ZERO);
+            self.amx_product(&activations, rows, &mut out);
+        } else {
+            self.vector_product(&activations, rows, &mut out);
+        }
+        if width != self.outputs {
+            let outputs = self.outputs;
+            for row in 1..rows {
+                out.copy_within(row * width..row * width + outputs, row * outputs);
+            }
+            out.truncate(rows * outputs);
+        }
+        Ok(out)
+    }
+
+    /// The product on AVX2 or AVX-512 VNNI, into `out` (`rows` rows of whole tiles).
+    fn vector_product(&self, activations: &[Activation], rows: usize, out: &mut [f32]) {
+        let row_tiles = self.outputs.div_ceil(TILE);
+        let width = row_tiles * TILE;
         let chunks = rows.div_ceil(ROWS);
         // Units run tile by tile, so that each thread streams through neighbouring weights.
         let target = out.as_mut_ptr() as usize;
@@ -273,14 +360,50 @@ impl Tiles {
                 }
             }
         });
-        if width != self.outputs {
-            let outputs = self.outputs;
-            for row in 1..rows {
-                out.copy_within(row * width..row * width + outputs, row * outputs);
+    }
+
+    /// The product on AMX, into `out` (`rows` rows of whole tiles); `activations` has whole
+    /// passes of 16 rows. Each unit of work is one tile of 16 rows of the matrix, unpacked
+    /// once and multiplied by every row of activations.
+    fn amx_product(&self, activations: &[Activation], rows: usize, out: &mut [f32]) {
+        let row_tiles = self.outputs.div_ceil(TILE);
+        let width = row_tiles * TILE;
+        let target = out.as_mut_ptr() as usize;
+        candle_core::utils::barrier_pool().execute_chunked(row_tiles, |units| {
+            #[cfg(target_arch = "x86_64")]
+            UNPACKED.with_borrow_mut(|unpacked| {
+                // SAFETY: the kernel is `Amx` only where the CPU has AMX-INT8 and Linux
+                // granted the process its tile state.
+                let _tiles = unsafe { x86::AmxTiles::configure() };
+                for tile in units {
+                    let at = tile * self.blocks..(tile + 1) * self.blocks;
+                    let out = (target as *mut f32).wrapping_add(tile * TILE);
+                    unpacked.clear();
+                    // SAFETY: AMX's CPUs have AVX-512 (the kernel's detection checked it) and
+                    // the tile state is configured (above); `activations` holds whole passes
+                    // of 16 rows of `blocks` blocks; the unit writes only its own tile's 16
+                    // columns of the first `rows` rows of `out`, which outlives the pool's
+                    // call.
+                    unsafe {
+                        match &self.packed {
+                            Packed::Four(tiles) => {
+                                x86::unpack_four(&tiles[at], unpacked);
+                                x86::amx_tile::<false>(unpacked, activations, rows, out, width)
+                            }
+                            Packed::Eight(tiles) => {
+                                x86::unpack_eight(&tiles[at], unpacked);
+                                x86::amx_tile::<true>(unpacked, activations, rows, out, width)
+                            }
+                        }
+                    }
+                }
+            });
+            #[cfg(not(target_arch = "x86_64"))]
+            {
+                let _ = (units, activations, rows, target, width);
+                unreachable!("AMX is an x86-64 extension");
             }
-            out.truncate(rows * outputs);
-        }
-        Ok(out)
+        });
     }
 
     /// Tile `tile`'s 16 rows times each row of `acts`, into `sums`.
@@ -291,7 +414,7 @@ impl Tiles {
         // 8-bit tiles are made only for the AVX-512 VNNI one.
         unsafe {
             match (&self.packed, self.kernel) {
-                (Packed::Four(tiles), Kernel::Avx512Vnni) => {
+                (Packed::Four(tiles), Kernel::Avx512Vnni | Kernel::Amx) => {
                     x86::four_bit_512(&tiles[at], acts, sums)
                 }
                 (Packed::Four(tiles), Kernel::Avx2) => x86::four_bit_256(&tiles[at], acts, sums),
@@ -304,6 +427,14 @@ impl Tiles {
             unreachable!("no tiles without a kernel");
         }
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+thread_local! {
+    /// Each thread's unpacked blocks of the tile of the matrix it multiplies on AMX.
+    static UNPACKED: std::cell::RefCell<Vec<x86::Unpacked>> = const {
+        std::cell::RefCell::new(Vec::new())
+    };
 }
 
 /// Runs `f(index, chunk)` on each `len`-long chunk of `out` (the last may be shorter), the
@@ -337,6 +468,19 @@ pub fn for_each_chunk(out: &mut [f32], len: usize, f: impl Fn(usize, &mut [f32])
 
 /// One block of activations as GGML's Q8_1 quantizes it: a scale mapping the largest
 /// magnitude to 127, values rounded to nearest.
+fn quantize_block(x: &[f32]) -> Activation {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: there are tiles to multiply only where a kernel was detected, and every kernel
+    // needs AVX2 (and FMA).
+    unsafe {
+        x86::quantize(x)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    quantize(x)
+}
+
+/// [`quantize_block`] one value at a time (ties rounded to even, as SIMD rounds them).
+#[cfg(any(test, not(target_arch = "x86_64")))]
 fn quantize(x: &[f32]) -> Activation {
     let largest = x.iter().fold(0f32, |m, v| m.max(v.abs()));
     let scale = largest / 127.0;
@@ -344,7 +488,7 @@ fn quantize(x: &[f32]) -> Activation {
     let mut values = [0i8; BLOCK];
     let mut total = 0i32;
     for (q, &v) in values.iter_mut().zip(x) {
-        *q = (v * inverse).round() as i8;
+        *q = (v * inverse).round_ties_even() as i8;
         total += i32::from(*q);
     }
     Activation {
@@ -356,9 +500,297 @@ fn quantize(x: &[f32]) -> Activation {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use std::arch::x86_64::*;
+    use std::arch::{asm, x86_64::*};
 
     use super::{Activation, ROWS, TILE, Tile4, Tile8};
+
+    /// One block of a tile of 16 rows unpacked for AMX: the product's second operand, 8 rows
+    /// of 64 bytes (`[group of 4 values][row of the matrix][4 values]`; 4-bit values
+    /// unsigned, 8-bit ones signed), with the rows' scales and (4-bit) offsets.
+    #[repr(C, align(64))]
+    pub(super) struct Unpacked {
+        values: [u8; 512],
+        scales: [f32; TILE],
+        offsets: [f32; TILE],
+    }
+
+    /// AMX's tile registers as `amx_tile` uses them, twice over (tmm0–2 and tmm3–5): the
+    /// 16 × 16 sums (64 bytes a row), 16 rows of a block of activations (32 bytes), the
+    /// matrix's block (8 rows of 64 bytes). The layout is `ldtilecfg`'s (palette 1).
+    #[repr(C, align(64))]
+    struct TileConfig([u8; 64]);
+
+    static CONFIG: TileConfig = {
+        let mut config = [0u8; 64];
+        config[0] = 1;
+        let tiles: [(u8, u16); 6] = [(16, 64), (16, 32), (8, 64), (16, 64), (16, 32), (8, 64)];
+        let mut t = 0;
+        while t < tiles.len() {
+            let (rows, bytes) = tiles[t];
+            let bytes = bytes.to_le_bytes();
+            config[16 + 2 * t] = bytes[0];
+            config[17 + 2 * t] = bytes[1];
+            config[48 + t] = rows;
+            t += 1;
+        }
+        TileConfig(config)
+    };
+
+    /// The tile registers configured on this thread, released on drop.
+    pub(super) struct AmxTiles(());
+
+    impl AmxTiles {
+        /// # Safety
+        /// The CPU has AMX and the OS granted the process its tile state.
+        pub(super) unsafe fn configure() -> Self {
+            // SAFETY: `CONFIG` is a valid 64-byte palette-1 configuration (the caller vouches
+            // for AMX itself).
+            unsafe { asm!("ldtilecfg [{}]", in(reg) CONFIG.0.as_ptr(), options(nostack)) };
+            Self(())
+        }
+    }
+
+    impl Drop for AmxTiles {
+        fn drop(&mut self) {
+            // SAFETY: the tiles were configured by `configure`; releasing them returns the
+            // thread to its initial tile state.
+            unsafe { asm!("tilerelease", options(nostack, nomem)) };
+        }
+    }
+
+    /// Unpacks the 4-bit `tiles` (one tile's blocks) into `out`.
+    #[target_feature(enable = "avx512f,avx512bw,f16c")]
+    pub(super) fn unpack_four(tiles: &[Tile4], out: &mut Vec<Unpacked>) {
+        let low = _mm512_set1_epi8(0x0F);
+        for tile in tiles {
+            let mut block = Unpacked {
+                values: [0; 512],
+                scales: [0.0; TILE],
+                offsets: [0.0; TILE],
+            };
+            // SAFETY: the loads read inside `tile` and the stores write inside `block`, both
+            // 64-byte aligned.
+            unsafe {
+                let (from, to) = (tile.nibbles.as_ptr(), block.values.as_mut_ptr());
+                for g in 0..4 {
+                    // A group's low nibbles are values 8g..8g+3 of each row, its high ones
+                    // values 8g+4..8g+7: rows 2g and 2g + 1 of the operand.
+                    let w = _mm512_load_si512(from.add(64 * g).cast());
+                    let (lo, hi) = (
+                        _mm512_and_si512(w, low),
+                        _mm512_and_si512(_mm512_srli_epi16::<4>(w), low),
+                    );
+                    _mm512_store_si512(to.add(128 * g).cast(), lo);
+                    _mm512_store_si512(to.add(128 * g + 64).cast(), hi);
+                }
+                let scales = _mm512_cvtph_ps(_mm256_loadu_si256(tile.scales.as_ptr().cast()));
+                let offsets = _mm512_cvtph_ps(_mm256_loadu_si256(tile.offsets.as_ptr().cast()));
+                _mm512_store_ps(block.scales.as_mut_ptr(), scales);
+                _mm512_store_ps(block.offsets.as_mut_ptr(), offsets);
+            }
+            out.push(block);
+        }
+    }
+
+    /// Unpacks the 8-bit `tiles` (one tile's blocks) into `out`, signed again (the tiles
+    /// store them plus 128 for VNNI, whose first operand is unsigned): the values are
+    /// already in the operand's layout, and have no offsets.
+    #[target_feature(enable = "avx512f,avx512bw,f16c")]
+    pub(super) fn unpack_eight(tiles: &[Tile8], out: &mut Vec<Unpacked>) {
+        let bias = _mm512_set1_epi8(-128);
+        for tile in tiles {
+            let mut block = Unpacked {
+                values: [0; 512],
+                scales: [0.0; TILE],
+                offsets: [0.0; TILE],
+            };
+            // SAFETY: the loads read inside `tile` and the stores write inside `block`, both
+            // 64-byte aligned.
+            unsafe {
+                let (from, to) = (tile.values.as_ptr(), block.values.as_mut_ptr());
+                for g in 0..8 {
+                    let w = _mm512_load_si512(from.add(64 * g).cast());
+                    _mm512_store_si512(to.add(64 * g).cast(), _mm512_xor_si512(w, bias));
+                }
+                let scales = _mm512_cvtph_ps(_mm256_loadu_si256(tile.scales.as_ptr().cast()));
+                _mm512_store_ps(block.scales.as_mut_ptr(), scales);
+            }
+            out.push(block);
+        }
+    }
+
+    /// One block's product on AMX: zero the sums' tile, load 16 rows of 32 activations and
+    /// the matrix's 8 rows of 64 bytes, multiply (`tdpbssd` signed by signed, `tdpbsud`
+    /// signed by unsigned) and store the 16 × 16 sums.
+    macro_rules! block_product {
+        ($op:literal, $c:literal, $a:literal, $w:literal, $ap:expr, $stride:expr, $wp:expr, $cp:expr) => {
+            asm!(
+                concat!("tilezero ", $c),
+                concat!("tileloadd ", $a, ", [{a} + {a_stride}*1]"),
+                concat!("tileloadd ", $w, ", [{w} + {row}*1]"),
+                concat!($op, " ", $c, ", ", $a, ", ", $w),
+                concat!("tilestored [{c} + {row}*1], ", $c),
+                a = in(reg) $ap,
+                a_stride = in(reg) $stride,
+                w = in(reg) $wp,
+                c = in(reg) $cp,
+                row = in(reg) 64usize,
+                options(nostack),
+            )
+        };
+    }
+
+    /// The sums of one block of 16 rows of activations by 16 rows of the matrix, row after
+    /// row of activations.
+    #[repr(C, align(64))]
+    struct Sums([i32; TILE * TILE]);
+
+    /// The unpacked blocks of one tile of 16 rows times the first `rows` rows of
+    /// `activations`, into `out[row × width..][..16]`. `SIGNED` blocks hold signed values
+    /// and no offsets.
+    ///
+    /// Blocks are software-pipelined: the tile unit multiplies block `b` into one of two
+    /// buffers of sums while the vector units scale the other's, block `b − 1`, so neither
+    /// waits for the other's latency.
+    ///
+    /// # Safety
+    /// The tile registers are configured ([`AmxTiles`]); `activations` holds
+    /// `rows.next_multiple_of(16)` rows of `blocks.len()` blocks; `out` is valid for writes
+    /// of 16 floats at each `row × width`, `row < rows`, and nothing else writes there.
+    #[target_feature(enable = "avx512f,avx512bw,fma")]
+    pub(super) unsafe fn amx_tile<const SIGNED: bool>(
+        blocks: &[Unpacked],
+        activations: &[Activation],
+        rows: usize,
+        out: *mut f32,
+        width: usize,
+    ) {
+        let count = blocks.len();
+        let stride = count * size_of::<Activation>();
+        let mut sums = [Sums([0; TILE * TILE]), Sums([0; TILE * TILE])];
+        for first in (0..rows).step_by(TILE) {
+            let pass = &activations[first * count..(first + TILE) * count];
+            let mut acc = [_mm512_setzero_ps(); TILE];
+            for b in 0..=count {
+                if b < count {
+                    let (a, w, c) = (
+                        pass[b].values.as_ptr(),
+                        blocks[b].values.as_ptr(),
+                        sums[b % 2].0.as_mut_ptr(),
+                    );
+                    // SAFETY: the A operand (tmm1 or tmm4) reads 16 rows of 32 bytes,
+                    // `stride` apart, from block `b` of the pass's first row: the values of
+                    // block `b` of each of its 16 rows, all inside `pass` (`Activation` is
+                    // `repr(C)`, values first). The B operand (tmm2, tmm5) reads the 8 rows
+                    // of 64 bytes of block `b`'s values; the sums (tmm0, tmm3) are stored to
+                    // the 16 rows of 64 bytes of one of `sums`. Tile registers are not
+                    // renamed: alternate blocks take different ones, so one block's product
+                    // need not wait for the last one's store.
+                    unsafe {
+                        match (SIGNED, b % 2 == 0) {
+                            (true, true) => {
+                                block_product!("tdpbssd", "tmm0", "tmm1", "tmm2", a, stride, w, c)
+                            }
+                            (true, false) => {
+                                block_product!("tdpbssd", "tmm3", "tmm4", "tmm5", a, stride, w, c)
+                            }
+                            (false, true) => {
+                                block_product!("tdpbsud", "tmm0", "tmm1", "tmm2", a, stride, w, c)
+                            }
+                            (false, false) => {
+                                block_product!("tdpbsud", "tmm3", "tmm4", "tmm5", a, stride, w, c)
+                            }
+                        }
+                    }
+                }
+                let Some(b) = b.checked_sub(1) else {
+                    continue;
+                };
+                let (block, sums) = (&blocks[b], &sums[b % 2]);
+                // SAFETY: the loads read inside `block` (64-byte aligned).
+                let (scales, offsets) = unsafe {
+                    (
+                        _mm512_load_ps(block.scales.as_ptr()),
+                        _mm512_load_ps(block.offsets.as_ptr()),
+                    )
+                };
+                // Block `b` of the pass's first row; row `m`'s is `count` blocks further.
+                let column = pass[b..].as_ptr();
+                for (m, acc) in acc.iter_mut().enumerate() {
+                    // SAFETY: `pass` holds 16 rows of `count` blocks, and `b < count`; row
+                    // `m` of `sums` is 16 sums, 64-byte aligned.
+                    let (a, dot) = unsafe {
+                        (
+                            &*column.add(m * count),
+                            _mm512_load_si512(sums.0.as_ptr().add(TILE * m).cast()),
+                        )
+                    };
+                    let factor = _mm512_mul_ps(scales, _mm512_set1_ps(a.scale));
+                    *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), factor, *acc);
+                    if !SIGNED {
+                        *acc = _mm512_fmadd_ps(offsets, _mm512_set1_ps(a.sum), *acc);
+                    }
+                }
+            }
+            for (m, acc) in acc.iter().enumerate().take(rows - first) {
+                // SAFETY: row `first + m < rows`: the caller vouches for the 16 floats there.
+                unsafe { _mm512_storeu_ps(out.add((first + m) * width), *acc) };
+            }
+        }
+    }
+
+    /// One block of 32 activations quantized to 8 bits (see `quantize_block`).
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn quantize(x: &[f32]) -> Activation {
+        assert_eq!(x.len(), 32, "a block is 32 values");
+        // SAFETY: the loads read the 32 floats of `x`, the store writes the 32 bytes of
+        // `values`.
+        unsafe {
+            let v: [__m256; 4] = std::array::from_fn(|i| _mm256_loadu_ps(x.as_ptr().add(8 * i)));
+            let sign = _mm256_set1_ps(-0.0);
+            let magnitude = v.map(|v| _mm256_andnot_ps(sign, v));
+            let m = _mm256_max_ps(
+                _mm256_max_ps(magnitude[0], magnitude[1]),
+                _mm256_max_ps(magnitude[2], magnitude[3]),
+            );
+            let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
+            let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+            let largest = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+            let scale = largest / 127.0;
+            let inverse = _mm256_set1_ps(if scale > 0.0 { 1.0 / scale } else { 0.0 });
+            let q = v.map(|v| {
+                _mm256_cvtps_epi32(_mm256_round_ps::<
+                    { _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC },
+                >(_mm256_mul_ps(v, inverse)))
+            });
+            // The sum of the 32 integers.
+            let total =
+                _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+            let total = _mm_add_epi32(
+                _mm256_castsi256_si128(total),
+                _mm256_extracti128_si256::<1>(total),
+            );
+            let total = _mm_add_epi32(total, _mm_shuffle_epi32::<0b01_00_11_10>(total));
+            let total = _mm_cvtsi128_si32(_mm_add_epi32(
+                total,
+                _mm_shuffle_epi32::<0b10_11_00_01>(total),
+            ));
+            // Packing works within 128-bit lanes: the permutation puts the values back in order.
+            let packed = _mm256_packs_epi16(
+                _mm256_packs_epi32(q[0], q[1]),
+                _mm256_packs_epi32(q[2], q[3]),
+            );
+            let packed =
+                _mm256_permutevar8x32_epi32(packed, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            let mut values = [0i8; 32];
+            _mm256_storeu_si256(values.as_mut_ptr().cast(), packed);
+            Activation {
+                values,
+                scale,
+                sum: scale * total as f32,
+            }
+        }
+    }
 
     /// Activations `at..at + 4` of `values` as one 32-bit lane.
     #[inline(always)]
@@ -549,6 +981,7 @@ mod tests {
     /// The kernels this CPU has, best first.
     fn kernels() -> &'static [Kernel] {
         match Kernel::detect() {
+            Some(Kernel::Amx) => &[Kernel::Amx, Kernel::Avx512Vnni, Kernel::Avx2],
             Some(Kernel::Avx512Vnni) => &[Kernel::Avx512Vnni, Kernel::Avx2],
             Some(Kernel::Avx2) => &[Kernel::Avx2],
             None => &[],
@@ -557,7 +990,8 @@ mod tests {
 
     /// The tiles compute, on every kernel this CPU has, the product of the dequantized
     /// matrix to within the activations' 8-bit rounding, for one row and for several (a pass
-    /// of four and a remainder), with a last tile of rows only partly filled.
+    /// of four and a remainder; for AMX two passes of 16 and a remainder), with a last tile
+    /// of rows only partly filled.
     #[test]
     fn tiles_multiply_like_the_dequantized_matrix() {
         let (outputs, inputs) = (40, 96);
@@ -569,7 +1003,7 @@ mod tests {
                     continue;
                 };
                 assert_eq!(tiles.inputs(), inputs);
-                for rows in [1, 6] {
+                for rows in [1, 6, 37] {
                     let x: Vec<f32> = (0..rows * inputs)
                         .map(|i| (i * 104_729 % 1000) as f32 / 500.0 - 1.0)
                         .collect();
@@ -618,6 +1052,25 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// The SIMD quantization gives the scalar one's values, scale and sum.
+    #[test]
+    fn activations_quantize_like_the_scalar_code() {
+        let blocks: Vec<f32> = (0..32 * 50)
+            .map(|i| match i / 32 {
+                0 => 0.0,
+                1 => 1.0,
+                2 => (i % 32) as f32 - 16.0,
+                b => ((i * 104_729 % 1000) as f32 / 500.0 - 1.0) * b as f32,
+            })
+            .collect();
+        for x in blocks.chunks_exact(BLOCK) {
+            let (got, want) = (quantize_block(x), quantize(x));
+            assert_eq!(got.values, want.values, "{x:?}");
+            assert_eq!(got.scale, want.scale);
+            assert_eq!(got.sum, want.sum);
         }
     }
 

@@ -1,0 +1,62 @@
+//! Times the tiled products on the shapes of SmolLM2-135M's matrices, for one row of
+//! activations (a generated token) and for 193 (a prompt), and prints them with the kernel
+//! this CPU takes (the fastest of many runs). `RAYON_NUM_THREADS=1` times one core;
+//! `AIMESH_AMX=off` compares AMX's CPUs with their AVX-512 VNNI kernels:
+//!
+//! ```sh
+//! cargo run --release -p aimesh-kernels --example products
+//! AIMESH_AMX=off cargo run --release -p aimesh-kernels --example products
+//! ```
+
+use std::time::{Duration, Instant};
+
+use aimesh_kernels::Tiles;
+use candle_core::{Device, Result, Tensor, quantized::GgmlDType, quantized::QTensor};
+
+fn main() -> Result<()> {
+    // (outputs, inputs): attention's query, the feed-forward's up and down projections.
+    let shapes = [(576, 576), (1536, 576), (576, 1536)];
+    for dtype in [GgmlDType::Q4_1, GgmlDType::Q4_0, GgmlDType::Q8_0] {
+        for (outputs, inputs) in shapes {
+            let weights: Vec<f32> = (0..outputs * inputs)
+                .map(|i| (i * 7919 % 1000) as f32 / 500.0 - 1.0)
+                .collect();
+            let tensor = Tensor::from_slice(&weights, (outputs, inputs), &Device::Cpu)?;
+            let Some(tiles) = Tiles::pack(&QTensor::quantize(&tensor, dtype)?)? else {
+                println!("{dtype:?}: no kernel on this CPU");
+                break;
+            };
+            let mut line = format!("{dtype:?} {outputs}x{inputs} ({tiles:?})");
+            for rows in [1, 193] {
+                let x: Vec<f32> = (0..rows * inputs)
+                    .map(|i| (i * 104_729 % 1000) as f32 / 500.0 - 1.0)
+                    .collect();
+                let fastest = time(|| tiles.multiply(&x, rows).map(drop))?;
+                let macs = (rows * outputs * inputs) as f64;
+                line += &format!(
+                    "; {rows} rows {:.1} µs, {:.1} GMAC/s",
+                    fastest.as_secs_f64() * 1e6,
+                    macs / fastest.as_secs_f64() / 1e9
+                );
+            }
+            println!("{line}");
+        }
+    }
+    Ok(())
+}
+
+/// The fastest of runs of `f` over about half a second, after a warm-up: the kernel's own
+/// speed, whatever else the machine is doing.
+fn time(mut f: impl FnMut() -> Result<()>) -> Result<Duration> {
+    let start = Instant::now();
+    f()?;
+    let once = start.elapsed().max(Duration::from_micros(1));
+    let runs = (Duration::from_millis(500).as_secs_f64() / once.as_secs_f64()).clamp(5.0, 5000.0);
+    let mut times = Vec::new();
+    for _ in 0..runs as usize {
+        let start = Instant::now();
+        f()?;
+        times.push(start.elapsed());
+    }
+    Ok(times.into_iter().min().unwrap_or(once))
+}
