@@ -10,8 +10,9 @@
 //! (narrower ones are padded, a third more weights to read for SmolLM2's 576-wide rows).
 //! Here each 32-value block of 16 rows becomes one tile: the rows' values interleaved four
 //! at a time, then the rows' scales (and Q4_1's minimums). One `vpdpbusd` (AVX-512 VNNI), or
-//! a `vpmaddubsw` (AVX2, 4-bit only), then multiplies four values of all 16 rows by the same
-//! four activations, and the weights are read once for up to [`ROWS`] rows of activations.
+//! a `vpmaddubsw` (AVX2: half the rows), then multiplies four values of all 16 rows by the
+//! same four activations, and the weights are read once for up to [`ROWS`] rows of
+//! activations.
 //! Repacking is lossless: each weight keeps its value and its block's f16 scale, and a tile
 //! is as large as the blocks it holds (Q8_0 values are stored plus 128, Q4_0's plus 8, so
 //! both are unsigned with an offset of −128 or −8 scales per value).
@@ -197,7 +198,7 @@ fn f16_at(raw: &[u8], at: usize) -> u16 {
 
 impl Tiles {
     /// Repacks `tensor` (`outputs × inputs`), or `None` when this CPU has no kernel for its
-    /// type: Q4_0 and Q4_1 need AVX2, Q8_0 AVX-512 VNNI.
+    /// type: every kernel needs AVX2, FMA and F16C.
     pub fn pack(tensor: &QTensor) -> Result<Option<Self>> {
         let Some(kernel) = Kernel::detect() else {
             return Ok(None);
@@ -212,7 +213,7 @@ impl Tiles {
         let block_bytes = match tensor.dtype() {
             GgmlDType::Q4_0 => 18,
             GgmlDType::Q4_1 => 20,
-            GgmlDType::Q8_0 if kernel != Kernel::Avx2 => 34,
+            GgmlDType::Q8_0 => 34,
             _ => return Ok(None),
         };
         let (outputs, inputs) = tensor.shape().dims2()?;
@@ -410,15 +411,17 @@ impl Tiles {
     fn tile_product(&self, tile: usize, acts: &[&[Activation]], sums: &mut [[f32; TILE]; ROWS]) {
         let at = tile * self.blocks..(tile + 1) * self.blocks;
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `kernel` was chosen by detecting the instructions each kernel enables, and
-        // 8-bit tiles are made only for the AVX-512 VNNI one.
+        // SAFETY: `kernel` was chosen by detecting the instructions each kernel enables.
         unsafe {
             match (&self.packed, self.kernel) {
                 (Packed::Four(tiles), Kernel::Avx512Vnni | Kernel::Amx) => {
                     x86::four_bit_512(&tiles[at], acts, sums)
                 }
                 (Packed::Four(tiles), Kernel::Avx2) => x86::four_bit_256(&tiles[at], acts, sums),
-                (Packed::Eight(tiles), _) => x86::eight_bit_512(&tiles[at], acts, sums),
+                (Packed::Eight(tiles), Kernel::Avx512Vnni | Kernel::Amx) => {
+                    x86::eight_bit_512(&tiles[at], acts, sums)
+                }
+                (Packed::Eight(tiles), Kernel::Avx2) => x86::eight_bit_256(&tiles[at], acts, sums),
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -893,6 +896,57 @@ mod x86 {
         }
     }
 
+    /// The 16 rows of 8-bit `tiles` times each row of `acts`, into `sums`, in two halves of
+    /// 8 rows. `vpmaddubsw` multiplies unsigned bytes by signed ones, and two products of a
+    /// stored value (up to 255) by an activation overflow its 16 bits: the values are made
+    /// signed again (−128..127) and take the activations' signs, which leaves the
+    /// activations' magnitudes (up to 127) unsigned, two products at most 32,512.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) fn eight_bit_256(
+        tiles: &[Tile8],
+        acts: &[&[Activation]],
+        sums: &mut [[f32; TILE]; ROWS],
+    ) {
+        let bias = _mm256_set1_epi8(-128);
+        let ones = _mm256_set1_epi16(1);
+        let mut scaled = [[_mm256_setzero_ps(); 2]; ROWS];
+        for (b, tile) in tiles.iter().enumerate() {
+            for half in 0..2 {
+                // SAFETY: the loads read inside `tile` (64-byte aligned).
+                let (values, scales) = unsafe {
+                    let p = tile.values.as_ptr();
+                    let mut v = [_mm256_setzero_si256(); 8];
+                    for (g, v) in v.iter_mut().enumerate() {
+                        let w = _mm256_load_si256(p.add(64 * g + 32 * half).cast());
+                        *v = _mm256_xor_si256(w, bias);
+                    }
+                    (
+                        v,
+                        _mm256_cvtph_ps(_mm_loadu_si128(tile.scales.as_ptr().add(8 * half).cast())),
+                    )
+                };
+                for (scaled, act) in scaled.iter_mut().zip(acts) {
+                    let a = &act[b];
+                    let mut dot = _mm256_setzero_si256();
+                    for (g, &v) in values.iter().enumerate() {
+                        let four = _mm256_set1_epi32(four(&a.values, 4 * g));
+                        let pairs =
+                            _mm256_maddubs_epi16(_mm256_abs_epi8(four), _mm256_sign_epi8(v, four));
+                        dot = _mm256_add_epi32(dot, _mm256_madd_epi16(pairs, ones));
+                    }
+                    let factor = _mm256_mul_ps(scales, _mm256_set1_ps(a.scale));
+                    scaled[half] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), factor, scaled[half]);
+                }
+            }
+        }
+        for (sums, scaled) in sums.iter_mut().zip(scaled).take(acts.len()) {
+            for (half, scaled) in scaled.into_iter().enumerate() {
+                // SAFETY: `sums` holds 16 floats.
+                unsafe { _mm256_storeu_ps(sums.as_mut_ptr().add(8 * half), scaled) };
+            }
+        }
+    }
+
     /// The 16 rows of 4-bit `tiles` times each row of `acts`, into `sums`, in two halves of
     /// 8 rows. Each `vpmaddubsw` lane adds two products of at most 15 × 127, so the eight
     /// of a block (at most 30,480) still fit its 16 bits.
@@ -998,10 +1052,9 @@ mod tests {
         for dtype in [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0] {
             let (weights, q) = matrix(outputs, inputs, dtype);
             for &kernel in kernels() {
-                let Some(tiles) = Tiles::pack_for(&q, kernel).expect("pack") else {
-                    assert_eq!((dtype, kernel), (GgmlDType::Q8_0, Kernel::Avx2));
-                    continue;
-                };
+                let tiles = Tiles::pack_for(&q, kernel)
+                    .expect("pack")
+                    .expect("a kernel for every block type");
                 assert_eq!(tiles.inputs(), inputs);
                 for rows in [1, 6, 37] {
                     let x: Vec<f32> = (0..rows * inputs)
