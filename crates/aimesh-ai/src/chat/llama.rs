@@ -669,6 +669,35 @@ mod tests {
         assert!((x[2] - 0.03f32.cos()).abs() < 1e-6 && (x[3] - 0.03f32.sin()).abs() < 1e-6);
     }
 
+    /// tract's SIMD SiLU and softmax give the exact formulas' values, on every length (a
+    /// SIMD body and a tail) and on large magnitudes.
+    #[test]
+    fn swiglu_and_softmax_match_the_formulas() {
+        let kernels = Kernels::new().expect("kernels");
+        for len in [1, 7, 64, 193, 1536] {
+            let gate: Vec<f32> = (0..len).map(|i| (i as f32 * 0.37).sin() * 12.0).collect();
+            let up: Vec<f32> = (0..len).map(|i| (i as f32 * 0.11).cos() * 3.0).collect();
+            let mut out = vec![0f32; len];
+            kernels.swiglu(&gate, &up, &mut out);
+            for ((&o, &g), &u) in out.iter().zip(&gate).zip(&up) {
+                let exact = g / (1.0 + (-g).exp()) * u;
+                assert!(
+                    (o - exact).abs() <= 1e-5 * (1.0 + exact.abs()),
+                    "{g} {u}: {o} vs {exact}"
+                );
+            }
+
+            let mut scores: Vec<f32> = gate.iter().map(|g| g * 4.0).collect();
+            let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let total: f32 = scores.iter().map(|s| (s - max).exp()).sum();
+            let exact: Vec<f32> = scores.iter().map(|s| (s - max).exp() / total).collect();
+            kernels.softmax(&mut scores);
+            for (got, want) in scores.iter().zip(&exact) {
+                assert!((got - want).abs() <= 1e-6 + 1e-5 * want, "{got} vs {want}");
+            }
+        }
+    }
+
     #[test]
     fn dot_and_rms_norm() {
         let a: Vec<f32> = (0..19).map(|i| i as f32).collect();
