@@ -517,6 +517,14 @@ mod x86 {
         offsets: [f32; TILE],
     }
 
+    impl Unpacked {
+        const EMPTY: Self = Self {
+            values: [0; 512],
+            scales: [0.0; TILE],
+            offsets: [0.0; TILE],
+        };
+    }
+
     /// AMX's tile registers as `amx_tile` uses them, twice over (tmm0–2 and tmm3–5): the
     /// 16 × 16 sums (64 bytes a row), 16 rows of a block of activations (32 bytes), the
     /// matrix's block (8 rows of 64 bytes). The layout is `ldtilecfg`'s (palette 1).
@@ -566,11 +574,7 @@ mod x86 {
     pub(super) fn unpack_four(tiles: &[Tile4], out: &mut Vec<Unpacked>) {
         let low = _mm512_set1_epi8(0x0F);
         for tile in tiles {
-            let mut block = Unpacked {
-                values: [0; 512],
-                scales: [0.0; TILE],
-                offsets: [0.0; TILE],
-            };
+            let mut block = Unpacked::EMPTY;
             // SAFETY: the loads read inside `tile` and the stores write inside `block`, both
             // 64-byte aligned.
             unsafe {
@@ -602,11 +606,7 @@ mod x86 {
     pub(super) fn unpack_eight(tiles: &[Tile8], out: &mut Vec<Unpacked>) {
         let bias = _mm512_set1_epi8(-128);
         for tile in tiles {
-            let mut block = Unpacked {
-                values: [0; 512],
-                scales: [0.0; TILE],
-                offsets: [0.0; TILE],
-            };
+            let mut block = Unpacked::EMPTY;
             // SAFETY: the loads read inside `tile` and the stores write inside `block`, both
             // 64-byte aligned.
             unsafe {
