@@ -9,8 +9,10 @@
 //! - query, key and value are one product (their weights stacked at load), as are the gate
 //!   and up projections of the feed-forward layer;
 //! - norms, rotary embeddings, attention and the gated activation are plain loops over the
-//!   hidden states, spread over candle's worker threads; the exponentials of the softmax and
-//!   of SiLU run on tract's SIMD kernels (a prompt of 193 tokens takes 14 million of them);
+//!   hidden states, spread over candle's worker threads; SiLU runs on tract's SIMD kernel (a
+//!   prompt of 193 tokens takes 9 million of its exponentials). The softmax stays a plain
+//!   loop: tract's softmax kernel sums in lanes that depend on the scores' address, so two
+//!   runs of the same request could differ, and a seeded sampling must not;
 //! - converted matrices are stored in the shapes candle's fastest kernels take (see
 //!   [`QMatrix`]).
 
@@ -18,7 +20,7 @@ use candle_core::{
     Device, Result, Tensor, bail,
     quantized::{GgmlDType, QTensor, ggml_file::qtensor_from_ggml, gguf_file},
 };
-use tract_linalg::{Func, element_wise::ElementWise, reduce::MapReduce};
+use tract_linalg::{Func, element_wise::ElementWise};
 
 use crate::quant::QMatrix;
 
@@ -76,23 +78,19 @@ pub(super) struct Llama {
     kernels: Kernels,
 }
 
-/// tract's SIMD kernels for the decoder's exponentials, the best this CPU has.
+/// tract's SIMD kernel for SiLU, the best this CPU has.
 #[derive(Debug)]
 struct Kernels {
     /// `x · sigmoid(x)`, in place.
     silu: Box<dyn ElementWise<f32>>,
-    /// `exp(x − max)` in place, returning the sum.
-    softmax: Box<dyn MapReduce<f32, f32>>,
 }
 
 impl Kernels {
     fn new() -> Result<Self> {
-        let no_kernel = |name: &str| candle_core::Error::Msg(format!("no {name} kernel"));
         Ok(Self {
-            silu: Func::Silu.ew_f32().map_err(|_| no_kernel("SiLU"))?,
-            softmax: Func::Softmax2
-                .map_reduce_f32()
-                .map_err(|_| no_kernel("softmax"))?,
+            silu: Func::Silu
+                .ew_f32()
+                .map_err(|e| candle_core::Error::Msg(format!("no SiLU kernel: {e}")))?,
         })
     }
 
@@ -108,19 +106,16 @@ impl Kernels {
         }
         out.iter_mut().zip(up).for_each(|(out, &u)| *out *= u);
     }
+}
 
-    /// The softmax of `scores`, in place.
-    fn softmax(&self, scores: &mut [f32]) {
-        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let total = match self.softmax.run_with_params(scores, max) {
-            Ok(total) => total,
-            Err(_) => scores.iter_mut().fold(0.0, |total, s| {
-                *s = (*s - max).exp();
-                total + *s
-            }),
-        };
-        scores.iter_mut().for_each(|s| *s /= total);
-    }
+/// The softmax of `scores`, in place, summed in order.
+fn softmax(scores: &mut [f32]) {
+    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let total = scores.iter_mut().fold(0.0, |total, s| {
+        *s = (*s - max).exp();
+        total + *s
+    });
+    scores.iter_mut().for_each(|s| *s /= total);
 }
 
 /// What a generation has computed so far: the keys and values of every position, per layer,
@@ -398,7 +393,7 @@ impl Llama {
                     dot(query, key) * scale
                 })
                 .collect();
-            self.kernels.softmax(&mut scores);
+            softmax(&mut scores);
             out.fill(0.0);
             for (t, &weight) in scores.iter().enumerate() {
                 let value = &values[t * kv_dim + offset..t * kv_dim + offset + head_dim];
@@ -669,8 +664,8 @@ mod tests {
         assert!((x[2] - 0.03f32.cos()).abs() < 1e-6 && (x[3] - 0.03f32.sin()).abs() < 1e-6);
     }
 
-    /// tract's SIMD SiLU and softmax give the exact formulas' values, on every length (a
-    /// SIMD body and a tail) and on large magnitudes.
+    /// tract's SIMD SiLU gives the exact formula's values, on every length (a SIMD body and
+    /// a tail) and on large magnitudes; the softmax sums to one.
     #[test]
     fn swiglu_and_softmax_match_the_formulas() {
         let kernels = Kernels::new().expect("kernels");
@@ -691,7 +686,7 @@ mod tests {
             let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let total: f32 = scores.iter().map(|s| (s - max).exp()).sum();
             let exact: Vec<f32> = scores.iter().map(|s| (s - max).exp() / total).collect();
-            kernels.softmax(&mut scores);
+            softmax(&mut scores);
             for (got, want) in scores.iter().zip(&exact) {
                 assert!((got - want).abs() <= 1e-6 + 1e-5 * want, "{got} vs {want}");
             }
