@@ -313,8 +313,7 @@ impl Tiles {
             );
         }
         let mut activations: Vec<Activation> = x.chunks_exact(BLOCK).map(quantize_block).collect();
-        let row_tiles = self.outputs.div_ceil(TILE);
-        let width = row_tiles * TILE;
+        let width = self.width();
         let mut out = vec![0f32; rows * width];
         if self.kernel == Kernel::Amx && rows >= TILE {
             // AMX multiplies 16 rows at a time: the last pass's missing rows are zeros.
@@ -333,10 +332,15 @@ impl Tiles {
         Ok(out)
     }
 
+    /// The width of a product's rows before they are cut to `outputs`: whole tiles.
+    fn width(&self) -> usize {
+        self.outputs.next_multiple_of(TILE)
+    }
+
     /// The product on AVX2 or AVX-512 VNNI, into `out` (`rows` rows of whole tiles).
     fn vector_product(&self, activations: &[Activation], rows: usize, out: &mut [f32]) {
-        let row_tiles = self.outputs.div_ceil(TILE);
-        let width = row_tiles * TILE;
+        let width = self.width();
+        let row_tiles = width / TILE;
         let chunks = rows.div_ceil(ROWS);
         // Units run tile by tile, so that each thread streams through neighbouring weights.
         let target = out.as_mut_ptr() as usize;
@@ -367,8 +371,8 @@ impl Tiles {
     /// passes of 16 rows. Each unit of work is one tile of 16 rows of the matrix, unpacked
     /// once and multiplied by every row of activations.
     fn amx_product(&self, activations: &[Activation], rows: usize, out: &mut [f32]) {
-        let row_tiles = self.outputs.div_ceil(TILE);
-        let width = row_tiles * TILE;
+        let width = self.width();
+        let row_tiles = width / TILE;
         let target = out.as_mut_ptr() as usize;
         candle_core::utils::barrier_pool().execute_chunked(row_tiles, |units| {
             #[cfg(target_arch = "x86_64")]
