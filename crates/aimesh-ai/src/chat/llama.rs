@@ -9,10 +9,11 @@
 //! - query, key and value are one product (their weights stacked at load), as are the gate
 //!   and up projections of the feed-forward layer;
 //! - norms, rotary embeddings, attention and the gated activation are plain loops over the
-//!   hidden states, spread over candle's worker threads; SiLU runs on tract's SIMD kernel (a
-//!   prompt of 193 tokens takes 9 million of its exponentials). The softmax stays a plain
-//!   loop: tract's softmax kernel sums in lanes that depend on the scores' address, so two
-//!   runs of the same request could differ, and a seeded sampling must not;
+//!   hidden states, spread over candle's worker threads; SiLU and the softmax's exponentials
+//!   run on tract's SIMD kernels (a prompt of 193 tokens takes 9 million exponentials for
+//!   SiLU). The softmax's maximum and total are folded in lanes by index, not by address
+//!   (tract's softmax kernel sums in lanes that depend on the scores' address, so two runs of
+//!   the same request could differ, and a seeded sampling must not);
 //! - converted matrices are stored in the shapes candle's fastest kernels take (see
 //!   [`QMatrix`]).
 
@@ -78,19 +79,26 @@ pub(super) struct Llama {
     kernels: Kernels,
 }
 
-/// tract's SIMD kernel for SiLU, the best this CPU has.
+/// tract's SIMD kernels for SiLU and the exponential, the best this CPU has. Both are
+/// element-wise: each value's result depends on that value alone, not on its neighbours or
+/// its address, so a request gives the same numbers wherever its buffers lie.
 #[derive(Debug)]
 struct Kernels {
     /// `x · sigmoid(x)`, in place.
     silu: Box<dyn ElementWise<f32>>,
+    /// `e^x`, in place.
+    exp: Box<dyn ElementWise<f32>>,
 }
 
 impl Kernels {
     fn new() -> Result<Self> {
+        let kernel = |func: Func| {
+            func.ew_f32()
+                .map_err(|e| candle_core::Error::Msg(format!("no {} kernel: {e}", func.name())))
+        };
         Ok(Self {
-            silu: Func::Silu
-                .ew_f32()
-                .map_err(|e| candle_core::Error::Msg(format!("no SiLU kernel: {e}")))?,
+            silu: kernel(Func::Silu)?,
+            exp: kernel(Func::Exp)?,
         })
     }
 
@@ -106,16 +114,39 @@ impl Kernels {
         }
         out.iter_mut().zip(up).for_each(|(out, &u)| *out *= u);
     }
+
+    /// The softmax of `scores`, in place. The exponentials run on tract's kernel; the
+    /// maximum and the total are taken in eight lanes by index (as `dot` does), so the
+    /// result never depends on where `scores` lies in memory: a seeded sampling gives one
+    /// reply. (tract's own softmax sums in lanes that follow the address.)
+    fn softmax(&self, scores: &mut [f32]) {
+        let max = fold_lanes(scores, f32::NEG_INFINITY, f32::max);
+        scores.iter_mut().for_each(|s| *s -= max);
+        if self.exp.run(scores).is_err() {
+            // As for SiLU: the kernel fails only on allocating its scratch space.
+            scores.iter_mut().for_each(|s| *s = s.exp());
+        }
+        let scale = 1.0 / fold_lanes(scores, 0.0, |total, s| total + s);
+        scores.iter_mut().for_each(|s| *s *= scale);
+    }
 }
 
-/// The softmax of `scores`, in place, summed in order.
-fn softmax(scores: &mut [f32]) {
-    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let total = scores.iter_mut().fold(0.0, |total, s| {
-        *s = (*s - max).exp();
-        total + *s
-    });
-    scores.iter_mut().for_each(|s| *s /= total);
+/// Folds `values` with `f` in eight lanes, value `i` into lane `i % 8`, then the lanes in
+/// order: the same result for the same values wherever they lie, and a loop the compiler
+/// turns into SIMD (a fold in one chain of additions it cannot).
+fn fold_lanes(values: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut lanes = [init; 8];
+    let chunks = values.chunks_exact(8);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane = f(*lane, v);
+        }
+    }
+    for (lane, &v) in lanes.iter_mut().zip(tail) {
+        *lane = f(*lane, v);
+    }
+    lanes.into_iter().fold(init, f)
 }
 
 /// What a generation has computed so far: the keys and values of every position, per layer,
@@ -393,7 +424,7 @@ impl Llama {
                     dot(query, key) * scale
                 })
                 .collect();
-            softmax(&mut scores);
+            self.kernels.softmax(&mut scores);
             out.fill(0.0);
             for (t, &weight) in scores.iter().enumerate() {
                 let value = &values[t * kv_dim + offset..t * kv_dim + offset + head_dim];
@@ -686,11 +717,35 @@ mod tests {
             let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let total: f32 = scores.iter().map(|s| (s - max).exp()).sum();
             let exact: Vec<f32> = scores.iter().map(|s| (s - max).exp() / total).collect();
-            softmax(&mut scores);
+            kernels.softmax(&mut scores);
             for (got, want) in scores.iter().zip(&exact) {
                 assert!((got - want).abs() <= 1e-6 + 1e-5 * want, "{got} vs {want}");
             }
         }
+    }
+
+    /// The softmax gives the same values wherever its scores lie in memory (a seeded
+    /// sampling depends on it), and `fold_lanes` on a tail shorter than the lanes.
+    #[test]
+    fn softmax_does_not_depend_on_the_address() {
+        let kernels = Kernels::new().expect("kernels");
+        for len in [1, 5, 17, 64, 193, 321] {
+            let scores: Vec<f32> = (0..len).map(|i| (i as f32 * 0.73).sin() * 9.0).collect();
+            let mut first = scores.clone();
+            kernels.softmax(&mut first);
+            let mut buffer = vec![0f32; len + 16];
+            for offset in 1..16 {
+                let shifted = &mut buffer[offset..offset + len];
+                shifted.copy_from_slice(&scores);
+                kernels.softmax(shifted);
+                assert_eq!(shifted, &first[..], "{len} scores at offset {offset}");
+            }
+        }
+        assert_eq!(fold_lanes(&[1.0, 2.0, 3.0], 0.0, |a, b| a + b), 6.0);
+        assert_eq!(
+            fold_lanes(&[], f32::NEG_INFINITY, f32::max),
+            f32::NEG_INFINITY
+        );
     }
 
     #[test]
