@@ -418,20 +418,21 @@ impl Llama {
             let query = &queries[index * head_dim..(index + 1) * head_dim];
             let offset = (head / group) * head_dim;
             let seen = start + row + 1;
-            let mut scores: Vec<f32> = (0..seen)
-                .map(|t| {
-                    let key = &keys[t * kv_dim + offset..t * kv_dim + offset + head_dim];
-                    dot(query, key) * scale
-                })
-                .collect();
-            self.kernels.softmax(&mut scores);
-            out.fill(0.0);
-            for (t, &weight) in scores.iter().enumerate() {
-                let value = &values[t * kv_dim + offset..t * kv_dim + offset + head_dim];
-                out.iter_mut()
-                    .zip(value)
-                    .for_each(|(o, &v)| *o += weight * v);
+            let mut scores = vec![0f32; seen];
+            for (block, scores) in scores.chunks_mut(KEYS).enumerate() {
+                // A last block shorter than `KEYS` repeats its last key: every score is
+                // computed the same way, whichever block it falls in.
+                let key = |i: usize| {
+                    let t = block * KEYS + i.min(scores.len() - 1);
+                    &keys[t * kv_dim + offset..t * kv_dim + offset + head_dim]
+                };
+                let dots = dots(query, std::array::from_fn(key));
+                for (score, dot) in scores.iter_mut().zip(dots) {
+                    *score = dot * scale;
+                }
             }
+            self.kernels.softmax(&mut scores);
+            weighted_sum(&scores, &values[offset..], kv_dim, out);
         };
         aimesh_kernels::for_each_chunk(&mut out, head_dim, attend);
         out
@@ -461,22 +462,54 @@ fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     }
 }
 
-/// Dot product, summed in eight lanes so that it vectorises.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0f32; 8];
-    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = a8
-        .remainder()
-        .iter()
-        .zip(b8.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (a, b) in a8.zip(b8) {
-        for ((lane, &x), &y) in lanes.iter_mut().zip(a).zip(b) {
-            *lane += x * y;
+/// Keys scored at once by [`dots`].
+const KEYS: usize = 8;
+
+/// `query · key` for each of `KEYS` keys as long as `query`, each summed with fused
+/// multiply-adds in eight lanes by index: eight independent sums in flight and the query read
+/// once, where one key at a time would wait on each addition's latency.
+fn dots(query: &[f32], keys: [&[f32]; KEYS]) -> [f32; KEYS] {
+    let mut lanes = [[0f32; 8]; KEYS];
+    let whole = query.len() / 8 * 8;
+    for i in (0..whole).step_by(8) {
+        let query = &query[i..i + 8];
+        for (lanes, key) in lanes.iter_mut().zip(&keys) {
+            for ((lane, &q), &k) in lanes.iter_mut().zip(query).zip(&key[i..i + 8]) {
+                *lane = q.mul_add(k, *lane);
+            }
         }
     }
-    lanes.iter().sum::<f32>() + tail
+    std::array::from_fn(|k| {
+        let tail = query[whole..].iter().zip(&keys[k][whole..]);
+        lanes[k].iter().sum::<f32>() + tail.map(|(q, k)| q * k).sum::<f32>()
+    })
+}
+
+/// `Σ weights[t] · values[t · stride..]` into `out`, `out.len()` values per position. Each
+/// block of 64 outputs stays in registers over every position (eight vectors of fused
+/// multiply-adds in flight) and is written once.
+fn weighted_sum(weights: &[f32], values: &[f32], stride: usize, out: &mut [f32]) {
+    const BLOCK: usize = 64;
+    for (block, out) in out.chunks_mut(BLOCK).enumerate() {
+        let width = out.len();
+        let value = |t: usize| &values[t * stride + block * BLOCK..][..width];
+        if let Ok(out) = <&mut [f32; BLOCK]>::try_from(&mut *out) {
+            let mut sums = [0f32; BLOCK];
+            for (t, &w) in weights.iter().enumerate() {
+                for (sum, &v) in sums.iter_mut().zip(value(t)) {
+                    *sum = w.mul_add(v, *sum);
+                }
+            }
+            *out = sums;
+        } else {
+            out.fill(0.0);
+            for (t, &w) in weights.iter().enumerate() {
+                for (sum, &v) in out.iter_mut().zip(value(t)) {
+                    *sum = w.mul_add(v, *sum);
+                }
+            }
+        }
+    }
 }
 
 /// A norm's weights.
@@ -748,10 +781,41 @@ mod tests {
         );
     }
 
+    /// The attention's products against the plain formulas: whole lanes and tails, whole
+    /// blocks of outputs and shorter ones.
     #[test]
-    fn dot_and_rms_norm() {
-        let a: Vec<f32> = (0..19).map(|i| i as f32).collect();
-        assert_eq!(dot(&a, &a), (0..19).map(|i| (i * i) as f32).sum::<f32>());
+    fn dots_weighted_sums_and_rms_norm() {
+        for len in [3, 19, 64, 128] {
+            let query: Vec<f32> = (0..len).map(|i| i as f32).collect();
+            let keys: Vec<Vec<f32>> = (0..KEYS)
+                .map(|k| (0..len).map(|i| (i + k) as f32 * 0.5).collect())
+                .collect();
+            let dots = dots(&query, std::array::from_fn(|k| &keys[k][..]));
+            for (dot, key) in dots.iter().zip(&keys) {
+                let exact: f32 = query.iter().zip(key).map(|(q, k)| q * k).sum();
+                assert!(
+                    (dot - exact).abs() <= 1e-5 * exact.abs(),
+                    "{dot} vs {exact}"
+                );
+            }
+        }
+        for (width, stride) in [(64, 192), (128, 128), (40, 48)] {
+            let weights: Vec<f32> = (0..37).map(|t| (t as f32 * 0.3).cos()).collect();
+            let values: Vec<f32> = (0..37 * stride).map(|i| (i as f32 * 0.07).sin()).collect();
+            let mut out = vec![f32::NAN; width];
+            weighted_sum(&weights, &values, stride, &mut out);
+            for (i, &got) in out.iter().enumerate() {
+                let exact: f32 = weights
+                    .iter()
+                    .enumerate()
+                    .map(|(t, w)| w * values[t * stride + i])
+                    .sum();
+                assert!(
+                    (got - exact).abs() <= 1e-5,
+                    "{width} wide, output {i}: {got} vs {exact}"
+                );
+            }
+        }
         let mut out = vec![0f32; 2];
         rms_norm(&[3.0, 4.0], &[1.0, 2.0], 0.0, &mut out);
         let rms = (12.5f32).sqrt();
