@@ -655,7 +655,8 @@ mod tests {
     /// candle's `quantized_llama`) as candle's own quantized products are. Both quantize the
     /// activations to 8 bits, each with its own rounding, which moves the logits by 1-6% of
     /// their norm here: summed over the steps, ours may be at most a quarter further off than
-    /// candle's, and at no step twice as far. The next token is the exact one at every step.
+    /// candle's, and at no step twice as far. The next token is the exact one at every step,
+    /// or one the exact logits tie with it.
     #[test]
     fn weights_as_stored_are_as_accurate_as_candles_quantized_products() {
         let spec = models::spec(super::super::MODEL_ID).expect("pinned");
@@ -672,8 +673,12 @@ mod tests {
                 .iter()
                 .enumerate()
                 .max_by(|a, b| a.1.total_cmp(b.1))
-                .map(|(i, _)| i)
+                .map_or(0, |(i, _)| i)
         };
+        // Exact logits this close are a tie for the activations' 8-bit rounding to break
+        // (it moves single logits by up to 0.5 here, candle's as ours): one step of this
+        // prompt has its top two 0.046 apart.
+        const TIE: f32 = 0.1;
         let distance = |a: &[f32], b: &[f32]| {
             a.iter()
                 .zip(b)
@@ -700,7 +705,13 @@ mod tests {
             let (theirs, reference) = (logits(&mut candle), logits(&mut exact));
             position += tokens.len();
             assert_eq!(mine.len(), reference.len());
-            assert_eq!(argmax(&mine), argmax(&reference), "at position {position}");
+            let (pick, best) = (argmax(&mine), argmax(&reference));
+            assert!(
+                reference[pick] >= reference[best] - TIE,
+                "at position {position}: token {pick} (exact logit {}), the exact pick {best} ({})",
+                reference[pick],
+                reference[best]
+            );
             let (ours_off, theirs_off) =
                 (distance(&mine, &reference), distance(&theirs, &reference));
             assert!(
