@@ -116,7 +116,7 @@ impl Kernels {
     }
 
     /// The softmax of `scores`, in place. The exponentials run on tract's kernel; the
-    /// maximum and the total are taken in eight lanes by index (as `dot` does), so the
+    /// maximum and the total are taken in eight lanes by index (as [`dots`] does), so the
     /// result never depends on where `scores` lies in memory: a seeded sampling gives one
     /// reply. (tract's own softmax sums in lanes that follow the address.)
     fn softmax(&self, scores: &mut [f32]) {
@@ -486,8 +486,9 @@ fn dots(query: &[f32], keys: [&[f32]; KEYS]) -> [f32; KEYS] {
 }
 
 /// `Σ weights[t] · values[t · stride..]` into `out`, `out.len()` values per position. Each
-/// block of 64 outputs stays in registers over every position (eight vectors of fused
-/// multiply-adds in flight) and is written once.
+/// block of 64 outputs is summed over every position in a local array (eight independent
+/// vectors of fused multiply-adds) and written once, instead of `out` being read and
+/// written back for each position.
 fn weighted_sum(weights: &[f32], values: &[f32], stride: usize, out: &mut [f32]) {
     const BLOCK: usize = 64;
     for (block, out) in out.chunks_mut(BLOCK).enumerate() {
