@@ -133,6 +133,10 @@ def main():
     parser.add_argument("--formats", default="as-stored", help="comma-separated: " + ", ".join(FORMATS))
     parser.add_argument("--work-dir", help="where requantised files are kept (q8_0, q4_k)")
     args = parser.parse_args()
+    # What this build of llama.cpp uses (SIMD extensions, repacking, OpenMP): a slow figure
+    # from a build without them says nothing about llama.cpp.
+    info = llama_cpp.llama_print_system_info().decode().strip()
+    print(f"  llama.cpp build: {info}", flush=True)
 
     for name in args.formats.split(","):
         if name not in FORMATS:
