@@ -486,30 +486,21 @@ fn dots(query: &[f32], keys: [&[f32]; KEYS]) -> [f32; KEYS] {
 }
 
 /// `Σ weights[t] · values[t · stride..]` into `out`, `out.len()` values per position. Each
-/// block of 64 outputs is summed over every position in a local array (eight independent
-/// vectors of fused multiply-adds) and written once, instead of `out` being read and
-/// written back for each position.
+/// block of 64 outputs is summed over every position in a local array (independent vectors
+/// of fused multiply-adds) and written once, instead of `out` being read and written back
+/// for each position.
 fn weighted_sum(weights: &[f32], values: &[f32], stride: usize, out: &mut [f32]) {
     const BLOCK: usize = 64;
     for (block, out) in out.chunks_mut(BLOCK).enumerate() {
-        let width = out.len();
-        let value = |t: usize| &values[t * stride + block * BLOCK..][..width];
-        if let Ok(out) = <&mut [f32; BLOCK]>::try_from(&mut *out) {
-            let mut sums = [0f32; BLOCK];
-            for (t, &w) in weights.iter().enumerate() {
-                for (sum, &v) in sums.iter_mut().zip(value(t)) {
-                    *sum = w.mul_add(v, *sum);
-                }
-            }
-            *out = sums;
-        } else {
-            out.fill(0.0);
-            for (t, &w) in weights.iter().enumerate() {
-                for (sum, &v) in out.iter_mut().zip(value(t)) {
-                    *sum = w.mul_add(v, *sum);
-                }
+        let mut sums = [0f32; BLOCK];
+        let sums = &mut sums[..out.len()];
+        for (t, &w) in weights.iter().enumerate() {
+            let value = &values[t * stride + block * BLOCK..][..sums.len()];
+            for (sum, &v) in sums.iter_mut().zip(value) {
+                *sum = w.mul_add(v, *sum);
             }
         }
+        out.copy_from_slice(sums);
     }
 }
 
