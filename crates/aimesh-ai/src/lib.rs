@@ -8,6 +8,7 @@ pub mod embed;
 pub mod engine;
 pub mod image;
 pub mod models;
+mod ops;
 mod quant;
 pub mod speech;
 pub mod translate;

@@ -129,6 +129,46 @@ impl QMatrix {
     }
 }
 
+/// A dense layer, `x · weightᵀ + bias`, with its weight quantized to Q8_0 (one scale per 32
+/// weights, as CTranslate2's int8 mode keeps them): Whisper's layers.
+#[derive(Debug, Clone)]
+pub(crate) struct QLinear {
+    weight: QMatrix,
+    bias: Option<Tensor>,
+}
+
+impl QLinear {
+    /// The layer whose `weight` (`outputs × inputs`) and optional `bias` are under `vb`.
+    pub(crate) fn q8_0(
+        inputs: usize,
+        outputs: usize,
+        bias: bool,
+        vb: candle_nn::VarBuilder<'_>,
+    ) -> Result<Self> {
+        let weight = vb.get((outputs, inputs), "weight")?;
+        let bias = bias.then(|| vb.get(outputs, "bias")).transpose()?;
+        Self::quantize(&weight, bias)
+    }
+
+    /// The layer of the f32 `weight` (`outputs × inputs`) and `bias`, quantized to Q8_0.
+    pub(crate) fn quantize(weight: &Tensor, bias: Option<Tensor>) -> Result<Self> {
+        Ok(Self {
+            weight: QMatrix::quantize(weight, GgmlDType::Q8_0)?,
+            bias,
+        })
+    }
+}
+
+impl Module for QLinear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = self.weight.forward(x)?;
+        match &self.bias {
+            Some(bias) => y.broadcast_add(bias),
+            None => Ok(y),
+        }
+    }
+}
+
 /// The width and height a matrix of `dtype` is stored at: a multiple of 256 by a multiple of
 /// 16 where candle has tiled kernels for `dtype` on this CPU, else its own.
 fn padded_shape(dtype: GgmlDType, inputs: usize, outputs: usize) -> (usize, usize) {

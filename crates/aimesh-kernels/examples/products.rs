@@ -1,6 +1,7 @@
 //! Times the tiled products on the shapes of SmolLM2-135M's matrices, for one row of
 //! activations (a generated token) and for 193 (a prompt), and prints them with the kernel
-//! this CPU takes (the fastest of many runs). `RAYON_NUM_THREADS=1` times one core;
+//! this CPU takes (the fastest of many runs). Then Whisper's encoder matrices (tiny and base)
+//! for a window's 1,500 audio frames in Q8_0, beside candle's f32 product of the same shape. `RAYON_NUM_THREADS=1` times one core;
 //! `AIMESH_AMX=off` compares AMX's CPUs with their AVX-512 VNNI kernels:
 //!
 //! ```sh
@@ -37,6 +38,36 @@ fn main() -> Result<()> {
                     "; {rows} rows {:.1} µs, {:.1} GMAC/s",
                     fastest.as_secs_f64() * 1e6,
                     macs / fastest.as_secs_f64() / 1e9
+                );
+            }
+            println!("{line}");
+        }
+    }
+    // Whisper tiny's and base's encoder: attention's projections, the feed-forward's up and
+    // down projections, over one 30-second window.
+    const FRAMES: usize = 1500;
+    for d in [384, 512] {
+        for (outputs, inputs) in [(d, d), (4 * d, d), (d, 4 * d)] {
+            let weights: Vec<f32> = (0..outputs * inputs)
+                .map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 0.05)
+                .collect();
+            let x: Vec<f32> = (0..FRAMES * inputs)
+                .map(|i| (i * 104_729 % 1000) as f32 / 500.0 - 1.0)
+                .collect();
+            let weight = Tensor::from_slice(&weights, (outputs, inputs), &Device::Cpu)?;
+            let frames = Tensor::from_slice(&x, (1, FRAMES, inputs), &Device::Cpu)?;
+            let transposed = weight.t()?;
+            let f32_time = time(|| frames.broadcast_matmul(&transposed).map(drop))?;
+            let mut line = format!(
+                "encoder {outputs}x{inputs}, {FRAMES} rows: f32 {:.0} µs",
+                f32_time.as_secs_f64() * 1e6
+            );
+            if let Some(tiles) = Tiles::pack(&QTensor::quantize(&weight, GgmlDType::Q8_0)?)? {
+                let q8 = time(|| tiles.multiply(&x, FRAMES).map(drop))?;
+                line += &format!(
+                    ", Q8_0 {:.0} µs ({:.2}x)",
+                    q8.as_secs_f64() * 1e6,
+                    f32_time.as_secs_f64() / q8.as_secs_f64()
                 );
             }
             println!("{line}");

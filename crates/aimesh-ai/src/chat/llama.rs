@@ -21,9 +21,8 @@ use candle_core::{
     Device, Result, Tensor, bail,
     quantized::{GgmlDType, QTensor, ggml_file::qtensor_from_ggml, gguf_file},
 };
-use tract_linalg::{Func, element_wise::ElementWise};
 
-use crate::quant::QMatrix;
+use crate::{ops::Kernels, quant::QMatrix};
 
 /// The sizes of a llama model, from its GGUF metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,76 +76,6 @@ pub(super) struct Llama {
     eps: f32,
     rope: Rope,
     kernels: Kernels,
-}
-
-/// tract's SIMD kernels for SiLU and the exponential, the best this CPU has. Both are
-/// element-wise: each value's result depends on that value alone, not on its neighbours or
-/// its address, so a request gives the same numbers wherever its buffers lie.
-#[derive(Debug)]
-struct Kernels {
-    /// `x · sigmoid(x)`, in place.
-    silu: Box<dyn ElementWise<f32>>,
-    /// `e^x`, in place.
-    exp: Box<dyn ElementWise<f32>>,
-}
-
-impl Kernels {
-    fn new() -> Result<Self> {
-        let kernel = |func: Func| {
-            func.ew_f32()
-                .map_err(|e| candle_core::Error::Msg(format!("no {} kernel: {e}", func.name())))
-        };
-        Ok(Self {
-            silu: kernel(Func::Silu)?,
-            exp: kernel(Func::Exp)?,
-        })
-    }
-
-    /// `gate · sigmoid(gate) · up` into `out`.
-    fn swiglu(&self, gate: &[f32], up: &[f32], out: &mut [f32]) {
-        out.copy_from_slice(gate);
-        if self.silu.run(out).is_err() {
-            // tract's kernels fail only on allocating their scratch space: the scalar
-            // formula then.
-            for (out, &g) in out.iter_mut().zip(gate) {
-                *out = g / (1.0 + (-g).exp());
-            }
-        }
-        out.iter_mut().zip(up).for_each(|(out, &u)| *out *= u);
-    }
-
-    /// The softmax of `scores`, in place. The exponentials run on tract's kernel; the
-    /// maximum and the total are taken in eight lanes by index (as [`dots`] does), so the
-    /// result never depends on where `scores` lies in memory: a seeded sampling gives one
-    /// reply. (tract's own softmax sums in lanes that follow the address.)
-    fn softmax(&self, scores: &mut [f32]) {
-        let max = fold_lanes(scores, f32::NEG_INFINITY, f32::max);
-        scores.iter_mut().for_each(|s| *s -= max);
-        if self.exp.run(scores).is_err() {
-            // As for SiLU: the kernel fails only on allocating its scratch space.
-            scores.iter_mut().for_each(|s| *s = s.exp());
-        }
-        let scale = 1.0 / fold_lanes(scores, 0.0, |total, s| total + s);
-        scores.iter_mut().for_each(|s| *s *= scale);
-    }
-}
-
-/// Folds `values` with `f` in eight lanes, value `i` into lane `i % 8`, then the lanes in
-/// order: the same result for the same values wherever they lie, and a loop the compiler
-/// turns into SIMD (a fold in one chain of additions it cannot).
-fn fold_lanes(values: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
-    let mut lanes = [init; 8];
-    let chunks = values.chunks_exact(8);
-    let tail = chunks.remainder();
-    for chunk in chunks {
-        for (lane, &v) in lanes.iter_mut().zip(chunk) {
-            *lane = f(*lane, v);
-        }
-    }
-    for (lane, &v) in lanes.iter_mut().zip(tail) {
-        *lane = f(*lane, v);
-    }
-    lanes.into_iter().fold(init, f)
 }
 
 /// What a generation has computed so far: the keys and values of every position, per layer,
@@ -729,59 +658,6 @@ mod tests {
         // The first pair turns by 3 radians, the second by 3 / 100.
         assert!((x[0] - 3f32.cos()).abs() < 1e-6 && (x[1] - 3f32.sin()).abs() < 1e-6);
         assert!((x[2] - 0.03f32.cos()).abs() < 1e-6 && (x[3] - 0.03f32.sin()).abs() < 1e-6);
-    }
-
-    /// tract's SIMD SiLU gives the exact formula's values, on every length (a SIMD body and
-    /// a tail) and on large magnitudes; the softmax sums to one.
-    #[test]
-    fn swiglu_and_softmax_match_the_formulas() {
-        let kernels = Kernels::new().expect("kernels");
-        for len in [1, 7, 64, 193, 1536] {
-            let gate: Vec<f32> = (0..len).map(|i| (i as f32 * 0.37).sin() * 12.0).collect();
-            let up: Vec<f32> = (0..len).map(|i| (i as f32 * 0.11).cos() * 3.0).collect();
-            let mut out = vec![0f32; len];
-            kernels.swiglu(&gate, &up, &mut out);
-            for ((&o, &g), &u) in out.iter().zip(&gate).zip(&up) {
-                let exact = g / (1.0 + (-g).exp()) * u;
-                assert!(
-                    (o - exact).abs() <= 1e-5 * (1.0 + exact.abs()),
-                    "{g} {u}: {o} vs {exact}"
-                );
-            }
-
-            let mut scores: Vec<f32> = gate.iter().map(|g| g * 4.0).collect();
-            let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let total: f32 = scores.iter().map(|s| (s - max).exp()).sum();
-            let exact: Vec<f32> = scores.iter().map(|s| (s - max).exp() / total).collect();
-            kernels.softmax(&mut scores);
-            for (got, want) in scores.iter().zip(&exact) {
-                assert!((got - want).abs() <= 1e-6 + 1e-5 * want, "{got} vs {want}");
-            }
-        }
-    }
-
-    /// The softmax gives the same values wherever its scores lie in memory (a seeded
-    /// sampling depends on it), and `fold_lanes` on a tail shorter than the lanes.
-    #[test]
-    fn softmax_does_not_depend_on_the_address() {
-        let kernels = Kernels::new().expect("kernels");
-        for len in [1, 5, 17, 64, 193, 321] {
-            let scores: Vec<f32> = (0..len).map(|i| (i as f32 * 0.73).sin() * 9.0).collect();
-            let mut first = scores.clone();
-            kernels.softmax(&mut first);
-            let mut buffer = vec![0f32; len + 16];
-            for offset in 1..16 {
-                let shifted = &mut buffer[offset..offset + len];
-                shifted.copy_from_slice(&scores);
-                kernels.softmax(shifted);
-                assert_eq!(shifted, &first[..], "{len} scores at offset {offset}");
-            }
-        }
-        assert_eq!(fold_lanes(&[1.0, 2.0, 3.0], 0.0, |a, b| a + b), 6.0);
-        assert_eq!(
-            fold_lanes(&[], f32::NEG_INFINITY, f32::max),
-            f32::NEG_INFINITY
-        );
     }
 
     /// The attention's products against the plain formulas: whole lanes and tails, whole

@@ -5,80 +5,43 @@
 //! A step multiplies one token's vector by every weight matrix of the decoder and by the
 //! output projection (the token embeddings, 51,864 × 384): it is bound by reading the
 //! weights, 120 MB at 32 bits. They are kept in 8-bit blocks instead (GGML Q8_0, one scale
-//! per 32 weights; 32 MB), as CTranslate2's int8 mode keeps them. The cross-attention key and
-//! value projections stay in f32: they run once per window, on all 1,500 audio frames, where
-//! a full matrix product is faster than 8-bit dot products.
+//! per 32 weights; 32 MB), as CTranslate2's int8 mode keeps them. So are the cross-attention
+//! key and value projections, which run once per window on all 1,500 audio frames: there
+//! the tiled 8-bit kernels are several times as fast as an f32 product (see
+//! [`super::encoder`]).
 
 use candle_core::{D, Device, Result, Tensor, quantized::GgmlDType};
-use candle_nn::{Embedding, LayerNorm, Linear, Module, VarBuilder};
+use candle_nn::{Embedding, LayerNorm, Module, VarBuilder};
 use candle_transformers::models::whisper::Config;
 
-use crate::quant::QMatrix;
+use crate::quant::{QLinear, QMatrix};
 
-/// A dense layer with its weight in Q8_0 (see the module docs).
+/// One attention block's projections, in 8 bits: self-attention's for one token per step,
+/// cross-attention's keys and values for all the audio frames once per window.
 #[derive(Debug, Clone)]
-struct QLinear {
-    weight: QMatrix,
-    bias: Option<Tensor>,
-}
-
-impl QLinear {
-    fn load(inputs: usize, outputs: usize, bias: bool, vb: VarBuilder<'_>) -> Result<Self> {
-        let weight = vb.get((outputs, inputs), "weight")?;
-        Ok(Self {
-            weight: QMatrix::quantize(&weight, GgmlDType::Q8_0)?,
-            bias: bias.then(|| vb.get(outputs, "bias")).transpose()?,
-        })
-    }
-}
-
-impl Module for QLinear {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = self.weight.forward(x)?;
-        match &self.bias {
-            Some(bias) => y.broadcast_add(bias),
-            None => Ok(y),
-        }
-    }
-}
-
-/// One attention block's projections. Keys and values are either 8-bit (self-attention: one
-/// token per step) or f32 (cross-attention: all audio frames once per window).
-#[derive(Debug, Clone)]
-struct Attention<KV> {
+struct Attention {
     query: QLinear,
-    key: KV,
-    value: KV,
+    key: QLinear,
+    value: QLinear,
     out: QLinear,
 }
 
-impl Attention<QLinear> {
+impl Attention {
     fn load(d_model: usize, vb: VarBuilder<'_>) -> Result<Self> {
         Ok(Self {
-            query: QLinear::load(d_model, d_model, true, vb.pp("q_proj"))?,
-            key: QLinear::load(d_model, d_model, false, vb.pp("k_proj"))?,
-            value: QLinear::load(d_model, d_model, true, vb.pp("v_proj"))?,
-            out: QLinear::load(d_model, d_model, true, vb.pp("out_proj"))?,
-        })
-    }
-}
-
-impl Attention<Linear> {
-    fn load(d_model: usize, vb: VarBuilder<'_>) -> Result<Self> {
-        Ok(Self {
-            query: QLinear::load(d_model, d_model, true, vb.pp("q_proj"))?,
-            key: candle_nn::linear_no_bias(d_model, d_model, vb.pp("k_proj"))?,
-            value: candle_nn::linear(d_model, d_model, vb.pp("v_proj"))?,
-            out: QLinear::load(d_model, d_model, true, vb.pp("out_proj"))?,
+            query: QLinear::q8_0(d_model, d_model, true, vb.pp("q_proj"))?,
+            key: QLinear::q8_0(d_model, d_model, false, vb.pp("k_proj"))?,
+            value: QLinear::q8_0(d_model, d_model, true, vb.pp("v_proj"))?,
+            out: QLinear::q8_0(d_model, d_model, true, vb.pp("out_proj"))?,
         })
     }
 }
 
 #[derive(Debug, Clone)]
 struct Layer {
-    self_attn: Attention<QLinear>,
+    self_attn: Attention,
     self_ln: LayerNorm,
-    cross_attn: Attention<Linear>,
+    cross_attn: Attention,
     cross_ln: LayerNorm,
     fc1: QLinear,
     fc2: QLinear,
@@ -116,12 +79,12 @@ impl Decoder {
             .map(|i| {
                 let vb = vb.pp(format!("layers.{i}"));
                 Ok(Layer {
-                    self_attn: Attention::<QLinear>::load(d, vb.pp("self_attn"))?,
+                    self_attn: Attention::load(d, vb.pp("self_attn"))?,
                     self_ln: ln(vb.pp("self_attn_layer_norm"))?,
-                    cross_attn: Attention::<Linear>::load(d, vb.pp("encoder_attn"))?,
+                    cross_attn: Attention::load(d, vb.pp("encoder_attn"))?,
                     cross_ln: ln(vb.pp("encoder_attn_layer_norm"))?,
-                    fc1: QLinear::load(d, 4 * d, true, vb.pp("fc1"))?,
-                    fc2: QLinear::load(4 * d, d, true, vb.pp("fc2"))?,
+                    fc1: QLinear::q8_0(d, 4 * d, true, vb.pp("fc1"))?,
+                    fc2: QLinear::q8_0(4 * d, d, true, vb.pp("fc2"))?,
                     mlp_ln: ln(vb.pp("final_layer_norm"))?,
                 })
             })

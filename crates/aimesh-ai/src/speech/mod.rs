@@ -16,6 +16,7 @@
 pub mod audio;
 pub mod convert;
 mod decoder;
+mod encoder;
 pub mod mel;
 mod tts;
 mod whisper;
