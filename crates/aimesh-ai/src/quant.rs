@@ -146,15 +146,9 @@ impl QLinear {
         vb: candle_nn::VarBuilder<'_>,
     ) -> Result<Self> {
         let weight = vb.get((outputs, inputs), "weight")?;
-        let bias = bias.then(|| vb.get(outputs, "bias")).transpose()?;
-        Self::quantize(&weight, bias)
-    }
-
-    /// The layer of the f32 `weight` (`outputs × inputs`) and `bias`, quantized to Q8_0.
-    pub(crate) fn quantize(weight: &Tensor, bias: Option<Tensor>) -> Result<Self> {
         Ok(Self {
-            weight: QMatrix::quantize(weight, GgmlDType::Q8_0)?,
-            bias,
+            weight: QMatrix::quantize(&weight, GgmlDType::Q8_0)?,
+            bias: bias.then(|| vb.get(outputs, "bias")).transpose()?,
         })
     }
 }

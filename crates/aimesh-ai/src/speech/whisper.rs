@@ -355,6 +355,17 @@ impl WhisperModel {
         pcm: &[f32],
         language: Option<&str>,
     ) -> Result<(Transcript, Stages), EngineError> {
+        self.transcribe_encoded(pcm, language, |model, window| model.encoder.forward(window))
+    }
+
+    /// [`Self::transcribe_samples`] with the audio features of each window's mel frames
+    /// computed by `encode` (the tests compare encoders).
+    fn transcribe_encoded(
+        &mut self,
+        pcm: &[f32],
+        language: Option<&str>,
+        mut encode: impl FnMut(&Self, &Tensor) -> candle_core::Result<Tensor>,
+    ) -> Result<(Transcript, Stages), EngineError> {
         let engine = self.id;
         let failed = |e: candle_core::Error| EngineError::failed(engine, e);
         let mut language = match language {
@@ -380,7 +391,7 @@ impl WhisperModel {
             let input = mel.narrow(2, seek, m::N_FRAMES).map_err(failed)?;
             let offset = seek as f64 * SECONDS_PER_FRAME;
             let encoding = Instant::now();
-            let features = self.encoder.forward(&input).map_err(failed)?;
+            let features = encode(self, &input).map_err(failed)?;
             stages.encoder += encoding.elapsed();
             let decoding = Instant::now();
             if language.is_none() {
@@ -872,11 +883,11 @@ mod tests {
     use super::*;
     use crate::speech::{EspeakNg, Synthesizer, audio};
 
-    /// The 8-bit encoder computes the features of candle's f32 encoder, on the same weights,
-    /// to within 8-bit rounding (relative RMS error), and the decoder reads the same tokens
-    /// from both: two windows of speech, the second starting mid-sentence.
+    /// The encoder with its feed-forward in 8 bits computes the features of candle's f32
+    /// encoder, on the same weights, to within 8-bit rounding (relative RMS error), and the
+    /// transcripts of 44 s of speech (two windows) are as accurate.
     #[tokio::test]
-    async fn the_eight_bit_encoder_gives_candles_features_and_the_same_tokens() {
+    async fn the_eight_bit_encoder_gives_candles_features_and_transcript() {
         let dir = models::dir_for_tests();
         crate::speech::prepare_model(&dir, MODEL_ID).expect("whisper prepared");
         let mut model =
@@ -898,55 +909,69 @@ mod tests {
         let speech = EspeakNg::detect()
             .await
             .expect("espeak-ng is installed")
-            .synthesize(passage, None, None)
+            .synthesize(passage.clone(), None, None)
             .await
             .expect("speaks");
         let pcm = audio::decode_mono(speech.wav, mel::SAMPLE_RATE, Duration::from_secs(120))
             .expect("decodes");
-        // From the start, and from 13.5 s on: both windows full of speech.
-        let seeks = [0, 1_350];
+        assert!(pcm.len() > m::N_SAMPLES * 4 / 3, "{} samples", pcm.len());
+
+        let mut errors = Vec::new();
+        let (ours, stages) = model
+            .transcribe_encoded(&pcm, None, |model, window| {
+                let features = model.encoder.forward(window)?;
+                let exact = reference.encoder.forward(window, true)?;
+                let error = (&features - &exact)?.sqr()?.sum_all()?.to_scalar::<f32>()?;
+                let total = exact.sqr()?.sum_all()?.to_scalar::<f32>()?;
+                errors.push((error / total).sqrt());
+                Ok(features)
+            })
+            .expect("transcribes");
+        assert!(stages.windows >= 2, "{stages:?}");
+        // Measured: 2-3% (with f32 weights in the same code, 0.003%: the rest is 8-bit
+        // rounding). A wrong layout or kernel gives errors of order one.
         assert!(
-            pcm.len() > seeks[1] * m::HOP_LENGTH + m::N_SAMPLES,
-            "{}",
-            pcm.len()
+            errors.iter().all(|&e| e < 0.05),
+            "relative errors {errors:?}"
         );
-        let mel = model.mel(&pcm).expect("mel");
-        let prompt = model.prompt(None);
-        for seek in seeks {
-            let input = mel.narrow(2, seek, m::N_FRAMES).expect("a window");
-            let features = model.encoder.forward(&input).expect("encodes");
-            let exact = reference.encoder.forward(&input, true).expect("encodes");
-            let error = (&features - &exact)
-                .expect("same shape")
-                .sqr()
-                .expect("squares");
-            let relative = (error
-                .sum_all()
-                .and_then(|e| e.to_scalar::<f32>())
-                .expect("sum")
-                / exact
-                    .sqr()
-                    .and_then(|e| e.sum_all())
-                    .and_then(|e| e.to_scalar::<f32>())
-                    .expect("sum"))
-            .sqrt();
-            // Measured: 2.2% and 3.2% (with f32 weights in the same code, 0.003%: the rest
-            // is 8-bit rounding). A wrong layout or kernel gives errors of order one.
-            assert!(
-                relative < 0.05,
-                "window at {seek}: relative error {relative}"
-            );
-            let tokens = model.decode(&features, &prompt).expect("decodes").tokens;
-            let expected = model.decode(&exact, &prompt).expect("decodes").tokens;
-            assert!(tokens.len() > 20, "window at {seek}: {tokens:?}");
-            assert_eq!(
-                tokens, expected,
-                "window at {seek}, relative error {relative}"
-            );
-            eprintln!(
-                "window at {seek}: relative error {relative}, {} tokens",
-                tokens.len()
-            );
+        let (exact, _) = model
+            .transcribe_encoded(&pcm, None, |_, window| {
+                reference.encoder.forward(window, true)
+            })
+            .expect("transcribes");
+        // 8-bit rounding may tip a near tie between two words, and greedy decoding goes on
+        // from there: a few words may differ, in both directions, not the whole.
+        let (ours_wer, exact_wer) = (wer(&passage, &ours.text), wer(&passage, &exact.text));
+        assert!(
+            wer(&exact.text, &ours.text) < 0.06 && ours_wer <= exact_wer + 0.02,
+            "WER {ours_wer} against {exact_wer}, relative errors {errors:?}:\n{}\n{}",
+            ours.text,
+            exact.text
+        );
+        assert!(ours.text.contains("cold in the morning"), "{}", ours.text);
+    }
+
+    /// Word error rate of `hypothesis` against `reference`: word-level edit distance over the
+    /// reference's words, case and punctuation ignored.
+    fn wer(reference: &str, hypothesis: &str) -> f64 {
+        let words = |text: &str| -> Vec<String> {
+            text.to_lowercase()
+                .split(|c: char| !c.is_alphanumeric())
+                .filter(|w| !w.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        let (r, h) = (words(reference), words(hypothesis));
+        let mut row: Vec<usize> = (0..=h.len()).collect();
+        for (i, rw) in r.iter().enumerate() {
+            let mut diagonal = row[0];
+            row[0] = i + 1;
+            for (j, hw) in h.iter().enumerate() {
+                let substituted = diagonal + usize::from(rw != hw);
+                diagonal = row[j + 1];
+                row[j + 1] = substituted.min(row[j] + 1).min(row[j + 1] + 1);
+            }
         }
+        row[h.len()] as f64 / r.len().max(1) as f64
     }
 }
