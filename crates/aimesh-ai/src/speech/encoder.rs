@@ -1,4 +1,4 @@
-//! Whisper's audio encoder with its dense layers in 8 bits. Loads the same weights as
+//! Whisper's audio encoder with its feed-forward in 8 bits. Loads the same weights as
 //! candle's encoder (`model.encoder.*`) and computes the same function.
 //!
 //! A 30-second window is 1,500 audio frames after the convolutions, and every frame goes
@@ -6,7 +6,7 @@
 //! most of the encoder's arithmetic, the feed-forward two thirds of them. Its weights are
 //! kept in Q8_0 here (one scale per 32 weights, as CTranslate2's int8 mode keeps them) and
 //! multiplied by aimesh's tiled 8-bit kernels, the activations quantized to 8 bits per block
-//! of 32 as they go in: on AVX-512 VNNI four to six times as fast as candle's f32 products
+//! of 32 as they go in: on AVX-512 VNNI three to six times as fast as candle's f32 products
 //! of the same shape (`cargo run --release -p aimesh-kernels --example products`).
 //!
 //! The attention projections stay in f32 (the query, key and value projections as one
@@ -14,9 +14,11 @@
 //! over 1,500 frames, and the transcripts show it: on a resampled clip of the tests, words
 //! were lost ("The quick roundfox jump over" for "The quick brown fox jumps over") that the
 //! f32 projections keep. The convolutions and attention's own products (scores and weighted
-//! values, activations by activations) stay in f32 too, as in CTranslate2. GELU and the softmax of the scores (13.5
-//! million exponentials per layer of tiny) run on tract's SIMD kernels across the worker
-//! threads ([`crate::ops`]), where candle's take one value at a time.
+//! values, activations by activations) stay in f32 too, as in CTranslate2.
+//!
+//! GELU and the softmax of the scores (13.5 million exponentials per layer of tiny) run on
+//! tract's SIMD kernels across the worker threads ([`crate::ops`]), where candle's take one
+//! value at a time.
 
 use candle_core::{D, Result, Tensor};
 use candle_nn::{Conv1d, Conv1dConfig, LayerNorm, Linear, Module, VarBuilder};

@@ -1,7 +1,8 @@
 //! Whisper speech-to-text on candle: the converted weights of tiny.en (English) and base
 //! (multilingual) (see [`super::convert`]), each run on its own inference thread. The encoder
-//! ([`super::encoder`]) and the cached decoder ([`super::decoder`]) are this crate's own, with
-//! their dense layers in 8 bits; the log-mel spectrogram is [`super::mel`]'s.
+//! ([`super::encoder`], its feed-forward in 8 bits) and the cached decoder
+//! ([`super::decoder`], its matrices in 8 bits) are this crate's own; the log-mel spectrogram
+//! is [`super::mel`]'s.
 //!
 //! A multilingual model is prompted with the language and the transcribe task after the start
 //! of transcript. When the caller names no language it is detected first, as Whisper does:
