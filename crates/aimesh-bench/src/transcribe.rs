@@ -45,7 +45,7 @@ fn bench(options: Options) -> anyhow::Result<()> {
     let language = options.language.as_deref();
     let (warm, _) = model.transcribe_file(audio.clone(), language)?;
     println!(
-        "aimesh {} (candle; decoder weights Q8_0, encoder f32): {:.1} s of audio, language {} \
+        "aimesh {} (decoder and encoder feed-forward in Q8_0): {:.1} s of audio, language {} \
          ({:?}), {} segments, {} cores",
         model.id(),
         warm.duration,

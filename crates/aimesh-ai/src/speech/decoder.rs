@@ -5,28 +5,28 @@
 //! A step multiplies one token's vector by every weight matrix of the decoder and by the
 //! output projection (the token embeddings, 51,864 × 384): it is bound by reading the
 //! weights, 120 MB at 32 bits. They are kept in 8-bit blocks instead (GGML Q8_0, one scale
-//! per 32 weights; 32 MB), as CTranslate2's int8 mode keeps them. So are the cross-attention
-//! key and value projections, which run once per window on all 1,500 audio frames: there
-//! the tiled 8-bit kernels are several times as fast as an f32 product (see
-//! [`super::encoder`]).
+//! per 32 weights; 32 MB), as CTranslate2's int8 mode keeps them. The cross-attention key and
+//! value projections stay in f32: they run once per window, on all 1,500 audio frames (a
+//! small share of a window's time), and in 8 bits together with the encoder's 8-bit
+//! feed-forward they cost Whisper base the first sentence of the benchmark's clip.
 
 use candle_core::{D, Device, Result, Tensor, quantized::GgmlDType};
-use candle_nn::{Embedding, LayerNorm, Module, VarBuilder};
+use candle_nn::{Embedding, LayerNorm, Linear, Module, VarBuilder};
 use candle_transformers::models::whisper::Config;
 
 use crate::quant::{QLinear, QMatrix};
 
-/// One attention block's projections, in 8 bits: self-attention's for one token per step,
-/// cross-attention's keys and values for all the audio frames once per window.
+/// One attention block's projections. Keys and values are either 8-bit (self-attention: one
+/// token per step) or f32 (cross-attention: all audio frames once per window).
 #[derive(Debug, Clone)]
-struct Attention {
+struct Attention<KV> {
     query: QLinear,
-    key: QLinear,
-    value: QLinear,
+    key: KV,
+    value: KV,
     out: QLinear,
 }
 
-impl Attention {
+impl Attention<QLinear> {
     fn load(d_model: usize, vb: VarBuilder<'_>) -> Result<Self> {
         Ok(Self {
             query: QLinear::q8_0(d_model, d_model, true, vb.pp("q_proj"))?,
@@ -37,11 +37,22 @@ impl Attention {
     }
 }
 
+impl Attention<Linear> {
+    fn load(d_model: usize, vb: VarBuilder<'_>) -> Result<Self> {
+        Ok(Self {
+            query: QLinear::q8_0(d_model, d_model, true, vb.pp("q_proj"))?,
+            key: candle_nn::linear_no_bias(d_model, d_model, vb.pp("k_proj"))?,
+            value: candle_nn::linear(d_model, d_model, vb.pp("v_proj"))?,
+            out: QLinear::q8_0(d_model, d_model, true, vb.pp("out_proj"))?,
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Layer {
-    self_attn: Attention,
+    self_attn: Attention<QLinear>,
     self_ln: LayerNorm,
-    cross_attn: Attention,
+    cross_attn: Attention<Linear>,
     cross_ln: LayerNorm,
     fc1: QLinear,
     fc2: QLinear,
@@ -79,9 +90,9 @@ impl Decoder {
             .map(|i| {
                 let vb = vb.pp(format!("layers.{i}"));
                 Ok(Layer {
-                    self_attn: Attention::load(d, vb.pp("self_attn"))?,
+                    self_attn: Attention::<QLinear>::load(d, vb.pp("self_attn"))?,
                     self_ln: ln(vb.pp("self_attn_layer_norm"))?,
-                    cross_attn: Attention::load(d, vb.pp("encoder_attn"))?,
+                    cross_attn: Attention::<Linear>::load(d, vb.pp("encoder_attn"))?,
                     cross_ln: ln(vb.pp("encoder_attn_layer_norm"))?,
                     fc1: QLinear::q8_0(d, 4 * d, true, vb.pp("fc1"))?,
                     fc2: QLinear::q8_0(4 * d, d, true, vb.pp("fc2"))?,
