@@ -11,6 +11,7 @@ use aimesh_ai::{
     speech::{
         self, EspeakNg, Synthesizer, Transcriber, Whisper, WhisperOptions,
         convert::{CONFIG_FILE, MODEL_ID, WEIGHTS_FILE},
+        word_error_rate as wer,
     },
 };
 
@@ -33,30 +34,6 @@ fn whisper(options: WhisperOptions) -> Whisper {
 
 async fn espeak() -> EspeakNg {
     EspeakNg::detect().await.expect("espeak-ng is installed")
-}
-
-fn words(text: &str) -> Vec<String> {
-    text.to_lowercase()
-        .split(|c: char| !c.is_alphanumeric() && c != '\'')
-        .filter(|w| !w.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
-/// Word error rate: word-level Levenshtein distance over the reference's length.
-fn wer(reference: &str, hypothesis: &str) -> f64 {
-    let (r, h) = (words(reference), words(hypothesis));
-    let mut row: Vec<usize> = (0..=h.len()).collect();
-    for i in 1..=r.len() {
-        let mut previous = row[0];
-        row[0] = i;
-        for j in 1..=h.len() {
-            let substitution = previous + usize::from(r[i - 1] != h[j - 1]);
-            previous = row[j];
-            row[j] = substitution.min(row[j] + 1).min(row[j - 1] + 1);
-        }
-    }
-    row[h.len()] as f64 / r.len().max(1) as f64
 }
 
 fn samples(wav: &[u8]) -> (Vec<i16>, u32) {
@@ -155,13 +132,6 @@ fn flac(interleaved: &[i16], channels: u8, rate: u32) -> Vec<u8> {
         out.extend_from_slice(&frame);
     }
     out
-}
-
-#[test]
-fn word_error_rate_is_levenshtein_over_words() {
-    assert_eq!(wer("the quick fox", "The quick, fox."), 0.0);
-    assert!((wer("the quick brown fox", "the quick fox") - 0.25).abs() < 1e-9);
-    assert!((wer("a b", "a x b y") - 1.0).abs() < 1e-9);
 }
 
 #[tokio::test]

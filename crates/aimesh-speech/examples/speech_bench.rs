@@ -74,34 +74,6 @@ fn models_dir() -> PathBuf {
         .expect("set AIMESH_MODELS_DIR to the models directory")
 }
 
-/// Lowercase words without punctuation.
-fn words(text: &str) -> Vec<String> {
-    text.split_whitespace()
-        .map(|w| {
-            w.chars()
-                .filter(|c| c.is_alphanumeric() || *c == '\'')
-                .collect::<String>()
-                .to_lowercase()
-        })
-        .filter(|w| !w.is_empty())
-        .collect()
-}
-
-/// Word-level edit distance.
-fn edits(reference: &[String], hypothesis: &[String]) -> usize {
-    let mut row: Vec<usize> = (0..=hypothesis.len()).collect();
-    for (i, r) in reference.iter().enumerate() {
-        let mut previous = row[0];
-        row[0] = i + 1;
-        for (j, h) in hypothesis.iter().enumerate() {
-            let substitution = previous + usize::from(r != h);
-            previous = row[j + 1];
-            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
-        }
-    }
-    row[hypothesis.len()]
-}
-
 /// Peak resident set size of this process, in MiB (VmHWM).
 fn peak_rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -151,10 +123,9 @@ async fn wer_of(
                 .expect("transcription");
             clips += 1;
             detected_right += usize::from(transcript.language == corpus.language);
-            let reference = words(sentence);
-            let hypothesis = words(&transcript.text);
-            voice_edits += edits(&reference, &hypothesis);
-            voice_words += reference.len();
+            let (edits, words) = aimesh_ai::speech::word_edits(sentence, &transcript.text);
+            voice_edits += edits;
+            voice_words += words;
         }
         println!(
             "{model:<16} {} {voice:<20} WER {:5.1}% ({voice_edits} edits / {voice_words} words)",

@@ -28,6 +28,37 @@ pub use self::tts::{EspeakNg, MAX_TEXT_CHARS, WORDS_PER_MINUTE};
 pub use self::whisper::{Stages, Whisper, WhisperModel, WhisperOptions};
 use crate::engine::EngineError;
 
+/// How far a transcript is from what was said: the word-level edit distance (substitutions,
+/// insertions and deletions) from `reference` to `hypothesis`, and the reference's words.
+/// Words are compared lowercased, punctuation dropped (apostrophes kept).
+pub fn word_edits(reference: &str, hypothesis: &str) -> (usize, usize) {
+    let words = |text: &str| -> Vec<String> {
+        text.to_lowercase()
+            .split(|c: char| !c.is_alphanumeric() && c != '\'')
+            .filter(|w| !w.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let (r, h) = (words(reference), words(hypothesis));
+    let mut row: Vec<usize> = (0..=h.len()).collect();
+    for (i, rw) in r.iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, hw) in h.iter().enumerate() {
+            let substituted = diagonal + usize::from(rw != hw);
+            diagonal = row[j + 1];
+            row[j + 1] = substituted.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    (row[h.len()], r.len())
+}
+
+/// The word error rate of `hypothesis`: [`word_edits`] over the reference's words.
+pub fn word_error_rate(reference: &str, hypothesis: &str) -> f64 {
+    let (edits, words) = word_edits(reference, hypothesis);
+    edits as f64 / words.max(1) as f64
+}
+
 /// A stretch of a transcript with its place in the audio.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Segment {
@@ -155,4 +186,17 @@ pub trait Synthesizer: Send + Sync + 'static {
         voice: Option<String>,
         words_per_minute: Option<u32>,
     ) -> BoxFuture<'static, Result<Speech, EngineError>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn word_error_rate_is_levenshtein_over_words() {
+        assert_eq!(word_error_rate("the quick fox", "The quick, fox."), 0.0);
+        assert!((word_error_rate("the quick brown fox", "the quick fox") - 0.25).abs() < 1e-9);
+        assert!((word_error_rate("a b", "a x b y") - 1.0).abs() < 1e-9);
+        assert_eq!(word_edits("it's late", "its late"), (1, 2));
+    }
 }

@@ -882,7 +882,7 @@ mod tests {
     use candle_transformers::models::whisper::model;
 
     use super::*;
-    use crate::speech::{EspeakNg, Synthesizer, audio};
+    use crate::speech::{EspeakNg, Synthesizer, audio, word_error_rate as wer};
 
     /// The encoder with its feed-forward in 8 bits computes the features of candle's f32
     /// encoder, on the same weights, to within 8-bit rounding (relative RMS error), and the
@@ -950,29 +950,5 @@ mod tests {
             exact.text
         );
         assert!(ours.text.contains("cold in the morning"), "{}", ours.text);
-    }
-
-    /// Word error rate of `hypothesis` against `reference`: word-level edit distance over the
-    /// reference's words, case and punctuation ignored.
-    fn wer(reference: &str, hypothesis: &str) -> f64 {
-        let words = |text: &str| -> Vec<String> {
-            text.to_lowercase()
-                .split(|c: char| !c.is_alphanumeric())
-                .filter(|w| !w.is_empty())
-                .map(str::to_owned)
-                .collect()
-        };
-        let (r, h) = (words(reference), words(hypothesis));
-        let mut row: Vec<usize> = (0..=h.len()).collect();
-        for (i, rw) in r.iter().enumerate() {
-            let mut diagonal = row[0];
-            row[0] = i + 1;
-            for (j, hw) in h.iter().enumerate() {
-                let substituted = diagonal + usize::from(rw != hw);
-                diagonal = row[j + 1];
-                row[j + 1] = substituted.min(row[j] + 1).min(row[j + 1] + 1);
-            }
-        }
-        row[h.len()] as f64 / r.len().max(1) as f64
     }
 }
