@@ -886,7 +886,7 @@ mod tests {
 
     /// The encoder with its feed-forward in 8 bits computes the features of candle's f32
     /// encoder, on the same weights, to within 8-bit rounding (relative RMS error), and the
-    /// transcripts of 44 s of speech (two windows) are as accurate.
+    /// transcripts of 36 s of speech (two windows) are as accurate.
     #[tokio::test]
     async fn the_eight_bit_encoder_gives_candles_features_and_transcript() {
         let dir = models::dir_for_tests();
@@ -902,11 +902,16 @@ mod tests {
         let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
         let mut reference = model::Whisper::load(&vb, model.config.clone()).expect("candle's");
 
-        let passage = "A service mesh moves requests between programs and records how long \
-            each of them took. The weather today is cold in the morning and warm in the \
-            afternoon, with a little rain at night. Numbers such as twelve, forty two and one \
-            hundred are spoken as words. "
-            .repeat(3);
+        // The benchmark's passage (`scripts/bench-transcribe`): 36 s, two windows.
+        let passage = "Speech recognition turns spoken words into text. The quick brown fox \
+            jumps over the lazy dog. Machine translation is useful when you read a page written \
+            in a language you do not know. A service mesh moves requests between programs and \
+            records how long each of them took. The weather today is cold in the morning and \
+            warm in the afternoon, with a little rain at night. Every engine runs on its own \
+            thread, and a full queue refuses new work instead of waiting. The benchmark speaks \
+            this passage once, then writes it down several times and keeps the median. Numbers \
+            such as twelve, forty two and one hundred are spoken as words."
+            .to_owned();
         let speech = EspeakNg::detect()
             .await
             .expect("espeak-ng is installed")
@@ -915,7 +920,11 @@ mod tests {
             .expect("speaks");
         let pcm = audio::decode_mono(speech.wav, mel::SAMPLE_RATE, Duration::from_secs(120))
             .expect("decodes");
-        assert!(pcm.len() > m::N_SAMPLES * 4 / 3, "{} samples", pcm.len());
+        assert!(
+            pcm.len() > m::N_SAMPLES + m::N_SAMPLES / 10,
+            "{} samples",
+            pcm.len()
+        );
 
         let mut errors = Vec::new();
         let (ours, stages) = model
@@ -943,6 +952,7 @@ mod tests {
         // 8-bit rounding may tip a near tie between two words, and greedy decoding goes on
         // from there: a few words may differ, in both directions, not the whole.
         let (ours_wer, exact_wer) = (wer(&passage, &ours.text), wer(&passage, &exact.text));
+        eprintln!("WER {ours_wer} (f32: {exact_wer}), relative errors {errors:?}");
         assert!(
             wer(&exact.text, &ours.text) < 0.06 && ours_wer <= exact_wer + 0.02,
             "WER {ours_wer} against {exact_wer}, relative errors {errors:?}:\n{}\n{}",
