@@ -58,26 +58,14 @@ impl Encoder {
         if heads == 0 || !d.is_multiple_of(heads) {
             candle_core::bail!("{d} wide is not a whole number of {heads} heads");
         }
-        let ln = |vb: VarBuilder<'_>| -> Result<LayerNorm> {
-            Ok(LayerNorm::new(
-                vb.get(d, "weight")?,
-                vb.get(d, "bias")?,
-                1e-5,
-            ))
-        };
-        let conv = |inputs: usize, stride: usize, vb: VarBuilder<'_>| -> Result<Conv1d> {
+        let ln = |vb: VarBuilder<'_>| candle_nn::layer_norm(d, 1e-5, vb);
+        let conv = |inputs: usize, stride: usize, vb: VarBuilder<'_>| {
             let config = Conv1dConfig {
                 padding: 1,
                 stride,
-                dilation: 1,
-                groups: 1,
-                cudnn_fwd_algo: None,
+                ..Default::default()
             };
-            Ok(Conv1d::new(
-                vb.get((d, inputs, 3), "weight")?,
-                Some(vb.get(d, "bias")?),
-                config,
-            ))
+            candle_nn::conv1d(inputs, d, 3, config, vb)
         };
         let scale = 1.0 / ((d / heads) as f64).sqrt();
         let layers = (0..config.encoder_layers)
