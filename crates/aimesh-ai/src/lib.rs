@@ -3,6 +3,7 @@
 //! [`models`]), and run on dedicated threads fed by bounded queues (see [`engine`]).
 
 pub mod analysis;
+mod attention;
 pub mod chat;
 pub mod embed;
 pub mod engine;

@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use aimesh_ai::{
     chat::{
         ChatEvent, ChatMessage, ChatModel, ChatStream, FinishReason, GenerationParams, GgufChat,
-        GgufChatOptions, WeightFormat,
+        GgufChatOptions, KvCache, WeightFormat,
     },
     engine::EngineError,
     models::{self, ModelError},
@@ -121,20 +121,25 @@ fn a_factual_question_streams_the_right_answer() {
 }
 
 #[test]
-fn every_weight_format_gives_the_same_greedy_reply() {
+fn every_weight_format_and_kv_cache_gives_the_same_greedy_reply() {
     let stored = ask(model(), factual(), greedy(64));
     assert_eq!(stored.text().trim(), "The capital of France is Paris.");
-    for weights in [WeightFormat::Q4K, WeightFormat::Q8_0] {
+    for (weights, kv_cache) in [
+        (WeightFormat::Q4K, KvCache::F16),
+        (WeightFormat::Q8_0, KvCache::F16),
+        (WeightFormat::AsStored, KvCache::F32),
+    ] {
         let other = GgufChat::load(
             &models::dir_for_tests(),
             GgufChatOptions {
                 weights,
+                kv_cache,
                 ..GgufChatOptions::default()
             },
         )
         .expect("model loads");
         let reply = ask(&other, factual(), greedy(64));
-        assert_eq!(reply.text(), stored.text(), "{weights:?}");
+        assert_eq!(reply.text(), stored.text(), "{weights:?}, {kv_cache:?}");
     }
 }
 

@@ -13,7 +13,8 @@
 use std::{path::PathBuf, time::Instant};
 
 use aimesh_ai::chat::{
-    ChatEvent, ChatMessage, ChatModel, GenerationParams, GgufChat, GgufChatOptions, WeightFormat,
+    ChatEvent, ChatMessage, ChatModel, GenerationParams, GgufChat, GgufChatOptions, KvCache,
+    WeightFormat,
 };
 use anyhow::{Context, bail};
 
@@ -44,6 +45,10 @@ pub(crate) struct Options {
     /// matrices, Q8_0 embeddings, as the file has them), q8_0, q4_k.
     #[arg(long, default_value = "as-stored,q8_0,q4_k")]
     weights: String,
+    /// How the KV cache holds keys and values: f16 (the engine's default, and llama.cpp's) or
+    /// f32.
+    #[arg(long, default_value = "f16", value_parser = kv_cache)]
+    kv_cache: KvCache,
     /// Another chat model to measure instead of SmolLM2: a GGUF file of a llama, qwen2 or
     /// gemma3 model, or a chat model of the catalog (gemma3-270m); its weights as stored.
     #[arg(long)]
@@ -69,12 +74,14 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let kv_cache = options.kv_cache;
     if let Some(choice) = options.model.clone() {
         let models_dir = options.models_dir.clone();
         let loaded = Instant::now();
         let model = tokio::task::spawn_blocking(move || {
             let options = GgufChatOptions {
                 weights: WeightFormat::AsStored,
+                kv_cache,
                 ..GgufChatOptions::default()
             };
             match aimesh_ai::models::spec(&choice) {
@@ -85,7 +92,8 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
         .await?
         .context("loading the chat model")?;
         println!(
-            "chat: {}, greedy, {} generated tokens, median of {} runs, {threads} threads",
+            "chat: {}, greedy, {} generated tokens, median of {} runs, {threads} threads, \
+             {kv_cache:?} KV cache",
             model.summary(),
             options.tokens,
             options.runs
@@ -99,7 +107,8 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
         .await;
     }
     println!(
-        "chat: SmolLM2-135M-Instruct, greedy, {} generated tokens, median of {} runs, {threads} threads",
+        "chat: SmolLM2-135M-Instruct, greedy, {} generated tokens, median of {} runs, \
+         {threads} threads, {kv_cache:?} KV cache",
         options.tokens, options.runs
     );
     for (weights, key, label) in formats {
@@ -110,6 +119,7 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
                 &models_dir,
                 GgufChatOptions {
                     weights,
+                    kv_cache,
                     ..GgufChatOptions::default()
                 },
             )
@@ -188,6 +198,15 @@ async fn one_run(model: &GgufChat, tokens: u32) -> anyhow::Result<Run> {
         }
     }
     bail!("the stream ended without Done")
+}
+
+/// `--kv-cache`: f16 or f32.
+fn kv_cache(name: &str) -> Result<KvCache, String> {
+    match name {
+        "f16" => Ok(KvCache::F16),
+        "f32" => Ok(KvCache::F32),
+        other => Err(format!("{other}: expected f16 or f32")),
+    }
 }
 
 fn median(mut values: Vec<f64>) -> f64 {

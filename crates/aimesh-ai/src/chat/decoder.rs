@@ -15,7 +15,7 @@ use candle_core::{
 };
 use candle_transformers::models::{quantized_gemma3, quantized_qwen2};
 
-use super::llama::{Cache, Llama};
+use super::llama::{Cache, KvCache, Llama};
 
 /// The architectures served, as GGUF names them.
 pub const ARCHITECTURES: &[&str] = &["llama", "qwen2", "gemma3"];
@@ -70,10 +70,11 @@ impl Decoder {
         })
     }
 
-    /// An empty state for one generation.
-    pub(super) fn state(&self) -> State {
+    /// An empty state for one generation; the llama decoder's cache holds its keys and values
+    /// as `kv_cache` says (candle's models keep theirs in f32).
+    pub(super) fn state(&self, kv_cache: KvCache) -> State {
         match self {
-            Self::Llama(model) => State::Llama(model.cache()),
+            Self::Llama(model) => State::Llama(model.cache(kv_cache)),
             Self::Qwen2(_) | Self::Gemma3(_) => State::Position(0),
         }
     }

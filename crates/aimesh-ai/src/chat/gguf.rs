@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 
 use super::{
     ChatEvent, ChatMessage, ChatModel, ChatStream, ChatTemplate, FinishReason, GenerationParams,
-    GgufTokenizer,
+    GgufTokenizer, KvCache,
     decoder::{ARCHITECTURES, Decoder, State},
     stop::{Scan, StopScanner},
     validate_messages, validate_params,
@@ -87,6 +87,9 @@ pub struct GgufChatOptions {
     /// How the weights of a llama model are held in memory (the other architectures keep
     /// the file's).
     pub weights: WeightFormat,
+    /// How a llama model's KV cache holds keys and values (the other architectures run on
+    /// candle's models, whose caches are f32).
+    pub kv_cache: KvCache,
     /// A Jinja chat template used instead of the file's `tokenizer.chat_template` (needed
     /// for files without one, such as base models).
     pub template: Option<String>,
@@ -97,6 +100,7 @@ impl Default for GgufChatOptions {
         Self {
             queue_capacity: 16,
             weights: WeightFormat::default(),
+            kv_cache: KvCache::default(),
             template: None,
         }
     }
@@ -286,6 +290,7 @@ impl GgufChat {
             tokenizer: tokenizer.clone(),
             end_ids,
             context_length,
+            kv_cache: options.kv_cache,
             device,
         };
         worker
@@ -296,6 +301,7 @@ impl GgufChat {
             path = %path.display(),
             %architecture,
             weights = ?options.weights,
+            kv_cache = ?options.kv_cache,
             context_length,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "chat model loaded"
@@ -407,6 +413,7 @@ struct Worker {
     /// Tokens ending the reply: end of sequence, end of turn.
     end_ids: Vec<u32>,
     context_length: usize,
+    kv_cache: KvCache,
     device: Device,
 }
 
@@ -419,7 +426,7 @@ struct Outcome {
 impl Worker {
     /// One forward pass of one token, to catch a model that loads but cannot run.
     fn trial(&mut self) -> candle_core::Result<()> {
-        let mut state = self.model.state();
+        let mut state = self.model.state(self.kv_cache);
         let logits = self
             .model
             .forward(&[self.tokenizer.eos_token_id()], &mut state)?;
@@ -485,7 +492,7 @@ impl Worker {
                     .blocking_send(Ok(ChatEvent::Token { text }))
                     .is_ok()
         };
-        let mut cache = self.model.state();
+        let mut cache = self.model.state(self.kv_cache);
         let mut logits = None;
         for chunk in job.prompt.chunks(self.model.prefill_chunk(PREFILL_CHUNK)) {
             if job.events.is_closed() {

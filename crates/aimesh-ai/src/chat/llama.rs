@@ -5,7 +5,9 @@
 //!
 //! - the KV cache is one growing buffer per layer, appended to in place: nothing is copied
 //!   per token (candle's model concatenates the whole cache, then repeats each key/value head
-//!   for its query heads, at every step);
+//!   for its query heads, at every step). It holds f16 values by default, as llama.cpp's
+//!   does: past a few hundred positions generation is bound by reading the cache, and half
+//!   the bytes are read in about half the time (see [`KvCache`]);
 //! - query, key and value are one product (their weights stacked at load), as are the gate
 //!   and up projections of the feed-forward layer;
 //! - norms, rotary embeddings, attention and the gated activation are plain loops over the
@@ -21,8 +23,13 @@ use candle_core::{
     Device, Result, Tensor, bail,
     quantized::{GgmlDType, QTensor, ggml_file::qtensor_from_ggml, gguf_file},
 };
+use half::f16;
 
-use crate::{ops::Kernels, quant::QMatrix};
+use crate::{
+    attention::{self, CacheValue, Heads},
+    ops::Kernels,
+    quant::QMatrix,
+};
 
 /// The sizes of a llama model, from its GGUF metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,12 +85,47 @@ pub(super) struct Llama {
     kernels: Kernels,
 }
 
+/// How the KV cache of a llama model holds the keys and values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KvCache {
+    /// Half precision (IEEE binary16), converted to f32 as attention reads them (F16C):
+    /// half the memory and, past a few hundred positions, faster generation. Rounding to
+    /// f16 moves the logits by about a thousandth of their range (the tests check the next
+    /// token stays the same). llama.cpp's default.
+    #[default]
+    F16,
+    /// Single precision: exactly what the products computed, twice the memory.
+    F32,
+}
+
 /// What a generation has computed so far: the keys and values of every position, per layer,
 /// laid out `[position][kv head][head dim]`.
 pub(super) struct Cache {
-    keys: Vec<Vec<f32>>,
-    values: Vec<Vec<f32>>,
+    layers: Layers,
     len: usize,
+}
+
+/// Every layer's keys and values, in the format the cache was made with.
+enum Layers {
+    F16(Vec<Layer<f16>>),
+    F32(Vec<Layer<f32>>),
+}
+
+/// One layer's keys and values.
+struct Layer<T> {
+    keys: Vec<T>,
+    values: Vec<T>,
+}
+
+impl<T> Layer<T> {
+    fn layers(count: usize) -> Vec<Self> {
+        (0..count)
+            .map(|_| Self {
+                keys: Vec::new(),
+                values: Vec::new(),
+            })
+            .collect()
+    }
 }
 
 impl Cache {
@@ -230,11 +272,14 @@ impl Llama {
         })
     }
 
-    /// An empty cache for one generation.
-    pub(super) fn cache(&self) -> Cache {
+    /// An empty cache for one generation, holding its keys and values as `format` says.
+    pub(super) fn cache(&self, format: KvCache) -> Cache {
+        let layers = self.shape.layers;
         Cache {
-            keys: vec![Vec::new(); self.shape.layers],
-            values: vec![Vec::new(); self.shape.layers],
+            layers: match format {
+                KvCache::F16 => Layers::F16(Layer::layers(layers)),
+                KvCache::F32 => Layers::F32(Layer::layers(layers)),
+            },
             len: 0,
         }
     }
@@ -262,12 +307,9 @@ impl Llama {
             }
             x.extend_from_slice(&self.embeddings[token * dim..(token + 1) * dim]);
         }
-        for (block, (keys, values)) in self
-            .blocks
-            .iter()
-            .zip(cache.keys.iter_mut().zip(cache.values.iter_mut()))
-        {
-            self.block(block, &mut x, keys, values, start)?;
+        match &mut cache.layers {
+            Layers::F16(layers) => self.blocks(&mut x, layers, start)?,
+            Layers::F32(layers) => self.blocks(&mut x, layers, start)?,
         }
         cache.len += tokens.len();
         let last = &x[(tokens.len() - 1) * dim..];
@@ -276,13 +318,27 @@ impl Llama {
         self.output.multiply(&normed, 1)
     }
 
+    /// Every decoder block, each with its layer of the cache, over the hidden states `x` of
+    /// the positions from `start` on.
+    fn blocks<T: CacheValue>(
+        &self,
+        x: &mut [f32],
+        layers: &mut [Layer<T>],
+        start: usize,
+    ) -> Result<()> {
+        for (block, layer) in self.blocks.iter().zip(layers) {
+            self.block(block, x, &mut layer.keys, &mut layer.values, start)?;
+        }
+        Ok(())
+    }
+
     /// One decoder block over the hidden states `x` of the positions from `start` on.
-    fn block(
+    fn block<T: CacheValue>(
         &self,
         block: &Block,
         x: &mut [f32],
-        keys: &mut Vec<f32>,
-        values: &mut Vec<f32>,
+        keys: &mut Vec<T>,
+        values: &mut Vec<T>,
         start: usize,
     ) -> Result<()> {
         let Shape { dim, hidden, .. } = self.shape;
@@ -295,6 +351,7 @@ impl Llama {
         let qkv = block.qkv.multiply(&normed, rows)?;
         let width = dim + 2 * kv_dim;
         let mut queries = Vec::with_capacity(rows * dim);
+        let mut key = vec![0f32; kv_dim];
         for (row, qkv) in qkv.chunks_exact(width).enumerate() {
             let position = start + row;
             let (q, kv) = qkv.split_at(dim);
@@ -302,10 +359,10 @@ impl Llama {
             let at = queries.len();
             queries.extend_from_slice(q);
             self.rope.apply(&mut queries[at..], position);
-            let at = keys.len();
-            keys.extend_from_slice(k);
-            self.rope.apply(&mut keys[at..], position);
-            values.extend_from_slice(v);
+            key.copy_from_slice(k);
+            self.rope.apply(&mut key, position);
+            T::extend(keys, &key);
+            T::extend(values, v);
         }
         let attended = self.attention(&queries, keys, values, start);
         let output = block.output.multiply(&attended, rows)?;
@@ -333,38 +390,20 @@ impl Llama {
 
     /// Causal grouped-query attention of `queries` (one row of heads per position from
     /// `start` on) over the cached keys and values of every position up to each query's.
-    fn attention(&self, queries: &[f32], keys: &[f32], values: &[f32], start: usize) -> Vec<f32> {
-        let Shape {
-            heads, kv_heads, ..
-        } = self.shape;
-        let head_dim = self.shape.head_dim();
-        let kv_dim = self.shape.kv_dim();
-        let group = heads / kv_heads;
-        let scale = 1.0 / (head_dim as f32).sqrt();
-        let mut out = vec![0f32; queries.len()];
-        let attend = |index: usize, out: &mut [f32]| {
-            let (row, head) = (index / heads, index % heads);
-            let query = &queries[index * head_dim..(index + 1) * head_dim];
-            let offset = (head / group) * head_dim;
-            let seen = start + row + 1;
-            let mut scores = vec![0f32; seen];
-            for (block, scores) in scores.chunks_mut(KEYS).enumerate() {
-                // A last block shorter than `KEYS` repeats its last key: every score is
-                // computed the same way, whichever block it falls in.
-                let key = |i: usize| {
-                    let t = block * KEYS + i.min(scores.len() - 1);
-                    &keys[t * kv_dim + offset..t * kv_dim + offset + head_dim]
-                };
-                let dots = dots(query, std::array::from_fn(key));
-                for (score, dot) in scores.iter_mut().zip(dots) {
-                    *score = dot * scale;
-                }
-            }
-            self.kernels.softmax(&mut scores);
-            weighted_sum(&scores, &values[offset..], kv_dim, out);
+    fn attention<T: CacheValue>(
+        &self,
+        queries: &[f32],
+        keys: &[T],
+        values: &[T],
+        start: usize,
+    ) -> Vec<f32> {
+        let heads = Heads {
+            heads: self.shape.heads,
+            kv_heads: self.shape.kv_heads,
+            head_dim: self.shape.head_dim(),
         };
-        aimesh_kernels::for_each_chunk(&mut out, head_dim, attend);
-        out
+        let seen = |row: usize| start + row + 1;
+        attention::attend(&self.kernels, heads, queries, keys, values, seen)
     }
 }
 
@@ -388,48 +427,6 @@ fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     let scale = 1.0 / (mean_square + eps).sqrt();
     for ((out, &x), &w) in out.iter_mut().zip(x).zip(weight) {
         *out = x * scale * w;
-    }
-}
-
-/// Keys scored at once by [`dots`].
-const KEYS: usize = 8;
-
-/// `query · key` for each of `KEYS` keys as long as `query`, each summed with fused
-/// multiply-adds in eight lanes by index: eight independent sums in flight and the query read
-/// once, where one key at a time would wait on each addition's latency.
-fn dots(query: &[f32], keys: [&[f32]; KEYS]) -> [f32; KEYS] {
-    let mut lanes = [[0f32; 8]; KEYS];
-    let whole = query.len() / 8 * 8;
-    for i in (0..whole).step_by(8) {
-        let query = &query[i..i + 8];
-        for (lanes, key) in lanes.iter_mut().zip(&keys) {
-            for ((lane, &q), &k) in lanes.iter_mut().zip(query).zip(&key[i..i + 8]) {
-                *lane = q.mul_add(k, *lane);
-            }
-        }
-    }
-    std::array::from_fn(|k| {
-        let tail = query[whole..].iter().zip(&keys[k][whole..]);
-        lanes[k].iter().sum::<f32>() + tail.map(|(q, k)| q * k).sum::<f32>()
-    })
-}
-
-/// `Σ weights[t] · values[t · stride..]` into `out`, `out.len()` values per position. Each
-/// block of 64 outputs is summed over every position in a local array (independent vectors
-/// of fused multiply-adds) and written once, instead of `out` being read and written back
-/// for each position.
-fn weighted_sum(weights: &[f32], values: &[f32], stride: usize, out: &mut [f32]) {
-    const BLOCK: usize = 64;
-    for (block, out) in out.chunks_mut(BLOCK).enumerate() {
-        let mut sums = [0f32; BLOCK];
-        let sums = &mut sums[..out.len()];
-        for (t, &w) in weights.iter().enumerate() {
-            let value = &values[t * stride + block * BLOCK..][..sums.len()];
-            for (sum, &v) in sums.iter_mut().zip(value) {
-                *sum = w.mul_add(v, *sum);
-            }
-        }
-        out.copy_from_slice(sums);
     }
 }
 
@@ -545,7 +542,7 @@ mod tests {
             ModelWeights::from_gguf(content, &mut reader, &Device::Cpu).expect("theirs");
 
         let prompt = [1u32, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 30, 2];
-        let mut cache = ours.cache();
+        let mut cache = ours.cache(KvCache::F32);
         let mut position = 0;
         for tokens in [&prompt[..], &[28], &[1542], &[30]] {
             let mine = ours.forward(tokens, &mut cache).expect("ours");
@@ -608,7 +605,7 @@ mod tests {
                 .sqrt()
         };
         let prompt = [1u32, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 30, 2];
-        let mut cache = ours.cache();
+        let mut cache = ours.cache(KvCache::F32);
         let mut position = 0;
         // How far ours and candle's are from the exact logits, over every step.
         let mut off = (0f32, 0f32);
@@ -648,6 +645,50 @@ mod tests {
         );
     }
 
+    /// An f16 cache against an f32 one, on the real model's weights in F32 (so that only the
+    /// cache's rounding differs), over a prompt and the greedy tokens after it: the logits
+    /// stay within a small fraction of their range, and every step picks the same token, or
+    /// one the f32 logits tie with it.
+    #[test]
+    fn an_f16_cache_keeps_the_logits_and_the_greedy_tokens() {
+        let (content, mut reader) = dequantized_gguf();
+        let model = Llama::load(&content, &mut reader, None, 256).expect("ours");
+        let argmax = |logits: &[f32]| {
+            logits
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map_or(0, |(i, _)| i as u32)
+        };
+        let (mut half, mut full) = (model.cache(KvCache::F16), model.cache(KvCache::F32));
+        let prompt = [1u32, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 30, 2];
+        let mut tokens = prompt.to_vec();
+        let mut worst = 0f32;
+        for step in 0..64 {
+            let ours = model.forward(&tokens, &mut half).expect("f16");
+            let exact = model.forward(&tokens, &mut full).expect("f32");
+            let largest = exact.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let diff = ours
+                .iter()
+                .zip(&exact)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            worst = worst.max(diff / largest);
+            assert!(
+                diff <= 0.01 * largest,
+                "step {step}: logits differ by {diff} (largest {largest})"
+            );
+            let (pick, best) = (argmax(&ours), argmax(&exact));
+            assert!(
+                exact[pick as usize] >= exact[best as usize] - 0.05,
+                "step {step}: token {pick}, the f32 cache's {best}"
+            );
+            // Both go on with the f32 cache's token, so the two runs see the same text.
+            tokens = vec![best];
+        }
+        assert_eq!(half.len(), full.len());
+        eprintln!("largest difference: {worst} of the largest logit");
+    }
+
     #[test]
     fn rope_rotates_pairs_by_position() {
         let rope = Rope::new(4, 10_000.0, 8);
@@ -660,41 +701,8 @@ mod tests {
         assert!((x[2] - 0.03f32.cos()).abs() < 1e-6 && (x[3] - 0.03f32.sin()).abs() < 1e-6);
     }
 
-    /// The attention's products against the plain formulas: whole lanes and tails, whole
-    /// blocks of outputs and shorter ones.
     #[test]
-    fn dots_weighted_sums_and_rms_norm() {
-        for len in [3, 19, 64, 128] {
-            let query: Vec<f32> = (0..len).map(|i| i as f32).collect();
-            let keys: Vec<Vec<f32>> = (0..KEYS)
-                .map(|k| (0..len).map(|i| (i + k) as f32 * 0.5).collect())
-                .collect();
-            let dots = dots(&query, std::array::from_fn(|k| &keys[k][..]));
-            for (dot, key) in dots.iter().zip(&keys) {
-                let exact: f32 = query.iter().zip(key).map(|(q, k)| q * k).sum();
-                assert!(
-                    (dot - exact).abs() <= 1e-5 * exact.abs(),
-                    "{dot} vs {exact}"
-                );
-            }
-        }
-        for (width, stride) in [(64, 192), (128, 128), (40, 48)] {
-            let weights: Vec<f32> = (0..37).map(|t| (t as f32 * 0.3).cos()).collect();
-            let values: Vec<f32> = (0..37 * stride).map(|i| (i as f32 * 0.07).sin()).collect();
-            let mut out = vec![f32::NAN; width];
-            weighted_sum(&weights, &values, stride, &mut out);
-            for (i, &got) in out.iter().enumerate() {
-                let exact: f32 = weights
-                    .iter()
-                    .enumerate()
-                    .map(|(t, w)| w * values[t * stride + i])
-                    .sum();
-                assert!(
-                    (got - exact).abs() <= 1e-5,
-                    "{width} wide, output {i}: {got} vs {exact}"
-                );
-            }
-        }
+    fn rms_norm_scales_by_the_root_mean_square() {
         let mut out = vec![0f32; 2];
         rms_norm(&[3.0, 4.0], &[1.0, 2.0], 0.0, &mut out);
         let rms = (12.5f32).sqrt();

@@ -24,6 +24,7 @@ pub use self::decoder::ARCHITECTURES;
 pub use self::gguf::{
     GgufChat, GgufChatOptions, MAX_CONTEXT, MODEL_ID, PREFILL_CHUNK, WeightFormat,
 };
+pub use self::llama::KvCache;
 pub use self::template::ChatTemplate;
 pub use self::tokenizer::GgufTokenizer;
 use crate::engine::EngineError;

@@ -9,12 +9,22 @@
 //! value projections stay in f32: they run once per window, on all 1,500 audio frames (a
 //! small share of a window's time), and in 8 bits together with the encoder's 8-bit
 //! feed-forward they cost Whisper base the first sentence of the benchmark's clip.
+//!
+//! Every step also reads the cross-attention's keys and values of all 1,500 frames, in every
+//! layer (18 MB in f32 for tiny, as much as its 8-bit weights): they are kept in f16, as the
+//! chat engine's KV cache is, and attention runs on the same loops (`crate::attention`), one
+//! pass over the cache per (token, head) instead of candle's six operations.
 
-use candle_core::{D, Device, Result, Tensor, quantized::GgmlDType};
+use candle_core::{Device, Result, Tensor, quantized::GgmlDType};
 use candle_nn::{Embedding, LayerNorm, Linear, Module, VarBuilder};
 use candle_transformers::models::whisper::Config;
+use half::f16;
 
-use crate::quant::{QLinear, QMatrix};
+use crate::{
+    attention::{self, CacheValue, Heads},
+    ops::Kernels,
+    quant::{QLinear, QMatrix},
+};
 
 /// One attention block's projections. Keys and values are either 8-bit (self-attention: one
 /// token per step) or f32 (cross-attention: all audio frames once per window).
@@ -60,7 +70,7 @@ struct Layer {
 }
 
 /// The decoder's weights.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Decoder {
     embed: Embedding,
     positions: Tensor,
@@ -68,16 +78,19 @@ pub(crate) struct Decoder {
     ln: LayerNorm,
     /// The token embeddings in Q8_0, scoring the next token.
     logits: QMatrix,
-    heads: usize,
+    heads: Heads,
     max_positions: usize,
+    kernels: Kernels,
 }
 
-/// The cache of one window's decoding.
+/// The cache of one window's decoding, laid out `[position][head][head dim]`.
 pub(crate) struct State {
-    /// Per layer: keys and values of the audio features, `[1, heads, frames, head_dim]`.
-    cross: Vec<(Tensor, Tensor)>,
-    /// Per layer: keys and values of the tokens so far.
-    past: Vec<Option<(Tensor, Tensor)>>,
+    /// Per layer: keys and values of the audio features, in f16.
+    cross: Vec<(Vec<f16>, Vec<f16>)>,
+    /// Audio frames.
+    frames: usize,
+    /// Per layer: keys and values of the tokens so far (a few hundred at most: f32).
+    past: Vec<(Vec<f32>, Vec<f32>)>,
     /// Tokens decoded so far.
     len: usize,
 }
@@ -108,26 +121,38 @@ impl Decoder {
             positions: vb.get((config.max_target_positions, d), "embed_positions.weight")?,
             layers,
             ln: ln(vb.pp("layer_norm"))?,
-            heads: config.decoder_attention_heads,
+            heads: Heads {
+                heads: config.decoder_attention_heads,
+                kv_heads: config.decoder_attention_heads,
+                head_dim: d / config.decoder_attention_heads,
+            },
             max_positions: config.max_target_positions,
+            kernels: Kernels::new()?,
         })
     }
 
     /// Starts decoding a window: projects the audio features (`[1, frames, d_model]`) into
     /// every layer's cross-attention keys and values.
     pub(crate) fn begin(&self, features: &Tensor) -> Result<State> {
+        let (_, frames, _) = features.dims3()?;
+        let half = |projected: Tensor| -> Result<Vec<f16>> {
+            let mut values = Vec::new();
+            f16::extend(&mut values, &projected.flatten_all()?.to_vec1()?);
+            Ok(values)
+        };
         let cross = self
             .layers
             .iter()
             .map(|layer| {
-                let k = self.split_heads(&layer.cross_attn.key.forward(features)?)?;
-                let v = self.split_heads(&layer.cross_attn.value.forward(features)?)?;
+                let k = half(layer.cross_attn.key.forward(features)?)?;
+                let v = half(layer.cross_attn.value.forward(features)?)?;
                 Ok((k, v))
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(State {
             cross,
-            past: vec![None; self.layers.len()],
+            frames,
+            past: vec![(Vec::new(), Vec::new()); self.layers.len()],
             len: 0,
         })
     }
@@ -150,39 +175,34 @@ impl Decoder {
         let positions = self.positions.narrow(0, state.len, n)?;
         let mut x = self.embed.forward(&input)?.broadcast_add(&positions)?;
         let past = state.len;
-        let mask = if n > 1 {
-            let total = past + n;
-            let mask: Vec<f32> = (0..n)
-                .flat_map(|i| {
-                    (0..total).map(move |j| if j > past + i { f32::NEG_INFINITY } else { 0.0 })
-                })
-                .collect();
-            Some(Tensor::from_vec(mask, (n, total), device)?)
-        } else {
-            None
-        };
-        for (i, layer) in self.layers.iter().enumerate() {
+        let values = |x: Tensor| -> Result<Vec<f32>> { x.flatten_all()?.to_vec1() };
+        let dims = x.dims3()?;
+        for ((layer, (keys, vals)), (cross_keys, cross_values)) in
+            self.layers.iter().zip(&mut state.past).zip(&state.cross)
+        {
             // Self-attention over the cached tokens and the new ones.
             let h = layer.self_ln.forward(&x)?;
-            let q = self.split_heads(&layer.self_attn.query.forward(&h)?)?;
-            let k = self.split_heads(&layer.self_attn.key.forward(&h)?)?;
-            let v = self.split_heads(&layer.self_attn.value.forward(&h)?)?;
-            let (k, v) = match &state.past[i] {
-                Some((past_k, past_v)) => (
-                    Tensor::cat(&[past_k, &k], 2)?,
-                    Tensor::cat(&[past_v, &v], 2)?,
-                ),
-                None => (k, v),
-            };
-            let attended = self.attend(&q, &k, &v, mask.as_ref())?;
-            state.past[i] = Some((k, v));
+            let q = values(layer.self_attn.query.forward(&h)?)?;
+            keys.extend(values(layer.self_attn.key.forward(&h)?)?);
+            vals.extend(values(layer.self_attn.value.forward(&h)?)?);
+            let seen = |row: usize| past + row + 1;
+            let attended = attention::attend(&self.kernels, self.heads, &q, keys, vals, seen);
+            let attended = Tensor::from_vec(attended, dims, device)?;
             x = (x + layer.self_attn.out.forward(&attended)?)?;
 
             // Cross-attention over the audio.
             let h = layer.cross_ln.forward(&x)?;
-            let q = self.split_heads(&layer.cross_attn.query.forward(&h)?)?;
-            let (k, v) = &state.cross[i];
-            let attended = self.attend(&q, k, v, None)?;
+            let q = values(layer.cross_attn.query.forward(&h)?)?;
+            let frames = |_: usize| state.frames;
+            let attended = attention::attend(
+                &self.kernels,
+                self.heads,
+                &q,
+                cross_keys,
+                cross_values,
+                frames,
+            );
+            let attended = Tensor::from_vec(attended, dims, device)?;
             x = (x + layer.cross_attn.out.forward(&attended)?)?;
 
             let h = layer.mlp_ln.forward(&x)?;
@@ -192,25 +212,5 @@ impl Decoder {
         let last = self.ln.forward(&x.narrow(1, n - 1, 1)?)?.squeeze(0)?;
         // Logits share the token embedding matrix: [1, d] x [d, vocab].
         self.logits.forward(&last)?.squeeze(0)
-    }
-
-    /// `[1, n, d]` -> `[1, heads, n, head_dim]`.
-    fn split_heads(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, n, d) = x.dims3()?;
-        x.reshape((b, n, self.heads, d / self.heads))?
-            .transpose(1, 2)?
-            .contiguous()
-    }
-
-    /// Scaled dot-product attention; returns `[1, n, d]`.
-    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        let head_dim = q.dim(D::Minus1)?;
-        let scale = 1.0 / (head_dim as f64).sqrt();
-        let mut scores = (q.matmul(&k.t()?)? * scale)?;
-        if let Some(mask) = mask {
-            scores = scores.broadcast_add(mask)?;
-        }
-        let weights = candle_nn::ops::softmax_last_dim(&scores)?;
-        weights.matmul(v)?.transpose(1, 2)?.flatten_from(2)
     }
 }
