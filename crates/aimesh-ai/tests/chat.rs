@@ -125,9 +125,9 @@ fn every_weight_format_and_kv_cache_gives_the_same_greedy_reply() {
     let stored = ask(model(), factual(), greedy(64));
     assert_eq!(stored.text().trim(), "The capital of France is Paris.");
     for (weights, kv_cache) in [
-        (WeightFormat::Q4K, KvCache::F16),
-        (WeightFormat::Q8_0, KvCache::F16),
-        (WeightFormat::AsStored, KvCache::F32),
+        (WeightFormat::Q4K, KvCache::F32),
+        (WeightFormat::Q8_0, KvCache::F32),
+        (WeightFormat::AsStored, KvCache::F16),
     ] {
         let other = GgufChat::load(
             &models::dir_for_tests(),

@@ -45,9 +45,9 @@ pub(crate) struct Options {
     /// matrices, Q8_0 embeddings, as the file has them), q8_0, q4_k.
     #[arg(long, default_value = "as-stored,q8_0,q4_k")]
     weights: String,
-    /// How the KV cache holds keys and values: f16 (the engine's default, and llama.cpp's) or
-    /// f32.
-    #[arg(long, default_value = "f16", value_parser = kv_cache)]
+    /// How the KV cache holds keys and values: f32 (the engine's default) or f16 (llama.cpp's
+    /// default).
+    #[arg(long, default_value = "f32", value_parser = kv_cache)]
     kv_cache: KvCache,
     /// Another chat model to measure instead of SmolLM2: a GGUF file of a llama, qwen2 or
     /// gemma3 model, or a chat model of the catalog (gemma3-270m); its weights as stored.
