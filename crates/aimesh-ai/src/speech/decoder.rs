@@ -87,8 +87,6 @@ pub(crate) struct Decoder {
 pub(crate) struct State {
     /// Per layer: keys and values of the audio features, in f16.
     cross: Vec<(Vec<f16>, Vec<f16>)>,
-    /// Audio frames.
-    frames: usize,
     /// Per layer: keys and values of the tokens so far (a few hundred at most: f32).
     past: Vec<(Vec<f32>, Vec<f32>)>,
     /// Tokens decoded so far.
@@ -134,7 +132,6 @@ impl Decoder {
     /// Starts decoding a window: projects the audio features (`[1, frames, d_model]`) into
     /// every layer's cross-attention keys and values.
     pub(crate) fn begin(&self, features: &Tensor) -> Result<State> {
-        let (_, frames, _) = features.dims3()?;
         let half = |projected: Tensor| -> Result<Vec<f16>> {
             let mut values = Vec::new();
             f16::extend(&mut values, &projected.flatten_all()?.to_vec1()?);
@@ -151,7 +148,6 @@ impl Decoder {
             .collect::<Result<Vec<_>>>()?;
         Ok(State {
             cross,
-            frames,
             past: vec![(Vec::new(), Vec::new()); self.layers.len()],
             len: 0,
         })
@@ -193,7 +189,9 @@ impl Decoder {
             // Cross-attention over the audio.
             let h = layer.cross_ln.forward(&x)?;
             let q = values(layer.cross_attn.query.forward(&h)?)?;
-            let frames = |_: usize| state.frames;
+            // Every token sees every audio frame.
+            let frames = cross_keys.len() / (self.heads.kv_heads * self.heads.head_dim);
+            let frames = |_: usize| frames;
             let attended = attention::attend(
                 &self.kernels,
                 self.heads,
