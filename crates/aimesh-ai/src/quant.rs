@@ -146,9 +146,14 @@ impl QLinear {
         vb: candle_nn::VarBuilder<'_>,
     ) -> Result<Self> {
         let weight = vb.get((outputs, inputs), "weight")?;
+        Self::quantized(&weight, bias.then(|| vb.get(outputs, "bias")).transpose()?)
+    }
+
+    /// The layer of the f32 `weight` (`outputs × inputs`), quantized to Q8_0, and `bias`.
+    pub(crate) fn quantized(weight: &Tensor, bias: Option<Tensor>) -> Result<Self> {
         Ok(Self {
-            weight: QMatrix::quantize(&weight, GgmlDType::Q8_0)?,
-            bias: bias.then(|| vb.get(outputs, "bias")).transpose()?,
+            weight: QMatrix::quantize(weight, GgmlDType::Q8_0)?,
+            bias,
         })
     }
 }

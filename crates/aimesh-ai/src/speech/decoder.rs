@@ -15,7 +15,7 @@
 //! attention runs on the chat engine's loops (`crate::attention`), one pass over the cache
 //! per (token, head) instead of candle's six operations with a thread-pool handover each.
 
-use candle_core::{Device, Result, Tensor, quantized::GgmlDType};
+use candle_core::{DType, Device, Result, Tensor, quantized::GgmlDType};
 use candle_nn::{Embedding, LayerNorm, Linear, Module, VarBuilder};
 use candle_transformers::models::whisper::Config;
 use half::f16;
@@ -26,43 +26,66 @@ use crate::{
     quant::{QLinear, QMatrix},
 };
 
-/// One attention block's projections. Keys and values are either 8-bit (self-attention: one
-/// token per step) or f32 (cross-attention: all audio frames once per window).
+/// Self-attention's projections: query, key and value stacked into one matrix (`3 d × d`,
+/// the key's bias zero: it has none), one product per step instead of three.
 #[derive(Debug, Clone)]
-struct Attention<KV> {
-    query: QLinear,
-    key: KV,
-    value: KV,
+struct SelfAttention {
+    qkv: QLinear,
     out: QLinear,
 }
 
-impl Attention<QLinear> {
-    fn load(d_model: usize, vb: VarBuilder<'_>) -> Result<Self> {
+impl SelfAttention {
+    fn load(d: usize, vb: VarBuilder<'_>) -> Result<Self> {
+        let weight = Tensor::cat(
+            &[
+                vb.get((d, d), "q_proj.weight")?,
+                vb.get((d, d), "k_proj.weight")?,
+                vb.get((d, d), "v_proj.weight")?,
+            ],
+            0,
+        )?;
+        let bias = Tensor::cat(
+            &[
+                vb.get(d, "q_proj.bias")?,
+                Tensor::zeros(d, DType::F32, vb.device())?,
+                vb.get(d, "v_proj.bias")?,
+            ],
+            0,
+        )?;
         Ok(Self {
-            query: QLinear::q8_0(d_model, d_model, true, vb.pp("q_proj"))?,
-            key: QLinear::q8_0(d_model, d_model, false, vb.pp("k_proj"))?,
-            value: QLinear::q8_0(d_model, d_model, true, vb.pp("v_proj"))?,
-            out: QLinear::q8_0(d_model, d_model, true, vb.pp("out_proj"))?,
+            // Q8_0 blocks lie along rows: stacking the rows quantizes each as on its own.
+            qkv: QLinear::quantized(&weight, Some(bias))?,
+            out: QLinear::q8_0(d, d, true, vb.pp("out_proj"))?,
         })
     }
 }
 
-impl Attention<Linear> {
-    fn load(d_model: usize, vb: VarBuilder<'_>) -> Result<Self> {
+/// Cross-attention's projections. The keys and values, of all audio frames once per window,
+/// stay in f32.
+#[derive(Debug, Clone)]
+struct CrossAttention {
+    query: QLinear,
+    key: Linear,
+    value: Linear,
+    out: QLinear,
+}
+
+impl CrossAttention {
+    fn load(d: usize, vb: VarBuilder<'_>) -> Result<Self> {
         Ok(Self {
-            query: QLinear::q8_0(d_model, d_model, true, vb.pp("q_proj"))?,
-            key: candle_nn::linear_no_bias(d_model, d_model, vb.pp("k_proj"))?,
-            value: candle_nn::linear(d_model, d_model, vb.pp("v_proj"))?,
-            out: QLinear::q8_0(d_model, d_model, true, vb.pp("out_proj"))?,
+            query: QLinear::q8_0(d, d, true, vb.pp("q_proj"))?,
+            key: candle_nn::linear_no_bias(d, d, vb.pp("k_proj"))?,
+            value: candle_nn::linear(d, d, vb.pp("v_proj"))?,
+            out: QLinear::q8_0(d, d, true, vb.pp("out_proj"))?,
         })
     }
 }
 
 #[derive(Debug, Clone)]
 struct Layer {
-    self_attn: Attention<QLinear>,
+    self_attn: SelfAttention,
     self_ln: LayerNorm,
-    cross_attn: Attention<Linear>,
+    cross_attn: CrossAttention,
     cross_ln: LayerNorm,
     fc1: QLinear,
     fc2: QLinear,
@@ -101,9 +124,9 @@ impl Decoder {
             .map(|i| {
                 let vb = vb.pp(format!("layers.{i}"));
                 Ok(Layer {
-                    self_attn: Attention::<QLinear>::load(d, vb.pp("self_attn"))?,
+                    self_attn: SelfAttention::load(d, vb.pp("self_attn"))?,
                     self_ln: ln(vb.pp("self_attn_layer_norm"))?,
-                    cross_attn: Attention::<Linear>::load(d, vb.pp("encoder_attn"))?,
+                    cross_attn: CrossAttention::load(d, vb.pp("encoder_attn"))?,
                     cross_ln: ln(vb.pp("encoder_attn_layer_norm"))?,
                     fc1: QLinear::q8_0(d, 4 * d, true, vb.pp("fc1"))?,
                     fc2: QLinear::q8_0(4 * d, d, true, vb.pp("fc2"))?,
@@ -178,9 +201,16 @@ impl Decoder {
         {
             // Self-attention over the cached tokens and the new ones.
             let h = layer.self_ln.forward(&x)?;
-            let q = values(layer.self_attn.query.forward(&h)?)?;
-            keys.extend(values(layer.self_attn.key.forward(&h)?)?);
-            vals.extend(values(layer.self_attn.value.forward(&h)?)?);
+            let qkv = values(layer.self_attn.qkv.forward(&h)?)?;
+            let d = dims.2;
+            let mut q = Vec::with_capacity(n * d);
+            for row in qkv.chunks_exact(3 * d) {
+                let (query, kv) = row.split_at(d);
+                let (key, value) = kv.split_at(d);
+                q.extend_from_slice(query);
+                keys.extend_from_slice(key);
+                vals.extend_from_slice(value);
+            }
             let seen = |row: usize| past + row + 1;
             let attended = attention::attend(&self.kernels, self.heads, &q, keys, vals, seen);
             let attended = Tensor::from_vec(attended, dims, device)?;
