@@ -15,7 +15,7 @@
 //! attention runs on the chat engine's loops (`crate::attention`), one pass over the cache
 //! per (token, head) instead of candle's six operations with a thread-pool handover each.
 
-use candle_core::{DType, Device, Result, Tensor, quantized::GgmlDType};
+use candle_core::{Device, Result, Tensor, quantized::GgmlDType};
 use candle_nn::{Embedding, LayerNorm, Linear, Module, VarBuilder};
 use candle_transformers::models::whisper::Config;
 use half::f16;
@@ -36,22 +36,7 @@ struct SelfAttention {
 
 impl SelfAttention {
     fn load(d: usize, vb: VarBuilder<'_>) -> Result<Self> {
-        let weight = Tensor::cat(
-            &[
-                vb.get((d, d), "q_proj.weight")?,
-                vb.get((d, d), "k_proj.weight")?,
-                vb.get((d, d), "v_proj.weight")?,
-            ],
-            0,
-        )?;
-        let bias = Tensor::cat(
-            &[
-                vb.get(d, "q_proj.bias")?,
-                Tensor::zeros(d, DType::F32, vb.device())?,
-                vb.get(d, "v_proj.bias")?,
-            ],
-            0,
-        )?;
+        let (weight, bias) = super::stacked_qkv(&vb, d, 1.0)?;
         Ok(Self {
             // Q8_0 blocks lie along rows: stacking the rows quantizes each as on its own.
             qkv: QLinear::quantized(&weight, Some(bias))?,
@@ -196,13 +181,13 @@ impl Decoder {
         let past = state.len;
         let values = |x: Tensor| -> Result<Vec<f32>> { x.flatten_all()?.to_vec1() };
         let dims = x.dims3()?;
+        let d = dims.2;
         for ((layer, (keys, vals)), (cross_keys, cross_values)) in
             self.layers.iter().zip(&mut state.past).zip(&state.cross)
         {
             // Self-attention over the cached tokens and the new ones.
             let h = layer.self_ln.forward(&x)?;
             let qkv = values(layer.self_attn.qkv.forward(&h)?)?;
-            let d = dims.2;
             let mut q = Vec::with_capacity(n * d);
             for row in qkv.chunks_exact(3 * d) {
                 let (query, kv) = row.split_at(d);

@@ -72,20 +72,10 @@ impl Encoder {
             .map(|i| {
                 let vb = vb.pp(format!("layers.{i}"));
                 let attn = vb.pp("self_attn");
-                let q = (attn.get((d, d), "q_proj.weight")? * scale)?;
-                let k = attn.get((d, d), "k_proj.weight")?;
-                let v = attn.get((d, d), "v_proj.weight")?;
-                let bias = Tensor::cat(
-                    &[
-                        (attn.get(d, "q_proj.bias")? * scale)?,
-                        Tensor::zeros(d, candle_core::DType::F32, vb.device())?,
-                        attn.get(d, "v_proj.bias")?,
-                    ],
-                    0,
-                )?;
+                let (qkv, bias) = super::stacked_qkv(&attn, d, scale)?;
                 Ok(Layer {
                     attn_ln: ln(vb.pp("self_attn_layer_norm"))?,
-                    qkv: Linear::new(Tensor::cat(&[q, k, v], 0)?, Some(bias)),
+                    qkv: Linear::new(qkv, Some(bias)),
                     out: candle_nn::linear(d, d, attn.pp("out_proj"))?,
                     mlp_ln: ln(vb.pp("final_layer_norm"))?,
                     fc1: QLinear::q8_0(d, 4 * d, true, vb.pp("fc1"))?,

@@ -28,6 +28,34 @@ pub use self::tts::{EspeakNg, MAX_TEXT_CHARS, WORDS_PER_MINUTE};
 pub use self::whisper::{Stages, Whisper, WhisperModel, WhisperOptions};
 use crate::engine::EngineError;
 
+/// A Whisper attention block's query, key and value projections (under `vb`) stacked into
+/// one `3 d × d` matrix and one bias, the key's zero (it has none), the query's rows and bias
+/// scaled by `query_scale`: one product instead of three.
+fn stacked_qkv(
+    vb: &candle_nn::VarBuilder<'_>,
+    d: usize,
+    query_scale: f64,
+) -> candle_core::Result<(candle_core::Tensor, candle_core::Tensor)> {
+    use candle_core::{DType, Tensor};
+    let weight = Tensor::cat(
+        &[
+            (vb.get((d, d), "q_proj.weight")? * query_scale)?,
+            vb.get((d, d), "k_proj.weight")?,
+            vb.get((d, d), "v_proj.weight")?,
+        ],
+        0,
+    )?;
+    let bias = Tensor::cat(
+        &[
+            (vb.get(d, "q_proj.bias")? * query_scale)?,
+            Tensor::zeros(d, DType::F32, vb.device())?,
+            vb.get(d, "v_proj.bias")?,
+        ],
+        0,
+    )?;
+    Ok((weight, bias))
+}
+
 /// How far a transcript is from what was said: the word-level edit distance (substitutions,
 /// insertions and deletions) from `reference` to `hypothesis`, and the reference's words.
 /// Words are compared lowercased, punctuation dropped (apostrophes kept).
