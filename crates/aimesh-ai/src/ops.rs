@@ -1,6 +1,7 @@
 //! Element-wise functions on tract-linalg's SIMD kernels (SiLU, GELU, the exponential), the
-//! best this CPU has, and the softmax built on them, for the engines' own model code; and
-//! two of them as candle operations over whole tensors, spread over candle's worker threads.
+//! best this CPU has, and the softmax built on them, for the engines' own model code; GELU as
+//! a candle operation over whole tensors, spread over candle's worker threads; and an
+//! encoder's attention fused per block of queries, with this softmax.
 //!
 //! Each kernel is element-wise: a value's result depends on that value alone, not on its
 //! neighbours or its address, and the softmax's maximum and total are folded in lanes by
@@ -84,10 +85,15 @@ impl Kernels {
         x.apply_op1_no_bwd(&Gelu(self))
     }
 
-    /// The softmax of every row of the f32 tensor `x` (over its last dimension), the rows
-    /// spread over candle's worker threads.
-    pub(crate) fn softmax_last_dim(&self, x: &Tensor) -> Result<Tensor> {
-        x.apply_op1_no_bwd(&SoftmaxRows(self))
+    /// An encoder's attention of every row over every row, fused per block of queries
+    /// ([`aimesh_kernels::attention`], with this softmax), from the stacked projections
+    /// `[1, rows, 3 d]` (queries already scaled, then keys, then values, each `heads` side by
+    /// side): `[1, rows, d]`.
+    pub(crate) fn attention(&self, qkv: &Tensor, heads: usize) -> Result<Tensor> {
+        qkv.apply_op1_no_bwd(&Attention {
+            kernels: self,
+            heads,
+        })
     }
 }
 
@@ -125,22 +131,35 @@ impl CustomOp1 for Gelu<'_> {
     }
 }
 
-/// [`Kernels::softmax_last_dim`] as a candle operation.
-struct SoftmaxRows<'a>(&'a Kernels);
+/// [`Kernels::attention`] as a candle operation.
+struct Attention<'a> {
+    kernels: &'a Kernels,
+    heads: usize,
+}
 
-impl CustomOp1 for SoftmaxRows<'_> {
+impl CustomOp1 for Attention<'_> {
     fn name(&self) -> &'static str {
-        "softmax-rows-simd"
+        "attention-fused"
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let width = layout.shape().dims().last().copied().unwrap_or(1).max(1);
-        let rows = CHUNK.div_ceil(width);
-        map_chunks(storage, layout, rows * width, |chunk| {
-            chunk
-                .chunks_exact_mut(width)
-                .for_each(|row| self.0.softmax(row));
-        })
+        let CpuStorage::F32(values) = storage else {
+            candle_core::bail!("only f32 values");
+        };
+        let (Some((start, end)), &[1, rows, width]) =
+            (layout.contiguous_offsets(), layout.shape().dims())
+        else {
+            candle_core::bail!("attention needs one contiguous [1, rows, 3 d] tensor");
+        };
+        if self.heads == 0 || !width.is_multiple_of(3 * self.heads) {
+            candle_core::bail!("{width} stacked values are not 3 × {} heads", self.heads);
+        }
+        let head_dim = width / 3 / self.heads;
+        let out =
+            aimesh_kernels::attention(&values[start..end], rows, self.heads, head_dim, &|row| {
+                self.kernels.softmax(row)
+            })?;
+        Ok((CpuStorage::F32(out), Shape::from((1, rows, width / 3))))
     }
 }
 
@@ -164,7 +183,7 @@ pub(crate) fn fold_lanes(values: &[f32], init: f32, f: impl Fn(f32, f32) -> f32)
 
 #[cfg(test)]
 mod tests {
-    use candle_core::Device;
+    use candle_core::{DType, Device};
 
     use super::*;
 
@@ -221,36 +240,70 @@ mod tests {
         );
     }
 
-    /// GELU and the softmax over a tensor's rows give candle's own operations' values, on
-    /// tensors of several chunks (spread over the worker threads) and on a short one.
+    /// GELU over a tensor gives candle's own operation's values, on tensors of several chunks
+    /// (spread over the worker threads) and on a short one.
     #[test]
-    fn tensor_gelu_and_softmax_match_candles() {
+    fn tensor_gelu_matches_candles() {
         let kernels = Kernels::new().expect("kernels");
         for (rows, width) in [(3, 5), (1500, 64), (40, 1500)] {
             let values: Vec<f32> = (0..rows * width)
                 .map(|i| (i as f32 * 0.37).sin() * 6.0)
                 .collect();
             let x = Tensor::from_vec(values, (1, rows, width), &Device::Cpu).expect("tensor");
-            let close = |got: &Tensor, want: &Tensor, what: &str| {
-                let got: Vec<f32> = got.flatten_all().and_then(|t| t.to_vec1()).expect("got");
-                let want: Vec<f32> = want.flatten_all().and_then(|t| t.to_vec1()).expect("want");
-                assert_eq!(got.len(), want.len());
-                for (g, w) in got.iter().zip(&want) {
-                    assert!(
-                        (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
-                        "{what}: {g} vs {w}"
-                    );
-                }
-            };
             close(
                 &kernels.gelu(&x).expect("gelu"),
                 &x.gelu().expect("gelu"),
+                1e-5,
                 "gelu",
             );
-            close(
-                &kernels.softmax_last_dim(&x).expect("softmax"),
-                &candle_nn::ops::softmax_last_dim(&x).expect("softmax"),
-                "softmax",
+        }
+    }
+
+    /// The fused attention gives what candle's operations give: scores, candle's softmax,
+    /// weighted values, the heads laid out and back; on a window's 1,500 rows (several
+    /// blocks) and on a few.
+    #[test]
+    fn attention_matches_candles_operations() {
+        let kernels = Kernels::new().expect("kernels");
+        for (rows, heads, head_dim) in [(1500, 2, 64), (5, 3, 8)] {
+            let d = heads * head_dim;
+            let values: Vec<f32> = (0..rows * 3 * d)
+                .map(|i| (i as f32 * 0.37).sin() * 0.5)
+                .collect();
+            let qkv = Tensor::from_vec(values, (1, rows, 3 * d), &Device::Cpu).expect("qkv");
+            let got = kernels.attention(&qkv, heads).expect("attention");
+            let want = (|| {
+                let qkv = qkv.reshape((rows, 3, heads, head_dim))?;
+                let part = |i: usize| {
+                    qkv.narrow(1, i, 1)?
+                        .squeeze(1)?
+                        .transpose(0, 1)?
+                        .contiguous()
+                };
+                let (q, k, v) = (part(0)?, part(1)?, part(2)?);
+                let weights = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
+                weights.matmul(&v)?.transpose(0, 1)?.reshape((1, rows, d))
+            })()
+            .expect("candle's attention");
+            close(&got, &want, 1e-4, "attention");
+        }
+        let qkv = Tensor::zeros((1, 4, 10), DType::F32, &Device::Cpu).expect("qkv");
+        assert!(
+            kernels.attention(&qkv, 3).is_err(),
+            "10 is not 3 × 3 heads × n"
+        );
+    }
+
+    /// Asserts that two tensors hold the same values, each within `tolerance` relative to
+    /// one plus its magnitude.
+    fn close(got: &Tensor, want: &Tensor, tolerance: f32, what: &str) {
+        assert_eq!(got.dims(), want.dims(), "{what}");
+        let got: Vec<f32> = got.flatten_all().and_then(|t| t.to_vec1()).expect("got");
+        let want: Vec<f32> = want.flatten_all().and_then(|t| t.to_vec1()).expect("want");
+        for (g, w) in got.iter().zip(&want) {
+            assert!(
+                (g - w).abs() <= tolerance * (1.0 + w.abs()),
+                "{what}: {g} vs {w}"
             );
         }
     }

@@ -1,7 +1,9 @@
 //! Times the tiled products on the shapes of SmolLM2-135M's matrices, for one row of
 //! activations (a generated token) and for 193 (a prompt), and prints them with the kernel
 //! this CPU takes (the fastest of many runs). Then Whisper's encoder matrices (tiny and base)
-//! for a window's 1,500 audio frames in Q8_0, beside candle's f32 product of the same shape. `RAYON_NUM_THREADS=1` times one core;
+//! for a window's 1,500 audio frames in Q8_0, beside candle's f32 product of the same shape,
+//! and their attention fused per block of queries beside whole-tensor operations.
+//! `RAYON_NUM_THREADS=1` times one core;
 //! `AIMESH_AMX=off` compares AMX's CPUs with their AVX-512 VNNI kernels:
 //!
 //! ```sh
@@ -72,7 +74,53 @@ fn main() -> Result<()> {
             }
             println!("{line}");
         }
+        attention(d, FRAMES)?;
     }
+    Ok(())
+}
+
+/// A window's attention (heads of 64) fused per block of queries, beside the same done as
+/// whole-tensor operations (scores, a pass over a copy of them, weighted values, the heads
+/// laid out and back). Both sides normalise each row of scores by its largest magnitude, a
+/// cheap pass standing in for the softmax (whose exponentials the engines run on tract's
+/// SIMD kernels, and a scalar loop here would dwarf the rest): what is timed is the products
+/// and the memory the scores go through.
+fn attention(d: usize, frames: usize) -> Result<()> {
+    let (heads, head_dim) = (d / 64, 64);
+    let softmax = |row: &mut [f32]| {
+        let scale = 1.0 / row.iter().fold(f32::MIN_POSITIVE, |m, s| m.max(s.abs()));
+        row.iter_mut().for_each(|s| *s *= scale);
+    };
+    let qkv: Vec<f32> = (0..frames * 3 * d)
+        .map(|i| ((i * 104_729 % 1000) as f32 / 500.0 - 1.0) * 0.3)
+        .collect();
+    let fused =
+        time(|| aimesh_kernels::attention(&qkv, frames, heads, head_dim, &softmax).map(drop))?;
+    let stacked = Tensor::from_slice(&qkv, (frames, 3, heads, head_dim), &Device::Cpu)?;
+    let part = |i: usize| {
+        stacked
+            .narrow(1, i, 1)?
+            .squeeze(1)?
+            .transpose(0, 1)?
+            .contiguous()
+    };
+    let tensors = time(|| {
+        let (q, k, v) = (part(0)?, part(1)?, part(2)?);
+        let mut scores = q.matmul(&k.t()?)?.flatten_all()?.to_vec1::<f32>()?;
+        aimesh_kernels::for_each_chunk(&mut scores, 16 * frames, |_, rows| {
+            rows.chunks_exact_mut(frames).for_each(softmax)
+        });
+        let weights = Tensor::from_vec(scores, (heads, frames, frames), &Device::Cpu)?;
+        let out = weights.matmul(&v)?.transpose(0, 1)?.contiguous()?;
+        drop(out);
+        Ok(())
+    })?;
+    println!(
+        "encoder attention, {heads} heads, {frames} rows: tensor operations {:.0} µs, fused {:.0} µs ({:.2}x)",
+        tensors.as_secs_f64() * 1e6,
+        fused.as_secs_f64() * 1e6,
+        tensors.as_secs_f64() / fused.as_secs_f64()
+    );
     Ok(())
 }
 

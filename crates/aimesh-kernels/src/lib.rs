@@ -29,6 +29,13 @@
 //! one instruction multiplies a 32-value block of 16 rows of activations by the 16 rows of
 //! the matrix, and AVX-512 applies the blocks' scales to the 16 × 16 integer sums.
 //! `AIMESH_AMX=off` keeps such CPUs on AVX-512 VNNI.
+//!
+//! [`attention`] is an encoder's attention fused per block of queries, on gemm's f32
+//! kernels (the ones candle's products use), the scores kept in each thread's cache.
+
+mod attention;
+
+pub use attention::attention;
 
 use std::{fmt, sync::OnceLock};
 

@@ -107,33 +107,14 @@ impl Encoder {
         let mut x = x.broadcast_add(&self.positions.narrow(0, 0, frames)?)?;
         for layer in &self.layers {
             let h = layer.attn_ln.forward(&x)?;
-            let attended = self.attend(&layer.qkv.forward(&h)?)?;
+            let attended = self
+                .kernels
+                .attention(&layer.qkv.forward(&h)?, self.heads)?;
             x = (x + layer.out.forward(&attended)?)?;
             let h = layer.mlp_ln.forward(&x)?;
             x = (x + layer.fc2.forward(&gelu(layer.fc1.forward(&h)?)?)?)?;
         }
         self.ln_post.forward(&x)
-    }
-
-    /// Attention of every frame over every frame, from the stacked queries (already scaled),
-    /// keys and values `[1, frames, 3 d]`: `[1, frames, d]`.
-    fn attend(&self, qkv: &Tensor) -> Result<Tensor> {
-        let (b, n, width) = qkv.dims3()?;
-        let head_dim = width / 3 / self.heads;
-        let qkv = qkv.reshape((b, n, 3, self.heads, head_dim))?;
-        // [b, heads, n, head_dim] each.
-        let part = |i: usize| {
-            qkv.narrow(2, i, 1)?
-                .squeeze(2)?
-                .transpose(1, 2)?
-                .contiguous()
-        };
-        let (q, k, v) = (part(0)?, part(1)?, part(2)?);
-        let weights = self.kernels.softmax_last_dim(&q.matmul(&k.t()?)?)?;
-        weights
-            .matmul(&v)?
-            .transpose(1, 2)?
-            .reshape((b, n, width / 3))
     }
 }
 
