@@ -97,21 +97,31 @@ impl Kernels {
     }
 }
 
+/// The contiguous f32 data of a tensor's storage, or an error naming the operation `op`.
+pub(crate) fn contiguous<'a>(
+    op: &str,
+    storage: &'a CpuStorage,
+    layout: &Layout,
+) -> Result<&'a [f32]> {
+    let CpuStorage::F32(data) = storage else {
+        candle_core::bail!("{op}: f32 only");
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("{op}: contiguous tensors only");
+    };
+    Ok(&data[start..end])
+}
+
 /// A copy of the contiguous f32 `storage`, with `f` applied to each chunk of `chunk` values on
 /// candle's worker threads.
 fn map_chunks(
+    op: &str,
     storage: &CpuStorage,
     layout: &Layout,
     chunk: usize,
     f: impl Fn(&mut [f32]) + Sync,
 ) -> Result<(CpuStorage, Shape)> {
-    let CpuStorage::F32(values) = storage else {
-        candle_core::bail!("only f32 values");
-    };
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        candle_core::bail!("the values must be contiguous");
-    };
-    let mut out = values[start..end].to_vec();
+    let mut out = contiguous(op, storage, layout)?.to_vec();
     aimesh_kernels::for_each_chunk(&mut out, chunk, |_, chunk| f(chunk));
     Ok((CpuStorage::F32(out), layout.shape().clone()))
 }
@@ -125,7 +135,7 @@ impl CustomOp1 for Gelu<'_> {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        map_chunks(storage, layout, CHUNK, |values| {
+        map_chunks(self.name(), storage, layout, CHUNK, |values| {
             self.0.gelu_in_place(values)
         })
     }
@@ -143,22 +153,17 @@ impl CustomOp1 for Attention<'_> {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(values) = storage else {
-            candle_core::bail!("only f32 values");
-        };
-        let (Some((start, end)), &[1, rows, width]) =
-            (layout.contiguous_offsets(), layout.shape().dims())
-        else {
-            candle_core::bail!("attention needs one contiguous [1, rows, 3 d] tensor");
+        let values = contiguous(self.name(), storage, layout)?;
+        let &[1, rows, width] = layout.shape().dims() else {
+            candle_core::bail!("{}: one [1, rows, 3 d] tensor only", self.name());
         };
         if self.heads == 0 || !width.is_multiple_of(3 * self.heads) {
             candle_core::bail!("{width} stacked values are not 3 × {} heads", self.heads);
         }
         let head_dim = width / 3 / self.heads;
-        let out =
-            aimesh_kernels::attention(&values[start..end], rows, self.heads, head_dim, &|row| {
-                self.kernels.softmax(row)
-            })?;
+        let out = aimesh_kernels::attention(values, rows, self.heads, head_dim, &|row| {
+            self.kernels.softmax(row)
+        })?;
         Ok((CpuStorage::F32(out), Shape::from((1, rows, width / 3))))
     }
 }

@@ -48,8 +48,12 @@ pub fn attention(
     crate::for_each_chunk(&mut out, QUERIES * d, |index, block| {
         let first = index * QUERIES;
         let queries = block.len() / d;
-        SCORES.with_borrow_mut(|scores| {
-            scores.resize(queries * rows, 0.0);
+        SCORES.with_borrow_mut(|buffer| {
+            // Grown once to a full block's size and kept: a shorter last block uses its start.
+            if buffer.len() < queries * rows {
+                buffer.resize(queries * rows, 0.0);
+            }
+            let scores = &mut buffer[..queries * rows];
             for head in 0..heads {
                 let column = head * head_dim;
                 // The block's scores: its queries times the head's keys, transposed.

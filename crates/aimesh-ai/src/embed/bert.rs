@@ -22,6 +22,8 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{Config, HiddenAct};
 use rayon::prelude::*;
 
+use crate::ops::contiguous;
+
 /// A dense layer: `x · weight` with the weight kept transposed and contiguous; its bias is
 /// added by the operation that follows the product.
 struct Dense {
@@ -290,17 +292,6 @@ impl Packing {
     fn texts(&self) -> usize {
         self.lengths.len()
     }
-}
-
-/// The contiguous f32 data of a tensor's storage, or an error naming the operation.
-fn contiguous<'a>(op: &str, storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
-    let CpuStorage::F32(data) = storage else {
-        bail!("{op}: f32 only");
-    };
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        bail!("{op}: contiguous tensors only");
-    };
-    Ok(&data[start..end])
 }
 
 /// An operation on packed hidden states that also adds a dense layer's bias.
