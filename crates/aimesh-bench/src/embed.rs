@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aimesh_ai::embed::{EmbedOptions, EmbedStats, Embedder, MiniLm};
+use aimesh_ai::embed::{EmbedOptions, EmbedStats, Embedder, FeedForward, MiniLm, dot};
 use anyhow::Context;
 use futures::{StreamExt, TryStreamExt};
 
@@ -38,6 +38,11 @@ pub(crate) struct Options {
     /// Longest the engine waits for more requests to batch, in milliseconds.
     #[arg(long, default_value_t = 2)]
     max_wait_ms: u64,
+    /// How the engine's feed-forward layers multiply: `q8_0` (8-bit blocks, the default
+    /// where the CPU has VNNI) or `f32`. With `q8_0` the benchmark also prints how far its
+    /// embeddings are from f32's.
+    #[arg(long, value_parser = parse_feed_forward, default_value = default_feed_forward())]
+    feed_forward: FeedForward,
     /// The models directory holding all-minilm-l6-v2.
     #[arg(long, env = "AIMESH_MODELS_DIR")]
     models_dir: PathBuf,
@@ -64,6 +69,7 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
             .max()
             .unwrap_or(1)
             .max(WARM_UP),
+        feed_forward: options.feed_forward,
         ..EmbedOptions::default()
     };
     let models_dir = options.models_dir.clone();
@@ -82,6 +88,9 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
             / sentences.len().max(1) as f64,
         std::thread::available_parallelism().map_or(1, usize::from),
     );
+    if options.feed_forward != FeedForward::F32 {
+        compare_with_f32(&engine, &options.models_dir, &sentences).await?;
+    }
     // Warm up: allocator, thread pools, caches.
     engine
         .embed(sentences.iter().take(WARM_UP).cloned().collect())
@@ -101,6 +110,55 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
             println!("result\t{batch}\t{mode}\t{rate:.1}");
         }
     }
+    Ok(())
+}
+
+fn parse_feed_forward(value: &str) -> Result<FeedForward, String> {
+    match value {
+        "f32" => Ok(FeedForward::F32),
+        "q8_0" => Ok(FeedForward::Q8_0),
+        other => Err(format!("{other}: f32 or q8_0")),
+    }
+}
+
+fn default_feed_forward() -> &'static str {
+    match FeedForward::for_this_cpu() {
+        FeedForward::F32 => "f32",
+        FeedForward::Q8_0 => "q8_0",
+    }
+}
+
+/// Prints the cosine similarity of `engine`'s embeddings of the first 256 sentences with
+/// those of an engine whose feed-forward layers are f32 (both unit length).
+async fn compare_with_f32(
+    engine: &MiniLm,
+    models_dir: &std::path::Path,
+    sentences: &[String],
+) -> anyhow::Result<()> {
+    let models_dir = models_dir.to_owned();
+    let reference = tokio::task::spawn_blocking(move || {
+        MiniLm::load(
+            &models_dir,
+            EmbedOptions {
+                feed_forward: FeedForward::F32,
+                ..EmbedOptions::default()
+            },
+        )
+    })
+    .await??;
+    let mut similarity = Vec::new();
+    // In calls of WARM_UP texts: the engine takes at least that many at once.
+    for chunk in sentences[..sentences.len().min(256)].chunks(WARM_UP) {
+        let ours = engine.embed(chunk.to_vec()).await?;
+        let theirs = reference.embed(chunk.to_vec()).await?;
+        similarity.extend(ours.iter().zip(&theirs).map(|(a, b)| dot(a, b)));
+    }
+    println!(
+        "feed-forward vs f32 embeddings, cosine over {} sentences: mean {:.5}, min {:.5}",
+        similarity.len(),
+        similarity.iter().sum::<f32>() / similarity.len().max(1) as f32,
+        similarity.iter().copied().fold(f32::INFINITY, f32::min),
+    );
     Ok(())
 }
 

@@ -131,6 +131,13 @@ impl Kernel {
     }
 }
 
+/// Whether this CPU multiplies 8-bit blocks with VNNI (AVX-512 VNNI, or AMX-INT8 beside
+/// it): there [`Tiles`]' 8-bit products outrun f32 ones several times over. On AVX2 alone
+/// they take two instructions per four values and are about as fast as f32 products.
+pub fn has_vnni() -> bool {
+    matches!(Kernel::detect(), Some(Kernel::Amx | Kernel::Avx512Vnni))
+}
+
 /// Whether this CPU has AMX-INT8 and the process may use its tile state (Linux hands out the
 /// 8 KiB of tile data only to processes that ask), unless `AIMESH_AMX=off`.
 fn amx_enabled() -> bool {

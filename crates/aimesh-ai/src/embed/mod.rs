@@ -9,6 +9,7 @@ mod minilm;
 
 use futures::future::BoxFuture;
 
+pub use self::bert::FeedForward;
 pub use self::minilm::{EmbedOptions, EmbedStats, MAX_TOKENS, MODEL_ID, MiniLm};
 use crate::engine::EngineError;
 
