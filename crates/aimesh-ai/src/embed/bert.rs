@@ -65,19 +65,21 @@ struct Dense {
 }
 
 impl Dense {
+    /// The f32 layer whose `weight` (`outputs × inputs`) and `bias` are under `vb`.
     fn load(vb: VarBuilder<'_>, inputs: usize, outputs: usize) -> Result<Self> {
         Self::load_as(vb, inputs, outputs, FeedForward::F32)
     }
 
+    /// The layer under `vb`, its weight kept as a feed-forward layer's would be by `kind`.
     fn load_as(
         vb: VarBuilder<'_>,
         inputs: usize,
         outputs: usize,
-        precision: FeedForward,
+        kind: FeedForward,
     ) -> Result<Self> {
         let weight = vb.get((outputs, inputs), "weight")?;
         let bias = vb.get(outputs, "bias")?;
-        match precision {
+        match kind {
             FeedForward::F32 => Self::new(&weight, &bias),
             FeedForward::Q8_0 => Ok(Self {
                 weight: Weight::Q8_0(QMatrix::quantize(&weight, GgmlDType::Q8_0)?),
