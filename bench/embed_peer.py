@@ -50,18 +50,18 @@ def main() -> None:
         f"sentence-transformers loaded in {time.perf_counter() - started:.1f} s; "
         f"{len(sentences)} sentences; torch {torch.__version__}, {torch.get_num_threads()} threads"
     )
+    # torch.ao.quantization and its kernels print deprecation notices.
+    warnings.simplefilter("ignore")
     models = {"float32": model}
     if "int8" in precisions:
         # A copy with every nn.Linear (the attention's projections and the feed-forward) on
         # int8 weights; embeddings, layer norms and attention's own products stay float32.
         # Per output channel: one scale per row of weights, PyTorch's most accurate int8
         # (its default, one scale per matrix, is further from float32).
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch.ao.quantization is deprecated
-            models["int8"] = torch.ao.quantization.quantize_dynamic(
-                copy.deepcopy(model),
-                {torch.nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig},
-            )
+        models["int8"] = torch.ao.quantization.quantize_dynamic(
+            copy.deepcopy(model),
+            {torch.nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig},
+        )
 
     def encode(model, texts, batch):
         return model.encode(
@@ -72,7 +72,6 @@ def main() -> None:
             show_progress_bar=False,
         )
 
-    warnings.simplefilter("ignore")  # quantized kernels' deprecation notices
     for precision in precisions:
         encode(models[precision], sentences[:64], 64)  # warm up
     if "int8" in precisions:

@@ -65,33 +65,22 @@ struct Dense {
 }
 
 impl Dense {
-    /// The f32 layer whose `weight` (`outputs × inputs`) and `bias` are under `vb`.
-    fn load(vb: VarBuilder<'_>, inputs: usize, outputs: usize) -> Result<Self> {
-        Self::load_as(vb, inputs, outputs, FeedForward::F32)
-    }
-
-    /// The layer under `vb`, its weight kept as a feed-forward layer's would be by `kind`.
-    fn load_as(
-        vb: VarBuilder<'_>,
-        inputs: usize,
-        outputs: usize,
-        kind: FeedForward,
-    ) -> Result<Self> {
+    /// The layer whose `weight` (`outputs × inputs`) and `bias` are under `vb`, its weight
+    /// kept as `kind` says.
+    fn load(vb: VarBuilder<'_>, inputs: usize, outputs: usize, kind: FeedForward) -> Result<Self> {
         let weight = vb.get((outputs, inputs), "weight")?;
         let bias = vb.get(outputs, "bias")?;
-        match kind {
-            FeedForward::F32 => Self::new(&weight, &bias),
-            FeedForward::Q8_0 => Ok(Self {
-                weight: Weight::Q8_0(QMatrix::quantize(&weight, GgmlDType::Q8_0)?),
-                bias: bias.to_vec1()?,
-            }),
-        }
+        Self::new(&weight, &bias, kind)
     }
 
-    /// The f32 layer of `weight` (`outputs × inputs`) and `bias`.
-    fn new(weight: &Tensor, bias: &Tensor) -> Result<Self> {
+    /// The layer of `weight` (`outputs × inputs`) and `bias`, its weight kept as `kind` says.
+    fn new(weight: &Tensor, bias: &Tensor, kind: FeedForward) -> Result<Self> {
+        let weight = match kind {
+            FeedForward::F32 => Weight::F32(weight.t()?.contiguous()?),
+            FeedForward::Q8_0 => Weight::Q8_0(QMatrix::quantize(weight, GgmlDType::Q8_0)?),
+        };
         Ok(Self {
-            weight: Weight::F32(weight.t()?.contiguous()?),
+            weight,
             bias: bias.to_vec1()?,
         })
     }
@@ -177,10 +166,16 @@ impl Encoder {
                 let (vw, vb_) = part("value")?;
                 let weight = Tensor::cat(&[(qw * scale)?, kw, vw], 0)?;
                 let bias = Tensor::cat(&[(qb * scale)?, kb, vb_], 0)?;
-                let output = Dense::load(l.pp("attention.output.dense"), hidden, hidden)?;
+                // The attention's projections stay f32 (see FeedForward::Q8_0).
+                let output = Dense::load(
+                    l.pp("attention.output.dense"),
+                    hidden,
+                    hidden,
+                    FeedForward::F32,
+                )?;
                 let attention_norm =
                     AddNorm::load(l.pp("attention.output.LayerNorm"), output.bias.clone(), eps)?;
-                let down = Dense::load_as(
+                let down = Dense::load(
                     l.pp("output.dense"),
                     config.intermediate_size,
                     hidden,
@@ -188,10 +183,10 @@ impl Encoder {
                 )?;
                 let output_norm = AddNorm::load(l.pp("output.LayerNorm"), down.bias.clone(), eps)?;
                 Ok(Layer {
-                    qkv: Dense::new(&weight, &bias)?,
+                    qkv: Dense::new(&weight, &bias, FeedForward::F32)?,
                     output,
                     attention_norm,
-                    intermediate: Dense::load_as(
+                    intermediate: Dense::load(
                         l.pp("intermediate.dense"),
                         hidden,
                         config.intermediate_size,
