@@ -42,11 +42,13 @@ pub(crate) struct Options {
     /// async`); submissions stay durable.
     #[arg(long)]
     async_worker_commits: bool,
-    /// An empty PostgreSQL database to use (its jobs table is created and emptied).
+    /// An empty PostgreSQL database to use (its jobs table is created and emptied). By default
+    /// the local server over plain TCP, as the peer reaches its Redis: a local server that offers
+    /// TLS would otherwise encrypt every statement on aimesh's side alone.
     #[arg(
         long,
         env = "AIMESH_BENCH_POSTGRES_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/aimesh_bench"
+        default_value = "postgres://postgres@127.0.0.1:5432/aimesh_bench?sslmode=disable"
     )]
     database_url: String,
 }
