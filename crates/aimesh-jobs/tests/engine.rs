@@ -184,7 +184,7 @@ impl JobHandler for FakeCounter {
     }
 }
 
-/// Each run waits for a permit of its gate.
+/// Each run reports 10% progress, then waits for a permit of its gate.
 struct FakeGated {
     gate: Arc<tokio::sync::Semaphore>,
 }
@@ -193,9 +193,10 @@ impl JobHandler for FakeGated {
     fn kind(&self) -> &'static str {
         "test.gated"
     }
-    fn run(&self, _ctx: JobContext) -> BoxFuture<'static, Result<JobOutput, JobError>> {
+    fn run(&self, ctx: JobContext) -> BoxFuture<'static, Result<JobOutput, JobError>> {
         let gate = self.gate.clone();
         Box::pin(async move {
+            ctx.progress(10, "waiting", "partial").await;
             gate.acquire().await.unwrap().forget();
             Ok(ok())
         })
@@ -463,22 +464,28 @@ async fn many_jobs_over_four_workers_run_once_each(backend: Backend) {
 /// terminal state.
 async fn a_watch_follows_a_job_to_its_end(backend: Backend) {
     let engine = engine(backend).await;
-    let job = submit(&engine, "test.slow").await;
+    let job = submit(&engine, "test.gated").await;
     let mut watch = engine.jobs.watch(OWNER, job.id).await.unwrap();
     let first = watch.next().await.unwrap().unwrap();
     assert_eq!((first.id, first.state), (job.id, JobState::Queued));
+    // The job holds at 10% until the watch has shown it there: a watch sends the latest state
+    // when it hears of a change, so a job that moved on at once could skip a step legitimately.
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let (_stop, _worker) = spawn_worker(
         &engine,
-        vec![Arc::new(FakeSlow {
-            duration: Duration::from_millis(100),
-            saw_cancel: Arc::new(AtomicBool::new(false)),
-        })],
+        vec![Arc::new(FakeGated { gate: gate.clone() })],
         fast_config(),
     );
     let mut seen = vec![first];
-    while let Some(snapshot) = watch.next().await {
+    while let Some(snapshot) = tokio::time::timeout(Duration::from_secs(30), watch.next())
+        .await
+        .unwrap_or_else(|_| panic!("the watch stalled after {seen:#?}"))
+    {
         let snapshot = snapshot.unwrap();
         assert_ne!(seen.last(), Some(&snapshot), "a snapshot came twice");
+        if snapshot.state == JobState::Running && snapshot.progress_percent == 10 {
+            gate.add_permits(1);
+        }
         seen.push(snapshot);
     }
     let last = seen.last().unwrap();
