@@ -16,10 +16,10 @@ use aimesh_proto::{
 };
 use anyhow::Context;
 use hdrhistogram::Histogram;
-
-use crate::documents::median;
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+use crate::documents::median;
 
 /// Options of the notes benchmark.
 #[derive(Debug, clap::Args)]
